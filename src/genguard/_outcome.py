@@ -1,0 +1,277 @@
+"""Outcome and its parts: frozen values that say how one call (or one captured exchange) ended.
+
+An :class:`Outcome` is either a usable generation (``ok`` is true) or exactly one failure with a kind, a code,
+a retry verdict and a diagnosis. ``to_dict()`` gives exactly the JSON object of TAXONOMY.md.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from ._taxonomy import Endpoint, Kind, code_info
+
+if TYPE_CHECKING:
+    from typing import Self
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts as the provider reported them (``None`` where it did not say).
+
+    >>> Usage(prompt_tokens=5, completion_tokens=7, total_tokens=12) + Usage(3, 1, 4)
+    Usage(prompt_tokens=8, completion_tokens=8, total_tokens=16, details=None)
+    """
+
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    total_tokens: int | None = None
+    details: Mapping[str, Any] | None = None
+
+    @classmethod
+    def from_dict(cls, data: object) -> Usage | None:
+        """Read an OpenAI-style ``usage`` object (also ``input_tokens``/``output_tokens``); ``None`` if absent."""
+        if not isinstance(data, Mapping) or not data:
+            return None
+
+        def num(*keys: str) -> int | None:
+            for k in keys:
+                v = data.get(k)
+                if isinstance(v, bool):
+                    continue
+                if isinstance(v, int):
+                    return v
+                if isinstance(v, float) and math.isfinite(v):
+                    return int(v)
+            return None
+
+        prompt = num("prompt_tokens", "input_tokens")
+        completion = num("completion_tokens", "output_tokens")
+        total = num("total_tokens")
+        if total is None and prompt is not None and completion is not None:
+            total = prompt + completion
+        known = {"prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens"}
+        details = {k: v for k, v in data.items() if k not in known} or None
+        if prompt is None and completion is None and total is None and details is None:
+            return None
+        return cls(prompt, completion, total, details)
+
+    def __add__(self, other: Usage) -> Usage:
+        def add(a: int | None, b: int | None) -> int | None:
+            return None if a is None and b is None else (a or 0) + (b or 0)
+
+        return Usage(
+            add(self.prompt_tokens, other.prompt_tokens),
+            add(self.completion_tokens, other.completion_tokens),
+            add(self.total_tokens, other.total_tokens),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+        if self.details:
+            d.update(self.details)
+        return d
+
+
+@dataclass(frozen=True, slots=True)
+class ToolCall:
+    """One tool (function) call the model asked for; ``arguments`` is the JSON text as the model wrote it."""
+
+    id: str | None
+    name: str
+    arguments: str
+    type: str = "function"
+
+    def parsed_arguments(self) -> Any:
+        """The arguments decoded from JSON; raises ``ValueError`` if the model wrote invalid JSON."""
+        try:
+            return orjson.loads(self.arguments or "{}")
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"tool call {self.name!r} has arguments that are not JSON: {exc}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One attempt of a call, as kept in :attr:`Outcome.history`: what it ended with and what followed."""
+
+    number: int
+    code: str | None
+    status: int | None = None
+    wait_s: float = 0.0
+    model: str | None = None
+    request_id: str | None = None
+    message: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "number": self.number,
+            "code": self.code,
+            "status": self.status,
+            "wait_s": self.wait_s,
+            "model": self.model,
+            "request_id": self.request_id,
+            "message": self.message,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one call ended: a usable generation, or one failure with a diagnosis.
+
+    >>> o = Outcome.failure("rate_limited", status=429, retry_after_s=2.0)
+    >>> (o.ok, o.kind, o.retryable, o.retry_after_s)
+    (False, 'hard', True, 2.0)
+    >>> Outcome.success(text="hi", finish_reason="stop").to_dict()["text"]
+    'hi'
+    """
+
+    ok: bool
+    kind: Kind | None = None
+    code: str | None = None
+    retryable: bool = False
+    retry_after_s: float | None = None
+    status: int | None = None
+    message: str | None = None
+    param: str | None = None
+    provider_code: str | None = None
+    provider_type: str | None = None
+    request_id: str | None = None
+    finish_reason: str | None = None
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None
+    usage: Usage | None = None
+    attempts: int = 1
+    cause: str | None = None
+    fix: str | None = None
+    # Beyond the JSON contract: which endpoint, per-command fields, attempt history, parsed output.
+    endpoint: Endpoint = "chat"
+    extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    history: tuple[Attempt, ...] = ()
+    parsed: Any = None
+
+    # -- construction ----------------------------------------------------------------------------
+
+    @classmethod
+    def success(cls, *, endpoint: Endpoint = "chat", **fields: Any) -> Outcome:
+        """An ok outcome; ``fields`` are any of the dataclass fields (``text``, ``usage``...)."""
+        return cls(ok=True, endpoint=endpoint, **fields)
+
+    @classmethod
+    def failure(
+        cls,
+        code: str,
+        *,
+        endpoint: Endpoint = "chat",
+        retryable: bool | None = None,
+        **fields: Any,
+    ) -> Outcome:
+        """A failed outcome for ``code``; kind, cause and fix come from the taxonomy for ``endpoint``.
+
+        ``retryable`` defaults to the code's verdict; pass it to apply a server's ``x-should-retry``.
+        """
+        info = code_info(code)
+        fields.setdefault("cause", info.cause_for(endpoint))
+        fields.setdefault("fix", info.fix_for(endpoint))
+        retry_after = fields.get("retry_after_s")
+        if retry_after is not None:
+            fields["retry_after_s"] = max(0.0, float(retry_after))
+        return cls(
+            ok=False,
+            kind=info.kind,
+            code=code,
+            retryable=info.retryable if retryable is None else retryable,
+            endpoint=endpoint,
+            **fields,
+        )
+
+    def replace(self, **changes: Any) -> Outcome:
+        """A copy with ``changes`` applied (the outcome itself is frozen)."""
+        return replace(self, **changes)
+
+    def with_extra(self, **fields: Any) -> Outcome:
+        """A copy whose JSON gains (or overrides) per-command fields such as ``files`` or ``model``."""
+        return replace(self, extra={**self.extra, **fields})
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def failed(self) -> bool:
+        return not self.ok
+
+    def raise_for_failure(self) -> Self:
+        """Return ``self`` if ok, else raise :class:`HardFailure`, :class:`SoftFailure` or
+        :class:`SilentFailure` carrying this outcome.
+
+        >>> Outcome.success(text="fine").raise_for_failure().text
+        'fine'
+        """
+        if self.ok:
+            return self
+        from ._exceptions import failure_error
+
+        raise failure_error(self)
+
+    def summary(self) -> str:
+        """One line: ``ok`` or ``kind/code`` with status and the provider's message."""
+        if self.ok:
+            return f"ok ({self.finish_reason})" if self.finish_reason else "ok"
+        parts = [f"{self.kind}/{self.code}"]
+        if self.status is not None:
+            parts.append(f"HTTP {self.status}")
+        if self.message:
+            parts.append(self.message)
+        return ": ".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if len(parts) > 1 else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The TAXONOMY.md JSON object, then any per-command fields from :attr:`extra`."""
+        d: dict[str, Any] = {
+            "ok": self.ok,
+            "kind": self.kind,
+            "code": self.code,
+            "retryable": self.retryable,
+            "retry_after_s": self.retry_after_s,
+            "status": self.status,
+            "message": self.message,
+            "param": self.param,
+            "provider_code": self.provider_code,
+            "provider_type": self.provider_type,
+            "request_id": self.request_id,
+            "finish_reason": self.finish_reason,
+            "text": self.text,
+            "tool_calls": None if self.tool_calls is None else [t.to_dict() for t in self.tool_calls],
+            "usage": None if self.usage is None else self.usage.to_dict(),
+            "attempts": self.attempts,
+            "cause": self.cause,
+            "fix": self.fix,
+        }
+        for k, v in self.extra.items():
+            d[k] = v
+        return d
+
+    def to_json(self) -> str:
+        """``to_dict()`` as one line of JSON."""
+        return orjson.dumps(self.to_dict(), default=_json_default).decode()
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return str(obj)

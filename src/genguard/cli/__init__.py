@@ -1,0 +1,55 @@
+"""The ``genguard`` command line: one module per command, loaded only when that command runs."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import click
+
+from .. import __version__
+
+# name -> "module:function"; a command whose module is absent (not yet installed) is not listed.
+_COMMANDS: dict[str, str] = {
+    "batch": "genguard.cli.batch:batch",
+    "chat": "genguard.cli.chat:chat",
+    "demo": "genguard.cli.demo:demo",
+    "doctor": "genguard.cli.doctor:doctor",
+    "explain": "genguard.cli.explain:explain",
+    "image": "genguard.cli.image:image",
+    "report": "genguard.cli.report:report",
+    "simulate": "genguard.cli.simulate:simulate",
+    "video": "genguard.cli.video:video",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n, target in _COMMANDS.items() if importlib.util.find_spec(target.split(":")[0]))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = _COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        if importlib.util.find_spec(module_name) is None:
+            return None
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="genguard")
+def cli() -> None:
+    """genguard: AI API calls that fail loudly, retry correctly and explain themselves.
+
+    HTTP 200 is not success: genguard names every failure (filtered, truncated, empty, cut-off streams,
+    failed video tasks...) with a cause and a fix. Start with `genguard demo`, which runs against the
+    embedded simulator with no key and no network.
+    """
+
+
+def main(argv: list[str] | None = None) -> Any:
+    """Entry point of the ``genguard`` console script."""
+    return cli.main(args=argv, prog_name="genguard")
