@@ -1,0 +1,134 @@
+"""The Outcome contract: to_dict() is exactly TAXONOMY.md's JSON object, and failures carry their diagnosis."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+import genguard
+from genguard import Attempt, Outcome, ToolCall, Usage
+
+# The field list of TAXONOMY.md's outcome object, in its order.
+CONTRACT_FIELDS = [
+    "ok", "kind", "code", "retryable", "retry_after_s", "status", "message", "param", "provider_code",
+    "provider_type", "request_id", "finish_reason", "text", "tool_calls", "usage", "attempts", "cause", "fix",
+]
+
+
+def test_to_dict_has_exactly_the_contract_fields_in_order() -> None:
+    assert list(Outcome.success(text="hi").to_dict()) == CONTRACT_FIELDS
+    assert list(Outcome.failure("rate_limited").to_dict()) == CONTRACT_FIELDS
+
+
+def test_extra_fields_follow_the_contract_and_never_remove_it() -> None:
+    o = Outcome.failure("download_failed", endpoint="image").with_extra(files=["a.png"], model="dall-e-3")
+    d = o.to_dict()
+    assert list(d)[: len(CONTRACT_FIELDS)] == CONTRACT_FIELDS
+    assert d["files"] == ["a.png"]
+    assert d["model"] == "dall-e-3"
+
+
+def test_ok_outcome_has_no_code_and_is_not_retryable() -> None:
+    d = Outcome.success(text="hello", finish_reason="stop", usage=Usage(3, 2, 5)).to_dict()
+    assert d["ok"] is True
+    assert d["kind"] is None
+    assert d["code"] is None
+    assert d["retryable"] is False
+    assert d["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
+
+
+@pytest.mark.parametrize(("code", "kind", "retryable"), [
+    ("rate_limited", "hard", True),
+    ("quota_exceeded", "hard", False),
+    ("truncated", "soft", False),
+    ("incomplete_stream", "soft", True),
+    ("invalid_json", "silent", False),
+])
+def test_failure_takes_kind_and_verdict_from_the_taxonomy(code: str, kind: str, retryable: bool) -> None:
+    o = Outcome.failure(code)
+    assert (o.ok, o.kind, o.code, o.retryable) == (False, kind, code, retryable)
+    assert o.cause
+    assert o.fix
+    assert o.cause == genguard.code_info(code).cause_for("chat")
+
+
+def test_retryable_override_applies_x_should_retry() -> None:
+    assert Outcome.failure("server_error", retryable=False).retryable is False
+    assert Outcome.failure("bad_request", retryable=True).retryable is True
+
+
+def test_endpoint_specific_cause_and_fix() -> None:
+    chat = Outcome.failure("content_filtered")
+    image = Outcome.failure("content_filtered", endpoint="image")
+    assert chat.cause != image.cause
+    assert "image" in (image.cause or "").lower()
+
+
+def test_negative_wait_is_clamped() -> None:
+    assert Outcome.failure("rate_limited", retry_after_s=-3).retry_after_s == 0.0
+
+
+def test_unknown_code_is_a_clear_error() -> None:
+    with pytest.raises(KeyError, match="unknown failure code 'nope'"):
+        Outcome.failure("nope")
+
+
+def test_partial_output_is_kept_on_failures() -> None:
+    call = ToolCall(id="call_1", name="f", arguments='{"a": 1}')
+    o = Outcome.failure("incomplete_stream", text="partial", tool_calls=(call,), usage=Usage(1, 1, 2))
+    d = o.to_dict()
+    assert d["text"] == "partial"
+    assert d["tool_calls"] == [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
+    assert d["usage"]["total_tokens"] == 2
+
+
+def test_to_json_round_trips() -> None:
+    o = Outcome.failure("rate_limited", status=429, retry_after_s=20.0, message="slow down")
+    assert orjson.loads(o.to_json()) == o.to_dict()
+
+
+@pytest.mark.parametrize(("kind", "exc"), [
+    ("rate_limited", genguard.HardFailure),
+    ("truncated", genguard.SoftFailure),
+    ("schema_mismatch", genguard.SilentFailure),
+])
+def test_raise_for_failure_raises_the_kind_and_carries_the_outcome(kind: str, exc: type[Exception]) -> None:
+    o = Outcome.failure(kind, message="provider words")
+    with pytest.raises(exc) as info:
+        o.raise_for_failure()
+    assert isinstance(info.value, genguard.FailureError)
+    assert info.value.outcome is o
+    assert "provider words" in str(info.value)
+
+
+def test_raise_for_failure_returns_ok_outcome() -> None:
+    o = Outcome.success(text="x")
+    assert o.raise_for_failure() is o
+
+
+def test_outcome_is_frozen() -> None:
+    o = Outcome.success(text="x")
+    with pytest.raises(AttributeError):
+        o.text = "y"  # type: ignore[misc]
+
+
+def test_usage_reads_both_spellings_and_sums() -> None:
+    assert Usage.from_dict({"input_tokens": 4, "output_tokens": 6}) == Usage(4, 6, 10)
+    assert Usage.from_dict(None) is None
+    assert Usage.from_dict({}) is None
+    u = Usage.from_dict({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
+                         "completion_tokens_details": {"reasoning_tokens": 0}})
+    assert u is not None
+    assert u.to_dict()["completion_tokens_details"] == {"reasoning_tokens": 0}
+    assert (u + Usage(1, None, 1)).completion_tokens == 2
+
+
+def test_tool_call_arguments_parse_or_say_why() -> None:
+    assert ToolCall("c", "f", '{"x": 2}').parsed_arguments() == {"x": 2}
+    with pytest.raises(ValueError, match="not JSON"):
+        ToolCall("c", "f", '{"x": ').parsed_arguments()
+
+
+def test_attempt_to_dict() -> None:
+    a = Attempt(number=1, code="rate_limited", status=429, wait_s=2.5)
+    assert a.to_dict()["wait_s"] == 2.5
