@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard._sse import SSEDecoder, ServerSentEvent
+from genguard._sse import ServerSentEvent, SSEDecoder
 
 
 def decode(*chunks: bytes) -> list[ServerSentEvent]:
@@ -224,7 +225,7 @@ _streams = st.lists(_pieces, max_size=40).map(b"".join) | st.binary(max_size=200
 def _chunked(body: bytes, cuts: list[int]) -> list[bytes]:
     points = sorted({c % (len(body) + 1) for c in cuts})
     edges = [0, *points, len(body)]
-    return [body[a:b] for a, b in zip(edges, edges[1:], strict=False)]
+    return [body[a:b] for a, b in itertools.pairwise(edges)]
 
 
 @settings(max_examples=300, deadline=None)
