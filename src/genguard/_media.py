@@ -1,0 +1,765 @@
+"""Media bodies, sans-I/O: video task objects of every vendor, image responses, and file types by their bytes.
+
+Every function here takes parsed JSON (or bytes, for :func:`sniff`) and returns values; none raises on any
+input. A vendor's task object becomes one :class:`TaskState` with a normalised status; an image response
+becomes an :class:`ImageResult`; either becomes an :class:`~genguard.Outcome` through :func:`task_outcome`
+or :func:`image_outcome`.
+
+>>> state = parse_task({"code": 0, "data": {"task_id": "t1", "task_status": "succeed",
+...     "task_result": {"videos": [{"url": "https://cdn.example/v.mp4"}]}}})
+>>> (state.vendor, state.status, state.urls)
+('kling', 'succeeded', ('https://cdn.example/v.mp4',))
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+import orjson
+
+from ._outcome import Outcome, Usage
+
+if TYPE_CHECKING:
+    from ._errors import ErrorInfo
+
+TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
+
+_STATUS: dict[str, TaskStatus] = {}
+for _norm, _words in {
+    # THROTTLED (Runway) waits for a concurrency slot: it has not started, so it is queued.
+    "queued": (
+        "queued",
+        "submitted",
+        "not_start",
+        "not_started",
+        "pending",
+        "throttled",
+        "starting",
+        "in_queue",
+        "preparing",
+        "queueing",
+        "queuing",
+        "waiting",
+        "created",
+        "scheduled",
+    ),
+    "running": ("in_progress", "processing", "running", "dreaming", "generating", "started"),
+    "succeeded": (
+        "completed",
+        "complete",
+        "success",
+        "succeed",
+        "succeeded",
+        "successful",
+        "finished",
+        "done",
+    ),
+    "failed": ("failed", "failure", "fail", "error", "errored", "expired", "rejected"),
+    "cancelled": ("cancelled", "canceled", "aborted", "cancel"),
+}.items():
+    for _w in _words:
+        _STATUS[_w] = _norm  # type: ignore[assignment]
+del _norm, _words, _w
+
+_SAFETY_WORDS = re.compile(
+    r"moderat|safety|content[ _-]?polic|sensitive|nsfw|inappropriate|prohibited|"
+    r"\brai\b|raimediafiltered|filtered|violat|guardrail|not allowed|unsafe|harmful|explicit|"
+    r"content[ _-]?security|audit|risk[ _-]?control",
+    re.IGNORECASE,
+)
+_NOT_EXIST_WORDS = re.compile(
+    r"task_not_exist|not[ _-]?exist|task not found|no such task|not_found|unknown task|invalid task id",
+    re.IGNORECASE,
+)
+
+
+def normalise_status(word: object) -> TaskStatus | None:
+    """Map any vendor's task status word to ``queued``, ``running``, ``succeeded``, ``failed`` or
+    ``cancelled``; case-insensitive; ``None`` for an unknown word (including DashScope's ``UNKNOWN``).
+
+    >>> normalise_status("SUCCEED"), normalise_status("THROTTLED"), normalise_status("dreaming")
+    ('succeeded', 'queued', 'running')
+    """
+    if not isinstance(word, str):
+        return None
+    return _STATUS.get(word.strip().lower().replace(" ", "_").replace("-", "_"))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """One poll of an asynchronous media task, whatever vendor answered it.
+
+    ``progress`` is 0-100; ``urls`` are the result files; ``safety`` says the failure was a safety filter;
+    ``not_exist`` says the server does not (yet) know the task; ``error`` holds an envelope error (a Kling
+    ``code`` other than 0, a bare ``{"error": ...}`` body) when the poll itself was refused.
+
+    >>> parse_task({"id": "v1", "status": "in_progress", "progress": 40}).progress
+    40.0
+    """
+
+    id: str | None = None
+    status: TaskStatus | None = None
+    raw_status: str | None = None
+    progress: float | None = None
+    urls: tuple[str, ...] = ()
+    file_id: str | None = None
+    failure_reason: str | None = None
+    failure_code: str | None = None
+    safety: bool = False
+    not_exist: bool = False
+    model: str | None = None
+    expires_at: int | None = None
+    vendor: str = "unknown"
+    error: ErrorInfo | None = None
+    raw: Any = None
+
+    @property
+    def done(self) -> bool:
+        """The task reached a final state (succeeded, failed or cancelled)."""
+        return self.status in ("succeeded", "failed", "cancelled")
+
+
+# -- small readers ------------------------------------------------------------------------------------
+
+
+def _str(value: object) -> str | None:
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return str(value)
+    return None
+
+
+def _map(value: object) -> Mapping[str, Any] | None:
+    return value if isinstance(value, Mapping) else None
+
+
+def _is_url(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(("https://", "http://"))
+
+
+def _urls_in(value: object, depth: int = 0) -> Iterator[str]:
+    """Result URLs wherever a vendor nests them: a string, a list, ``{url}``, ``{uri}``, ``{video: ...}``."""
+    if depth > 4:
+        return
+    if _is_url(value):
+        yield value  # type: ignore[misc]
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _urls_in(item, depth + 1)
+    elif isinstance(value, Mapping):
+        for key in ("url", "uri", "video_url", "video", "file_url", "download_url", "output"):
+            if key in value:
+                yield from _urls_in(value[key], depth + 1)
+
+
+def _progress(value: object, *, fraction: bool) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip().rstrip("%").strip())
+        except ValueError:
+            return None
+        fraction = False
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    p = float(value)
+    # Runway reports a 0-1 fraction; a float at most 1 from anyone else is one too (0.4 is not 0.4%).
+    if fraction or (isinstance(value, float) and 0.0 < p <= 1.0 and not p.is_integer()):
+        p *= 100.0
+    return min(100.0, max(0.0, p))
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return int(value)
+    return None
+
+
+def _envelope_ok(code: object) -> bool:
+    if code is None or isinstance(code, bool):
+        return code is not False
+    if isinstance(code, int | float):
+        return code in (0, 200)
+    if isinstance(code, str):
+        return code.strip().lower() in ("", "0", "200", "success", "ok", "succeed")
+    return False
+
+
+def _read_error(body: Mapping[str, Any]) -> ErrorInfo | None:
+    try:
+        from ._errors import read_error
+
+        return read_error(orjson.dumps(body), None)
+    except Exception:
+        # The error reader promises never to raise; if the body cannot even be dumped, keep no detail.
+        return None
+
+
+# -- tasks ----------------------------------------------------------------------------------------------
+
+
+def parse_task(data: object) -> TaskState:
+    """Read any vendor's task or operation object (REFERENCE.md §6) into a :class:`TaskState`.
+
+    Understands OpenAI-style ``/v1/videos`` objects, aggregator forms and ``{code, data}`` envelopes, Kling,
+    Runway, Google Veo operations, Replicate, fal, Luma, MiniMax and DashScope. Never raises.
+
+    >>> s = parse_task({"id": "t", "status": "FAILED", "failure": "Flagged", "failureCode": "SAFETY.INPUT"})
+    >>> (s.vendor, s.status, s.safety)
+    ('runway', 'failed', True)
+    """
+    try:
+        return _parse_task(data)
+    except Exception:  # pragma: no cover - a last guard; the readers above are total
+        return TaskState(raw=data)
+
+
+def _parse_task(data: object) -> TaskState:
+    if isinstance(data, list) and data and isinstance(data[0], Mapping):
+        data = data[0]
+    d = _map(data)
+    if d is None:
+        return TaskState(raw=data)
+
+    # Envelopes: {"code": 0, "data": {...}} (Kling and aggregators) and a bare {"data": {...}}.
+    vendor = "unknown"
+    request_id = _str(d.get("request_id"))
+    if "code" in d and not _has_status(d) and "done" not in d and not _envelope_ok(d.get("code")):
+        return _envelope_error(d)
+    inner = _map(d.get("data"))
+    if inner is not None and not _has_status(d) and "done" not in d:
+        if "task_status" in inner or "task_result" in inner:
+            vendor = "kling"
+        elif "code" in d:
+            vendor = "aggregator"
+        d = inner
+
+    if "done" in d or _is_operation(d):
+        return _parse_veo(d)
+    if "base_resp" in d:
+        return _parse_minimax(d)
+    out = _map(d.get("output"))
+    if out is not None and ("task_status" in out or "task_id" in out):
+        return _parse_dashscope(d, out)
+
+    err = d.get("error")
+    if err and not _has_status(d) and "state" not in d:
+        return _envelope_error(d)
+
+    raw = _str(d.get("status")) or _str(d.get("task_status")) or _str(d.get("state"))
+    status = normalise_status(raw)
+    if vendor == "unknown":
+        vendor = _guess_vendor(d, raw)
+
+    urls: list[str] = []
+    for key in ("output", "video_url", "url", "video", "videos", "result", "results", "outputs"):
+        if key in d:
+            urls.extend(_urls_in(d[key]))
+    task_result = _map(d.get("task_result"))
+    if task_result is not None:
+        urls.extend(_urls_in(task_result.get("videos")))
+        urls.extend(_urls_in(task_result.get("images")))
+    assets = _map(d.get("assets"))
+    if assets is not None:
+        urls.extend(_urls_in(assets.get("video")))
+    response = _map(d.get("response"))
+    if response is not None and vendor == "fal":
+        urls.extend(_urls_in(response))
+
+    reason, code = _failure_of(d, status, vendor)
+    not_exist = (
+        _mentions_not_exist(raw)
+        or _mentions_not_exist(code)
+        or (status is None and _mentions_not_exist(reason))
+    )
+    return TaskState(
+        id=_str(d.get("id")) or _str(d.get("task_id")) or _str(d.get("request_id")) or request_id,
+        status=status,
+        raw_status=raw,
+        progress=_progress(d.get("progress", d.get("progress_percent")), fraction=vendor == "runway"),
+        urls=tuple(dict.fromkeys(urls)),
+        file_id=_str(d.get("file_id")),
+        failure_reason=reason,
+        failure_code=code,
+        safety=status in ("failed", "cancelled") and _is_safety(reason, code),
+        not_exist=not_exist,
+        model=_str(d.get("model")),
+        expires_at=_int(d.get("expires_at")),
+        vendor=vendor,
+        raw=data,
+    )
+
+
+def _has_status(d: Mapping[str, Any]) -> bool:
+    return any(isinstance(d.get(k), str) for k in ("status", "task_status", "state"))
+
+
+def _is_operation(d: Mapping[str, Any]) -> bool:
+    name = d.get("name")
+    return isinstance(name, str) and "operations/" in name
+
+
+def _guess_vendor(d: Mapping[str, Any], raw: str | None) -> str:
+    word = raw or ""
+    if "failureCode" in d or "failure" in d or word in ("THROTTLED", "PENDING", "RUNNING", "SUCCEEDED"):
+        return "runway"
+    if "state" in d and ("assets" in d or "failure_reason" in d or word.lower() == "dreaming"):
+        return "luma"
+    if "version" in d or word in ("starting", "canceled", "aborted") or isinstance(d.get("urls"), Mapping):
+        return "replicate"
+    if word in ("IN_QUEUE", "COMPLETED") or "queue_position" in d or "response_url" in d:
+        return "fal"
+    if d.get("object") == "video" or word in ("queued", "in_progress", "completed"):
+        return "openai"
+    if "task_status" in d:
+        return "kling"
+    if word.isupper() or "output" in d:
+        return "aggregator"
+    return "unknown"
+
+
+def _failure_of(
+    d: Mapping[str, Any], status: TaskStatus | None, vendor: str
+) -> tuple[str | None, str | None]:
+    reason: str | None = None
+    code: str | None = _str(d.get("failureCode")) or _str(d.get("fail_code"))
+    err = d.get("error")
+    if isinstance(err, Mapping):
+        reason = _str(err.get("message")) or _str(err.get("detail"))
+        code = code or _str(err.get("code")) or _str(err.get("type"))
+    elif isinstance(err, str):
+        reason = _str(err)
+    reason = (
+        reason
+        or _str(d.get("failure"))
+        or _str(d.get("failure_reason"))
+        or _str(d.get("fail_reason"))
+        or _str(d.get("reason"))
+    )
+    # Kling puts progress chatter in task_status_msg too: only a failed task's message is its reason.
+    if reason is None and status in ("failed", "cancelled", None):
+        reason = _str(d.get("task_status_msg")) or _str(d.get("status_msg"))
+        if reason is None and status is not None:
+            reason = _str(d.get("message")) or _str(d.get("msg"))
+    return reason, code
+
+
+def _is_safety(reason: str | None, code: str | None) -> bool:
+    if code and code.upper().startswith("SAFETY"):
+        return True
+    return any(t is not None and _SAFETY_WORDS.search(t) is not None for t in (reason, code))
+
+
+def _mentions_not_exist(text: str | None) -> bool:
+    return text is not None and _NOT_EXIST_WORDS.search(text) is not None
+
+
+def _envelope_error(d: Mapping[str, Any]) -> TaskState:
+    message = _str(d.get("message")) or _str(d.get("msg"))
+    err = d.get("error")
+    if isinstance(err, Mapping):
+        message = message or _str(err.get("message"))
+        code = _str(err.get("code")) or _str(err.get("type"))
+    else:
+        message = message or _str(err)
+        code = _str(d.get("code"))
+    not_exist = _mentions_not_exist(code) or _mentions_not_exist(message) or d.get("status") == 404
+    return TaskState(
+        id=_str(d.get("task_id")) or _str(d.get("id")),
+        failure_reason=message,
+        failure_code=code,
+        safety=code == "1301" or (code != "0" and _is_safety(message, None) and not not_exist),
+        not_exist=not_exist,
+        vendor="kling" if isinstance(d.get("code"), int) and "request_id" in d else "unknown",
+        error=_read_error(d),
+        raw=d,
+    )
+
+
+def _parse_veo(d: Mapping[str, Any]) -> TaskState:
+    done = d.get("done") is True
+    response = _map(d.get("response")) or {}
+    gvr = _map(response.get("generateVideoResponse")) or response
+    samples = gvr.get("generatedSamples") or gvr.get("generated_samples") or gvr.get("videos") or []
+    urls = tuple(dict.fromkeys(_urls_in(samples)))
+    rai_count = _int(gvr.get("raiMediaFilteredCount")) or 0
+    rai_reasons = gvr.get("raiMediaFilteredReasons")
+    rai_text = (
+        "; ".join(r for r in rai_reasons if isinstance(r, str)) if isinstance(rai_reasons, list) else None
+    )
+    err = _map(d.get("error"))
+    reason: str | None = None
+    code: str | None = None
+    status: TaskStatus
+    safety = False
+    if not done:
+        status = "running"
+    elif err is not None:
+        status = "failed"
+        reason, code = _str(err.get("message")), _str(err.get("status")) or _str(err.get("code"))
+        safety = _is_safety(reason, code)
+    elif urls:
+        status = "succeeded"
+    else:
+        status = "failed"
+        safety = rai_count > 0 or bool(rai_text)
+        reason = rai_text or ("the output was filtered by the safety system" if safety else None)
+        code = "raiMediaFiltered" if safety else None
+    meta = _map(d.get("metadata")) or {}
+    return TaskState(
+        id=_str(d.get("name")),
+        status=status,
+        raw_status="done" if done else "running",
+        urls=urls,
+        failure_reason=reason,
+        failure_code=code,
+        safety=safety,
+        not_exist=code is not None and (code == "NOT_FOUND" or _mentions_not_exist(code)),
+        model=_str(meta.get("model")),
+        vendor="veo",
+        raw=d,
+    )
+
+
+def _parse_minimax(d: Mapping[str, Any]) -> TaskState:
+    base = _map(d.get("base_resp")) or {}
+    code = _int(base.get("status_code"))
+    raw = _str(d.get("status"))
+    status = normalise_status(raw)
+    reason = _str(d.get("error_message"))
+    if code not in (None, 0):
+        reason = reason or _str(base.get("status_msg"))
+        if status is None and raw is None:
+            status = "failed"
+    return TaskState(
+        id=_str(d.get("task_id")),
+        status=status,
+        raw_status=raw,
+        urls=tuple(dict.fromkeys(_urls_in(d.get("video_url") or d.get("download_url")))),
+        file_id=_str(d.get("file_id")),
+        failure_reason=reason if status in ("failed", "cancelled", None) else None,
+        failure_code=None if code in (None, 0) else str(code),
+        safety=status == "failed" and (code == 1026 or _is_safety(reason, None)),
+        not_exist=_mentions_not_exist(reason),
+        vendor="minimax",
+        raw=d,
+    )
+
+
+def _parse_dashscope(d: Mapping[str, Any], out: Mapping[str, Any]) -> TaskState:
+    raw = _str(out.get("task_status"))
+    status = normalise_status(raw)
+    reason = _str(out.get("message"))
+    code = _str(out.get("code"))
+    urls = [*_urls_in(out.get("video_url")), *_urls_in(out.get("results")), *_urls_in(out.get("url"))]
+    return TaskState(
+        id=_str(out.get("task_id")),
+        status=status,
+        raw_status=raw,
+        urls=tuple(dict.fromkeys(urls)),
+        failure_reason=reason if status != "succeeded" else None,
+        failure_code=code,
+        safety=status in ("failed", "cancelled") and _is_safety(reason, code),
+        not_exist=(raw or "").upper() == "UNKNOWN" or _mentions_not_exist(code),
+        model=_str(d.get("model")),
+        vendor="dashscope",
+        raw=d,
+    )
+
+
+def task_outcome(
+    state: TaskState,
+    *,
+    status: int | None = 200,
+    headers: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+) -> Outcome:
+    """The :class:`~genguard.Outcome` (endpoint ``video``) of one poll of a task.
+
+    A finished task is ok (with ``urls``) or ``content_filtered``/``generation_failed``; a queued or running
+    one is ok with its ``task_status`` and ``progress``: one poll of a running task is not a failure.
+
+    >>> task_outcome(parse_task({"id": "t", "status": "failed"})).code
+    'generation_failed'
+    """
+    if request_id is None and headers is not None:
+        request_id = _header(headers, "x-request-id") or _header(headers, "request-id")
+    extra = {
+        "task_status": state.status,
+        "progress": state.progress,
+        "urls": list(state.urls),
+        "task_id": state.id,
+        "model": state.model,
+    }
+    if state.status is None and state.raw_status is None:
+        if state.error is not None or state.failure_reason or state.failure_code or state.not_exist:
+            return _envelope_outcome(state, status, headers, request_id).with_extra(**extra)
+        return Outcome.failure(
+            "invalid_response",
+            endpoint="video",
+            status=status,
+            request_id=request_id,
+            message="the body is not a task object: no status, state or done field",
+        )
+    if state.not_exist:
+        return Outcome.failure(
+            "not_found",
+            endpoint="video",
+            retryable=True,
+            status=status,
+            message=state.failure_reason or f"the server does not know task {state.id or ''}".strip(),
+            provider_code=state.failure_code or state.raw_status,
+            request_id=request_id,
+            fix="A fresh task can answer 'not found' for a few seconds: poll again shortly; if it lasts, "
+            "the id is wrong or the task expired, so submit it again.",
+        ).with_extra(**extra)
+    if state.status in ("failed", "cancelled"):
+        code = "content_filtered" if state.safety else "generation_failed"
+        fields: dict[str, Any] = {}
+        message = state.failure_reason
+        if state.status == "cancelled" and message is None:
+            message = "the task was cancelled"
+        if code == "generation_failed" and state.failure_reason is None:
+            fields["cause"] = "The video task failed and the provider gave no reason."
+            fields["fix"] = (
+                "With no reason given, a safety filter is the likely cause: try a rephrased prompt (or "
+                "another input image), then submit again."
+            )
+        retryable = None
+        if state.failure_code and state.failure_code.upper().startswith("INTERNAL"):
+            retryable = True
+        return Outcome.failure(
+            code,
+            endpoint="video",
+            retryable=retryable,
+            status=status,
+            message=message,
+            provider_code=state.failure_code,
+            request_id=request_id,
+            **fields,
+        ).with_extra(**extra)
+    return Outcome.success(endpoint="video", status=status, request_id=request_id).with_extra(**extra)
+
+
+def _envelope_outcome(
+    state: TaskState, status: int | None, headers: Mapping[str, str] | None, request_id: str | None
+) -> Outcome:
+    try:
+        from ._classify import classify_error
+
+        body = orjson.dumps(state.raw)
+        # An envelope error often rides on HTTP 200; the classifier reads codes once the status says failure.
+        outcome = classify_error(
+            status if status and status >= 400 else None, headers, body, endpoint="video"
+        )
+    except Exception:
+        outcome = None
+    if outcome is not None and not outcome.ok:
+        if request_id and not outcome.request_id:
+            outcome = outcome.replace(request_id=request_id)
+        return outcome
+    code = "not_found" if state.not_exist else ("prompt_blocked" if state.safety else "bad_request")
+    return Outcome.failure(
+        code,
+        endpoint="video",
+        status=status,
+        message=state.failure_reason,
+        provider_code=state.failure_code,
+        request_id=request_id,
+    )
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:
+        for k, v in headers.items():
+            if k.lower() == name:
+                return v
+    return value
+
+
+# -- images ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ImageItem:
+    """One image of an images response: a ``url`` to fetch or ``b64_json`` bytes, and any rewritten prompt."""
+
+    url: str | None = None
+    b64_json: str | None = None
+    revised_prompt: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ImageResult:
+    """An images response: its items (empty when the provider filtered them), usage and ``created`` time.
+
+    >>> parse_image_response({"created": 1, "data": [{"url": "https://x/a.png"}]}).items[0].url
+    'https://x/a.png'
+    """
+
+    items: tuple[ImageItem, ...] = ()
+    usage: Usage | None = None
+    created: int | None = None
+
+
+def parse_image_response(data: object) -> ImageResult | None:
+    """Read ``{"created", "data": [{"url"|"b64_json", "revised_prompt"?}], "usage"?}``; ``None`` if the body
+    is not an images response. Never raises.
+
+    >>> parse_image_response({"created": 1, "data": []}).items
+    ()
+    """
+    d = _map(data)
+    if d is None:
+        return None
+    items_raw = d.get("data")
+    if not isinstance(items_raw, list):
+        return None
+    items: list[ImageItem] = []
+    for item in items_raw:
+        if not isinstance(item, Mapping):
+            return None
+        url = item.get("url")
+        b64 = item.get("b64_json")
+        url = url if isinstance(url, str) and url else None
+        b64 = b64 if isinstance(b64, str) and b64 else None
+        if url is None and b64 is None:
+            return None
+        revised = item.get("revised_prompt")
+        items.append(ImageItem(url, b64, revised if isinstance(revised, str) else None))
+    return ImageResult(tuple(items), Usage.from_dict(d.get("usage")), _int(d.get("created")))
+
+
+def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Outcome:
+    """The :class:`~genguard.Outcome` (endpoint ``image``) of an images response body.
+
+    >>> image_outcome({"created": 1, "data": []}).code
+    'content_filtered'
+    >>> image_outcome({"created": 1, "data": [{"b64_json": "aGk="}]}).extra["images"]
+    ['b64_json (2 bytes)']
+    """
+    d = _map(data)
+    request_id = (
+        None if headers is None else (_header(headers, "x-request-id") or _header(headers, "request-id"))
+    )
+    if (d is not None and d.get("error")) or status >= 400:
+        try:
+            from ._classify import classify_error
+
+            return classify_error(status, headers, orjson.dumps(data), endpoint="image")
+        except Exception:
+            code = "bad_request" if 400 <= status < 500 else "server_error"
+            message = None
+            if d is not None:
+                e = d.get("error")
+                message = _str(e.get("message")) if isinstance(e, Mapping) else _str(e)
+            return Outcome.failure(
+                code, endpoint="image", status=status, message=message, request_id=request_id
+            )
+    result = parse_image_response(data)
+    if result is None:
+        return Outcome.failure(
+            "invalid_response",
+            endpoint="image",
+            status=status,
+            request_id=request_id,
+            message="the body is not an images response: no 'data' list of items with 'url' or 'b64_json'",
+        )
+    if not result.items:
+        return Outcome.failure(
+            "content_filtered",
+            endpoint="image",
+            status=status,
+            request_id=request_id,
+            usage=result.usage,
+            message="the response had an empty 'data' list: no images came back",
+        )
+    images = [it.url if it.url else f"b64_json ({_b64_len(it.b64_json or '')} bytes)" for it in result.items]
+    revised = [it.revised_prompt for it in result.items if it.revised_prompt]
+    return Outcome.success(
+        endpoint="image", status=status, request_id=request_id, usage=result.usage
+    ).with_extra(images=images, revised_prompts=revised)
+
+
+def _b64_len(text: str) -> int:
+    """Decoded size of base64 text without decoding it (the hot path should not copy megabytes)."""
+    n = len(text.rstrip())
+    if n == 0:
+        return 0
+    pad = len(text) - len(text.rstrip("=\n\r "))
+    return max(0, n * 3 // 4 - min(pad, 2))
+
+
+# -- recognising ----------------------------------------------------------------------------------------
+
+
+def detect_media(data: object) -> Literal["image", "video"] | None:
+    """Recognise a bare JSON body as an images response or a media task of any vendor; ``None`` otherwise.
+
+    >>> detect_media({"created": 1, "data": []}), detect_media({"done": False, "name": "operations/x"})
+    ('image', 'video')
+    """
+    d = _map(data)
+    if d is None:
+        return None
+    items = d.get("data")
+    if isinstance(items, list):
+        if not items:
+            return "image" if "created" in d else None
+        return "image" if parse_image_response(d) is not None else None
+    if "choices" in d:
+        return None
+    state = parse_task(d)
+    if state.status is not None or state.vendor in ("veo", "dashscope", "minimax", "kling"):
+        return "video"
+    if state.not_exist and "task_not_exist" in (state.failure_code or "").lower():
+        return "video"
+    return None
+
+
+def sniff(data: bytes) -> str | None:
+    """The MIME type of a file by its first bytes (image/png, image/jpeg, image/webp, image/gif, video/mp4,
+    video/webm, video/quicktime); ``None`` for anything else, such as an HTML error page.
+
+    >>> sniff(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8)), sniff(b"<html>expired</html>")
+    ('image/png', None)
+    """
+    if not isinstance(data, bytes | bytearray | memoryview):
+        return None
+    head = bytes(data[:64])
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    box = head[4:8]
+    if box == b"ftyp":
+        brand = head[8:12]
+        if brand == b"qt  ":
+            return "video/quicktime"
+        if brand in (b"avif", b"avis"):
+            return "image/avif"
+        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
+            return "image/heic"
+        return "video/mp4"
+    if box in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "video/quicktime"
+    if head.startswith(b"\x1a\x45\xdf\xa3"):
+        return "video/webm" if b"webm" in head else "video/x-matroska"
+    return None
