@@ -1,0 +1,178 @@
+"""The simulator's settings, and the scenario names it can play.
+
+>>> cfg = SimConfig(scenario="server_error:2", rpm=60)
+>>> parse_scenario(cfg.scenario)
+('server_error', 2)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+DIALECTS: tuple[str, ...] = (
+    "openai",
+    "azure",
+    "anthropic",
+    "google",
+    "openrouter",
+    "vllm",
+    "mistral",
+    "ollama",
+)
+
+# The failures a server can cause, by endpoint. ``timeout`` and ``connection_error`` are client-side codes
+# the simulator causes by stalling and by cutting the connection.
+HARD_SCENARIOS: tuple[str, ...] = (
+    "auth_failed", "permission_denied", "model_not_found", "not_found", "bad_request",
+    "context_length_exceeded", "request_too_large", "prompt_blocked", "quota_exceeded", "rate_limited",
+    "request_timeout", "conflict", "unprocessable", "server_error", "bad_gateway", "unavailable",
+    "gateway_timeout", "timeout", "connection_error", "invalid_response",
+)  # fmt: skip
+CHAT_SOFT_SCENARIOS: tuple[str, ...] = (
+    "content_filtered", "truncated", "empty_output", "incomplete_stream", "stream_error",
+)  # fmt: skip
+SILENT_SCENARIOS: tuple[str, ...] = (
+    "invalid_json", "schema_mismatch", "unexpected_label", "too_short", "pattern_mismatch",
+)  # fmt: skip
+# Played by the image and video endpoints only; a chat request under one of these is answered normally.
+MEDIA_SCENARIOS: tuple[str, ...] = ("download_failed", "generation_failed", "task_timeout", "stuck_in_queue")
+
+SCENARIOS: frozenset[str] = frozenset(
+    ("ok", *HARD_SCENARIOS, *CHAT_SOFT_SCENARIOS, *SILENT_SCENARIOS, *MEDIA_SCENARIOS)
+)
+"""Every scenario name the simulator accepts (``ok`` plus the TAXONOMY.md codes a server can cause)."""
+
+DEFAULT_MODELS: tuple[str, ...] = (
+    "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini", "gpt-image-1", "dall-e-3", "qwen-image",
+    "sora-2", "kling-v2", "runway-gen4", "veo-3", "seedance-1-pro",
+)  # fmt: skip
+
+
+class ScenarioError(ValueError):
+    """An unknown scenario name, or a malformed ``NAME:N`` / chaos specification."""
+
+
+def valid_scenarios_text() -> str:
+    return ", ".join(sorted(SCENARIOS))
+
+
+def parse_scenario(spec: str) -> tuple[str, int | None]:
+    """Split ``NAME`` or ``NAME:N`` (fail the first N attempts of each request, then succeed).
+
+    >>> parse_scenario("rate_limited")
+    ('rate_limited', None)
+    """
+    name, sep, count = spec.strip().partition(":")
+    name = name.strip()
+    if name not in SCENARIOS:
+        raise ScenarioError(f"unknown scenario {name!r}; valid scenarios: {valid_scenarios_text()}")
+    if not sep:
+        return name, None
+    try:
+        n = int(count)
+    except ValueError:
+        raise ScenarioError(
+            f"scenario {spec!r}: the part after ':' must be a whole number of attempts"
+        ) from None
+    if n < 0:
+        raise ScenarioError(f"scenario {spec!r}: the number of failing attempts cannot be negative")
+    return name, n
+
+
+def parse_chaos(spec: str | Mapping[str, float] | None) -> dict[str, float]:
+    """Parse ``"rate_limited=0.05,server_error=0.02"`` into ``{code: rate}``; rates sum to at most 1.
+
+    >>> parse_chaos("rate_limited=0.05, server_error=0.02")
+    {'rate_limited': 0.05, 'server_error': 0.02}
+    """
+    if spec is None:
+        return {}
+    items: list[tuple[str, Any]]
+    if isinstance(spec, Mapping):
+        items = list(spec.items())
+    else:
+        items = []
+        for part in spec.split(","):
+            if not part.strip():
+                continue
+            name, eq, rate = part.partition("=")
+            if not eq:
+                raise ScenarioError(
+                    f"chaos entry {part.strip()!r} must look like NAME=RATE, e.g. rate_limited=0.05"
+                )
+            items.append((name.strip(), rate.strip()))
+    out: dict[str, float] = {}
+    for name, rate in items:
+        if name not in SCENARIOS or name == "ok":
+            raise ScenarioError(f"unknown chaos scenario {name!r}; valid scenarios: {valid_scenarios_text()}")
+        try:
+            value = float(rate)
+        except (TypeError, ValueError):
+            raise ScenarioError(
+                f"chaos rate for {name!r} must be a number between 0 and 1, not {rate!r}"
+            ) from None
+        if not 0.0 <= value <= 1.0:
+            raise ScenarioError(f"chaos rate for {name!r} must be between 0 and 1, not {value}")
+        out[name] = value
+    if sum(out.values()) > 1.0 + 1e-9:
+        raise ScenarioError(f"chaos rates add up to {sum(out.values()):.3f}, more than 1")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class SimConfig:
+    """Server-wide settings of a simulator; ``replace(**changes)`` gives a validated copy.
+
+    >>> SimConfig(chaos="rate_limited=0.1", seed=7).chaos
+    {'rate_limited': 0.1}
+    """
+
+    scenario: str = "ok"
+    chaos: Mapping[str, float] = field(default_factory=dict)
+    seed: int = 0
+    dialect: str = "openai"
+    rpm: int | None = None
+    tpm: int | None = None
+    quota_tokens: int | None = None
+    api_keys: tuple[str, ...] = ()
+    ttft_ms: float = 0.0
+    tokens_per_s: float = 0.0
+    task_seconds: float = 8.0
+    image_url_ttl_s: float = 3600.0
+    models: tuple[str, ...] = DEFAULT_MODELS
+    # How long the ``timeout`` scenario stalls before giving up on the client (a real hang, bounded).
+    stall_s: float = 300.0
+    # The wait a ``rate_limited`` scenario advertises (retry-after and the message).
+    retry_after_s: float = 1.0
+
+    def __post_init__(self) -> None:
+        parse_scenario(self.scenario)
+        object.__setattr__(self, "chaos", parse_chaos(self.chaos))
+        if self.dialect not in DIALECTS:
+            raise ScenarioError(f"unknown dialect {self.dialect!r}; valid dialects: {', '.join(DIALECTS)}")
+        object.__setattr__(self, "api_keys", tuple(self.api_keys))
+        object.__setattr__(self, "models", tuple(self.models))
+        for name in ("rpm", "tpm", "quota_tokens"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ScenarioError(f"{name} must be a positive number, not {value}")
+        for name in (
+            "ttft_ms",
+            "tokens_per_s",
+            "task_seconds",
+            "image_url_ttl_s",
+            "stall_s",
+            "retry_after_s",
+        ):
+            if getattr(self, name) < 0:
+                raise ScenarioError(f"{name} cannot be negative")
+
+    def replace(self, **changes: Any) -> SimConfig:
+        """A copy with ``changes`` applied and validated."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            raise TypeError(f"unknown simulator setting(s): {', '.join(sorted(unknown))}")
+        return dataclasses.replace(self, **changes)

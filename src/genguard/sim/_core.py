@@ -1,0 +1,318 @@
+"""The per-request core every simulator endpoint shares: auth, rate limits, scenario choice, stats.
+
+An endpoint handler starts with ``begin`` and either sends the ``Response`` it got (401, 429, a bad
+scenario header) or plays the request under ``ctx.scenario``::
+
+    async def generate(request):
+        ctx = await begin(request, "image")
+        if isinstance(ctx, Response):
+            return ctx
+        if ctx.scenario in ERROR_SCENARIOS:          # any generic hard code, incl. timeout/connection_error
+            return ctx.error(ctx.scenario, endpoint="image")
+        ...                                          # media-specific scenarios, then the normal answer
+        ctx.charge(tokens)                           # optional: tokens produced, for --tpm and --quota-tokens
+
+Response headers (``x-request-id``, ``x-ratelimit-*``) are added by the app's middleware, and the status
+each request ends with is recorded in the stats automatically when the response starts; ``ctx.record(status)``
+overrides it (e.g. for a response sent outside the normal path). ``ctx.state.media`` is a dict the media
+endpoints may keep their state in: ``Simulator.reset()`` clears it, and calls every function in
+``ctx.state.reset_hooks``.
+
+Choosing the scenario: the ``x-genguard-scenario`` header, else the server-wide ``--scenario``; a ``NAME:N``
+spec fails the first N attempts of "the same request" (same API key, endpoint and body) and then succeeds;
+else ``--chaos`` rolls its dice (seeded by ``--seed``); else the server-wide scenario.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import logging
+import random
+import time
+from collections.abc import Callable
+from functools import lru_cache
+from typing import Any
+
+import anyio
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ._config import DIALECTS, ScenarioError, SimConfig, parse_scenario
+from ._dialects import ERROR_CODES, JSON, error_response
+from ._ratelimit import RateLimiter
+from ._stats import Entry, Stats
+
+ERROR_SCENARIOS: frozenset[str] = ERROR_CODES | {"timeout", "connection_error"}
+"""Scenarios ``ctx.error`` plays as they are on any endpoint."""
+
+_SCOPE_KEY = "genguard"
+
+
+class SimState:
+    """Everything a running simulator remembers; one per app, at ``app.state.sim``."""
+
+    def __init__(self, config: SimConfig) -> None:
+        self.config = config
+        self.media: dict[str, Any] = {}
+        self.reset_hooks: list[Callable[[], None]] = []
+        self._ids = itertools.count(1)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget stats, flaky counters, rate buckets, chaos dice and media state."""
+        cfg = self.config
+        self.limiter = RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, quota_tokens=cfg.quota_tokens)
+        self.stats = Stats()
+        self.flaky: dict[str, int] = {}
+        self.rng = random.Random(cfg.seed)
+        self.media.clear()
+        for hook in list(self.reset_hooks):
+            hook()
+
+    def set_config(self, config: SimConfig) -> None:
+        old, self.config = self.config, config
+        if (old.rpm, old.tpm, old.quota_tokens) != (config.rpm, config.tpm, config.quota_tokens):
+            self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm, quota_tokens=config.quota_tokens)
+        if (old.seed, dict(old.chaos)) != (config.seed, dict(config.chaos)):
+            self.rng = random.Random(config.seed)
+
+    def request_id(self) -> str:
+        return f"req_{next(self._ids):012x}{id(self) & 0xFFFF:04x}"
+
+
+class RequestContext:
+    """One request being played: the chosen ``scenario`` (``"ok"`` when none), its key, dialect and body."""
+
+    __slots__ = ("api_key", "body", "config", "dialect", "endpoint", "entry", "request_id", "scenario",
+                 "state")  # fmt: skip
+
+    def __init__(self, state: SimState, *, scenario: str, api_key: str, dialect: str, endpoint: str,
+                 body: bytes, request_id: str, entry: Entry) -> None:  # fmt: skip
+        self.state = state
+        self.config = state.config
+        self.scenario = scenario
+        self.api_key = api_key
+        self.dialect = dialect
+        self.endpoint = endpoint
+        self.body = body
+        self.request_id = request_id
+        self.entry = entry
+
+    def json(self) -> Any:
+        """The request body parsed as JSON (raises ``orjson.JSONDecodeError``)."""
+        return orjson.loads(self.body)
+
+    def error(self, code: str, *, message: str | None = None, endpoint: str = "chat",
+              model: str = "gpt-4o-mini", path: str | None = None) -> Response:  # fmt: skip
+        """The dialect-shaped response for hard ``code``; ``timeout`` stalls, ``connection_error`` cuts."""
+        if code == "timeout":
+            return StallResponse(self.config.stall_s, self)
+        if code == "connection_error":
+            return CutResponse()
+        cfg = self.config
+        if path is None:
+            path = {"chat": "/v1/chat/completions", "image": "/v1/images/generations"}.get(
+                endpoint, "/v1/videos"
+            )
+        status, headers, body = error_response(
+            self.dialect, code, request_id=self.request_id, message=message, model=model, path=path,
+            retry_after_s=cfg.retry_after_s, limit=cfg.rpm or 60,
+        )  # fmt: skip
+        if "retry-after" in headers:
+            self.entry.retry_after_s = cfg.retry_after_s
+        return Response(body, status_code=status, headers=headers)
+
+    def record(self, status: int | None) -> None:
+        """Record the status this request ended with (the middleware does it when the response starts)."""
+        self.entry.status = status
+
+    def charge(self, tokens: int) -> None:
+        """Count ``tokens`` generated for this request against ``--tpm`` and ``--quota-tokens``."""
+        self.state.limiter.charge(self.api_key, tokens)
+
+
+class StallResponse(Response):
+    """Sends nothing until the client gives up (or ``stall_s`` passes, then a 504): a real timeout."""
+
+    def __init__(self, stall_s: float, ctx: RequestContext) -> None:
+        self.stall_s = stall_s
+        self.ctx = ctx
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await wait_for_disconnect(receive, self.stall_s)
+        ctx = self.ctx
+        status, headers, body = error_response(ctx.dialect, "gateway_timeout", request_id=ctx.request_id)
+        await Response(body, status_code=status, headers=headers)(scope, receive, send)
+
+
+async def wait_for_disconnect(receive: Receive, limit_s: float) -> bool:
+    """Wait until the client disconnects (True) or ``limit_s`` passes (False)."""
+    with anyio.move_on_after(limit_s):
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return True
+    return False
+
+
+class ConnectionCut(Exception):
+    """Raised on purpose after a response has started, so the server drops the connection mid-body."""
+
+
+class CutResponse(Response):
+    """Announces a JSON body, sends a piece of it, then drops the connection: a real transport error."""
+
+    def __init__(self) -> None:
+        pass
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", JSON.encode()), (b"content-length", b"2048")]})  # fmt: skip
+        await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
+        raise ConnectionCut("connection cut on purpose by the connection_error scenario")
+
+
+class _QuietCuts(logging.Filter):
+    # The server logs every deliberate cut as an application error; these are not errors.
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, ConnectionCut):
+                return False
+            if isinstance(exc, BaseExceptionGroup) and any(
+                isinstance(e, ConnectionCut) for e in exc.exceptions
+            ):
+                return False
+            exc = exc.__cause__ or exc.__context__
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietCuts())
+
+
+def _api_key(request: Request) -> str:
+    headers = request.headers
+    auth = headers.get("authorization")
+    if auth:
+        scheme, _, token = auth.partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else auth.strip()
+    return headers.get("api-key") or headers.get("x-api-key") or headers.get("x-goog-api-key") or ""
+
+
+@lru_cache(maxsize=256)
+def _parse(spec: str) -> tuple[str, int | None]:
+    return parse_scenario(spec)
+
+
+def _identity(key: str, endpoint: str, content_type: str, body: bytes) -> str:
+    if content_type.startswith("multipart/"):
+        # Each multipart request picks a fresh boundary; a retry of the same form must hash the same.
+        _, _, boundary = content_type.partition("boundary=")
+        if boundary:
+            body = body.replace(boundary.strip('"').encode(), b"")
+    h = hashlib.blake2b(body, digest_size=10)
+    h.update(key.encode())
+    h.update(endpoint.encode())
+    return h.hexdigest()
+
+
+def _estimate_tokens(body: bytes) -> int:
+    # About four bytes a token, as providers estimate before counting.
+    return max(len(body) // 4, 1)
+
+
+async def begin(request: Request, endpoint: str) -> RequestContext | Response:
+    """Authenticate, rate-limit, choose the scenario and open the stats entry of one request."""
+    state: SimState = request.app.state.sim
+    cfg = state.config
+    request_id = state.request_id()
+    hdrs = request.headers
+    dialect = hdrs.get("x-genguard-dialect") or cfg.dialect
+    scope_info: dict[str, Any] = {"request_id": request_id}
+    request.scope[_SCOPE_KEY] = scope_info
+    if dialect not in DIALECTS:
+        dialect = cfg.dialect
+    body = await request.body()
+    key = _api_key(request)
+    identity = _identity(key, endpoint, hdrs.get("content-type", ""), body)
+    now = time.monotonic()
+
+    def fail(code: str, *, retry_after: float | None = None, message: str | None = None,
+             status: int | None = None) -> Response:  # fmt: skip
+        entry = state.stats.start(identity, code, endpoint, now=now)
+        scope_info["entry"] = entry
+        ctx = RequestContext(state, scenario=code, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
+                             request_id=request_id, entry=entry)  # fmt: skip
+        if status is not None:
+            payload = {"error": {"message": message, "type": "invalid_request_error", "param": None,
+                                 "code": "invalid_scenario"}}  # fmt: skip
+            return Response(orjson.dumps(payload), status_code=status, media_type=JSON)
+        if retry_after is not None:
+            old = ctx.config
+            ctx.config = old.replace(retry_after_s=round(retry_after, 3))
+        return ctx.error(code, message=message, endpoint=endpoint)
+
+    if cfg.api_keys and key not in cfg.api_keys:
+        return fail("auth_failed")
+    spec = hdrs.get("x-genguard-scenario")
+    try:
+        name, flaky_n = _parse(spec or cfg.scenario)
+    except ScenarioError as exc:
+        return fail("bad_request", status=400, message=f"x-genguard-scenario: {exc}")
+    admission = state.limiter.admit(key, _estimate_tokens(body), now=now)
+    scope_info["headers"] = admission.headers
+    if admission.verdict != "ok":
+        retry = max(admission.retry_after_s, 0.001) if admission.verdict == "rate_limited" else None
+        return fail(admission.verdict, retry_after=retry)
+    state.limiter.charge_prompt(key, _estimate_tokens(body))
+    if flaky_n is not None:
+        seen = state.flaky[identity] = state.flaky.get(identity, 0) + 1
+        scenario = name if seen <= flaky_n else "ok"
+    elif spec:
+        scenario = name
+    else:
+        scenario = name
+        if cfg.chaos:
+            roll = state.rng.random()
+            for code, rate in cfg.chaos.items():
+                if roll < rate:
+                    scenario = code
+                    break
+                roll -= rate
+    entry = state.stats.start(identity, scenario, endpoint, now=now)
+    scope_info["entry"] = entry
+    return RequestContext(state, scenario=scenario, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
+                          request_id=request_id, entry=entry)  # fmt: skip
+
+
+class HeadersMiddleware:
+    """Adds ``x-request-id`` and ``x-ratelimit-*`` to every response and records its status in the stats."""
+
+    def __init__(self, app: ASGIApp, state: SimState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                info = scope.get(_SCOPE_KEY)
+                if info is None:
+                    info = scope[_SCOPE_KEY] = {"request_id": self.state.request_id()}
+                extra = [(b"x-request-id", info["request_id"].encode())]
+                headers = info.get("headers")
+                if headers:
+                    extra.extend((k.encode(), v.encode()) for k, v in headers.items())
+                message = {**message, "headers": [*message.get("headers", ()), *extra]}
+                entry = info.get("entry")
+                if entry is not None and entry.status is None:
+                    entry.status = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
