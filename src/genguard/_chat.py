@@ -1,0 +1,263 @@
+"""Streamed chat completions: iterate for text as it arrives, then read the same Outcome a plain call gives.
+
+A stream is read with the stall limit (no bytes for ``stall_timeout`` seconds ends it as ``timeout``, the
+partial text kept); a connection dropped mid-stream becomes an Outcome, never a raw transport exception.
+Attempts that fail before any text reached the caller are retried like plain calls; once text was handed out,
+the stream's outcome is final (a new attempt would repeat or contradict what the caller already showed).
+
+>>> with client.stream(model="m", messages=[{"role": "user", "content": "Hi"}]) as s:  # doctest: +SKIP
+...     for text in s:
+...         print(text, end="", flush=True)
+>>> s.outcome.code  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+
+from ._client import _Sleep
+from ._outcome import Outcome
+from ._testing import is_testing
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._client import AsyncClient, Client, _Loop, _Send
+
+__all__ = ["AsyncChatStream", "ChatStream"]
+
+
+def _request_id(headers: httpx.Headers) -> str | None:
+    found: str | None = headers.get("x-request-id") or headers.get("request-id")
+    return found
+
+
+def _is_event_stream(response: httpx.Response) -> bool:
+    return "text/event-stream" in response.headers.get("content-type", "")
+
+
+def _reader(response: httpx.Response) -> Any:
+    from ._stream import ChatStreamReader
+
+    return ChatStreamReader(
+        status=response.status_code, headers=response.headers, request_id=_request_id(response.headers)
+    )
+
+
+_CLOSED_EARLY = "the caller closed the stream before it ended"
+
+
+class _StreamBase:
+    def __init__(self, loop: _Loop, body: dict[str, Any], *, interactive: bool) -> None:
+        self._loop = loop
+        self._body = body
+        # A stream nobody reads live (chat(stream=True)) may be retried even after partial text.
+        self._interactive = interactive
+        self._outcome: Outcome | None = None
+        self._partial: Outcome | None = None
+        self._chunks: list[str] = []
+
+    @property
+    def outcome(self) -> Outcome:
+        """The final Outcome; available once the stream was read to its end (or closed)."""
+        if self._outcome is None:
+            raise RuntimeError("the stream has not ended yet: iterate it to the end, or call finish()")
+        return self._outcome
+
+    @property
+    def text(self) -> str:
+        """The text received so far in the current attempt."""
+        return "".join(self._chunks)
+
+    def _closed_outcome(self) -> Outcome:
+        partial = self._partial
+        text = self.text or None
+        if partial is not None and not partial.ok:
+            return partial
+        return Outcome.failure("incomplete_stream", text=text, message=_CLOSED_EARLY, retryable=False)
+
+
+class ChatStream(_StreamBase):
+    """A synchronous streamed chat completion; made by :meth:`genguard.Client.stream`."""
+
+    def __init__(
+        self, client: Client, loop: _Loop, body: dict[str, Any], *, interactive: bool = True
+    ) -> None:
+        super().__init__(loop, body, interactive=interactive)
+        self._client = client
+        self._iter: Iterator[str] | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def __iter__(self) -> Iterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    def finish(self) -> Outcome:
+        """Read whatever is left (discarding the text) and return the Outcome."""
+        for _ in self:
+            pass
+        return self.outcome
+
+    def close(self) -> None:
+        """Stop reading; an unfinished stream ends as ``incomplete_stream`` with the text so far."""
+        if self._iter is not None and self._outcome is None:
+            self._iter.close()  # type: ignore[attr-defined]
+        if self._outcome is None:
+            self._loop.close()
+            self._outcome = self._closed_outcome()
+
+    def _run(self) -> Iterator[str]:
+        loop = self._loop
+        try:
+            action = next(loop)
+            while True:
+                if isinstance(action, _Sleep):
+                    if action.seconds > 0 and not is_testing():
+                        time.sleep(action.seconds)
+                    action = loop.send(None)
+                    continue
+                self._chunks = []
+                self._partial = None
+                committed = False
+                outcome: Outcome | None = None
+                for item in self._attempt(action):
+                    if isinstance(item, str):
+                        if self._interactive:
+                            committed = True
+                            yield item
+                    else:
+                        outcome = item
+                assert outcome is not None
+                self._partial = outcome
+                action = loop.send((outcome, committed))
+        except StopIteration as stop:
+            self._outcome = stop.value
+
+    def _attempt(self, action: _Send) -> Iterator[str | Outcome]:
+        client = self._client
+        request = client._chat_request(client.http, action, self._body, stream=True)
+        reader = None
+        response: httpx.Response | None = None
+        try:
+            response = client.http.send(request, stream=True)
+            if response.status_code >= 300 or not _is_event_stream(response):
+                response.read()
+                yield client._classify_response(response, "chat")
+                return
+            reader = _reader(response)
+            chunks = self._chunks
+            for raw in response.iter_bytes():
+                for text in reader.feed(raw):
+                    chunks.append(text)
+                    yield text
+            yield reader.finish(transport_error=None)
+        except httpx.HTTPError as exc:
+            error = client._classify_exception(exc, "chat")
+            yield error if reader is None else reader.finish(transport_error=error)
+        finally:
+            if response is not None:
+                response.close()
+
+
+class AsyncChatStream(_StreamBase):
+    """An asynchronous streamed chat completion; made by :meth:`genguard.AsyncClient.stream`."""
+
+    def __init__(
+        self, client: AsyncClient, loop: _Loop, body: dict[str, Any], *, interactive: bool = True
+    ) -> None:
+        super().__init__(loop, body, interactive=interactive)
+        self._client = client
+        self._iter: AsyncIterator[str] | None = None
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> AsyncIterator[str]:
+        if self._iter is None:
+            self._iter = self._run()
+        return self._iter
+
+    async def finish(self) -> Outcome:
+        """Read whatever is left (discarding the text) and return the Outcome."""
+        async for _ in self:
+            pass
+        return self.outcome
+
+    async def aclose(self) -> None:
+        """Stop reading; an unfinished stream ends as ``incomplete_stream`` with the text so far."""
+        if self._iter is not None and self._outcome is None:
+            await self._iter.aclose()  # type: ignore[attr-defined]
+        if self._outcome is None:
+            self._loop.close()
+            self._outcome = self._closed_outcome()
+
+    async def _run(self) -> AsyncIterator[str]:
+        loop = self._loop
+        try:
+            action = next(loop)
+            while True:
+                if isinstance(action, _Sleep):
+                    if action.seconds > 0 and not is_testing():
+                        await asyncio.sleep(action.seconds)
+                    action = loop.send(None)
+                    continue
+                self._chunks = []
+                self._partial = None
+                committed = False
+                outcome: Outcome | None = None
+                async for item in self._attempt(action):
+                    if isinstance(item, str):
+                        if self._interactive:
+                            committed = True
+                            yield item
+                    else:
+                        outcome = item
+                assert outcome is not None
+                self._partial = outcome
+                action = loop.send((outcome, committed))
+        except StopIteration as stop:
+            self._outcome = stop.value
+
+    async def _attempt(self, action: _Send) -> AsyncIterator[str | Outcome]:
+        client = self._client
+        request = client._chat_request(client.http, action, self._body, stream=True)
+        reader = None
+        response: httpx.Response | None = None
+        try:
+            response = await client.http.send(request, stream=True)
+            if response.status_code >= 300 or not _is_event_stream(response):
+                await response.aread()
+                yield client._classify_response(response, "chat")
+                return
+            reader = _reader(response)
+            chunks = self._chunks
+            async for raw in response.aiter_bytes():
+                for text in reader.feed(raw):
+                    chunks.append(text)
+                    yield text
+            yield reader.finish(transport_error=None)
+        except httpx.HTTPError as exc:
+            error = client._classify_exception(exc, "chat")
+            yield error if reader is None else reader.finish(transport_error=error)
+        finally:
+            if response is not None:
+                await response.aclose()

@@ -1,0 +1,802 @@
+"""Client and AsyncClient: chat calls that end in one Outcome, with retries, key rotation and fallbacks.
+
+Layout, as httpx does it: :class:`BaseClient` holds every pure part (configuration, request building and the
+retry loop as a generator of actions); :class:`Client` and :class:`AsyncClient` only perform those actions
+(send a request, sleep), so the decisions are written once.
+
+The retry loop is reusable by any endpoint (images and videos build on it) through
+:meth:`Client.send_with_retries` / :meth:`AsyncClient.send_with_retries`::
+
+    outcome = client.send_with_retries(
+        build=lambda key, model: client.build_request("POST", "/images/generations", key=key,
+                                                      json={"model": model, "prompt": "a cat"}),
+        parse=lambda response: classify_images(response),   # response already read -> Outcome
+        model="gpt-image-1",
+        endpoint="image",
+        fallbacks=["dall-e-3"],
+    )
+
+One request is sent per attempt. ``build(key, model)`` makes the :class:`httpx.Request` for the current key
+(``None`` when the client has none) and model; ``parse(response)`` turns the read response into an Outcome
+(transport errors never reach it: they become ``timeout`` / ``connection_error`` outcomes). The loop rotates
+keys on ``auth_failed``/``quota_exceeded``, retries what the :class:`~genguard.RetryPolicy` says with the
+server's wait, moves to the next fallback model on the policy's ``fallback_on`` codes, and returns the final
+Outcome with ``attempts``, ``history`` (one :class:`~genguard.Attempt` each), usage summed over attempts, and
+``model`` and ``cost_usd`` in ``extra``. It never raises for a failed call (only :class:`~genguard.ConfigError`
+when the server wants a key and none is configured).
+
+>>> import genguard
+>>> with genguard.Client("http://127.0.0.1:9/v1", api_key="sk-test") as client:  # doctest: +SKIP
+...     outcome = client.chat(model="gpt-4o-mini", messages=[{"role": "user", "content": "Hi"}])
+...     print(outcome.ok, outcome.text)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import time
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType, TracebackType
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from ._exceptions import ConfigError
+from ._keys import ENV_KEYS, KeyPool, resolve_base_url, resolve_keys
+from ._log import log_attempt, log_silent, mask
+from ._outcome import Attempt, Outcome, Usage
+from ._pricing import cost_usd
+from ._retry import RetryPolicy
+from ._taxonomy import Endpoint
+from ._testing import is_testing, testing_attempts
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from ._chat import AsyncChatStream, ChatStream
+
+__all__ = ["AsyncClient", "BaseClient", "Client", "Hook"]
+
+Hook = Callable[[Attempt], None]
+"""A hook receives each attempt's frozen :class:`~genguard.Attempt` record (for metrics, tracing...)."""
+
+Validators = tuple[Any, ...]
+_NO_PATCH: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class _Send:
+    """Loop action: send one attempt with this key and model; ``patch`` overrides body fields (re-ask...)."""
+
+    key: str | None
+    model: str
+    number: int
+    patch: Mapping[str, Any]
+    timeout: float | None  # what is left of the deadline, if one is set
+
+
+@dataclass(frozen=True, slots=True)
+class _Sleep:
+    seconds: float
+
+
+_Loop = Generator["_Send | _Sleep", "tuple[Outcome, bool] | None", Outcome]
+
+
+def _import_classify() -> Any:
+    from . import _classify
+
+    return _classify
+
+
+class BaseClient:
+    """Configuration and every pure decision shared by :class:`Client` and :class:`AsyncClient`."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | Sequence[str] | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] = (),
+        validate: Any = None,
+        hooks: Sequence[Hook] = (),
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self.keys: tuple[str, ...] = resolve_keys(api_key)
+        self.timeout = float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.stall_timeout = float(stall_timeout)
+        self.retry = retry or RetryPolicy()
+        self.fallbacks: tuple[str, ...] = tuple(fallbacks)
+        self.hooks: tuple[Hook, ...] = tuple(hooks)
+        self._extra_headers = dict(headers or {})
+        self._validate = validate
+        self._validators: Validators = self._build_validators(validate) if validate is not None else ()
+        # Index of the first key not yet refused: a key that failed for good is skipped by later calls too.
+        self._key_start = 0
+        self._headers_by_key: dict[str | None, dict[str, str]] = {}
+        self._chat_url = self.base_url + "/chat/completions"
+        self._images: Any = None
+        self._videos: Any = None
+
+    # -- pure helpers ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _build_validators(validate: Any = None, **kw: Any) -> Validators:
+        if validate is None and not any(v is not None for v in kw.values()):
+            return ()
+        from ._validate import build_validators
+
+        return tuple(build_validators(validate, **kw))
+
+    def headers_for(self, key: str | None) -> dict[str, str]:
+        """The request headers for ``key``: ``Authorization: Bearer`` plus the client's own headers."""
+        cached = self._headers_by_key.get(key)
+        if cached is None:
+            cached = {"content-type": "application/json", "accept": "application/json", **self._extra_headers}
+            if key:
+                cached["authorization"] = f"Bearer {key}"
+            self._headers_by_key[key] = cached
+        return cached
+
+    def url(self, path: str) -> str:
+        """``path`` joined to the base URL (an absolute URL is returned as it is)."""
+        if path.startswith(("http://", "https://")):
+            return path
+        return self.base_url + "/" + path.lstrip("/")
+
+    def _timeout(self, read: float, remaining: float | None) -> httpx.Timeout:
+        if remaining is not None:
+            read = min(read, remaining)
+        return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+
+    def _chat_body(
+        self, model: str, messages: Sequence[Any], params: Mapping[str, Any], stream: bool
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {**params, "model": model, "messages": list(messages)}
+        if stream:
+            body["stream"] = True
+            # Usage comes only when asked for in a stream; cost and the usage sum need it.
+            body.setdefault("stream_options", {"include_usage": True})
+        else:
+            body.pop("stream", None)
+        return body
+
+    def _secrets(self) -> tuple[str, ...]:
+        return self.keys
+
+    def _no_key_error(self) -> ConfigError:
+        names = " or ".join(ENV_KEYS)
+        return ConfigError(
+            f"The server at {self.base_url} wants an API key (it answered 401) and none is set: "
+            f"pass api_key=... to the client, or set {names} (--api-key on the command line)."
+        )
+
+    # -- the retry loop (pure: yields actions, receives outcomes) -------------------------------
+
+    def _loop(
+        self,
+        model: str,
+        *,
+        endpoint: Endpoint = "chat",
+        fallbacks: Sequence[str] | None = None,
+        retry: RetryPolicy | None = None,
+        validators: Validators = (),
+        messages: Sequence[Any] | None = None,
+        params: Mapping[str, Any] | None = None,
+    ) -> _Loop:
+        policy = retry or self.retry
+        models = (model, *(self.fallbacks if fallbacks is None else fallbacks))
+        pool = KeyPool(self.keys, self._key_start)
+        secrets = self.keys
+        cap = testing_attempts()
+        start = time.monotonic()
+        deadline = policy.deadline
+        mi = tries = number = reasks = 0
+        raised = False
+        patch: Mapping[str, Any] = _NO_PATCH
+        usage_total: Usage | None = None
+        cost_total: float | None = None
+        outcome: Outcome | None = None
+        while True:
+            current = models[mi]
+            remaining = None if deadline is None else deadline - (time.monotonic() - start)
+            if remaining is not None and remaining <= 0 and outcome is not None:
+                note = f"the deadline of {deadline:g} s passed after {number} attempts"
+                outcome = outcome.replace(message=f"{outcome.message} ({note})" if outcome.message else note)
+                break
+            number += 1
+            tries += 1
+            result = yield _Send(pool.current, current, number, patch, remaining)
+            assert result is not None
+            outcome, committed = result
+            if outcome.ok and validators:
+                from ._validate import apply_validators
+
+                outcome = apply_validators(outcome, validators)
+                if outcome.kind == "silent":
+                    log_silent(outcome, secrets=secrets)
+            if outcome.usage is not None:
+                usage_total = outcome.usage if usage_total is None else usage_total + outcome.usage
+                cost = cost_usd(current, outcome.usage)
+                if cost is not None:
+                    cost_total = cost if cost_total is None else cost_total + cost
+            if pool.current is None and outcome.code == "auth_failed" and outcome.status == 401:
+                raise self._no_key_error()
+            decision = policy.decide(
+                outcome,
+                tries=tries,
+                elapsed=time.monotonic() - start,
+                keys_left=pool.has_next(),
+                fallbacks_left=mi + 1 < len(models),
+                reasks=reasks,
+                raised_max_tokens=raised,
+                max_attempts=cap,
+            )
+            action = decision.action
+            if committed and action != "stop":
+                # Text already reached the caller: another attempt would repeat or contradict it.
+                action = "stop"
+            attempt = Attempt(
+                number,
+                outcome.code,
+                outcome.status,
+                decision.wait_s,
+                current,
+                outcome.request_id,
+                outcome.message,
+            )
+            policy = policy.increment(attempt)
+            log_attempt(attempt, action=action, secrets=secrets)
+            for hook in self.hooks:
+                hook(attempt)
+            if action == "stop":
+                outcome = decision.outcome or outcome
+                break
+            if action == "retry":
+                yield _Sleep(decision.wait_s)
+            elif action == "rotate_key":
+                pool.advance()
+                self._key_start = max(self._key_start, pool.index)
+            elif action == "fallback":
+                mi += 1
+                tries = 0
+            elif action == "reask":
+                reasks += 1
+                patch = {**patch, "messages": self._reask_messages(messages, patch, outcome)}
+            elif action == "raise_max_tokens":
+                raised = True
+                patch = {**patch, **self._raised_max_tokens(params or {}, outcome)}
+        fields: dict[str, Any] = {"attempts": number, "history": policy.history}
+        if usage_total is not None and number > 1:
+            fields["usage"] = usage_total
+        if outcome.message and secrets:
+            fields["message"] = mask(outcome.message, secrets)
+        return outcome.replace(**fields).with_extra(model=current, cost_usd=cost_total)
+
+    @staticmethod
+    def _reask_messages(
+        messages: Sequence[Any] | None, patch: Mapping[str, Any], outcome: Outcome
+    ) -> list[Any]:
+        # As instructor does: show the model its answer and the validation error, then ask again.
+        base = list(patch.get("messages", messages or ()))
+        return [
+            *base,
+            {"role": "assistant", "content": outcome.text or ""},
+            {
+                "role": "user",
+                "content": f"Your answer was rejected: {outcome.message}. "
+                "Answer again, correcting this, and reply with the answer only.",
+            },
+        ]
+
+    @staticmethod
+    def _raised_max_tokens(params: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
+        name = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+        current = params.get(name)
+        if not isinstance(current, int) or current <= 0:
+            used = outcome.usage.completion_tokens if outcome.usage else None
+            current = used or 512
+        return {name: current * 2}
+
+    def _chat_loop(
+        self,
+        model: str,
+        messages: Sequence[Any],
+        params: Mapping[str, Any],
+        *,
+        validate: Any,
+        labels: Sequence[str] | None,
+        min_words: int | None,
+        pattern: str | None,
+        retry: RetryPolicy | None,
+        fallbacks: Sequence[str] | None,
+    ) -> _Loop:
+        if validate is None and labels is None and min_words is None and pattern is None:
+            validators = self._validators
+        else:
+            validators = self._build_validators(validate, labels=labels, min_words=min_words, pattern=pattern)
+        return self._loop(
+            model,
+            fallbacks=fallbacks,
+            retry=retry,
+            validators=validators,
+            messages=messages,
+            params=params,
+        )
+
+    def _chat_request(
+        self, http: httpx.Client | httpx.AsyncClient, send: _Send, body: dict[str, Any], *, stream: bool
+    ) -> httpx.Request:
+        if send.patch:
+            body = {**body, **send.patch}
+        body["model"] = send.model
+        return http.build_request(
+            "POST",
+            self._chat_url,
+            content=orjson.dumps(body),
+            headers=self.headers_for(send.key),
+            timeout=self._timeout(self.stall_timeout if stream else self.timeout, send.timeout),
+        )
+
+    def _classify_response(self, response: httpx.Response, endpoint: Endpoint) -> Outcome:
+        classify = _import_classify()
+        outcome: Outcome = classify.classify_http(
+            response.status_code, response.headers, response.content, endpoint=endpoint, secrets=self.keys
+        )
+        return outcome
+
+    def _classify_exception(self, exc: BaseException, endpoint: Endpoint) -> Outcome:
+        outcome: Outcome = _import_classify().classify_exception(exc, endpoint=endpoint, secrets=self.keys)
+        return outcome
+
+    def build_request(
+        self,
+        method: str,
+        path: str,
+        *,
+        key: str | None,
+        json: Any = None,
+        timeout: float | None = None,
+        **kwargs: Any,
+    ) -> httpx.Request:
+        """An :class:`httpx.Request` to ``path`` (relative to the base URL) carrying ``key`` as Bearer.
+
+        For :meth:`send_with_retries` builders; ``kwargs`` go to ``httpx.Client.build_request`` (``files``,
+        ``data``, ``params``...). A multipart body gets its own content type.
+        """
+        headers = dict(self.headers_for(key))
+        if json is not None:
+            kwargs["content"] = orjson.dumps(json)
+        elif "files" in kwargs or "data" in kwargs:
+            headers.pop("content-type", None)
+        return self._http_any.build_request(
+            method,
+            self.url(path),
+            headers=headers,
+            timeout=self._timeout(timeout or self.timeout, None),
+            **kwargs,
+        )
+
+    @property
+    def _http_any(self) -> httpx.Client | httpx.AsyncClient:
+        raise NotImplementedError
+
+    # -- media endpoints, written on top of this client -----------------------------------------
+
+    @property
+    def images(self) -> Any:
+        """Image generation on this client (``genguard._images``), created on first use."""
+        if self._images is None:
+            _images = importlib.import_module("genguard._images")
+            self._images = (_images.AsyncImages if isinstance(self, AsyncClient) else _images.Images)(self)
+        return self._images
+
+    @property
+    def videos(self) -> Any:
+        """Video tasks on this client (``genguard._videos``), created on first use."""
+        if self._videos is None:
+            _videos = importlib.import_module("genguard._videos")
+            self._videos = (_videos.AsyncVideos if isinstance(self, AsyncClient) else _videos.Videos)(self)
+        return self._videos
+
+
+class Client(BaseClient):
+    """A synchronous client: every call returns an :class:`~genguard.Outcome`, never a silent success.
+
+    Keys come from ``api_key`` (one or several, rotated on ``auth_failed``/``quota_exceeded``), else
+    ``GENGUARD_API_KEY``, else ``OPENAI_API_KEY``; the base URL from ``base_url``, else ``GENGUARD_BASE_URL``
+    or ``OPENAI_BASE_URL``. ``stall_timeout`` bounds the silence between two bytes of a stream.
+
+    >>> with Client("http://127.0.0.1:8000/v1", api_key=["sk-a", "sk-b"], fallbacks=["small"]) as c:  # doctest: +SKIP
+    ...     outcome = c.chat(model="big", messages=[{"role": "user", "content": "Say hi"}], temperature=0)
+    ...     outcome.raise_for_failure().text
+    'Hi!'
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | Sequence[str] | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] = (),
+        validate: Any = None,
+        hooks: Sequence[Hook] = (),
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            stall_timeout=stall_timeout,
+            retry=retry,
+            fallbacks=fallbacks,
+            validate=validate,
+            hooks=hooks,
+            headers=headers,
+        )
+        self._owns_http = http_client is None
+        self.http = http_client or httpx.Client(timeout=self._timeout(self.timeout, None))
+
+    @property
+    def _http_any(self) -> httpx.Client:
+        return self.http
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP connections (only those of an ``http_client`` this client created)."""
+        if self._owns_http:
+            self.http.close()
+
+    def _drive(self, loop: _Loop, send: Callable[[_Send], Outcome]) -> Outcome:
+        try:
+            action = next(loop)
+            while True:
+                if type(action) is _Sleep:
+                    if action.seconds > 0 and not is_testing():
+                        time.sleep(action.seconds)
+                    action = loop.send(None)
+                else:
+                    assert isinstance(action, _Send)
+                    action = loop.send((send(action), False))
+        except StopIteration as stop:
+            result: Outcome = stop.value
+            return result
+
+    def _send(
+        self, request: httpx.Request, endpoint: Endpoint, parse: Callable[[httpx.Response], Outcome]
+    ) -> Outcome:
+        try:
+            response = self.http.send(request)
+        except httpx.HTTPError as exc:
+            return self._classify_exception(exc, endpoint)
+        return parse(response)
+
+    def chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        stream: bool = False,
+        validate: Any = None,
+        labels: Sequence[str] | None = None,
+        min_words: int | None = None,
+        pattern: str | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Any,
+    ) -> Outcome:
+        """One chat completion, retried as the policy says; ``params`` pass through to the API.
+
+        ``stream=True`` streams underneath (with the stall limit) and returns the same Outcome; use
+        :meth:`stream` to read the text as it arrives. ``validate`` (``"json"``, a JSON Schema, a pydantic
+        model, a regex or a callable), ``labels``, ``min_words`` and ``pattern`` add silent-failure checks.
+
+        >>> client.chat(model="m", messages=[{"role": "user", "content": "2+2?"}], max_tokens=5)  # doctest: +SKIP
+        """
+        if stream:
+            with self.stream(
+                model=model,
+                messages=messages,
+                validate=validate,
+                labels=labels,
+                min_words=min_words,
+                pattern=pattern,
+                retry=retry,
+                fallbacks=fallbacks,
+                _interactive=False,
+                **params,
+            ) as s:
+                return s.finish()
+        loop = self._chat_loop(
+            model,
+            messages,
+            params,
+            validate=validate,
+            labels=labels,
+            min_words=min_words,
+            pattern=pattern,
+            retry=retry,
+            fallbacks=fallbacks,
+        )
+        body = self._chat_body(model, messages, params, stream=False)
+
+        def send(action: _Send) -> Outcome:
+            request = self._chat_request(self.http, action, body, stream=False)
+            return self._send(request, "chat", self._parse_chat)
+
+        return self._drive(loop, send)
+
+    def _parse_chat(self, response: httpx.Response) -> Outcome:
+        return self._classify_response(response, "chat")
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        validate: Any = None,
+        labels: Sequence[str] | None = None,
+        min_words: int | None = None,
+        pattern: str | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None = None,
+        _interactive: bool = True,
+        **params: Any,
+    ) -> ChatStream:
+        """A streamed chat completion: iterate for text as it arrives, then read ``.outcome``.
+
+        >>> with client.stream(model="m", messages=msgs) as s:  # doctest: +SKIP
+        ...     for text in s:
+        ...         print(text, end="")
+        >>> s.outcome.ok  # doctest: +SKIP
+        True
+        """
+        from ._chat import ChatStream
+
+        loop = self._chat_loop(
+            model,
+            messages,
+            params,
+            validate=validate,
+            labels=labels,
+            min_words=min_words,
+            pattern=pattern,
+            retry=retry,
+            fallbacks=fallbacks,
+        )
+        return ChatStream(
+            self, loop, self._chat_body(model, messages, params, stream=True), interactive=_interactive
+        )
+
+    def send_with_retries(
+        self,
+        build: Callable[[str | None, str], httpx.Request],
+        parse: Callable[[httpx.Response], Outcome],
+        *,
+        model: str,
+        endpoint: Endpoint = "chat",
+        fallbacks: Sequence[str] | None = (),
+        retry: RetryPolicy | None = None,
+        validate: Any = None,
+    ) -> Outcome:
+        """Run the retry loop for any endpoint: one ``build(key, model)`` request per attempt, ``parse`` of
+        the read response to an Outcome; see the module docstring. ``fallbacks=None`` uses the client's."""
+        validators = self._build_validators(validate) if validate is not None else ()
+        loop = self._loop(model, endpoint=endpoint, fallbacks=fallbacks, retry=retry, validators=validators)
+
+        def send(action: _Send) -> Outcome:
+            try:
+                request = build(action.key, action.model)
+                if action.timeout is not None:
+                    request.extensions["timeout"] = self._timeout(self.timeout, action.timeout).as_dict()
+                response = self.http.send(request)
+                response.read()
+            except httpx.HTTPError as exc:
+                return self._classify_exception(exc, endpoint)
+            return parse(response)
+
+        return self._drive(loop, send)
+
+
+class AsyncClient(BaseClient):
+    """The asynchronous twin of :class:`Client`: ``await client.chat(...)``, ``async with client.stream(...)``.
+
+    >>> async with AsyncClient("http://127.0.0.1:8000/v1") as c:  # doctest: +SKIP
+    ...     outcome = await c.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | Sequence[str] | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] = (),
+        validate: Any = None,
+        hooks: Sequence[Hook] = (),
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            stall_timeout=stall_timeout,
+            retry=retry,
+            fallbacks=fallbacks,
+            validate=validate,
+            hooks=hooks,
+            headers=headers,
+        )
+        self._owns_http = http_client is None
+        self.http = http_client or httpx.AsyncClient(timeout=self._timeout(self.timeout, None))
+
+    @property
+    def _http_any(self) -> httpx.AsyncClient:
+        return self.http
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (only those of an ``http_client`` this client created)."""
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def _drive(self, loop: _Loop, send: Callable[[_Send], Awaitable[Outcome]]) -> Outcome:
+        try:
+            action = next(loop)
+            while True:
+                if type(action) is _Sleep:
+                    if action.seconds > 0 and not is_testing():
+                        await asyncio.sleep(action.seconds)
+                    action = loop.send(None)
+                else:
+                    assert isinstance(action, _Send)
+                    action = loop.send((await send(action), False))
+        except StopIteration as stop:
+            result: Outcome = stop.value
+            return result
+
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        stream: bool = False,
+        validate: Any = None,
+        labels: Sequence[str] | None = None,
+        min_words: int | None = None,
+        pattern: str | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Any,
+    ) -> Outcome:
+        """One chat completion, as :meth:`Client.chat`, awaited."""
+        if stream:
+            async with self.stream(
+                model=model,
+                messages=messages,
+                validate=validate,
+                labels=labels,
+                min_words=min_words,
+                pattern=pattern,
+                retry=retry,
+                fallbacks=fallbacks,
+                _interactive=False,
+                **params,
+            ) as s:
+                return await s.finish()
+        loop = self._chat_loop(
+            model,
+            messages,
+            params,
+            validate=validate,
+            labels=labels,
+            min_words=min_words,
+            pattern=pattern,
+            retry=retry,
+            fallbacks=fallbacks,
+        )
+        body = self._chat_body(model, messages, params, stream=False)
+
+        async def send(action: _Send) -> Outcome:
+            request = self._chat_request(self.http, action, body, stream=False)
+            try:
+                response = await self.http.send(request)
+            except httpx.HTTPError as exc:
+                return self._classify_exception(exc, "chat")
+            return self._classify_response(response, "chat")
+
+        return await self._drive(loop, send)
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        validate: Any = None,
+        labels: Sequence[str] | None = None,
+        min_words: int | None = None,
+        pattern: str | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None = None,
+        _interactive: bool = True,
+        **params: Any,
+    ) -> AsyncChatStream:
+        """A streamed chat completion: ``async for text in s`` as it arrives, then ``s.outcome``."""
+        from ._chat import AsyncChatStream
+
+        loop = self._chat_loop(
+            model,
+            messages,
+            params,
+            validate=validate,
+            labels=labels,
+            min_words=min_words,
+            pattern=pattern,
+            retry=retry,
+            fallbacks=fallbacks,
+        )
+        return AsyncChatStream(
+            self, loop, self._chat_body(model, messages, params, stream=True), interactive=_interactive
+        )
+
+    async def send_with_retries(
+        self,
+        build: Callable[[str | None, str], httpx.Request],
+        parse: Callable[[httpx.Response], Outcome],
+        *,
+        model: str,
+        endpoint: Endpoint = "chat",
+        fallbacks: Sequence[str] | None = (),
+        retry: RetryPolicy | None = None,
+        validate: Any = None,
+    ) -> Outcome:
+        """As :meth:`Client.send_with_retries`, awaited (``parse`` stays a plain function)."""
+        validators = self._build_validators(validate) if validate is not None else ()
+        loop = self._loop(model, endpoint=endpoint, fallbacks=fallbacks, retry=retry, validators=validators)
+
+        async def send(action: _Send) -> Outcome:
+            try:
+                request = build(action.key, action.model)
+                if action.timeout is not None:
+                    request.extensions["timeout"] = self._timeout(self.timeout, action.timeout).as_dict()
+                response = await self.http.send(request)
+                await response.aread()
+            except httpx.HTTPError as exc:
+                return self._classify_exception(exc, endpoint)
+            return parse(response)
+
+        return await self._drive(loop, send)
