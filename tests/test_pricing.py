@@ -19,7 +19,8 @@ def test_known_model_is_priced_from_the_table() -> None:
     )
     got = cost_usd("gpt-4o-mini", Usage(prompt_tokens=1000, completion_tokens=500))
     assert got == pytest.approx(expected)
-    assert got is not None and got > 0
+    assert got is not None
+    assert got > 0
     bigger = cost_usd("gpt-4o-mini", Usage(prompt_tokens=2000, completion_tokens=1000))
     assert bigger == pytest.approx(2 * got)
 
