@@ -1,0 +1,674 @@
+"""The simulator's image and video endpoints, with each model family's quirks and vocabulary.
+
+Images (REFERENCE.md §5): ``POST /v1/images/generations``. Videos (REFERENCE.md §6): ``POST /v1/videos``
+(multipart form or JSON), ``GET /v1/videos/{id}``, ``GET /v1/videos/{id}/content``. Result URLs point at
+``GET /_genguard/files/{name}``, signed links that expire like a storage bucket's.
+
+>>> [r.path for r in media_routes()][:2]
+['/v1/images/generations', '/v1/videos']
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from genguard.sim._core import ERROR_SCENARIOS, RequestContext, begin
+from genguard.sim._mediabytes import HTML_NOT_MEDIA, mp4_bytes, png_bytes
+
+__all__ = ["VIDEO_FAMILIES", "media_routes", "video_family"]
+
+JSON = "application/json"
+VARIANT_HEADER = "x-genguard-variant"
+_MAX_TASKS = 10_000
+_MAX_FILES = 50_000
+# Fraction of task_seconds a task spends queued before it starts running.
+_QUEUED_SHARE = 0.1
+# Where a ``task_timeout`` task's progress stops: visibly started, never near done.
+_FROZEN_PROGRESS = 57
+
+VIDEO_FAMILIES: tuple[str, ...] = ("sora", "kling", "runway", "veo", "seedance")
+
+
+def video_family(model: str) -> str | None:
+    """The vendor vocabulary a video model answers in, or None for a model of no known family.
+
+    >>> video_family("kling-v2"), video_family("gen4_turbo"), video_family("gpt-4o")
+    ('kling', 'runway', None)
+    """
+    m = model.lower()
+    if m.startswith("sora"):
+        return "sora"
+    if m.startswith("kling"):
+        return "kling"
+    if m.startswith(("runway", "gen3", "gen4")):
+        return "runway"
+    if m.startswith("veo"):
+        return "veo"
+    if m.startswith(("seedance", "doubao-seedance")):
+        return "seedance"
+    return None
+
+
+def _resolved_model(family: str, model: str) -> str:
+    # Aggregators answer with the backend model they routed to, not the alias the client sent.
+    if family == "kling" and not model.endswith(("-master", "-pro", "-std")):
+        return model.replace(".", "-") + "-master"
+    if family == "runway" and model.startswith("runway-"):
+        return model.removeprefix("runway-") + "_turbo"
+    if family == "veo" and "generate" not in model:
+        return (
+            f"{model}.0-generate-001" if model[-1].isdigit() and "." not in model else f"{model}-generate-001"
+        )
+    if family == "seedance" and not model.startswith("doubao-"):
+        return f"doubao-{model}-250528"
+    return model
+
+
+# -- state -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _File:
+    kind: str  # "png", "mp4" or "html" (the download that is not what it promises)
+    seed: str
+    ext: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Task:
+    id: str
+    family: str
+    model: str
+    resolved: str
+    prompt: str
+    size: str
+    seconds: str
+    created_at: int
+    started: float  # time.monotonic() at submission: progress is measured from it
+    duration: float  # the simulator's task_seconds when the task was submitted
+    scenario: str  # ok, content_filtered, generation_failed, task_timeout, stuck_in_queue, download_failed
+    variant: str  # which flavour of the scenario: "reason"/"no_reason", "expired"/"html"
+    file: str  # the token of its result file
+
+
+@dataclass(slots=True)
+class _MediaState:
+    """Everything the media endpoints remember, kept on ``app.state`` and cleared by a reset."""
+
+    secret: bytes = field(default_factory=lambda: secrets.token_bytes(16))
+    files: dict[str, _File] = field(default_factory=dict)
+    tasks: dict[str, _Task] = field(default_factory=dict)
+    polls: dict[str, int] = field(default_factory=dict)
+    issued: int = 0
+
+    def new_id(self, prefix: str) -> str:
+        self.issued += 1
+        return f"{prefix}{secrets.token_hex(12)}"
+
+    def add_file(self, kind: str, seed: str, ext: str) -> str:
+        if len(self.files) >= _MAX_FILES:
+            # Oldest first (dicts keep insertion order): their links are long expired in any real use.
+            for old in list(self.files)[: _MAX_FILES // 10]:
+                del self.files[old]
+        token = secrets.token_hex(12)
+        self.files[token] = _File(kind, seed, ext)
+        return token
+
+    def add_task(self, task: _Task) -> None:
+        if len(self.tasks) >= _MAX_TASKS:
+            for old in list(self.tasks)[: _MAX_TASKS // 10]:
+                del self.tasks[old]
+                self.polls.pop(old, None)
+        self.tasks[task.id] = task
+
+
+def _state(request: Request) -> _MediaState:
+    # Kept in the core's ``media`` dict, which Simulator.reset() clears: a reset forgets tasks and links.
+    media: dict[str, Any] = request.app.state.sim.media
+    st = media.get("store")
+    if st is None:
+        st = media["store"] = _MediaState()
+    assert isinstance(st, _MediaState)
+    return st
+
+
+# -- shared helpers ----------------------------------------------------------------------------------
+
+
+def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=JSON, headers=headers)
+
+
+def _invalid(
+    message: str, *, param: str | None = None, code: str | None = None, status: int = 400
+) -> Response:
+    # The OpenAI wording of parameter errors, which the official SDK raises as BadRequestError.
+    err = {"message": message, "type": "invalid_request_error", "param": param, "code": code}
+    return _json({"error": err}, status)
+
+
+def _is_hard(code: str) -> bool:
+    return code in ERROR_SCENARIOS
+
+
+def _variant(request: Request, seed: str, choices: tuple[str, str]) -> str:
+    asked = request.headers.get(VARIANT_HEADER, "").strip().lower()
+    if asked in choices:
+        return asked
+    # No choice given: pick one per request, deterministically, so chaos runs play both flavours.
+    return choices[hashlib.sha256(seed.encode()).digest()[0] & 1]
+
+
+def _file_url(request: Request, st: _MediaState, token: str, *, ttl_s: float, expired: bool = False) -> str:
+    f = st.files[token]
+    # Milliseconds, not whole seconds, so the sub-second TTLs that tests use still mean something.
+    now_ms = int(time.time() * 1000)
+    expiry_ms = now_ms - 60_000 if expired else now_ms + int(ttl_s * 1000)
+    sig = _sign(st, token, expiry_ms)
+    base = str(request.base_url).rstrip("/")
+    return f"{base}/_genguard/files/{token}.{f.ext}?se={expiry_ms}&sp=r&sig={sig}"
+
+
+def _sign(st: _MediaState, token: str, expiry_ms: int) -> str:
+    return hmac.new(st.secret, f"{token}:{expiry_ms}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def _bucket_error(status: int, code: str, message: str) -> Response:
+    # What S3-style storage answers for a bad or expired signed link: XML, not the API's JSON.
+    body = (
+        '<?xml version="1.0" encoding="UTF-8"?>\n'
+        f"<Error><Code>{code}</Code><Message>{message}</Message>"
+        f"<RequestId>{secrets.token_hex(8).upper()}</RequestId></Error>"
+    )
+    return Response(body.encode(), status_code=status, media_type="application/xml")
+
+
+async def serve_file(request: Request) -> Response:
+    """``GET /_genguard/files/{name}``: the bytes behind a result URL, while its signature is valid."""
+    st = _state(request)
+    name = request.path_params["name"]
+    token = name.partition(".")[0]
+    f = st.files.get(token)
+    if f is None:
+        return _bucket_error(404, "NoSuchKey", "The specified key does not exist.")
+    try:
+        expiry_ms = int(request.query_params.get("se", ""))
+    except ValueError:
+        return _bucket_error(403, "AccessDenied", "Query-string authentication requires the se parameter.")
+    if not hmac.compare_digest(request.query_params.get("sig", ""), _sign(st, token, expiry_ms)):
+        return _bucket_error(
+            403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature."
+        )
+    if time.time() * 1000 > expiry_ms:
+        return _bucket_error(403, "AccessDenied", "Request has expired")
+    return _file_response(f)
+
+
+def _file_bytes(f: _File) -> bytes:
+    if f.kind == "png":
+        return png_bytes(f.seed)
+    if f.kind == "mp4":
+        return mp4_bytes(f.seed)
+    return HTML_NOT_MEDIA
+
+
+def _file_response(f: _File) -> Response:
+    # The "html" kind keeps the promised content type: a lying server, caught only by looking at the bytes.
+    media_type = "image/png" if f.ext == "png" else "video/mp4"
+    return Response(_file_bytes(f), media_type=media_type, headers={"cache-control": "private, max-age=0"})
+
+
+async def _body(request: Request) -> dict[str, Any] | None:
+    """The request's fields, from JSON or a (multipart or urlencoded) form; None when unreadable."""
+    ctype = request.headers.get("content-type", "")
+    if ctype.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
+        form = await request.form()
+        # An uploaded file (input_reference) is noted by name only: the simulator does not look at it.
+        return {k: (v if isinstance(v, str) else getattr(v, "filename", "file")) for k, v in form.items()}
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw or b"{}")
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+# -- images ------------------------------------------------------------------------------------------
+
+_ONE_IMAGE_MODELS = {
+    "dall-e-3": "You must provide n=1 for this model.",
+    "qwen-image": "The parameter n must be 1 for model qwen-image: generate one image per request.",
+}
+
+
+def _revise(prompt: str) -> str:
+    return f"{prompt.rstrip('. ')}. Rendered in a detailed, photorealistic style with soft natural light."
+
+
+async def images_generations(request: Request) -> Response:
+    """``POST /v1/images/generations`` with each model's parameter rules and the media scenarios."""
+    got = await begin(request, "image")
+    if isinstance(got, Response):
+        return got
+    ctx = got
+    body = await _body(request)
+    if body is None:
+        return _invalid("We could not parse the JSON body of your request.")
+    model = str(body.get("model") or "dall-e-2")
+    gpt_image = model.startswith("gpt-image")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        return _invalid(
+            "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
+        )
+    n = body.get("n", 1)
+    if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+        return _invalid(f"Invalid value for 'n': {n!r}. Expected an integer between 1 and 10.", param="n")
+    if gpt_image and "response_format" in body:
+        return _invalid(
+            "Unknown parameter: 'response_format'.", param="response_format", code="unknown_parameter"
+        )
+    if n > 1 and model in _ONE_IMAGE_MODELS:
+        return _invalid(_ONE_IMAGE_MODELS[model], param="n")
+    scenario = ctx.scenario
+    if scenario == "prompt_blocked" and ctx.dialect == "openai":
+        if gpt_image:
+            return _json(
+                {
+                    "error": {
+                        "message": "Your request was rejected by the safety system. If you believe this is an error, "
+                        "contact us at help.openai.com and include the request ID.",
+                        "type": "image_generation_user_error",
+                        "param": None,
+                        "code": "moderation_blocked",
+                    }
+                },
+                400,
+            )
+        return _invalid(
+            "Your request was rejected as a result of our safety system. Your prompt may contain text that is "
+            "not allowed by our safety system.", code="content_policy_violation")  # fmt: skip
+    if _is_hard(scenario):
+        return ctx.error(scenario, endpoint="image", model=model)
+    out: dict[str, Any] = {"created": int(time.time()), "data": []}
+    if gpt_image:
+        out.update(background="opaque", output_format=body.get("output_format", "png"),
+                   quality=body.get("quality", "high"), size=body.get("size", "1024x1024"))  # fmt: skip
+        words = len(prompt.split())
+        out["usage"] = {
+            "input_tokens": words, "input_tokens_details": {"text_tokens": words, "image_tokens": 0},
+            "output_tokens": 1056 * n, "total_tokens": words + 1056 * n,
+        }  # fmt: skip
+    if scenario == "content_filtered":
+        return _json(out)
+    fmt = "b64_json" if gpt_image else str(body.get("response_format") or "url")
+    if fmt not in ("url", "b64_json"):
+        return _invalid(
+            f"Invalid value: '{fmt}'. Supported values are: 'url' and 'b64_json'.", param="response_format",
+            code="invalid_value")  # fmt: skip
+    st = _state(request)
+    for i in range(n):
+        seed = f"{ctx.config.seed}|{model}|{prompt}|{i}"
+        broken = _variant(request, seed, ("expired", "html")) if scenario == "download_failed" else ""
+        # Inline bytes cannot expire: a broken b64_json result is always bytes that are not an image.
+        kind = "html" if broken == "html" or (broken and fmt == "b64_json") else "png"
+        item: dict[str, Any] = {}
+        if fmt == "b64_json":
+            item["b64_json"] = base64.b64encode(png_bytes(seed) if kind == "png" else HTML_NOT_MEDIA).decode()
+        else:
+            token = st.add_file(kind, seed, "png")
+            item["url"] = _file_url(
+                request, st, token, ttl_s=ctx.config.image_url_ttl_s, expired=broken == "expired"
+            )
+        if model == "dall-e-3":
+            item["revised_prompt"] = _revise(prompt)
+        out["data"].append(item)
+    return _json(out)
+
+
+# -- videos ------------------------------------------------------------------------------------------
+
+_TASK_SCENARIOS = frozenset(
+    {"content_filtered", "generation_failed", "task_timeout", "stuck_in_queue", "download_failed"}
+)
+
+
+def _phase(task: _Task, now: float) -> tuple[str, int]:
+    """``(state, progress)``: state is queued, running, succeeded or failed, in no vendor's words yet."""
+    f = (now - task.started) / task.duration if task.duration > 0 else 1.0
+    if task.scenario == "stuck_in_queue" or f < _QUEUED_SHARE:
+        return "queued", 0
+    progress = min(int(100 * (f - _QUEUED_SHARE) / (1 - _QUEUED_SHARE)), 99)
+    if task.scenario == "task_timeout":
+        return "running", min(progress, _FROZEN_PROGRESS)
+    if f < 1.0:
+        return "running", progress
+    if task.scenario in ("content_filtered", "generation_failed"):
+        return "failed", progress
+    return "succeeded", 100
+
+
+def _poll_after_ms(duration: float) -> str:
+    # A hint scaled to the task length, so clients of a fast test simulator poll fast too.
+    return str(min(max(int(duration * 100), 20), 10_000))
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One poll's answer in the model family's own words."""
+
+    task: _Task
+    state: str
+    progress: int
+    result_url: Callable[[], str]
+
+    @property
+    def safety(self) -> bool:
+        return self.state == "failed" and self.task.scenario == "content_filtered"
+
+    @property
+    def reason(self) -> bool:
+        return self.task.variant != "no_reason"
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _sora(v: _View) -> dict[str, Any]:
+    t = v.task
+    words = {"queued": "queued", "running": "in_progress", "succeeded": "completed", "failed": "failed"}
+    done = v.state in ("succeeded", "failed")
+    completed_at = int(t.created_at + t.duration) if done else None
+    error = None
+    if v.safety:
+        error = {
+            "code": "moderation_blocked",
+            "message": "Your request was blocked by our moderation system.",
+        }
+    elif v.state == "failed" and v.reason:
+        error = {
+            "code": "video_generation_failed",
+            "message": "Video generation failed due to an internal error.",
+        }
+    return {
+        "id": t.id, "object": "video", "created_at": t.created_at, "status": words[v.state],
+        "model": t.resolved, "progress": v.progress, "seconds": t.seconds, "size": t.size,
+        "prompt": t.prompt, "completed_at": completed_at,
+        "expires_at": completed_at + 3600 if completed_at and v.state == "succeeded" else None,
+        "error": error, "remixed_from_video_id": None,
+    }  # fmt: skip
+
+
+def _kling(v: _View) -> dict[str, Any]:
+    t = v.task
+    words = {"queued": "submitted", "running": "processing", "succeeded": "succeed", "failed": "failed"}
+    msg = ""
+    if v.safety:
+        msg = (
+            "Failure to pass the risk control system: the content may involve risk, please modify and retry."
+        )
+    elif v.state == "failed" and v.reason:
+        msg = "Video generation failed: internal service error, please try again later."
+    data: dict[str, Any] = {
+        "task_id": t.id, "task_status": words[v.state], "task_status_msg": msg,
+        "created_at": t.created_at * 1000, "updated_at": int(time.time() * 1000),
+    }  # fmt: skip
+    if v.state == "succeeded":
+        data["task_result"] = {
+            "videos": [{"id": t.file, "url": v.result_url(), "duration": t.seconds or "5"}]
+        }
+    return {"code": 0, "message": "SUCCEED", "request_id": secrets.token_hex(8), "data": data,
+            "model": t.resolved, "seconds": ""}  # fmt: skip
+
+
+def _runway(v: _View) -> dict[str, Any]:
+    t = v.task
+    # Runway's queue word for "over your concurrency limit" is what a task stuck in the queue shows.
+    queued = "THROTTLED" if t.scenario == "stuck_in_queue" else "PENDING"
+    words = {"queued": queued, "running": "RUNNING", "succeeded": "SUCCEEDED", "failed": "FAILED"}
+    out: dict[str, Any] = {"id": t.id, "status": words[v.state], "createdAt": _iso(t.created_at),
+                           "model": t.resolved, "seconds": ""}  # fmt: skip
+    if v.state == "running":
+        out["progress"] = round(v.progress / 100, 2)
+    if v.safety:
+        out["failure"] = "The input text was flagged by our content moderation system."
+        out["failureCode"] = "SAFETY.INPUT.TEXT"
+    elif v.state == "failed" and v.reason:
+        out["failure"] = "An unexpected error occurred while generating the output."
+        out["failureCode"] = "INTERNAL.BAD_OUTPUT.CODE01"
+    if v.state == "succeeded":
+        out["output"] = [v.result_url()]
+    return out
+
+
+def _veo(v: _View) -> dict[str, Any]:
+    t = v.task
+    out: dict[str, Any] = {"name": f"models/{t.resolved}/operations/{t.id}", "id": t.id,
+                           "model": t.resolved, "seconds": "",
+                           "metadata": {"@type": "type.googleapis.com/google.ai.generativelanguage.v1beta."
+                                                 "PredictLongRunningMetadata"}}  # fmt: skip
+    if v.state in ("queued", "running"):
+        out["done"] = False
+        return out
+    out["done"] = True
+    kind = "type.googleapis.com/google.ai.generativelanguage.v1beta.PredictLongRunningResponse"
+    if v.safety:
+        gen: dict[str, Any] = {
+            "raiMediaFilteredCount": 1,
+            "raiMediaFilteredReasons": [
+                "Sorry, we can't create videos from prompts that may violate our safety guidelines. "
+                "Please rephrase your prompt and try again. Support code: 58061214"
+            ],
+        }
+        out["response"] = {"@type": kind, "generateVideoResponse": gen}
+    elif v.state == "failed" and v.reason:
+        out["error"] = {"code": 13, "message": "Video generation failed: an internal error occurred."}
+    elif v.state == "failed":
+        out["response"] = {"@type": kind, "generateVideoResponse": {}}
+    else:
+        sample = {"video": {"uri": v.result_url()}}
+        out["response"] = {"@type": kind, "generateVideoResponse": {"generatedSamples": [sample]}}
+    return out
+
+
+def _seedance(v: _View) -> dict[str, Any]:
+    t = v.task
+    words = {"queued": "SUBMITTED", "running": "IN_PROGRESS", "succeeded": "SUCCESS", "failed": "FAILED"}
+    reason = ""
+    if v.safety:
+        reason = "OutputVideoSensitiveContentDetected: the generated video may contain sensitive content."
+    elif v.state == "failed" and v.reason:
+        reason = "InternalServiceError: the service encountered an unexpected internal error."
+    out: dict[str, Any] = {
+        "id": t.id, "task_id": t.id, "object": "video", "model": t.resolved, "status": words[v.state],
+        "progress": v.progress, "seconds": "", "size": t.size, "created_at": t.created_at,
+        "fail_reason": reason,
+    }  # fmt: skip
+    if v.state == "succeeded":
+        out["output"] = [v.result_url()]
+    return out
+
+
+_RENDER: dict[str, Callable[[_View], dict[str, Any]]] = {
+    "sora": _sora, "kling": _kling, "runway": _runway, "veo": _veo, "seedance": _seedance,
+}  # fmt: skip
+
+
+def _task_id(family: str) -> str:
+    if family == "sora":
+        return f"video_{secrets.token_hex(16)}"
+    if family == "kling":
+        return str(10**17 + secrets.randbelow(9 * 10**17))
+    if family == "runway":
+        h = secrets.token_hex(16)
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-a{h[17:20]}-{h[20:]}"
+    if family == "seedance":
+        return f"cgt-{datetime.now(UTC):%Y%m%d%H%M%S}-{secrets.token_hex(3)[:5]}"
+    return secrets.token_hex(6)
+
+
+def _blocked(ctx: RequestContext, family: str, model: str) -> Response:
+    if family == "kling":
+        return _json({"code": 1301, "message": "Trigger the content security policy of the platform, please "
+                      "modify the prompt and try again.", "request_id": secrets.token_hex(8)}, 400)  # fmt: skip
+    if family == "sora" and ctx.dialect == "openai":
+        return _json({"error": {"message": "Your request was blocked by our moderation system.",
+                                "type": "invalid_request_error", "param": None,
+                                "code": "moderation_blocked"}}, 400)  # fmt: skip
+    return ctx.error("prompt_blocked", endpoint="video", model=model)
+
+
+def _headers(task: _Task) -> dict[str, str] | None:
+    return {"openai-poll-after-ms": _poll_after_ms(task.duration)} if task.family == "sora" else None
+
+
+def _render(request: Request, st: _MediaState, task: _Task, ttl_s: float) -> dict[str, Any]:
+    state, progress = _phase(task, time.monotonic())
+
+    def result_url() -> str:
+        # Each poll signs a fresh link, as Runway and storage-backed vendors do.
+        if task.family == "sora":
+            return f"{str(request.base_url).rstrip('/')}/v1/videos/{task.id}/content"
+        expired = task.scenario == "download_failed" and task.variant == "expired"
+        return _file_url(request, st, task.file, ttl_s=ttl_s, expired=expired)
+
+    return _RENDER[task.family](_View(task, state, progress, result_url))
+
+
+async def create_video(request: Request) -> Response:
+    """``POST /v1/videos``: submit a task; the scenario chosen now stays with the task."""
+    got = await begin(request, "video")
+    if isinstance(got, Response):
+        return got
+    ctx = got
+    body = await _body(request)
+    if body is None:
+        return _invalid("We could not parse the JSON body of your request.")
+    prompt = body.get("prompt")
+    if not isinstance(prompt, str) or not prompt:
+        return _invalid(
+            "Missing required parameter: 'prompt'.", param="prompt", code="missing_required_parameter"
+        )
+    model = str(body.get("model") or "sora-2")
+    family = video_family(model)
+    if family is None:
+        if model not in ctx.config.models:
+            return ctx.error("model_not_found", message=f"The model `{model}` does not exist or you do not have "
+                             "access to it.", endpoint="video", model=model)  # fmt: skip
+        family = "sora"
+    scenario = ctx.scenario
+    if scenario == "prompt_blocked":
+        return _blocked(ctx, family, model)
+    if _is_hard(scenario):
+        return ctx.error(scenario, endpoint="video", model=model)
+    if scenario not in _TASK_SCENARIOS:
+        scenario = "ok"
+    st = _state(request)
+    task_id = _task_id(family)
+    if scenario == "generation_failed":
+        variant = _variant(request, task_id, ("reason", "no_reason"))
+    elif scenario == "download_failed":
+        variant = _variant(request, task_id, ("expired", "html"))
+    else:
+        variant = ""
+    seed = f"{ctx.config.seed}|{model}|{prompt}"
+    file = st.add_file("html" if variant == "html" else "mp4", seed, "mp4")
+    sora = family == "sora"
+    task = _Task(
+        id=task_id, family=family, model=model, resolved=model if sora else _resolved_model(family, model),
+        prompt=prompt, size=str(body.get("size") or "720x1280"),
+        seconds=str(body.get("seconds") or "4") if sora else "", created_at=int(time.time()),
+        started=time.monotonic(), duration=ctx.config.task_seconds, scenario=scenario, variant=variant,
+        file=file,
+    )  # fmt: skip
+    st.add_task(task)
+    if family == "runway":
+        return _json({"id": task.id}, headers=_headers(task))
+    return _json(_render(request, st, task, ctx.config.image_url_ttl_s), headers=_headers(task))
+
+
+def _lookup(request: Request, ctx: RequestContext) -> _Task | Response:
+    st = _state(request)
+    raw = request.path_params["video_id"]
+    # A Veo client may poll by the operation name ("models/.../operations/ID"); the id is its last part.
+    task_id = raw.rsplit("/operations/", 1)[-1]
+    task = st.tasks.get(task_id)
+    if task is None:
+        return ctx.error(
+            "not_found",
+            message=f"Video with id '{task_id}' not found.",
+            endpoint="video",
+            path=request.url.path,
+        )
+    return task
+
+
+async def retrieve_video(request: Request) -> Response:
+    """``GET /v1/videos/{id}``: the task's state now, in its family's words."""
+    got = await begin(request, "video")
+    if isinstance(got, Response):
+        return got
+    ctx = got
+    if _is_hard(ctx.scenario):
+        return ctx.error(ctx.scenario, endpoint="video", path=request.url.path)
+    task = _lookup(request, ctx)
+    if isinstance(task, Response):
+        return task
+    st = _state(request)
+    polls = st.polls[task.id] = st.polls.get(task.id, 0) + 1
+    if task.family == "runway" and polls == 1:
+        # An aggregator that has not yet recorded the upstream task answers this; the next poll finds it.
+        return _json({"code": "task_not_exist", "message": "task_not_exist", "data": None}, 400)
+    return _json(_render(request, st, task, ctx.config.image_url_ttl_s), headers=_headers(task))
+
+
+async def video_content(request: Request) -> Response:
+    """``GET /v1/videos/{id}/content``: the MP4 of a finished task."""
+    got = await begin(request, "video")
+    if isinstance(got, Response):
+        return got
+    ctx = got
+    if _is_hard(ctx.scenario):
+        return ctx.error(ctx.scenario, endpoint="video", path=request.url.path)
+    task = _lookup(request, ctx)
+    if isinstance(task, Response):
+        return task
+    state, _ = _phase(task, time.monotonic())
+    if state != "succeeded":
+        return _invalid(f"Video '{task.id}' is not ready for download: its status is {state}. "
+                        "Poll GET /v1/videos/{id} until it is completed.", param="video_id")  # fmt: skip
+    if task.variant == "expired":
+        return _bucket_error(403, "AccessDenied", "Request has expired")
+    variant = request.query_params.get("variant", "video")
+    if variant != "video":
+        return _invalid(f"Variant '{variant}' is not available for this video.", param="variant", status=404)
+    return _file_response(_state(request).files[task.file])
+
+
+def media_routes() -> list[Route]:
+    """The image, video and file routes, for the simulator's app to mount.
+
+    >>> sorted({m for r in media_routes() for m in (r.methods or ())} - {"HEAD"})
+    ['GET', 'POST']
+    """
+    return [
+        Route("/v1/images/generations", images_generations, methods=["POST"]),
+        Route("/v1/videos", create_video, methods=["POST"]),
+        Route("/v1/videos/{video_id}/content", video_content, methods=["GET"]),
+        Route("/v1/videos/{video_id:path}", retrieve_video, methods=["GET"]),
+        Route("/_genguard/files/{name}", serve_file, methods=["GET"]),
+    ]
