@@ -1,0 +1,623 @@
+"""Status, headers and body (or a transport exception) in; one :class:`~genguard.Outcome` out.
+
+The hard codes follow TAXONOMY.md's table: the HTTP status first, then the provider's code, type or message,
+with the specific verdicts (a missing model, a too-long context, an exhausted quota, a policy block) winning
+over the status's generic one. :func:`finish_outcome` is the one decision on a finished chat generation, shared
+by plain and streamed chat.
+
+>>> classify_http(429, {"retry-after": "2"}, b'{"error": {"code": "rate_limit_exceeded", "message": "slow down"}}').code
+'rate_limited'
+>>> classify_http(200, {}, b'{"choices": [{"message": {"content": ""}, "finish_reason": "stop"}]}').code
+'empty_output'
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import httpx
+import orjson
+
+from ._errors import ErrorInfo, read_error, redact
+from ._outcome import Outcome, ToolCall, Usage
+from ._taxonomy import Endpoint, normalise_finish_reason
+from ._waits import get_header, retry_wait
+
+__all__ = [
+    "classify_chat_body",
+    "classify_error",
+    "classify_exception",
+    "classify_http",
+    "code_for_error",
+    "finish_outcome",
+]
+
+# -- the provider's words ------------------------------------------------------------------------------
+
+_BY_CODE_OR_TYPE: dict[str, str] = {
+    # OpenAI and most compatible servers
+    "invalid_api_key": "auth_failed", "invalid_authentication": "auth_failed", "unauthorized": "auth_failed",
+    "authentication_error": "auth_failed", "unauthenticated": "auth_failed", "invalid_key": "auth_failed",
+    "permission_error": "permission_denied", "permission_denied": "permission_denied",
+    "forbidden": "permission_denied", "unsupported_country_region_territory": "permission_denied",
+    "not_found_error": "not_found", "not_found": "not_found",
+    "invalid_request_error": "bad_request", "invalid_argument": "bad_request", "bad_request": "bad_request",
+    "failed_precondition": "bad_request", "out_of_range": "bad_request", "invalid_parameter": "bad_request",
+    "rate_limit_exceeded": "rate_limited", "rate_limit_error": "rate_limited", "rate_limited": "rate_limited",
+    "too_many_requests": "rate_limited", "resource_exhausted": "rate_limited", "requests": "rate_limited",
+    "tokens": "rate_limited",
+    "request_too_large": "request_too_large", "payload_too_large": "request_too_large",
+    "billing_error": "quota_exceeded",
+    "overloaded_error": "unavailable", "overloaded": "unavailable", "unavailable": "unavailable",
+    "service_unavailable": "unavailable", "engine_overloaded": "unavailable",
+    "api_error": "server_error", "server_error": "server_error", "internal": "server_error",
+    "internal_error": "server_error", "internal_server_error": "server_error", "unknown": "server_error",
+    "timeout_error": "gateway_timeout", "deadline_exceeded": "gateway_timeout", "timeout": "gateway_timeout",
+    "aborted": "conflict", "conflict": "conflict", "already_exists": "conflict",
+    "unprocessable_entity": "unprocessable",
+}  # fmt: skip
+
+_MODEL_CODES = frozenset(
+    {"model_not_found", "model_not_available", "model_not_supported", "model_deprecated"}
+)
+_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
+_QUOTA_CODES = frozenset({
+    "insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "insufficient_balance",
+    "insufficient_credits", "payment_required", "quota_exceeded", "billing_error", "arrearage",
+})  # fmt: skip
+_BLOCK_CODES = frozenset({
+    "content_filter", "content_policy_violation", "moderation_blocked", "responsibleaipolicyviolation",
+    "contentfilter", "content_filtered", "safety", "data_inspection_failed", "prompt_blocked",
+    "sensitive_content", "input_moderation", "flagged",
+})  # fmt: skip
+
+_MODEL_RE = re.compile(
+    r"\bmodels?\b[^.;\n]{0,160}?(?:does not exist|doesn't exist|not found|is not available|not available|"
+    r"decommissioned|no longer (?:available|supported)|is not a valid model|unknown model)"
+    r"|not found, try pulling|\bunknown model\b|\binvalid model\b|\bno such model\b|is not a valid model"
+    r"|no endpoints found|模型不存在",
+    re.IGNORECASE,
+)
+_CONTEXT_RE = re.compile(
+    r"maximum context length|context[_ ]length[_ ]exceeded|context window|prompt is too long"
+    r"|exceeds the maximum number of tokens|input token count.{0,40}exceeds|exceeds? (?:the )?context"
+    r"|longer than the model's (?:maximum )?context|reduce the length of the (?:messages|prompt)"
+    r"|max_new_tokens. must be <=|too many (?:input )?tokens for (?:the )?model",
+    re.IGNORECASE,
+)
+_QUOTA_RE = re.compile(
+    r"insufficient[_ ](?:balance|credits?|quota|funds)|exceeded your current quota|credit balance is too low"
+    r"|out of credits|\bbilling\b|resource pack|payment required|balance is (?:not enough|insufficient)"
+    r"|quota (?:has been |is )?exhausted|余额不足|资源包",
+    re.IGNORECASE,
+)
+_TOO_LARGE_RE = re.compile(
+    r"request too large|request (?:entity|payload|body) (?:is )?too large", re.IGNORECASE
+)
+_BLOCK_RE = re.compile(
+    r"moderation|guardrail|content management policy|content[ _]polic(?:y|ies)|safety system"
+    r"|flagged (?:as|by|for)|violat\w* (?:our |the )?(?:usage|content|safety) polic|responsible ?ai",
+    re.IGNORECASE,
+)
+_AUTH_RE = re.compile(
+    r"api key not valid|invalid api[ -]?key|incorrect api key|invalid x-api-key|invalid authentication"
+    r"|api key (?:is )?(?:missing|invalid|expired|revoked)|no api key provided|missing (?:api key|bearer)",
+    re.IGNORECASE,
+)
+_OVERLOAD_RE = re.compile(r"overload|over capacity|at capacity", re.IGNORECASE)
+_RATE_RE = re.compile(r"rate[ _-]?limit|too many requests", re.IGNORECASE)
+_TIMEOUT_RE = re.compile(r"timed? ?out|deadline exceeded", re.IGNORECASE)
+
+_STATUS: dict[int, str] = {
+    400: "bad_request", 401: "auth_failed", 402: "quota_exceeded", 403: "permission_denied",
+    404: "not_found", 405: "bad_request", 408: "request_timeout", 409: "conflict", 410: "not_found",
+    413: "request_too_large", 422: "unprocessable", 429: "rate_limited",
+    500: "server_error", 502: "bad_gateway", 503: "unavailable", 504: "gateway_timeout",
+    520: "server_error", 524: "gateway_timeout", 529: "unavailable",
+}  # fmt: skip
+
+
+def _kling(code: str | None) -> str | None:
+    if code is None or not code.isdigit() or len(code) != 4:
+        return None
+    n = int(code)
+    if 1000 <= n <= 1004:
+        return "auth_failed"
+    if 1100 <= n <= 1102:
+        return "quota_exceeded"
+    if n == 1103:
+        return "permission_denied"
+    if 1200 <= n <= 1203:
+        return "bad_request"
+    if n == 1301:
+        return "prompt_blocked"
+    if n in (1302, 1303):
+        return "rate_limited"
+    if 5000 <= n <= 5002:
+        return "server_error"
+    return None
+
+
+def _low(value: str | None) -> str:
+    return value.lower() if value else ""
+
+
+def code_for_error(status: int | None, info: ErrorInfo) -> str:
+    """The hard failure code for an error ``status`` (``None``: an error embedded in a stream or a 2xx body)
+    and what the body said.
+
+    >>> code_for_error(400, read_error(b'{"error": {"message": "This model\\'s maximum context length is 8192 tokens."}}'))
+    'context_length_exceeded'
+    >>> code_for_error(None, read_error(b'{"type": "error", "error": {"type": "overloaded_error"}}'))
+    'unavailable'
+    """
+    code, typ, inner = _low(info.code), _low(info.type), _low(info.inner_code)
+    message = info.message or ""
+    words = (code, typ, inner)
+    server_side = status is not None and status >= 500
+
+    # Verdicts that hold on any status: the model, the context, and Kling's business codes.
+    # (A 5xx "model not available" is a model busy for now, so only its code counts there.)
+    if _MODEL_CODES.intersection(words) or (message and not server_side and _MODEL_RE.search(message)):
+        return "model_not_found"
+    if _CONTEXT_CODES.intersection(words) or (message and _CONTEXT_RE.search(message)):
+        return "context_length_exceeded"
+    kling = _kling(info.code)
+    if kling is not None:
+        return kling
+
+    if not server_side:
+        if _BLOCK_CODES.intersection(words):
+            return "prompt_blocked"
+        if _QUOTA_CODES.intersection(words) or status == 402:
+            return "quota_exceeded"
+        if message and _QUOTA_RE.search(message) and not _is_rate_hint(info):
+            return "quota_exceeded"
+        if status == 413 or code == "request_too_large" or typ == "request_too_large":
+            return "request_too_large"
+        if status in (None, 400, 429) and message and _TOO_LARGE_RE.search(message):
+            return "request_too_large"
+        if status in (None, 400, 403, 422) and message and _BLOCK_RE.search(message):
+            return "prompt_blocked"
+        if status in (None, 400, 403) and (
+            code in ("invalid_api_key", "api_key_invalid") or _AUTH_RE.search(message)
+        ):
+            return "auth_failed"
+
+    if status is not None:
+        return _from_status(status, code, typ, message)
+    return _from_words(info, code, typ, message)
+
+
+def _is_rate_hint(info: ErrorInfo) -> bool:
+    # Google words per-minute limits like an exhausted quota ("You exceeded your current quota") but says when
+    # to retry; a quota that only money cures never comes with a wait.
+    return info.retry_delay_s is not None or bool(info.message and _RETRY_IN_RE.search(info.message))
+
+
+_RETRY_IN_RE = re.compile(r"(?:retry|try again) in \d", re.IGNORECASE)
+
+
+def _from_status(status: int, code: str, typ: str, message: str) -> str:
+    if 500 <= status < 600:
+        if status in (502, 504, 524):
+            return _STATUS[status]
+        if (
+            _OVERLOAD_RE.search(message)
+            or code in ("overloaded", "overloaded_error")
+            or typ in ("overloaded_error", "overloaded", "unavailable", "service_unavailable")
+        ):
+            return "unavailable"
+        return _STATUS.get(status, "server_error")
+    if status == 403:
+        return "prompt_blocked" if _BLOCK_RE.search(message) else "permission_denied"
+    if status in (404, 410) and "model" in message.lower():
+        return "model_not_found"
+    hit = _STATUS.get(status)
+    if hit is not None:
+        return hit
+    if 400 <= status < 500:
+        return "bad_request"
+    # 1xx and 3xx: the server did not answer with an API response at all (a redirect the client did not follow).
+    return "invalid_response"
+
+
+def _from_words(info: ErrorInfo, code: str, typ: str, message: str) -> str:
+    for word in (code, typ):
+        hit = _BY_CODE_OR_TYPE.get(word)
+        if hit is not None:
+            if hit == "not_found" and "model" in message.lower():
+                return "model_not_found"
+            return hit
+    if info.status_hint is not None and info.status_hint >= 400:
+        return _from_status(info.status_hint, code, typ, message)
+    if message:
+        if _OVERLOAD_RE.search(message):
+            return "unavailable"
+        if _RATE_RE.search(message):
+            return "rate_limited"
+        if _TIMEOUT_RE.search(message):
+            return "gateway_timeout"
+    return "server_error"
+
+
+# -- errors -------------------------------------------------------------------------------------------
+
+
+def _should_retry(headers: Mapping[str, str] | None) -> bool | None:
+    value = get_header(headers, "x-should-retry")
+    if value is None:
+        return None
+    value = value.strip().lower()
+    return True if value == "true" else (False if value == "false" else None)
+
+
+def classify_error(
+    status: int | None,
+    headers: Mapping[str, str] | None,
+    body: bytes | str | object,
+    *,
+    endpoint: Endpoint = "chat",
+    secrets: Iterable[str] = (),
+) -> Outcome:
+    """The hard-failure :class:`~genguard.Outcome` of an error response (or an error embedded in a 2xx body or
+    stream, with ``status`` ``None`` or 2xx): code, message (redacted), provider code and type, request id,
+    the wait the server asked for, and ``x-should-retry`` applied.
+
+    >>> o = classify_error(429, {"x-request-id": "req_1"}, b'{"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}}')
+    >>> (o.code, o.retryable, o.request_id)
+    ('quota_exceeded', False, 'req_1')
+    """
+    info = read_error(body, headers)
+    verdict_status = status if status is not None and not 200 <= status < 300 else None
+    code = code_for_error(verdict_status, info)
+    wait = retry_wait(headers, info.message)
+    if wait is None:
+        wait = info.retry_delay_s
+    secrets = tuple(secrets)
+    message = redact(info.message, secrets) if info.message else None
+    extra: dict[str, Any] = {}
+    if info.provider:
+        extra["provider"] = info.provider
+    outcome = Outcome.failure(
+        code,
+        endpoint=endpoint,
+        retryable=_should_retry(headers),
+        status=status,
+        message=message,
+        param=redact(info.param, secrets) if info.param else None,
+        provider_code=info.code if info.code is not None else info.inner_code,
+        provider_type=info.type,
+        request_id=info.request_id,
+        retry_after_s=wait,
+    )
+    return outcome.with_extra(**extra) if extra else outcome
+
+
+_TRANSPORT_NAMES = {
+    httpx.ConnectTimeout: "could not connect in time",
+    httpx.ReadTimeout: "the server sent nothing for too long",
+    httpx.WriteTimeout: "could not send the request in time",
+    httpx.PoolTimeout: "no free connection in the pool in time",
+    httpx.ConnectError: "could not connect",
+    httpx.ReadError: "the connection failed while reading",
+    httpx.WriteError: "the connection failed while sending",
+    httpx.RemoteProtocolError: "the server broke the HTTP protocol (closed mid-answer?)",
+}
+
+
+def classify_exception(
+    exc: BaseException, *, endpoint: Endpoint = "chat", secrets: Iterable[str] = ()
+) -> Outcome:
+    """The Outcome of a transport failure: ``timeout`` for timeouts, ``connection_error`` for refused, reset,
+    closed or broken connections. Anything else raises ``TypeError``: a bug must not pass for a network fault.
+
+    >>> classify_exception(httpx.ConnectError("[Errno 111] Connection refused")).code
+    'connection_error'
+    """
+    if isinstance(exc, httpx.TimeoutException | TimeoutError):
+        code = "timeout"
+    elif isinstance(exc, httpx.DecodingError | httpx.TooManyRedirects):
+        code = "invalid_response"
+    elif isinstance(exc, httpx.TransportError | ConnectionError):
+        code = "connection_error"
+    else:
+        raise TypeError(f"not a transport failure: {type(exc).__name__}: {exc}") from exc
+    what = next((v for k, v in _TRANSPORT_NAMES.items() if isinstance(exc, k)), None)
+    detail = str(exc).strip()
+    parts = [type(exc).__name__]
+    if what:
+        parts.append(what)
+    if detail:
+        parts.append(detail)
+    message = redact(": ".join(parts)[:1000], tuple(secrets))
+    return Outcome.failure(code, endpoint=endpoint, message=message)
+
+
+# -- successes that may not be --------------------------------------------------------------------------
+
+
+def finish_outcome(
+    *,
+    finish_reason: object,
+    text: str | None,
+    tool_calls: tuple[ToolCall, ...] | None,
+    usage: Usage | None,
+    refusal: str | None = None,
+    status: int | None = 200,
+    request_id: str | None = None,
+    endpoint: Endpoint = "chat",
+    message: str | None = None,
+) -> Outcome:
+    """The decision on a finished chat generation, the same for plain and streamed chat: filtered,
+    truncated, an error, a refusal, or no output at all are failures; tool calls and text are ok.
+
+    >>> finish_outcome(finish_reason="MAX_TOKENS", text="Once upon", tool_calls=None, usage=None).code
+    'truncated'
+    >>> finish_outcome(finish_reason="tool_calls", text=None, tool_calls=(ToolCall("c1", "f", "{}"),), usage=None).ok
+    True
+    """
+    fr = normalise_finish_reason(finish_reason)
+    code: str | None = None
+    if fr == "content_filter":
+        code = "content_filtered"
+        message = message or refusal
+    elif fr == "length":
+        code = "truncated"
+    elif fr == "error":
+        code = "stream_error"
+    elif tool_calls:
+        code = None
+    elif refusal:
+        code, message = "content_filtered", refusal
+    elif not text or text.isspace():
+        code = "empty_output"
+    if code is None:
+        return Outcome.success(
+            endpoint=endpoint,
+            text=text,
+            tool_calls=tool_calls or None,
+            usage=usage,
+            finish_reason=fr,
+            status=status,
+            request_id=request_id,
+            message=message,
+        )
+    return Outcome.failure(
+        code,
+        endpoint=endpoint,
+        text=text,
+        tool_calls=tool_calls or None,
+        usage=usage,
+        finish_reason=fr,
+        status=status,
+        request_id=request_id,
+        message=message,
+    )
+
+
+def _invalid(
+    message: str, status: int | None, request_id: str | None, endpoint: Endpoint = "chat"
+) -> Outcome:
+    return Outcome.failure(
+        "invalid_response", endpoint=endpoint, status=status, request_id=request_id, message=message
+    )
+
+
+def _request_id(headers: Mapping[str, str] | None) -> str | None:
+    if not headers:
+        return None
+    return get_header(headers, "x-request-id") or get_header(headers, "request-id")
+
+
+def _content(value: object) -> tuple[bool, str | None]:
+    """``(valid, text)`` of a message's content: a string, null, or a list of text parts."""
+    if value is None or isinstance(value, str):
+        return True, value
+    if isinstance(value, list):
+        parts: list[str] = []
+        for part in value:
+            if isinstance(part, str):
+                parts.append(part)
+            elif isinstance(part, Mapping):
+                t = part.get("text")
+                if isinstance(t, str):
+                    parts.append(t)
+            else:
+                return False, None
+        return True, "".join(parts)
+    return False, None
+
+
+def _tool_calls(message: Mapping[str, Any]) -> tuple[bool, tuple[ToolCall, ...] | None]:
+    raw = message.get("tool_calls")
+    if raw is None:
+        legacy = message.get("function_call")
+        if legacy is None:
+            return True, None
+        raw = [{"id": None, "type": "function", "function": legacy}]
+    if not isinstance(raw, list):
+        return False, None
+    calls: list[ToolCall] = []
+    for item in raw:
+        fn = item.get("function") if isinstance(item, Mapping) else None
+        if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str):
+            return False, None
+        args = fn.get("arguments")
+        if args is None:
+            args = ""
+        elif not isinstance(args, str):
+            # Some servers send the arguments already decoded; keep the contract of JSON text.
+            args = orjson.dumps(args).decode()
+        call_id = item.get("id")
+        kind = item.get("type")
+        calls.append(
+            ToolCall(
+                call_id if isinstance(call_id, str) else None,
+                fn["name"],
+                args,
+                kind if isinstance(kind, str) else "function",
+            )
+        )
+    return True, tuple(calls) or None
+
+
+def _filtered(results: object) -> list[str]:
+    """The categories an Azure ``content_filter_results`` object marks as filtered."""
+    if not isinstance(results, Mapping):
+        return []
+    hits = []
+    for name, verdict in results.items():
+        if isinstance(verdict, Mapping) and verdict.get("filtered") is True:
+            severity = verdict.get("severity")
+            hits.append(f"{name} ({severity})" if isinstance(severity, str) else str(name))
+    return hits
+
+
+def _prompt_filtered(data: Mapping[str, Any]) -> list[str]:
+    hits: list[str] = []
+    pfr = data.get("prompt_filter_results")
+    if isinstance(pfr, list):
+        for item in pfr:
+            if isinstance(item, Mapping):
+                hits.extend(_filtered(item.get("content_filter_results")))
+    return hits
+
+
+def classify_chat_body(
+    data: object, *, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Outcome:
+    """The Outcome of a parsed 2xx ``chat.completion`` body: ok, a soft failure, or ``invalid_response``.
+
+    >>> classify_chat_body({"choices": [{"message": {"content": "Hi"}, "finish_reason": "stop"}]}).text
+    'Hi'
+    >>> classify_chat_body({"choices": []}).code
+    'empty_output'
+    """
+    request_id = _request_id(headers) if headers else None
+    if not isinstance(data, Mapping):
+        return _invalid("a 2xx chat body that is not a JSON object", status, request_id)
+    if data.get("error"):
+        return classify_error(status, headers, data)
+    choices = data.get("choices")
+    usage = Usage.from_dict(data.get("usage"))
+    if not choices:
+        if choices is not None and not isinstance(choices, list):
+            return _invalid("'choices' is not a list", status, request_id)
+        blocked = _prompt_filtered(data)
+        if blocked:
+            return Outcome.failure(
+                "content_filtered", status=status, request_id=request_id, usage=usage,
+                message="the prompt was filtered: " + ", ".join(blocked),
+            )  # fmt: skip
+        return Outcome.failure(
+            "empty_output", status=status, request_id=request_id, usage=usage, message="a 2xx with no choices"
+        )
+    if not isinstance(choices, list):
+        return _invalid("'choices' is not a list", status, request_id)
+    choice = choices[0]
+    if not isinstance(choice, Mapping):
+        return _invalid("'choices[0]' is not an object", status, request_id)
+    message = choice.get("message")
+    if message is None and isinstance(choice.get("text"), str):
+        message = {"content": choice["text"]}  # a legacy completions choice
+    if not isinstance(message, Mapping):
+        return _invalid("'choices[0].message' is missing or not an object", status, request_id)
+    valid, text = _content(message.get("content"))
+    if not valid:
+        return _invalid(
+            "'choices[0].message.content' is neither text nor a list of parts", status, request_id
+        )
+    valid, calls = _tool_calls(message)
+    if not valid:
+        return _invalid("'choices[0].message.tool_calls' is malformed", status, request_id)
+    refusal = message.get("refusal")
+    finish = choice.get("finish_reason")
+    note = None
+    if "content_filter_results" in choice:
+        hits = _filtered(choice.get("content_filter_results"))
+        if hits:
+            note = "the output was filtered: " + ", ".join(hits)
+            if not text and not calls:
+                finish = "content_filter"
+    return finish_outcome(
+        finish_reason=finish,
+        text=text,
+        tool_calls=calls,
+        usage=usage,
+        refusal=refusal if isinstance(refusal, str) and refusal else None,
+        status=status,
+        request_id=request_id,
+        message=note,
+    )
+
+
+def _is_error_envelope(data: Mapping[str, Any]) -> bool:
+    if data.get("error"):
+        return True
+    if data.get("object") == "error":
+        return True
+    code = data.get("code")
+    # Kling and similar envelopes: {"code": 1301, "message": ...}; code 0 means success.
+    if isinstance(code, int) and not isinstance(code, bool) and code != 0 and code != 200:
+        return "choices" not in data
+    if isinstance(code, str) and "message" in data and "choices" not in data and "data" not in data:
+        # DashScope-style {"code": "InvalidParameter", "message": ...}.
+        return code.strip().lower() not in _OK_WORDS
+    return False
+
+
+_OK_WORDS = frozenset({"", "0", "200", "ok", "success", "succeed", "succeeded"})
+
+
+def classify_http(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    *,
+    endpoint: Endpoint | None = None,
+    secrets: Iterable[str] = (),
+) -> Outcome:
+    """The Outcome of any HTTP exchange: an error status, a 2xx that is not a valid response, or a chat,
+    image or video-task body judged on its content. ``endpoint`` ``None`` detects it from the body.
+
+    >>> classify_http(200, {}, b"<html><title>Login</title></html>").code
+    'invalid_response'
+    """
+    if not 200 <= status < 300:
+        return classify_error(status, headers, body, endpoint=endpoint or "chat", secrets=secrets)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        info = read_error(body)
+        what = redact(info.message, tuple(secrets)) if info.message else None
+        return _invalid(
+            "a 2xx body that is not JSON" + (f": {what}" if what else " (empty)"),
+            status,
+            _request_id(headers),
+            endpoint or "chat",
+        )
+    if isinstance(data, Mapping) and _is_error_envelope(data):
+        return classify_error(status, headers, data, endpoint=endpoint or "chat", secrets=secrets)
+    if endpoint is None:
+        if isinstance(data, Mapping) and (data.get("object") == "chat.completion" or "choices" in data):
+            endpoint = "chat"
+        else:
+            from ._media import detect_media
+
+            endpoint = detect_media(data)
+            if endpoint is None:
+                return _invalid(
+                    "a 2xx body that is neither a chat completion, an images response nor a media task",
+                    status,
+                    _request_id(headers),
+                )
+    if endpoint == "chat":
+        return classify_chat_body(data, status=status, headers=headers)
+    from ._media import image_outcome, parse_task, task_outcome
+
+    if endpoint == "image":
+        return image_outcome(data, status=status, headers=headers)
+    return task_outcome(parse_task(data), status=status, headers=headers)

@@ -1,0 +1,441 @@
+"""Any error body a provider sends, read into one :class:`ErrorInfo`; and secrets masked out of text.
+
+Providers put the message, type and code in many places (REFERENCE.md §1): under ``error``, at the top level
+with ``object: error``, in a list, Google's ``status``, Anthropic's envelope, Azure's ``innererror``, a
+gateway's ``metadata.raw`` string, FastAPI's ``detail`` list, Kling's ``{code, message}`` envelope, or an HTML
+page. :func:`read_error` looks in all of them and never raises.
+
+>>> info = read_error(b'{"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}')
+>>> (info.message, info.code, info.type)
+('Rate limit reached', 'rate_limit_exceeded', 'requests')
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from ._waits import get_header, parse_duration
+
+__all__ = ["ErrorInfo", "read_error", "redact"]
+
+MESSAGE_CAP = 1000
+# Only this much of a non-JSON body is looked at: enough for any title, heading or sentence.
+_TEXT_SCAN = 65_536
+_MAX_DEPTH = 6
+
+_WS_RE = re.compile(r"\s+")
+_TAG_RE = re.compile(r"<[^>]*>")
+_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_HEADING_RE = re.compile(r"<h([1-3])[^>]*>(.*?)</h\1\s*>", re.IGNORECASE | re.DOTALL)
+_HTML_HINT_RE = re.compile(r"<(?:!doctype|html|head|body|title|h1|center)\b", re.IGNORECASE)
+_SCRIPT_RE = re.compile(r"<(script|style)[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_REQUEST_ID_RE = re.compile(r"request[ _-]?id\s*(?:is|:|=)?\s*[\"'`]?([A-Za-z0-9][\w.:-]{5,})", re.IGNORECASE)
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    """What an error body says, wherever the provider put it. Fields it did not say are ``None``.
+
+    ``code`` is always a string (``"400"``, ``"1301"``); ``status_hint`` is a numeric HTTP status found in the
+    body (Google's ``"code": 503``); ``raw`` is the parsed JSON, or the text when the body was not JSON.
+
+    >>> read_error('{"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}').type
+    'overloaded_error'
+    """
+
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    request_id: str | None = None
+    status_hint: int | None = None
+    provider: str | None = None
+    inner_code: str | None = None
+    filter_results: Mapping[str, Any] | None = None
+    raw: object = None
+    is_json: bool = False
+    retry_delay_s: float | None = None
+    """A wait found in the body itself (Google's ``RetryInfo.retryDelay``)."""
+
+
+def _cap(text: str) -> str:
+    text = text.strip()
+    if len(text) > MESSAGE_CAP:
+        return text[: MESSAGE_CAP - 3].rstrip() + "..."
+    return text
+
+
+def _scalar(value: object) -> str | None:
+    """A code, type or param as a string: numbers stringified, empties and containers dropped."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip()
+        return value[:200] or None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else str(value)
+    return None
+
+
+def _status_of(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and value.isdigit() and len(value) == 3:
+        value = int(value)
+    if isinstance(value, int) and 100 <= value <= 599:
+        return value
+    return None
+
+
+def _loc(loc: object) -> str:
+    if isinstance(loc, list | tuple):
+        return ".".join(str(p) for p in loc[:20])
+    return str(loc)
+
+
+def _text(value: object, depth: int = 0) -> str | None:
+    """Readable text from a message that may be a string, an object or a list (a validation ``detail``)."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float):
+        return str(value)
+    if depth >= _MAX_DEPTH:
+        return None
+    if isinstance(value, Mapping):
+        msg = None
+        for key in ("msg", "message", "detail", "error", "description", "reason"):
+            if key in value:
+                msg = _text(value.get(key), depth + 1)
+                if msg:
+                    break
+        if msg is None:
+            return _compact(value)
+        loc = value.get("loc")
+        return f"{_loc(loc)}: {msg}" if loc else msg
+    if isinstance(value, list | tuple):
+        parts = [t for t in (_text(v, depth + 1) for v in value[:20]) if t]
+        return "; ".join(parts) or None
+    return None
+
+
+def _compact(value: object) -> str | None:
+    try:
+        text = orjson.dumps(value, default=str).decode()
+    except (TypeError, orjson.JSONEncodeError):
+        return None
+    return None if text in ("{}", "[]", "null") else text[:300]
+
+
+def _html_text(fragment: str) -> str:
+    return _WS_RE.sub(" ", html.unescape(_TAG_RE.sub(" ", fragment))).strip()
+
+
+def _read_text(text: str) -> str | None:
+    """The useful line of a non-JSON body: an HTML page's title or first heading, or the text itself."""
+    head = text[:_TEXT_SCAN]
+    if _HTML_HINT_RE.search(head[:4096]):
+        for m in (_TITLE_RE.search(head), _HEADING_RE.search(head)):
+            if m is not None:
+                found = _html_text(m.group(m.lastindex or 1))
+                if found:
+                    return _cap(found)
+        found = _html_text(_SCRIPT_RE.sub(" ", head))
+        return _cap(found) if found else None
+    found = _WS_RE.sub(" ", head[: MESSAGE_CAP * 4]).strip()
+    return _cap(found) if found else None
+
+
+@dataclass(slots=True)
+class _Found:
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    request_id: str | None = None
+    status_hint: int | None = None
+    provider: str | None = None
+    inner_code: str | None = None
+    filter_results: Mapping[str, Any] | None = None
+    retry_delay_s: float | None = None
+
+
+def _retry_delay(details: object) -> float | None:
+    # Google's RetryInfo: {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"}.
+    if not isinstance(details, list):
+        return None
+    for item in details[:20]:
+        if isinstance(item, Mapping):
+            delay = item.get("retryDelay")
+            if isinstance(delay, str):
+                seconds = parse_duration(delay)
+                if seconds is not None:
+                    return seconds
+    return None
+
+
+def _read_error_object(e: Mapping[str, Any], out: _Found, depth: int) -> None:
+    """Fill ``out`` from one error object (the thing holding message/type/code)."""
+    out.message = _text(e.get("message"), 1) or _text(e.get("msg"), 1) or _text(e.get("detail"), 1)
+    if out.message is None:
+        out.message = _text(e.get("error_message"), 1) or _text(e.get("description"), 1)
+    out.type = _scalar(e.get("type"))
+    code = e.get("code")
+    out.code = _scalar(code)
+    out.status_hint = _status_of(code) or _status_of(e.get("status"))
+    if out.type is None:
+        # Google names the canonical status in words: "UNAVAILABLE", "RESOURCE_EXHAUSTED".
+        status = e.get("status")
+        if isinstance(status, str) and not status.isdigit():
+            out.type = _scalar(status)
+    param = e.get("param")
+    out.param = _scalar(param) if not isinstance(param, list | tuple) else _loc(param)
+    out.request_id = _scalar(e.get("request_id")) or _scalar(e.get("requestId"))
+    out.retry_delay_s = _retry_delay(e.get("details"))
+    inner = e.get("innererror")
+    if not isinstance(inner, Mapping):
+        inner = e.get("inner_error")
+    if isinstance(inner, Mapping):
+        out.inner_code = _scalar(inner.get("code"))
+        results = inner.get("content_filter_result")
+        if not isinstance(results, Mapping):
+            results = inner.get("content_filter_results")
+        if isinstance(results, Mapping):
+            out.filter_results = results
+    if out.filter_results is None:
+        results = e.get("content_filter_results") or e.get("content_filter_result")
+        if isinstance(results, Mapping):
+            out.filter_results = results
+    metadata = e.get("metadata")
+    if isinstance(metadata, Mapping):
+        out.provider = _scalar(metadata.get("provider_name"))
+        _read_gateway_raw(metadata.get("raw"), out, depth)
+
+
+def _read_gateway_raw(raw: object, out: _Found, depth: int) -> None:
+    """A gateway's copy of the upstream error: its message is the useful one, its code/type more specific."""
+    if raw is None or depth >= _MAX_DEPTH:
+        return
+    parsed: object = raw
+    if isinstance(raw, str):
+        stripped = raw.strip()
+        if not stripped:
+            return
+        parsed = None
+        if stripped[0] in "{[":
+            try:
+                parsed = orjson.loads(stripped)
+            except orjson.JSONDecodeError:
+                parsed = None
+        if parsed is None:
+            out.message = _read_text(stripped) or out.message
+            return
+    inner = _Found()
+    _read_json(parsed, inner, depth + 1)
+    out.message = inner.message or out.message
+    out.code = inner.code or out.code
+    out.type = inner.type or out.type
+    out.param = out.param or inner.param
+    out.inner_code = inner.inner_code or out.inner_code
+    out.filter_results = inner.filter_results or out.filter_results
+    out.status_hint = out.status_hint or inner.status_hint
+    out.request_id = out.request_id or inner.request_id
+    out.retry_delay_s = out.retry_delay_s or inner.retry_delay_s
+
+
+def _read_json(data: object, out: _Found, depth: int) -> None:
+    if depth >= _MAX_DEPTH:
+        return
+    if isinstance(data, list):
+        # Google's OpenAI-compatible endpoint wraps the error object in a list.
+        for item in data[:20]:
+            if isinstance(item, Mapping):
+                _read_json(item, out, depth + 1)
+                return
+        out.message = _text(data, depth)
+        return
+    if not isinstance(data, Mapping):
+        out.message = _text(data, depth)
+        return
+    err = data.get("error")
+    if isinstance(err, Mapping):
+        _read_error_object(err, out, depth)
+        if out.message is None:
+            out.message = _text(data.get("message"), 1)
+        if out.type is None:
+            # Anthropic's envelope type is just "error"; keep it only when nothing better exists.
+            out.type = None if data.get("type") == "error" else _scalar(data.get("type"))
+    elif isinstance(err, str | list) and err:
+        out.message = _text(err, 1)
+        out.type = _scalar(data.get("type")) or _scalar(data.get("error_type"))
+        code = data.get("code")
+        out.code = _scalar(code)
+        out.status_hint = _status_of(code) or _status_of(data.get("status"))
+        if out.message and isinstance(data.get("message"), str) and data["message"].strip():
+            # {"error": "Bad Request", "message": "the real reason"} (Spring, NestJS...): say both.
+            out.message = f"{out.message}: {data['message'].strip()}"
+    elif "detail" in data and "message" not in data:
+        out.message = _text(data.get("detail"), 1)
+        out.type = _scalar(data.get("type"))
+        out.status_hint = _status_of(data.get("status"))
+        if out.message is None:
+            out.message = _text(data.get("title"), 1)
+    else:
+        # Top-level error objects: vLLM/Mistral ("object": "error"), Kling envelopes, RFC 7807, and others.
+        _read_error_object(data, out, depth)
+        if out.message is None:
+            out.message = _text(data.get("title"), 1) or _text(data.get("error_msg"), 1)
+        if out.code is not None and out.code == "0" and isinstance(data.get("code"), int | str):
+            # A Kling-style envelope whose code 0 means success carries no error code.
+            out.code = None
+        if out.message is None and not any((out.code, out.type)):
+            out.message = _compact(data)
+    if out.request_id is None:
+        out.request_id = _scalar(data.get("request_id")) or _scalar(data.get("requestId"))
+
+
+def _decode(body: bytes | bytearray | memoryview) -> str:
+    text = bytes(body).decode("utf-8", "replace")
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _request_id(headers: Mapping[str, str] | None, found: str | None, message: str | None) -> str | None:
+    if headers:
+        for name in _REQUEST_ID_HEADERS:
+            value = get_header(headers, name)
+            if value and value.strip():
+                return value.strip()[:200]
+    if found:
+        return found
+    if message:
+        m = _REQUEST_ID_RE.search(message)
+        if m is not None:
+            return m.group(1).rstrip(".:")
+    return None
+
+
+def read_error(body: bytes | str | object, headers: Mapping[str, str] | None = None) -> ErrorInfo:
+    """Read any error body into an :class:`ErrorInfo`. Never raises, whatever ``body`` is.
+
+    ``body`` may be bytes, text, or JSON already parsed (a dict from a stream chunk). Request ids come from
+    the ``x-request-id``, ``request-id`` or ``cf-ray`` header, else the body, else the message.
+
+    >>> read_error(b'<html><title>502 Bad Gateway</title></html>').message
+    '502 Bad Gateway'
+    >>> read_error('[{"error": {"code": 503, "message": "overloaded", "status": "UNAVAILABLE"}}]').status_hint
+    503
+    """
+    try:
+        return _read_error(body, headers)
+    except Exception:
+        # A last guard: the readers above are meant to be total, but an error reader must never add an error.
+        return ErrorInfo(raw=body, request_id=_safe_request_id(headers))
+
+
+def _safe_request_id(headers: Mapping[str, str] | None) -> str | None:
+    try:
+        return _request_id(headers, None, None)
+    except Exception:
+        return None
+
+
+def _read_error(body: object, headers: Mapping[str, str] | None) -> ErrorInfo:
+    text: str | None = None
+    if isinstance(body, bytes | bytearray | memoryview):
+        raw_bytes = bytes(body)
+        try:
+            data: object = orjson.loads(raw_bytes) if raw_bytes.strip() else None
+            parsed = data is not None
+        except orjson.JSONDecodeError:
+            parsed = False
+        if not parsed:
+            text = _decode(raw_bytes)
+    elif isinstance(body, str):
+        stripped = body.strip().lstrip("\ufeff")
+        parsed = False
+        if stripped[:1] in ("{", "[") or stripped in ("null", "true", "false") or stripped[:1].isdigit():
+            try:
+                data = orjson.loads(stripped)
+                parsed = True
+            except orjson.JSONDecodeError:
+                parsed = False
+        if not parsed:
+            text = body
+    elif body is None:
+        text = ""
+        parsed = False
+    else:
+        data, parsed = body, True
+
+    if not parsed:
+        message = _read_text(text or "")
+        return ErrorInfo(
+            message=message,
+            request_id=_request_id(headers, None, message),
+            raw=text or "",
+            is_json=False,
+        )
+    found = _Found()
+    _read_json(data, found, 0)
+    message = _cap(found.message) if found.message else None
+    return ErrorInfo(
+        message=message or None,
+        type=found.type,
+        code=found.code,
+        param=found.param,
+        request_id=_request_id(headers, found.request_id, message),
+        status_hint=found.status_hint,
+        provider=found.provider,
+        inner_code=found.inner_code,
+        filter_results=found.filter_results,
+        raw=data,
+        is_json=True,
+        retry_delay_s=found.retry_delay_s,
+    )
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+# One pass over the text; each alternative keeps only a recognisable prefix, never a character of the key.
+_SECRET_RE = re.compile(
+    r"(?P<sk>\bsk-(?:proj-|ant-|or-|svcacct-|admin-)?)(?:[A-Za-z0-9_*\-]{6,})"
+    r"|(?P<bearer>\bBearer\s+)[A-Za-z0-9._~+/=*\-]{4,}"
+    r"|(?P<goog>\bAIza)[0-9A-Za-z_\-*]{10,}"
+    r"|(?P<vendor>\b(?:gsk_|xai-|hf_|r8_|pplx-|nvapi-|fw_|tgp_v1_))[A-Za-z0-9_*\-]{10,}"
+    r"|(?P<kv>\b(?:api[_-]?key|apikey|x-api-key|x-goog-api-key|access[_-]?token|secret|password|token)"
+    r"[\"']?\s*[:=]\s*[\"']?|[?&;]key=)(?!\*\*\*)[^\s\"'&,;)}\]]{3,}",
+    re.IGNORECASE,
+)
+
+
+def _mask(m: re.Match[str]) -> str:
+    for group in ("sk", "bearer", "goog", "vendor", "kv"):
+        prefix = m.group(group)
+        if prefix is not None:
+            return prefix + "***"
+    return "***"  # pragma: no cover - every alternative has a named prefix
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with API keys masked: ``sk-...``, ``Bearer ...``, ``AIza...``, ``key=...`` values, and every
+    string in ``secrets``. Only a short prefix survives (``sk-proj-***``), never a character of the key.
+
+    >>> redact("Incorrect API key provided: sk-proj-abcdEFGH1234. See https://x/?key=AIzaSyA1234567890")
+    'Incorrect API key provided: sk-proj-***. See https://x/?key=***'
+    """
+    if not text:
+        return text
+    for secret in sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return _SECRET_RE.sub(_mask, text)
