@@ -98,7 +98,7 @@ def read_captures(data: bytes, *, source: str) -> list[Exchange]:
             return [_read_curl_verbose(text, source)]
         if text[:1] in (b"{", b"["):
             return _read_json(text, source)
-        if _is_sse(text):
+        if is_sse(text):
             return [Exchange(None, _headers({"content-type": "text/event-stream"}), text, source)]
         if _is_html(text):
             return [Exchange(None, _headers({"content-type": "text/html"}), text, source)]
@@ -399,7 +399,8 @@ def _har_text(content: dict[str, Any], where: str) -> bytes:
     return text.encode("utf-8", "surrogatepass")
 
 
-def _is_sse(data: bytes) -> bool:
+def is_sse(data: bytes) -> bool:
+    """Whether ``data`` reads as a server-sent-events body (``data:``/``event:`` lines, ``:`` comments)."""
     saw_field = False
     for line in data.splitlines()[:50]:
         stripped = line.strip()
