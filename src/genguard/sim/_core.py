@@ -237,7 +237,9 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
         dialect = cfg.dialect
     body = await request.body()
     key = _api_key(request)
-    identity = _identity(key, endpoint, hdrs.get("content-type", ""), body)
+    spec = hdrs.get("x-genguard-scenario")
+    # A different scenario header makes a different request; a retry repeats the header too.
+    identity = _identity(key, endpoint + (spec or ""), hdrs.get("content-type", ""), body)
     now = time.monotonic()
 
     def fail(code: str, *, retry_after: float | None = None, message: str | None = None,
@@ -257,7 +259,6 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
 
     if cfg.api_keys and key not in cfg.api_keys:
         return fail("auth_failed")
-    spec = hdrs.get("x-genguard-scenario")
     try:
         name, flaky_n = _parse(spec or cfg.scenario)
     except ScenarioError as exc:

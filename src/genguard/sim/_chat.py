@@ -1,0 +1,347 @@
+"""``POST /v1/chat/completions``, plain and streaming, playing every chat scenario.
+
+>>> plan = Plan(text="Hi there.", tool_calls=None, finish="stop", tokens=2)
+>>> plan.finish
+'stop'
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from ._config import MEDIA_SCENARIOS
+from ._core import ERROR_SCENARIOS, ConnectionCut, RequestContext, begin, wait_for_disconnect
+from ._dialects import JSON, stream_error_event
+from ._text import count_tokens, value_for_schema, words
+
+_SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
+_FILTER_OK = {"filtered": False, "severity": "safe"}
+_AZURE_FILTERS = {"hate": _FILTER_OK, "self_harm": _FILTER_OK, "sexual": _FILTER_OK, "violence": _FILTER_OK}
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """One choice's output, decided before anything is sent."""
+
+    text: str | None
+    tool_calls: list[dict[str, Any]] | None
+    finish: str | None
+    tokens: int
+
+
+class BadRequest(Exception):
+    """The request body is not a valid chat completion request; the message says which field."""
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+def _prompt_tokens(messages: list[Any]) -> int:
+    total = 3
+    for m in messages:
+        total += 3
+        content = m.get("content") if isinstance(m, dict) else None
+        if isinstance(content, str):
+            total += count_tokens(content)
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    total += count_tokens(part["text"])
+    return total
+
+
+def _json_tokens(text: str) -> int:
+    return max(len(text) // 4, 1)
+
+
+def _parse(req: Any) -> dict[str, Any]:
+    if not isinstance(req, dict):
+        raise BadRequest("The request body must be a JSON object.")
+    messages = req.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise BadRequest("'messages' must be a non-empty array of messages.", "messages")
+    if not isinstance(req.get("model"), str) or not req["model"]:
+        raise BadRequest("you must provide a model parameter", "model")
+    n = req.get("n") or 1
+    if not isinstance(n, int) or not 1 <= n <= 128:
+        raise BadRequest(f"Invalid 'n': expected an integer between 1 and 128, got {n!r}.", "n")
+    limit = req.get("max_completion_tokens", req.get("max_tokens"))
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise BadRequest(f"Invalid 'max_tokens': expected a positive integer, got {limit!r}.", "max_tokens")
+    tools = req.get("tools") or []
+    if not isinstance(tools, list):
+        raise BadRequest("'tools' must be an array.", "tools")
+    fmt = req.get("response_format") or {}
+    if not isinstance(fmt, dict) or fmt.get("type", "text") not in ("text", "json_object", "json_schema"):
+        raise BadRequest("Invalid 'response_format.type': expected text, json_object or json_schema.",
+                         "response_format")  # fmt: skip
+    return {"messages": messages, "n": n, "limit": limit, "tools": tools, "fmt": fmt}
+
+
+def _tool_choice(req: dict[str, Any], tools: list[Any]) -> dict[str, Any] | None:
+    choice = req.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return None
+    funcs = [t.get("function", {}) for t in tools if isinstance(t, dict)]
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        for f in funcs:
+            if f.get("name") == name:
+                return dict(f)
+        raise BadRequest(f"Invalid 'tool_choice': no tool named {name!r} in 'tools'.", "tool_choice")
+    return dict(funcs[0]) if funcs else None
+
+
+def _mismatch(schema: Any) -> Any:
+    # Whatever the schema wants at the top, give the other kind, so no schema can accept it.
+    kind = schema.get("type") if isinstance(schema, dict) else None
+    return {"unexpected": "shape"} if kind == "array" else ["not", "the", "expected", "shape"]
+
+
+def _plan(ctx: RequestContext, req: dict[str, Any], parsed: dict[str, Any], rng: random.Random) -> Plan:
+    scenario = ctx.scenario
+    limit = parsed["limit"]
+    fmt = parsed["fmt"]
+    tool = _tool_choice(req, parsed["tools"])
+    if tool is not None:
+        schema = tool.get("parameters") or {"type": "object", "properties": {}}
+        if scenario == "invalid_json":
+            args = '{"' + str(next(iter(schema.get("properties") or {"value": 0}))) + '": '
+        elif scenario == "schema_mismatch":
+            args = orjson.dumps(_mismatch(schema)).decode()
+        else:
+            args = orjson.dumps(value_for_schema(schema, rng)).decode()
+        call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
+                "function": {"name": tool.get("name", "tool"), "arguments": args}}  # fmt: skip
+        return Plan(None, [call], "tool_calls", _json_tokens(args) + 3)
+    json_mode = fmt.get("type") in ("json_object", "json_schema")
+    finish: str | None = "stop"
+    if scenario == "too_short":
+        text = "Ok."
+    elif scenario == "unexpected_label":
+        text = "Undecided"
+    elif scenario == "pattern_mismatch":
+        text = "?? no idea ??"
+    elif scenario == "empty_output":
+        text = ""
+    elif scenario == "invalid_json":
+        text = 'Sure! Here is the JSON you asked for: {"answer": "' + " ".join(words(rng, 5))
+    elif json_mode:
+        schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
+        if scenario == "schema_mismatch":
+            value = _mismatch(schema or {"type": "object"})
+        elif schema is not None:
+            value = value_for_schema(schema, rng)
+        else:
+            value = {"answer": " ".join(words(rng, 6)), "confidence": round(rng.random(), 2)}
+        text = orjson.dumps(value).decode()
+    elif scenario == "schema_mismatch":
+        text = orjson.dumps(_mismatch({"type": "object"})).decode()
+    else:
+        text = " ".join(words(rng, 12 + rng.randrange(20)))
+    tokens = _json_tokens(text) if text[:1] in "{[" else count_tokens(text)
+    if scenario == "truncated":
+        limit = max(1, tokens // 2) if limit is None else min(limit, max(1, tokens // 2))
+    if limit is not None and tokens > limit:
+        text = text[: limit * 4] if text[:1] in "{[" else " ".join(text.split()[:limit])
+        tokens, finish = limit, "length"
+    if scenario == "content_filtered":
+        text, finish = " ".join(text.split()[: max(tokens // 3, 1)]), "content_filter"
+        tokens = count_tokens(text)
+    elif scenario == "stream_error":
+        finish = "error"
+    elif scenario == "incomplete_stream":
+        finish = None
+    return Plan(text, None, finish, tokens)
+
+
+def _seed(ctx: RequestContext, req: dict[str, Any], index: int) -> random.Random:
+    h = hashlib.blake2b(ctx.body, digest_size=8, key=str(ctx.config.seed).encode())
+    h.update(str(req.get("seed", 0)).encode() + index.to_bytes(4, "little"))
+    return random.Random(int.from_bytes(h.digest(), "little"))
+
+
+async def chat_completions(request: Request) -> Response:
+    ctx = await begin(request, "chat")
+    if isinstance(ctx, Response):
+        return ctx
+    try:
+        req = ctx.json()
+        parsed = _parse(req)
+    except (orjson.JSONDecodeError, BadRequest) as exc:
+        ctx.scenario = ctx.entry.scenario = "bad_request"
+        why = str(exc) if isinstance(exc, BadRequest) else "We could not parse the JSON body of your request."
+        return ctx.error("bad_request", message=why)
+    model = req["model"]
+    scenario = ctx.scenario
+    if scenario in MEDIA_SCENARIOS:
+        ctx.scenario = ctx.entry.scenario = scenario = "ok"
+    stream = bool(req.get("stream"))
+    if scenario in ERROR_SCENARIOS and not (stream and scenario in ("timeout", "connection_error")):
+        return ctx.error(scenario, model=model)
+    try:
+        plans = [_plan(ctx, req, parsed, _seed(ctx, req, i)) for i in range(parsed["n"])]
+    except BadRequest as exc:
+        ctx.scenario = ctx.entry.scenario = "bad_request"
+        return ctx.error("bad_request", message=str(exc))
+    prompt = _prompt_tokens(parsed["messages"])
+    completion = sum(p.tokens for p in plans)
+    ctx.charge(completion)
+    usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
+             "prompt_tokens_details": {"cached_tokens": 0},
+             "completion_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
+    cid = f"chatcmpl-{ctx.request_id[4:]}"
+    created = int(time.time())
+    if stream:
+        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        return ChatStream(
+            ctx, plans, cid=cid, created=created, model=model, usage=usage if include_usage else None
+        )
+    cfg = ctx.config
+    delay = cfg.ttft_ms / 1000 + (completion / cfg.tokens_per_s if cfg.tokens_per_s else 0.0)
+    if delay:
+        await asyncio.sleep(delay)
+    choices = []
+    for i, p in enumerate(plans):
+        message: dict[str, Any] = {"role": "assistant", "content": p.text, "refusal": None}
+        if p.tool_calls:
+            message["tool_calls"] = p.tool_calls
+        choice: dict[str, Any] = {"index": i, "message": message, "logprobs": None, "finish_reason": p.finish}
+        if ctx.dialect == "azure":
+            choice["content_filter_results"] = (
+                {**_AZURE_FILTERS, "violence": {"filtered": True, "severity": "high"}}
+                if p.finish == "content_filter" else _AZURE_FILTERS
+            )  # fmt: skip
+        if ctx.dialect == "openrouter":
+            choice["native_finish_reason"] = p.finish
+        choices.append(choice)
+    body: dict[str, Any] = {"id": cid, "object": "chat.completion", "created": created, "model": model,
+                            "choices": choices, "usage": usage, "system_fingerprint": "fp_genguard_sim"}  # fmt: skip
+    if ctx.dialect == "azure":
+        body["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": _AZURE_FILTERS}]
+    return Response(orjson.dumps(body), media_type=JSON)
+
+
+def _pieces(p: Plan) -> list[str]:
+    if not p.text:
+        return []
+    if p.text[:1] in "{[":
+        return [p.text[i : i + 16] for i in range(0, len(p.text), 16)]
+    parts = p.text.split(" ")
+    return [parts[0], *(" " + w for w in parts[1:])]
+
+
+class ChatStream(Response):
+    """Server-sent chat chunks, paced by ``--ttft-ms``/``--tokens-per-s``, broken as the scenario says."""
+
+    def __init__(self, ctx: RequestContext, plans: list[Plan], *, cid: str, created: int, model: str,
+                 usage: dict[str, Any] | None) -> None:  # fmt: skip
+        self.ctx = ctx
+        self.plans = plans
+        self.usage = usage
+        self.base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                     "system_fingerprint": "fp_genguard_sim"}  # fmt: skip
+        # Every content chunk shares this prefix; only the index and text change.
+        head = orjson.dumps(self.base)[:-1]
+        self.prefix = b"data: " + head + b',"choices":[{"index":'
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": _SSE_HEADERS})
+        broke = False
+        try:
+            async for data in self._events(receive):
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+        except _Broken:
+            broke = True
+        if not broke or self.ctx.scenario != "connection_error":
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        raise ConnectionCut("stream cut on purpose by the connection_error scenario")
+
+    def _chunk(self, index: int, delta: dict[str, Any], finish: str | None) -> bytes:
+        choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}
+        if finish is not None and self.ctx.dialect == "openrouter":
+            choice["native_finish_reason"] = finish
+        return b"data: " + orjson.dumps({**self.base, "choices": [choice]}) + b"\n\n"
+
+    async def _events(self, receive: Receive) -> AsyncIterator[bytes]:
+        ctx = self.ctx
+        cfg = ctx.config
+        scenario = ctx.scenario
+        breaks = scenario in ("timeout", "connection_error", "incomplete_stream", "stream_error")
+        gap = 1.0 / cfg.tokens_per_s if cfg.tokens_per_s else 0.0
+        if cfg.ttft_ms:
+            await asyncio.sleep(cfg.ttft_ms / 1000)
+        if ctx.dialect == "azure":
+            yield (b"data: " + orjson.dumps({"id": "", "object": "", "created": 0, "model": "", "choices": [],
+                   "prompt_filter_results": [{"prompt_index": 0, "content_filter_results": _AZURE_FILTERS}]})
+                   + b"\n\n")  # fmt: skip
+        prefix = self.prefix
+        for i, p in enumerate(self.plans):
+            yield self._chunk(i, {"role": "assistant", "content": "" if p.tool_calls is None else None,
+                                  "refusal": None}, None)  # fmt: skip
+            pieces = _pieces(p)
+            if p.tool_calls:
+                call = p.tool_calls[0]
+                args = call["function"]["arguments"]
+                first = {"index": 0, "id": call["id"], "type": "function",
+                         "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+                yield self._chunk(i, {"tool_calls": [first]}, None)
+                pieces = [args[j : j + 12] for j in range(0, len(args), 12)]
+                for frag in pieces:
+                    yield self._chunk(
+                        i, {"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}, None
+                    )
+                    if gap:
+                        await asyncio.sleep(gap)
+                pieces = []
+            cut_at = len(pieces) // 2 if breaks and i == len(self.plans) - 1 else None
+            index_bytes = str(i).encode()
+            for k, piece in enumerate(pieces):
+                if cut_at is not None and k == cut_at:
+                    break
+                yield (prefix + index_bytes + b',"delta":{"content":' + orjson.dumps(piece)
+                       + b'},"logprobs":null,"finish_reason":null}]}\n\n')  # fmt: skip
+                if gap:
+                    await asyncio.sleep(gap)
+            if cut_at is not None:
+                if scenario == "stream_error":
+                    yield stream_error_event(ctx.dialect, chunk_base=self.base)
+                elif scenario == "timeout":
+                    await wait_for_disconnect(receive, cfg.stall_s)
+                if scenario == "connection_error":
+                    raise _Broken
+                return
+            yield self._chunk(i, {}, p.finish)
+        if self.usage is not None:
+            yield b"data: " + orjson.dumps({**self.base, "choices": [], "usage": self.usage}) + b"\n\n"
+        yield b"data: [DONE]\n\n"
+
+
+class _Broken(Exception):
+    pass
+
+
+async def list_models(request: Request) -> Response:
+    ctx = await begin(request, "models")
+    if isinstance(ctx, Response):
+        return ctx
+    if ctx.scenario in ERROR_SCENARIOS:
+        return ctx.error(ctx.scenario, path="/v1/models")
+    data = [
+        {"id": m, "object": "model", "created": 1700000000, "owned_by": "genguard-sim"}
+        for m in ctx.config.models
+    ]
+    return Response(orjson.dumps({"object": "list", "data": data}), media_type=JSON)
