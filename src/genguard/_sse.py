@@ -17,6 +17,7 @@ before that, so the careful rules cost nothing when no CR is present.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 __all__ = ["SSEDecoder", "ServerSentEvent"]
@@ -41,6 +42,31 @@ class ServerSentEvent:
     data: str = ""
     id: str = ""
     retry: int | None = None
+
+
+# The generated __init__ of a frozen dataclass goes through object.__setattr__ once per field; writing the
+# slots through their descriptors builds the same value in about half the time, once per event.
+_new = object.__new__
+
+
+def _slot_setter(name: str) -> Callable[[ServerSentEvent, object], None]:
+    setter: Callable[[ServerSentEvent, object], None] = getattr(ServerSentEvent, name).__set__
+    return setter
+
+
+_set_event = _slot_setter("event")
+_set_data = _slot_setter("data")
+_set_id = _slot_setter("id")
+_set_retry = _slot_setter("retry")
+
+
+def _event(event: str, data: str, last_id: str, retry: int | None) -> ServerSentEvent:
+    sse: ServerSentEvent = _new(ServerSentEvent)
+    _set_event(sse, event)
+    _set_data(sse, data)
+    _set_id(sse, last_id)
+    _set_retry(sse, retry)
+    return sse
 
 
 class SSEDecoder:
@@ -87,7 +113,7 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Decode ``chunk`` and return the events it completed, in order."""
-        return [ServerSentEvent(e, d, i, r) for e, d, i, r in self.feed_raw(chunk)]
+        return [_event(e, d, i, r) for e, d, i, r in self.feed_raw(chunk)]
 
     def close(self) -> list[ServerSentEvent]:
         """End of input: a line or event not yet completed is discarded (per the spec). Resets the decoder.
@@ -106,24 +132,23 @@ class SSEDecoder:
             self._cr = False
             if chunk[0] == 10:  # the LF half of a CRLF split across chunks
                 chunk = chunk[1:]
-        if b"\r" in chunk:
+        if 13 in chunk:  # an int needle is a plain memchr, several times cheaper than b"\r"
             # A CR ends a line as soon as it is seen, so it can become a LF right now; only a LF that
             # may follow in the next chunk needs remembering.
             self._cr = chunk[-1] == 13
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        end = chunk.rfind(b"\n")
-        if end < 0:
-            if chunk:
-                self._pending.append(chunk)
-            return []
-        if self._pending:
-            self._pending.append(chunk[: end + 1])
-            block = b"".join(self._pending)
+        if chunk and chunk[-1] == 10:  # a server flushing whole events: no remainder to keep
+            block = b"".join((*self._pending, chunk)) if self._pending else chunk
             self._pending = []
         else:
-            block = chunk[: end + 1]
-        if end + 1 < len(chunk):
-            self._pending.append(chunk[end + 1 :])
+            end = chunk.rfind(b"\n")
+            if end < 0:
+                if chunk:
+                    self._pending.append(chunk)
+                return []
+            self._pending.append(chunk[: end + 1])
+            block = b"".join(self._pending)
+            self._pending = [chunk[end + 1 :]]
         # Line ends are ASCII and never inside a multi-byte sequence, so decoding whole lines is the
         # same as decoding the stream incrementally.
         text = block.decode("utf-8", "replace")
@@ -131,13 +156,11 @@ class SSEDecoder:
             self._started = True
             if text.startswith("\ufeff"):
                 text = text[1:]
-        return self._lines(text.split("\n"))
-
-    def _lines(self, lines: list[str]) -> list[RawEvent]:
-        out: list[RawEvent] = []
-        data = self._data
+        lines = text.split("\n")
         # The text ended in "\n", so the last item is the empty remainder, not a blank line.
         lines.pop()
+        out: list[RawEvent] = []
+        data = self._data
         for line in lines:
             if not line:
                 if data:
@@ -145,8 +168,8 @@ class SSEDecoder:
                     data = self._data = []
                 self._event = ""
                 self._retry = None
-            elif line.startswith("data:"):
-                data.append(line[6:] if line.startswith("data: ") else line[5:])
+            elif line.startswith("data: "):
+                data.append(line[6:])
             elif line[0] != ":":
                 self._field(line)
         return out
@@ -157,7 +180,7 @@ class SSEDecoder:
             value = value[1:]
         if name == "event":
             self._event = value
-        elif name == "data":  # "data" with no colon: an empty data line
+        elif name == "data":  # "data:x" or a bare "data" (the fast path took "data: x")
             self._data.append(value)
         elif name == "id":
             if "\0" not in value:

@@ -1,0 +1,407 @@
+"""Chat-completion streams: chunks in, text as it arrives, and one Outcome at the end.
+
+:class:`ChatStreamReader` reads OpenAI-style ``chat.completion.chunk`` streams and their variants (tool-call
+fragments interleaved by index, the ``include_usage`` chunk, Azure's prompt-filter chunk, errors inside a 200
+stream in the OpenAI, OpenRouter and Anthropic shapes), and Anthropic Messages streams that gateways pass
+through. A stream that ends before any ``finish_reason`` is ``incomplete_stream``, never a silent success.
+
+>>> r = ChatStreamReader()
+>>> r.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\\n\\n')
+['Hi']
+>>> r.finish().code
+'incomplete_stream'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from ._outcome import Outcome, ToolCall, Usage
+from ._sse import ServerSentEvent, SSEDecoder
+from ._taxonomy import code_info, normalise_finish_reason
+
+__all__ = ["ChatStreamReader", "read_chat_stream"]
+
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
+
+# Anthropic stop reasons that normalise_finish_reason does not know (its table covers the rest).
+_ANTHROPIC_STOP = {"refusal": "content_filter", "pause_turn": "stop"}
+
+
+def _request_id_from(headers: Mapping[str, str] | None) -> str | None:
+    if not headers:
+        return None
+    lower = {str(k).lower(): v for k, v in headers.items()}
+    for name in _REQUEST_ID_HEADERS:
+        value = lower.get(name)
+        if value:
+            return str(value)
+    return None
+
+
+class _ToolCallParts:
+    __slots__ = ("args", "id", "name", "type")
+
+    def __init__(self, call_id: str | None, name: str, call_type: str) -> None:
+        self.id = call_id
+        self.name = name
+        self.type = call_type
+        self.args: list[str] = []
+
+
+class ChatStreamReader:
+    """Read a chat stream incrementally and decide its :class:`~genguard.Outcome` when it ends.
+
+    Only choice index 0 is read: with ``n > 1`` the other choices are ignored. ``feed`` returns the text
+    deltas as they arrive so a client can print them; :meth:`finish` gives the Outcome.
+
+    >>> r = ChatStreamReader()
+    >>> r.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":"stop"}]}\\n\\n'
+    ...        b"data: [DONE]\\n\\n")
+    ['Hello']
+    >>> o = r.finish()
+    >>> (o.ok, o.text, o.finish_reason)
+    (True, 'Hello', 'stop')
+    """
+
+    __slots__ = (
+        "_chunks",
+        "_decoder",
+        "_done",
+        "_error",
+        "_finish_raw",
+        "_native_finish",
+        "_reasoning",
+        "_refusal",
+        "_request_id",
+        "_status",
+        "_text",
+        "_tools",
+        "_usage",
+    )
+
+    def __init__(
+        self,
+        *,
+        status: int = 200,
+        headers: Mapping[str, str] | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self._decoder = SSEDecoder()
+        self._status = status
+        self._request_id = request_id or _request_id_from(headers)
+        self._text: list[str] = []
+        self._refusal: list[str] = []
+        self._reasoning: list[str] = []
+        self._tools: dict[int, _ToolCallParts] = {}
+        self._usage: dict[str, Any] | None = None
+        self._finish_raw: str | None = None
+        self._native_finish: Any = None
+        self._error: object = None
+        self._done = False
+        self._chunks = 0
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> list[str]:
+        """Decode ``chunk`` (bytes as the network gave them); return the text deltas it completed, in order."""
+        out: list[str] = []
+        on_event = self._on_event
+        for event, data, _id, _retry in self._decoder.feed_raw(chunk):
+            piece = on_event(event, data)
+            if piece:
+                out.append(piece)
+        return out
+
+    def feed_event(self, event: ServerSentEvent) -> str | None:
+        """Read one already-decoded event; return its text delta, if any."""
+        return self._on_event(event.event, event.data) or None
+
+    def _on_event(self, event: str, data: str) -> str | None:
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            # [DONE] is not JSON, so testing for it here keeps that test off the per-chunk path.
+            if data.strip() == "[DONE]":
+                self._done = True
+            return None  # otherwise a keep-alive or a stray non-JSON line: not part of the generation
+        if type(obj) is not dict:
+            return None
+        self._chunks += 1
+        if event == "error":
+            self._record_error(obj.get("error", obj))
+            return None
+        choices = obj.get("choices")
+        if choices is None:
+            kind = obj.get("type")
+            if kind is not None and type(kind) is str:
+                return self._anthropic(kind, obj)
+        error = obj.get("error")
+        if error:
+            self._record_error(error)
+        usage = obj.get("usage")
+        if usage:
+            self._usage = usage
+        if not choices or type(choices) is not list:
+            return None
+        choice = choices[0]
+        if type(choice) is not dict:
+            return None
+        if choice.get("index", 0) != 0:
+            choice = next((c for c in choices if type(c) is dict and c.get("index", 0) == 0), None)
+            if choice is None:
+                return None
+        finish = choice.get("finish_reason")
+        if finish:
+            self._finish_raw = finish
+            native = choice.get("native_finish_reason")
+            if native:
+                self._native_finish = native
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            delta = choice.get("message")  # a few servers send whole messages in stream chunks
+            if type(delta) is not dict:
+                return None
+        content = delta.get("content")
+        # Nearly every chunk's delta is {"content": "..."} alone: only look for the rest when there is more.
+        if content is None or len(delta) > 1:
+            self._delta_extras(delta)
+        if content and type(content) is str:
+            self._text.append(content)
+            return content
+        return None
+
+    def _delta_extras(self, delta: dict[str, Any]) -> None:
+        tool_calls = delta.get("tool_calls")
+        if tool_calls:
+            self._merge_tools(tool_calls)
+        refusal = delta.get("refusal")
+        if refusal and type(refusal) is str:
+            self._refusal.append(refusal)
+        reasoning = delta.get("reasoning_content") or delta.get("reasoning")
+        if reasoning and type(reasoning) is str:
+            self._reasoning.append(reasoning)
+
+    def _merge_tools(self, fragments: object) -> None:
+        if type(fragments) is not list:
+            return
+        tools = self._tools
+        for frag in fragments:
+            if type(frag) is not dict:
+                continue
+            fn = frag.get("function")
+            if type(fn) is not dict:
+                fn = {}
+            call_id = frag.get("id")
+            index = frag.get("index")
+            if type(index) is not int:
+                # Some servers omit the index: a new id starts a call, anything else continues the last.
+                known = next((i for i, t in tools.items() if call_id and t.id == call_id), None)
+                if known is not None:
+                    index = known
+                elif call_id or not tools:
+                    index = max(tools, default=-1) + 1
+                else:
+                    index = max(tools)
+            parts = tools.get(index)
+            if parts is None:
+                parts = tools[index] = _ToolCallParts(None, "", "function")
+            if call_id and not parts.id:
+                parts.id = str(call_id)
+            name = fn.get("name")
+            if name and not parts.name:
+                parts.name = str(name)
+            ftype = frag.get("type")
+            if ftype and type(ftype) is str:
+                parts.type = ftype
+            args = fn.get("arguments")
+            if args:
+                parts.args.append(args if type(args) is str else orjson.dumps(args).decode())
+
+    def _anthropic(self, kind: str, obj: dict[str, Any]) -> str | None:
+        if kind == "content_block_delta":
+            delta = obj.get("delta")
+            if type(delta) is not dict:
+                return None
+            dtype = delta.get("type")
+            if dtype == "text_delta":
+                text = delta.get("text")
+                if text and type(text) is str:
+                    self._text.append(text)
+                    return text
+            elif dtype == "input_json_delta":
+                part = delta.get("partial_json")
+                index = obj.get("index")
+                parts = self._tools.get(index) if type(index) is int else None
+                if parts is not None and part and type(part) is str:
+                    parts.args.append(part)
+            elif dtype == "thinking_delta":
+                thinking = delta.get("thinking")
+                if thinking and type(thinking) is str:
+                    self._reasoning.append(thinking)
+        elif kind == "content_block_start":
+            block = obj.get("content_block")
+            index = obj.get("index")
+            if type(block) is dict and block.get("type") == "tool_use" and type(index) is int:
+                self._tools[index] = _ToolCallParts(block.get("id"), str(block.get("name") or ""), "function")
+            elif type(block) is dict and block.get("type") == "text" and block.get("text"):
+                text = block["text"]
+                if type(text) is str:
+                    self._text.append(text)
+                    return text
+        elif kind == "message_delta":
+            delta = obj.get("delta")
+            if type(delta) is dict and delta.get("stop_reason"):
+                reason = str(delta["stop_reason"])
+                self._finish_raw = _ANTHROPIC_STOP.get(reason, reason)
+            self._merge_usage(obj.get("usage"))
+        elif kind == "message_start":
+            message = obj.get("message")
+            if type(message) is dict:
+                self._merge_usage(message.get("usage"))
+        elif kind == "message_stop":
+            self._done = True
+        elif kind == "error":
+            self._record_error(obj.get("error", obj))
+        return None
+
+    def _merge_usage(self, usage: object) -> None:
+        # Anthropic reports input tokens at the start and a running output count in message_delta.
+        if isinstance(usage, dict) and usage:
+            self._usage = {**(self._usage or {}), **{k: v for k, v in usage.items() if v is not None}}
+
+    def _record_error(self, error: object) -> None:
+        if self._error is None and error:
+            self._error = error
+
+    # -- state -----------------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """The content text received so far."""
+        return "".join(self._text)
+
+    @property
+    def tool_calls(self) -> tuple[ToolCall, ...]:
+        """The tool calls received so far, fragments merged, in index order."""
+        return tuple(ToolCall(p.id, p.name, "".join(p.args), p.type) for _, p in sorted(self._tools.items()))
+
+    @property
+    def usage(self) -> Usage | None:
+        """Token usage, if the stream reported it (the ``include_usage`` chunk, or Anthropic's counts)."""
+        return Usage.from_dict(self._usage)
+
+    @property
+    def finish_reason(self) -> str | None:
+        """The normalised finish reason, or ``None`` while none has arrived."""
+        return normalise_finish_reason(self._finish_raw)
+
+    @property
+    def done(self) -> bool:
+        """Whether the stream's end marker arrived (``[DONE]``, or Anthropic's ``message_stop``)."""
+        return self._done
+
+    @property
+    def chunks(self) -> int:
+        """How many JSON chunks were read (``[DONE]`` and comments not counted)."""
+        return self._chunks
+
+    # -- the verdict -----------------------------------------------------------------------------------
+
+    def finish(self, *, transport_error: Outcome | None = None) -> Outcome:
+        """The Outcome of the stream as it stands: call it when the stream ended, however it ended.
+
+        ``transport_error`` is the failure the client saw when the connection dropped or stalled; it is
+        ignored when a finish reason had already arrived (the generation was complete).
+
+        >>> r = ChatStreamReader()
+        >>> _ = r.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\\n\\n')
+        >>> o = r.finish()
+        >>> (o.code, o.text, o.retryable)
+        ('incomplete_stream', 'Hel', True)
+        """
+        text = self.text or None
+        tools = self.tool_calls or None
+        usage = self.usage
+        kept: dict[str, Any] = {"text": text, "tool_calls": tools, "usage": usage}
+        finish = self.finish_reason
+        if self._error is not None or finish == "error":
+            return self._stream_error(finish, kept)
+        if finish is None:
+            if transport_error is not None:
+                if transport_error.code == "timeout":
+                    return transport_error.replace(**kept)
+                how = f"the connection failed ({transport_error.code}"
+                how += f": {transport_error.message})" if transport_error.message else ")"
+            elif self._done:
+                how = "the stream sent [DONE] without any finish_reason"
+            else:
+                how = "the stream ended without [DONE] and without any finish_reason"
+            return Outcome.failure(
+                "incomplete_stream",
+                status=self._status,
+                request_id=self._request_id,
+                message=f"{how} after {self._chunks} chunk{'s' if self._chunks != 1 else ''}",
+                **kept,
+            )
+        from ._classify import finish_outcome
+
+        outcome = finish_outcome(
+            finish_reason=finish,
+            text=text,
+            tool_calls=tools,
+            usage=usage,
+            refusal="".join(self._refusal) or None,
+            status=self._status,
+            request_id=self._request_id,
+        )
+        extra: dict[str, Any] = {}
+        if self._native_finish is not None and self._native_finish != self._finish_raw:
+            extra["native_finish_reason"] = self._native_finish
+        if self._reasoning:
+            extra["reasoning"] = "".join(self._reasoning)
+        return outcome.with_extra(**extra) if extra else outcome
+
+    def _stream_error(self, finish: str | None, kept: dict[str, Any]) -> Outcome:
+        from ._classify import code_for_error
+        from ._errors import read_error
+
+        fields: dict[str, Any] = {"status": self._status, "request_id": self._request_id, **kept}
+        if finish is not None:
+            fields["finish_reason"] = finish
+        if self._error is None:
+            return Outcome.failure(
+                "stream_error",
+                message=f"the stream ended with finish_reason {self._finish_raw!r} after {self._chunks} chunks",
+                **fields,
+            )
+        info = read_error({"error": self._error})
+        code = code_for_error(None, info)
+        retryable = code_info(code).retryable if code and code != "stream_error" else True
+        return Outcome.failure(
+            "stream_error",
+            retryable=retryable,
+            message=info.message or "the stream carried an error with no message",
+            provider_code=None if info.code is None else str(info.code),
+            provider_type=info.type,
+            **fields,
+        )
+
+
+def read_chat_stream(body: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Outcome:
+    """The Outcome of a whole captured chat stream (an SSE body).
+
+    A capture whose tool dropped the final blank line still has its last event read: the server did send
+    it, only the file lost the line end.
+
+    >>> read_chat_stream(b'data: {"choices":[{"index":0,"delta":{},"finish_reason":"length"}]}\\n\\n'
+    ...                  b"data: [DONE]").code
+    'truncated'
+    """
+    reader = ChatStreamReader(status=status, headers=headers)
+    reader.feed(body)
+    reader.feed(b"\n\n")
+    return reader.finish()
