@@ -498,3 +498,19 @@ def test_sniff_never_raises(data: bytes) -> None:
         "video/x-matroska",
         "video/quicktime",
     )
+
+
+def test_envelope_errors_on_http_200_use_the_classifier() -> None:
+    pytest.importorskip("genguard._classify")
+    blocked = task_outcome(
+        parse_task({"code": 1301, "message": "content security", "request_id": "r", "data": None})
+    )
+    assert (blocked.code, blocked.endpoint, blocked.status) == ("prompt_blocked", "video", 200)
+    busy = task_outcome(
+        parse_task({"code": 1303, "message": "parallel task over resource pack limit", "request_id": "r2"})
+    )
+    assert (busy.code, busy.retryable) == ("rate_limited", True)
+    quota = task_outcome(
+        parse_task({"error": {"message": "insufficient balance", "code": "insufficient_quota"}})
+    )
+    assert quota.code == "quota_exceeded"

@@ -503,8 +503,8 @@ def task_outcome(
         "task_id": state.id,
         "model": state.model,
     }
-    if state.status is None and state.raw_status is None:
-        if state.error is not None or state.failure_reason or state.failure_code or state.not_exist:
+    if state.status is None and state.raw_status is None and not state.not_exist:
+        if state.error is not None or state.failure_reason or state.failure_code:
             return _envelope_outcome(state, status, headers, request_id).with_extra(**extra)
         return Outcome.failure(
             "invalid_response",
@@ -559,11 +559,8 @@ def _envelope_outcome(
     try:
         from ._classify import classify_error
 
-        body = orjson.dumps(state.raw)
-        # An envelope error often rides on HTTP 200; the classifier reads codes once the status says failure.
-        outcome = classify_error(
-            status if status and status >= 400 else None, headers, body, endpoint="video"
-        )
+        # An envelope error often rides on HTTP 200; the classifier then judges by the body's codes alone.
+        outcome = classify_error(status, headers, state.raw, endpoint="video")
     except Exception:
         outcome = None
     if outcome is not None and not outcome.ok:
