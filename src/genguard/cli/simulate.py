@@ -1,0 +1,146 @@
+"""``genguard simulate``: serve the OpenAI-compatible simulator until interrupted."""
+
+from __future__ import annotations
+
+import threading
+
+import click
+
+from ..sim._config import DIALECTS, ScenarioError, SimConfig, parse_chaos, parse_scenario
+
+
+def _scenario(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    try:
+        parse_scenario(value)
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
+def _chaos(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
+    try:
+        return parse_chaos(",".join(value))
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port",
+    default=8000,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 picks a free one.",
+)
+@click.option(
+    "--scenario",
+    default="ok",
+    show_default=True,
+    callback=_scenario,
+    help="Failure every request plays: a TAXONOMY code (rate_limited, server_error, timeout, "
+    "incomplete_stream, invalid_json...), or NAME:N to fail the first N attempts of each request.",
+)
+@click.option(
+    "--chaos",
+    multiple=True,
+    callback=_chaos,
+    metavar="NAME=RATE,...",
+    help='Random failures, e.g. "rate_limited=0.05,server_error=0.02" (repeatable).',
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed for chaos dice and generated text."
+)
+@click.option(
+    "--dialect",
+    default="openai",
+    show_default=True,
+    type=click.Choice(DIALECTS),
+    help="Provider family whose error bodies and stream errors to imitate.",
+)
+@click.option("--rpm", type=click.IntRange(1), help="Requests per minute per API key (token bucket).")
+@click.option("--tpm", type=click.IntRange(1), help="Tokens per minute per API key (token bucket).")
+@click.option(
+    "--quota-tokens", type=click.IntRange(1), help="Tokens a key may use in all; then 429 insufficient_quota."
+)
+@click.option(
+    "--api-key",
+    "api_keys",
+    multiple=True,
+    help="Accepted API key (repeatable); other keys get 401. None given: any key works.",
+)
+@click.option(
+    "--ttft-ms",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Delay before the first token.",
+)
+@click.option(
+    "--tokens-per-s",
+    default=0.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Generation speed; 0 is as fast as possible.",
+)
+@click.option(
+    "--task-seconds",
+    default=8.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="How long a video task takes to finish.",
+)
+@click.option(
+    "--image-url-ttl",
+    "image_url_ttl_s",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Seconds before an image URL expires (then 403).",
+)
+@click.option(
+    "--retry-after",
+    "retry_after_s",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="Wait the rate_limited and unavailable scenarios advertise, in seconds.",
+)
+@click.option(
+    "--stall-s",
+    default=300.0,
+    show_default=True,
+    type=click.FloatRange(0),
+    help="How long the timeout scenario stalls before answering 504.",
+)
+@click.option("--model", "models", multiple=True, help="Model listed by GET /v1/models (repeatable).")
+def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) -> None:
+    """Serve an OpenAI-compatible API that plays any failure, on demand or at random.
+
+    Point any client at the printed base URL. Choose a failure per request with the header
+    `x-genguard-scenario: NAME`; see what your client did at GET /_genguard/stats.
+
+    \b
+    Examples:
+      genguard simulate --port 0
+      genguard simulate --scenario server_error:2 --dialect anthropic
+      genguard simulate --chaos rate_limited=0.05,incomplete_stream=0.01 --seed 7 --rpm 60
+    """
+    from ..sim._server import Simulator
+
+    try:
+        config = SimConfig(**({"models": models} if models else {}), **settings)  # type: ignore[arg-type]
+    except (ScenarioError, ValueError) as exc:
+        raise click.UsageError(str(exc)) from None
+    sim = Simulator(config, host=host, port=port)
+    try:
+        sim.start()
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"listening on {sim.base_url}", err=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sim.stop()
