@@ -391,7 +391,7 @@ def _har_text(content: dict[str, Any], where: str) -> bytes:
         raise CaptureError(f"{where}: response.content.text must be a string")
     if str(content.get("encoding", "")).lower() == "base64":
         try:
-            return base64.b64decode(text, validate=False)
+            return base64.b64decode("".join(text.split()), validate=True)
         except (binascii.Error, ValueError):
             raise CaptureError(
                 f"{where}: response.content.text is marked base64 but does not decode"

@@ -1,0 +1,365 @@
+"""The capture readers: every form recognised by content, secrets never kept, no crash on any bytes."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from genguard import CaptureError
+from genguard._capture import Exchange, endpoint_hint_for, is_sse, mask_url, read_captures
+
+FAKE_KEY = "sk-proj-FAKEFAKEfake0123456789abcdef"
+ERROR_429 = b'{"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}'
+
+
+def one(data: bytes, source: str = "cap.txt") -> Exchange:
+    [x] = read_captures(data, source=source)
+    return x
+
+
+# -- raw HTTP ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("newline", [b"\r\n", b"\n"], ids=["crlf", "lf"])
+@pytest.mark.parametrize(
+    ("status_line", "status"),
+    [
+        (b"HTTP/1.1 429 Too Many Requests", 429),
+        (b"HTTP/2 429", 429),
+        (b"HTTP/1.0 503 Service Unavailable", 503),
+        (b"HTTP/1.1 400 model_error", 400),
+        (b"HTTP/2 200 ", 200),
+    ],
+)
+def test_raw_http_status_headers_body(newline: bytes, status_line: bytes, status: int) -> None:
+    head = [status_line, b"Content-Type: application/json", b"Retry-After: 20", b"X-Request-Id: req_1"]
+    data = newline.join(head) + newline + newline + ERROR_429
+    x = one(data)
+    assert x.status == status
+    assert x.headers["content-type"] == "application/json"
+    assert x.headers["retry-after"] == "20"
+    assert x.headers["x-request-id"] == "req_1"
+    assert x.body == ERROR_429
+    assert x.source == "cap.txt"
+    assert x.url is None
+    assert x.endpoint_hint is None
+
+
+def test_raw_http_empty_body_and_leading_whitespace() -> None:
+    x = one(b"\n\n  HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n")
+    assert (x.status, x.body) == (400, b"")
+
+
+def test_raw_http_keeps_the_last_real_response() -> None:
+    data = (
+        b"HTTP/1.1 200 Connection established\r\n\r\n"
+        b"HTTP/1.1 100 Continue\r\n\r\n"
+        b"HTTP/2 429\r\nretry-after: 3\r\n\r\n" + ERROR_429
+    )
+    x = one(data)
+    assert x.status == 429
+    assert x.headers == {"retry-after": "3"}
+    assert x.body == ERROR_429
+
+
+def test_raw_http_repeated_and_folded_headers() -> None:
+    x = one(b"HTTP/1.1 200 OK\nVary: Origin\nvary: Accept\nX-Long: a\n  b\nnot a header line\n\n{}")
+    assert x.headers["vary"] == "Origin, Accept"
+    assert x.headers["x-long"] == "a b"
+    assert x.body == b"{}"
+
+
+def test_chunked_body_is_dechunked() -> None:
+    body = b'7\r\n{"a": \r\n3\r\n12}\r\n0\r\n\r\n'
+    x = one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body)
+    assert orjson.loads(x.body) == {"a": 12}
+
+
+def test_chunked_header_with_an_already_decoded_body_keeps_it() -> None:
+    # curl -i shows the header but has already removed the framing.
+    x = one(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + ERROR_429)
+    assert x.body == ERROR_429
+
+
+def test_gzip_body_is_decompressed() -> None:
+    x = one(b"HTTP/2 500\r\ncontent-encoding: gzip\r\n\r\n" + gzip.compress(ERROR_429))
+    assert x.body == ERROR_429
+
+
+def test_curl_verbose_keeps_no_request_header() -> None:
+    data = (
+        "*   Trying 10.0.0.1:443...\n"
+        "> POST /v1/images/generations HTTP/2\n"
+        "> Host: gw.example.com\n"
+        f"> Authorization: Bearer {FAKE_KEY}\n"
+        ">\n"
+        "< HTTP/2 100\n"
+        "<\n"
+        "< HTTP/2 200\n"
+        "< content-type: application/json\n"
+        "<\n"
+        '{"created": 1, "data": []}\n'
+        "* Connection #0 to host gw.example.com left intact\n"
+    ).encode()
+    x = one(data)
+    assert x.status == 200
+    assert x.body.strip() == b'{"created": 1, "data": []}'
+    assert x.url == "https://gw.example.com/v1/images/generations"
+    assert x.endpoint_hint == "image"
+    assert "authorization" not in x.headers
+    assert FAKE_KEY not in repr(x)
+
+
+def test_request_then_response_capture() -> None:
+    data = (
+        "POST /v1/chat/completions?api_key=SECRETSECRET HTTP/1.1\r\n"
+        "Host: api.example.com\r\n"
+        f"Authorization: Bearer {FAKE_KEY}\r\n\r\n"
+        '{"model": "m"}\r\n\r\n'
+        "HTTP/1.1 401 Unauthorized\r\nContent-Type: application/json\r\n\r\n"
+        '{"error": {"message": "bad key"}}'
+    ).encode()
+    x = one(data)
+    assert x.status == 401
+    assert x.endpoint_hint == "chat"
+    assert x.url is not None
+    assert "SECRETSECRET" not in x.url
+    assert FAKE_KEY not in repr(x)
+
+
+# -- bare bodies ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        ERROR_429,
+        b'[{"error": {"code": 503, "message": "x", "status": "UNAVAILABLE"}}]',
+        b'\xef\xbb\xbf{"a": 1}',
+    ],
+)
+def test_bare_json(body: bytes) -> None:
+    x = one(body)
+    assert x.status is None
+    assert x.content_type == "application/json"
+    assert orjson.loads(x.body) == orjson.loads(body.removeprefix(b"\xef\xbb\xbf"))
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'data: {"choices": []}\n\ndata: [DONE]\n\n',
+        b': OPENROUTER PROCESSING\r\n\r\ndata: {"a": 1}\r\n\r\n',
+        b'event: error\ndata: {"type": "error"}\n\n',
+        b"id: 1\nretry: 100\ndata\n\n",
+    ],
+)
+def test_sse_transcript(body: bytes) -> None:
+    x = one(body)
+    assert x.status is None
+    assert x.content_type == "text/event-stream"
+    assert x.body == body
+    assert is_sse(body)
+
+
+def test_sse_needs_a_field_line() -> None:
+    assert not is_sse(b": only a comment\n\n")
+    assert not is_sse(b"data: x\nhello world\n")
+
+
+def test_bare_html_page() -> None:
+    x = one(b"<!DOCTYPE html><html><title>502 Bad Gateway</title></html>")
+    assert (x.status, x.content_type) == (None, "text/html")
+
+
+# -- HAR --------------------------------------------------------------------------------------------
+
+
+def har(*entries: dict[str, object]) -> bytes:
+    return orjson.dumps({"log": {"version": "1.2", "creator": {"name": "t"}, "entries": list(entries)}})
+
+
+def entry(
+    status: int, content: dict[str, object], url: str = "https://h/v1/chat/completions"
+) -> dict[str, object]:
+    return {
+        "request": {
+            "method": "POST",
+            "url": url,
+            "headers": [{"name": "Authorization", "value": f"Bearer {FAKE_KEY}"}],
+        },
+        "response": {
+            "status": status,
+            "headers": [{"name": "Retry-After", "value": "5"}, {"name": "X-Request-Id", "value": "req_9"}],
+            "content": content,
+        },
+    }
+
+
+def test_har_entries_in_order_with_base64() -> None:
+    plain = {"mimeType": "application/json", "text": '{"choices": []}'}
+    encoded = {
+        "mimeType": "application/json",
+        "text": base64.b64encode(ERROR_429).decode(),
+        "encoding": "base64",
+    }
+    xs = read_captures(har(entry(200, plain), entry(429, encoded, "https://h/v1/videos/abc")), source="f.har")
+    assert [x.status for x in xs] == [200, 429]
+    assert [x.source for x in xs] == ["f.har#1", "f.har#2"]
+    assert [x.index for x in xs] == [0, 1]
+    assert xs[0].body == b'{"choices": []}'
+    assert xs[1].body == ERROR_429
+    assert xs[1].headers["retry-after"] == "5"
+    assert xs[0].headers["content-type"] == "application/json"
+    assert [x.endpoint_hint for x in xs] == ["chat", "video"]
+    assert all(FAKE_KEY not in repr(x) for x in xs)
+
+
+def test_har_status_zero_and_masked_url() -> None:
+    e = entry(
+        0,
+        {"mimeType": "x-unknown", "size": 0},
+        "https://g.example/v1beta/models/m:generate?key=AIzaSyFAKE12345678",
+    )
+    [x] = read_captures(har(e), source="f.har")
+    assert x.status is None
+    assert x.body == b""
+    assert x.url is not None
+    assert "AIzaSyFAKE12345678" not in x.url
+
+
+@pytest.mark.parametrize(
+    ("doc", "words"),
+    [
+        ({"log": {"entries": []}}, "no entries"),
+        ({"log": {"entries": {}}}, "must be a list"),
+        ({"log": {"entries": [1]}}, "must be an object"),
+        ({"log": {"entries": [{"request": {}}]}}, "no response"),
+        ({"log": {"entries": [{"response": {"content": {"text": "@@@", "encoding": "base64"}}}]}}, "base64"),
+        ({"log": {"entries": [{"response": {"content": {"text": 5}}}]}}, "must be a string"),
+    ],
+)
+def test_bad_har_names_source_and_entry(doc: object, words: str) -> None:
+    with pytest.raises(CaptureError, match=words) as info:
+        read_captures(orjson.dumps(doc), source="bad.har")
+    assert "bad.har" in str(info.value)
+
+
+# -- not captures -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        (b"", "empty"),
+        (b"  \n\t ", "empty"),
+        (b"# a README\n", "not a capture"),
+        (b'{"a": ', "does not parse"),
+        (b"HTTP/1.1 abc\r\n\r\n", "status line"),
+        (b"POST /v1/chat/completions HTTP/1.1\r\nHost: h\r\n\r\n{}", "no response"),
+    ],
+)
+def test_not_a_capture(data: bytes, words: str) -> None:
+    with pytest.raises(CaptureError, match=words) as info:
+        read_captures(data, source="x.bin")
+    assert str(info.value).startswith("x.bin")
+
+
+def test_endpoint_hints() -> None:
+    assert endpoint_hint_for("https://h/v1/chat/completions") == "chat"
+    assert endpoint_hint_for("/v1/images/generations") == "image"
+    assert endpoint_hint_for("/v1/images/edits") == "image"
+    assert endpoint_hint_for("https://h/v1/videos/video_123") == "video"
+    assert endpoint_hint_for("https://api.klingai.com/v1/videos/text2video/t1") == "video"
+    assert endpoint_hint_for("https://api.dev.runwayml.com/v1/tasks/abc") == "video"
+    assert endpoint_hint_for("https://h/v1/models") is None
+    assert endpoint_hint_for(None) is None
+
+
+def test_mask_url_keeps_ordinary_parameters() -> None:
+    masked = mask_url("https://u:pw@h/x?alt=sse&key=AIzaSECRET&api-key=abc")
+    assert "alt=sse" in masked
+    assert "AIzaSECRET" not in masked
+    assert "abc" not in masked
+    assert "pw" not in masked
+
+
+# -- any bytes --------------------------------------------------------------------------------------
+
+_PREFIXES = st.sampled_from(
+    [
+        b"",
+        b"HTTP/1.1 ",
+        b"HTTP/2 200\r\n",
+        b"< HTTP/2 ",
+        b"* x\n< HTTP/1.1 200\n",
+        b"POST / HTTP/1.1\n",
+        b"{",
+        b'{"log": {"entries": [',
+        b"data:",
+        b"<!doctype html",
+        b"HTTP/1.1 200\r\ntransfer-encoding: chunked\r\n\r\n",
+        b"HTTP/1.1 200\r\ncontent-encoding: gzip\r\n\r\n\x1f\x8b",
+    ]
+)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(prefix=_PREFIXES, rest=st.binary(max_size=300))
+def test_any_bytes_give_exchanges_or_capture_error(prefix: bytes, rest: bytes) -> None:
+    try:
+        xs = read_captures(prefix + rest, source="h")
+    except CaptureError as exc:
+        message = str(exc)
+        xs = None
+    if xs is None:
+        assert message.startswith("h: ")
+    else:
+        assert xs
+    assert all(isinstance(x.body, bytes) for x in xs)
+
+
+_JSONISH = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    "log",
+                    "entries",
+                    "response",
+                    "request",
+                    "status",
+                    "headers",
+                    "content",
+                    "text",
+                    "encoding",
+                    "url",
+                    "name",
+                    "value",
+                    "mimeType",
+                ]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=_JSONISH)
+def test_any_har_shaped_json_gives_exchanges_or_capture_error(doc: object) -> None:
+    data = orjson.dumps({"log": {"entries": doc}} if not isinstance(doc, dict) else {"log": doc})
+    try:
+        xs = read_captures(data, source="h.har")
+    except CaptureError:
+        return
+    assert xs
