@@ -321,7 +321,7 @@ def test_any_bytes_give_exchanges_or_capture_error(prefix: bytes, rest: bytes) -
         assert message.startswith("h: ")
     else:
         assert xs
-    assert all(isinstance(x.body, bytes) for x in xs)
+        assert all(isinstance(x.body, bytes) for x in xs)
 
 
 _JSONISH = st.recursive(
