@@ -19,26 +19,26 @@ from typing import Any
 
 import orjson
 
+from ._classify import code_for_error, finish_outcome
+from ._errors import read_error
 from ._outcome import Outcome, ToolCall, Usage
 from ._sse import ServerSentEvent, SSEDecoder
 from ._taxonomy import code_info, normalise_finish_reason
+from ._waits import get_header
 
 __all__ = ["ChatStreamReader", "read_chat_stream"]
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "x-amzn-requestid", "cf-ray")
+_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
 
 # Anthropic stop reasons that normalise_finish_reason does not know (its table covers the rest).
 _ANTHROPIC_STOP = {"refusal": "content_filter", "pause_turn": "stop"}
 
 
 def _request_id_from(headers: Mapping[str, str] | None) -> str | None:
-    if not headers:
-        return None
-    lower = {str(k).lower(): v for k, v in headers.items()}
     for name in _REQUEST_ID_HEADERS:
-        value = lower.get(name)
-        if value:
-            return str(value)
+        value = get_header(headers, name)
+        if value and value.strip():
+            return value.strip()
     return None
 
 
@@ -100,7 +100,7 @@ class ChatStreamReader:
         self._usage: dict[str, Any] | None = None
         self._finish_raw: str | None = None
         self._native_finish: Any = None
-        self._error: object = None
+        self._error: dict[str, Any] | None = None
         self._done = False
         self._chunks = 0
 
@@ -127,21 +127,24 @@ class ChatStreamReader:
             # [DONE] is not JSON, so testing for it here keeps that test off the per-chunk path.
             if data.strip() == "[DONE]":
                 self._done = True
+            elif event == "error":
+                self._record_error({"error": {"message": data}} if data.strip() else {})
             return None  # otherwise a keep-alive or a stray non-JSON line: not part of the generation
         if type(obj) is not dict:
+            if event == "error":
+                self._record_error({"error": obj})
             return None
         self._chunks += 1
         if event == "error":
-            self._record_error(obj.get("error", obj))
+            self._record_error(obj)
             return None
         choices = obj.get("choices")
         if choices is None:
             kind = obj.get("type")
             if kind is not None and type(kind) is str:
                 return self._anthropic(kind, obj)
-        error = obj.get("error")
-        if error:
-            self._record_error(error)
+        if obj.get("error"):
+            self._record_error(obj)
         usage = obj.get("usage")
         if usage:
             self._usage = usage
@@ -246,7 +249,11 @@ class ChatStreamReader:
             block = obj.get("content_block")
             index = obj.get("index")
             if type(block) is dict and block.get("type") == "tool_use" and type(index) is int:
-                self._tools[index] = _ToolCallParts(block.get("id"), str(block.get("name") or ""), "function")
+                call_id = block.get("id")
+                name = str(block.get("name") or "")
+                self._tools[index] = _ToolCallParts(
+                    None if call_id is None else str(call_id), name, "function"
+                )
             elif type(block) is dict and block.get("type") == "text" and block.get("text"):
                 text = block["text"]
                 if type(text) is str:
@@ -265,7 +272,7 @@ class ChatStreamReader:
         elif kind == "message_stop":
             self._done = True
         elif kind == "error":
-            self._record_error(obj.get("error", obj))
+            self._record_error(obj)
         return None
 
     def _merge_usage(self, usage: object) -> None:
@@ -273,9 +280,10 @@ class ChatStreamReader:
         if isinstance(usage, dict) and usage:
             self._usage = {**(self._usage or {}), **{k: v for k, v in usage.items() if v is not None}}
 
-    def _record_error(self, error: object) -> None:
-        if self._error is None and error:
-            self._error = error
+    def _record_error(self, chunk: dict[str, Any]) -> None:
+        # The whole chunk goes to the error reader: request ids and gateway metadata sit beside "error".
+        if self._error is None:
+            self._error = chunk
 
     # -- state -----------------------------------------------------------------------------------------
 
@@ -347,8 +355,6 @@ class ChatStreamReader:
                 message=f"{how} after {self._chunks} chunk{'s' if self._chunks != 1 else ''}",
                 **kept,
             )
-        from ._classify import finish_outcome
-
         outcome = finish_outcome(
             finish_reason=finish,
             text=text,
@@ -366,9 +372,6 @@ class ChatStreamReader:
         return outcome.with_extra(**extra) if extra else outcome
 
     def _stream_error(self, finish: str | None, kept: dict[str, Any]) -> Outcome:
-        from ._classify import code_for_error
-        from ._errors import read_error
-
         fields: dict[str, Any] = {"status": self._status, "request_id": self._request_id, **kept}
         if finish is not None:
             fields["finish_reason"] = finish
@@ -378,15 +381,18 @@ class ChatStreamReader:
                 message=f"the stream ended with finish_reason {self._finish_raw!r} after {self._chunks} chunks",
                 **fields,
             )
-        info = read_error({"error": self._error})
-        code = code_for_error(None, info)
-        retryable = code_info(code).retryable if code and code != "stream_error" else True
+        info = read_error(self._error)
+        # The verdict is the embedded error's own ("server_error", retryable, when it says nothing useful).
+        retryable = code_info(code_for_error(None, info)).retryable
+        fields["request_id"] = self._request_id or info.request_id
         return Outcome.failure(
             "stream_error",
             retryable=retryable,
-            message=info.message or "the stream carried an error with no message",
-            provider_code=None if info.code is None else str(info.code),
+            message=info.message
+            or f"the stream carried an error with no message after {self._chunks} chunks",
+            provider_code=info.code,
             provider_type=info.type,
+            param=info.param,
             **fields,
         )
 
