@@ -365,6 +365,7 @@ class BaseClient:
         *,
         key: str | None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         **kwargs: Any,
     ) -> httpx.Request:
@@ -373,15 +374,15 @@ class BaseClient:
         For :meth:`send_with_retries` builders; ``kwargs`` go to ``httpx.Client.build_request`` (``files``,
         ``data``, ``params``...). A multipart body gets its own content type.
         """
-        headers = dict(self.headers_for(key))
+        merged = {**self.headers_for(key), **(headers or {})}
         if json is not None:
             kwargs["content"] = orjson.dumps(json)
         elif "files" in kwargs or "data" in kwargs:
-            headers.pop("content-type", None)
+            merged.pop("content-type", None)
         return self._http_any.build_request(
             method,
             self.url(path),
-            headers=headers,
+            headers=merged,
             timeout=self._timeout(timeout or self.timeout, None),
             **kwargs,
         )
