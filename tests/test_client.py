@@ -138,9 +138,9 @@ def test_soft_failures_are_named(sim: Simulator, scenario: str, code: str, strea
 
 
 def test_incomplete_stream_keeps_the_partial_text(sim: Simulator) -> None:
-    with client_for(sim, "incomplete_stream", retry=RetryPolicy(max_attempts=1)) as c:
-        with c.stream(model="gpt-4o-mini", messages=MSGS) as s:
-            pieces = list(s)
+    c = client_for(sim, "incomplete_stream", retry=RetryPolicy(max_attempts=1))
+    with c, c.stream(model="gpt-4o-mini", messages=MSGS) as s:
+        pieces = list(s)
     o = s.outcome
     assert o.code == "incomplete_stream"
     assert pieces
@@ -292,7 +292,7 @@ def test_exhausted_quota_rotates_to_the_next_key(sim: Simulator) -> None:
         c.chat(model="gpt-4o-mini", messages=MSGS)  # spends the first key's quota
     with client_for(sim, api_key=["sk-first-key-abcdefghij", "sk-second-key-abcdefgh"]) as c:
         o = c.chat(model="gpt-4o-mini", messages=MSGS)
-    assert [a.code for a in o.history][0] == "quota_exceeded"
+    assert o.history[0].code == "quota_exceeded"
     assert o.ok
 
 
