@@ -74,7 +74,8 @@ def _parse(req: Any) -> dict[str, Any]:
         raise BadRequest("'messages' must be a non-empty array of messages.", "messages")
     if not isinstance(req.get("model"), str) or not req["model"]:
         raise BadRequest("you must provide a model parameter", "model")
-    n = req.get("n") or 1
+    n = req.get("n")
+    n = 1 if n is None else n
     if not isinstance(n, int) or not 1 <= n <= 128:
         raise BadRequest(f"Invalid 'n': expected an integer between 1 and 128, got {n!r}.", "n")
     limit = req.get("max_completion_tokens", req.get("max_tokens"))
@@ -168,7 +169,9 @@ def _plan(ctx: RequestContext, req: dict[str, Any], parsed: dict[str, Any], rng:
 
 
 def _seed(ctx: RequestContext, req: dict[str, Any], index: int) -> random.Random:
-    h = hashlib.blake2b(ctx.body, digest_size=8, key=str(ctx.config.seed).encode())
+    # The same question gives the same answer whether streamed or not, whatever the other options.
+    key = orjson.dumps([req.get("model"), req.get("messages"), req.get("tools"), req.get("response_format")])
+    h = hashlib.blake2b(key, digest_size=8, key=str(ctx.config.seed).encode()[:64])
     h.update(str(req.get("seed", 0)).encode() + index.to_bytes(4, "little"))
     return random.Random(int.from_bytes(h.digest(), "little"))
 
