@@ -119,6 +119,20 @@ _STATUS: dict[int, str] = {
 }  # fmt: skip
 
 
+def _norm(word: str) -> str:
+    # "RESOURCE_EXHAUSTED", "resource-exhausted", "ResourceExhausted" are one word to us.
+    return word.lower().replace("_", "").replace("-", "").replace(" ", "")
+
+
+_BY_CODE_OR_TYPE = {_norm(k): v for k, v in _BY_CODE_OR_TYPE.items()} | {
+    "throttling": "rate_limited", "throttled": "rate_limited", "invalidparameter": "bad_request",
+}  # fmt: skip
+_MODEL_CODES = frozenset(_norm(w) for w in _MODEL_CODES)
+_CONTEXT_CODES = frozenset(_norm(w) for w in _CONTEXT_CODES)
+_QUOTA_CODES = frozenset(_norm(w) for w in _QUOTA_CODES)
+_BLOCK_CODES = frozenset(_norm(w) for w in _BLOCK_CODES)
+
+
 def _kling(code: str | None) -> str | None:
     if code is None or not code.isdigit() or len(code) != 4:
         return None
@@ -141,7 +155,7 @@ def _kling(code: str | None) -> str | None:
 
 
 def _low(value: str | None) -> str:
-    return value.lower() if value else ""
+    return _norm(value) if value else ""
 
 
 def code_for_error(status: int | None, info: ErrorInfo) -> str:
@@ -175,14 +189,14 @@ def code_for_error(status: int | None, info: ErrorInfo) -> str:
             return "quota_exceeded"
         if message and _QUOTA_RE.search(message) and not _is_rate_hint(info):
             return "quota_exceeded"
-        if status == 413 or code == "request_too_large" or typ == "request_too_large":
+        if status == 413 or code == "requesttoolarge" or typ == "requesttoolarge":
             return "request_too_large"
         if status in (None, 400, 429) and message and _TOO_LARGE_RE.search(message):
             return "request_too_large"
         if status in (None, 400, 403, 422) and message and _BLOCK_RE.search(message):
             return "prompt_blocked"
         if status in (None, 400, 403) and (
-            code in ("invalid_api_key", "api_key_invalid") or _AUTH_RE.search(message)
+            code in ("invalidapikey", "apikeyinvalid") or _AUTH_RE.search(message)
         ):
             return "auth_failed"
 
@@ -206,8 +220,8 @@ def _from_status(status: int, code: str, typ: str, message: str) -> str:
             return _STATUS[status]
         if (
             _OVERLOAD_RE.search(message)
-            or code in ("overloaded", "overloaded_error")
-            or typ in ("overloaded_error", "overloaded", "unavailable", "service_unavailable")
+            or code in ("overloaded", "overloadederror")
+            or typ in ("overloadederror", "overloaded", "unavailable", "serviceunavailable")
         ):
             return "unavailable"
         return _STATUS.get(status, "server_error")
@@ -233,6 +247,8 @@ def _from_words(info: ErrorInfo, code: str, typ: str, message: str) -> str:
             return hit
     if info.status_hint is not None and info.status_hint >= 400:
         return _from_status(info.status_hint, code, typ, message)
+    if "invalid" in code or "invalid" in typ:
+        return "bad_request"
     if message:
         if _OVERLOAD_RE.search(message):
             return "unavailable"

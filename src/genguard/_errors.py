@@ -353,9 +353,10 @@ def _read_error(body: object, headers: Mapping[str, str] | None) -> ErrorInfo:
     text: str | None = None
     if isinstance(body, bytes | bytearray | memoryview):
         raw_bytes = bytes(body)
+        data: object = None
         try:
-            data: object = orjson.loads(raw_bytes) if raw_bytes.strip() else None
-            parsed = data is not None
+            data = orjson.loads(raw_bytes)
+            parsed = True
         except orjson.JSONDecodeError:
             parsed = False
         if not parsed:
