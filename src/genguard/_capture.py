@@ -402,7 +402,7 @@ def _har_text(content: dict[str, Any], where: str) -> bytes:
 def is_sse(data: bytes) -> bool:
     """Whether ``data`` reads as a server-sent-events body (``data:``/``event:`` lines, ``:`` comments)."""
     saw_field = False
-    for line in data.splitlines()[:50]:
+    for line in data[:8192].splitlines()[:50]:
         stripped = line.strip()
         if not stripped:
             continue
