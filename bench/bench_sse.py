@@ -8,7 +8,8 @@ contender, and each contender is timed over the whole stream, best of several re
 - genguard ``ChatStreamReader`` (decode, JSON, merge text/tool calls/usage, and the final Outcome);
 - openai ``SSEDecoder`` alone (``openai._streaming.SSEDecoder().iter_bytes``);
 - openai full parsing: that decoder plus each chunk built into ``ChatCompletionChunk`` the way the SDK's
-  ``Stream`` does it by default (``openai._models.construct_type``, no validation).
+  ``Stream`` does it by default (``openai._models.construct_type``, no validation), and, for reference, with
+  ``ChatCompletionChunk.model_validate`` (pydantic's compiled validator, the SDK's strict mode).
 
 Run: ``.venv/bin/python bench/bench_sse.py`` (``--chunks N``, ``--repeats N``).
 """
@@ -139,6 +140,16 @@ def openai_full(chunks: list[bytes]) -> int:
     return n
 
 
+def openai_validate(chunks: list[bytes]) -> int:
+    n = 0
+    for sse in OpenAIDecoder().iter_bytes(iter(chunks)):
+        if sse.data.startswith("[DONE]"):
+            break
+        ChatCompletionChunk.model_validate(sse.json())
+        n += 1
+    return n
+
+
 def best_time(fn: Callable[[list[bytes]], int], chunks: list[bytes], repeats: int) -> float:
     best = float("inf")
     for _ in range(repeats):
@@ -163,6 +174,7 @@ def main() -> None:
         "genguard ChatStreamReader": genguard_reader,
         "openai SSEDecoder": openai_decoder,
         "openai decoder + ChatCompletionChunk": openai_full,
+        "openai decoder + model_validate": openai_validate,
     }
     print(
         f"stream: {args.chunks:,} content chunks, {len(body) / 1e6:.2f} MB; best of {args.repeats}, CPU time"
@@ -181,7 +193,9 @@ def main() -> None:
         both = times["genguard ChatStreamReader"] / times["openai SSEDecoder"]
         print(f"genguard SSEDecoder / openai SSEDecoder:                       {dec:.2f}")
         print(f"genguard ChatStreamReader / openai SSEDecoder:                 {both:.2f}")
+        strict = times["genguard ChatStreamReader"] / times["openai decoder + model_validate"]
         print(f"genguard ChatStreamReader / openai decoder + ChatCompletionChunk: {full:.2f}")
+        print(f"genguard ChatStreamReader / openai decoder + model_validate:      {strict:.2f}")
 
 
 if __name__ == "__main__":
