@@ -58,7 +58,8 @@ def test_plain_chat_has_consistent_usage_and_is_deterministic(client: openai.Ope
     a = client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     b = client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     text = a.choices[0].message.content
-    assert text and text == b.choices[0].message.content
+    assert text
+    assert text == b.choices[0].message.content
     assert a.choices[0].finish_reason == "stop"
     assert a.usage is not None
     assert a.usage.completion_tokens == len(text.split())
@@ -177,7 +178,7 @@ def test_latency_settings_slow_streams_down(sim: Simulator) -> None:
     client = openai.OpenAI(base_url=sim.base_url, api_key="k", max_retries=0)
     started = time.monotonic()
     stamps = []
-    for c in client.chat.completions.create(model="m", messages=MSG, stream=True, max_tokens=20):
+    for _ in client.chat.completions.create(model="m", messages=MSG, stream=True, max_tokens=20):
         stamps.append(time.monotonic() - started)
     assert stamps[0] >= 0.09
     assert stamps[-1] - stamps[0] >= 19 / 200 * 0.8

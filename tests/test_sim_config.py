@@ -23,7 +23,7 @@ def test_parse_scenario(spec: str, expected: tuple[str, int | None]) -> None:
 
 @pytest.mark.parametrize("spec", ["nope", "server_error:x", "server_error:-1", ""])
 def test_bad_scenarios_name_the_valid_ones(spec: str) -> None:
-    with pytest.raises(ScenarioError, match="rate_limited|whole number|negative"):
+    with pytest.raises(ScenarioError, match=r"rate_limited|whole number|negative"):
         parse_scenario(spec)
 
 

@@ -51,10 +51,13 @@ def test_sdk_errors_cover_every_hard_scenario_but_html_200() -> None:
 @pytest.mark.parametrize("stream", [False, True])
 def test_hard_scenarios_raise_the_sdks_own_exception(sim: Simulator, scenario: str, stream: bool) -> None:
     client = _client(sim, scenario)
-    with pytest.raises((SDK_ERRORS[scenario], httpx.TransportError)) as info:
+
+    def call() -> object:
         result = client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=stream)  # type: ignore[call-overload]
-        if stream:
-            list(result)
+        return list(result) if stream else result
+
+    with pytest.raises((SDK_ERRORS[scenario], httpx.TransportError)) as info:
+        call()
     if stream and scenario in ("timeout", "connection_error"):
         # The stream started fine, then stalled or broke: the SDK lets httpx's own error through.
         assert isinstance(info.value, SDK_ERRORS[scenario] | httpx.ReadTimeout | httpx.RemoteProtocolError)
@@ -67,11 +70,15 @@ def test_hard_scenarios_raise_the_sdks_own_exception(sim: Simulator, scenario: s
 
 def test_streams_break_after_some_content(sim: Simulator) -> None:
     got: list[str] = []
-    with pytest.raises((openai.APIConnectionError, httpx.RemoteProtocolError)):
+
+    def read() -> None:
         for c in _client(sim, "connection_error").chat.completions.create(
             model="m", messages=MSG, stream=True
         ):
             got.extend(ch.delta.content or "" for ch in c.choices)
+
+    with pytest.raises((openai.APIConnectionError, httpx.RemoteProtocolError)):
+        read()
     assert "".join(got).strip()
 
 

@@ -106,7 +106,11 @@ _ANTHROPIC: dict[str, tuple[int, str, str | None]] = {
         "prompt is too long: 210000 tokens > 200000 maximum",
     ),
     "request_too_large": (413, "request_too_large", "Request exceeds the maximum allowed number of bytes."),
-    "prompt_blocked": (400, "invalid_request_error", "Output blocked by content filtering policy"),
+    "prompt_blocked": (
+        400,
+        "invalid_request_error",
+        "Input blocked by our content policy: the prompt was flagged.",
+    ),
     "quota_exceeded": (
         402,
         "billing_error",
