@@ -1,0 +1,129 @@
+"""client.videos against the simulator over real HTTP: every vendor vocabulary, filters, stalls, downloads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from genguard._client import AsyncClient, Client
+from genguard._media import TaskState, sniff
+
+FAST = {"poll_interval": 0.03, "deadline": 10.0, "stall_limit": 5.0}
+
+
+def _client(sim: Any, scenario: str | None = None) -> Client:
+    headers = {"x-genguard-scenario": scenario} if scenario else None
+    return Client(sim.base_url, api_key="sk-test", headers=headers)
+
+
+@pytest.mark.parametrize("model", ["sora-2", "kling-v2", "runway-gen4", "veo-3", "seedance-1"])
+def test_every_vendor_vocabulary_succeeds_and_downloads(sim: Any, tmp_path: Path, model: str) -> None:
+    seen: list[TaskState] = []
+    with _client(sim) as client:
+        outcome = client.videos.generate(
+            "a fox in snow", model=model, out=tmp_path, on_progress=seen.append, **FAST
+        )
+    assert outcome.ok, outcome.summary()
+    (path,) = outcome.extra["files"]
+    assert sniff(Path(path).read_bytes()) == "video/mp4"
+    assert outcome.extra["task_status"] == "succeeded"
+    assert outcome.extra["model"] == model
+    assert seen[-1].status == "succeeded"
+    assert {s.status for s in seen} >= {"succeeded"}
+    assert [p.name for p in tmp_path.iterdir()] == [Path(path).name]
+
+
+@pytest.mark.parametrize("model", ["sora-2", "kling-v2", "runway-gen4", "veo-3", "seedance-1"])
+def test_safety_failure_is_content_filtered(sim: Any, model: str) -> None:
+    with _client(sim, "content_filtered") as client:
+        outcome = client.videos.generate("a fox", model=model, **FAST)
+    assert (outcome.code, outcome.endpoint, outcome.retryable) == ("content_filtered", "video", False)
+
+
+@pytest.mark.parametrize("model", ["sora-2", "runway-gen4", "seedance-1"])
+def test_other_failure_is_generation_failed(sim: Any, model: str) -> None:
+    with _client(sim, "generation_failed") as client:
+        outcome = client.videos.generate("a fox", model=model, **FAST)
+    assert outcome.code == "generation_failed"
+    assert outcome.fix
+
+
+def test_deadline_gives_task_timeout_with_last_progress(sim: Any) -> None:
+    with _client(sim, "task_timeout") as client:
+        outcome = client.videos.generate(
+            "a fox", model="sora-2", poll_interval=0.03, deadline=0.8, stall_limit=5
+        )
+    assert outcome.code == "task_timeout"
+    assert outcome.extra["task_status"] == "running"
+    assert outcome.extra["progress"] is not None
+    assert "last status in_progress" in (outcome.message or "")
+
+
+def test_stuck_in_queue_falls_back_to_the_next_model(sim: Any, tmp_path: Path) -> None:
+    with _client(sim, "stuck_in_queue") as client:
+        stuck = client.videos.generate(
+            "a fox", model="runway-gen4", poll_interval=0.03, deadline=5, stall_limit=0.5
+        )
+    assert stuck.code == "stuck_in_queue"
+    assert "THROTTLED" in (stuck.message or "")
+
+    # Only the first model's submission is stuck: the fallback model's task runs normally.
+    def stick_runway(request: httpx.Request) -> None:
+        if request.method == "POST" and b"runway-gen4" in request.content:
+            request.headers["x-genguard-scenario"] = "stuck_in_queue"
+
+    http = httpx.Client(event_hooks={"request": [stick_runway]})
+    with Client(sim.base_url, api_key="sk-test", http_client=http) as client:
+        ok = client.videos.generate(
+            "a fox",
+            model="runway-gen4",
+            fallbacks=["kling-v2"],
+            poll_interval=0.03,
+            deadline=5,
+            stall_limit=0.5,
+        )
+    http.close()
+    assert ok.ok, ok.summary()
+    assert ok.extra["model"] == "kling-v2"
+
+
+def test_expired_or_wrong_bytes_is_download_failed(sim: Any, tmp_path: Path) -> None:
+    with _client(sim, "download_failed") as client:
+        outcome = client.videos.generate("a fox", model="kling-v2", out=tmp_path, **FAST)
+    assert outcome.code == "download_failed"
+    assert outcome.endpoint == "video"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_prompt_blocked_at_submission(sim: Any) -> None:
+    with _client(sim, "prompt_blocked") as client:
+        outcome = client.videos.generate("a fox", model="kling-v2", **FAST)
+    assert (outcome.code, outcome.attempts) == ("prompt_blocked", 1)
+
+
+def test_unreadable_reference_is_invalid_input(sim: Any, tmp_path: Path) -> None:
+    with _client(sim) as client:
+        outcome = client.videos.generate("a fox", model="sora-2", input_reference=tmp_path / "missing.png")
+    assert outcome.code == "invalid_input"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("model", ["sora-2", "runway-gen4"])
+async def test_async_videos(sim: Any, tmp_path: Path, model: str) -> None:
+    async with AsyncClient(sim.base_url, api_key="sk-test") as client:
+        outcome = await client.videos.generate("a fox", model=model, out=tmp_path, **FAST)
+    assert outcome.ok, outcome.summary()
+    assert sniff(Path(outcome.extra["files"][0]).read_bytes()) == "video/mp4"
+    async with AsyncClient(
+        sim.base_url, api_key="sk-test", headers={"x-genguard-scenario": "content_filtered"}
+    ) as client:
+        filtered = await client.videos.generate("a fox", model=model, **FAST)
+    assert filtered.code == "content_filtered"
