@@ -18,6 +18,8 @@ from ._outcome import Attempt, Outcome
 __all__ = ["log_attempt", "log_silent", "logger", "mask"]
 
 logger = logging.getLogger("genguard")
+# A library must not print through logging's last-resort handler: the application decides where logs go.
+logger.addHandler(logging.NullHandler())
 
 
 def mask(text: str, secrets: Sequence[str] = ()) -> str:
