@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 import orjson
@@ -391,7 +391,9 @@ def finish_outcome(
     elif not text or text.isspace():
         code = "empty_output"
     if code is None:
-        return Outcome.success(
+        # The ok path of every chat call: build the value directly, skipping success()'s keyword plumbing.
+        return Outcome(
+            True,
             endpoint=endpoint,
             text=text,
             tool_calls=tool_calls or None,
@@ -412,6 +414,11 @@ def finish_outcome(
         request_id=request_id,
         message=message,
     )
+
+
+def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
+    # orjson gives plain dicts: an exact type check skips the ABC machinery on the hot path.
+    return type(value) is dict or isinstance(value, Mapping)
 
 
 def _invalid(
@@ -503,7 +510,11 @@ def _prompt_filtered(data: Mapping[str, Any]) -> list[str]:
 
 
 def classify_chat_body(
-    data: object, *, status: int = 200, headers: Mapping[str, str] | None = None
+    data: object,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    secrets: Iterable[str] = (),
 ) -> Outcome:
     """The Outcome of a parsed 2xx ``chat.completion`` body: ok, a soft failure, or ``invalid_response``.
 
@@ -513,10 +524,10 @@ def classify_chat_body(
     'empty_output'
     """
     request_id = _request_id(headers) if headers else None
-    if not isinstance(data, Mapping):
+    if not _is_map(data):
         return _invalid("a 2xx chat body that is not a JSON object", status, request_id)
     if data.get("error"):
-        return classify_error(status, headers, data)
+        return classify_error(status, headers, data, secrets=secrets)
     choices = data.get("choices")
     usage = Usage.from_dict(data.get("usage"))
     if not choices:
@@ -534,12 +545,12 @@ def classify_chat_body(
     if not isinstance(choices, list):
         return _invalid("'choices' is not a list", status, request_id)
     choice = choices[0]
-    if not isinstance(choice, Mapping):
+    if not _is_map(choice):
         return _invalid("'choices[0]' is not an object", status, request_id)
     message = choice.get("message")
     if message is None and isinstance(choice.get("text"), str):
         message = {"content": choice["text"]}  # a legacy completions choice
-    if not isinstance(message, Mapping):
+    if not _is_map(message):
         return _invalid("'choices[0].message' is missing or not an object", status, request_id)
     valid, text = _content(message.get("content"))
     if not valid:
@@ -615,10 +626,10 @@ def classify_http(
             _request_id(headers),
             endpoint or "chat",
         )
-    if isinstance(data, Mapping) and _is_error_envelope(data):
+    if _is_map(data) and _is_error_envelope(data):
         return classify_error(status, headers, data, endpoint=endpoint or "chat", secrets=secrets)
     if endpoint is None:
-        if isinstance(data, Mapping) and (data.get("object") == "chat.completion" or "choices" in data):
+        if _is_map(data) and (data.get("object") == "chat.completion" or "choices" in data):
             endpoint = "chat"
         else:
             from ._media import detect_media
@@ -631,7 +642,7 @@ def classify_http(
                     _request_id(headers),
                 )
     if endpoint == "chat":
-        return classify_chat_body(data, status=status, headers=headers)
+        return classify_chat_body(data, status=status, headers=headers, secrets=secrets)
     from ._media import image_outcome, parse_task, task_outcome
 
     if endpoint == "image":
