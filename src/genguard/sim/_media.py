@@ -35,7 +35,7 @@ VARIANT_HEADER = "x-genguard-variant"
 _MAX_TASKS = 10_000
 _MAX_FILES = 50_000
 # Fraction of task_seconds a task spends queued before it starts running.
-_QUEUED_SHARE = 0.1
+_QUEUED_SHARE = 0.15
 # Where a ``task_timeout`` task's progress stops: visibly started, never near done.
 _FROZEN_PROGRESS = 57
 
