@@ -6,6 +6,7 @@ import doctest
 import itertools
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -435,3 +436,74 @@ def test_any_bytes_never_crash(a: bytes, b: bytes) -> None:
     r.feed(a)
     r.feed(b"data: " + b + b"\n\n")
     assert isinstance(r.finish(), Outcome)
+
+
+# -- end to end: real streams from the simulator over loopback HTTP ----------------------------------------
+
+
+def _stream_from(sim: Any, scenario: str, dialect: str = "openai", **body: Any) -> tuple[Outcome, str]:
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Tell me about rivers"}],
+               "stream": True, "stream_options": {"include_usage": True}, "max_tokens": 40, **body}  # fmt: skip
+    headers = {"x-genguard-scenario": scenario, "x-genguard-dialect": dialect}
+    with (
+        httpx.Client(timeout=10) as http,
+        http.stream("POST", sim.base_url + "/chat/completions", json=request, headers=headers) as resp,
+    ):
+        reader = ChatStreamReader(status=resp.status_code, headers=resp.headers)
+        printed = []
+        try:
+            for raw_chunk in resp.iter_raw(97):  # small reads, so events and characters split across them
+                printed += reader.feed(raw_chunk)
+        except httpx.TransportError as exc:
+            return reader.finish(
+                transport_error=Outcome.failure("connection_error", message=str(exc))
+            ), "".join(printed)
+    return reader.finish(), "".join(printed)
+
+
+@pytest.mark.parametrize("dialect", ["openai", "azure", "openrouter"])
+def test_simulator_ok_stream(sim: Any, dialect: str) -> None:
+    o, printed = _stream_from(sim, "ok", dialect)
+    assert (o.ok, o.finish_reason) == (True, "stop")
+    assert o.text
+    assert printed == o.text
+    assert o.usage is not None
+    assert o.usage.completion_tokens
+
+
+def test_simulator_tool_call_stream(sim: Any) -> None:
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {
+        "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}  # fmt: skip
+    o, _ = _stream_from(sim, "ok", tools=[tool])
+    assert (o.ok, o.finish_reason) == (True, "tool_calls")
+    assert o.tool_calls is not None
+    assert o.tool_calls[0].name == "get_weather"
+    assert "city" in o.tool_calls[0].parsed_arguments()
+
+
+@pytest.mark.parametrize(
+    ("scenario", "code"),
+    [("truncated", "truncated"), ("content_filtered", "content_filtered"), ("empty_output", "empty_output"),
+     ("incomplete_stream", "incomplete_stream")],
+)  # fmt: skip
+def test_simulator_soft_failures(sim: Any, scenario: str, code: str) -> None:
+    o, printed = _stream_from(sim, scenario)
+    assert o.code == code
+    assert (o.text or "") == printed
+
+
+@pytest.mark.parametrize("dialect", ["openai", "openrouter", "anthropic", "azure", "vllm"])
+def test_simulator_stream_error_in_each_dialect(sim: Any, dialect: str) -> None:
+    o, printed = _stream_from(sim, "stream_error", dialect)
+    assert (o.code, o.kind) == ("stream_error", "soft")
+    assert o.message
+    assert o.text == printed
+    assert printed  # the partial text before the error is kept
+
+
+def test_simulator_connection_cut_mid_stream(sim: Any) -> None:
+    o, printed = _stream_from(sim, "connection_error")
+    assert (o.code, o.retryable) == ("incomplete_stream", True)
+    assert o.message is not None
+    assert "connection_error" in o.message
+    assert o.text == printed
