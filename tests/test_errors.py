@@ -368,3 +368,18 @@ def test_redact_no_key_characters_beyond_prefix() -> None:
 def test_redact_removes_any_given_secret(prefix: str, secret: str) -> None:
     out = redact(prefix + secret + prefix, [secret])
     assert secret not in out
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"<html>" + b"<h1>" * 16_000,
+        b"<html><title>" + b"<" * 60_000,
+        b"<html>" + b"<script>" * 8_000,
+        b"<!doctype html>" + b"<a" * 30_000,
+    ],
+)
+def test_hostile_html_is_read_in_bounded_work(body: bytes) -> None:
+    # These pages make naive tag regexes quadratic; the reader must still answer (pytest-timeout guards).
+    info = read_error(body)
+    assert info.message is None or len(info.message) <= MESSAGE_CAP

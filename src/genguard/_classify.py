@@ -211,7 +211,7 @@ def _is_rate_hint(info: ErrorInfo) -> bool:
     return info.retry_delay_s is not None or bool(info.message and _RETRY_IN_RE.search(info.message))
 
 
-_RETRY_IN_RE = re.compile(r"(?:retry|try again) in \d", re.IGNORECASE)
+_RETRY_IN_RE = re.compile(r"(?:retry|try again) in \d|per[ _-]?min(?:ute)?\b|perminute", re.IGNORECASE)
 
 
 def _from_status(status: int, code: str, typ: str, message: str) -> str:

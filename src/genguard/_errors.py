@@ -30,11 +30,12 @@ _TEXT_SCAN = 65_536
 _MAX_DEPTH = 6
 
 _WS_RE = re.compile(r"\s+")
-_TAG_RE = re.compile(r"<[^>]*>")
-_TITLE_RE = re.compile(r"<title[^>]*>(.*?)</title\s*>", re.IGNORECASE | re.DOTALL)
-_HEADING_RE = re.compile(r"<h([1-3])[^>]*>(.*?)</h\1\s*>", re.IGNORECASE | re.DOTALL)
+_TAG_RE = re.compile(r"<[^<>]{0,500}>")
+# Bounded quantifiers: a hostile page full of unclosed tags must not make the scan quadratic.
+_TITLE_RE = re.compile(r"<title[^<>]{0,200}>(.{0,2000}?)</title\s*>", re.IGNORECASE | re.DOTALL)
+_HEADING_RE = re.compile(r"<h([1-3])[^<>]{0,200}>(.{0,2000}?)</h\1\s*>", re.IGNORECASE | re.DOTALL)
 _HTML_HINT_RE = re.compile(r"<(?:!doctype|html|head|body|title|h1|center)\b", re.IGNORECASE)
-_SCRIPT_RE = re.compile(r"<(script|style)[^>]*>.*?</\1\s*>", re.IGNORECASE | re.DOTALL)
+_SCRIPT_RE = re.compile(r"<(script|style)[^<>]{0,200}>.{0,4000}?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _REQUEST_ID_RE = re.compile(r"request[ _-]?id\s*(?:is|:|=)?\s*[\"'`]?([A-Za-z0-9][\w.:-]{5,})", re.IGNORECASE)
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
 
@@ -150,7 +151,7 @@ def _read_text(text: str) -> str | None:
                 found = _html_text(m.group(m.lastindex or 1))
                 if found:
                     return _cap(found)
-        found = _html_text(_SCRIPT_RE.sub(" ", head))
+        found = _html_text(_SCRIPT_RE.sub(" ", head[:8192]))
         return _cap(found) if found else None
     found = _WS_RE.sub(" ", head[: MESSAGE_CAP * 4]).strip()
     return _cap(found) if found else None
