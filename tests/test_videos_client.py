@@ -127,3 +127,27 @@ async def test_async_videos(sim: Any, tmp_path: Path, model: str) -> None:
     ) as client:
         filtered = await client.videos.generate("a fox", model=model, **FAST)
     assert filtered.code == "content_filtered"
+
+
+def test_cli_image_and_video_json(sim: Any, tmp_path: Path) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from genguard.cli.image import image
+    from genguard.cli.video import video
+
+    runner = CliRunner()
+    common = ["--out", str(tmp_path), "--base-url", sim.base_url, "--api-key", "sk-cli-secret", "--json"]
+    got = runner.invoke(image, ["a fox", "--model", "qwen-image", "--n", "2", *common])
+    assert got.exit_code == 0, got.output
+    data = orjson.loads(got.stdout)
+    assert len(data["files"]) == 2
+    got = runner.invoke(video, ["a fox", "--model", "runway-gen4", "--poll-interval", "0.03", *common])
+    assert got.exit_code == 0, got.output
+    data = orjson.loads(got.stdout)
+    assert (data["model"], data["status"], data["progress"]) == ("runway-gen4", "succeeded", 100.0)
+    assert "sk-cli-secret" not in got.output
+    sim.configure(scenario="content_filtered")
+    got = runner.invoke(video, ["a fox", "--model", "kling-v2", "--poll-interval", "0.03", *common])
+    assert got.exit_code == 1
+    assert orjson.loads(got.stdout)["code"] == "content_filtered"

@@ -217,8 +217,9 @@ def _finish(
         resolved_model=s.model,
         task_id=s.id,
         task_status=s.status,
-        status=s.raw_status,
-        progress=s.progress,
+        status=s.status,
+        vendor_status=s.raw_status,
+        progress=100.0 if s.status == "succeeded" else s.progress,
     )
 
 

@@ -1,0 +1,83 @@
+"""``genguard image``: generate images, fetch them at once, check they are images, save them."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from .._client import Client
+from .._exceptions import ConfigError
+from .._retry import RetryPolicy
+from ._common import EXIT_FAILED, EXIT_OK, echo_json, fail_usage, keys_argument, outcome_json
+from ._render import render_outcome
+
+
+@click.command()
+@click.argument("prompt")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    envvar="GENGUARD_IMAGE_MODEL",
+    help="Image model [env: GENGUARD_IMAGE_MODEL].",
+)
+@click.option("--n", "n", type=click.IntRange(min=1), default=1, show_default=True, help="How many images.")
+@click.option("--size", metavar="WxH", help="Image size, e.g. 1024x1024.")
+@click.option(
+    "--out", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder to save into."
+)
+@click.option(
+    "--base-url", metavar="URL", help="The API's base URL [env: GENGUARD_BASE_URL, OPENAI_BASE_URL]."
+)
+@click.option("--api-key", "api_key", metavar="KEY", multiple=True, help="API key; repeat to rotate.")
+@click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (with files).")
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
+              help="Seconds to wait for each response.")  # fmt: skip
+@click.option(
+    "--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per call."
+)
+def image(
+    prompt: str,
+    model: str,
+    n: int,
+    size: str | None,
+    out: str,
+    base_url: str | None,
+    api_key: tuple[str, ...],
+    as_json: bool,
+    timeout: float,
+    max_attempts: int,
+) -> None:
+    """Generate N images for PROMPT ('-' reads stdin) and save them into --out.
+
+    The model's rules are applied (gpt-image models get no response_format; dall-e-3 and qwen-image are
+    asked once per image); an empty result is reported as filtered; every file is checked by its bytes.
+    Exit 0 when all images were saved, 1 when the generation or a download failed, 2 on bad usage.
+
+    \b
+    Example:
+      genguard image "a red fox at dawn" --model dall-e-3 --n 2 --out pics
+    """
+    if prompt == "-":
+        prompt = sys.stdin.read()
+    try:
+        client = Client(base_url, api_key=keys_argument(api_key), timeout=timeout,
+                        retry=RetryPolicy(max_attempts=max_attempts))  # fmt: skip
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    try:
+        with client:
+            outcome = client.images.generate(prompt, model=model, n=n, size=size, out=out)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    if as_json:
+        echo_json(outcome_json(outcome), secrets=client.keys)
+    elif outcome.ok:
+        for path in outcome.extra.get("files", []):
+            click.echo(path)
+        for revised in outcome.extra.get("revised_prompts", []):
+            click.echo(f"revised prompt: {revised}", err=True)
+    else:
+        click.echo(render_outcome(outcome, color=sys.stderr.isatty()), err=True)
+    sys.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
