@@ -21,7 +21,14 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from ._config import MEDIA_SCENARIOS
-from ._core import ERROR_SCENARIOS, ConnectionCut, RequestContext, begin, wait_for_disconnect
+from ._core import (
+    ERROR_SCENARIOS,
+    ConnectionCut,
+    RequestContext,
+    abort_connection,
+    begin,
+    wait_for_disconnect,
+)
 from ._dialects import JSON, stream_error_event
 from ._text import count_tokens, value_for_schema, words
 
@@ -271,7 +278,8 @@ class ChatStream(Response):
         if not broke or self.ctx.scenario != "connection_error":
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
-        raise ConnectionCut("stream cut on purpose by the connection_error scenario")
+        if not await abort_connection(receive):
+            raise ConnectionCut("stream cut on purpose by the connection_error scenario")
 
     def _chunk(self, index: int, delta: dict[str, Any], finish: str | None) -> bytes:
         choice = {"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}

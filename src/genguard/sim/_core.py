@@ -163,16 +163,32 @@ class ConnectionCut(Exception):
 
 
 class CutResponse(Response):
-    """Announces a JSON body, sends a piece of it, then drops the connection: a real transport error."""
+    """Drops the connection without an answer: the client sees a real transport error."""
 
     def __init__(self) -> None:
         pass
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if await abort_connection(receive):
+            return
+        # No transport to drop: announce a body, send a piece, and fail so the server closes mid-body.
         await send({"type": "http.response.start", "status": 200,
                     "headers": [(b"content-type", JSON.encode()), (b"content-length", b"2048")]})  # fmt: skip
         await send({"type": "http.response.body", "body": b'{"id": "chatcmpl-', "more_body": True})
         raise ConnectionCut("connection cut on purpose by the connection_error scenario")
+
+
+async def abort_connection(receive: Receive) -> bool:
+    """Abort the TCP connection under this request, if the server lets us reach it (uvicorn does)."""
+    transport = getattr(getattr(receive, "__self__", None), "transport", None)
+    abort = getattr(transport, "abort", None)
+    if abort is None:
+        return False
+    abort()
+    # Let the server see the connection is gone before the app returns, so it sends nothing more.
+    for _ in range(3):
+        await anyio.sleep(0)
+    return True
 
 
 class _QuietCuts(logging.Filter):
