@@ -31,9 +31,12 @@ _MAX_DEPTH = 6
 
 _WS_RE = re.compile(r"\s+")
 _TAG_RE = re.compile(r"<[^<>]{0,500}>")
-# Bounded quantifiers: a hostile page full of unclosed tags must not make the scan quadratic.
-_TITLE_RE = re.compile(r"<title[^<>]{0,200}>(.{0,2000}?)</title\s*>", re.IGNORECASE | re.DOTALL)
-_HEADING_RE = re.compile(r"<h([1-3])[^<>]{0,200}>(.{0,2000}?)</h\1\s*>", re.IGNORECASE | re.DOTALL)
+# Opening and closing tags are searched separately (each a linear scan) so that a hostile page full of
+# unclosed tags cannot make the reader quadratic.
+_TEXT_TAGS = tuple(
+    (re.compile(rf"<{t}\b[^<>]{{0,200}}>", re.IGNORECASE), re.compile(rf"</{t}\s*>", re.IGNORECASE))
+    for t in ("title", "h1", "h2", "h3")
+)
 _HTML_HINT_RE = re.compile(r"<(?:!doctype|html|head|body|title|h1|center)\b", re.IGNORECASE)
 _SCRIPT_RE = re.compile(r"<(script|style)[^<>]{0,200}>.{0,4000}?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _REQUEST_ID_RE = re.compile(r"request[ _-]?id\s*(?:is|:|=)?\s*[\"'`]?([A-Za-z0-9][\w.:-]{5,})", re.IGNORECASE)
@@ -146,9 +149,11 @@ def _read_text(text: str) -> str | None:
     """The useful line of a non-JSON body: an HTML page's title or first heading, or the text itself."""
     head = text[:_TEXT_SCAN]
     if _HTML_HINT_RE.search(head[:4096]):
-        for m in (_TITLE_RE.search(head), _HEADING_RE.search(head)):
-            if m is not None:
-                found = _html_text(m.group(m.lastindex or 1))
+        for opening, closing in _TEXT_TAGS:
+            m = opening.search(head)
+            end = None if m is None else closing.search(head, m.end())
+            if m is not None and end is not None:
+                found = _html_text(head[m.end() : min(end.start(), m.end() + 4000)])
                 if found:
                     return _cap(found)
         found = _html_text(_SCRIPT_RE.sub(" ", head[:8192]))
