@@ -145,7 +145,7 @@ def test_cli_image_and_video_json(sim: Any, tmp_path: Path) -> None:
     got = runner.invoke(video, ["a fox", "--model", "runway-gen4", "--poll-interval", "0.03", *common])
     assert got.exit_code == 0, got.output
     data = orjson.loads(got.stdout)
-    assert (data["model"], data["status"], data["progress"]) == ("runway-gen4", "succeeded", 100.0)
+    assert (data["model"], data["task_status"], data["progress"]) == ("runway-gen4", "succeeded", 100.0)
     assert "sk-cli-secret" not in got.output
     sim.configure(scenario="content_filtered")
     got = runner.invoke(video, ["a fox", "--model", "kling-v2", "--poll-interval", "0.03", *common])

@@ -217,7 +217,6 @@ def _finish(
         resolved_model=s.model,
         task_id=s.id,
         task_status=s.status,
-        status=s.status,
         vendor_status=s.raw_status,
         progress=100.0 if s.status == "succeeded" else s.progress,
     )

@@ -39,7 +39,7 @@ from ._render import render_outcome
 )
 @click.option("--api-key", "api_key", metavar="KEY", multiple=True, help="API key; repeat to rotate.")
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print the outcome as JSON (with files, model, progress)."
+    "--json", "as_json", is_flag=True, help="Print the outcome as JSON (with files, model, task_status, progress)."
 )
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=60.0, show_default=True,
               help="Seconds to wait for each HTTP response.")  # fmt: skip
