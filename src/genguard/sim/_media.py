@@ -106,17 +106,12 @@ class _Task:
 
 @dataclass(slots=True)
 class _MediaState:
-    """Everything the media endpoints remember, kept on ``app.state`` and cleared by a reset."""
+    """Everything the media endpoints remember, kept in the core's ``media`` dict and cleared by a reset."""
 
     secret: bytes = field(default_factory=lambda: secrets.token_bytes(16))
     files: dict[str, _File] = field(default_factory=dict)
     tasks: dict[str, _Task] = field(default_factory=dict)
     polls: dict[str, int] = field(default_factory=dict)
-    issued: int = 0
-
-    def new_id(self, prefix: str) -> str:
-        self.issued += 1
-        return f"{prefix}{secrets.token_hex(12)}"
 
     def add_file(self, kind: str, seed: str, ext: str) -> str:
         if len(self.files) >= _MAX_FILES:
