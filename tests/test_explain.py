@@ -348,3 +348,14 @@ def test_real_subprocess() -> None:
     )
     assert missing.returncode == 2
     assert b"no such file" in missing.stderr
+
+
+def test_genguards_own_words_are_not_attributed_to_the_provider() -> None:
+    from genguard import Outcome
+    from genguard.cli._render import render_outcome
+
+    cut = render_outcome(Outcome.failure("incomplete_stream", message="ended without [DONE]"))
+    assert "details" in cut
+    assert "provider said" not in cut
+    limited = render_outcome(Outcome.failure("rate_limited", message="Slow down"))
+    assert "provider said" in limited

@@ -163,7 +163,7 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
     if not o.ok:
         field("why", o.cause)
         field("what to do", o.fix)
-        field("provider said", o.message)
+        field("details" if _own_words(o) else "provider said", o.message)
     field("request id", o.request_id)
     if o.retry_after_s is not None:
         field("wait", format_wait(o.retry_after_s))
@@ -183,3 +183,15 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
 def render_outcomes(items: Iterable[tuple[Outcome, str | None]], *, color: bool = False) -> str:
     """Several diagnoses, separated by blank lines."""
     return "\n\n".join(render_outcome(o, source=s, color=color) for o, s in items)
+
+
+# Codes whose message genguard writes itself (a validator's verdict, how a stream or task ended, a transport
+# error): labelling those "provider said" would send the reader looking at the wrong party.
+_OWN_CODES = frozenset({
+    "incomplete_stream", "timeout", "connection_error", "invalid_input", "download_failed", "task_timeout",
+    "stuck_in_queue",
+})
+
+
+def _own_words(outcome: Outcome) -> bool:
+    return outcome.kind == "silent" or outcome.code in _OWN_CODES
