@@ -10,8 +10,24 @@ from genguard import Attempt, Outcome, ToolCall, Usage
 
 # The field list of TAXONOMY.md's outcome object, in its order.
 CONTRACT_FIELDS = [
-    "ok", "kind", "code", "retryable", "retry_after_s", "status", "message", "param", "provider_code",
-    "provider_type", "request_id", "finish_reason", "text", "tool_calls", "usage", "attempts", "cause", "fix",
+    "ok",
+    "kind",
+    "code",
+    "retryable",
+    "retry_after_s",
+    "status",
+    "message",
+    "param",
+    "provider_code",
+    "provider_type",
+    "request_id",
+    "finish_reason",
+    "text",
+    "tool_calls",
+    "usage",
+    "attempts",
+    "cause",
+    "fix",
 ]
 
 
@@ -37,13 +53,16 @@ def test_ok_outcome_has_no_code_and_is_not_retryable() -> None:
     assert d["usage"] == {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}
 
 
-@pytest.mark.parametrize(("code", "kind", "retryable"), [
-    ("rate_limited", "hard", True),
-    ("quota_exceeded", "hard", False),
-    ("truncated", "soft", False),
-    ("incomplete_stream", "soft", True),
-    ("invalid_json", "silent", False),
-])
+@pytest.mark.parametrize(
+    ("code", "kind", "retryable"),
+    [
+        ("rate_limited", "hard", True),
+        ("quota_exceeded", "hard", False),
+        ("truncated", "soft", False),
+        ("incomplete_stream", "soft", True),
+        ("invalid_json", "silent", False),
+    ],
+)
 def test_failure_takes_kind_and_verdict_from_the_taxonomy(code: str, kind: str, retryable: bool) -> None:
     o = Outcome.failure(code)
     assert (o.ok, o.kind, o.code, o.retryable) == (False, kind, code, retryable)
@@ -78,7 +97,9 @@ def test_partial_output_is_kept_on_failures() -> None:
     o = Outcome.failure("incomplete_stream", text="partial", tool_calls=(call,), usage=Usage(1, 1, 2))
     d = o.to_dict()
     assert d["text"] == "partial"
-    assert d["tool_calls"] == [{"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}]
+    assert d["tool_calls"] == [
+        {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    ]
     assert d["usage"]["total_tokens"] == 2
 
 
@@ -87,11 +108,14 @@ def test_to_json_round_trips() -> None:
     assert orjson.loads(o.to_json()) == o.to_dict()
 
 
-@pytest.mark.parametrize(("kind", "exc"), [
-    ("rate_limited", genguard.HardFailure),
-    ("truncated", genguard.SoftFailure),
-    ("schema_mismatch", genguard.SilentFailure),
-])
+@pytest.mark.parametrize(
+    ("kind", "exc"),
+    [
+        ("rate_limited", genguard.HardFailure),
+        ("truncated", genguard.SoftFailure),
+        ("schema_mismatch", genguard.SilentFailure),
+    ],
+)
 def test_raise_for_failure_raises_the_kind_and_carries_the_outcome(kind: str, exc: type[Exception]) -> None:
     o = Outcome.failure(kind, message="provider words")
     with pytest.raises(exc) as info:
@@ -116,8 +140,14 @@ def test_usage_reads_both_spellings_and_sums() -> None:
     assert Usage.from_dict({"input_tokens": 4, "output_tokens": 6}) == Usage(4, 6, 10)
     assert Usage.from_dict(None) is None
     assert Usage.from_dict({}) is None
-    u = Usage.from_dict({"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
-                         "completion_tokens_details": {"reasoning_tokens": 0}})
+    u = Usage.from_dict(
+        {
+            "prompt_tokens": 1,
+            "completion_tokens": 2,
+            "total_tokens": 3,
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+    )
     assert u is not None
     assert u.to_dict()["completion_tokens_details"] == {"reasoning_tokens": 0}
     assert (u + Usage(1, None, 1)).completion_tokens == 2

@@ -12,20 +12,42 @@ from genguard import CODES, code_info, normalise_finish_reason
 
 # TAXONOMY.md's codes as (code, kind, retryable); a code may be added, never renamed or dropped.
 EXPECTED = {
-    "auth_failed": ("hard", False), "permission_denied": ("hard", False), "model_not_found": ("hard", False),
-    "not_found": ("hard", False), "bad_request": ("hard", False), "context_length_exceeded": ("hard", False),
-    "request_too_large": ("hard", False), "prompt_blocked": ("hard", False), "quota_exceeded": ("hard", False),
-    "rate_limited": ("hard", True), "request_timeout": ("hard", True), "conflict": ("hard", True),
-    "unprocessable": ("hard", False), "server_error": ("hard", True), "bad_gateway": ("hard", True),
-    "unavailable": ("hard", True), "gateway_timeout": ("hard", True), "timeout": ("hard", True),
-    "connection_error": ("hard", True), "invalid_response": ("hard", True), "download_failed": ("hard", True),
+    "auth_failed": ("hard", False),
+    "permission_denied": ("hard", False),
+    "model_not_found": ("hard", False),
+    "not_found": ("hard", False),
+    "bad_request": ("hard", False),
+    "context_length_exceeded": ("hard", False),
+    "request_too_large": ("hard", False),
+    "prompt_blocked": ("hard", False),
+    "quota_exceeded": ("hard", False),
+    "rate_limited": ("hard", True),
+    "request_timeout": ("hard", True),
+    "conflict": ("hard", True),
+    "unprocessable": ("hard", False),
+    "server_error": ("hard", True),
+    "bad_gateway": ("hard", True),
+    "unavailable": ("hard", True),
+    "gateway_timeout": ("hard", True),
+    "timeout": ("hard", True),
+    "connection_error": ("hard", True),
+    "invalid_response": ("hard", True),
+    "download_failed": ("hard", True),
     "invalid_input": ("hard", False),
-    "content_filtered": ("soft", False), "truncated": ("soft", False), "empty_output": ("soft", True),
-    "incomplete_stream": ("soft", True), "stream_error": ("soft", True), "generation_failed": ("soft", True),
-    "task_timeout": ("soft", True), "stuck_in_queue": ("soft", True),
-    "invalid_json": ("silent", False), "schema_mismatch": ("silent", False),
-    "unexpected_label": ("silent", False), "too_short": ("silent", False),
-    "pattern_mismatch": ("silent", False), "validation_failed": ("silent", False),
+    "content_filtered": ("soft", False),
+    "truncated": ("soft", False),
+    "empty_output": ("soft", True),
+    "incomplete_stream": ("soft", True),
+    "stream_error": ("soft", True),
+    "generation_failed": ("soft", True),
+    "task_timeout": ("soft", True),
+    "stuck_in_queue": ("soft", True),
+    "invalid_json": ("silent", False),
+    "schema_mismatch": ("silent", False),
+    "unexpected_label": ("silent", False),
+    "too_short": ("silent", False),
+    "pattern_mismatch": ("silent", False),
+    "validation_failed": ("silent", False),
 }
 
 
@@ -57,15 +79,31 @@ def test_matches_shared_taxonomy_when_present() -> None:
     assert codes <= set(CODES)
 
 
-@pytest.mark.parametrize(("raw", "norm"), [
-    ("stop", "stop"), ("eos", "stop"), ("end_turn", "stop"), ("STOP", "stop"),
-    ("length", "length"), ("max_tokens", "length"), ("MAX_TOKENS", "length"), ("model_length", "length"),
-    ("tool_calls", "tool_calls"), ("function_call", "tool_calls"),
-    ("content_filter", "content_filter"), ("SAFETY", "content_filter"), ("PROHIBITED_CONTENT", "content_filter"),
-    ("BLOCKLIST", "content_filter"), ("SPII", "content_filter"), ("RECITATION", "content_filter"),
-    ("error", "error"), ("abort", "error"),
-    (None, None), ("", None),
-])
+@pytest.mark.parametrize(
+    ("raw", "norm"),
+    [
+        ("stop", "stop"),
+        ("eos", "stop"),
+        ("end_turn", "stop"),
+        ("STOP", "stop"),
+        ("length", "length"),
+        ("max_tokens", "length"),
+        ("MAX_TOKENS", "length"),
+        ("model_length", "length"),
+        ("tool_calls", "tool_calls"),
+        ("function_call", "tool_calls"),
+        ("content_filter", "content_filter"),
+        ("SAFETY", "content_filter"),
+        ("PROHIBITED_CONTENT", "content_filter"),
+        ("BLOCKLIST", "content_filter"),
+        ("SPII", "content_filter"),
+        ("RECITATION", "content_filter"),
+        ("error", "error"),
+        ("abort", "error"),
+        (None, None),
+        ("", None),
+    ],
+)
 def test_finish_reason_normalised(raw: str | None, norm: str | None) -> None:
     assert normalise_finish_reason(raw) == norm
 

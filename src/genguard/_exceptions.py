@@ -64,5 +64,7 @@ class CaptureError(GenguardError, ValueError):
 
 def failure_error(outcome: Outcome) -> FailureError:
     """The exception of the right class for a failed ``outcome``."""
-    cls = {"hard": HardFailure, "soft": SoftFailure, "silent": SilentFailure}.get(outcome.kind or "", FailureError)
+    cls = {"hard": HardFailure, "soft": SoftFailure, "silent": SilentFailure}.get(
+        outcome.kind or "", FailureError
+    )
     return cls(outcome)
