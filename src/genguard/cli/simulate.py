@@ -6,7 +6,7 @@ import threading
 
 import click
 
-from ..sim._config import DIALECTS, ScenarioError, SimConfig, parse_chaos, parse_scenario
+from ..sim._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_chaos, parse_scenario
 
 
 def _scenario(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -113,6 +113,19 @@ def _chaos(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
     type=click.FloatRange(0),
     help="How long the timeout scenario stalls before answering 504.",
 )
+@click.option(
+    "--ratelimit-headers/--no-ratelimit-headers",
+    default=True,
+    show_default=True,
+    help="Send x-ratelimit-* (anthropic-ratelimit-* in the anthropic dialect) on every response.",
+)
+@click.option(
+    "--should-retry",
+    default="off",
+    show_default=True,
+    type=click.Choice(SHOULD_RETRY),
+    help="Send x-should-retry on errors: auto (the taxonomy's verdict per code), true, false, or off.",
+)
 @click.option("--model", "models", multiple=True, help="Model listed by GET /v1/models (repeatable).")
 def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) -> None:
     """Serve an OpenAI-compatible API that plays any failure, on demand or at random.
@@ -125,6 +138,7 @@ def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) 
       genguard simulate --port 0
       genguard simulate --scenario server_error:2 --dialect anthropic
       genguard simulate --chaos rate_limited=0.05,incomplete_stream=0.01 --seed 7 --rpm 60
+      genguard simulate --tpm 30000 --should-retry auto --no-ratelimit-headers
     """
     from ..sim._server import Simulator
 

@@ -45,6 +45,9 @@ SCENARIOS: frozenset[str] = frozenset(
 )
 """Every scenario name the simulator accepts (``ok`` plus the TAXONOMY.md codes a server can cause)."""
 
+SHOULD_RETRY: tuple[str, ...] = ("off", "auto", "true", "false")
+"""The values of the ``should_retry`` setting (and of the ``x-genguard-should-retry`` request header)."""
+
 DEFAULT_MODELS: tuple[str, ...] = (
     "gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "o3-mini", "gpt-image-1", "dall-e-3", "qwen-image",
     "sora-2", "kling-v2", "runway-gen4", "veo-3", "seedance-1-pro",
@@ -147,12 +150,21 @@ class SimConfig:
     stall_s: float = 300.0
     # The wait a ``rate_limited`` scenario advertises (retry-after and the message).
     retry_after_s: float = 1.0
+    # Whether responses carry rate-limit headers (some gateways send none; doctor checks for them).
+    ratelimit_headers: bool = True
+    # ``x-should-retry`` on error responses: "off" (not sent), "auto" (the taxonomy's verdict for the
+    # code), or "true"/"false" (that value on every error, whatever the code).
+    should_retry: str = "off"
 
     def __post_init__(self) -> None:
         parse_scenario(self.scenario)
         object.__setattr__(self, "chaos", parse_chaos(self.chaos))
         if self.dialect not in DIALECTS:
             raise ScenarioError(f"unknown dialect {self.dialect!r}; valid dialects: {', '.join(DIALECTS)}")
+        if self.should_retry not in SHOULD_RETRY:
+            raise ScenarioError(
+                f"should_retry must be one of {', '.join(SHOULD_RETRY)}, not {self.should_retry!r}"
+            )
         object.__setattr__(self, "api_keys", tuple(self.api_keys))
         object.__setattr__(self, "models", tuple(self.models))
         for name in ("rpm", "tpm", "quota_tokens"):

@@ -19,8 +19,13 @@ endpoints may keep their state in: ``Simulator.reset()`` clears it, and calls ev
 ``ctx.state.reset_hooks``.
 
 Choosing the scenario: the ``x-genguard-scenario`` header, else the server-wide ``--scenario``; a ``NAME:N``
-spec fails the first N attempts of "the same request" (same API key, endpoint and body) and then succeeds;
-else ``--chaos`` rolls its dice (seeded by ``--seed``); else the server-wide scenario.
+spec fails the first N attempts of "the same request" and then succeeds; else ``--chaos`` rolls its dice
+(seeded by ``--seed``); else the server-wide scenario. ``x-genguard-variant`` picks a flavour of the scenario
+where there are several (``_dialects.VARIANTS``; the media endpoints read it too).
+
+"The same request" is the same body sent to the same endpoint (with the same scenario header), whatever the
+API key: a retry, and a retry with the next key after ``auth_failed`` or ``quota_exceeded``, are attempts of
+one request; a fallback to another model changes the body, so it is a new request.
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ._config import DIALECTS, ScenarioError, SimConfig, parse_scenario
+from .._taxonomy import CODES
+from ._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_scenario
 from ._dialects import ERROR_CODES, JSON, error_response
 from ._ratelimit import RateLimiter
 from ._stats import Entry, Stats
@@ -87,11 +93,16 @@ class RequestContext:
     """One request being played: the chosen ``scenario`` (``"ok"`` when none), its key, dialect and body."""
 
     __slots__ = ("api_key", "body", "config", "dialect", "endpoint", "entry", "request_id", "scenario",
-                 "state")  # fmt: skip
+                 "should_retry", "state", "too_large", "variant")  # fmt: skip
 
     def __init__(self, state: SimState, *, scenario: str, api_key: str, dialect: str, endpoint: str,
-                 body: bytes, request_id: str, entry: Entry) -> None:  # fmt: skip
+                 body: bytes, request_id: str, entry: Entry, variant: str = "",
+                 should_retry: str = "off") -> None:  # fmt: skip
         self.state = state
+        self.variant = variant
+        self.should_retry = should_retry
+        # (tpm, requested) when the rate limiter refused the request as larger than the whole budget.
+        self.too_large: tuple[int, int] | None = None
         self.config = state.config
         self.scenario = scenario
         self.api_key = api_key
@@ -117,12 +128,22 @@ class RequestContext:
             path = {"chat": "/v1/chat/completions", "image": "/v1/images/generations"}.get(
                 endpoint, "/v1/videos"
             )
+        tpm, requested = self.too_large or (cfg.tpm or 30000, 31538)
+        variant = "429" if self.too_large else self.variant
         status, headers, body = error_response(
             self.dialect, code, request_id=self.request_id, message=message, model=model, path=path,
-            retry_after_s=cfg.retry_after_s, limit=cfg.rpm or 60,
+            retry_after_s=cfg.retry_after_s, limit=cfg.rpm or 60, variant=variant, tpm=tpm,
+            requested=requested,
         )  # fmt: skip
         if "retry-after" in headers:
             self.entry.retry_after_s = cfg.retry_after_s
+        verdict = self.should_retry
+        if verdict != "off":
+            if verdict == "auto":
+                info = CODES.get(code)
+                verdict = "true" if info is not None and info.retryable else "false"
+            headers["x-should-retry"] = verdict
+            self.entry.should_retry = verdict == "true"
         return Response(body, status_code=status, headers=headers)
 
     def record(self, status: int | None) -> None:
@@ -223,16 +244,21 @@ def _parse(spec: str) -> tuple[str, int | None]:
     return parse_scenario(spec)
 
 
-def _identity(key: str, endpoint: str, content_type: str, body: bytes) -> str:
+def _identity(endpoint: str, content_type: str, body: bytes) -> str:
+    # The key is left out on purpose: rotating to the next key is another attempt of the same request.
     if content_type.startswith("multipart/"):
         # Each multipart request picks a fresh boundary; a retry of the same form must hash the same.
         _, _, boundary = content_type.partition("boundary=")
         if boundary:
             body = body.replace(boundary.strip('"').encode(), b"")
     h = hashlib.blake2b(body, digest_size=10)
-    h.update(key.encode())
     h.update(endpoint.encode())
     return h.hexdigest()
+
+
+def _key_tag(key: str) -> str:
+    # The stats tell keys apart (a rotation is not a blind retry) without keeping the keys themselves.
+    return hashlib.blake2b(key.encode(), digest_size=6).hexdigest()
 
 
 def _estimate_tokens(body: bytes) -> int:
@@ -255,15 +281,22 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     key = _api_key(request)
     spec = hdrs.get("x-genguard-scenario")
     # A different scenario header makes a different request; a retry repeats the header too.
-    identity = _identity(key, endpoint + (spec or ""), hdrs.get("content-type", ""), body)
+    identity = _identity(endpoint + (spec or ""), hdrs.get("content-type", ""), body)
+    key_tag = _key_tag(key)
+    variant = hdrs.get("x-genguard-variant", "").strip().lower()
+    should_retry = hdrs.get("x-genguard-should-retry", "").strip().lower()
+    if should_retry not in SHOULD_RETRY:
+        should_retry = cfg.should_retry
     now = time.monotonic()
 
     def fail(code: str, *, retry_after: float | None = None, message: str | None = None,
-             status: int | None = None) -> Response:  # fmt: skip
-        entry = state.stats.start(identity, code, endpoint, now=now)
+             status: int | None = None, too_large: tuple[int, int] | None = None) -> Response:  # fmt: skip
+        entry = state.stats.start(identity, code, endpoint, now=now, key=key_tag)
         scope_info["entry"] = entry
         ctx = RequestContext(state, scenario=code, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
-                             request_id=request_id, entry=entry)  # fmt: skip
+                             request_id=request_id, entry=entry, variant=variant,
+                             should_retry=should_retry)  # fmt: skip
+        ctx.too_large = too_large
         if status is not None:
             payload = {"error": {"message": message, "type": "invalid_request_error", "param": None,
                                  "code": "invalid_scenario"}}  # fmt: skip
@@ -280,10 +313,14 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     except ScenarioError as exc:
         return fail("bad_request", status=400, message=f"x-genguard-scenario: {exc}")
     admission = state.limiter.admit(key, _estimate_tokens(body), now=now)
-    scope_info["headers"] = admission.headers
+    if cfg.ratelimit_headers:
+        scope_info["headers"] = admission.limits.headers(dialect)
     if admission.verdict != "ok":
         retry = max(admission.retry_after_s, 0.001) if admission.verdict == "rate_limited" else None
-        return fail(admission.verdict, retry_after=retry)
+        too_large = (
+            (admission.limit, admission.requested) if admission.verdict == "request_too_large" else None
+        )
+        return fail(admission.verdict, retry_after=retry, too_large=too_large)
     state.limiter.charge_prompt(key, _estimate_tokens(body))
     if flaky_n is not None:
         seen = state.flaky[identity] = state.flaky.get(identity, 0) + 1
@@ -299,10 +336,11 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
                     scenario = code
                     break
                 roll -= rate
-    entry = state.stats.start(identity, scenario, endpoint, now=now)
+    entry = state.stats.start(identity, scenario, endpoint, now=now, key=key_tag)
     scope_info["entry"] = entry
     return RequestContext(state, scenario=scenario, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
-                          request_id=request_id, entry=entry)  # fmt: skip
+                          request_id=request_id, entry=entry, variant=variant,
+                          should_retry=should_retry)  # fmt: skip
 
 
 class HeadersMiddleware:

@@ -68,6 +68,16 @@ _SPECS: dict[str, ErrorSpec] = {
                              "The engine is currently overloaded, please try again later."),
 }  # fmt: skip
 
+# OpenAI's other way to say it: a 429 that is not a rate limit, since no wait lets a request this big pass.
+_TOO_LARGE_429 = ErrorSpec(
+    429, "tokens", "rate_limit_exceeded",
+    "Request too large for {model} in organization org-genguard-sim on tokens per min (TPM): Limit {tpm}, "
+    "Requested {requested}. The input or output tokens must be reduced in order to run successfully. "
+    "Visit https://platform.openai.com/account/rate-limits to learn more.")  # fmt: skip
+
+VARIANTS: dict[str, tuple[str, ...]] = {"request_too_large": ("413", "429")}
+"""The flavours of a chat scenario that ``x-genguard-variant`` can ask for (the first is the default)."""
+
 # Proxies in front of providers answer these with HTML pages, whatever the provider's dialect.
 _HTML_PAGES: dict[str, tuple[int, str]] = {
     "bad_gateway": (
@@ -162,14 +172,23 @@ def error_response(
     path: str = "/v1/chat/completions",
     retry_after_s: float = 1.0,
     limit: int = 60,
+    variant: str = "",
+    tpm: int = 30000,
+    requested: int = 31538,
 ) -> tuple[int, dict[str, str], bytes]:
-    """``(status, headers, body)`` of the error ``code`` as ``dialect`` sends it."""
+    """``(status, headers, body)`` of the error ``code`` as ``dialect`` sends it.
+
+    ``variant`` picks another flavour where a code has several (``VARIANTS``): ``request_too_large`` is a 413
+    by default and OpenAI's 429 "Request too large ... Requested N" with ``"429"`` (Anthropic has only 413).
+    """
     if code in _HTML_PAGES:
         status, page = _HTML_PAGES[code]
         return status, {"content-type": HTML}, page.encode()
     spec = _SPECS[code]
+    if code == "request_too_large" and variant == "429" and dialect != "anthropic":
+        spec = _TOO_LARGE_429
     wait = format_wait(retry_after_s)
-    fill = {"model": model, "path": path, "wait": wait, "limit": limit}
+    fill = {"model": model, "path": path, "wait": wait, "limit": limit, "tpm": tpm, "requested": requested}
     headers: dict[str, str] = {"content-type": JSON}
     if code in ("rate_limited", "unavailable"):
         headers.update(_retry_headers(retry_after_s))

@@ -1,13 +1,22 @@
 """Real rate limits: token buckets per API key for requests and tokens per minute, and a token quota.
 
+A request whose own estimate is larger than the whole ``--tpm`` budget can never pass, however long it
+waits: as OpenAI does, it is refused at once as ``request_too_large`` (a 429 "Request too large ...").
+The limits are advertised in the headers of the request's dialect: ``x-ratelimit-*`` with duration resets
+(OpenAI and most others), or ``anthropic-ratelimit-*`` with RFC 3339 reset times.
+
 >>> limiter = RateLimiter(rpm=2, tpm=None, quota_tokens=None)
 >>> [limiter.admit("k", 10, now=0.0).verdict for _ in range(3)]
 ['ok', 'ok', 'rate_limited']
+>>> RateLimiter(rpm=None, tpm=100, quota_tokens=None).admit("k", 500, now=0.0).verdict
+'request_too_large'
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from ._dialects import format_wait
 
@@ -42,13 +51,62 @@ class Bucket:
 
 
 @dataclass(frozen=True, slots=True)
+class Limits:
+    """The buckets as they stand after one request: limit, remaining and seconds to a full reset, each."""
+
+    requests: tuple[int, int, float]
+    tokens: tuple[int, int, float]
+
+    def headers(self, dialect: str = "openai") -> dict[str, str]:
+        """The rate-limit headers ``dialect`` sends (Anthropic's own names and timestamps, else OpenAI's)."""
+        if dialect == "anthropic":
+            return self._anthropic()
+        (rl, rr, rs), (tl, tr, ts) = self.requests, self.tokens
+        return {
+            "x-ratelimit-limit-requests": str(rl),
+            "x-ratelimit-remaining-requests": str(rr),
+            "x-ratelimit-reset-requests": format_wait(rs),
+            "x-ratelimit-limit-tokens": str(tl),
+            "x-ratelimit-remaining-tokens": str(tr),
+            "x-ratelimit-reset-tokens": format_wait(ts),
+        }
+
+    def _anthropic(self) -> dict[str, str]:
+        now = time.time()
+        out: dict[str, str] = {}
+        (rl, rr, rs), (tl, tr, ts) = self.requests, self.tokens
+        # Anthropic splits tokens into input and output buckets; the simulator has one, shown under all three.
+        for bucket, (limit, remaining, reset) in (
+            ("requests", (rl, rr, rs)),
+            ("tokens", (tl, tr, ts)),
+            ("input-tokens", (tl, tr, ts)),
+            ("output-tokens", (tl, tr, ts)),
+        ):
+            out[f"anthropic-ratelimit-{bucket}-limit"] = str(limit)
+            out[f"anthropic-ratelimit-{bucket}-remaining"] = str(remaining)
+            out[f"anthropic-ratelimit-{bucket}-reset"] = rfc3339(now + reset)
+        return out
+
+
+def rfc3339(unix: float) -> str:
+    """A Unix time as an RFC 3339 UTC timestamp with milliseconds, as Anthropic's reset headers carry it.
+
+    >>> rfc3339(0.25)
+    '1970-01-01T00:00:00.250Z'
+    """
+    return datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
 class Admission:
-    """The limiter's answer: ``ok``, ``rate_limited`` (with ``retry_after_s``) or ``quota_exceeded``."""
+    """The limiter's answer: ``ok``, ``rate_limited`` (with ``retry_after_s``), ``quota_exceeded`` or
+    ``request_too_large`` (``requested`` tokens over a ``limit`` that can never hold them)."""
 
     verdict: str
     retry_after_s: float
-    headers: dict[str, str]
+    limits: Limits
     limit: int = 0
+    requested: int = 0
 
 
 class RateLimiter:
@@ -80,18 +138,20 @@ class RateLimiter:
         """Charge one request of about ``tokens`` tokens to ``key``'s buckets, or refuse it."""
         rb, tb = self._buckets(key, now)
         if self.quota_tokens is not None and self._used.get(key, 0) >= self.quota_tokens:
-            return Admission("quota_exceeded", 0.0, self._headers(rb, tb))
+            return Admission("quota_exceeded", 0.0, self._limits(rb, tb))
+        if tb is not None and tokens > tb.capacity:
+            # Bigger than the whole minute's budget: no wait can make it pass, so it is not a rate limit.
+            return Admission("request_too_large", 0.0, self._limits(rb, tb), tb.capacity, tokens)
         wait_r = rb.wait_for(1) if rb is not None else 0.0
-        # A request bigger than the whole bucket would never pass; charge what the bucket holds instead.
-        wait_t = tb.wait_for(min(tokens, tb.capacity)) if tb is not None else 0.0
+        wait_t = tb.wait_for(tokens) if tb is not None else 0.0
         if wait_r > 0 or wait_t > 0:
             limit = (self.rpm or 0) if wait_r >= wait_t else (self.tpm or 0)
-            return Admission("rate_limited", max(wait_r, wait_t), self._headers(rb, tb), limit)
+            return Admission("rate_limited", max(wait_r, wait_t), self._limits(rb, tb), limit)
         if rb is not None:
             rb.level -= 1
         if tb is not None:
             tb.level -= tokens
-        return Admission("ok", 0.0, self._headers(rb, tb))
+        return Admission("ok", 0.0, self._limits(rb, tb))
 
     def charge(self, key: str, tokens: int) -> None:
         """Count tokens generated after admission against the minute's budget and the quota."""
@@ -108,20 +168,13 @@ class RateLimiter:
         if self.quota_tokens is not None and tokens > 0:
             self._used[key] = self._used.get(key, 0) + tokens
 
-    def _headers(self, rb: Bucket | None, tb: Bucket | None) -> dict[str, str]:
+    def _limits(self, rb: Bucket | None, tb: Bucket | None) -> Limits:
         if rb is not None:
-            req = (str(rb.capacity), str(max(int(rb.level), 0)), format_wait(rb.reset_s()))
+            req = (rb.capacity, max(int(rb.level), 0), rb.reset_s())
         else:
-            req = (str(_NOMINAL_RPM), str(_NOMINAL_RPM - 1), "6ms")
+            req = (_NOMINAL_RPM, _NOMINAL_RPM - 1, 0.006)
         if tb is not None:
-            tok = (str(tb.capacity), str(max(int(tb.level), 0)), format_wait(tb.reset_s()))
+            tok = (tb.capacity, max(int(tb.level), 0), tb.reset_s())
         else:
-            tok = (str(_NOMINAL_TPM), str(_NOMINAL_TPM), "0s")
-        return {
-            "x-ratelimit-limit-requests": req[0],
-            "x-ratelimit-remaining-requests": req[1],
-            "x-ratelimit-reset-requests": req[2],
-            "x-ratelimit-limit-tokens": tok[0],
-            "x-ratelimit-remaining-tokens": tok[1],
-            "x-ratelimit-reset-tokens": tok[2],
-        }
+            tok = (_NOMINAL_TPM, _NOMINAL_TPM, 0.0)
+        return Limits(req, tok)

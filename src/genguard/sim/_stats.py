@@ -1,6 +1,9 @@
 """What the simulator saw, and a verdict on the client's retry behaviour.
 
-"The same request" is one API key sending the same body to the same endpoint: a retry repeats it.
+"The same request" is the same body sent to the same endpoint, whatever the API key: a retry repeats it,
+and so does a retry with the next key. Sending the next key after ``auth_failed`` or ``quota_exceeded`` is
+key rotation, not a blind retry of a failure that cannot succeed; the same key again is. A server's
+``x-should-retry`` verdict, when it sent one, wins over the taxonomy's.
 
 >>> stats = Stats()
 >>> e = stats.start("key+hash", "rate_limited", "chat", now=0.0)
@@ -16,6 +19,8 @@ from typing import Any
 
 from .._taxonomy import CODES
 
+# Codes where sending the same request with another key is the cure, not a blind retry.
+_KEY_CODES = frozenset({"auth_failed", "quota_exceeded"})
 # A retry sooner than this after a failure that gave no wait counts as "no backoff".
 _NO_BACKOFF_S = 0.1
 # This many no-backoff retries of one request make a storm.
@@ -27,10 +32,12 @@ _WAIT_SLACK = 0.9
 class Entry:
     """One request as the simulator saw it; ``status`` None means no response was ever sent (a stall)."""
 
-    __slots__ = ("at", "endpoint", "identity", "retry_after_s", "scenario", "status")
+    __slots__ = ("at", "endpoint", "identity", "key", "retry_after_s", "scenario", "should_retry", "status")
 
-    def __init__(self, identity: str, scenario: str, endpoint: str, at: float) -> None:
+    def __init__(self, identity: str, scenario: str, endpoint: str, at: float, key: str = "") -> None:
         self.identity = identity
+        self.key = key  # a tag of the API key, never the key
+        self.should_retry: bool | None = None
         self.scenario = scenario
         self.endpoint = endpoint
         self.at = at
@@ -44,8 +51,8 @@ class Stats:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
 
-    def start(self, identity: str, scenario: str, endpoint: str, *, now: float) -> Entry:
-        entry = Entry(identity, scenario, endpoint, now)
+    def start(self, identity: str, scenario: str, endpoint: str, *, now: float, key: str = "") -> Entry:
+        entry = Entry(identity, scenario, endpoint, now, key)
         self.entries.append(entry)
         return entry
 
@@ -56,7 +63,7 @@ class Stats:
         by_endpoint: dict[str, int] = {}
         last: dict[str, Entry] = {}
         attempts: dict[str, int] = {}
-        ignored = non_retryable = no_backoff = retries = 0
+        ignored = non_retryable = no_backoff = retries = rotations = 0
         problems: list[str] = []
         storms: dict[str, int] = {}
         for e in list(self.entries):
@@ -74,8 +81,9 @@ class Stats:
             gap = e.at - prev.at
             if prev.retry_after_s is not None and gap < prev.retry_after_s * _WAIT_SLACK:
                 ignored += 1
-            info = CODES.get(prev.scenario)
-            if info is not None and not info.retryable:
+            if prev.scenario in _KEY_CODES and e.key != prev.key:
+                rotations += 1
+            elif not _may_retry(prev):
                 non_retryable += 1
             if prev.retry_after_s is None and gap < _NO_BACKOFF_S:
                 no_backoff += 1
@@ -99,6 +107,7 @@ class Stats:
                 "ok": not problems,
                 "problems": problems,
                 "retries": retries,
+                "key_rotations": rotations,
                 "max_attempts": max(attempts.values(), default=0),
                 "ignored_retry_after": ignored,
                 "retried_non_retryable": non_retryable,
@@ -106,6 +115,13 @@ class Stats:
                 "storm": storm,
             },
         }
+
+
+def _may_retry(e: Entry) -> bool:
+    if e.should_retry is not None:
+        return e.should_retry
+    info = CODES.get(e.scenario)
+    return info is None or info.retryable
 
 
 def _failed(e: Entry) -> bool:
