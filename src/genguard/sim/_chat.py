@@ -88,6 +88,10 @@ def _parse(req: Any) -> dict[str, Any]:
     limit = req.get("max_completion_tokens", req.get("max_tokens"))
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise BadRequest(f"Invalid 'max_tokens': expected a positive integer, got {limit!r}.", "max_tokens")
+    if req.get("stream_options") is not None and not req.get("stream"):
+        # OpenAI refuses this combination rather than ignoring it.
+        raise BadRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
+                         "stream_options")  # fmt: skip
     tools = req.get("tools") or []
     if not isinstance(tools, list):
         raise BadRequest("'tools' must be an array.", "tools")
@@ -98,18 +102,27 @@ def _parse(req: Any) -> dict[str, Any]:
     return {"messages": messages, "n": n, "limit": limit, "tools": tools, "fmt": fmt}
 
 
-def _tool_choice(req: dict[str, Any], tools: list[Any]) -> dict[str, Any] | None:
+def _tool_choice(req: dict[str, Any], tools: list[Any]) -> list[dict[str, Any]]:
+    """The functions the answer calls: the one ``tool_choice`` names, none for ``"none"``, else every
+    tool when several may be called in parallel (``parallel_tool_calls`` is on by default), else the first."""
     choice = req.get("tool_choice", "auto")
     if not tools or choice == "none":
-        return None
+        return []
     funcs = [t.get("function", {}) for t in tools if isinstance(t, dict)]
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name")
         for f in funcs:
             if f.get("name") == name:
-                return dict(f)
+                return [dict(f)]
         raise BadRequest(f"Invalid 'tool_choice': no tool named {name!r} in 'tools'.", "tool_choice")
-    return dict(funcs[0]) if funcs else None
+    if choice not in ("auto", "required"):
+        raise BadRequest(
+            f"Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named function, got {choice!r}.",
+            "tool_choice",
+        )
+    if req.get("parallel_tool_calls", True) is False:
+        return [dict(f) for f in funcs[:1]]
+    return [dict(f) for f in funcs]
 
 
 def _mismatch(schema: Any) -> Any:
@@ -122,18 +135,22 @@ def _plan(ctx: RequestContext, req: dict[str, Any], parsed: dict[str, Any], rng:
     scenario = ctx.scenario
     limit = parsed["limit"]
     fmt = parsed["fmt"]
-    tool = _tool_choice(req, parsed["tools"])
-    if tool is not None:
-        schema = tool.get("parameters") or {"type": "object", "properties": {}}
-        if scenario == "invalid_json":
-            args = '{"' + str(next(iter(schema.get("properties") or {"value": 0}))) + '": '
-        elif scenario == "schema_mismatch":
-            args = orjson.dumps(_mismatch(schema)).decode()
-        else:
-            args = orjson.dumps(value_for_schema(schema, rng)).decode()
-        call = {"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
-                "function": {"name": tool.get("name", "tool"), "arguments": args}}  # fmt: skip
-        return Plan(None, [call], "tool_calls", _json_tokens(args) + 3)
+    chosen = _tool_choice(req, parsed["tools"])
+    if chosen:
+        calls: list[dict[str, Any]] = []
+        tokens = 0
+        for tool in chosen:
+            schema = tool.get("parameters") or {"type": "object", "properties": {}}
+            if scenario == "invalid_json":
+                args = '{"' + str(next(iter(schema.get("properties") or {"value": 0}))) + '": '
+            elif scenario == "schema_mismatch":
+                args = orjson.dumps(_mismatch(schema)).decode()
+            else:
+                args = orjson.dumps(value_for_schema(schema, rng)).decode()
+            calls.append({"id": f"call_{rng.getrandbits(64):016x}", "type": "function",
+                          "function": {"name": tool.get("name", "tool"), "arguments": args}})  # fmt: skip
+            tokens += _json_tokens(args) + 3
+        return Plan(None, calls, "tool_calls", tokens)
     json_mode = fmt.get("type") in ("json_object", "json_schema")
     finish: str | None = "stop"
     if scenario == "too_short":
@@ -305,18 +322,21 @@ class ChatStream(Response):
                                   "refusal": None}, None)  # fmt: skip
             pieces = _pieces(p)
             if p.tool_calls:
-                call = p.tool_calls[0]
-                args = call["function"]["arguments"]
-                first = {"index": 0, "id": call["id"], "type": "function",
-                         "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
-                yield self._chunk(i, {"tool_calls": [first]}, None)
-                pieces = [args[j : j + 12] for j in range(0, len(args), 12)]
-                for frag in pieces:
-                    yield self._chunk(
-                        i, {"tool_calls": [{"index": 0, "function": {"arguments": frag}}]}, None
-                    )
-                    if gap:
-                        await asyncio.sleep(gap)
+                # Each call opens with its id and name; the argument fragments then interleave by index.
+                frags = []
+                for k, call in enumerate(p.tool_calls):
+                    first = {"index": k, "id": call["id"], "type": "function",
+                             "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+                    yield self._chunk(i, {"tool_calls": [first]}, None)
+                    args = call["function"]["arguments"]
+                    frags.append([args[j : j + 12] for j in range(0, len(args), 12)])
+                for step in range(max(map(len, frags))):
+                    for k, parts in enumerate(frags):
+                        if step < len(parts):
+                            delta = {"tool_calls": [{"index": k, "function": {"arguments": parts[step]}}]}
+                            yield self._chunk(i, delta, None)
+                            if gap:
+                                await asyncio.sleep(gap)
                 pieces = []
             cut_at = len(pieces) // 2 if breaks and i == len(self.plans) - 1 else None
             index_bytes = str(i).encode()
