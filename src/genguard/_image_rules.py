@@ -161,6 +161,26 @@ class ImageRuleBook:
 DEFAULT_RULES = ImageRuleBook()
 """The rule book used when none is given; :func:`register_image_model` and :func:`load_image_rules` extend it."""
 
+RULES_ENV = "GENGUARD_IMAGE_RULES"
+"""An environment variable naming a TOML or JSON rules file that the default rule book loads on first use."""
+
+_env_loaded: list[str] = []
+
+
+def default_rules() -> ImageRuleBook:
+    """The default rule book, with the file named by ``GENGUARD_IMAGE_RULES`` loaded into it (once per path).
+
+    Raises ``ValueError`` naming the file when it cannot be read or a rule in it is malformed.
+
+    >>> default_rules().lookup("dall-e-3").max_n
+    1
+    """
+    path = os.environ.get(RULES_ENV, "").strip()
+    if path and path not in _env_loaded:
+        DEFAULT_RULES.load(path)
+        _env_loaded.append(path)
+    return DEFAULT_RULES
+
 
 def register_image_model(name_or_prefix: str, rules: ImageModelRules | Mapping[str, Any]) -> None:
     """Describe a model (or every model starting with a prefix) in the default rule book.
@@ -181,12 +201,12 @@ def load_image_rules(source: str | os.PathLike[str] | Mapping[str, Any]) -> None
 
 
 def rules_for(model: str | None, *, book: ImageRuleBook | None = None) -> ImageModelRules:
-    """The rules for ``model`` in ``book`` (the default rule book when not given).
+    """The rules for ``model`` in ``book`` (the default rule book, see :func:`default_rules`, when not given).
 
     >>> rules_for("gpt-image-1").returns
     'b64_json'
     """
-    return (book or DEFAULT_RULES).lookup(model)
+    return (book or default_rules()).lookup(model)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,7 +56,11 @@ def _prepare(
         return Outcome.failure("invalid_input", endpoint="image", message="the image prompt is empty")
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         return Outcome.failure("invalid_input", endpoint="image", message=f"n must be at least 1, not {n!r}")
-    return plan_image_requests(model, {"prompt": prompt, "n": n, **params}, book=rules)
+    try:
+        return plan_image_requests(model, {"prompt": prompt, "n": n, **params}, book=rules)
+    except ValueError as exc:
+        # A malformed GENGUARD_IMAGE_RULES file: nothing was sent, and the message names the file and model.
+        return Outcome.failure("invalid_input", endpoint="image", message=str(exc))
 
 
 def _builder(client: BaseClient, body: Mapping[str, Any]) -> Any:

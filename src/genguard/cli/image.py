@@ -8,6 +8,7 @@ import click
 
 from .._client import Client
 from .._exceptions import ConfigError
+from .._image_rules import RULES_ENV, ImageRuleBook
 from .._retry import RetryPolicy
 from ._common import EXIT_FAILED, EXIT_OK, echo_json, fail_usage, keys_argument, outcome_json
 from ._render import render_outcome
@@ -37,6 +38,8 @@ from ._render import render_outcome
 @click.option(
     "--max-attempts", type=click.IntRange(min=1), default=4, show_default=True, help="Attempts per call."
 )
+@click.option("--rules", "rules_file", type=click.Path(dir_okay=False), envvar=RULES_ENV, metavar="FILE",
+              help=f"A TOML or JSON file of extra model rules (max_n, rejects, returns, defaults) [env: {RULES_ENV}].")  # fmt: skip
 def image(
     prompt: str,
     model: str,
@@ -48,11 +51,13 @@ def image(
     as_json: bool,
     timeout: float,
     max_attempts: int,
+    rules_file: str | None,
 ) -> None:
     """Generate N images for PROMPT ('-' reads stdin) and save them into --out.
 
     The model's rules are applied (gpt-image models get no response_format; dall-e-3 and qwen-image are
-    asked once per image); an empty result is reported as filtered; every file is checked by its bytes.
+    asked once per image; --rules adds your own models); an empty result is reported as filtered; every
+    file is checked by its bytes.
     Exit 0 when all images were saved, 1 when the generation or a download failed, 2 on bad usage.
 
     \b
@@ -61,6 +66,13 @@ def image(
     """
     if prompt == "-":
         prompt = sys.stdin.read()
+    rules: ImageRuleBook | None = None
+    if rules_file:
+        rules = ImageRuleBook()
+        try:
+            rules.load(rules_file)
+        except ValueError as exc:
+            fail_usage(str(exc))
     try:
         client = Client(base_url, api_key=keys_argument(api_key), timeout=timeout,
                         retry=RetryPolicy(max_attempts=max_attempts))  # fmt: skip
@@ -68,7 +80,7 @@ def image(
         fail_usage(str(exc))
     try:
         with client:
-            outcome = client.images.generate(prompt, model=model, n=n, size=size, out=out)
+            outcome = client.images.generate(prompt, model=model, n=n, size=size, out=out, rules=rules)
     except ConfigError as exc:
         fail_usage(str(exc))
     if as_json:
