@@ -77,3 +77,68 @@ def test_dialects(sim: Simulator, dialect: str) -> None:
     assert checks["endpoint reachable"]
     assert code == (0 if all(checks.values()) else 1)
     assert checks["plain completion ends with stop"]
+
+
+def media_doctor(base_url: str, *args: str) -> tuple[int, dict[str, dict[str, object]], str]:
+    result = CliRunner().invoke(cli, ["doctor", "--base-url", base_url, "--json", "--api-key", KEY,
+                                      "--poll-interval", "0.05", *args])  # fmt: skip
+    data = orjson.loads(result.stdout)
+    return result.exit_code, {c["name"]: c for c in data["checks"]}, result.stdout
+
+
+IMAGE_LINES = ("image model 'qwen-image' returns images", "image bytes are an image")
+VIDEO_LINES = ("video task on 'kling-v2' reaches a final state within 5 s", "video content is a video")
+
+
+def test_healthy_media_endpoint_passes_image_and_video_checks(sim: Simulator) -> None:
+    code, checks, out = media_doctor(sim.base_url, "--image-model", "qwen-image", "--video-model", "kling-v2",
+                                     "--video-deadline", "5")  # fmt: skip
+    assert code == 0, out
+    assert len(checks) == 13
+    for name in (*IMAGE_LINES, *VIDEO_LINES):
+        assert checks[name]["ok"] is True
+    assert "image/png" in str(checks["image bytes are an image"]["detail"])
+    assert "video/mp4" in str(checks["video content is a video"]["detail"])
+    assert KEY not in out
+
+
+def test_filtered_image_fails_its_line_with_the_fix(sim: Simulator) -> None:
+    sim.configure(scenario="content_filtered")
+    code, checks, _ = media_doctor(sim.base_url, "--image-model", "qwen-image")
+    assert code == 1
+    line = checks[IMAGE_LINES[0]]
+    assert line["ok"] is False
+    assert "content_filtered" in str(line["detail"])
+    assert "prompt" in str(line["fix"]).lower()
+    # Nothing came back, so the bytes cannot be judged: that line is not claimed either way.
+    assert IMAGE_LINES[1] not in checks
+
+
+def test_image_url_that_is_not_an_image_fails_the_bytes_line(sim: Simulator) -> None:
+    sim.configure(scenario="download_failed")
+    code, checks, _ = media_doctor(sim.base_url, "--image-model", "qwen-image")
+    assert code == 1
+    assert checks[IMAGE_LINES[0]]["ok"] is True
+    assert checks[IMAGE_LINES[1]]["ok"] is False
+    assert "download_failed" in str(checks[IMAGE_LINES[1]]["detail"])
+
+
+def test_stuck_video_fails_the_final_state_line_with_the_fix(sim: Simulator) -> None:
+    sim.configure(scenario="stuck_in_queue")
+    code, checks, _ = media_doctor(sim.base_url, "--video-model", "kling-v2", "--video-deadline", "0.6")
+    assert code == 1
+    name = "video task on 'kling-v2' reaches a final state within 0.6 s"
+    assert checks[name]["ok"] is False
+    assert "stuck_in_queue" in str(checks[name]["detail"])
+    assert "fallback" in str(checks[name]["fix"]).lower()
+    # The chat lines are not affected by a media scenario: only the video line fails.
+    assert [n for n, c in checks.items() if not c["ok"]] == [name]
+
+
+def test_failed_video_reaches_a_final_state_but_gives_no_video(sim: Simulator) -> None:
+    sim.configure(scenario="generation_failed")
+    code, checks, _ = media_doctor(sim.base_url, "--video-model", "kling-v2", "--video-deadline", "5")
+    assert code == 1
+    assert checks[VIDEO_LINES[0]]["ok"] is True
+    assert checks[VIDEO_LINES[1]]["ok"] is False
+    assert "generation_failed" in str(checks[VIDEO_LINES[1]]["detail"])

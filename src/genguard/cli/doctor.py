@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -14,10 +15,24 @@ import orjson
 from .._classify import classify_exception, classify_http
 from .._errors import redact
 from .._keys import resolve_base_url, resolve_keys
+from .._media import sniff
 from .._outcome import Outcome
 from ._common import EXIT_FAILED, EXIT_OK, echo_json, endpoint_options
 
 _PROMPT = [{"role": "user", "content": "Reply with one short sentence."}]
+_IMAGE_PROMPT = "A small red circle on a plain white background."
+_VIDEO_PROMPT = "A red ball rolling slowly across a white floor."
+_FINAL = ("succeeded", "failed", "cancelled")
+
+
+@dataclass(frozen=True, slots=True)
+class MediaOptions:
+    """Which media checks to run: an image model, a video model, and how long a video task may take."""
+
+    image_model: str | None = None
+    video_model: str | None = None
+    video_deadline: float = 300.0
+    poll_interval: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,10 +49,14 @@ class Check:
 
 
 class _Doctor:
-    def __init__(self, base_url: str, key: str | None, model: str, timeout: float) -> None:
+    def __init__(
+        self, base_url: str, key: str | None, model: str, timeout: float, media: MediaOptions | None = None
+    ) -> None:
         self.base_url = base_url
         self.key = key
         self.model = model
+        self.timeout = timeout
+        self.media = media or MediaOptions()
         headers = {"authorization": f"Bearer {key}"} if key else {}
         self.http = httpx.Client(timeout=timeout, headers=headers)
         self.checks: list[Check] = []
@@ -83,7 +102,51 @@ class _Doctor:
         self._check(self._plain)
         self._check(self._stream)
         self._check(self._json_mode)
+        if self.media.image_model:
+            self._check(self._image)
+        if self.media.video_model:
+            self._check(self._video)
         return self.checks
+
+    def _client(self) -> Any:
+        from .._client import Client
+
+        return Client(self.base_url, api_key=[self.key] if self.key else [], timeout=self.timeout)
+
+    def _image(self) -> None:
+        model = self.media.image_model
+        with tempfile.TemporaryDirectory(prefix="genguard-doctor-") as tmp, self._client() as client:
+            o = client.images.generate(_IMAGE_PROMPT, model=model, n=1, out=tmp)
+            got = o.ok or o.code == "download_failed"
+            self.add(f"image model {model!r} returns images", got,
+                     f"{len(o.extra.get('images') or [])} image(s) in the answer" if got else self.why(o),
+                     o.fix or "The image endpoint did not answer with images.")  # fmt: skip
+            if not got:
+                return
+            kinds = [_sniff_file(f) for f in o.extra.get("files", [])]
+            ok = o.ok and bool(kinds) and all(k and k.startswith("image/") for k in kinds)
+            self.add("image bytes are an image", ok,
+                     f"saved {len(kinds)} file(s): {', '.join(str(k) for k in kinds)}" if ok else self.why(o),
+                     o.fix or "The image bytes are not an image: the URL expired or the server lies about it.")  # fmt: skip
+
+    def _video(self) -> None:
+        model, deadline = self.media.video_model, self.media.video_deadline
+        with tempfile.TemporaryDirectory(prefix="genguard-doctor-") as tmp, self._client() as client:
+            o = client.videos.generate(_VIDEO_PROMPT, model=model or "", out=tmp, deadline=deadline,
+                                       stall_limit=deadline, poll_interval=self.media.poll_interval)  # fmt: skip
+            status = o.extra.get("task_status")
+            final = status in _FINAL
+            word = o.extra.get("vendor_status") or status
+            self.add(f"video task on {model!r} reaches a final state within {deadline:g} s", final,
+                     f"the task ended {word!r}" if final else self.why(o),
+                     o.fix or "The video task never finished.")  # fmt: skip
+            if not final:
+                return
+            files = o.extra.get("files", [])
+            kind = _sniff_file(files[0]) if files else None
+            ok = o.ok and bool(kind and kind.startswith("video/"))
+            self.add("video content is a video", ok, f"saved a {kind} file" if ok else self.why(o),
+                     o.fix or "The finished task gave no video to download.")  # fmt: skip
 
     def _check(self, step: Callable[[], None]) -> None:
         try:
@@ -160,28 +223,54 @@ class _Doctor:
                  "This server or model ignores response_format: validate output with validate='json'.")  # fmt: skip
 
 
+def _sniff_file(path: str) -> str | None:
+    with open(path, "rb") as f:
+        return sniff(f.read(64))
+
+
 @click.command()
 @endpoint_options(repeat_key=False)
-def doctor(base_url: str | None, api_key: str | None, model: str, as_json: bool, timeout: float) -> None:
+@click.option("--image-model", metavar="M", help="Also check image generation with this model.")
+@click.option("--video-model", metavar="M", help="Also check a video task with this model.")
+@click.option("--video-deadline", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
+              help="Seconds the video task may take, queue included.")  # fmt: skip
+@click.option("--poll-interval", type=click.FloatRange(min=0, min_open=True), default=5.0, show_default=True,
+              help="Seconds between video polls when the server gives no hint.")  # fmt: skip
+def doctor(
+    base_url: str | None,
+    api_key: str | None,
+    model: str,
+    as_json: bool,
+    timeout: float,
+    image_model: str | None,
+    video_model: str | None,
+    video_deadline: float,
+    poll_interval: float,
+) -> None:
     """Run the debugging checklist live against an endpoint; each line passes or fails with the fix.
 
     Checks: key present and sent as Bearer; endpoint reachable; auth accepted; model listed; a plain
     completion ends with stop and reports usage; a stream ends with a finish reason and [DONE]; JSON mode is
-    honoured; rate-limit headers present. Exit 0 only if every check passes.
+    honoured; rate-limit headers present. With --image-model: an image comes back and its bytes are an
+    image. With --video-model: a video task reaches a final state within --video-deadline and its content
+    is a video. Exit 0 only if every check passes.
 
     \b
     Example:
       genguard doctor --base-url http://127.0.0.1:8000/v1 --model gpt-4o-mini
+      genguard doctor --image-model gpt-image-1 --video-model sora-2 --video-deadline 600
     """
     keys = resolve_keys(api_key)
-    doc = _Doctor(resolve_base_url(base_url), keys[0] if keys else None, model, timeout)
+    media = MediaOptions(image_model, video_model, video_deadline, poll_interval)
+    doc = _Doctor(resolve_base_url(base_url), keys[0] if keys else None, model, timeout, media)
     try:
         checks = doc.run()
     finally:
         doc.http.close()
     passed = all(c.ok for c in checks)
     if as_json:
-        echo_json({"ok": passed, "base_url": doc.base_url, "model": model,
+        echo_json({"ok": passed, "base_url": doc.base_url, "model": model, "image_model": image_model,
+                   "video_model": video_model,
                    "checks": [c.to_dict() for c in checks]}, secrets=doc.secrets)  # fmt: skip
     else:
         color = sys.stdout.isatty()
