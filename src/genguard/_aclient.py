@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._client import BaseClient, Hook, _Loop, _Send, _Sleep
+from ._client import BaseClient, Hook, _Loop, _Send, _Sleep, tls_context
 from ._outcome import Outcome
 from ._retry import RetryPolicy
 from ._taxonomy import Endpoint
@@ -62,7 +62,9 @@ class AsyncClient(BaseClient):
             headers=headers,
         )
         self._owns_http = http_client is None
-        self.http = http_client or httpx.AsyncClient(timeout=self._timeout(self.timeout, None))
+        self.http = http_client or httpx.AsyncClient(
+            timeout=self._timeout(self.timeout, None), verify=tls_context()
+        )
 
     @property
     def _http_any(self) -> httpx.AsyncClient:

@@ -34,9 +34,11 @@ when the server wants a key and none is configured).
 from __future__ import annotations
 
 import importlib
+import ssl
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from types import MappingProxyType, TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -83,6 +85,15 @@ class _Sleep:
 
 
 _Loop = Generator["_Send | _Sleep", "tuple[Outcome, bool] | None", Outcome]
+
+
+@lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """The certificate store every genguard client shares: loading it costs about 25 ms, so once per process.
+
+    Built as httpx builds its default (``SSL_CERT_FILE``/``SSL_CERT_DIR``, else certifi's bundle).
+    """
+    return httpx.create_ssl_context()
 
 
 def _import_classify() -> Any:
@@ -450,7 +461,9 @@ class Client(BaseClient):
             headers=headers,
         )
         self._owns_http = http_client is None
-        self.http = http_client or httpx.Client(timeout=self._timeout(self.timeout, None))
+        self.http = http_client or httpx.Client(
+            timeout=self._timeout(self.timeout, None), verify=tls_context()
+        )
 
     @property
     def _http_any(self) -> httpx.Client:
