@@ -28,7 +28,7 @@ import orjson
 
 from ._download import DownloadFailed, adownload_to, download_to, safe_stem
 from ._media import TaskState, parse_task, task_outcome
-from ._outcome import Outcome
+from ._outcome import Attempt, Outcome
 from ._retry import RetryPolicy
 from ._testing import is_testing
 
@@ -222,6 +222,19 @@ def _finish(
     )
 
 
+def _after_fallbacks(outcome: Outcome, given_up: list[tuple[str, Outcome]]) -> Outcome:
+    """``outcome`` with the models given up on before it first in its history, so a rescue shows why."""
+    earlier = [(m, o) for m, o in given_up if o is not outcome]
+    if not earlier:
+        return outcome
+    model = outcome.extra.get("model")
+    own = outcome.history or (Attempt(1, outcome.code, outcome.status, model=model, message=outcome.message),)
+    tried = [Attempt(0, o.code, o.status, model=m, message=o.message) for m, o in earlier]
+    history = tuple(replace(a, number=i) for i, a in enumerate((*tried, *own), 1))
+    attempts = outcome.attempts + sum(o.attempts for _, o in earlier)
+    return outcome.replace(history=history, attempts=attempts)
+
+
 class Videos:
     """``client.videos``: video tasks on a synchronous :class:`~genguard.Client`."""
 
@@ -266,11 +279,13 @@ class Videos:
         opts = _Options(poll_interval, deadline, stall_limit, not_exist_grace, max_bytes, on_progress, retry)
         policy = retry or self._client.retry
         outcome = Outcome.failure("invalid_input", endpoint="video", message="no model given")
+        given_up: list[tuple[str, Outcome]] = []
         for m in (model, *fallbacks):
             outcome = self._one(m, fields, ref, opts, out, stem or prompt[:60])
             if outcome.ok or outcome.code not in policy.fallback_on | _FALLBACK_EXTRA:
-                return outcome
-        return outcome
+                break
+            given_up.append((m, outcome))
+        return _after_fallbacks(outcome, given_up)
 
     def _one(
         self, model: str, fields: dict[str, str], ref: Any, opts: _Options, out: Any, stem: str
@@ -359,11 +374,13 @@ class AsyncVideos:
         opts = _Options(poll_interval, deadline, stall_limit, not_exist_grace, max_bytes, on_progress, retry)
         policy = retry or self._client.retry
         outcome = Outcome.failure("invalid_input", endpoint="video", message="no model given")
+        given_up: list[tuple[str, Outcome]] = []
         for m in (model, *fallbacks):
             outcome = await self._one(m, fields, ref, opts, out, stem or prompt[:60])
             if outcome.ok or outcome.code not in policy.fallback_on | _FALLBACK_EXTRA:
-                return outcome
-        return outcome
+                break
+            given_up.append((m, outcome))
+        return _after_fallbacks(outcome, given_up)
 
     async def _one(
         self, model: str, fields: dict[str, str], ref: Any, opts: _Options, out: Any, stem: str
