@@ -190,6 +190,52 @@ def _retry_delay(details: object) -> float | None:
     return None
 
 
+# MiniMax's business codes, as the words the classifier already knows; its numbers collide with Kling's.
+_MINIMAX_TYPES = {
+    1000: "unknown", 1001: "timeout", 1002: "rate_limited", 1004: "authentication_error",
+    1008: "insufficient_balance", 1013: "internal_error", 1026: "content_policy_violation",
+    1027: "content_filter", 1039: "rate_limited", 2013: "invalid_parameter", 2049: "invalid_api_key",
+}  # fmt: skip
+
+
+def _read_base_resp(base: Mapping[str, Any], out: _Found) -> None:
+    # MiniMax: {"base_resp": {"status_code": 1008, "status_msg": "insufficient balance"}}; 0 is success.
+    code = base.get("status_code")
+    if not isinstance(code, int) or isinstance(code, bool) or code == 0:
+        return
+    out.code = str(code)
+    out.message = out.message or _text(base.get("status_msg"), 1)
+    out.type = out.type or _MINIMAX_TYPES.get(code)
+    out.provider = out.provider or "MiniMax"
+
+
+def _embedded(message: str, out: _Found, depth: int) -> None:
+    """A message that carries the upstream's whole error body as JSON (Google's OpenAI-compatible endpoint
+    nests its own error as a string; LiteLLM quotes the provider's bytes): read the inner one, it is the
+    useful one."""
+    start = message.find("{")
+    end = message.rfind("}")
+    if start < 0 or end <= start or depth >= _MAX_DEPTH:
+        return
+    try:
+        inner_doc = orjson.loads(message[start : end + 1])
+    except orjson.JSONDecodeError:
+        return
+    if not isinstance(inner_doc, Mapping) or not ({"error", "message", "type"} & inner_doc.keys()):
+        return
+    inner = _Found()
+    _read_json(inner_doc, inner, depth + 1)
+    if not inner.message:
+        return
+    out.message = inner.message
+    out.type = inner.type or out.type
+    out.code = out.code or inner.code
+    out.inner_code = out.inner_code or inner.inner_code
+    out.status_hint = out.status_hint or inner.status_hint
+    out.request_id = out.request_id or inner.request_id
+    out.retry_delay_s = out.retry_delay_s or inner.retry_delay_s
+
+
 def _read_error_object(e: Mapping[str, Any], out: _Found, depth: int) -> None:
     """Fill ``out`` from one error object (the thing holding message/type/code)."""
     out.message = _text(e.get("message"), 1) or _text(e.get("msg"), 1) or _text(e.get("detail"), 1)
@@ -222,6 +268,11 @@ def _read_error_object(e: Mapping[str, Any], out: _Found, depth: int) -> None:
         results = e.get("content_filter_results") or e.get("content_filter_result")
         if isinstance(results, Mapping):
             out.filter_results = results
+    base = e.get("base_resp")
+    if isinstance(base, Mapping):
+        _read_base_resp(base, out)
+    if out.message is not None and "{" in out.message:
+        _embedded(out.message, out, depth)
     metadata = e.get("metadata")
     if isinstance(metadata, Mapping):
         out.provider = _scalar(metadata.get("provider_name"))
