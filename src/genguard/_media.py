@@ -440,9 +440,9 @@ def _parse_minimax(d: Mapping[str, Any]) -> TaskState:
     status = normalise_status(raw)
     reason = _str(d.get("error_message"))
     if code not in (None, 0):
+        # With no task status, a non-zero base_resp is the request's own error (auth, balance, rate limit):
+        # left without a status, it is classified as an error envelope rather than a failed task.
         reason = reason or _str(base.get("status_msg"))
-        if status is None and raw is None:
-            status = "failed"
     return TaskState(
         id=_str(d.get("task_id")),
         status=status,
