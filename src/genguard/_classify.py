@@ -60,12 +60,16 @@ _BY_CODE_OR_TYPE: dict[str, str] = {
 }  # fmt: skip
 
 _MODEL_CODES = frozenset(
-    {"model_not_found", "model_not_available", "model_not_supported", "model_deprecated"}
-)
-_CONTEXT_CODES = frozenset({"context_length_exceeded", "string_above_max_length", "context_window_exceeded"})
+    {"model_not_found", "model_not_available", "model_not_supported", "model_deprecated",
+     "model_decommissioned", "DeploymentNotFound", "dedicated_endpoint_not_running"}
+)  # fmt: skip
+_CONTEXT_CODES = frozenset({
+    "context_length_exceeded", "string_above_max_length", "context_window_exceeded", "exceed_context_size_error",
+})  # fmt: skip
 _QUOTA_CODES = frozenset({
     "insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "insufficient_balance",
     "insufficient_credits", "payment_required", "quota_exceeded", "billing_error", "arrearage",
+    "insufficient_user_quota", "budget_exceeded",
 })  # fmt: skip
 _BLOCK_CODES = frozenset({
     "content_filter", "content_policy_violation", "moderation_blocked", "responsibleaipolicyviolation",
@@ -77,20 +81,23 @@ _MODEL_RE = re.compile(
     r"\bmodels?\b[^.;\n]{0,160}?(?:does not exist|doesn't exist|not found|is not available|not available|"
     r"decommissioned|no longer (?:available|supported)|is not a valid model|unknown model)"
     r"|not found, try pulling|\bunknown model\b|\binvalid model\b|\bno such model\b|is not a valid model"
-    r"|no endpoints found|模型不存在",
+    r"|no endpoints found|no models? (?:are |is )?loaded|模型不存在",
     re.IGNORECASE,
 )
 _CONTEXT_RE = re.compile(
     r"maximum context length|context[_ ]length[_ ]exceeded|context window|prompt is too long"
     r"|exceeds the maximum number of tokens|input token count.{0,40}exceeds|exceeds? (?:the )?context"
     r"|longer than the model's (?:maximum )?context|reduce the length of the (?:messages|prompt)"
-    r"|max_new_tokens. must be <=|too many (?:input )?tokens for (?:the )?model",
+    r"|max_new_tokens. must be <=|too many (?:input )?tokens for (?:the )?model"
+    r"|exceeds the available context size|context (?:length|size|window) of only|larger context length",
     re.IGNORECASE,
 )
 _QUOTA_RE = re.compile(
     r"insufficient[_ ](?:balance|credits?|quota|funds)|exceeded your current quota|credit balance is too low"
     r"|out of credits|\bbilling\b|resource pack|payment required|balance is (?:not enough|insufficient)"
-    r"|quota (?:has been |is )?exhausted|余额不足|资源包",
+    r"|quota (?:has been |is )?exhausted|余额不足|额度不足|资源包"
+    r"|spending limit|(?:purchase|buy) (?:more )?credits|budget has been exceeded|exceeded (?:your |the )?budget"
+    r"|reached your (?:specified )?(?:api )?usage limits?",
     re.IGNORECASE,
 )
 _TOO_LARGE_RE = re.compile(
@@ -106,7 +113,10 @@ _AUTH_RE = re.compile(
     r"|api key (?:is )?(?:missing|invalid|expired|revoked)|no api key provided|missing (?:api key|bearer)",
     re.IGNORECASE,
 )
-_OVERLOAD_RE = re.compile(r"overload|over capacity|at capacity", re.IGNORECASE)
+_OVERLOAD_RE = re.compile(
+    r"overload|over capacity|at capacity|too busy|server (?:is )?busy|saturated|负载已饱和|负载过高|繁忙",
+    re.IGNORECASE,
+)
 _RATE_RE = re.compile(r"rate[ _-]?limit|too many requests", re.IGNORECASE)
 _TIMEOUT_RE = re.compile(r"timed? ?out|deadline exceeded", re.IGNORECASE)
 
@@ -178,7 +188,7 @@ def code_for_error(status: int | None, info: ErrorInfo) -> str:
         return "model_not_found"
     if _CONTEXT_CODES.intersection(words) or (message and _CONTEXT_RE.search(message)):
         return "context_length_exceeded"
-    kling = _kling(info.code)
+    kling = _kling(info.code) if info.provider != "MiniMax" else None
     if kling is not None:
         return kling
 
@@ -583,7 +593,9 @@ def classify_chat_body(
 
 def _is_error_envelope(data: Mapping[str, Any]) -> bool:
     if data.get("error"):
-        return True
+        # A media task that failed carries its own error ({"status": "failed", "error": ...}): it is read as a
+        # task, whose failure may be a safety filter, not as a request error.
+        return not _is_task_word(data.get("status"))
     if data.get("object") == "error":
         return True
     code = data.get("code")
@@ -594,6 +606,14 @@ def _is_error_envelope(data: Mapping[str, Any]) -> bool:
         # DashScope-style {"code": "InvalidParameter", "message": ...}.
         return code.strip().lower() not in _OK_WORDS
     return False
+
+
+def _is_task_word(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    from ._media import normalise_status
+
+    return normalise_status(value) is not None
 
 
 _OK_WORDS = frozenset({"", "0", "200", "ok", "success", "succeed", "succeeded"})
