@@ -11,6 +11,7 @@ import orjson
 
 from .._capture import Exchange, is_sse, read_captures
 from .._exceptions import CaptureError, ConfigError
+from .._media import normalise_status
 from .._outcome import Outcome
 from .._taxonomy import Endpoint
 from .._validate import Validator, apply_validators, parse_validate_spec
@@ -31,7 +32,8 @@ def _looks_like_error(doc: object) -> bool:
     if not isinstance(doc, Mapping):
         return False
     if doc.get("error") and "choices" not in doc:
-        return True
+        # A failed media task ({"status": "failed", "error": {...}}) is a task body that came with a 200.
+        return normalise_status(doc.get("status")) is None
     if doc.get("object") == "error" or doc.get("type") == "error":
         return True
     if "detail" in doc and not ({"choices", "data", "id", "status"} & doc.keys()):
