@@ -143,9 +143,11 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
         if value is None or value == "":
             return
         pad = " " * (2 + _LABEL)
-        wrapped = (
+        # Each line is wrapped on its own: a provider's message can hold newlines (Google's quota text) and
+        # its long lines must not run off the screen, while the line breaks themselves are kept.
+        wrapped = "\n".join(
             textwrap.fill(
-                value,
+                line,
                 width=_WIDTH,
                 initial_indent=pad,
                 subsequent_indent=pad,
@@ -154,8 +156,8 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
                 replace_whitespace=False,
                 drop_whitespace=True,
             )
-            if "\n" not in value
-            else textwrap.indent(value, pad)
+            or pad.rstrip()
+            for line in value.splitlines()
         )
         lines.append("  " + style(label.ljust(_LABEL), dim=True) + wrapped[len(pad) :])
 
@@ -187,10 +189,17 @@ def render_outcomes(items: Iterable[tuple[Outcome, str | None]], *, color: bool 
 
 # Codes whose message genguard writes itself (a validator's verdict, how a stream or task ended, a transport
 # error): labelling those "provider said" would send the reader looking at the wrong party.
-_OWN_CODES = frozenset({
-    "incomplete_stream", "timeout", "connection_error", "invalid_input", "download_failed", "task_timeout",
-    "stuck_in_queue",
-})
+_OWN_CODES = frozenset(
+    {
+        "incomplete_stream",
+        "timeout",
+        "connection_error",
+        "invalid_input",
+        "download_failed",
+        "task_timeout",
+        "stuck_in_queue",
+    }
+)
 
 
 def _own_words(outcome: Outcome) -> bool:
