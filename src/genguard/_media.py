@@ -1,7 +1,7 @@
 """Media bodies, sans-I/O: video task objects of every vendor, image responses, and file types by their bytes.
 
 Every function here takes parsed JSON (or bytes, for :func:`sniff`) and returns values; none raises on any
-input. A vendor's task object becomes one :class:`TaskState` with a normalised status; an image response
+input. Image responses and :func:`sniff` live in ``_image_body`` and are importable from here too. A vendor's task object becomes one :class:`TaskState` with a normalised status; an image response
 becomes an :class:`ImageResult`; either becomes an :class:`~genguard.Outcome` through :func:`task_outcome`
 or :func:`image_outcome`.
 
@@ -21,7 +21,32 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from ._outcome import Outcome, Usage
+from ._image_body import (
+    ImageItem,
+    ImageResult,
+    _header,
+    _int,
+    _map,
+    _str,
+    image_outcome,
+    parse_image_response,
+    sniff,
+)
+from ._outcome import Outcome
+
+__all__ = [
+    "ImageItem",
+    "ImageResult",
+    "TaskState",
+    "TaskStatus",
+    "detect_media",
+    "image_outcome",
+    "normalise_status",
+    "parse_image_response",
+    "parse_task",
+    "sniff",
+    "task_outcome",
+]
 
 if TYPE_CHECKING:
     from ._errors import ErrorInfo
@@ -126,20 +151,6 @@ class TaskState:
 # -- small readers ------------------------------------------------------------------------------------
 
 
-def _str(value: object) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-def _map(value: object) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
-
-
 def _is_url(value: object) -> bool:
     return isinstance(value, str) and value.startswith(("https://", "http://"))
 
@@ -175,16 +186,6 @@ def _progress(value: object, *, fraction: bool) -> float | None:
     if fraction or (isinstance(value, float) and 0.0 < p <= 1.0 and not p.is_integer()):
         p *= 100.0
     return min(100.0, max(0.0, p))
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    return None
 
 
 def _envelope_ok(code: object) -> bool:
@@ -578,128 +579,6 @@ def _envelope_outcome(
     )
 
 
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        for k, v in headers.items():
-            if k.lower() == name:
-                return v
-    return value
-
-
-# -- images ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ImageItem:
-    """One image of an images response: a ``url`` to fetch or ``b64_json`` bytes, and any rewritten prompt."""
-
-    url: str | None = None
-    b64_json: str | None = None
-    revised_prompt: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ImageResult:
-    """An images response: its items (empty when the provider filtered them), usage and ``created`` time.
-
-    >>> parse_image_response({"created": 1, "data": [{"url": "https://x/a.png"}]}).items[0].url
-    'https://x/a.png'
-    """
-
-    items: tuple[ImageItem, ...] = ()
-    usage: Usage | None = None
-    created: int | None = None
-
-
-def parse_image_response(data: object) -> ImageResult | None:
-    """Read ``{"created", "data": [{"url"|"b64_json", "revised_prompt"?}], "usage"?}``; ``None`` if the body
-    is not an images response. Never raises.
-
-    >>> parse_image_response({"created": 1, "data": []}).items
-    ()
-    """
-    d = _map(data)
-    if d is None:
-        return None
-    items_raw = d.get("data")
-    if not isinstance(items_raw, list):
-        return None
-    items: list[ImageItem] = []
-    for item in items_raw:
-        if not isinstance(item, Mapping):
-            return None
-        url = item.get("url")
-        b64 = item.get("b64_json")
-        url = url if isinstance(url, str) and url else None
-        b64 = b64 if isinstance(b64, str) and b64 else None
-        if url is None and b64 is None:
-            return None
-        revised = item.get("revised_prompt")
-        items.append(ImageItem(url, b64, revised if isinstance(revised, str) else None))
-    return ImageResult(tuple(items), Usage.from_dict(d.get("usage")), _int(d.get("created")))
-
-
-def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Outcome:
-    """The :class:`~genguard.Outcome` (endpoint ``image``) of an images response body.
-
-    >>> image_outcome({"created": 1, "data": []}).code
-    'content_filtered'
-    >>> image_outcome({"created": 1, "data": [{"b64_json": "aGk="}]}).extra["images"]
-    ['b64_json (2 bytes)']
-    """
-    d = _map(data)
-    request_id = (
-        None if headers is None else (_header(headers, "x-request-id") or _header(headers, "request-id"))
-    )
-    if (d is not None and d.get("error")) or status >= 400:
-        try:
-            from ._classify import classify_error
-
-            return classify_error(status, headers, orjson.dumps(data), endpoint="image")
-        except Exception:
-            code = "bad_request" if 400 <= status < 500 else "server_error"
-            message = None
-            if d is not None:
-                e = d.get("error")
-                message = _str(e.get("message")) if isinstance(e, Mapping) else _str(e)
-            return Outcome.failure(
-                code, endpoint="image", status=status, message=message, request_id=request_id
-            )
-    result = parse_image_response(data)
-    if result is None:
-        return Outcome.failure(
-            "invalid_response",
-            endpoint="image",
-            status=status,
-            request_id=request_id,
-            message="the body is not an images response: no 'data' list of items with 'url' or 'b64_json'",
-        )
-    if not result.items:
-        return Outcome.failure(
-            "content_filtered",
-            endpoint="image",
-            status=status,
-            request_id=request_id,
-            usage=result.usage,
-            message="the response had an empty 'data' list: no images came back",
-        )
-    images = [it.url if it.url else f"b64_json ({_b64_len(it.b64_json or '')} bytes)" for it in result.items]
-    revised = [it.revised_prompt for it in result.items if it.revised_prompt]
-    return Outcome.success(
-        endpoint="image", status=status, request_id=request_id, usage=result.usage
-    ).with_extra(images=images, revised_prompts=revised)
-
-
-def _b64_len(text: str) -> int:
-    """Decoded size of base64 text without decoding it (the hot path should not copy megabytes)."""
-    n = len(text.rstrip())
-    if n == 0:
-        return 0
-    pad = len(text) - len(text.rstrip("=\n\r "))
-    return max(0, n * 3 // 4 - min(pad, 2))
-
-
 # -- recognising ----------------------------------------------------------------------------------------
 
 
@@ -724,39 +603,4 @@ def detect_media(data: object) -> Literal["image", "video"] | None:
         return "video"
     if state.not_exist and "task_not_exist" in (state.failure_code or "").lower():
         return "video"
-    return None
-
-
-def sniff(data: bytes) -> str | None:
-    """The MIME type of a file by its first bytes (image/png, image/jpeg, image/webp, image/gif, video/mp4,
-    video/webm, video/quicktime); ``None`` for anything else, such as an HTML error page.
-
-    >>> sniff(b"\\x89PNG\\r\\n\\x1a\\n" + bytes(8)), sniff(b"<html>expired</html>")
-    ('image/png', None)
-    """
-    if not isinstance(data, bytes | bytearray | memoryview):
-        return None
-    head = bytes(data[:64])
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    box = head[4:8]
-    if box == b"ftyp":
-        brand = head[8:12]
-        if brand == b"qt  ":
-            return "video/quicktime"
-        if brand in (b"avif", b"avis"):
-            return "image/avif"
-        if brand in (b"heic", b"heix", b"mif1", b"msf1"):
-            return "image/heic"
-        return "video/mp4"
-    if box in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
-        return "video/quicktime"
-    if head.startswith(b"\x1a\x45\xdf\xa3"):
-        return "video/webm" if b"webm" in head else "video/x-matroska"
     return None
