@@ -61,6 +61,14 @@ def _chaos(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 @click.option("--rpm", type=click.IntRange(1), help="Requests per minute per API key (token bucket).")
 @click.option("--tpm", type=click.IntRange(1), help="Tokens per minute per API key (token bucket).")
 @click.option(
+    "--rate-window",
+    "rate_window_s",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(0, 60, min_open=True),
+    help="Seconds over which --rpm/--tpm are enforced: 1 lets only rpm/60 requests through at once.",
+)
+@click.option(
     "--quota-tokens", type=click.IntRange(1), help="Tokens a key may use in all; then 429 insufficient_quota."
 )
 @click.option(

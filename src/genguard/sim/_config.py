@@ -140,6 +140,9 @@ class SimConfig:
     rpm: int | None = None
     tpm: int | None = None
     quota_tokens: int | None = None
+    # The window --rpm/--tpm are enforced over: 60 lets a whole minute's budget through at once; 1 allows
+    # only a second's share at a time (rpm/60), as providers that quantise their limits do.
+    rate_window_s: float = 60.0
     api_keys: tuple[str, ...] = ()
     ttft_ms: float = 0.0
     tokens_per_s: float = 0.0
@@ -171,6 +174,8 @@ class SimConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ScenarioError(f"{name} must be a positive number, not {value}")
+        if not 0 < self.rate_window_s <= 60:
+            raise ScenarioError(f"rate_window_s must be more than 0 and at most 60, not {self.rate_window_s}")
         for name in (
             "ttft_ms",
             "tokens_per_s",

@@ -57,6 +57,14 @@ ERROR_SCENARIOS: frozenset[str] = ERROR_CODES | {"timeout", "connection_error"}
 _SCOPE_KEY = "genguard"
 
 
+def _limits_of(cfg: SimConfig) -> tuple[int | None, int | None, int | None, float]:
+    return cfg.rpm, cfg.tpm, cfg.quota_tokens, cfg.rate_window_s
+
+
+def _limiter(cfg: SimConfig) -> RateLimiter:
+    return RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, quota_tokens=cfg.quota_tokens, window_s=cfg.rate_window_s)
+
+
 class SimState:
     """Everything a running simulator remembers; one per app, at ``app.state.sim``."""
 
@@ -70,7 +78,7 @@ class SimState:
     def reset(self) -> None:
         """Forget stats, flaky counters, rate buckets, chaos dice and media state."""
         cfg = self.config
-        self.limiter = RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, quota_tokens=cfg.quota_tokens)
+        self.limiter = _limiter(cfg)
         self.stats = Stats()
         self.flaky: dict[str, int] = {}
         self.rng = random.Random(cfg.seed)
@@ -80,8 +88,8 @@ class SimState:
 
     def set_config(self, config: SimConfig) -> None:
         old, self.config = self.config, config
-        if (old.rpm, old.tpm, old.quota_tokens) != (config.rpm, config.tpm, config.quota_tokens):
-            self.limiter = RateLimiter(rpm=config.rpm, tpm=config.tpm, quota_tokens=config.quota_tokens)
+        if _limits_of(old) != _limits_of(config):
+            self.limiter = _limiter(config)
         if (old.seed, dict(old.chaos)) != (config.seed, dict(config.chaos)):
             self.rng = random.Random(config.seed)
 

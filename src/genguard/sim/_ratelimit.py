@@ -26,14 +26,19 @@ _NOMINAL_TPM = 10_000_000
 
 
 class Bucket:
-    """A token bucket refilled continuously to ``capacity`` over one minute."""
+    """A token bucket holding ``limit`` per minute, refilled continuously.
 
-    __slots__ = ("capacity", "last", "level", "rate")
+    ``window_s`` below 60 enforces the limit over shorter windows, as providers do ("60 RPM may be enforced
+    as 1 request per second"): the bucket then holds only ``limit * window_s / 60`` at once.
+    """
 
-    def __init__(self, capacity: int, now: float) -> None:
-        self.capacity = capacity
-        self.rate = capacity / 60.0
-        self.level = float(capacity)
+    __slots__ = ("capacity", "last", "level", "limit", "rate")
+
+    def __init__(self, limit: int, now: float, window_s: float = 60.0) -> None:
+        self.limit = limit
+        self.capacity = max(limit * min(window_s, 60.0) / 60.0, 1.0)
+        self.rate = limit / 60.0
+        self.level = self.capacity
         self.last = now
 
     def refill(self, now: float) -> None:
@@ -112,7 +117,9 @@ class Admission:
 class RateLimiter:
     """Buckets per API key; ``admit`` charges a request, ``charge`` adds tokens generated afterwards."""
 
-    def __init__(self, *, rpm: int | None, tpm: int | None, quota_tokens: int | None) -> None:
+    def __init__(self, *, rpm: int | None, tpm: int | None, quota_tokens: int | None,
+                 window_s: float = 60.0) -> None:  # fmt: skip
+        self.window_s = window_s
         self.rpm = rpm
         self.tpm = tpm
         self.quota_tokens = quota_tokens
@@ -125,12 +132,12 @@ class RateLimiter:
         if self.rpm is not None:
             rb = self._requests.get(key)
             if rb is None:
-                rb = self._requests[key] = Bucket(self.rpm, now)
+                rb = self._requests[key] = Bucket(self.rpm, now, self.window_s)
             rb.refill(now)
         if self.tpm is not None:
             tb = self._tokens.get(key)
             if tb is None:
-                tb = self._tokens[key] = Bucket(self.tpm, now)
+                tb = self._tokens[key] = Bucket(self.tpm, now, self.window_s)
             tb.refill(now)
         return rb, tb
 
@@ -141,7 +148,7 @@ class RateLimiter:
             return Admission("quota_exceeded", 0.0, self._limits(rb, tb))
         if tb is not None and tokens > tb.capacity:
             # Bigger than the whole minute's budget: no wait can make it pass, so it is not a rate limit.
-            return Admission("request_too_large", 0.0, self._limits(rb, tb), tb.capacity, tokens)
+            return Admission("request_too_large", 0.0, self._limits(rb, tb), int(tb.capacity), tokens)
         wait_r = rb.wait_for(1) if rb is not None else 0.0
         wait_t = tb.wait_for(tokens) if tb is not None else 0.0
         if wait_r > 0 or wait_t > 0:
@@ -170,11 +177,11 @@ class RateLimiter:
 
     def _limits(self, rb: Bucket | None, tb: Bucket | None) -> Limits:
         if rb is not None:
-            req = (rb.capacity, max(int(rb.level), 0), rb.reset_s())
+            req = (rb.limit, max(int(rb.level), 0), rb.reset_s())
         else:
             req = (_NOMINAL_RPM, _NOMINAL_RPM - 1, 0.006)
         if tb is not None:
-            tok = (tb.capacity, max(int(tb.level), 0), tb.reset_s())
+            tok = (tb.limit, max(int(tb.level), 0), tb.reset_s())
         else:
             tok = (_NOMINAL_TPM, _NOMINAL_TPM, 0.0)
         return Limits(req, tok)
