@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from genguard._client import AsyncClient, Client
@@ -98,3 +99,59 @@ async def test_async_images(sim: Any, tmp_path: Path) -> None:
     ) as client:
         filtered = await client.images.generate("a red fox", model="dall-e-2", out=tmp_path)
         assert filtered.code == "content_filtered"
+
+
+def test_revised_prompt_is_logged_and_kept(sim: Any, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="genguard"), _client(sim) as client:
+        outcome = client.images.generate("a red fox", model="dall-e-3")
+    (revised,) = outcome.extra["revised_prompts"]
+    assert revised.startswith("a red fox.")
+    assert any(revised in r.getMessage() and "revised" in r.getMessage() for r in caplog.records)
+
+
+def test_rules_from_the_environment_apply_to_every_call(
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.json"
+    rules.write_text('{"models": {"house-model": {"max_n": 2, "rejects": ["quality"]}}}')
+    monkeypatch.setenv("GENGUARD_IMAGE_RULES", str(rules))
+    with _client(sim) as client:
+        outcome = client.images.generate("a red fox", model="house-model-v3", n=3, quality="hd")
+    assert outcome.ok, outcome.summary()
+    assert outcome.attempts == 2
+    assert any("dropped quality" in note for note in outcome.extra["notes"])
+
+
+def test_a_malformed_rules_file_is_invalid_input_and_nothing_is_sent(
+    sim: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rules = tmp_path / "rules.toml"
+    rules.write_text('[models."bad-"]\nreturns = "gif"\n')
+    monkeypatch.setenv("GENGUARD_IMAGE_RULES", str(rules))
+    with _client(sim) as client:
+        outcome = client.images.generate("a red fox", model="dall-e-2")
+    assert outcome.code == "invalid_input"
+    assert str(rules) in (outcome.message or "")
+    assert sim.stats()["requests"] == 0
+
+
+def test_the_first_images_stay_when_a_later_download_fails(sim: Any, tmp_path: Path) -> None:
+    # qwen-image is asked once per image; only the second answer is broken.
+    calls = {"n": 0}
+
+    def second_broken(request: httpx.Request) -> None:
+        if request.url.path.endswith("/images/generations"):
+            calls["n"] += 1
+            if calls["n"] == 2:
+                request.headers["x-genguard-scenario"] = "download_failed"
+                request.headers["x-genguard-variant"] = "html"
+
+    http = httpx.Client(event_hooks={"request": [second_broken]})
+    with Client(sim.base_url, api_key="sk-test", http_client=http) as client:
+        outcome = client.images.generate("a red fox", model="qwen-image", n=2, out=tmp_path)
+    http.close()
+    assert outcome.code == "download_failed"
+    (kept,) = outcome.extra["files"]
+    assert sniff(Path(kept).read_bytes()) == "image/png"
+    # Only complete, checked files remain: no temporary or half-written file.
+    assert [p.name for p in tmp_path.iterdir()] == [Path(kept).name]

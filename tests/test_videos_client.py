@@ -151,3 +151,56 @@ def test_cli_image_and_video_json(sim: Any, tmp_path: Path) -> None:
     got = runner.invoke(video, ["a fox", "--model", "kling-v2", "--poll-interval", "0.03", *common])
     assert got.exit_code == 1
     assert orjson.loads(got.stdout)["code"] == "content_filtered"
+
+
+def test_failure_with_no_reason_says_a_filter_is_the_likely_cause(sim: Any) -> None:
+    headers = {"x-genguard-scenario": "generation_failed", "x-genguard-variant": "no_reason"}
+    with Client(sim.base_url, api_key="sk-test", headers=headers) as client:
+        outcome = client.videos.generate("a fox", model="kling-v2", **FAST)
+    assert outcome.code == "generation_failed"
+    assert "no reason" in (outcome.cause or "")
+    assert "safety filter is the likely cause" in (outcome.fix or "")
+
+
+def test_task_not_exist_is_not_yet_within_the_grace_period_only(sim: Any) -> None:
+    # The simulator's runway tasks answer task_not_exist on their first poll.
+    with _client(sim) as client:
+        patient = client.videos.generate("a fox", model="runway-gen4", **FAST)
+        impatient = client.videos.generate("a fox", model="runway-gen4", not_exist_grace=0, **FAST)
+    assert patient.ok, patient.summary()
+    assert (impatient.code, impatient.retryable) == ("not_found", True)
+
+
+def test_server_poll_hint_beats_a_long_default_interval(sim: Any) -> None:
+    # Sora answers with openai-poll-after-ms; without honouring it a 30 s interval would pass the deadline.
+    with _client(sim) as client:
+        outcome = client.videos.generate("a fox", model="sora-2", poll_interval=30, deadline=3, stall_limit=3)
+    assert outcome.ok, outcome.summary()
+
+
+def test_rescue_keeps_the_given_up_model_in_history(sim: Any) -> None:
+    def stick(request: httpx.Request) -> None:
+        if request.method == "POST" and b"sora-2" in request.content:
+            request.headers["x-genguard-scenario"] = "stuck_in_queue"
+
+    http = httpx.Client(event_hooks={"request": [stick]})
+    with Client(sim.base_url, api_key="sk-test", http_client=http) as client:
+        outcome = client.videos.generate("a fox", model="sora-2", fallbacks=["seedance-1-pro"],
+                                         poll_interval=0.03, deadline=5, stall_limit=0.3)  # fmt: skip
+    http.close()
+    assert outcome.ok, outcome.summary()
+    assert (outcome.history[0].code, outcome.history[0].model) == ("stuck_in_queue", "sora-2")
+    assert outcome.history[-1].model == "seedance-1-pro"
+    assert [a.number for a in outcome.history] == list(range(1, len(outcome.history) + 1))
+
+
+def test_progress_callback_sees_progress_rise(sim: Any) -> None:
+    seen: list[TaskState] = []
+    sim.configure(task_seconds=0.6)
+    with _client(sim) as client:
+        outcome = client.videos.generate("a fox", model="seedance-1-pro", on_progress=seen.append, **FAST)
+    assert outcome.ok
+    progress = [s.progress for s in seen if s.progress is not None]
+    assert progress == sorted(progress)
+    assert len(set(progress)) >= 3
+    assert seen[0].status == "queued"
