@@ -4,20 +4,12 @@ deadlines, stalls, cut connections, validators, cost, logging and redaction."""
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
 import orjson
 import pytest
-import uvicorn
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
 from genguard import ConfigError, HardFailure, SilentFailure, SoftFailure
 from genguard._client import Client
@@ -459,41 +451,19 @@ def test_send_with_retries_drives_any_request(sim: Simulator) -> None:
     assert o.endpoint == "image"
 
 
-# -- x-should-retry, from a server that sends it -----------------------------------------------------
+# -- x-should-retry, from the simulator -----------------------------------------------------------
 
 
-@contextmanager
-def serve(app: Starlette) -> Iterator[str]:
-    """Run ``app`` with uvicorn on a free 127.0.0.1 port; yields its /v1 base URL."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="off")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(5)
-
-
-def _should_retry_app(value: str, status: int) -> tuple[Starlette, list[int]]:
-    calls: list[int] = []
-
-    async def endpoint(request: Request) -> JSONResponse:
-        calls.append(1)
-        body = {"error": {"message": "told by header", "type": "server_error", "code": None}}
-        return JSONResponse(body, status_code=status, headers={"x-should-retry": value})
-
-    return Starlette(routes=[Route("/v1/chat/completions", endpoint, methods=["POST"])]), calls
-
-
-@pytest.mark.parametrize(("value", "status", "attempts"), [("false", 500, 1), ("true", 400, 3)])
-def test_x_should_retry_is_obeyed(value: str, status: int, attempts: int) -> None:
-    app, calls = _should_retry_app(value, status)
-    with serve(app) as url, Client(url, api_key=KEY, retry=FAST) as c:
-        o = c.chat(model="m", messages=MSGS)
+@pytest.mark.parametrize(
+    ("value", "scenario", "attempts"),
+    [("false", "server_error", 1), ("true", "bad_request", 3), ("auto", "quota_exceeded", 1),
+     ("auto", "unavailable", 3)],
+)  # fmt: skip
+def test_x_should_retry_is_obeyed(sim: Simulator, value: str, scenario: str, attempts: int) -> None:
+    sim.configure(should_retry=value)
+    with client_for(sim, scenario) as c:
+        o = c.chat(model="gpt-4o-mini", messages=MSGS)
     assert o.attempts == attempts
-    assert len(calls) == attempts
+    assert o.code == scenario
+    assert sim.stats()["requests"] == attempts
+    assert sim.stats()["verdict"]["ok"]
