@@ -203,6 +203,8 @@ def classify_chat_body(
     if not choices:
         if choices is not None and not isinstance(choices, list):
             return _invalid("'choices' is not a list", status, request_id)
+        if data.get("type") == "message" and isinstance(data.get("content"), list):
+            return _anthropic_message(data, usage, status, request_id)
         blocked = _prompt_filtered(data)
         if blocked:
             return Outcome.failure(
@@ -248,4 +250,38 @@ def classify_chat_body(
         status=status,
         request_id=request_id,
         message=note,
+    )
+
+
+def _anthropic_message(
+    data: Mapping[str, Any], usage: Usage | None, status: int, request_id: str | None
+) -> Outcome:
+    """A native Anthropic Messages body (``type: message``, content blocks, ``stop_reason``), saved by users
+    who call Anthropic directly: text blocks are the text, ``tool_use`` blocks the tool calls."""
+    texts: list[str] = []
+    calls: list[ToolCall] = []
+    for block in data["content"]:
+        if not _is_map(block):
+            continue
+        kind = block.get("type")
+        if kind == "text" and isinstance(block.get("text"), str):
+            texts.append(block["text"])
+        elif kind == "tool_use" and isinstance(block.get("name"), str):
+            call_id = block.get("id")
+            args = block.get("input")
+            calls.append(
+                ToolCall(
+                    call_id if isinstance(call_id, str) else None,
+                    block["name"],
+                    orjson.dumps(args if args is not None else {}).decode(),
+                )
+            )
+    stop = data.get("stop_reason")
+    return finish_outcome(
+        finish_reason="content_filter" if stop == "refusal" else stop,
+        text="".join(texts) if texts else None,
+        tool_calls=tuple(calls) or None,
+        usage=usage,
+        status=status,
+        request_id=request_id,
     )

@@ -421,7 +421,9 @@ def classify_http(
     if _is_map(data) and _is_error_envelope(data):
         return classify_error(status, headers, data, endpoint=endpoint or "chat", secrets=secrets)
     if endpoint is None:
-        if _is_map(data) and (data.get("object") == "chat.completion" or "choices" in data):
+        if _is_map(data) and (
+            data.get("object") == "chat.completion" or "choices" in data or data.get("type") == "message"
+        ):
             endpoint = "chat"
         else:
             from ._media import detect_media
