@@ -516,3 +516,31 @@ def test_exception_message_is_redacted() -> None:
 def test_exception_not_transport_raises(exc: BaseException) -> None:
     with pytest.raises(TypeError):
         classify_exception(exc)
+
+
+@pytest.mark.parametrize(
+    ("status_code", "code"),
+    [(1002, "rate_limited"), (1004, "auth_failed"), (1008, "quota_exceeded"), (1026, "prompt_blocked")],
+)
+def test_minimax_codes_are_not_read_as_kling_codes(status_code: int, code: str) -> None:
+    # Kling's 1000-1004 are auth failures; MiniMax's 1002 is a rate limit: the vendor decides.
+    body = orjson.dumps({"task_id": "", "base_resp": {"status_code": status_code, "status_msg": "x"}})
+    assert classify_http(200, {}, body).code == code
+
+
+def test_a_failed_task_with_its_own_error_is_read_as_a_task() -> None:
+    body = (
+        b'{"id": "video_1", "object": "video", "status": "failed", "error": {"code": "moderation_blocked"}}'
+    )
+    outcome = classify_http(200, {}, body)
+    assert (outcome.kind, outcome.code) == ("soft", "content_filtered")
+
+
+def test_a_native_anthropic_message_is_a_chat_answer() -> None:
+    body = orjson.dumps({
+        "type": "message", "role": "assistant", "stop_reason": "tool_use",
+        "content": [{"type": "tool_use", "id": "toolu_1", "name": "lookup", "input": {"q": "x"}}],
+    })  # fmt: skip
+    outcome = classify_http(200, {}, body)
+    assert outcome.ok
+    assert [(c.name, c.arguments) for c in outcome.tool_calls or ()] == [("lookup", '{"q":"x"}')]

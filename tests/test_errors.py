@@ -383,3 +383,52 @@ def test_hostile_html_is_read_in_bounded_work(body: bytes) -> None:
     # These pages make naive tag regexes quadratic; the reader must still answer (pytest-timeout guards).
     info = read_error(body)
     assert info.message is None or len(info.message) <= MESSAGE_CAP
+
+
+# -- errors quoted inside a message, and MiniMax's base_resp ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("outer", "message", "type_"),
+    [
+        # Google's OpenAI-compatible endpoint nests its own error body as a string.
+        (
+            {"error": {"message": '{\n "error": {"code": 429, "message": "Resource has been exhausted.", '
+                       '"status": "RESOURCE_EXHAUSTED"}}\n', "code": 429}},
+            "Resource has been exhausted.",
+            "RESOURCE_EXHAUSTED",
+        ),
+        # LiteLLM quotes the provider's bytes between its own words.
+        (
+            {"error": {"message": "litellm.BadRequestError: AnthropicException - b'{\"type\":\"error\",\"error\":"
+                       "{\"type\":\"invalid_request_error\",\"message\":\"prompt is too long\"}}'. Received Model "
+                       "Group=claude", "code": "400"}},
+            "prompt is too long",
+            "invalid_request_error",
+        ),
+    ],
+)  # fmt: skip
+def test_an_error_quoted_inside_a_message_is_the_one_read(
+    outer: dict[str, Any], message: str, type_: str
+) -> None:
+    info = read_error(orjson.dumps(outer))
+    assert (info.message, info.type) == (message, type_)
+
+
+def test_braces_that_are_not_an_error_leave_the_message_alone() -> None:
+    body = {"error": {"message": "Invalid schema for function 'f': {'type': 'object'} is not valid"}}
+    assert read_error(orjson.dumps(body)).message == body["error"]["message"]
+
+
+def test_minimax_base_resp_gives_code_message_and_a_known_word() -> None:
+    info = read_error(
+        b'{"task_id": "", "base_resp": {"status_code": 1008, "status_msg": "insufficient balance"}}'
+    )
+    assert (info.code, info.message, info.type, info.provider) == (
+        "1008",
+        "insufficient balance",
+        "insufficient_balance",
+        "MiniMax",
+    )
+    ok = read_error(b'{"task_id": "1", "base_resp": {"status_code": 0, "status_msg": "success"}}')
+    assert ok.code is None
