@@ -240,3 +240,120 @@ def test_any_chunking_gives_the_same_events(body: bytes, cuts: list[int]) -> Non
 @given(_streams)
 def test_byte_by_byte_equals_whole(body: bytes) -> None:
     assert decode(*[body[i : i + 1] for i in range(len(body))]) == decode(body)
+
+
+# -- the fast paths and where they meet the careful one ---------------------------------------------------
+
+
+def payloads(*chunks: bytes) -> list[tuple[str, str]]:
+    """(event, data) pairs as feed_payloads gives them, raw values decoded the documented way."""
+    d = SSEDecoder()
+    out: list[tuple[str, str]] = []
+    for c in chunks:
+        for item in d.feed_payloads(c):
+            out.append(("message", item.decode("utf-8", "replace")) if isinstance(item, bytes) else item[:2])
+    return out
+
+
+@pytest.mark.parametrize(
+    ("chunks", "expected"),
+    [
+        pytest.param([b"data: a\n", b"\n", b"data: b\n\n"], [("message", "a", ""), ("message", "b", "")],
+                     id="split-exactly-at-the-blank-line"),
+        pytest.param([b"data: a\n\n", b"data: b\r\r", b"data: c\n\n"],
+                     [("message", "a", ""), ("message", "b", ""), ("message", "c", "")], id="cr-arrives-later"),
+        pytest.param([b"data: a\n\n", b"data: b\r\n\n", b"data: c\rd\n\n"],
+                     [("message", "a", ""), ("message", "b", ""), ("message", "c", "")], id="cr-inside-a-whole-looking-chunk"),
+        pytest.param([b"data: a\n\n", b"data: b\r", b"\ndata: c\n\n"],
+                     [("message", "a", ""), ("message", "b\nc", "")], id="crlf-split-then-a-whole-looking-chunk"),
+        pytest.param([b"data: a\n\nevent: x\n", b"data: b\n\n"], [("message", "a", ""), ("x", "b", "")],
+                     id="event-field-before-a-whole-looking-chunk"),
+        pytest.param([b"id: 7\n", b"data: a\n\n", b"data: b\n\n"], [("message", "a", "7"), ("message", "b", "7")],
+                     id="id-field-then-fast-events"),
+        pytest.param([b"data: a\n", b"data: b\n\n"], [("message", "a\nb", "")], id="open-event-continues"),
+        pytest.param([b"data: a\n\n", b"data: b\n\n\n", b"data: c\n\n"],
+                     [("message", "a", ""), ("message", "b", ""), ("message", "c", "")], id="extra-blank-line"),
+        pytest.param([b"\xef\xbb\xbfdata: a\n\n", b"data: b\n\n"], [("message", "a", ""), ("message", "b", "")],
+                     id="bom-first"),
+        pytest.param([b"data: a\n\n", b"\xef\xbb\xbfdata: b\n\n", b"data: c\n\n"],
+                     [("message", "a", ""), ("message", "c", "")], id="bom-later-is-part-of-the-line"),
+        pytest.param([b": ping\n\n", b"data: a\n\n: ping\n\ndata: b\n\n"], [("message", "a", ""), ("message", "b", "")],
+                     id="keep-alive-comments"),
+        pytest.param([b"data: a\n\ndata: b\ndata: c\n\ndata: d\n\nevent: e\ndata: f\n\ndata: g\n"],
+                     [("message", "a", ""), ("message", "b\nc", ""), ("message", "d", ""), ("e", "f", "")],
+                     id="one-read-mixing-shapes"),
+        pytest.param([b"data: a\n\ndata: b\n\ndata: c\n", b"\ndata: d\n\n"],
+                     [("message", "a", ""), ("message", "b", ""), ("message", "c", ""), ("message", "d", "")],
+                     id="regular-read-with-a-tail"),
+        pytest.param([b"data: a\n\ndata:b\n\nretry: 9\n", b"data: c\n\ndata: d\n\n"],
+                     [("message", "a", ""), ("message", "b", ""), ("message", "c", ""), ("message", "d", "")],
+                     id="retry-then-fast"),
+    ],
+)  # fmt: skip
+def test_fast_and_careful_paths_meet(chunks: list[bytes], expected: list[tuple[str, str, str]]) -> None:
+    events = decode(*chunks)
+    assert [(e.event, e.data, e.id) for e in events] == expected
+    assert events == spec_events(b"".join(chunks))
+    assert payloads(*chunks) == [(e, d) for e, d, _ in expected]
+
+
+def test_retry_field_before_a_whole_looking_chunk_is_kept() -> None:
+    d = SSEDecoder()
+    assert d.feed(b"retry: 250\n") == []
+    assert d.feed(b"data: a\n\n") == [ServerSentEvent("message", "a", "", 250)]
+    assert d.feed(b"data: b\n\n") == [ServerSentEvent("message", "b", "", None)]
+
+
+def test_feed_payloads_hands_out_raw_bytes_for_one_line_events() -> None:
+    d = SSEDecoder()
+    # Invalid UTF-8 stays as it came: the reader decides what to do with bytes orjson rejects.
+    assert d.feed_payloads(b'data: {"a": "\xff"}\n\n') == [b'{"a": "\xff"}']
+    assert d.feed_payloads(b"id: 1\nevent: e\ndata: x\n\n") == [("e", "x", "1", None)]
+    assert d.feed_payloads(b"data: y\n\n") == [b"y"]
+
+
+# SSE-shaped blocks rather than free bytes, so that every fast path is taken often and meets the others.
+_blocks = st.sampled_from(
+    [
+        b'data: {"a": 1}\n\n',
+        b'data: {"a": 1}\n\n' * 3,
+        "data: h\u00e9llo \U0001f600\n\n".encode(),
+        b"data: \xff\xfe\n\n",
+        b"data: [DONE]\n\n",
+        b"data: \n\n",
+        b": keep-alive\n\n",
+        b":\n\n",
+        b"data:x\n\n",
+        b"data: a\n",
+        b"event: e\n",
+        b"id: 7\n",
+        b"retry: 10\n",
+        b"\n",
+        b"\r\n",
+        b"\r",
+        b"\xef\xbb\xbf",
+        b"data: a\r\n\r\n",
+        b"data: a\rdata: b\r\r",
+        b"data: a\r\n\n",
+        b"data: a\rb\n\n",
+    ]
+)
+_sse_streams = st.lists(_blocks, max_size=25).map(b"".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_sse_streams, st.lists(st.integers(min_value=0, max_value=10_000), max_size=12))
+def test_sse_shaped_streams_any_chunking(body: bytes, cuts: list[int]) -> None:
+    whole = decode(body)
+    assert whole == spec_events(body)
+    chunks = _chunked(body, cuts)
+    assert decode(*chunks) == whole
+    assert payloads(*chunks) == [(e.event, e.data) for e in whole]
+
+
+@settings(max_examples=100, deadline=None)
+@given(_sse_streams)
+def test_sse_shaped_streams_byte_by_byte(body: bytes) -> None:
+    singles = [body[i : i + 1] for i in range(len(body))]
+    assert decode(*singles) == decode(body)
+    assert payloads(*singles) == payloads(body)

@@ -507,3 +507,99 @@ def test_simulator_connection_cut_mid_stream(sim: Any) -> None:
     assert o.message is not None
     assert "connection_error" in o.message
     assert o.text == printed
+
+
+# -- the lean path for common chunks against the general one ------------------------------------------------
+
+
+def _careful(chunks: list[bytes]) -> tuple[list[str], dict[str, Any]]:
+    """The same stream read event by event through feed_event: decoded text, no lean path anywhere."""
+    r = ChatStreamReader()
+    d = genguard._sse.SSEDecoder()
+    deltas = [p for c in chunks for e in d.feed(c) if (p := r.feed_event(e))]
+    return deltas, r.finish().to_dict()
+
+
+def _choice(delta: Any, **more: Any) -> bytes:
+    return raw({**HEAD, "choices": [{"index": 0, "delta": delta, "finish_reason": None, **more}]})
+
+
+# Chunks that look like the common one but differ in one thing the lean path must notice.
+_chat_blocks = st.sampled_from(
+    [
+        chunk({"content": "a"}),
+        chunk({"content": "\u00e9\U0001f600"}),
+        chunk({"content": ""}),
+        chunk({"content": None}),
+        chunk({"content": 5}),
+        chunk({"content": "r", "role": "assistant"}),
+        chunk({"content": "t", "reasoning_content": "why"}),
+        chunk({"content": "", "refusal": "I can't"}),
+        chunk({"content": "f"}, "stop"),
+        chunk({"content": "L"}, "length"),
+        chunk({"content": "u"}, usage=None),
+        chunk({"content": "u"}, usage={"prompt_tokens": 1, "completion_tokens": 2}),
+        chunk({"content": "e"}, error={"message": "boom"}),
+        chunk({"content": "e"}, error=None),
+        chunk({"reasoning": "think"}),
+        chunk({"tool_calls": [{"index": 0, "id": "c", "function": {"name": "f", "arguments": "{}"}}]}),
+        _choice({"content": "no-index"}, index=None),
+        raw({**HEAD, "choices": [{"index": 1, "delta": {"content": "one"}, "finish_reason": None}]}),
+        raw({**HEAD, "choices": [{"delta": {"content": "x"}}]}),
+        raw({"choices": "abc"}),
+        raw({"choices": {"0": {"delta": {"content": "d"}}}}),
+        raw({"choices": [["delta"]]}),
+        raw({"choices": [{"delta": ["content"]}]}),
+        raw(["not", "a", "dict"]),
+        raw("a string"),
+        raw({"type": "content_block_delta", "delta": {"type": "text_delta", "text": "anth"}}),
+        raw({"error": {"message": "late"}}, "error"),
+        b'data: {"choices":[{"index":0,"delta":{"content":"bad \xff utf8"},"finish_reason":null}]}\n\n',
+        b"data: [DONE]\n\n",
+        b": keep-alive\n\n",
+        b"event: message\n" + chunk({"content": "ev"}),
+        chunk({"content": "crlf"}).replace(b"\n", b"\r\n"),
+        b"data: not json\n\n",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(_chat_blocks, max_size=12).map(b"".join),
+    st.sampled_from([b"", chunk({}, "stop") + DONE]),  # with a finish, reasoning and refusals show
+    st.lists(st.integers(0, 100_000), max_size=20),
+)
+def test_lean_path_reads_like_the_general_one(body: bytes, end: bytes, cuts: list[int]) -> None:
+    body += end
+    chunks = _chunked(body, cuts)
+    assert _run(chunks) == _careful(chunks) == _careful([body])
+
+
+def test_invalid_utf8_in_a_lean_looking_chunk_is_replaced_not_dropped() -> None:
+    r = ChatStreamReader()
+    assert r.feed(
+        b'data: {"choices":[{"index":0,"delta":{"content":"a\xffb"},"finish_reason":null}]}\n\n'
+    ) == ["a\ufffdb"]
+    assert r.chunks == 1
+
+
+def test_usage_null_on_every_chunk_then_the_usage_chunk() -> None:
+    # OpenAI with include_usage sends "usage": null on every chunk before the last one.
+    body = ROLE + chunk({"content": "Hi"}, usage=None) + chunk({}, "stop", usage=None) + USAGE + DONE
+    o = read_chat_stream(body)
+    assert (o.ok, o.text, o.usage.total_tokens if o.usage else None) == (True, "Hi", 12)
+
+
+def test_chunks_counts_lean_and_general_chunks() -> None:
+    r = ChatStreamReader()
+    r.feed(ROLE + text_chunks("a", "b") + b": ping\n\n")
+    r.feed(chunk({"content": "c"}, "stop") + DONE)
+    assert (r.chunks, r.text) == (4, "abc")
+
+
+def test_text_beside_reasoning_or_refusal_is_not_read_as_text_alone() -> None:
+    body = chunk({"content": "t", "reasoning_content": "why"}) + chunk({}, "stop") + DONE
+    assert read_chat_stream(body).to_dict()["reasoning"] == "why"
+    o = read_chat_stream(chunk({"content": "", "refusal": "I can't"}) + chunk({}, "stop") + DONE)
+    assert (o.code, o.message) == ("content_filtered", "I can't")

@@ -26,6 +26,9 @@ from ._sse import ServerSentEvent, SSEDecoder
 from ._taxonomy import code_info, normalise_finish_reason
 from ._waits import get_header
 
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+
 __all__ = ["ChatStreamReader", "read_chat_stream"]
 
 _REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
@@ -69,7 +72,7 @@ class ChatStreamReader:
 
     __slots__ = (
         "_chunks",
-        "_decoder",
+        "_decode",
         "_done",
         "_error",
         "_finish_raw",
@@ -90,7 +93,8 @@ class ChatStreamReader:
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
     ) -> None:
-        self._decoder = SSEDecoder()
+        # Bound once: feed runs per network chunk, and an attribute lookup there is a measurable share.
+        self._decode = SSEDecoder().feed_payloads
         self._status = status
         self._request_id = request_id or _request_id_from(headers)
         self._text: list[str] = []
@@ -108,13 +112,47 @@ class ChatStreamReader:
 
     def feed(self, chunk: bytes) -> list[str]:
         """Decode ``chunk`` (bytes as the network gave them); return the text deltas it completed, in order."""
-        out: list[str] = []
-        on_event = self._on_event
-        for event, data, _id, _retry in self._decoder.feed_raw(chunk):
-            piece = on_event(event, data)
-            if piece:
-                out.append(piece)
-        return out
+        # Every text delta read is appended to _text and nothing else is, so what this chunk added is the
+        # deltas to return: one slice at the end instead of a second list kept item by item.
+        text = self._text
+        start = len(text)
+        lean = 0
+        for item in self._decode(chunk):
+            if isinstance(item, bytes):
+                # The common event, one "data: {...}" line: its bytes go straight to orjson. What orjson
+                # rejects ([DONE], invalid UTF-8, a keep-alive) is decoded and read the careful way.
+                try:
+                    obj = _loads(item)
+                except _JSONDecodeError:
+                    self._on_event("message", item.decode("utf-8", "replace"))
+                    continue
+            else:
+                self._on_event(item[0], item[1])
+                continue
+            # Nearly every chunk is choices[0] at index 0, no finish reason, a delta of text alone, no
+            # error, no usage: subscripts check all that at once (a miss raises, and a try costs nothing
+            # when nothing does); anything else takes the general path.
+            try:
+                choice = obj["choices"][0]
+                delta = choice["delta"]
+                content = delta["content"]
+                if (
+                    type(content) is str
+                    and len(delta) == 1
+                    and not choice["finish_reason"]
+                    and choice["index"] == 0
+                    and "error" not in obj
+                    and ("usage" not in obj or not obj["usage"])
+                ):
+                    lean += 1
+                    if content:
+                        text.append(content)
+                    continue
+            except (KeyError, IndexError, TypeError):
+                pass
+            self._on_json("message", obj)
+        self._chunks += lean
+        return text[start:]
 
     def feed_event(self, event: ServerSentEvent) -> str | None:
         """Read one already-decoded event; return its text delta, if any."""
@@ -122,14 +160,17 @@ class ChatStreamReader:
 
     def _on_event(self, event: str, data: str) -> str | None:
         try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
+            obj = _loads(data)
+        except _JSONDecodeError:
             # [DONE] is not JSON, so testing for it here keeps that test off the per-chunk path.
             if data.strip() == "[DONE]":
                 self._done = True
             elif event == "error":
                 self._record_error({"error": {"message": data}} if data.strip() else {})
             return None  # otherwise a keep-alive or a stray non-JSON line: not part of the generation
+        return self._on_json(event, obj)
+
+    def _on_json(self, event: str, obj: Any) -> str | None:
         if type(obj) is not dict:
             if event == "error":
                 self._record_error({"error": obj})
