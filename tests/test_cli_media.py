@@ -199,3 +199,25 @@ def test_video_progress_line_on_a_terminal(sim: Simulator, tmp_path: Path, model
     assert line.rstrip(" ").endswith("\n")
     assert Path(proc.stdout.strip()).exists()
     assert KEY not in line
+
+
+def test_video_interrupted_exits_130_and_leaves_nothing(sim: Simulator, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    sim.configure(task_seconds=30)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GENGUARD_", "OPENAI_"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genguard", "video", "waves", "--model", "sora-2", *VIDEO_FAST,
+         *common(sim, tmp_path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True,
+    )  # fmt: skip
+    # Wait until the task was submitted, so the interrupt lands while polling.
+    deadline = time.monotonic() + 20
+    while sim.stats()["requests"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert out == ""
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []

@@ -83,6 +83,10 @@ def image(
             outcome = client.images.generate(prompt, model=model, n=n, size=size, out=out, rules=rules)
     except ConfigError as exc:
         fail_usage(str(exc))
+    except KeyboardInterrupt:
+        # Downloads write into temporary files that are removed on the way out: nothing half-written.
+        click.echo("genguard: interrupted", err=True)
+        sys.exit(130)
     if as_json:
         echo_json(outcome_json(outcome), secrets=client.keys)
     elif outcome.ok:
