@@ -136,6 +136,16 @@ def test_doctor_accepts_anthropic_rate_limit_headers(sim: Simulator) -> None:
     assert checks["rate-limit headers present"] is True
 
 
+def test_a_short_rate_window_lets_only_its_share_through_at_once(sim: Simulator) -> None:
+    sim.configure(rpm=120, rate_window_s=1.0)  # 2 a second, at most 2 at once
+    first, second, third = post(sim), post(sim), post(sim)
+    assert (first.status_code, second.status_code, third.status_code) == (200, 200, 429)
+    assert first.headers["x-ratelimit-limit-requests"] == "120"
+    assert 0 < float(third.headers["retry-after"]) <= 0.5
+    time.sleep(float(third.headers["retry-after"]))
+    assert post(sim).status_code == 200
+
+
 # -- x-should-retry --------------------------------------------------------------------------------------
 
 

@@ -34,7 +34,9 @@ def test_simulate_serves_until_stopped() -> None:
 def test_bad_options_give_clear_errors() -> None:
     runner = CliRunner()
     for args, needle in ((["--scenario", "nope"], "valid scenarios"), (["--chaos", "rate_limited=3"], "between 0 and 1"),
-                         (["--dialect", "x"], "openai"), (["--rpm", "0"], "--rpm")):  # fmt: skip
+                         (["--dialect", "x"], "openai"), (["--rpm", "0"], "--rpm"),
+                         (["--should-retry", "maybe"], "auto"), (["--rate-window", "0"], "--rate-window"),
+                         (["--rate-window", "61"], "--rate-window")):  # fmt: skip
         result = runner.invoke(cli, ["simulate", *args])
         assert result.exit_code == 2
         assert needle in result.output
@@ -43,5 +45,6 @@ def test_bad_options_give_clear_errors() -> None:
 def test_help_lists_every_flag() -> None:
     result = CliRunner().invoke(cli, ["simulate", "--help"])
     for flag in ("--scenario", "--chaos", "--seed", "--dialect", "--rpm", "--tpm", "--quota-tokens", "--api-key",
-                 "--ttft-ms", "--tokens-per-s", "--task-seconds", "--port", "--host"):  # fmt: skip
+                 "--ttft-ms", "--tokens-per-s", "--task-seconds", "--port", "--host", "--rate-window",
+                 "--no-ratelimit-headers", "--should-retry"):  # fmt: skip
         assert flag in result.output
