@@ -359,3 +359,13 @@ def test_genguards_own_words_are_not_attributed_to_the_provider() -> None:
     assert "provider said" not in cut
     limited = render_outcome(Outcome.failure("rate_limited", message="Slow down"))
     assert "provider said" in limited
+
+
+def test_live_failures_without_a_status_say_why_there_is_none() -> None:
+    from genguard import Outcome
+    from genguard.cli._render import render_outcome
+
+    stuck = render_outcome(Outcome.failure("stuck_in_queue", endpoint="video"))
+    assert "polled until the queue stall limit" in stuck
+    assert "in the capture" not in stuck
+    assert "in the capture" in render_outcome(Outcome.failure("server_error"))

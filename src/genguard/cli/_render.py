@@ -56,9 +56,23 @@ def _tool_call_line(call: ToolCall) -> str:
     return f"{call.name}({shorten(args, _ARGS_LIMIT)})" + (f"  id {call.id}" if call.id else "")
 
 
+# Why there is no status, for failures that happen on the client's side of a live call.
+_NO_STATUS = {
+    "timeout": "no HTTP response: genguard stopped waiting",
+    "connection_error": "no HTTP response: the connection failed",
+    "invalid_input": "nothing was sent",
+    "task_timeout": "the task was polled until the deadline",
+    "stuck_in_queue": "the task was polled until the queue stall limit",
+}
+
+
 def _what_happened(o: Outcome) -> str:
     parts: list[str] = []
-    parts.append("no HTTP status in the capture" if o.status is None else f"HTTP {o.status}")
+    parts.append(
+        _NO_STATUS.get(o.code or "", "no HTTP status in the capture")
+        if o.status is None
+        else f"HTTP {o.status}"
+    )
     if o.finish_reason is not None:
         parts.append(f"finish_reason {o.finish_reason}")
     if o.provider_code is not None or o.provider_type is not None:
