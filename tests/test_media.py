@@ -514,3 +514,21 @@ def test_envelope_errors_on_http_200_use_the_classifier() -> None:
         parse_task({"error": {"message": "insufficient balance", "code": "insufficient_quota"}})
     )
     assert quota.code == "quota_exceeded"
+
+
+def test_aggregator_model_beside_a_kling_envelope_is_kept() -> None:
+    from genguard._media import parse_task
+
+    body = {
+        "code": 0,
+        "message": "SUCCEED",
+        "request_id": "r1",
+        "model": "kling-v2-1-master",
+        "data": {
+            "task_id": "t1",
+            "task_status": "succeed",
+            "task_result": {"videos": [{"url": "https://cdn.example/v.mp4"}]},
+        },
+    }
+    state = parse_task(body)
+    assert (state.vendor, state.status, state.model) == ("kling", "succeeded", "kling-v2-1-master")

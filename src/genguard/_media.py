@@ -239,6 +239,8 @@ def _parse_task(data: object) -> TaskState:
     request_id = _str(d.get("request_id"))
     if "code" in d and not _has_status(d) and "done" not in d and not _envelope_ok(d.get("code")):
         return _envelope_error(d)
+    # An aggregator names the resolved backend model beside its envelope, not inside the vendor's task.
+    outer_model = _str(d.get("model"))
     inner = _map(d.get("data"))
     if inner is not None and not _has_status(d) and "done" not in d:
         if "task_status" in inner or "task_result" in inner:
@@ -296,7 +298,7 @@ def _parse_task(data: object) -> TaskState:
         failure_code=code,
         safety=status in ("failed", "cancelled") and _is_safety(reason, code),
         not_exist=not_exist,
-        model=_str(d.get("model")),
+        model=_str(d.get("model")) or outer_model,
         expires_at=_int(d.get("expires_at")),
         vendor=vendor,
         raw=data,
