@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import math
+from typing import Any
+
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import genguard
 from genguard import Attempt, Outcome, ToolCall, Usage
@@ -162,3 +169,108 @@ def test_tool_call_arguments_parse_or_say_why() -> None:
 def test_attempt_to_dict() -> None:
     a = Attempt(number=1, code="rate_limited", status=429, wait_s=2.5)
     assert a.to_dict()["wait_s"] == 2.5
+
+
+# -- the hand-written initialisers and the lean usage reader ---------------------------------------------
+
+
+def _declared_default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    assert f.default_factory is not dataclasses.MISSING, f.name
+    return f.default_factory()
+
+
+@pytest.mark.parametrize("cls", [Outcome, Usage])
+def test_init_takes_exactly_the_declared_fields_in_order_with_their_defaults(cls: type) -> None:
+    params = list(inspect.signature(cls).parameters.values())
+    declared = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in declared]
+    for p, f in zip(params, declared, strict=True):
+        assert p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD
+        expected = (
+            inspect.Parameter.empty
+            if f.default is f.default_factory is dataclasses.MISSING
+            else (_declared_default(f))
+        )
+        assert p.default == expected, f.name
+
+
+@pytest.mark.parametrize("cls", [Outcome, Usage])
+def test_init_stores_every_field_positionally_and_by_name(cls: type) -> None:
+    names = [f.name for f in dataclasses.fields(cls)]
+    values = [object() for _ in names]
+    for built in (cls(*values), cls(**dict(zip(names, values, strict=True)))):
+        assert [getattr(built, n) for n in names] == values
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.__setattr__(names[0], 1)
+
+
+def test_defaults_equal_the_declared_ones_and_replace_keeps_the_rest() -> None:
+    o = Outcome(True)
+    assert (o.extra, o.history, o.attempts, o.endpoint, o.kind) == ({}, (), 1, "chat", None)
+    changed = o.replace(text="t", attempts=3)
+    assert (changed.text, changed.attempts, changed.ok, changed.endpoint) == ("t", 3, True, "chat")
+    assert o == Outcome(True) != changed
+
+
+def _usage_reference(data: dict[str, Any]) -> tuple[Any, ...] | None:
+    """The general reading, written out plainly: the lean path must agree with it on every dict."""
+
+    def num(*keys: str) -> int | None:
+        for k in keys:
+            v = data.get(k)
+            if isinstance(v, int) and not isinstance(v, bool):
+                return v
+            if isinstance(v, float) and math.isfinite(v):
+                return int(v)
+        return None
+
+    if not data:
+        return None
+    p, c, t = (
+        num("prompt_tokens", "input_tokens"),
+        num("completion_tokens", "output_tokens"),
+        num("total_tokens"),
+    )
+    if t is None and p is not None and c is not None:
+        t = p + c
+    known = {"prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens"}
+    details = {k: v for k, v in data.items() if k not in known} or None
+    if p is None and c is None and t is None and details is None:
+        return None
+    return (p, c, t, details)
+
+
+_counts = st.one_of(
+    st.none(), st.booleans(), st.integers(-5, 10**12), st.floats(allow_nan=True), st.text(max_size=3)
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(
+        st.sampled_from(["prompt_tokens", "completion_tokens", "total_tokens", "input_tokens", "output_tokens",
+                         "prompt_tokens_details", "cost"]),
+        _counts,
+    )
+)  # fmt: skip
+def test_usage_from_dict_agrees_with_the_general_reading(data: dict[str, Any]) -> None:
+    u = Usage.from_dict(data)
+    ref = _usage_reference(data)
+    assert (None if u is None else (u.prompt_tokens, u.completion_tokens, u.total_tokens, u.details)) == ref
+
+
+def test_usage_from_dict_common_shapes() -> None:
+    assert Usage.from_dict({"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}) == Usage(5, 4, 9)
+    openai = {
+        "prompt_tokens": 5,
+        "completion_tokens": 4,
+        "total_tokens": 9,
+        "prompt_tokens_details": {"cached_tokens": 2},
+    }
+    assert Usage.from_dict(openai) == Usage(5, 4, 9, {"prompt_tokens_details": {"cached_tokens": 2}})
+    assert Usage.from_dict({"prompt_tokens": True, "completion_tokens": 4, "total_tokens": 9}) == Usage(
+        None, 4, 9
+    )
+    assert Usage.from_dict({"input_tokens": 3, "output_tokens": 2}) == Usage(3, 2, 5)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from typing import Self
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_USAGE_KEYS = frozenset(
+    {"prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens"}
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,9 +38,32 @@ class Usage:
     total_tokens: int | None = None
     details: Mapping[str, Any] | None = None
 
+    def __init__(
+        self,
+        prompt_tokens: int | None = None,
+        completion_tokens: int | None = None,
+        total_tokens: int | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        # Written by hand for speed, like Outcome.__init__ (see there); the same fields, order and defaults.
+        _set_prompt(self, prompt_tokens)
+        _set_completion(self, completion_tokens)
+        _set_total(self, total_tokens)
+        _set_details(self, details)
+
     @classmethod
     def from_dict(cls, data: object) -> Usage | None:
         """Read an OpenAI-style ``usage`` object (also ``input_tokens``/``output_tokens``); ``None`` if absent."""
+        if type(data) is dict:
+            # The usual usage object: the three counts as plain ints (bool is not int here), details beside.
+            prompt = data.get("prompt_tokens")
+            completion = data.get("completion_tokens")
+            total = data.get("total_tokens")
+            if type(prompt) is int and type(completion) is int and type(total) is int:
+                if len(data) == 3:
+                    return cls(prompt, completion, total)
+                rest = {k: v for k, v in data.items() if k not in _USAGE_KEYS}
+                return cls(prompt, completion, total, rest or None)
         if not isinstance(data, Mapping) or not data:
             return None
 
@@ -57,8 +83,7 @@ class Usage:
         total = num("total_tokens")
         if total is None and prompt is not None and completion is not None:
             total = prompt + completion
-        known = {"prompt_tokens", "input_tokens", "completion_tokens", "output_tokens", "total_tokens"}
-        details = {k: v for k, v in data.items() if k not in known} or None
+        details = {k: v for k, v in data.items() if k not in _USAGE_KEYS} or None
         if prompt is None and completion is None and total is None and details is None:
             return None
         return cls(prompt, completion, total, details)
@@ -101,7 +126,11 @@ class ToolCall:
             raise ValueError(f"tool call {self.name!r} has arguments that are not JSON: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "function": {"name": self.name, "arguments": self.arguments}}
+        return {
+            "id": self.id,
+            "type": self.type,
+            "function": {"name": self.name, "arguments": self.arguments},
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,6 +193,58 @@ class Outcome:
     parsed: Any = None
 
     # -- construction ----------------------------------------------------------------------------
+
+    def __init__(
+        self,
+        ok: bool,
+        kind: Kind | None = None,
+        code: str | None = None,
+        retryable: bool = False,
+        retry_after_s: float | None = None,
+        status: int | None = None,
+        message: str | None = None,
+        param: str | None = None,
+        provider_code: str | None = None,
+        provider_type: str | None = None,
+        request_id: str | None = None,
+        finish_reason: str | None = None,
+        text: str | None = None,
+        tool_calls: tuple[ToolCall, ...] | None = None,
+        usage: Usage | None = None,
+        attempts: int = 1,
+        cause: str | None = None,
+        fix: str | None = None,
+        endpoint: Endpoint = "chat",
+        extra: Mapping[str, Any] = _EMPTY,
+        history: tuple[Attempt, ...] = (),
+        parsed: Any = None,
+    ) -> None:
+        # An Outcome is built for every call and every stream. The __init__ that dataclass generates for a
+        # frozen class goes through object.__setattr__ once per field; writing each slot through its
+        # descriptor builds the same value in about half the time. dataclass keeps an __init__ the class
+        # defines; a test holds its fields, order and defaults equal to the declared ones.
+        _set_ok(self, ok)
+        _set_kind(self, kind)
+        _set_code(self, code)
+        _set_retryable(self, retryable)
+        _set_retry_after_s(self, retry_after_s)
+        _set_status(self, status)
+        _set_message(self, message)
+        _set_param(self, param)
+        _set_provider_code(self, provider_code)
+        _set_provider_type(self, provider_type)
+        _set_request_id(self, request_id)
+        _set_finish_reason(self, finish_reason)
+        _set_text(self, text)
+        _set_tool_calls(self, tool_calls)
+        _set_usage(self, usage)
+        _set_attempts(self, attempts)
+        _set_cause(self, cause)
+        _set_fix(self, fix)
+        _set_endpoint(self, endpoint)
+        _set_extra(self, extra)
+        _set_history(self, history)
+        _set_parsed(self, parsed)
 
     @classmethod
     def success(cls, *, endpoint: Endpoint = "chat", **fields: Any) -> Outcome:
@@ -265,6 +346,38 @@ class Outcome:
     def to_json(self) -> str:
         """``to_dict()`` as one line of JSON."""
         return orjson.dumps(self.to_dict(), default=_json_default).decode()
+
+
+def _slot_setters(cls: type) -> list[Any]:
+    """Each field's slot descriptor ``__set__``, in field order (what the hand-written __init__s call)."""
+    return [getattr(cls, f.name).__set__ for f in fields(cls)]
+
+
+_set_prompt, _set_completion, _set_total, _set_details = _slot_setters(Usage)
+(
+    _set_ok,
+    _set_kind,
+    _set_code,
+    _set_retryable,
+    _set_retry_after_s,
+    _set_status,
+    _set_message,
+    _set_param,
+    _set_provider_code,
+    _set_provider_type,
+    _set_request_id,
+    _set_finish_reason,
+    _set_text,
+    _set_tool_calls,
+    _set_usage,
+    _set_attempts,
+    _set_cause,
+    _set_fix,
+    _set_endpoint,
+    _set_extra,
+    _set_history,
+    _set_parsed,
+) = _slot_setters(Outcome)
 
 
 def _json_default(obj: Any) -> Any:
