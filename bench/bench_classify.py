@@ -93,7 +93,9 @@ def main() -> None:
 
     outcome = classify_http(200, HEADERS, BODY)
     assert outcome.ok, outcome
-    assert (outcome.text, outcome.usage, outcome.request_id) != (None, None, None), outcome
+    assert outcome.text, outcome
+    assert outcome.usage, outcome
+    assert outcome.request_id, outcome
     loads = orjson.loads
     contenders: dict[str, Callable[[], object]] = {
         "floor: orjson.loads": lambda: loads(BODY),
