@@ -13,11 +13,11 @@ by plain and streamed chat; it and the chat-body reader live in ``_chat_body`` a
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import httpx
 import orjson
 
 from ._chat_body import _invalid, _is_map, _request_id, classify_chat_body, finish_outcome
@@ -323,27 +323,18 @@ def classify_error(
     return outcome.with_extra(**extra) if extra else outcome
 
 
-_TRANSPORT_NAMES = {
-    httpx.ConnectTimeout: "could not connect in time",
-    httpx.ReadTimeout: "the server sent nothing for too long",
-    httpx.WriteTimeout: "could not send the request in time",
-    httpx.PoolTimeout: "no free connection in the pool in time",
-    httpx.ConnectError: "could not connect",
-    httpx.ReadError: "the connection failed while reading",
-    httpx.WriteError: "the connection failed while sending",
-    httpx.RemoteProtocolError: "the server broke the HTTP protocol (closed mid-answer?)",
-}
-
-
 def classify_exception(
     exc: BaseException, *, endpoint: Endpoint = "chat", secrets: Iterable[str] = ()
 ) -> Outcome:
     """The Outcome of a transport failure: ``timeout`` for timeouts, ``connection_error`` for refused, reset,
     closed or broken connections. Anything else raises ``TypeError``: a bug must not pass for a network fault.
 
+    >>> import httpx
     >>> classify_exception(httpx.ConnectError("[Errno 111] Connection refused")).code
     'connection_error'
     """
+    import httpx  # here, not at the top: reading captures (explain) never needs the HTTP client
+
     if isinstance(exc, httpx.TimeoutException | TimeoutError):
         code = "timeout"
     elif isinstance(exc, httpx.DecodingError | httpx.TooManyRedirects):
@@ -352,7 +343,7 @@ def classify_exception(
         code = "connection_error"
     else:
         raise TypeError(f"not a transport failure: {type(exc).__name__}: {exc}") from exc
-    what = next((v for k, v in _TRANSPORT_NAMES.items() if isinstance(exc, k)), None)
+    what = next((v for k, v in _transport_names(httpx).items() if isinstance(exc, k)), None)
     detail = str(exc).strip()
     parts = [type(exc).__name__]
     if what:
@@ -442,3 +433,17 @@ def classify_http(
     if endpoint == "image":
         return image_outcome(data, status=status, headers=headers)
     return task_outcome(parse_task(data), status=status, headers=headers)
+
+
+@functools.cache
+def _transport_names(httpx: Any) -> dict[type[BaseException], str]:
+    return {
+        httpx.ConnectTimeout: "could not connect in time",
+        httpx.ReadTimeout: "the server sent nothing for too long",
+        httpx.WriteTimeout: "could not send the request in time",
+        httpx.PoolTimeout: "no free connection in the pool in time",
+        httpx.ConnectError: "could not connect",
+        httpx.ReadError: "the connection failed while reading",
+        httpx.WriteError: "the connection failed while sending",
+        httpx.RemoteProtocolError: "the server broke the HTTP protocol (closed mid-answer?)",
+    }

@@ -18,8 +18,6 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
-import httpx
-
 __all__ = [
     "get_header",
     "parse_duration",
@@ -58,6 +56,9 @@ _HINT_PART_RE = re.compile(rf"({_NUM})\s*({_WORD_UNIT_RE})(?![a-z])", re.IGNOREC
 _EPOCH_THRESHOLD = 1e9
 
 
+_CASE_INSENSITIVE: dict[type, bool] = {}
+
+
 def get_header(headers: Mapping[str, str] | None, name: str) -> str | None:
     """The value of header ``name`` (lower case) from ``httpx.Headers`` or any mapping, in any letter case.
 
@@ -66,7 +67,12 @@ def get_header(headers: Mapping[str, str] | None, name: str) -> str | None:
     """
     if not headers:
         return None
-    if isinstance(headers, httpx.Headers):
+    cls = type(headers)
+    if _CASE_INSENSITIVE.get(cls) is None:
+        # httpx's and starlette's Headers already ignore case; checking the type's home once per type keeps
+        # httpx out of the import of this pure module (and of `genguard explain`).
+        _CASE_INSENSITIVE[cls] = cls.__module__.partition(".")[0] in ("httpx", "starlette")
+    if _CASE_INSENSITIVE[cls]:
         value = headers.get(name)
         return None if value is None else str(value)
     value = headers.get(name)
