@@ -1,16 +1,24 @@
 """Client CPU per plain call and per streamed chunk: genguard vs the official openai SDK vs raw httpx + orjson.
 
-A bare Starlette server runs in another process (so its CPU is not counted) and answers every client the
-same chat completion, or the same 500-chunk stream. CPU is ``time.process_time()`` in this process.
+A bare Starlette server runs in another process (so its CPU is not counted) on 127.0.0.1 and answers every
+client the same chat completion, or the same 500-chunk stream. CPU is ``time.process_time()`` in this process.
 
-    .venv/bin/python bench/bench_client.py [--calls 300] [--streams 20]
+Fairness: every contender is warmed up the same way (same number of plain calls and streams, so connection
+pools, imports and caches are hot for all), then the contenders are timed in rounds, each round timing every
+contender once, with the order rotated each round (genguard, SDK, raw; SDK, raw, genguard; ...) so no one
+always runs first or last. A round times ``--calls`` plain calls, then ``--streams`` streams, per contender.
+The best round is what the code costs when the machine leaves it alone; the median shows the spread.
+
+    .venv/bin/python bench/bench_client.py [--calls 300] [--streams 4] [--rounds 9] [--warmup 100]
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import multiprocessing
 import socket
+import statistics
 import time
 from collections.abc import Callable
 
@@ -19,6 +27,7 @@ import orjson
 
 CHUNKS = 500
 MSGS = [{"role": "user", "content": "hi"}]
+KEY = "sk-bench-0000000000000000"
 
 
 def _serve(port: int) -> None:
@@ -65,41 +74,26 @@ def _free_port() -> int:
 
 
 def _cpu(fn: Callable[[], object], n: int) -> float:
-    for _ in range(min(20, n)):
-        fn()  # warm up connections and caches
+    """CPU seconds per call of ``fn``, over ``n`` calls, starting from a clean garbage collector."""
+    gc.collect()
     start = time.process_time()
     for _ in range(n):
         fn()
     return (time.process_time() - start) / n
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--calls", type=int, default=300)
-    parser.add_argument("--streams", type=int, default=20)
-    args = parser.parse_args()
-    port = _free_port()
-    proc = multiprocessing.Process(target=_serve, args=(port,), daemon=True)
-    proc.start()
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(200):
-        try:
-            httpx.post(url + "/chat/completions", content=b"{}")
-            break
-        except httpx.HTTPError:
-            time.sleep(0.05)
-
+def _contenders(url: str) -> list[tuple[str, Callable[[], object], Callable[[], object], Callable[[], None]]]:
     import openai
 
-    import genguard._client as gc
+    import genguard._client as gc_
 
-    key = "sk-bench-0000000000000000"
-    sdk = openai.OpenAI(base_url=url, api_key=key, max_retries=0)
-    gg = gc.Client(url, api_key=key)
-    raw = httpx.Client(headers={"authorization": f"Bearer {key}"})
+    sdk = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
+    gg = gc_.Client(url, api_key=KEY)
+    raw = httpx.Client(headers={"authorization": f"Bearer {KEY}"})
+    chat_url = url + "/chat/completions"
 
     def raw_plain() -> object:
-        r = raw.post(url + "/chat/completions", content=orjson.dumps({"model": "gpt-4o-mini", "messages": MSGS}),
+        r = raw.post(chat_url, content=orjson.dumps({"model": "gpt-4o-mini", "messages": MSGS}),
                      headers={"content-type": "application/json"})  # fmt: skip
         data = orjson.loads(r.content)
         return data["choices"][0]["message"]["content"]
@@ -107,7 +101,7 @@ def main() -> None:
     def raw_stream() -> object:
         text = []
         body = orjson.dumps({"model": "gpt-4o-mini", "messages": MSGS, "stream": True})
-        with raw.stream("POST", url + "/chat/completions", content=body) as r:
+        with raw.stream("POST", chat_url, content=body) as r:
             for line in r.iter_lines():
                 if line.startswith("data: ") and line != "data: [DONE]":
                     choices = orjson.loads(line[6:])["choices"]
@@ -136,24 +130,81 @@ def main() -> None:
         assert s.outcome.ok, s.outcome.summary()
         return "".join(out)
 
+    assert gg_plain() == sdk_plain() == raw_plain()
     assert gg_stream() == sdk_stream() == raw_stream()
-    rows = []
-    for name, plain, stream in (("genguard", gg_plain, gg_stream), ("openai SDK", sdk_plain, sdk_stream),
-                                ("raw httpx+orjson", raw_plain, raw_stream)):  # fmt: skip
-        per_call = _cpu(plain, args.calls)
-        per_chunk = _cpu(stream, args.streams) / CHUNKS
-        rows.append((name, per_call, per_chunk))
-    proc.terminate()
-    g, s, r = rows
-    print(f"{'client':<18} {'CPU/plain call':>15} {'CPU/stream chunk':>17}")
-    for name, pc, ch in rows:
-        print(f"{name:<18} {pc * 1e6:>12.0f} us {ch * 1e6:>14.2f} us")
+    return [
+        ("genguard", gg_plain, gg_stream, gg.close),
+        ("openai SDK", sdk_plain, sdk_stream, sdk.close),
+        ("raw httpx+orjson", raw_plain, raw_stream, raw.close),
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=300, help="plain calls per contender per round")
+    parser.add_argument("--streams", type=int, default=4, help="500-chunk streams per contender per round")
+    parser.add_argument("--rounds", type=int, default=9, help="timed rounds (best and median reported)")
+    parser.add_argument("--warmup", type=int, default=100, help="untimed plain calls per contender first")
+    args = parser.parse_args()
+    port = _free_port()
+    proc = multiprocessing.Process(target=_serve, args=(port,), daemon=True)
+    proc.start()
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        for _ in range(200):
+            try:
+                httpx.post(url + "/chat/completions", content=b"{}")
+                break
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        contenders = _contenders(url)
+        # The same warm-up for all, interleaved, so none profits from another's warm caches or a quiet moment.
+        for _ in range(args.warmup // 10):
+            for _name, plain, stream, _close in contenders:
+                for _ in range(10):
+                    plain()
+        for _ in range(2):
+            for _name, _plain, stream, _close in contenders:
+                stream()
+        plains: dict[str, list[float]] = {c[0]: [] for c in contenders}
+        chunks: dict[str, list[float]] = {c[0]: [] for c in contenders}
+        wall = time.perf_counter()
+        for r in range(args.rounds):
+            order = contenders[r % len(contenders) :] + contenders[: r % len(contenders)]
+            for name, plain, _stream, _close in order:
+                plains[name].append(_cpu(plain, args.calls))
+            for name, _plain, stream, _close in order:
+                chunks[name].append(_cpu(stream, args.streams) / CHUNKS)
+        wall = time.perf_counter() - wall
+        for _name, _plain, _stream, close in contenders:
+            close()
+    finally:
+        proc.terminate()
+        proc.join(5)
+
+    names = [c[0] for c in contenders]
+    best_p = {n: min(plains[n]) for n in names}
+    med_p = {n: statistics.median(plains[n]) for n in names}
+    best_c = {n: min(chunks[n]) for n in names}
+    med_c = {n: statistics.median(chunks[n]) for n in names}
     print(
-        f"genguard / SDK:  plain {g[1] / s[1]:.2f} (target <= 0.7), stream {g[2] / s[2]:.2f} (target <= 0.5)"
+        f"{args.rounds} rounds of {args.calls} plain calls and {args.streams} streams x {CHUNKS} chunks per "
+        f"contender, order rotated each round; {wall:.1f} s timed"
     )
-    print(
-        f"genguard / raw:  plain {g[1] / r[1]:.2f} (target <= 1.2), chunk  {g[2] / r[2]:.2f} (target <= 1.5)"
-    )
+    print(f"{'client':<18} {'plain best':>11} {'median':>9} {'chunk best':>11} {'median':>9}")
+    for n in names:
+        print(
+            f"{n:<18} {best_p[n] * 1e6:>8.0f} us {med_p[n] * 1e6:>6.0f} us "
+            f"{best_c[n] * 1e6:>8.2f} us {med_c[n] * 1e6:>6.2f} us"
+        )
+    g, s, r = names
+    for label, other, plain_target, chunk_target in (("SDK", s, 0.7, 0.5), ("raw httpx", r, 1.2, 1.5)):
+        print(
+            f"genguard / {label:<9}: plain {best_p[g] / best_p[other]:.2f} best, "
+            f"{med_p[g] / med_p[other]:.2f} median (target <= {plain_target}); "
+            f"chunk {best_c[g] / best_c[other]:.2f} best, {med_c[g] / med_c[other]:.2f} median "
+            f"(target <= {chunk_target})"
+        )
 
 
 if __name__ == "__main__":
