@@ -160,7 +160,7 @@ def main() -> None:
         contenders = _contenders(url)
         # The same warm-up for all, interleaved, so none profits from another's warm caches or a quiet moment.
         for _ in range(args.warmup // 10):
-            for _name, plain, stream, _close in contenders:
+            for _name, plain, _stream, _close in contenders:
                 for _ in range(10):
                     plain()
         for _ in range(2):
