@@ -15,7 +15,7 @@ import click
 import orjson
 
 from .._errors import redact
-from .._outcome import Outcome
+from .._outcome import Outcome, _json_default
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,7 +81,7 @@ def keys_argument(api_key: Sequence[str] | str | None) -> list[str] | None:
 
 def echo_json(data: Any, *, secrets: Sequence[str] = ()) -> None:
     """Print one JSON object on one line, with any key masked."""
-    text = orjson.dumps(data, default=_default).decode()
+    text = orjson.dumps(data, default=_json_default).decode()
     click.echo(redact(text, secrets))
 
 
@@ -96,13 +96,3 @@ def fail_usage(message: str) -> NoReturn:
     """Exit 2 with ``message`` on stderr: bad usage or configuration, nothing was generated."""
     click.echo(f"genguard: {message}", err=True)
     sys.exit(EXIT_USAGE)
-
-
-def _default(obj: Any) -> Any:
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    if hasattr(obj, "model_dump"):
-        return obj.model_dump()
-    if isinstance(obj, set | frozenset | tuple):
-        return list(obj)
-    return str(obj)
