@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -21,6 +22,48 @@ def test_policy_is_immutable_and_increment_returns_a_longer_history() -> None:
     assert [a.number for a in r.history] == [1, 2]
     with pytest.raises(AttributeError):
         p.max_attempts = 9  # type: ignore[misc]
+
+
+@given(
+    max_attempts=st.integers(1, 9),
+    jitter=st.floats(0, 3),
+    deadline=st.none() | st.floats(0, 100),
+    retry_on=st.none() | st.frozensets(st.sampled_from(sorted(CODES))),
+    reask=st.integers(0, 3),
+    raise_tokens=st.booleans(),
+)
+def test_increment_keeps_every_setting_as_dataclasses_replace_does(
+    max_attempts: int,
+    jitter: float,
+    deadline: float | None,
+    retry_on: frozenset[str] | None,
+    reask: int,
+    raise_tokens: bool,
+) -> None:
+    p = RetryPolicy(
+        max_attempts=max_attempts,
+        jitter=jitter,
+        deadline=deadline,
+        retry_on=retry_on,
+        fallback_on={"timeout"},
+        reask_on_silent=reask,
+        raise_max_tokens_on_truncated=raise_tokens,
+    ).increment(Attempt(1, "timeout"))
+    attempt = Attempt(2, "server_error", 503)
+    q = p.increment(attempt)
+    assert q == dataclasses.replace(p, history=(*p.history, attempt))
+    assert q.history == (Attempt(1, "timeout"), attempt)
+    assert repr(q) == repr(dataclasses.replace(p, history=q.history))
+
+
+def test_increment_on_a_subclass_keeps_the_subclass_and_its_fields() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Tagged(RetryPolicy):
+        tag: str = "x"
+
+    q = Tagged(max_attempts=2, tag="y").increment(Attempt(1, "timeout"))
+    assert type(q) is Tagged
+    assert (q.tag, q.max_attempts, len(q.history)) == ("y", 2, 1)
 
 
 def test_retryable_codes_retry_with_the_server_wait_in_full() -> None:

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
+from operator import attrgetter
 from typing import Literal
 
 from ._outcome import Attempt, Outcome
@@ -92,7 +93,15 @@ class RetryPolicy:
 
     def increment(self, attempt: Attempt) -> RetryPolicy:
         """A new policy whose history ends with ``attempt``."""
-        return replace(self, history=(*self.history, attempt))
+        # The fields were checked and frozen when this policy was made: copy them slot by slot instead of
+        # running __init__ and __post_init__ again, as dataclasses.replace would. A subclass may add fields.
+        if type(self) is not RetryPolicy:
+            return replace(self, history=(*self.history, attempt))
+        new = _new_policy(RetryPolicy)
+        for setter, value in zip(_POLICY_SETTERS, _read_policy(self), strict=True):
+            setter(new, value)
+        _set_history(new, (*self.history, attempt))
+        return new
 
     # -- verdicts -------------------------------------------------------------------------------
 
@@ -166,3 +175,12 @@ class RetryPolicy:
         if fallbacks_left and (outcome.code or "") in self.fallback_on:
             return Decision("fallback", outcome=outcome)
         return Decision("stop", outcome=outcome)
+
+
+_POLICY_FIELDS = tuple(f.name for f in fields(RetryPolicy) if f.name != "history")
+_read_policy = attrgetter(*_POLICY_FIELDS)
+# Each slot's own descriptor writes past the frozen __setattr__, as object.__setattr__ does, without the lookup.
+_SLOT_SETTERS = {f.name: getattr(RetryPolicy, f.name).__set__ for f in fields(RetryPolicy)}
+_POLICY_SETTERS = tuple(_SLOT_SETTERS[name] for name in _POLICY_FIELDS)
+_set_history = _SLOT_SETTERS["history"]
+_new_policy = object.__new__
