@@ -278,6 +278,41 @@ def test_refused_key_rotates_to_the_next_and_stays_skipped(sim: Simulator) -> No
     assert bad not in o.to_json()
 
 
+def test_each_request_carries_its_own_key_and_both_clients_headers(sim: Simulator) -> None:
+    good = "sk-good-key-abcdefghijkl"
+    bad = "sk-bad-key-abcdefghijklm"
+    sim.configure(api_keys=(good,))
+    sent: list[httpx.Headers] = []
+
+    def hook(request: httpx.Request) -> None:
+        sent.append(httpx.Headers(request.headers))
+        request.headers["x-changed-by-hook"] = "1"  # must not reach the next request
+
+    http = httpx.Client(headers={"x-app": "b"}, event_hooks={"request": [hook]})
+    with (
+        http,
+        Client(sim.base_url, api_key=[bad, good], headers={"x-team": "a"}, retry=FAST, http_client=http) as c,
+    ):
+        first = c.chat(model="gpt-4o-mini", messages=MSGS)
+        with c.stream(model="gpt-4o-mini", messages=MSGS) as s:
+            list(s)
+    assert first.ok
+    assert s.outcome.ok
+    assert [h["authorization"] for h in sent] == [f"Bearer {bad}", f"Bearer {good}", f"Bearer {good}"]
+    assert all((h["x-app"], h["x-team"], h["content-type"]) == ("b", "a", "application/json") for h in sent)
+    assert all("x-changed-by-hook" not in h for h in sent)
+
+
+def test_a_timeout_changed_after_creation_applies_to_the_next_call(sim: Simulator) -> None:
+    with client_for(sim, "timeout", timeout=30, retry=RetryPolicy(max_attempts=1)) as c:
+        c.timeout = 0.3
+        t = time.monotonic()
+        o = c.chat(model="gpt-4o-mini", messages=MSGS)
+        took = time.monotonic() - t
+    assert o.code == "timeout"
+    assert took < 3
+
+
 def test_exhausted_quota_rotates_to_the_next_key(sim: Simulator) -> None:
     sim.configure(quota_tokens=5)
     with client_for(sim, api_key="sk-first-key-abcdefghij") as c:

@@ -96,10 +96,18 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def _import_classify() -> Any:
-    from . import _classify
+_classify_module: Any = None
 
-    return _classify
+
+def _import_classify() -> Any:
+    # Imported on first use (it pulls in the whole failure model), then kept: an import statement per call
+    # still walks the import machinery.
+    global _classify_module
+    if _classify_module is None:
+        from . import _classify
+
+        _classify_module = _classify
+    return _classify_module
 
 
 class BaseClient:
@@ -133,7 +141,12 @@ class BaseClient:
         # Index of the first key not yet refused: a key that failed for good is skipped by later calls too.
         self._key_start = 0
         self._headers_by_key: dict[str | None, dict[str, str]] = {}
+        # Per-call work done once: httpx parses a URL given as text on every request (about half of what
+        # build_request costs) and copies a dict of headers into its own type each time.
         self._chat_url = self.base_url + "/chat/completions"
+        self._chat_target: httpx.URL | None = None
+        self._httpx_headers_by_key: dict[str | None, httpx.Headers] = {}
+        self._timeouts: dict[tuple[float, float], httpx.Timeout] = {}
         self._images: Any = None
         self._videos: Any = None
 
@@ -165,8 +178,22 @@ class BaseClient:
 
     def _timeout(self, read: float, remaining: float | None) -> httpx.Timeout:
         if remaining is not None:
+            # What is left of a deadline differs on every attempt: nothing worth keeping.
             read = min(read, remaining)
-        return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+            return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+        key = (read, self.connect_timeout)
+        cached = self._timeouts.get(key)
+        if cached is None:
+            cached = httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+            self._timeouts[key] = cached
+        return cached
+
+    def _httpx_headers(self, key: str | None) -> httpx.Headers:
+        cached = self._httpx_headers_by_key.get(key)
+        if cached is None:
+            # httpx merges these into a copy for each request; this one is never handed out to change.
+            cached = self._httpx_headers_by_key[key] = httpx.Headers(self.headers_for(key))
+        return cached
 
     def _chat_body(
         self, model: str, messages: Sequence[Any], params: Mapping[str, Any], stream: bool
@@ -290,7 +317,9 @@ class BaseClient:
             fields["usage"] = usage_total
         if outcome.message and secrets:
             fields["message"] = mask(outcome.message, secrets)
-        return outcome.replace(**fields).with_extra(model=current, cost_usd=cost_total)
+        # One copy instead of two (replace, then with_extra): the same fields and extra.
+        fields["extra"] = {**outcome.extra, "model": current, "cost_usd": cost_total}
+        return outcome.replace(**fields)
 
     @staticmethod
     def _reask_messages(
@@ -349,11 +378,15 @@ class BaseClient:
         if send.patch:
             body = {**body, **send.patch}
         body["model"] = send.model
+        target = self._chat_target
+        if target is None:
+            # Parsed at the first call, not in __init__, so a bad base URL fails where it always did.
+            target = self._chat_target = httpx.URL(self._chat_url)
         return http.build_request(
             "POST",
-            self._chat_url,
+            target,
             content=orjson.dumps(body),
-            headers=self.headers_for(send.key),
+            headers=self._httpx_headers(send.key),
             timeout=self._timeout(self.stall_timeout if stream else self.timeout, send.timeout),
         )
 
