@@ -34,6 +34,8 @@ class AsyncClient(BaseClient):
     ...     outcome = await c.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
     """
 
+    _is_async = True
+
     def __init__(
         self,
         base_url: str | None = None,

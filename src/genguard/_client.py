@@ -57,6 +57,7 @@ from ._testing import is_testing, testing_attempts
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._aclient import AsyncClient
     from ._chat import ChatStream
 
 __all__ = ["AsyncClient", "BaseClient", "Client", "Hook"]
@@ -112,6 +113,8 @@ def _import_classify() -> Any:
 
 class BaseClient:
     """Configuration and every pure decision shared by :class:`Client` and :class:`AsyncClient`."""
+
+    _is_async = False  # which twin of the media helpers to build
 
     def __init__(
         self,
@@ -441,7 +444,7 @@ class BaseClient:
         """Image generation on this client (``genguard._images``), created on first use."""
         if self._images is None:
             _images = importlib.import_module("genguard._images")
-            self._images = (_images.AsyncImages if isinstance(self, AsyncClient) else _images.Images)(self)
+            self._images = (_images.AsyncImages if self._is_async else _images.Images)(self)
         return self._images
 
     @property
@@ -449,7 +452,7 @@ class BaseClient:
         """Video tasks on this client (``genguard._videos``), created on first use."""
         if self._videos is None:
             _videos = importlib.import_module("genguard._videos")
-            self._videos = (_videos.AsyncVideos if isinstance(self, AsyncClient) else _videos.Videos)(self)
+            self._videos = (_videos.AsyncVideos if self._is_async else _videos.Videos)(self)
         return self._videos
 
 
@@ -666,5 +669,11 @@ class Client(BaseClient):
         return self._drive(loop, send)
 
 
-# Imported last: AsyncClient builds on BaseClient above, and callers keep importing both from here.
-from ._aclient import AsyncClient  # noqa: E402
+def __getattr__(name: str) -> Any:
+    # Callers import both clients from here, but AsyncClient lives in _aclient, which builds on BaseClient:
+    # loaded on first use, so either module can be imported first without a cycle.
+    if name == "AsyncClient":
+        from ._aclient import AsyncClient
+
+        return AsyncClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
