@@ -492,6 +492,17 @@ def test_exception_connect_refused() -> None:
     assert o.message.startswith("ConnectError")
 
 
+def test_exception_connect_refused_names_the_url_without_its_query() -> None:
+    # A user with the default base URL, or a mistyped port, must see where genguard tried to connect.
+    port = _closed_port()
+    with pytest.raises(httpx.ConnectError) as info:
+        httpx.get(f"http://127.0.0.1:{port}/v1/models?key=AIzaSyA0123456789abcdefghijk", timeout=2)
+    message = classify_exception(info.value).message or ""
+    assert f"could not connect to http://127.0.0.1:{port}/v1/models:" in message
+    assert "AIzaSy" not in message
+    assert "?" not in message
+
+
 def test_exception_read_timeout(silent_server: str) -> None:
     with pytest.raises(httpx.ReadTimeout) as info:
         httpx.get(silent_server + "/v1/models", timeout=httpx.Timeout(2, read=0.2))

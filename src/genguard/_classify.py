@@ -346,8 +346,11 @@ def classify_exception(
     what = next((v for k, v in _transport_names(httpx).items() if isinstance(exc, k)), None)
     detail = str(exc).strip()
     parts = [type(exc).__name__]
+    target = _target(exc)
     if what:
-        parts.append(what)
+        parts.append(f"{what} to {target}" if target else what)
+    elif target:
+        parts.append(target)
     if detail:
         parts.append(detail)
     message = redact(": ".join(parts)[:1000], tuple(secrets))
@@ -433,6 +436,21 @@ def classify_http(
     if endpoint == "image":
         return image_outcome(data, status=status, headers=headers)
     return task_outcome(parse_task(data), status=status, headers=headers)
+
+
+def _target(exc: BaseException) -> str | None:
+    """Where the failed request was going, without query or credentials: a refused connection to a default
+    or mistyped base URL is only fixable when the message says which URL it was."""
+    try:
+        url = exc.request.url  # type: ignore[attr-defined]
+    except (AttributeError, RuntimeError):  # httpx raises RuntimeError when no request is attached
+        return None
+    try:
+        host = f"[{url.host}]" if ":" in url.host else url.host
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{host}{port}{url.path}" if host else None
+    except AttributeError:
+        return None
 
 
 @functools.cache
