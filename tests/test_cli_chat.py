@@ -71,6 +71,18 @@ def test_missing_key_exits_2_naming_the_variables(sim: Simulator, monkeypatch: p
     assert "GENGUARD_API_KEY" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "command",
+    [["chat", "Hi"], ["doctor"], ["image", "Hi", "-m", "dall-e-2"], ["video", "Hi", "-m", "sora-2"]],
+)
+def test_base_url_without_scheme_exits_2_naming_it(command: list[str]) -> None:
+    # Sent as is, it used to end as a retried connection_error with exit 1.
+    result = CliRunner().invoke(cli, [*command, "--base-url", "localhost:8000/v1", "--api-key", KEY])
+    assert result.exit_code == 2, result.output
+    assert "'localhost:8000/v1' from the base_url argument (--base-url)" in result.stderr
+    assert KEY not in result.output
+
+
 def test_key_never_printed(sim: Simulator) -> None:
     sim.configure(api_keys=("sk-other-abcdefghijklmn",))
     for extra in ([], ["--json"], ["--stream"]):

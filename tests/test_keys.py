@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 import genguard._testing as testing
+from genguard._exceptions import ConfigError
 from genguard._keys import KeyPool, key_label, resolve_base_url, resolve_keys
 
 
@@ -57,3 +60,13 @@ def test_set_testing_plain_and_as_context_manager() -> None:
         assert testing.is_testing()
     finally:
         testing.set_testing(False)
+
+
+def test_base_url_without_scheme_or_host_is_a_config_error_naming_its_source() -> None:
+    with pytest.raises(ConfigError, match=r"'not-a-url' from the base_url argument"):
+        resolve_base_url("not-a-url", environ={})
+    with pytest.raises(ConfigError, match=r"'localhost:8000/v1' from GENGUARD_BASE_URL"):
+        resolve_base_url(None, environ={"GENGUARD_BASE_URL": "localhost:8000/v1"})
+    with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
+        resolve_base_url(None, environ={"OPENAI_BASE_URL": "http:///v1"})
+    assert resolve_base_url("https://gw.example/openai/v1", environ={}) == "https://gw.example/openai/v1"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
 
 __all__ = ["ENV_BASE_URL", "ENV_KEYS", "KeyPool", "resolve_base_url", "resolve_keys"]
 
@@ -56,12 +57,32 @@ def resolve_keys(
 def resolve_base_url(base_url: str | None, *, environ: Mapping[str, str] | None = None) -> str:
     """The base URL: the argument, else ``GENGUARD_BASE_URL``, else ``OPENAI_BASE_URL``, else OpenAI's.
 
+    A value that is not an ``http://`` or ``https://`` URL with a host raises :class:`ConfigError` naming
+    where it came from.
+
     >>> resolve_base_url("http://127.0.0.1:8000/v1/", environ={})
     'http://127.0.0.1:8000/v1'
     """
     env = os.environ if environ is None else environ
-    url = base_url or next((env[n] for n in ENV_BASE_URL if env.get(n, "").strip()), DEFAULT_BASE_URL)
-    return url.strip().rstrip("/")
+    source = next((n for n in ENV_BASE_URL if env.get(n, "").strip()), None)
+    url = base_url or (env[source] if source else DEFAULT_BASE_URL)
+    url = url.strip().rstrip("/")
+    try:
+        parts = urlsplit(url)
+        ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+    except ValueError:
+        ok = False
+    if not ok:
+        # Sent as is, a URL without a scheme or host ends as a retried "connection_error" far from its cause.
+        from ._errors import redact
+        from ._exceptions import ConfigError
+
+        where = "the base_url argument (--base-url)" if base_url else source
+        raise ConfigError(
+            redact(f"the base URL {url!r} from {where} is not an http:// or https:// URL with a host; "
+                   "give the API's full address, e.g. http://127.0.0.1:8000/v1")
+        )  # fmt: skip
+    return url
 
 
 class KeyPool:

@@ -14,10 +14,11 @@ import orjson
 
 from .._classify import classify_exception, classify_http
 from .._errors import redact
+from .._exceptions import ConfigError
 from .._keys import resolve_base_url, resolve_keys
 from .._media import sniff
 from .._outcome import Outcome
-from ._common import EXIT_FAILED, EXIT_OK, echo_json, endpoint_options
+from ._common import EXIT_FAILED, EXIT_OK, echo_json, endpoint_options, fail_usage
 
 _PROMPT = [{"role": "user", "content": "Reply with one short sentence."}]
 _IMAGE_PROMPT = "A small red circle on a plain white background."
@@ -262,7 +263,11 @@ def doctor(
     """
     keys = resolve_keys(api_key)
     media = MediaOptions(image_model, video_model, video_deadline, poll_interval)
-    doc = _Doctor(resolve_base_url(base_url), keys[0] if keys else None, model, timeout, media)
+    try:
+        url = resolve_base_url(base_url)
+    except ConfigError as exc:
+        fail_usage(str(exc))
+    doc = _Doctor(url, keys[0] if keys else None, model, timeout, media)
     try:
         checks = doc.run()
     finally:
