@@ -4,12 +4,14 @@ A bare Starlette server runs in another process (so its CPU is not counted) on 1
 client the same chat completion, or the same 500-chunk stream. CPU is ``time.process_time()`` in this process.
 
 Fairness: every contender is warmed up the same way (same number of plain calls and streams, so connection
-pools, imports and caches are hot for all), then the contenders are timed in rounds, each round timing every
-contender once, with the order rotated each round (genguard, SDK, raw; SDK, raw, genguard; ...) so no one
-always runs first or last. A round times ``--calls`` plain calls, then ``--streams`` streams, per contender.
-The best round is what the code costs when the machine leaves it alone; the median shows the spread.
+pools, imports and caches are hot for all), then the contenders are timed in many short rounds, each round
+timing every contender once, with the order rotated each round (genguard, SDK, raw; SDK, raw, genguard; ...)
+so no one always runs first or last. A round times ``--calls`` plain calls, then ``--streams`` streams, per
+contender. Short rounds matter on a shared machine: what else runs changes within seconds, and a round of a
+few tens of milliseconds per contender puts all three under the same conditions. The best round is what the
+code costs when the machine leaves it alone; the median shows the spread.
 
-    .venv/bin/python bench/bench_client.py [--calls 300] [--streams 4] [--rounds 9] [--warmup 100]
+    .venv/bin/python bench/bench_client.py [--calls 60] [--streams 1] [--rounds 30] [--warmup 100]
 """
 
 from __future__ import annotations
@@ -141,9 +143,9 @@ def _contenders(url: str) -> list[tuple[str, Callable[[], object], Callable[[], 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--calls", type=int, default=300, help="plain calls per contender per round")
-    parser.add_argument("--streams", type=int, default=4, help="500-chunk streams per contender per round")
-    parser.add_argument("--rounds", type=int, default=9, help="timed rounds (best and median reported)")
+    parser.add_argument("--calls", type=int, default=60, help="plain calls per contender per round")
+    parser.add_argument("--streams", type=int, default=1, help="500-chunk streams per contender per round")
+    parser.add_argument("--rounds", type=int, default=30, help="timed rounds (best and median reported)")
     parser.add_argument("--warmup", type=int, default=100, help="untimed plain calls per contender first")
     args = parser.parse_args()
     port = _free_port()
