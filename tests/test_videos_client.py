@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -176,6 +177,19 @@ def test_server_poll_hint_beats_a_long_default_interval(sim: Any) -> None:
     with _client(sim) as client:
         outcome = client.videos.generate("a fox", model="sora-2", poll_interval=30, deadline=3, stall_limit=3)
     assert outcome.ok, outcome.summary()
+
+
+def test_stall_limit_shorter_than_the_poll_interval_is_not_overshot(sim: Any) -> None:
+    # `genguard video --stall-limit 3` with the default 10 s interval used to give up after 10 s, not 3.
+    with _client(sim, "stuck_in_queue") as client:
+        started = time.monotonic()
+        outcome = client.videos.generate(
+            "a fox", model="kling-v2", poll_interval=5, deadline=20, stall_limit=0.3
+        )
+        took = time.monotonic() - started
+    assert outcome.code == "stuck_in_queue"
+    assert took < 2.0
+    assert "stall limit 0.3 s" in (outcome.message or "")
 
 
 def test_rescue_keeps_the_given_up_model_in_history(sim: Any) -> None:

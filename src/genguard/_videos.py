@@ -173,7 +173,7 @@ class _Tracker:
         if state.status != "queued" and state.status is not None:
             self.left_queue = True
         if not self.left_queue and now > self.opts.stall_limit:
-            return self._give_up("stuck_in_queue", f"the task stayed queued for {now:.0f} s (stall limit "
+            return self._give_up("stuck_in_queue", f"the task stayed queued for {now:.1f} s (stall limit "
                                  f"{self.opts.stall_limit:g} s)")  # fmt: skip
         if now > self.opts.deadline:
             return self._give_up("task_timeout", f"the task did not finish within the deadline of "
@@ -192,7 +192,12 @@ class _Tracker:
         if is_testing():
             return 0.0
         base = hint if hint is not None else self.opts.poll_interval * random.uniform(0.9, 1.1)
-        left = self.opts.deadline - (time.monotonic() - self.start)
+        elapsed = time.monotonic() - self.start
+        left = self.opts.deadline - elapsed
+        if not self.left_queue:
+            # A poll interval longer than the stall limit would otherwise keep a stuck task (and the
+            # fallback waiting behind it) for a whole interval past the limit the user chose.
+            left = min(left, self.opts.stall_limit - elapsed)
         return max(0.0, min(base, left + 0.05))
 
 
