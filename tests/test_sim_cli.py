@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import httpx
+import pytest
 from click.testing import CliRunner
 
 from genguard.cli import cli
+from genguard.sim import Simulator
 
 
 def test_simulate_serves_until_stopped() -> None:
@@ -48,3 +50,29 @@ def test_help_lists_every_flag() -> None:
                  "--ttft-ms", "--tokens-per-s", "--task-seconds", "--port", "--host", "--rate-window",
                  "--no-ratelimit-headers", "--should-retry"):  # fmt: skip
         assert flag in result.output
+
+
+def test_port_in_use_says_so_and_exits_2() -> None:
+    # It used to print uvicorn's log line, then "could not start ...: [SystemExit(3)]", and exit 1.
+    with Simulator() as running:
+        result = subprocess.run(
+            [sys.executable, "-m", "genguard", "simulate", "--port", str(running.port)],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{running.port}: Address already in use" in result.stderr
+    assert "--port 0" in result.stderr
+    assert "SystemExit" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_ipv6_host_gives_a_bracketed_base_url() -> None:
+    try:
+        sim = Simulator(host="::1").start()
+    except RuntimeError as exc:
+        pytest.skip(f"no IPv6 loopback here: {exc}")
+    try:
+        assert sim.base_url == f"http://[::1]:{sim.port}/v1"
+        assert httpx.get(sim.base_url + "/models").status_code == 200
+    finally:
+        sim.stop()

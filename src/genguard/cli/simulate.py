@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 
 import click
@@ -158,7 +159,9 @@ def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) 
     try:
         sim.start()
     except RuntimeError as exc:
-        raise click.ClickException(str(exc)) from None
+        hint = "; choose another --port, or --port 0 for a free one" if "in use" in str(exc) else ""
+        click.echo(f"Error: {exc}{hint}", err=True)
+        sys.exit(2)
     click.echo(f"listening on {sim.base_url}", err=False)
     try:
         threading.Event().wait()

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 from types import TracebackType
 from typing import Any, Self
@@ -47,7 +48,8 @@ class Simulator:
     @property
     def url(self) -> str:
         """The root URL, e.g. ``http://127.0.0.1:41234``."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # an IPv6 address needs brackets in a URL
+        return f"http://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -55,20 +57,29 @@ class Simulator:
         return self.url + "/v1"
 
     def start(self) -> Self:
-        """Serve in a daemon thread; returns once the port is bound."""
+        """Serve in a daemon thread; returns once the port is bound. Raises ``RuntimeError`` saying why when
+        it cannot listen (``address already in use``)."""
         if self._thread is not None:
             return self
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="off",
             timeout_graceful_shutdown=1, timeout_keep_alive=30,
         )  # fmt: skip
+        # Bound here, not by uvicorn in its thread: a port in use or a wrong host then fails with the
+        # system's own reason, instead of a log line and a bare SystemExit(3) from the thread.
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        try:
+            sock = socket.create_server((self.host, self.port), family=family)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {reason}") from exc
         server = uvicorn.Server(config)
         self._server = server
         failed: list[BaseException] = []
 
         def run() -> None:
             try:
-                server.run()
+                server.run(sockets=[sock])
             except BaseException as exc:  # a bind error must reach start(), not die in the thread
                 failed.append(exc)
 
@@ -77,6 +88,7 @@ class Simulator:
         while not server.started:
             if failed or not self._thread.is_alive():
                 self._thread = None
+                sock.close()
                 raise RuntimeError(
                     f"the simulator could not start on {self.host}:{self.port}: {failed or 'exited'}"
                 )
