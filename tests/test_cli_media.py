@@ -13,8 +13,10 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
 from genguard._media import sniff
+from genguard.cli import cli
 from genguard.sim import Simulator
 
 KEY = "sk-cli-media-secret-0123456789"
@@ -114,6 +116,40 @@ def test_image_bad_usage_exits_2(sim: Simulator, tmp_path: Path) -> None:
     assert got.returncode == 2
     assert str(bad) in got.stderr
     assert "max_n" in got.stderr
+
+
+@pytest.mark.parametrize("command", [["image", "-m", "dall-e-2"], ["video", "-m", "sora-2"], ["chat"]])
+@pytest.mark.parametrize(("prompt", "stdin", "says"), [
+    ("", None, "PROMPT is empty"), ("  ", None, "PROMPT is empty"), ("-", "", "standard input was empty"),
+])  # fmt: skip
+def test_empty_prompt_is_bad_usage_and_nothing_is_sent(
+    sim: Simulator, tmp_path: Path, command: list[str], prompt: str, stdin: str | None, says: str
+) -> None:
+    # image and video used to exit 1 (invalid_input), chat sent the empty prompt and printed an answer.
+    args = [command[0], prompt, *command[1:], "--base-url", sim.base_url, "--api-key", KEY]
+    result = CliRunner().invoke(cli, args, input=stdin)
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr
+    assert sim.stats()["requests"] == 0
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "command", [["image", "a fox", "-m", "dall-e-2"], ["video", "a fox", "-m", "sora-2"]]
+)
+def test_out_folder_that_cannot_be_created_is_bad_usage_before_anything_is_sent(
+    sim: Simulator, tmp_path: Path, command: list[str]
+) -> None:
+    # It used to generate the media, then fail as a retryable download_failed with exit 1.
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / "pics"
+    result = CliRunner().invoke(
+        cli, [*command, "--out", str(out), "--base-url", sim.base_url, "--api-key", KEY]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"cannot create the --out folder '{out}'" in result.stderr
+    assert sim.stats()["requests"] == 0
 
 
 def test_video_json_keeps_http_status_and_adds_task_fields(sim: Simulator, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ separated by commas), ``GENGUARD_MODEL``.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn, TypeVar
@@ -96,3 +97,30 @@ def fail_usage(message: str) -> NoReturn:
     """Exit 2 with ``message`` on stderr: bad usage or configuration, nothing was generated."""
     click.echo(f"genguard: {message}", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def read_prompt(prompt: str) -> str:
+    """PROMPT as given, or standard input for ``-``; an empty one is bad usage (exit 2), never sent.
+
+    >>> read_prompt("a red fox")
+    'a red fox'
+    """
+    if prompt == "-":
+        prompt = sys.stdin.read()
+        if not prompt.strip():
+            fail_usage("PROMPT is '-' but standard input was empty; pipe the prompt in, or give it as text")
+    elif not prompt.strip():
+        fail_usage("PROMPT is empty; give the text to send, or '-' to read it from standard input")
+    return prompt
+
+
+def prepare_out(out: str) -> str:
+    """Create the ``--out`` folder and check it can be written, before anything is generated: a file
+    that cannot be saved is the user's setting to fix (exit 2), not a failed download to retry."""
+    try:
+        os.makedirs(out, exist_ok=True)
+    except OSError as exc:
+        fail_usage(f"cannot create the --out folder {out!r}: {exc.strerror or exc}")
+    if not os.access(out, os.W_OK | os.X_OK):
+        fail_usage(f"cannot write into the --out folder {out!r}: permission denied")
+    return out

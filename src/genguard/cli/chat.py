@@ -19,6 +19,7 @@ from ._common import (
     fail_usage,
     keys_argument,
     outcome_json,
+    read_prompt,
 )
 from ._render import render_outcome
 
@@ -73,8 +74,7 @@ def chat(
     Example:
       genguard chat "Name three primes" --base-url http://127.0.0.1:8000/v1 --stream
     """
-    if prompt == "-":
-        prompt = sys.stdin.read()
+    prompt = read_prompt(prompt)
     messages: list[dict[str, str]] = []
     if system:
         messages.append({"role": "system", "content": system})

@@ -10,7 +10,17 @@ from .._client import Client
 from .._exceptions import ConfigError
 from .._image_rules import RULES_ENV, ImageRuleBook
 from .._retry import RetryPolicy
-from ._common import EXIT_FAILED, EXIT_OK, echo_json, fail_usage, keys_argument, outcome_json
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    echo_json,
+    fail_usage,
+    keys_argument,
+    outcome_json,
+    prepare_out,
+    read_prompt,
+)
 from ._render import render_outcome
 
 
@@ -64,8 +74,7 @@ def image(
     Example:
       genguard image "a red fox at dawn" --model dall-e-3 --n 2 --out pics
     """
-    if prompt == "-":
-        prompt = sys.stdin.read()
+    prompt = read_prompt(prompt)
     rules: ImageRuleBook | None = None
     if rules_file:
         rules = ImageRuleBook()
@@ -78,6 +87,7 @@ def image(
                         retry=RetryPolicy(max_attempts=max_attempts))  # fmt: skip
     except ConfigError as exc:
         fail_usage(str(exc))
+    out = prepare_out(out)
     try:
         with client:
             outcome = client.images.generate(prompt, model=model, n=n, size=size, out=out, rules=rules)
@@ -96,4 +106,5 @@ def image(
             click.echo(f"revised prompt: {revised}", err=True)
     else:
         click.echo(render_outcome(outcome, color=sys.stderr.isatty()), err=True)
-    sys.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
+    # invalid_input means nothing was sent (an unreadable rules file, a bad parameter): bad usage.
+    sys.exit(EXIT_OK if outcome.ok else EXIT_USAGE if outcome.code == "invalid_input" else EXIT_FAILED)

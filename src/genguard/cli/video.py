@@ -14,7 +14,17 @@ from .._client import Client
 from .._exceptions import ConfigError
 from .._media import TaskState
 from .._retry import RetryPolicy
-from ._common import EXIT_FAILED, EXIT_OK, echo_json, fail_usage, keys_argument, outcome_json
+from ._common import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    echo_json,
+    fail_usage,
+    keys_argument,
+    outcome_json,
+    prepare_out,
+    read_prompt,
+)
 from ._render import render_outcome
 
 EXIT_INTERRUPTED = 130
@@ -83,13 +93,13 @@ def video(
     Example:
       genguard video "waves at night" --model sora-2 --seconds 4 --out clips --fallback kling-v2
     """
-    if prompt == "-":
-        prompt = sys.stdin.read()
+    prompt = read_prompt(prompt)
     try:
         client = Client(base_url, api_key=keys_argument(api_key), timeout=timeout,
                         retry=RetryPolicy(max_attempts=max_attempts))  # fmt: skip
     except ConfigError as exc:
         fail_usage(str(exc))
+    out = prepare_out(out)
     line = ProgressLine(sys.stderr) if not as_json and sys.stderr.isatty() else None
     try:
         with client, line or _NoLine():
@@ -111,7 +121,8 @@ def video(
             click.echo(path)
     else:
         click.echo(render_outcome(outcome, color=sys.stderr.isatty()), err=True)
-    sys.exit(EXIT_OK if outcome.ok else EXIT_FAILED)
+    # invalid_input means nothing was sent (an unreadable rules file, a bad parameter): bad usage.
+    sys.exit(EXIT_OK if outcome.ok else EXIT_USAGE if outcome.code == "invalid_input" else EXIT_FAILED)
 
 
 class _NoLine:
