@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import os
 import struct
 import threading
 import time
@@ -312,3 +313,22 @@ def test_safe_stem(raw: str, expected: str) -> None:
 
 def test_redact_url() -> None:
     assert redact_url("https://u:p@cdn.example:8443/a/b.mp4?sig=1#x") == "https://cdn.example:8443/a/b.mp4"
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077])
+def test_saved_files_follow_the_umask(base_url: str, client: httpx.Client, tmp_path: Path, mask: int) -> None:
+    # They used to be 0600 whatever the umask (mkstemp's mode), unreadable to a web server or a shared folder.
+    old = os.umask(mask)
+    try:
+        fetched = download_to(client, f"{base_url}/img.png", tmp_path, stem="fetched", kind="image")
+        decoded = save_b64(base64.b64encode(PNG).decode(), tmp_path, stem="decoded", kind="image")
+    finally:
+        os.umask(old)
+    for path in (fetched, decoded):
+        assert path.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -18,7 +18,7 @@ import binascii
 import contextlib
 import os
 import re
-import tempfile
+import secrets
 from pathlib import Path
 from typing import IO, Literal
 from urllib.parse import urlsplit
@@ -134,10 +134,10 @@ class _Sink:
     def open(self) -> None:
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            fd, name = tempfile.mkstemp(prefix=f".{self.stem}.", suffix=".part", dir=self.folder)
+            fd, name = _create_part(self.folder, self.stem)
         except OSError as exc:
             raise self.fail(f"cannot write into {self.folder}: {exc.strerror or exc}") from None
-        self._tmp = Path(name)
+        self._tmp = name
         self._file = os.fdopen(fd, "wb")
 
     def fail(self, message: str) -> DownloadFailed:
@@ -197,6 +197,20 @@ class _Sink:
             with contextlib.suppress(OSError):
                 self._tmp.unlink()
             self._tmp = None
+
+
+def _create_part(folder: Path, stem: str) -> tuple[int, Path]:
+    """A new hidden ``.part`` file in ``folder``, opened for writing. Unlike ``mkstemp`` (always 0600), its
+    mode follows the umask, as any file the user saves does: a saved image must be readable by the web
+    server or the colleague that the folder is shared with."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        name = folder / f".{stem}.{secrets.token_hex(6)}.part"
+        try:
+            return os.open(name, flags, 0o666), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary name in {folder}")
 
 
 def _publish(tmp: Path, folder: Path, stem: str, ext: str) -> Path:
