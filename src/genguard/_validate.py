@@ -401,6 +401,8 @@ def parse_validate_spec(spec: str) -> Validator:
         if sep and kind == "labels" and arg:
             return labels(a for a in (s.strip() for s in arg.split(",")) if a)
         if sep and kind in ("min-words", "min-chars"):
+            if not arg.strip().isdigit():
+                raise ConfigError(f"{kind} needs a whole number, e.g. {kind}:5, not {arg!r}")
             n = int(arg)
             return min_length(words=n) if kind == "min-words" else min_length(chars=n)
         if sep and kind == "regex" and arg:
