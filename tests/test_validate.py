@@ -266,7 +266,7 @@ def test_bad_spec_names_itself_and_the_forms(spec: str) -> None:
 @pytest.mark.parametrize("spec", ["min-words:many", "min-chars:", "min-words:2.5"])
 def test_bad_length_spec_says_a_whole_number_is_needed(spec: str) -> None:
     # It used to say "invalid literal for int() with base 10: 'many'".
-    with pytest.raises(ConfigError, match="needs a whole number, e.g. min-") as info:
+    with pytest.raises(ConfigError, match=r"needs a whole number, e\.g\. min-") as info:
         parse_validate_spec(spec)
     assert "int()" not in str(info.value)
 
