@@ -257,3 +257,11 @@ def test_video_interrupted_exits_130_and_leaves_nothing(sim: Simulator, tmp_path
     assert "interrupted" in err
     assert out == ""
     assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", ["image", "video"])
+def test_help_names_the_key_variables(command: str) -> None:
+    # The docs run these with the key in GENGUARD_API_KEY; --help did not say it is read from there.
+    result = CliRunner().invoke(cli, [command, "--help"])
+    assert result.exit_code == 0
+    assert "GENGUARD_API_KEY, OPENAI_API_KEY" in " ".join(result.output.split())

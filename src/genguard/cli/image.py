@@ -41,7 +41,8 @@ from ._render import render_outcome
 @click.option(
     "--base-url", metavar="URL", help="The API's base URL [env: GENGUARD_BASE_URL, OPENAI_BASE_URL]."
 )
-@click.option("--api-key", "api_key", metavar="KEY", multiple=True, help="API key; repeat to rotate.")
+@click.option("--api-key", "api_key", metavar="KEY", multiple=True,
+              help="API key; repeat to rotate [env: GENGUARD_API_KEY, OPENAI_API_KEY].")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (with files).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds to wait for each response.")  # fmt: skip

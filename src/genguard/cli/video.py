@@ -54,7 +54,8 @@ EXIT_INTERRUPTED = 130
 @click.option(
     "--base-url", metavar="URL", help="The API's base URL [env: GENGUARD_BASE_URL, OPENAI_BASE_URL]."
 )
-@click.option("--api-key", "api_key", metavar="KEY", multiple=True, help="API key; repeat to rotate.")
+@click.option("--api-key", "api_key", metavar="KEY", multiple=True,
+              help="API key; repeat to rotate [env: GENGUARD_API_KEY, OPENAI_API_KEY].")  # fmt: skip
 @click.option(
     "--json",
     "as_json",
