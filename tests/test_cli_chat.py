@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -89,3 +94,20 @@ def test_key_never_printed(sim: Simulator) -> None:
         code, out, err = run(sim, "Hi", *extra)
         assert code == 1
         assert KEY not in out + err
+
+
+@pytest.mark.parametrize("command", [["chat", "tell me", "--stream"], ["doctor"]])
+def test_ctrl_c_exits_130_saying_interrupted(sim: Simulator, command: list[str]) -> None:
+    # click printed "Aborted!" and exited 1, the code for a failed generation.
+    sim.configure(tokens_per_s=5)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genguard", *command, "--base-url", sim.base_url, "--api-key", KEY],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 130, err
+    assert "genguard: interrupted" in err
+    assert "Aborted" not in err
+    assert KEY not in out + err
