@@ -188,6 +188,8 @@ class BaseClient:
         cached = self._timeouts.get(key)
         if cached is None:
             cached = httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+            if len(self._timeouts) >= 16:  # callers of build_request may pass many values: stay small
+                self._timeouts.clear()
             self._timeouts[key] = cached
         return cached
 
