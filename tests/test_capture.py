@@ -281,6 +281,12 @@ def test_endpoint_hints() -> None:
     assert endpoint_hint_for(None) is None
 
 
+def test_mask_url_drops_a_password_without_a_query() -> None:
+    # Only a URL with a query lost its user:password@ before; doctor --json printed the base URL's.
+    assert mask_url("http://user:topsecret@h:8000/v1") == "http://h:8000/v1"
+    assert mask_url("http://h:8000/v1") == "http://h:8000/v1"
+
+
 def test_mask_url_keeps_ordinary_parameters() -> None:
     masked = mask_url("https://u:pw@h/x?alt=sse&key=AIzaSECRET&api-key=abc")
     assert "alt=sse" in masked

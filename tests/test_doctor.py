@@ -142,3 +142,12 @@ def test_failed_video_reaches_a_final_state_but_gives_no_video(sim: Simulator) -
     assert checks[VIDEO_LINES[0]]["ok"] is True
     assert checks[VIDEO_LINES[1]]["ok"] is False
     assert "generation_failed" in str(checks[VIDEO_LINES[1]]["detail"])
+
+
+def test_password_in_the_base_url_is_not_printed(sim: Simulator) -> None:
+    # doctor --json printed the base URL as given, user:password@ included.
+    with_password = sim.base_url.replace("http://", "http://user:topsecret-pw@")
+    _, checks, out = doctor(with_password, "--api-key", KEY)
+    assert checks["endpoint reachable"] is True
+    assert "topsecret-pw" not in out
+    assert f'"base_url":"{sim.base_url}"' in out

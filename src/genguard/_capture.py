@@ -153,7 +153,12 @@ def mask_url(url: str) -> str:
     try:
         parts = urlsplit(url)
         if not parts.query:
-            return url
+            # user:password@ in the address is a credential too, query or not.
+            return (
+                urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+                if "@" in parts.netloc
+                else url
+            )
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         masked = [(k, "***" if _SECRET_QUERY.match(k) else v) for k, v in pairs]
         return urlunsplit(parts._replace(query=urlencode(masked), netloc=parts.netloc.rpartition("@")[2]))

@@ -12,6 +12,7 @@ import click
 import httpx
 import orjson
 
+from .._capture import mask_url
 from .._classify import classify_exception, classify_http
 from .._errors import redact
 from .._exceptions import ConfigError
@@ -274,7 +275,7 @@ def doctor(
         doc.http.close()
     passed = all(c.ok for c in checks)
     if as_json:
-        echo_json({"ok": passed, "base_url": doc.base_url, "model": model, "image_model": image_model,
+        echo_json({"ok": passed, "base_url": mask_url(doc.base_url), "model": model, "image_model": image_model,
                    "video_model": video_model,
                    "checks": [c.to_dict() for c in checks]}, secrets=doc.secrets)  # fmt: skip
     else:
