@@ -34,6 +34,7 @@ when the server wants a key and none is configured).
 from __future__ import annotations
 
 import importlib
+import logging
 import ssl
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
@@ -47,7 +48,7 @@ import orjson
 
 from ._exceptions import ConfigError
 from ._keys import ENV_KEYS, KeyPool, resolve_base_url, resolve_keys
-from ._log import log_attempt, log_silent, mask
+from ._log import log_attempt, log_silent, logger, mask
 from ._outcome import Attempt, Outcome, Usage
 from ._pricing import cost_usd
 from ._retry import RetryPolicy
@@ -240,6 +241,8 @@ class BaseClient:
         pool = KeyPool(self.keys, self._key_start)
         secrets = self.keys
         cap = testing_attempts()
+        # A successful attempt logs at INFO, which is off unless asked for: ask once per call, not per attempt.
+        log_ok = logger.isEnabledFor(logging.INFO)
         start = time.monotonic()
         deadline = policy.deadline
         mi = tries = number = reasks = 0
@@ -297,7 +300,8 @@ class BaseClient:
                 outcome.message,
             )
             policy = policy.increment(attempt)
-            log_attempt(attempt, action=action, secrets=secrets)
+            if log_ok or attempt.code is not None:
+                log_attempt(attempt, action=action, secrets=secrets)
             for hook in self.hooks:
                 hook(attempt)
             if action == "stop":
