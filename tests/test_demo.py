@@ -44,3 +44,12 @@ def test_demo_readable_output(tmp_path: Path) -> None:
     assert "SOFT FAILURE" in result.stdout
     assert "stuck_in_queue on runway-gen4, ok on kling-v2" in result.stdout
     assert f"Images and videos are in {tmp_path}" in result.stdout
+
+
+def test_out_that_cannot_be_created_exits_2_before_the_tour(tmp_path: Path) -> None:
+    # It used to run the whole tour and fail three media steps as download_failed, exit 1.
+    (tmp_path / "a-file").write_text("x")
+    result = CliRunner().invoke(cli, ["demo", "--out", str(tmp_path / "a-file" / "media")])
+    assert result.exit_code == 2
+    assert "cannot create the --out folder" in result.stderr
+    assert result.stdout == ""

@@ -21,6 +21,7 @@ import orjson
 from .._client import Client
 from .._outcome import Outcome
 from .._retry import RetryPolicy
+from ._common import prepare_out
 from ._render import render_outcome
 
 _MSGS = [{"role": "user", "content": "Write one line about harbours."}]
@@ -234,7 +235,7 @@ def demo(as_json: bool, out: str | None) -> None:
     """
     from ..sim import Simulator
 
-    folder = Path(out) if out else Path(tempfile.mkdtemp(prefix="genguard-demo-"))
+    folder = Path(prepare_out(out)) if out else Path(tempfile.mkdtemp(prefix="genguard-demo-"))
     failures = 0
     with Simulator(retry_after_s=0.5, stall_s=3.0, task_seconds=_TASK_S) as sim:
         for n, step in enumerate(STEPS, 1):
