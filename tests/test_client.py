@@ -333,6 +333,47 @@ def test_missing_key_when_the_server_wants_one_is_a_config_error(
         c.chat(model="gpt-4o-mini", messages=MSGS)
 
 
+@pytest.mark.parametrize("stream", [False, True])
+def test_a_password_in_the_base_url_never_shows_in_the_missing_key_error(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch, stream: bool
+) -> None:
+    for name in ("GENGUARD_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    sim.configure(api_keys=("sk-needed-abcdefghijkl",))
+    host = sim.base_url.removeprefix("http://")
+    with (
+        Client(f"http://admin:pw-hunter2-secret@{host}", retry=FAST) as c,
+        pytest.raises(ConfigError) as raised,
+    ):
+        c.chat(model="gpt-4o-mini", messages=MSGS, stream=stream)
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "admin" not in message
+    assert "hunter2" not in repr(raised.value.args)
+    # The server is still named, and the message says how to give a key from code and from the command line.
+    assert f"http://{host}" in message
+    for way in ("api_key=...", "--api-key", "GENGUARD_API_KEY", "OPENAI_API_KEY"):
+        assert way in message
+
+
+def test_a_given_http_client_is_used_and_left_open_a_made_one_is_closed(sim: Simulator) -> None:
+    seen: list[dict[str, Any]] = []
+    http = scenario_by_model({}, seen)
+    with client_for(sim, http_client=http) as c:
+        assert c.chat(model="gpt-4o-mini", messages=MSGS).ok
+    assert len(seen) == 1
+    assert not http.is_closed  # the caller's to close
+    http.close()
+    with client_for(sim) as made:
+        assert isinstance(made.http, httpx.Client)
+    assert made.http.is_closed
+
+
+def test_an_async_http_client_is_refused_at_once(sim: Simulator) -> None:
+    with pytest.raises(TypeError, match=r"httpx\.Client\b"):
+        Client(sim.base_url, api_key=KEY, http_client=httpx.AsyncClient())  # type: ignore[arg-type]
+
+
 def test_keys_come_from_the_environment(sim: Simulator, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("GENGUARD_API_KEY", "sk-env-key-abcdefghijk")
     monkeypatch.setenv("GENGUARD_BASE_URL", sim.base_url)

@@ -107,6 +107,42 @@ async def test_missing_key_is_a_config_error(sim: Simulator, monkeypatch: pytest
             await c.chat(model="gpt-4o-mini", messages=MSGS)
 
 
+async def test_a_password_in_the_base_url_never_shows_in_the_missing_key_error(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("GENGUARD_API_KEY", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    sim.configure(api_keys=("sk-needed-abcdefghijkl",))
+    host = sim.base_url.removeprefix("http://")
+    async with AsyncClient(f"http://admin:pw-hunter2-secret@{host}", retry=FAST) as c:
+        for stream in (False, True):
+            with pytest.raises(ConfigError) as raised:
+                await c.chat(model="gpt-4o-mini", messages=MSGS, stream=stream)
+            message = str(raised.value)
+            assert "hunter2" not in message
+            assert "admin" not in message
+            assert f"http://{host}" in message
+            assert "--api-key" in message
+
+
+async def test_a_given_http_client_is_used_and_left_open_a_made_one_is_closed(sim: Simulator) -> None:
+    seen: list[dict[str, Any]] = []
+    http = by_model({}, seen)
+    async with aclient(sim, http_client=http) as c:
+        assert (await c.chat(model="gpt-4o-mini", messages=MSGS)).ok
+    assert len(seen) == 1
+    assert not http.is_closed  # the caller's to close
+    await http.aclose()
+    async with aclient(sim) as made:
+        assert isinstance(made.http, httpx.AsyncClient)
+    assert made.http.is_closed
+
+
+async def test_a_sync_http_client_is_refused_at_once(sim: Simulator) -> None:
+    with httpx.Client() as sync_http, pytest.raises(TypeError, match=r"httpx\.AsyncClient\b"):
+        AsyncClient(sim.base_url, api_key=KEY, http_client=sync_http)  # type: ignore[arg-type]
+
+
 async def test_fallback(sim: Simulator) -> None:
     http = by_model({"big-model": "unavailable"})
     async with aclient(sim, fallbacks=["gpt-4o-mini"], http_client=http) as c:

@@ -7,13 +7,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._client import BaseClient, Hook, _Loop, _Send, _Sleep, tls_context
+from ._client import BaseClient, _Loop, _Send, _Sleep
 from ._outcome import Outcome
 from ._retry import RetryPolicy
 from ._taxonomy import Endpoint
@@ -36,41 +36,7 @@ class AsyncClient(BaseClient):
 
     _is_async = True
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | Sequence[str] | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        fallbacks: Sequence[str] = (),
-        validate: Any = None,
-        hooks: Sequence[Hook] = (),
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.AsyncClient | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            stall_timeout=stall_timeout,
-            retry=retry,
-            fallbacks=fallbacks,
-            validate=validate,
-            hooks=hooks,
-            headers=headers,
-        )
-        self._owns_http = http_client is None
-        self.http = http_client or httpx.AsyncClient(
-            timeout=self._timeout(self.timeout, None), verify=tls_context()
-        )
-
-    @property
-    def _http_any(self) -> httpx.AsyncClient:
-        return self.http
+    http: httpx.AsyncClient  # made by BaseClient, or the http_client given (an httpx.AsyncClient)
 
     async def __aenter__(self) -> Self:
         return self
@@ -115,35 +81,17 @@ class AsyncClient(BaseClient):
         **params: Any,
     ) -> Outcome:
         """One chat completion, as :meth:`Client.chat`, awaited."""
-        if stream:
-            async with self.stream(
-                model=model,
-                messages=messages,
-                validate=validate,
-                labels=labels,
-                min_words=min_words,
-                pattern=pattern,
-                retry=retry,
-                fallbacks=fallbacks,
-                _interactive=False,
-                **params,
-            ) as s:
-                return await s.finish()
-        loop = self._chat_loop(
-            model,
-            messages,
-            params,
-            validate=validate,
-            labels=labels,
-            min_words=min_words,
-            pattern=pattern,
-            retry=retry,
-            fallbacks=fallbacks,
+        loop, body = self._chat_loop(
+            model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=stream
         )
-        body = self._chat_body(model, messages, params, stream=False)
+        if stream:
+            from ._chat import AsyncChatStream
+
+            async with AsyncChatStream(self, loop, body, interactive=False) as s:
+                return await s.finish()
 
         async def send(action: _Send) -> Outcome:
-            request = self._chat_request(self.http, action, body, stream=False)
+            request = self._chat_request(action, body, stream=False)
             try:
                 response = await self.http.send(request)
             except httpx.HTTPError as exc:
@@ -163,26 +111,15 @@ class AsyncClient(BaseClient):
         pattern: str | None = None,
         retry: RetryPolicy | None = None,
         fallbacks: Sequence[str] | None = None,
-        _interactive: bool = True,
         **params: Any,
     ) -> AsyncChatStream:
         """A streamed chat completion: ``async for text in s`` as it arrives, then ``s.outcome``."""
         from ._chat import AsyncChatStream
 
-        loop = self._chat_loop(
-            model,
-            messages,
-            params,
-            validate=validate,
-            labels=labels,
-            min_words=min_words,
-            pattern=pattern,
-            retry=retry,
-            fallbacks=fallbacks,
+        loop, body = self._chat_loop(
+            model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=True
         )
-        return AsyncChatStream(
-            self, loop, self._chat_body(model, messages, params, stream=True), interactive=_interactive
-        )
+        return AsyncChatStream(self, loop, body)
 
     async def send_with_retries(
         self,
@@ -196,15 +133,11 @@ class AsyncClient(BaseClient):
         validate: Any = None,
     ) -> Outcome:
         """As :meth:`Client.send_with_retries`, awaited (``parse`` stays a plain function)."""
-        validators = self._build_validators(validate) if validate is not None else ()
-        loop = self._loop(model, endpoint=endpoint, fallbacks=fallbacks, retry=retry, validators=validators)
+        loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
         async def send(action: _Send) -> Outcome:
             try:
-                request = build(action.key, action.model)
-                if action.timeout is not None:
-                    request.extensions["timeout"] = self._timeout(self.timeout, action.timeout).as_dict()
-                response = await self.http.send(request)
+                response = await self.http.send(self._retry_request(build, action))
                 await response.aread()
             except httpx.HTTPError as exc:
                 return self._classify_exception(exc, endpoint)

@@ -149,7 +149,7 @@ class ChatStream(_StreamBase):
 
     def _attempt(self, action: _Send) -> Iterator[str | Outcome]:
         client = self._client
-        request = client._chat_request(client.http, action, self._body, stream=True)
+        request = client._chat_request(action, self._body, stream=True)
         reader = None
         response: httpx.Response | None = None
         try:
@@ -239,7 +239,7 @@ class AsyncChatStream(_StreamBase):
 
     async def _attempt(self, action: _Send) -> AsyncIterator[str | Outcome]:
         client = self._client
-        request = client._chat_request(client.http, action, self._body, stream=True)
+        request = client._chat_request(action, self._body, stream=True)
         reader = None
         response: httpx.Response | None = None
         try:

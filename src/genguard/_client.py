@@ -50,6 +50,7 @@ from ._exceptions import ConfigError
 from ._keys import ENV_KEYS, KeyPool, resolve_base_url, resolve_keys
 from ._log import log_attempt, log_silent, logger, mask
 from ._outcome import Attempt, Outcome, Usage
+from ._policies import chat_body, raised_max_tokens, reask_messages
 from ._pricing import cost_usd
 from ._retry import RetryPolicy
 from ._taxonomy import Endpoint
@@ -115,7 +116,7 @@ def _import_classify() -> Any:
 class BaseClient:
     """Configuration and every pure decision shared by :class:`Client` and :class:`AsyncClient`."""
 
-    _is_async = False  # which twin of the media helpers to build
+    _is_async = False  # which twin of httpx's client and of the media helpers to build
 
     def __init__(
         self,
@@ -130,6 +131,7 @@ class BaseClient:
         validate: Any = None,
         hooks: Sequence[Hook] = (),
         headers: Mapping[str, str] | None = None,
+        http_client: httpx.Client | httpx.AsyncClient | None = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self.keys: tuple[str, ...] = resolve_keys(api_key)
@@ -153,6 +155,16 @@ class BaseClient:
         self._timeouts: dict[tuple[float, float], httpx.Timeout] = {}
         self._images: Any = None
         self._videos: Any = None
+        http_type = httpx.AsyncClient if self._is_async else httpx.Client
+        if http_client is not None and not isinstance(http_client, http_type):
+            # Sent through the wrong twin, a request would fail far from here with an unawaited coroutine.
+            raise TypeError(
+                f"{type(self).__name__} needs http_client to be an httpx.{http_type.__qualname__}"
+            )
+        self._owns_http = http_client is None
+        self.http: httpx.Client | httpx.AsyncClient = http_client or http_type(
+            timeout=self._timeout(self.timeout, None), verify=tls_context()
+        )
 
     # -- pure helpers ---------------------------------------------------------------------------
 
@@ -201,26 +213,14 @@ class BaseClient:
             cached = self._httpx_headers_by_key[key] = httpx.Headers(self.headers_for(key))
         return cached
 
-    def _chat_body(
-        self, model: str, messages: Sequence[Any], params: Mapping[str, Any], stream: bool
-    ) -> dict[str, Any]:
-        body: dict[str, Any] = {**params, "model": model, "messages": list(messages)}
-        if stream:
-            body["stream"] = True
-            # Usage comes only when asked for in a stream; cost and the usage sum need it.
-            body.setdefault("stream_options", {"include_usage": True})
-        else:
-            body.pop("stream", None)
-        return body
-
-    def _secrets(self) -> tuple[str, ...]:
-        return self.keys
-
     def _no_key_error(self) -> ConfigError:
+        # A password in the base URL (user:pw@host) is a credential too: never print it.
+        from ._capture import mask_url
+
         names = " or ".join(ENV_KEYS)
         return ConfigError(
-            f"The server at {self.base_url} wants an API key (it answered 401) and none is set: "
-            f"pass api_key=... to the client, or set {names} (--api-key on the command line)."
+            f"The server at {mask_url(self.base_url)} wants an API key (it answered 401) and none is set: "
+            f"pass api_key=... (or --api-key on the command line), or set {names}."
         )
 
     # -- the retry loop (pure: yields actions, receives outcomes) -------------------------------
@@ -317,10 +317,10 @@ class BaseClient:
                 tries = 0
             elif action == "reask":
                 reasks += 1
-                patch = {**patch, "messages": self._reask_messages(messages, patch, outcome)}
+                patch = {**patch, "messages": reask_messages(messages, patch, outcome)}
             elif action == "raise_max_tokens":
                 raised = True
-                patch = {**patch, **self._raised_max_tokens(params or {}, outcome)}
+                patch = {**patch, **raised_max_tokens(params or {}, outcome)}
         fields: dict[str, Any] = {"attempts": number, "history": policy.history}
         if usage_total is not None and number > 1:
             fields["usage"] = usage_total
@@ -330,49 +330,26 @@ class BaseClient:
         fields["extra"] = {**outcome.extra, "model": current, "cost_usd": cost_total}
         return outcome.replace(**fields)
 
-    @staticmethod
-    def _reask_messages(
-        messages: Sequence[Any] | None, patch: Mapping[str, Any], outcome: Outcome
-    ) -> list[Any]:
-        # As instructor does: show the model its answer and the validation error, then ask again.
-        base = list(patch.get("messages", messages or ()))
-        return [
-            *base,
-            {"role": "assistant", "content": outcome.text or ""},
-            {
-                "role": "user",
-                "content": f"Your answer was rejected: {outcome.message}. "
-                "Answer again, correcting this, and reply with the answer only.",
-            },
-        ]
-
-    @staticmethod
-    def _raised_max_tokens(params: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
-        name = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
-        current = params.get(name)
-        if not isinstance(current, int) or current <= 0:
-            used = outcome.usage.completion_tokens if outcome.usage else None
-            current = used or 512
-        return {name: current * 2}
-
     def _chat_loop(
         self,
         model: str,
         messages: Sequence[Any],
         params: Mapping[str, Any],
-        *,
         validate: Any,
         labels: Sequence[str] | None,
         min_words: int | None,
         pattern: str | None,
         retry: RetryPolicy | None,
         fallbacks: Sequence[str] | None,
-    ) -> _Loop:
+        *,
+        stream: bool,
+    ) -> tuple[_Loop, dict[str, Any]]:
+        # Positional, in the order chat() and stream() take them, so each call of it stays one line.
         if validate is None and labels is None and min_words is None and pattern is None:
             validators = self._validators
         else:
             validators = self._build_validators(validate, labels=labels, min_words=min_words, pattern=pattern)
-        return self._loop(
+        loop = self._loop(
             model,
             fallbacks=fallbacks,
             retry=retry,
@@ -380,10 +357,27 @@ class BaseClient:
             messages=messages,
             params=params,
         )
+        return loop, chat_body(model, messages, params, stream=stream)
 
-    def _chat_request(
-        self, http: httpx.Client | httpx.AsyncClient, send: _Send, body: dict[str, Any], *, stream: bool
-    ) -> httpx.Request:
+    def _retry_loop(
+        self,
+        model: str,
+        endpoint: Endpoint,
+        fallbacks: Sequence[str] | None,
+        retry: RetryPolicy | None,
+        validate: Any,
+    ) -> _Loop:
+        # send_with_retries' loop: validators only when asked for, never the client's chat ones.
+        validators = self._build_validators(validate) if validate is not None else ()
+        return self._loop(model, endpoint=endpoint, fallbacks=fallbacks, retry=retry, validators=validators)
+
+    def _retry_request(self, build: Callable[[str | None, str], httpx.Request], send: _Send) -> httpx.Request:
+        request = build(send.key, send.model)
+        if send.timeout is not None:
+            request.extensions["timeout"] = self._timeout(self.timeout, send.timeout).as_dict()
+        return request
+
+    def _chat_request(self, send: _Send, body: dict[str, Any], *, stream: bool) -> httpx.Request:
         if send.patch:
             body = {**body, **send.patch}
         body["model"] = send.model
@@ -391,7 +385,7 @@ class BaseClient:
         if target is None:
             # Parsed at the first call, not in __init__, so a bad base URL fails where it always did.
             target = self._chat_target = httpx.URL(self._chat_url)
-        return http.build_request(
+        return self.http.build_request(
             "POST",
             target,
             content=orjson.dumps(body),
@@ -431,17 +425,13 @@ class BaseClient:
             kwargs["content"] = orjson.dumps(json)
         elif "files" in kwargs or "data" in kwargs:
             merged.pop("content-type", None)
-        return self._http_any.build_request(
+        return self.http.build_request(
             method,
             self.url(path),
             headers=merged,
             timeout=self._timeout(timeout or self.timeout, None),
             **kwargs,
         )
-
-    @property
-    def _http_any(self) -> httpx.Client | httpx.AsyncClient:
-        raise NotImplementedError
 
     # -- media endpoints, written on top of this client -----------------------------------------
 
@@ -467,7 +457,8 @@ class Client(BaseClient):
 
     Keys come from ``api_key`` (one or several, rotated on ``auth_failed``/``quota_exceeded``), else
     ``GENGUARD_API_KEY``, else ``OPENAI_API_KEY``; the base URL from ``base_url``, else ``GENGUARD_BASE_URL``
-    or ``OPENAI_BASE_URL``. ``stall_timeout`` bounds the silence between two bytes of a stream.
+    or ``OPENAI_BASE_URL``. ``stall_timeout`` bounds the silence between two bytes of a stream. Requests go
+    through ``http_client`` when one is given (an :class:`httpx.Client`; closing it is then the caller's part).
 
     >>> with Client("http://127.0.0.1:8000/v1", api_key=["sk-a", "sk-b"], fallbacks=["small"]) as c:  # doctest: +SKIP
     ...     outcome = c.chat(model="big", messages=[{"role": "user", "content": "Say hi"}], temperature=0)
@@ -475,41 +466,7 @@ class Client(BaseClient):
     'Hi!'
     """
 
-    def __init__(
-        self,
-        base_url: str | None = None,
-        *,
-        api_key: str | Sequence[str] | None = None,
-        timeout: float = 60.0,
-        connect_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
-        retry: RetryPolicy | None = None,
-        fallbacks: Sequence[str] = (),
-        validate: Any = None,
-        hooks: Sequence[Hook] = (),
-        headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | None = None,
-    ) -> None:
-        super().__init__(
-            base_url,
-            api_key=api_key,
-            timeout=timeout,
-            connect_timeout=connect_timeout,
-            stall_timeout=stall_timeout,
-            retry=retry,
-            fallbacks=fallbacks,
-            validate=validate,
-            hooks=hooks,
-            headers=headers,
-        )
-        self._owns_http = http_client is None
-        self.http = http_client or httpx.Client(
-            timeout=self._timeout(self.timeout, None), verify=tls_context()
-        )
-
-    @property
-    def _http_any(self) -> httpx.Client:
-        return self.http
+    http: httpx.Client  # made by BaseClient, or the http_client given
 
     def __enter__(self) -> Self:
         return self
@@ -539,15 +496,6 @@ class Client(BaseClient):
             result: Outcome = stop.value
             return result
 
-    def _send(
-        self, request: httpx.Request, endpoint: Endpoint, parse: Callable[[httpx.Response], Outcome]
-    ) -> Outcome:
-        try:
-            response = self.http.send(request)
-        except httpx.HTTPError as exc:
-            return self._classify_exception(exc, endpoint)
-        return parse(response)
-
     def chat(
         self,
         *,
@@ -570,41 +518,25 @@ class Client(BaseClient):
 
         >>> client.chat(model="m", messages=[{"role": "user", "content": "2+2?"}], max_tokens=5)  # doctest: +SKIP
         """
-        if stream:
-            with self.stream(
-                model=model,
-                messages=messages,
-                validate=validate,
-                labels=labels,
-                min_words=min_words,
-                pattern=pattern,
-                retry=retry,
-                fallbacks=fallbacks,
-                _interactive=False,
-                **params,
-            ) as s:
-                return s.finish()
-        loop = self._chat_loop(
-            model,
-            messages,
-            params,
-            validate=validate,
-            labels=labels,
-            min_words=min_words,
-            pattern=pattern,
-            retry=retry,
-            fallbacks=fallbacks,
+        loop, body = self._chat_loop(
+            model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=stream
         )
-        body = self._chat_body(model, messages, params, stream=False)
+        if stream:
+            from ._chat import ChatStream
+
+            # Nobody reads this stream live, so an attempt may be retried even after partial text.
+            with ChatStream(self, loop, body, interactive=False) as s:
+                return s.finish()
 
         def send(action: _Send) -> Outcome:
-            request = self._chat_request(self.http, action, body, stream=False)
-            return self._send(request, "chat", self._parse_chat)
+            request = self._chat_request(action, body, stream=False)
+            try:
+                response = self.http.send(request)
+            except httpx.HTTPError as exc:
+                return self._classify_exception(exc, "chat")
+            return self._classify_response(response, "chat")
 
         return self._drive(loop, send)
-
-    def _parse_chat(self, response: httpx.Response) -> Outcome:
-        return self._classify_response(response, "chat")
 
     def stream(
         self,
@@ -617,7 +549,6 @@ class Client(BaseClient):
         pattern: str | None = None,
         retry: RetryPolicy | None = None,
         fallbacks: Sequence[str] | None = None,
-        _interactive: bool = True,
         **params: Any,
     ) -> ChatStream:
         """A streamed chat completion: iterate for text as it arrives, then read ``.outcome``.
@@ -630,20 +561,10 @@ class Client(BaseClient):
         """
         from ._chat import ChatStream
 
-        loop = self._chat_loop(
-            model,
-            messages,
-            params,
-            validate=validate,
-            labels=labels,
-            min_words=min_words,
-            pattern=pattern,
-            retry=retry,
-            fallbacks=fallbacks,
+        loop, body = self._chat_loop(
+            model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=True
         )
-        return ChatStream(
-            self, loop, self._chat_body(model, messages, params, stream=True), interactive=_interactive
-        )
+        return ChatStream(self, loop, body)
 
     def send_with_retries(
         self,
@@ -658,15 +579,11 @@ class Client(BaseClient):
     ) -> Outcome:
         """Run the retry loop for any endpoint: one ``build(key, model)`` request per attempt, ``parse`` of
         the read response to an Outcome; see the module docstring. ``fallbacks=None`` uses the client's."""
-        validators = self._build_validators(validate) if validate is not None else ()
-        loop = self._loop(model, endpoint=endpoint, fallbacks=fallbacks, retry=retry, validators=validators)
+        loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
         def send(action: _Send) -> Outcome:
             try:
-                request = build(action.key, action.model)
-                if action.timeout is not None:
-                    request.extensions["timeout"] = self._timeout(self.timeout, action.timeout).as_dict()
-                response = self.http.send(request)
+                response = self.http.send(self._retry_request(build, action))
                 response.read()
             except httpx.HTTPError as exc:
                 return self._classify_exception(exc, endpoint)
