@@ -70,3 +70,20 @@ def test_base_url_without_scheme_or_host_is_a_config_error_naming_its_source() -
     with pytest.raises(ConfigError, match="OPENAI_BASE_URL"):
         resolve_base_url(None, environ={"OPENAI_BASE_URL": "http:///v1"})
     assert resolve_base_url("https://gw.example/openai/v1", environ={}) == "https://gw.example/openai/v1"
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("admin:pw-hunter2@localhost:8000/v1", "'***@localhost:8000/v1'"),
+        ("ftp://admin:pw-hunter2@gw.example/v1", "'ftp://***@gw.example/v1'"),
+        ("http://admin:pw-hunter2@/v1", "'http://***@/v1'"),
+        ("http:/admin:pw-hunter2@gw.example/v1", "'***@gw.example/v1'"),
+    ],
+)
+def test_a_rejected_base_url_never_shows_its_password(given: str, shown: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        resolve_base_url(given, environ={})
+    assert "hunter2" not in str(raised.value)
+    assert "admin" not in str(raised.value)
+    assert shown in str(raised.value)

@@ -14,6 +14,7 @@ False
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -78,8 +79,10 @@ def resolve_base_url(base_url: str | None, *, environ: Mapping[str, str] | None 
         from ._exceptions import ConfigError
 
         where = "the base_url argument (--base-url)" if base_url else source
+        # A user:password@ part is a credential even in a URL too broken to parse: mask all before the last @.
+        shown = re.sub(r"^([a-zA-Z][\w+.-]*://)?[^?#]*@", r"\1***@", url)
         raise ConfigError(
-            redact(f"the base URL {url!r} from {where} is not an http:// or https:// URL with a host; "
+            redact(f"the base URL {shown!r} from {where} is not an http:// or https:// URL with a host; "
                    "give the API's full address, e.g. http://127.0.0.1:8000/v1")
         )  # fmt: skip
     return url
