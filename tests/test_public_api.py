@@ -39,10 +39,14 @@ def test_every_private_module_imports_on_its_own() -> None:
     import subprocess
     import sys
 
-    names = [i.name for i in pkgutil.walk_packages(genguard.__path__, "genguard.") if "__main__" not in i.name]
+    names = [
+        i.name for i in pkgutil.walk_packages(genguard.__path__, "genguard.") if "__main__" not in i.name
+    ]
     code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\n"
     for name in names:
-        result = subprocess.run([sys.executable, "-c", code, name], capture_output=True, text=True, check=False)
+        result = subprocess.run(
+            [sys.executable, "-c", code, name], capture_output=True, text=True, check=False
+        )
         assert result.returncode == 0, f"{name}: {result.stderr[-500:]}"
 
 
