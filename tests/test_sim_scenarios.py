@@ -10,32 +10,11 @@ import jsonschema
 import openai
 import pytest
 
+from _openai_errors import SDK_ERRORS
 from genguard.sim import Simulator
 from genguard.sim._config import CHAT_SOFT_SCENARIOS, HARD_SCENARIOS, SILENT_SCENARIOS
 
 MSG = [{"role": "user", "content": "Classify this review"}]
-
-SDK_ERRORS: dict[str, type[Exception]] = {
-    "auth_failed": openai.AuthenticationError,
-    "permission_denied": openai.PermissionDeniedError,
-    "model_not_found": openai.NotFoundError,
-    "not_found": openai.NotFoundError,
-    "bad_request": openai.BadRequestError,
-    "context_length_exceeded": openai.BadRequestError,
-    "request_too_large": openai.APIStatusError,
-    "prompt_blocked": openai.BadRequestError,
-    "quota_exceeded": openai.RateLimitError,
-    "rate_limited": openai.RateLimitError,
-    "request_timeout": openai.APIStatusError,
-    "conflict": openai.ConflictError,
-    "unprocessable": openai.UnprocessableEntityError,
-    "server_error": openai.InternalServerError,
-    "bad_gateway": openai.InternalServerError,
-    "unavailable": openai.InternalServerError,
-    "gateway_timeout": openai.InternalServerError,
-    "timeout": openai.APITimeoutError,
-    "connection_error": openai.APIConnectionError,
-}
 
 
 def _client(sim: Simulator, scenario: str) -> openai.OpenAI:

@@ -409,17 +409,24 @@ def _lookup(request: Request, ctx: RequestContext) -> Task | Response:
     return task
 
 
-async def retrieve_video(request: Request) -> Response:
-    """``GET /v1/videos/{id}``: the task's state now, in its family's words."""
+async def _begin_task(request: Request) -> tuple[RequestContext, Task] | Response:
+    """What every request about an existing task does first: auth, limits, the poll's own hard scenario,
+    then finding the task; a Response means answer with it as it is."""
     got = await begin(request, "video")
     if isinstance(got, Response):
         return got
-    ctx = got
-    if _is_hard(ctx.scenario):
-        return ctx.error(ctx.scenario, endpoint="video", path=request.url.path)
-    task = _lookup(request, ctx)
-    if isinstance(task, Response):
-        return task
+    if _is_hard(got.scenario):
+        return got.error(got.scenario, endpoint="video", path=request.url.path)
+    task = _lookup(request, got)
+    return task if isinstance(task, Response) else (got, task)
+
+
+async def retrieve_video(request: Request) -> Response:
+    """``GET /v1/videos/{id}``: the task's state now, in its family's words."""
+    got = await _begin_task(request)
+    if isinstance(got, Response):
+        return got
+    ctx, task = got
     st = _state(request)
     polls = st.polls[task.id] = st.polls.get(task.id, 0) + 1
     if task.family == "runway" and polls == 1:
@@ -430,15 +437,10 @@ async def retrieve_video(request: Request) -> Response:
 
 async def video_content(request: Request) -> Response:
     """``GET /v1/videos/{id}/content``: the MP4 of a finished task."""
-    got = await begin(request, "video")
+    got = await _begin_task(request)
     if isinstance(got, Response):
         return got
-    ctx = got
-    if _is_hard(ctx.scenario):
-        return ctx.error(ctx.scenario, endpoint="video", path=request.url.path)
-    task = _lookup(request, ctx)
-    if isinstance(task, Response):
-        return task
+    _, task = got
     state, _ = _phase(task, time.monotonic())
     if state != "succeeded":
         return _invalid(f"Video '{task.id}' is not ready for download: its status is {state}. "
