@@ -211,7 +211,12 @@ def test_each_hard_scenario_raises_the_sdk_exception_from_a_stream(sim: Simulato
             pass
 
     with (
-        openai.OpenAI(base_url=sim.base_url, api_key="sk-sdk-test", max_retries=0, timeout=0.3) as c,
+        openai.OpenAI(
+            base_url=sim.base_url,
+            api_key="sk-sdk-test",
+            max_retries=0,
+            timeout=0.3 if scenario == "timeout" else 10.0,
+        ) as c,
         pytest.raises(SDK_ERRORS[scenario]) as info,
     ):
         consume(c)

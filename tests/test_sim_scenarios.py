@@ -18,7 +18,9 @@ MSG = [{"role": "user", "content": "Classify this review"}]
 
 
 def _client(sim: Simulator, scenario: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0, timeout=0.5,
+    # A short timeout only where the scenario stalls: a loaded machine can be slow to connect on loopback.
+    timeout = 0.5 if scenario == "timeout" else 10.0
+    return openai.OpenAI(base_url=sim.base_url, api_key="sk-test", max_retries=0, timeout=timeout,
                          default_headers={"x-genguard-scenario": scenario})  # fmt: skip
 
 
