@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 from typing import Any
 
@@ -11,15 +10,13 @@ import click
 
 from .. import __version__
 
-# name -> "module:function"; a command whose module is absent (not yet installed) is not listed.
+# name -> "module:function", imported only when that command runs.
 _COMMANDS: dict[str, str] = {
-    "batch": "genguard.cli.batch:batch",
     "chat": "genguard.cli.chat:chat",
     "demo": "genguard.cli.demo:demo",
     "doctor": "genguard.cli.doctor:doctor",
     "explain": "genguard.cli.explain:explain",
     "image": "genguard.cli.image:image",
-    "report": "genguard.cli.report:report",
     "simulate": "genguard.cli.simulate:simulate",
     "video": "genguard.cli.video:video",
 }
@@ -27,15 +24,13 @@ _COMMANDS: dict[str, str] = {
 
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n, target in _COMMANDS.items() if importlib.util.find_spec(target.split(":")[0]))
+        return sorted(_COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         target = _COMMANDS.get(cmd_name)
         if target is None:
             return None
         module_name, attr = target.split(":")
-        if importlib.util.find_spec(module_name) is None:
-            return None
         command: click.Command = getattr(importlib.import_module(module_name), attr)
         return command
 
