@@ -24,8 +24,47 @@ DEFAULT_MODEL = "gpt-4o-mini"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
+def _apply(func: F, options: list[Callable[[F], F]]) -> F:
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def connection_options(*, repeat_key: bool = True) -> Callable[[F], F]:
+    """Decorate a command with ``--base-url`` and ``--api-key``: where to send and with which key(s).
+
+    >>> @click.command()
+    ... @connection_options()
+    ... def hello(base_url, api_key): ...
+    """
+
+    def decorate(func: F) -> F:
+        return _apply(
+            func,
+            [
+                click.option(
+                    "--base-url",
+                    metavar="URL",
+                    help="The API's base URL, ending in /v1 [env: GENGUARD_BASE_URL, OPENAI_BASE_URL].",
+                ),
+                click.option(
+                    "--api-key",
+                    "api_key",
+                    metavar="KEY",
+                    multiple=repeat_key,
+                    help="API key; repeat to rotate keys on auth or quota failures "
+                    "[env: GENGUARD_API_KEY, OPENAI_API_KEY]."
+                    if repeat_key
+                    else "API key [env: GENGUARD_API_KEY, OPENAI_API_KEY].",
+                ),
+            ],
+        )
+
+    return decorate
+
+
 def endpoint_options(*, repeat_key: bool = True) -> Callable[[F], F]:
-    """Decorate a command with ``--base-url``, ``--api-key``, ``--model``, ``--json`` and ``--timeout``.
+    """Decorate a chat command with :func:`connection_options` plus ``--model``, ``--json`` and ``--timeout``.
 
     >>> @click.command()
     ... @endpoint_options()
@@ -33,42 +72,31 @@ def endpoint_options(*, repeat_key: bool = True) -> Callable[[F], F]:
     """
 
     def decorate(func: F) -> F:
-        options = [
-            click.option(
-                "--base-url",
-                metavar="URL",
-                help="The API's base URL, ending in /v1 [env: GENGUARD_BASE_URL, OPENAI_BASE_URL].",
-            ),
-            click.option(
-                "--api-key",
-                "api_key",
-                metavar="KEY",
-                multiple=repeat_key,
-                help="API key; repeat to rotate keys on auth or quota failures "
-                "[env: GENGUARD_API_KEY, OPENAI_API_KEY]."
-                if repeat_key
-                else "API key [env: GENGUARD_API_KEY, OPENAI_API_KEY].",
-            ),
-            click.option(
-                "--model",
-                "-m",
-                envvar="GENGUARD_MODEL",
-                default=DEFAULT_MODEL,
-                show_default=True,
-                help="Model name [env: GENGUARD_MODEL].",
-            ),
-            click.option("--json", "as_json", is_flag=True, help="Print JSON instead of readable text."),
-            click.option(
-                "--timeout",
-                type=click.FloatRange(min=0, min_open=True),
-                default=60.0,
-                show_default=True,
-                help="Seconds to wait for a response.",
-            ),
-        ]
-        for option in reversed(options):
-            func = option(func)
-        return func
+        return connection_options(repeat_key=repeat_key)(
+            _apply(
+                func,
+                [
+                    click.option(
+                        "--model",
+                        "-m",
+                        envvar="GENGUARD_MODEL",
+                        default=DEFAULT_MODEL,
+                        show_default=True,
+                        help="Model name [env: GENGUARD_MODEL].",
+                    ),
+                    click.option(
+                        "--json", "as_json", is_flag=True, help="Print JSON instead of readable text."
+                    ),
+                    click.option(
+                        "--timeout",
+                        type=click.FloatRange(min=0, min_open=True),
+                        default=60.0,
+                        show_default=True,
+                        help="Seconds to wait for a response.",
+                    ),
+                ],
+            )
+        )
 
     return decorate
 

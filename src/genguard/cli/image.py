@@ -14,6 +14,7 @@ from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    connection_options,
     echo_json,
     fail_usage,
     keys_argument,
@@ -38,11 +39,7 @@ from ._render import render_outcome
 @click.option(
     "--out", type=click.Path(file_okay=False), default=".", show_default=True, help="Folder to save into."
 )
-@click.option(
-    "--base-url", metavar="URL", help="The API's base URL [env: GENGUARD_BASE_URL, OPENAI_BASE_URL]."
-)
-@click.option("--api-key", "api_key", metavar="KEY", multiple=True,
-              help="API key; repeat to rotate [env: GENGUARD_API_KEY, OPENAI_API_KEY].")  # fmt: skip
+@connection_options()
 @click.option("--json", "as_json", is_flag=True, help="Print the outcome as JSON (with files).")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=120.0, show_default=True,
               help="Seconds to wait for each response.")  # fmt: skip

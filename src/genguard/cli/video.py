@@ -18,6 +18,7 @@ from ._common import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_USAGE,
+    connection_options,
     echo_json,
     fail_usage,
     keys_argument,
@@ -51,11 +52,7 @@ EXIT_INTERRUPTED = 130
 @click.option("--stall-limit", type=click.FloatRange(min=0, min_open=True), default=300.0, show_default=True,
               help="Seconds a task may stay queued before it counts as stuck.")  # fmt: skip
 @click.option("--fallback", multiple=True, metavar="MODEL", help="A model to try when the task is stuck.")
-@click.option(
-    "--base-url", metavar="URL", help="The API's base URL [env: GENGUARD_BASE_URL, OPENAI_BASE_URL]."
-)
-@click.option("--api-key", "api_key", metavar="KEY", multiple=True,
-              help="API key; repeat to rotate [env: GENGUARD_API_KEY, OPENAI_API_KEY].")  # fmt: skip
+@connection_options()
 @click.option(
     "--json",
     "as_json",
