@@ -446,20 +446,10 @@ def _read_error(body: object, headers: Mapping[str, str] | None) -> ErrorInfo:
     found = _Found()
     _read_json(data, found, 0)
     message = _cap(found.message) if found.message else None
-    return ErrorInfo(
-        message=message or None,
-        type=found.type,
-        code=found.code,
-        param=found.param,
-        request_id=_request_id(headers, found.request_id, message),
-        status_hint=found.status_hint,
-        provider=found.provider,
-        inner_code=found.inner_code,
-        filter_results=found.filter_results,
-        raw=data,
-        is_json=True,
-        retry_delay_s=found.retry_delay_s,
-    )
+    # Every field the reader found passes on as it is, so a field added to both records cannot be dropped here.
+    copied: dict[str, Any] = {name: getattr(found, name) for name in _Found.__slots__}
+    copied.update(message=message or None, request_id=_request_id(headers, found.request_id, message))
+    return ErrorInfo(raw=data, is_json=True, **copied)
 
 
 # -- secrets ------------------------------------------------------------------------------------------
