@@ -121,19 +121,9 @@ def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str]
         None if headers is None else (_header(headers, "x-request-id") or _header(headers, "request-id"))
     )
     if (d is not None and d.get("error")) or status >= 400:
-        try:
-            from ._classify import classify_error
+        from ._classify import classify_error  # here: _classify reaches this module on first use
 
-            return classify_error(status, headers, orjson.dumps(data), endpoint="image")
-        except Exception:
-            code = "bad_request" if 400 <= status < 500 else "server_error"
-            message = None
-            if d is not None:
-                e = d.get("error")
-                message = _str(e.get("message")) if isinstance(e, Mapping) else _str(e)
-            return Outcome.failure(
-                code, endpoint="image", status=status, message=message, request_id=request_id
-            )
+        return classify_error(status, headers, orjson.dumps(data), endpoint="image")
     result = parse_image_response(data)
     if result is None:
         return Outcome.failure(

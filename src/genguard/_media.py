@@ -559,14 +559,11 @@ def task_outcome(
 def _envelope_outcome(
     state: TaskState, status: int | None, headers: Mapping[str, str] | None, request_id: str | None
 ) -> Outcome:
-    try:
-        from ._classify import classify_error
+    from ._classify import classify_error  # here: _classify reaches this module on first use
 
-        # An envelope error often rides on HTTP 200; the classifier then judges by the body's codes alone.
-        outcome = classify_error(status, headers, state.raw, endpoint="video")
-    except Exception:
-        outcome = None
-    if outcome is not None and not outcome.ok:
+    # An envelope error often rides on HTTP 200; the classifier then judges by the body's codes alone.
+    outcome = classify_error(status, headers, state.raw, endpoint="video")
+    if not outcome.ok:
         if request_id and not outcome.request_id:
             outcome = outcome.replace(request_id=request_id)
         return outcome
