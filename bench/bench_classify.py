@@ -25,8 +25,8 @@ import orjson
 from openai._models import construct_type
 from openai.types.chat import ChatCompletion
 
-from genguard._classify import classify_http
-from genguard._outcome import Outcome, Usage
+from genguard.core.classify import classify_http
+from genguard.core.outcome import Outcome, Usage
 
 BODY = orjson.dumps(
     {

@@ -88,7 +88,7 @@ def _cpu(fn: Callable[[], object], n: int) -> float:
 def _contenders(url: str) -> list[tuple[str, Callable[[], object], Callable[[], object], Callable[[], None]]]:
     import openai
 
-    import genguard._client as gc_
+    import genguard.client.clients as gc_
 
     sdk = openai.OpenAI(base_url=url, api_key=KEY, max_retries=0)
     gg = gc_.Client(url, api_key=KEY)

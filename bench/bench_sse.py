@@ -26,8 +26,8 @@ from openai._models import construct_type
 from openai._streaming import SSEDecoder as OpenAIDecoder
 from openai.types.chat import ChatCompletionChunk
 
-from genguard._sse import SSEDecoder
-from genguard._stream import ChatStreamReader
+from genguard.core.chat_stream import ChatStreamReader
+from genguard.core.sse import SSEDecoder
 
 _WORDS = [
     "The",

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard._classify import (
+from genguard.core.classify import (
     classify_chat_body,
     classify_error,
     classify_exception,
@@ -22,9 +22,9 @@ from genguard._classify import (
     code_for_error,
     finish_outcome,
 )
-from genguard._errors import read_error
-from genguard._outcome import Outcome, ToolCall, Usage
-from genguard._taxonomy import CODES
+from genguard.core.error_body import read_error
+from genguard.core.outcome import Outcome, ToolCall, Usage
+from genguard.core.taxonomy import CODES
 
 
 def j(obj: Any) -> bytes:

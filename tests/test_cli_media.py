@@ -15,8 +15,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from genguard._media import sniff
 from genguard.cli import cli
+from genguard.core.media_body import sniff
 from genguard.sim import Simulator
 
 KEY = "sk-cli-media-secret-0123456789"

@@ -12,10 +12,10 @@ import orjson
 import pytest
 
 from genguard import ConfigError, HardFailure, SilentFailure, SoftFailure
-from genguard._client import Client
-from genguard._pricing import cost_usd
-from genguard._retry import RetryPolicy
-from genguard._testing import set_testing
+from genguard.client.clients import Client
+from genguard.client.retry import RetryPolicy
+from genguard.client.testing import set_testing
+from genguard.core.pricing import cost_usd
 from genguard.sim import Simulator
 
 MSGS = [{"role": "user", "content": "Tell me about harbours"}]
@@ -504,7 +504,7 @@ def test_key_never_appears_in_any_artifact(sim: Simulator, caplog: pytest.LogCap
 
 
 def test_send_with_retries_drives_any_request(sim: Simulator) -> None:
-    from genguard._classify import classify_http
+    from genguard.core.classify import classify_http
 
     def parse(response: httpx.Response) -> Any:
         return classify_http(response.status_code, response.headers, response.content, endpoint="image")

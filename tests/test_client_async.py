@@ -11,8 +11,8 @@ import orjson
 import pytest
 
 from genguard import ConfigError, Outcome
-from genguard._client import AsyncClient
-from genguard._retry import RetryPolicy
+from genguard.client.clients import AsyncClient
+from genguard.client.retry import RetryPolicy
 from genguard.sim import Simulator
 
 pytestmark = pytest.mark.anyio
@@ -198,7 +198,7 @@ async def test_validators_reask_and_redaction(sim: Simulator, caplog: pytest.Log
 
 
 async def test_send_with_retries(sim: Simulator) -> None:
-    from genguard._classify import classify_http
+    from genguard.core.classify import classify_http
 
     async with aclient(sim) as c:
         o = await c.send_with_retries(

@@ -7,9 +7,9 @@ from pathlib import Path
 import orjson
 from click.testing import CliRunner
 
-from genguard._media import sniff
 from genguard.cli import cli
 from genguard.cli.demo import MEDIA_STEPS, STEPS
+from genguard.core.media_body import sniff
 
 
 def test_demo_tours_every_step_and_exits_0(tmp_path: Path) -> None:

@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from genguard._download import (
+from genguard.client.download import (
     DownloadFailed,
     adownload_to,
     download_to,
@@ -30,7 +30,7 @@ from genguard._download import (
     save_b64,
     save_bytes,
 )
-from genguard._media import sniff
+from genguard.core.media_body import sniff
 
 
 def _png() -> bytes:

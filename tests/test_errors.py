@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard._errors import MESSAGE_CAP, ErrorInfo, read_error, redact
+from genguard.core.error_body import MESSAGE_CAP, ErrorInfo, read_error, redact
 
 
 def j(obj: Any) -> bytes:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from genguard._image_rules import (
+from genguard.core.image_rules import (
     PASS_THROUGH,
     ImageModelRules,
     ImageRuleBook,

@@ -8,8 +8,8 @@ from typing import Any
 import httpx
 import pytest
 
-from genguard._client import AsyncClient, Client
-from genguard._media import sniff
+from genguard.client.clients import AsyncClient, Client
+from genguard.core.media_body import sniff
 
 
 def _client(sim: Any, scenario: str | None = None) -> Client:

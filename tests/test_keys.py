@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-import genguard._testing as testing
-from genguard._exceptions import ConfigError
-from genguard._keys import KeyPool, key_label, resolve_base_url, resolve_keys
+import genguard.client.testing as testing
+from genguard.client.keys import KeyPool, key_label, resolve_base_url, resolve_keys
+from genguard.core.exceptions import ConfigError
 
 
 def test_argument_wins_over_environment() -> None:

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from genguard._client import AsyncClient, Client
-from genguard._outcome import Outcome
-from genguard._retry import RetryPolicy
-from genguard._taxonomy import CODES
-from genguard._testing import set_testing
+from genguard.client.clients import AsyncClient, Client
+from genguard.client.retry import RetryPolicy
+from genguard.client.testing import set_testing
+from genguard.core.outcome import Outcome
+from genguard.core.taxonomy import CODES
 from genguard.sim import Simulator
 from genguard.sim._config import CHAT_SOFT_SCENARIOS, DIALECTS, HARD_SCENARIOS
 

@@ -226,7 +226,7 @@ def test_each_hard_scenario_raises_the_sdk_exception_from_a_stream(sim: Simulato
 
 
 def test_invalid_response_stream_gives_the_sdk_nothing_and_genguard_names_it(sim: Simulator) -> None:
-    from genguard._client import Client
+    from genguard.client.clients import Client
 
     with openai.OpenAI(base_url=sim.base_url, api_key="sk-sdk-test", max_retries=0) as c:
         chunks = list(c.chat.completions.create(model="gpt-4o", messages=MSG, stream=True,
@@ -235,7 +235,7 @@ def test_invalid_response_stream_gives_the_sdk_nothing_and_genguard_names_it(sim
     with Client(
         sim.base_url, api_key="sk-sdk-test", headers={"x-genguard-scenario": "invalid_response"}
     ) as g:
-        from genguard._retry import RetryPolicy
+        from genguard.client.retry import RetryPolicy
 
         o = g.chat(model="gpt-4o", messages=MSG, stream=True, retry=RetryPolicy(max_attempts=1))
     assert o.code == "invalid_response"

@@ -13,11 +13,11 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from genguard._classify import classify_http
-from genguard._client import Client
-from genguard._retry import RetryPolicy
-from genguard._waits import reset_wait
 from genguard.cli import cli
+from genguard.client.clients import Client
+from genguard.client.retry import RetryPolicy
+from genguard.core.classify import classify_http
+from genguard.core.waits import reset_wait
 from genguard.sim import Simulator
 from genguard.sim._config import DIALECTS, ScenarioError, SimConfig
 

@@ -15,10 +15,10 @@ from typing import Any
 import openai
 import pytest
 
-from genguard._client import AsyncClient, Client
-from genguard._outcome import Outcome
-from genguard._retry import RetryPolicy
-from genguard._taxonomy import CODES
+from genguard.client.clients import AsyncClient, Client
+from genguard.client.retry import RetryPolicy
+from genguard.core.outcome import Outcome
+from genguard.core.taxonomy import CODES
 from genguard.sim import Simulator
 
 CHAOS = (

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard._media import (
+from genguard.core.media_body import (
     TaskState,
     detect_media,
     image_outcome,
@@ -385,7 +385,7 @@ def test_image_response_ok_filtered_and_malformed() -> None:
 
 
 def test_image_error_body_is_classified() -> None:
-    pytest.importorskip("genguard._classify")
+    pytest.importorskip("genguard.core.classify")
     body = {
         "error": {
             "message": "Your request was rejected by the safety system.",
@@ -501,7 +501,7 @@ def test_sniff_never_raises(data: bytes) -> None:
 
 
 def test_envelope_errors_on_http_200_use_the_classifier() -> None:
-    pytest.importorskip("genguard._classify")
+    pytest.importorskip("genguard.core.classify")
     blocked = task_outcome(
         parse_task({"code": 1301, "message": "content security", "request_id": "r", "data": None})
     )
@@ -517,7 +517,7 @@ def test_envelope_errors_on_http_200_use_the_classifier() -> None:
 
 
 def test_aggregator_model_beside_a_kling_envelope_is_kept() -> None:
-    from genguard._media import parse_task
+    from genguard.core.media_body import parse_task
 
     body = {
         "code": 0,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genguard import Usage
-from genguard._pricing import _calc, cost_usd, prices_available
+from genguard.core.pricing import _calc, cost_usd, prices_available
 
 
 def test_known_model_is_priced_from_the_table() -> None:
@@ -43,7 +43,7 @@ def test_works_without_the_optional_table(monkeypatch: pytest.MonkeyPatch) -> No
         return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
 
     _calc.cache_clear()
-    from genguard import _pricing
+    from genguard.core import pricing as _pricing
 
     _pricing._cost.cache_clear()
     monkeypatch.setattr(builtins, "__import__", no_prices)

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from genguard import Attempt, Outcome
-from genguard._retry import RetryPolicy
-from genguard._taxonomy import CODES
+from genguard.client.retry import RetryPolicy
+from genguard.core.taxonomy import CODES
 
 
 def test_policy_is_immutable_and_increment_returns_a_longer_history() -> None:

@@ -6,7 +6,7 @@ import httpx
 import orjson
 import pytest
 
-from genguard._classify import classify_http
+from genguard.core.classify import classify_http
 from genguard.sim import Simulator
 from genguard.sim._config import DIALECTS
 from genguard.sim._dialects import ERROR_CODES

@@ -11,8 +11,8 @@ import httpx
 import openai
 import pytest
 
-from genguard._classify import classify_error
-from genguard._media import parse_task
+from genguard.core.classify import classify_error
+from genguard.core.media_body import parse_task
 from genguard.sim import Simulator
 from genguard.sim._mediabytes import is_mp4, mp4_bytes
 

@@ -12,11 +12,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import genguard._sse
-import genguard._stream
+import genguard.core.chat_stream
+import genguard.core.sse
 from genguard import Outcome, ToolCall
-from genguard._sse import ServerSentEvent
-from genguard._stream import ChatStreamReader, read_chat_stream
+from genguard.core.chat_stream import ChatStreamReader, read_chat_stream
+from genguard.core.sse import ServerSentEvent
 
 HEAD = {"id": "chatcmpl-1", "object": "chat.completion.chunk", "created": 1, "model": "m"}
 
@@ -361,7 +361,7 @@ def test_captured_stream_missing_its_final_blank_line() -> None:
 
 
 def test_doctests() -> None:
-    for module in (genguard._sse, genguard._stream):
+    for module in (genguard.core.sse, genguard.core.chat_stream):
         result = doctest.testmod(module)
         assert result.attempted > 0
         assert result.failed == 0
@@ -515,7 +515,7 @@ def test_simulator_connection_cut_mid_stream(sim: Any) -> None:
 def _careful(chunks: list[bytes]) -> tuple[list[str], dict[str, Any]]:
     """The same stream read event by event through feed_event: decoded text, no lean path anywhere."""
     r = ChatStreamReader()
-    d = genguard._sse.SSEDecoder()
+    d = genguard.core.sse.SSEDecoder()
     deltas = [p for c in chunks for e in d.feed(c) if (p := r.feed_event(e))]
     return deltas, r.finish().to_dict()
 

@@ -10,7 +10,7 @@ import pydantic
 import pytest
 
 from genguard import ConfigError, Outcome, ToolCall, Usage
-from genguard._validate import (
+from genguard.core.validate import (
     Parsed,
     Problem,
     Validator,

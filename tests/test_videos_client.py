@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from genguard._client import AsyncClient, Client
-from genguard._media import TaskState, sniff
+from genguard.client.clients import AsyncClient, Client
+from genguard.core.media_body import TaskState, sniff
 
 FAST = {"poll_interval": 0.03, "deadline": 10.0, "stall_limit": 5.0}
 

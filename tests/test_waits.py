@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genguard._waits import (
+from genguard.core.waits import (
     get_header,
     parse_duration,
     parse_retry_after,

@@ -15,7 +15,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._exceptions import (
+from .core.exceptions import (
     CaptureError,
     ConfigError,
     FailureError,
@@ -24,57 +24,56 @@ from ._exceptions import (
     SilentFailure,
     SoftFailure,
 )
-from ._outcome import Attempt, Outcome, ToolCall, Usage
-from ._taxonomy import CODES, CodeInfo, code_info, normalise_finish_reason
+from .core.outcome import Attempt, Outcome, ToolCall, Usage
+from .core.taxonomy import CODES, CodeInfo, code_info, normalise_finish_reason
 
 if TYPE_CHECKING:
     from . import validators
-    from ._aclient import AsyncClient
-    from ._capture import Exchange, read_captures
-    from ._chat import AsyncChatStream, ChatStream
-    from ._classify import classify_error, classify_exception, classify_http
-    from ._client import Client
-    from ._download import DownloadFailed
-    from ._errors import ErrorInfo, read_error, redact
-    from ._image_rules import ImageModelRules, ImageRuleBook, load_image_rules, register_image_model
-    from ._media import TaskState, parse_task
-    from ._retry import RetryPolicy
-    from ._sse import ServerSentEvent, SSEDecoder
-    from ._stream import ChatStreamReader, read_chat_stream
-    from ._testing import is_testing, set_testing
-    from ._waits import retry_wait
+    from .client.clients import AsyncClient, Client
+    from .client.download import DownloadFailed
+    from .client.retry import RetryPolicy
+    from .client.streams import AsyncChatStream, ChatStream
+    from .client.testing import is_testing, set_testing
+    from .core.capture import Exchange, read_captures
+    from .core.chat_stream import ChatStreamReader, read_chat_stream
+    from .core.classify import classify_error, classify_exception, classify_http
+    from .core.error_body import ErrorInfo, read_error, redact
+    from .core.image_rules import ImageModelRules, ImageRuleBook, load_image_rules, register_image_model
+    from .core.media_body import TaskState, parse_task
+    from .core.sse import ServerSentEvent, SSEDecoder
+    from .core.waits import retry_wait
 
 __version__ = "0.1.0"
 
 # name -> the private module that defines it, imported on first access.
 _LAZY: dict[str, str] = {
-    "AsyncChatStream": "._chat",
-    "AsyncClient": "._aclient",
-    "ChatStream": "._chat",
-    "ChatStreamReader": "._stream",
-    "Client": "._client",
-    "DownloadFailed": "._download",
-    "ErrorInfo": "._errors",
-    "Exchange": "._capture",
-    "ImageModelRules": "._image_rules",
-    "ImageRuleBook": "._image_rules",
-    "RetryPolicy": "._retry",
-    "SSEDecoder": "._sse",
-    "ServerSentEvent": "._sse",
-    "TaskState": "._media",
-    "classify_error": "._classify",
-    "classify_exception": "._classify",
-    "classify_http": "._classify",
-    "is_testing": "._testing",
-    "load_image_rules": "._image_rules",
-    "parse_task": "._media",
-    "read_captures": "._capture",
-    "read_chat_stream": "._stream",
-    "read_error": "._errors",
-    "redact": "._errors",
-    "register_image_model": "._image_rules",
-    "retry_wait": "._waits",
-    "set_testing": "._testing",
+    "AsyncChatStream": ".client.streams",
+    "AsyncClient": ".client.clients",
+    "ChatStream": ".client.streams",
+    "ChatStreamReader": ".core.chat_stream",
+    "Client": ".client.clients",
+    "DownloadFailed": ".client.download",
+    "ErrorInfo": ".core.error_body",
+    "Exchange": ".core.capture",
+    "ImageModelRules": ".core.image_rules",
+    "ImageRuleBook": ".core.image_rules",
+    "RetryPolicy": ".client.retry",
+    "SSEDecoder": ".core.sse",
+    "ServerSentEvent": ".core.sse",
+    "TaskState": ".core.media_body",
+    "classify_error": ".core.classify",
+    "classify_exception": ".core.classify",
+    "classify_http": ".core.classify",
+    "is_testing": ".client.testing",
+    "load_image_rules": ".core.image_rules",
+    "parse_task": ".core.media_body",
+    "read_captures": ".core.capture",
+    "read_chat_stream": ".core.chat_stream",
+    "read_error": ".core.error_body",
+    "redact": ".core.error_body",
+    "register_image_model": ".core.image_rules",
+    "retry_wait": ".core.waits",
+    "set_testing": ".client.testing",
     "validators": ".validators",
 }
 

@@ -11,7 +11,7 @@ CLI's spec strings. Each rejection becomes a ``silent`` Outcome with its own cod
 
 from __future__ import annotations
 
-from ._validate import (
+from .core.validate import (
     Parsed,
     Problem,
     Validator,

@@ -15,8 +15,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 import orjson
 
-from .._errors import redact
-from .._outcome import Outcome, _json_default
+from ..core.error_body import redact
+from ..core.outcome import Outcome, _json_default
 
 F = TypeVar("F", bound=Callable[..., Any])
 

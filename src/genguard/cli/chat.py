@@ -7,10 +7,10 @@ from typing import Any
 
 import click
 
-from .._client import Client
-from .._exceptions import ConfigError
-from .._outcome import Outcome
-from .._retry import RetryPolicy
+from ..client.clients import Client
+from ..client.retry import RetryPolicy
+from ..core.exceptions import ConfigError
+from ..core.outcome import Outcome
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -18,9 +18,9 @@ import click
 import httpx
 import orjson
 
-from .._client import Client
-from .._outcome import Outcome
-from .._retry import RetryPolicy
+from ..client.clients import Client
+from ..client.retry import RetryPolicy
+from ..core.outcome import Outcome
 from ._common import prepare_out
 from ._render import render_outcome
 

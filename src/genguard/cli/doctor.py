@@ -12,13 +12,13 @@ import click
 import httpx
 import orjson
 
-from .._capture import mask_url
-from .._classify import classify_exception, classify_http
-from .._errors import redact
-from .._exceptions import ConfigError
-from .._keys import resolve_base_url, resolve_keys
-from .._media import sniff
-from .._outcome import Outcome
+from ..client.keys import resolve_base_url, resolve_keys
+from ..core.capture import mask_url
+from ..core.classify import classify_exception, classify_http
+from ..core.error_body import redact
+from ..core.exceptions import ConfigError
+from ..core.media_body import sniff
+from ..core.outcome import Outcome
 from ._common import EXIT_FAILED, EXIT_OK, echo_json, endpoint_options, fail_usage
 
 _PROMPT = [{"role": "user", "content": "Reply with one short sentence."}]
@@ -111,7 +111,7 @@ class _Doctor:
         return self.checks
 
     def _client(self) -> Any:
-        from .._client import Client
+        from ..client.clients import Client
 
         return Client(self.base_url, api_key=[self.key] if self.key else [], timeout=self.timeout)
 
@@ -184,7 +184,7 @@ class _Doctor:
                  "and keep concurrency low.")  # fmt: skip
 
     def _stream(self) -> None:
-        from .._stream import ChatStreamReader
+        from ..core.chat_stream import ChatStreamReader
 
         body = {"messages": _PROMPT, "stream": True, "stream_options": {"include_usage": True}}
         response = self.post(body, stream=True)

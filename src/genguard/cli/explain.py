@@ -9,12 +9,12 @@ from typing import Any
 import click
 import orjson
 
-from .._capture import Exchange, is_sse, read_captures
-from .._exceptions import CaptureError, ConfigError
-from .._media import normalise_status
-from .._outcome import Outcome
-from .._taxonomy import Endpoint
-from .._validate import Validator, apply_validators, parse_validate_spec
+from ..core.capture import Exchange, is_sse, read_captures
+from ..core.exceptions import CaptureError, ConfigError
+from ..core.media_body import normalise_status
+from ..core.outcome import Outcome
+from ..core.taxonomy import Endpoint
+from ..core.validate import Validator, apply_validators, parse_validate_spec
 from ._render import render_outcome
 
 
@@ -48,7 +48,7 @@ def _endpoint_from_body(body: bytes) -> Endpoint | None:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError:
         return None
-    from .._media import detect_media
+    from ..core.media_body import detect_media
 
     try:
         return detect_media(doc)
@@ -85,11 +85,11 @@ def explain_exchange(
             message="the capture holds no response: the connection failed or was aborted before one came",
         )
     if ctype == "text/event-stream" or (ctype in ("", "text/plain") and is_sse(body)):
-        from .._stream import read_chat_stream
+        from ..core.chat_stream import read_chat_stream
 
         outcome = read_chat_stream(body, status=code if code is not None else 200, headers=merged)
     else:
-        from .._classify import classify_error, classify_http
+        from ..core.classify import classify_error, classify_http
 
         where = where or _endpoint_from_body(body) or "chat"
         if code is None:
@@ -121,7 +121,7 @@ def _read_file(name: str) -> bytes:
 
 
 def _fail(message: str) -> None:
-    from .._errors import redact
+    from ..core.error_body import redact
 
     click.echo(f"Error: {redact(message)}", err=True)
 
@@ -197,7 +197,7 @@ def explain(
 
 
 def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: bool) -> None:
-    from .._errors import redact
+    from ..core.error_body import redact
 
     if as_json:
         click.echo(redact(outcome.with_extra(source=source).to_json()))

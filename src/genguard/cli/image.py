@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from .._client import Client
-from .._exceptions import ConfigError
-from .._image_rules import RULES_ENV, ImageRuleBook
-from .._retry import RetryPolicy
+from ..client.clients import Client
+from ..client.retry import RetryPolicy
+from ..core.exceptions import ConfigError
+from ..core.image_rules import RULES_ENV, ImageRuleBook
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,

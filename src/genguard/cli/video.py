@@ -10,10 +10,10 @@ from typing import TextIO
 
 import click
 
-from .._client import Client
-from .._exceptions import ConfigError
-from .._media import TaskState
-from .._retry import RetryPolicy
+from ..client.clients import Client
+from ..client.retry import RetryPolicy
+from ..core.exceptions import ConfigError
+from ..core.media_body import TaskState
 from ._common import (
     EXIT_FAILED,
     EXIT_OK,

@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._taxonomy import CODES
+from ..core.taxonomy import CODES
 from ._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_scenario
 from ._dialects import ERROR_CODES, JSON, error_response
 from ._ratelimit import RateLimiter

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .._taxonomy import CODES
+from ..core.taxonomy import CODES
 
 # Codes where sending the same request with another key is the cure, not a blind retry.
 _KEY_CODES = frozenset({"auth_failed", "quota_exceeded"})

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
 from typing import Literal
 
-from ._outcome import Attempt, Outcome
-from ._taxonomy import code_info
+from ..core.outcome import Attempt, Outcome
+from ..core.taxonomy import code_info
 
 __all__ = ["DEFAULT_FALLBACK_ON", "Decision", "RetryPolicy"]
 

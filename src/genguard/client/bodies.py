@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ._outcome import Outcome
+from ..core.outcome import Outcome
 
 __all__ = ["chat_body", "raised_max_tokens", "reask_messages"]
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ._outcome import Outcome, Usage
+from .outcome import Outcome, Usage
 
 __all__ = ["ImageItem", "ImageResult", "image_outcome", "parse_image_response", "sniff"]
 
@@ -121,7 +121,7 @@ def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str]
         None if headers is None else (_header(headers, "x-request-id") or _header(headers, "request-id"))
     )
     if (d is not None and d.get("error")) or status >= 400:
-        from ._classify import classify_error  # here: _classify reaches this module on first use
+        from .classify import classify_error  # here: _classify reaches this module on first use
 
         return classify_error(status, headers, orjson.dumps(data), endpoint="image")
     result = parse_image_response(data)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from ._taxonomy import Endpoint, Kind, code_info
+from .taxonomy import Endpoint, Kind, code_info
 
 if TYPE_CHECKING:
     from typing import Self
@@ -315,7 +315,7 @@ class Outcome:
         """
         if self.ok:
             return self
-        from ._exceptions import failure_error
+        from .exceptions import failure_error
 
         raise failure_error(self)
 

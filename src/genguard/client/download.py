@@ -25,9 +25,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ._exceptions import HardFailure
-from ._media import sniff
-from ._outcome import Outcome
+from ..core.exceptions import HardFailure
+from ..core.media_body import sniff
+from ..core.outcome import Outcome
 
 MediaKind = Literal["image", "video"]
 
@@ -54,7 +54,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 class DownloadFailed(HardFailure):
     """Fetching or saving a generated file failed; ``outcome`` (code ``download_failed``) says why.
 
-    >>> from genguard._outcome import Outcome
+    >>> from genguard.core.outcome import Outcome
     >>> DownloadFailed(Outcome.failure("download_failed", endpoint="image", message="expired")).code
     'download_failed'
     """

@@ -20,11 +20,11 @@ from typing import Any
 
 import orjson
 
-from ._chat_body import _invalid, _is_map, _request_id, classify_chat_body, finish_outcome
-from ._errors import ErrorInfo, read_error, redact
-from ._outcome import Outcome
-from ._taxonomy import Endpoint
-from ._waits import get_header, retry_wait
+from .chat_body import _invalid, _is_map, _request_id, classify_chat_body, finish_outcome
+from .error_body import ErrorInfo, read_error, redact
+from .outcome import Outcome
+from .taxonomy import Endpoint
+from .waits import get_header, retry_wait
 
 __all__ = [
     "classify_chat_body",
@@ -377,7 +377,7 @@ def _is_error_envelope(data: Mapping[str, Any]) -> bool:
 def _is_task_word(value: object) -> bool:
     if not isinstance(value, str):
         return False
-    from ._media import normalise_status
+    from .media_body import normalise_status
 
     return normalise_status(value) is not None
 
@@ -420,7 +420,7 @@ def classify_http(
         ):
             endpoint = "chat"
         else:
-            from ._media import detect_media
+            from .media_body import detect_media
 
             endpoint = detect_media(data)
             if endpoint is None:
@@ -431,7 +431,7 @@ def classify_http(
                 )
     if endpoint == "chat":
         return classify_chat_body(data, status=status, headers=headers, secrets=secrets)
-    from ._media import image_outcome, parse_task, task_outcome
+    from .media_body import image_outcome, parse_task, task_outcome
 
     if endpoint == "image":
         return image_outcome(data, status=status, headers=headers)

@@ -33,11 +33,12 @@ when the server wants a key and none is configured).
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import logging
 import ssl
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from types import MappingProxyType, TracebackType
@@ -46,21 +47,20 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from ._exceptions import ConfigError
-from ._keys import ENV_KEYS, KeyPool, resolve_base_url, resolve_keys
-from ._log import log_attempt, log_silent, logger, mask
-from ._outcome import Attempt, Outcome, Usage
-from ._policies import chat_body, raised_max_tokens, reask_messages
-from ._pricing import cost_usd
-from ._retry import RetryPolicy
-from ._taxonomy import Endpoint
-from ._testing import is_testing, testing_attempts
+from ..core.exceptions import ConfigError
+from ..core.outcome import Attempt, Outcome, Usage
+from ..core.pricing import cost_usd
+from ..core.taxonomy import Endpoint
+from .bodies import chat_body, raised_max_tokens, reask_messages
+from .keys import ENV_KEYS, KeyPool, resolve_base_url, resolve_keys
+from .log import log_attempt, log_silent, logger, mask
+from .retry import RetryPolicy
+from .testing import is_testing, testing_attempts
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._aclient import AsyncClient
-    from ._chat import ChatStream
+    from .streams import AsyncChatStream, ChatStream
 
 __all__ = ["AsyncClient", "BaseClient", "Client", "Hook"]
 
@@ -107,7 +107,7 @@ def _import_classify() -> Any:
     # still walks the import machinery.
     global _classify_module
     if _classify_module is None:
-        from . import _classify
+        from ..core import classify as _classify
 
         _classify_module = _classify
     return _classify_module
@@ -172,7 +172,7 @@ class BaseClient:
     def _build_validators(validate: Any = None, **kw: Any) -> Validators:
         if validate is None and not any(v is not None for v in kw.values()):
             return ()
-        from ._validate import build_validators
+        from ..core.validate import build_validators
 
         return tuple(build_validators(validate, **kw))
 
@@ -215,7 +215,7 @@ class BaseClient:
 
     def _no_key_error(self) -> ConfigError:
         # A password in the base URL (user:pw@host) is a credential too: never print it.
-        from ._capture import mask_url
+        from ..core.capture import mask_url
 
         names = " or ".join(ENV_KEYS)
         return ConfigError(
@@ -264,7 +264,7 @@ class BaseClient:
             assert result is not None
             outcome, committed = result
             if outcome.ok and validators:
-                from ._validate import apply_validators
+                from ..core.validate import apply_validators
 
                 outcome = apply_validators(outcome, validators)
                 if outcome.kind == "silent":
@@ -437,17 +437,17 @@ class BaseClient:
 
     @property
     def images(self) -> Any:
-        """Image generation on this client (``genguard._images``), created on first use."""
+        """Image generation on this client (``genguard.client.images``), created on first use."""
         if self._images is None:
-            _images = importlib.import_module("genguard._images")
+            _images = importlib.import_module("genguard.client.images")
             self._images = (_images.AsyncImages if self._is_async else _images.Images)(self)
         return self._images
 
     @property
     def videos(self) -> Any:
-        """Video tasks on this client (``genguard._videos``), created on first use."""
+        """Video tasks on this client (``genguard.client.videos``), created on first use."""
         if self._videos is None:
-            _videos = importlib.import_module("genguard._videos")
+            _videos = importlib.import_module("genguard.client.videos")
             self._videos = (_videos.AsyncVideos if self._is_async else _videos.Videos)(self)
         return self._videos
 
@@ -522,7 +522,7 @@ class Client(BaseClient):
             model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=stream
         )
         if stream:
-            from ._chat import ChatStream
+            from .streams import ChatStream
 
             # Nobody reads this stream live, so an attempt may be retried even after partial text.
             with ChatStream(self, loop, body, interactive=False) as s:
@@ -559,7 +559,7 @@ class Client(BaseClient):
         >>> s.outcome.ok  # doctest: +SKIP
         True
         """
-        from ._chat import ChatStream
+        from .streams import ChatStream
 
         loop, body = self._chat_loop(
             model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=True
@@ -592,11 +592,120 @@ class Client(BaseClient):
         return self._drive(loop, send)
 
 
-def __getattr__(name: str) -> Any:
-    # Callers import both clients from here, but AsyncClient lives in _aclient, which builds on BaseClient:
-    # loaded on first use, so either module can be imported first without a cycle.
-    if name == "AsyncClient":
-        from ._aclient import AsyncClient
+class AsyncClient(BaseClient):
+    """The asynchronous twin of :class:`Client`: ``await client.chat(...)``, ``async with client.stream(...)``.
 
-        return AsyncClient
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    >>> async with AsyncClient("http://127.0.0.1:8000/v1") as c:  # doctest: +SKIP
+    ...     outcome = await c.chat(model="m", messages=[{"role": "user", "content": "Hi"}])
+    """
+
+    _is_async = True
+
+    http: httpx.AsyncClient  # made by BaseClient, or the http_client given (an httpx.AsyncClient)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP connections (only those of an ``http_client`` this client created)."""
+        if self._owns_http:
+            await self.http.aclose()
+
+    async def _drive(self, loop: _Loop, send: Callable[[_Send], Awaitable[Outcome]]) -> Outcome:
+        try:
+            action = next(loop)
+            while True:
+                if type(action) is _Sleep:
+                    if action.seconds > 0 and not is_testing():
+                        await asyncio.sleep(action.seconds)
+                    action = loop.send(None)
+                else:
+                    assert isinstance(action, _Send)
+                    action = loop.send((await send(action), False))
+        except StopIteration as stop:
+            result: Outcome = stop.value
+            return result
+
+    async def chat(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        stream: bool = False,
+        validate: Any = None,
+        labels: Sequence[str] | None = None,
+        min_words: int | None = None,
+        pattern: str | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Any,
+    ) -> Outcome:
+        """One chat completion, as :meth:`Client.chat`, awaited."""
+        loop, body = self._chat_loop(
+            model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=stream
+        )
+        if stream:
+            from .streams import AsyncChatStream
+
+            async with AsyncChatStream(self, loop, body, interactive=False) as s:
+                return await s.finish()
+
+        async def send(action: _Send) -> Outcome:
+            request = self._chat_request(action, body, stream=False)
+            try:
+                response = await self.http.send(request)
+            except httpx.HTTPError as exc:
+                return self._classify_exception(exc, "chat")
+            return self._classify_response(response, "chat")
+
+        return await self._drive(loop, send)
+
+    def stream(
+        self,
+        *,
+        model: str,
+        messages: Sequence[Any],
+        validate: Any = None,
+        labels: Sequence[str] | None = None,
+        min_words: int | None = None,
+        pattern: str | None = None,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None = None,
+        **params: Any,
+    ) -> AsyncChatStream:
+        """A streamed chat completion: ``async for text in s`` as it arrives, then ``s.outcome``."""
+        from .streams import AsyncChatStream
+
+        loop, body = self._chat_loop(
+            model, messages, params, validate, labels, min_words, pattern, retry, fallbacks, stream=True
+        )
+        return AsyncChatStream(self, loop, body)
+
+    async def send_with_retries(
+        self,
+        build: Callable[[str | None, str], httpx.Request],
+        parse: Callable[[httpx.Response], Outcome],
+        *,
+        model: str,
+        endpoint: Endpoint = "chat",
+        fallbacks: Sequence[str] | None = (),
+        retry: RetryPolicy | None = None,
+        validate: Any = None,
+    ) -> Outcome:
+        """As :meth:`Client.send_with_retries`, awaited (``parse`` stays a plain function)."""
+        loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
+
+        async def send(action: _Send) -> Outcome:
+            try:
+                response = await self.http.send(self._retry_request(build, action))
+                await response.aread()
+            except httpx.HTTPError as exc:
+                return self._classify_exception(exc, endpoint)
+            return parse(response)
+
+        return await self._drive(loop, send)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
 
-from ._image_body import (
+from .image_body import (
     ImageItem,
     ImageResult,
     _header,
@@ -32,7 +32,7 @@ from ._image_body import (
     parse_image_response,
     sniff,
 )
-from ._outcome import Outcome
+from .outcome import Outcome
 
 __all__ = [
     "ImageItem",
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._errors import ErrorInfo
+    from .error_body import ErrorInfo
 
 TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -200,7 +200,7 @@ def _envelope_ok(code: object) -> bool:
 
 def _read_error(body: Mapping[str, Any]) -> ErrorInfo | None:
     try:
-        from ._errors import read_error
+        from .error_body import read_error
 
         return read_error(orjson.dumps(body), None)
     except Exception:
@@ -559,7 +559,7 @@ def task_outcome(
 def _envelope_outcome(
     state: TaskState, status: int | None, headers: Mapping[str, str] | None, request_id: str | None
 ) -> Outcome:
-    from ._classify import classify_error  # here: _classify reaches this module on first use
+    from .classify import classify_error  # here: _classify reaches this module on first use
 
     # An envelope error often rides on HTTP 200; the classifier then judges by the body's codes alone.
     outcome = classify_error(status, headers, state.raw, endpoint="video")

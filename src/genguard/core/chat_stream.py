@@ -19,12 +19,12 @@ from typing import Any
 
 import orjson
 
-from ._classify import code_for_error, finish_outcome
-from ._errors import read_error
-from ._outcome import Outcome, ToolCall, Usage
-from ._sse import ServerSentEvent, SSEDecoder
-from ._taxonomy import code_info, normalise_finish_reason
-from ._waits import get_header
+from .classify import code_for_error, finish_outcome
+from .error_body import read_error
+from .outcome import Outcome, ToolCall, Usage
+from .sse import ServerSentEvent, SSEDecoder
+from .taxonomy import code_info, normalise_finish_reason
+from .waits import get_header
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError

@@ -14,7 +14,7 @@ import functools
 import logging
 from typing import Any
 
-from ._outcome import Usage
+from .outcome import Usage
 
 __all__ = ["cost_usd", "prices_available"]
 

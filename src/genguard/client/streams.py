@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from ._client import _Sleep
-from ._outcome import Outcome
-from ._testing import is_testing
+from ..core.outcome import Outcome
+from .clients import _Sleep
+from .testing import is_testing
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from ._client import AsyncClient, Client, _Loop, _Send
+    from .clients import AsyncClient, Client, _Loop, _Send
 
 __all__ = ["AsyncChatStream", "ChatStream"]
 
@@ -43,7 +43,7 @@ def _is_event_stream(response: httpx.Response) -> bool:
 
 
 def _reader(response: httpx.Response) -> Any:
-    from ._stream import ChatStreamReader
+    from ..core.chat_stream import ChatStreamReader
 
     return ChatStreamReader(
         status=response.status_code, headers=response.headers, request_id=_request_id(response.headers)

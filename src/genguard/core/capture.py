@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from ._exceptions import CaptureError
+from .exceptions import CaptureError
 
 EndpointHint = Literal["chat", "image", "video"]
 

@@ -2,7 +2,7 @@
 checked by their bytes and saved atomically.
 
 ``client.images.generate(prompt, model=..., n=..., size=..., out=DIR)`` plans the requests the model accepts
-(:mod:`genguard._image_rules`), sends each through the client's retry loop, and returns one
+(:mod:`genguard.core.image_rules`), sends each through the client's retry loop, and returns one
 :class:`~genguard.Outcome` (endpoint ``image``): ok with ``images``, ``revised_prompts`` and ``files`` in its
 JSON, or the failure (``content_filtered`` for an empty ``data``, ``prompt_blocked`` for a policy 400,
 ``download_failed`` when a result could not be fetched or was not an image).
@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from ._download import DownloadFailed, adownload_to, download_to, safe_stem, save_b64
-from ._image_rules import ImagePlan, ImageRuleBook, plan_image_requests
-from ._media import ImageItem, parse_image_response
-from ._outcome import Outcome, Usage
-from ._retry import RetryPolicy
+from ..core.image_rules import ImagePlan, ImageRuleBook, plan_image_requests
+from ..core.media_body import ImageItem, parse_image_response
+from ..core.outcome import Outcome, Usage
+from .download import DownloadFailed, adownload_to, download_to, safe_stem, save_b64
+from .retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, BaseClient, Client
+    from .clients import AsyncClient, BaseClient, Client
 
 __all__ = ["AsyncImages", "Images"]
 

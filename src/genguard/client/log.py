@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ._errors import redact
-from ._outcome import Attempt, Outcome
+from ..core.error_body import redact
+from ..core.outcome import Attempt, Outcome
 
 __all__ = ["log_attempt", "log_silent", "logger", "mask"]
 

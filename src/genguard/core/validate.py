@@ -29,9 +29,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-from ._exceptions import ConfigError
-from ._outcome import Outcome
-from ._taxonomy import CODES
+from .exceptions import ConfigError
+from .outcome import Outcome
+from .taxonomy import CODES
 
 _FENCE = re.compile(r"```[ \t]*(?:json5?|JSON)?[ \t]*\r?\n(.*?)```", re.DOTALL)
 _LABEL_TRIM = " \t\r\n\"'`*_.,;:!?()[]{}<>“”‘’«»"

@@ -26,14 +26,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from ._download import DownloadFailed, adownload_to, download_to, safe_stem
-from ._media import TaskState, parse_task, task_outcome
-from ._outcome import Attempt, Outcome
-from ._retry import RetryPolicy
-from ._testing import is_testing
+from ..core.media_body import TaskState, parse_task, task_outcome
+from ..core.outcome import Attempt, Outcome
+from .download import DownloadFailed, adownload_to, download_to, safe_stem
+from .retry import RetryPolicy
+from .testing import is_testing
 
 if TYPE_CHECKING:
-    from ._client import AsyncClient, BaseClient, Client
+    from .clients import AsyncClient, BaseClient, Client
 
 __all__ = ["AsyncVideos", "ProgressHook", "Videos"]
 
@@ -94,7 +94,7 @@ def _reference(
                 endpoint="video",
                 message=f"cannot read input_reference {input_reference}: {exc}",
             )
-    from ._media import sniff
+    from ..core.media_body import sniff
 
     return name, data, sniff(data) or "application/octet-stream"
 

@@ -16,9 +16,9 @@ from typing import Any, TypeGuard
 
 import orjson
 
-from ._outcome import Outcome, ToolCall, Usage
-from ._taxonomy import Endpoint, normalise_finish_reason
-from ._waits import get_header
+from .outcome import Outcome, ToolCall, Usage
+from .taxonomy import Endpoint, normalise_finish_reason
+from .waits import get_header
 
 __all__ = ["classify_chat_body", "finish_outcome"]
 
@@ -195,7 +195,7 @@ def classify_chat_body(
     if not _is_map(data):
         return _invalid("a 2xx chat body that is not a JSON object", status, request_id)
     if data.get("error"):
-        from ._classify import classify_error  # the error path only: _classify imports this module
+        from .classify import classify_error  # the error path only: _classify imports this module
 
         return classify_error(status, headers, data, secrets=secrets)
     choices = data.get("choices")

@@ -75,8 +75,8 @@ def resolve_base_url(base_url: str | None, *, environ: Mapping[str, str] | None 
         ok = False
     if not ok:
         # Sent as is, a URL without a scheme or host ends as a retried "connection_error" far from its cause.
-        from ._errors import redact
-        from ._exceptions import ConfigError
+        from ..core.error_body import redact
+        from ..core.exceptions import ConfigError
 
         where = "the base_url argument (--base-url)" if base_url else source
         # A user:password@ part is a credential even in a URL too broken to parse: mask all before the last @.

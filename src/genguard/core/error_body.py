@@ -20,7 +20,7 @@ from typing import Any
 
 import orjson
 
-from ._waits import get_header, parse_duration
+from .waits import get_header, parse_duration
 
 __all__ = ["ErrorInfo", "read_error", "redact"]
 

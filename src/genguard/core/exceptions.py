@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ._outcome import Outcome
+    from .outcome import Outcome
 
 
 class GenguardError(Exception):
