@@ -35,27 +35,25 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import logging
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import lru_cache
-from types import MappingProxyType, TracebackType
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import orjson
 
 from ..core.exceptions import ConfigError
-from ..core.outcome import Attempt, Outcome, Usage
-from ..core.pricing import cost_usd
+from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
-from .bodies import chat_body, raised_max_tokens, reask_messages
-from .keys import ENV_KEYS, KeyPool, resolve_base_url, resolve_keys
-from .log import log_attempt, log_silent, logger, mask
+from .bodies import chat_body
+from .keys import ENV_KEYS, resolve_base_url, resolve_keys
+from .loop import CallPlan, Hook, Loop, Send, Sleep
+from .loop import run as run_loop
 from .retry import RetryPolicy
-from .testing import is_testing, testing_attempts
+from .testing import is_testing
 
 if TYPE_CHECKING:
     from typing import Self
@@ -64,30 +62,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AsyncClient", "BaseClient", "Client", "Hook"]
 
-Hook = Callable[[Attempt], None]
-"""A hook receives each attempt's frozen :class:`~genguard.Attempt` record (for metrics, tracing...)."""
-
 Validators = tuple[Any, ...]
-_NO_PATCH: Mapping[str, Any] = MappingProxyType({})
-
-
-@dataclass(frozen=True, slots=True)
-class _Send:
-    """Loop action: send one attempt with this key and model; ``patch`` overrides body fields (re-ask...)."""
-
-    key: str | None
-    model: str
-    number: int
-    patch: Mapping[str, Any]
-    timeout: float | None  # what is left of the deadline, if one is set
-
-
-@dataclass(frozen=True, slots=True)
-class _Sleep:
-    seconds: float
-
-
-_Loop = Generator["_Send | _Sleep", "tuple[Outcome, bool] | None", Outcome]
 
 
 @lru_cache(maxsize=1)
@@ -223,112 +198,35 @@ class BaseClient:
             f"pass api_key=... (or --api-key on the command line), or set {names}."
         )
 
-    # -- the retry loop (pure: yields actions, receives outcomes) -------------------------------
+    # -- the retry loop (pure: see loop.py) -----------------------------------------------------
 
-    def _loop(
+    def _retire_key(self, index: int) -> None:
+        # A key refused for good is skipped by later calls too.
+        self._key_start = max(self._key_start, index)
+
+    def _plan(
         self,
         model: str,
         *,
-        endpoint: Endpoint = "chat",
-        fallbacks: Sequence[str] | None = None,
-        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] | None,
+        retry: RetryPolicy | None,
         validators: Validators = (),
         messages: Sequence[Any] | None = None,
         params: Mapping[str, Any] | None = None,
-    ) -> _Loop:
-        policy = retry or self.retry
-        models = (model, *(self.fallbacks if fallbacks is None else fallbacks))
-        pool = KeyPool(self.keys, self._key_start)
-        secrets = self.keys
-        cap = testing_attempts()
-        # A successful attempt logs at INFO, which is off unless asked for: ask once per call, not per attempt.
-        log_ok = logger.isEnabledFor(logging.INFO)
-        start = time.monotonic()
-        deadline = policy.deadline
-        mi = tries = number = reasks = 0
-        raised = False
-        patch: Mapping[str, Any] = _NO_PATCH
-        usage_total: Usage | None = None
-        cost_total: float | None = None
-        outcome: Outcome | None = None
-        while True:
-            current = models[mi]
-            remaining = None if deadline is None else deadline - (time.monotonic() - start)
-            if remaining is not None and remaining <= 0 and outcome is not None:
-                note = f"the deadline of {deadline:g} s passed after {number} attempts"
-                outcome = outcome.replace(message=f"{outcome.message} ({note})" if outcome.message else note)
-                break
-            number += 1
-            tries += 1
-            result = yield _Send(pool.current, current, number, patch, remaining)
-            assert result is not None
-            outcome, committed = result
-            if outcome.ok and validators:
-                from ..core.validate import apply_validators
-
-                outcome = apply_validators(outcome, validators)
-                if outcome.kind == "silent":
-                    log_silent(outcome, secrets=secrets)
-            if outcome.usage is not None:
-                usage_total = outcome.usage if usage_total is None else usage_total + outcome.usage
-                cost = cost_usd(current, outcome.usage)
-                if cost is not None:
-                    cost_total = cost if cost_total is None else cost_total + cost
-            if pool.current is None and outcome.code == "auth_failed" and outcome.status == 401:
-                raise self._no_key_error()
-            decision = policy.decide(
-                outcome,
-                tries=tries,
-                elapsed=time.monotonic() - start,
-                keys_left=pool.has_next(),
-                fallbacks_left=mi + 1 < len(models),
-                reasks=reasks,
-                raised_max_tokens=raised,
-                max_attempts=cap,
-            )
-            action = decision.action
-            if committed and action != "stop":
-                # Text already reached the caller: another attempt would repeat or contradict it.
-                action = "stop"
-            attempt = Attempt(
-                number,
-                outcome.code,
-                outcome.status,
-                decision.wait_s,
-                current,
-                outcome.request_id,
-                outcome.message,
-            )
-            policy = policy.increment(attempt)
-            if log_ok or attempt.code is not None:
-                log_attempt(attempt, action=action, secrets=secrets)
-            for hook in self.hooks:
-                hook(attempt)
-            if action == "stop":
-                outcome = decision.outcome or outcome
-                break
-            if action == "retry":
-                yield _Sleep(decision.wait_s)
-            elif action == "rotate_key":
-                pool.advance()
-                self._key_start = max(self._key_start, pool.index)
-            elif action == "fallback":
-                mi += 1
-                tries = 0
-            elif action == "reask":
-                reasks += 1
-                patch = {**patch, "messages": reask_messages(messages, patch, outcome)}
-            elif action == "raise_max_tokens":
-                raised = True
-                patch = {**patch, **raised_max_tokens(params or {}, outcome)}
-        fields: dict[str, Any] = {"attempts": number, "history": policy.history}
-        if usage_total is not None and number > 1:
-            fields["usage"] = usage_total
-        if outcome.message and secrets:
-            fields["message"] = mask(outcome.message, secrets)
-        # One copy instead of two (replace, then with_extra): the same fields and extra.
-        fields["extra"] = {**outcome.extra, "model": current, "cost_usd": cost_total}
-        return outcome.replace(**fields)
+    ) -> Loop:
+        plan = CallPlan(
+            models=(model, *(self.fallbacks if fallbacks is None else fallbacks)),
+            keys=self.keys,
+            policy=retry or self.retry,
+            key_start=self._key_start,
+            validators=validators,
+            hooks=self.hooks,
+            messages=messages,
+            params=params,
+            retire_key=self._retire_key,
+            no_key_error=self._no_key_error,
+        )
+        return run_loop(plan)
 
     def _chat_loop(
         self,
@@ -343,19 +241,14 @@ class BaseClient:
         fallbacks: Sequence[str] | None,
         *,
         stream: bool,
-    ) -> tuple[_Loop, dict[str, Any]]:
+    ) -> tuple[Loop, dict[str, Any]]:
         # Positional, in the order chat() and stream() take them, so each call of it stays one line.
         if validate is None and labels is None and min_words is None and pattern is None:
             validators = self._validators
         else:
             validators = self._build_validators(validate, labels=labels, min_words=min_words, pattern=pattern)
-        loop = self._loop(
-            model,
-            fallbacks=fallbacks,
-            retry=retry,
-            validators=validators,
-            messages=messages,
-            params=params,
+        loop = self._plan(
+            model, fallbacks=fallbacks, retry=retry, validators=validators, messages=messages, params=params
         )
         return loop, chat_body(model, messages, params, stream=stream)
 
@@ -366,18 +259,18 @@ class BaseClient:
         fallbacks: Sequence[str] | None,
         retry: RetryPolicy | None,
         validate: Any,
-    ) -> _Loop:
+    ) -> Loop:
         # send_with_retries' loop: validators only when asked for, never the client's chat ones.
         validators = self._build_validators(validate) if validate is not None else ()
-        return self._loop(model, endpoint=endpoint, fallbacks=fallbacks, retry=retry, validators=validators)
+        return self._plan(model, fallbacks=fallbacks, retry=retry, validators=validators)
 
-    def _retry_request(self, build: Callable[[str | None, str], httpx.Request], send: _Send) -> httpx.Request:
+    def _retry_request(self, build: Callable[[str | None, str], httpx.Request], send: Send) -> httpx.Request:
         request = build(send.key, send.model)
         if send.timeout is not None:
             request.extensions["timeout"] = self._timeout(self.timeout, send.timeout).as_dict()
         return request
 
-    def _chat_request(self, send: _Send, body: dict[str, Any], *, stream: bool) -> httpx.Request:
+    def _chat_request(self, send: Send, body: dict[str, Any], *, stream: bool) -> httpx.Request:
         if send.patch:
             body = {**body, **send.patch}
         body["model"] = send.model
@@ -481,16 +374,16 @@ class Client(BaseClient):
         if self._owns_http:
             self.http.close()
 
-    def _drive(self, loop: _Loop, send: Callable[[_Send], Outcome]) -> Outcome:
+    def _drive(self, loop: Loop, send: Callable[[Send], Outcome]) -> Outcome:
         try:
             action = next(loop)
             while True:
-                if type(action) is _Sleep:
+                if type(action) is Sleep:
                     if action.seconds > 0 and not is_testing():
                         time.sleep(action.seconds)
                     action = loop.send(None)
                 else:
-                    assert isinstance(action, _Send)
+                    assert isinstance(action, Send)
                     action = loop.send((send(action), False))
         except StopIteration as stop:
             result: Outcome = stop.value
@@ -528,7 +421,7 @@ class Client(BaseClient):
             with ChatStream(self, loop, body, interactive=False) as s:
                 return s.finish()
 
-        def send(action: _Send) -> Outcome:
+        def send(action: Send) -> Outcome:
             request = self._chat_request(action, body, stream=False)
             try:
                 response = self.http.send(request)
@@ -581,7 +474,7 @@ class Client(BaseClient):
         the read response to an Outcome; see the module docstring. ``fallbacks=None`` uses the client's."""
         loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
-        def send(action: _Send) -> Outcome:
+        def send(action: Send) -> Outcome:
             try:
                 response = self.http.send(self._retry_request(build, action))
                 response.read()
@@ -616,16 +509,16 @@ class AsyncClient(BaseClient):
         if self._owns_http:
             await self.http.aclose()
 
-    async def _drive(self, loop: _Loop, send: Callable[[_Send], Awaitable[Outcome]]) -> Outcome:
+    async def _drive(self, loop: Loop, send: Callable[[Send], Awaitable[Outcome]]) -> Outcome:
         try:
             action = next(loop)
             while True:
-                if type(action) is _Sleep:
+                if type(action) is Sleep:
                     if action.seconds > 0 and not is_testing():
                         await asyncio.sleep(action.seconds)
                     action = loop.send(None)
                 else:
-                    assert isinstance(action, _Send)
+                    assert isinstance(action, Send)
                     action = loop.send((await send(action), False))
         except StopIteration as stop:
             result: Outcome = stop.value
@@ -655,7 +548,7 @@ class AsyncClient(BaseClient):
             async with AsyncChatStream(self, loop, body, interactive=False) as s:
                 return await s.finish()
 
-        async def send(action: _Send) -> Outcome:
+        async def send(action: Send) -> Outcome:
             request = self._chat_request(action, body, stream=False)
             try:
                 response = await self.http.send(request)
@@ -700,7 +593,7 @@ class AsyncClient(BaseClient):
         """As :meth:`Client.send_with_retries`, awaited (``parse`` stays a plain function)."""
         loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
-        async def send(action: _Send) -> Outcome:
+        async def send(action: Send) -> Outcome:
             try:
                 response = await self.http.send(self._retry_request(build, action))
                 await response.aread()

@@ -17,15 +17,16 @@ a longer :attr:`RetryPolicy.history`.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from operator import attrgetter
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
 from ..core.outcome import Attempt, Outcome
 from ..core.taxonomy import code_info
 
-__all__ = ["DEFAULT_FALLBACK_ON", "Decision", "RetryPolicy"]
+__all__ = ["DEFAULT_FALLBACK_ON", "Decision", "RetryPolicy", "RetryState"]
 
 Action = Literal["stop", "retry", "rotate_key", "fallback", "reask", "raise_max_tokens"]
 
@@ -41,6 +42,58 @@ class Decision:
     action: Action
     wait_s: float = 0.0
     outcome: Outcome | None = None
+
+
+_NO_PATCH: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryState:
+    """Where a call stands between two attempts: an immutable value, one per attempt.
+
+    ``tries`` counts the attempts on the current model, ``attempts`` all of them; ``patch`` holds the body
+    fields a re-ask or a raised ``max_tokens`` changed; ``history`` one :class:`~genguard.Attempt` each.
+
+    >>> s = RetryState.start(("big", "small"), key_count=2)
+    >>> (s.model, s.keys_left, s.fallbacks_left)
+    ('big', True, True)
+    """
+
+    models: tuple[str, ...]
+    key_count: int = 0
+    model_index: int = 0
+    key_index: int = 0
+    tries: int = 0
+    attempts: int = 0
+    reasks: int = 0
+    raised_max_tokens: bool = False
+    elapsed: float = 0.0
+    patch: Mapping[str, Any] = field(default_factory=lambda: _NO_PATCH)
+    history: tuple[Attempt, ...] = ()
+
+    @classmethod
+    def start(cls, models: Iterable[str], key_count: int = 0, *, key_index: int = 0) -> RetryState:
+        """The state before the first attempt; ``key_index`` is the first key not yet refused."""
+        return cls(tuple(models), key_count, key_index=min(key_index, max(0, key_count - 1)))
+
+    @property
+    def model(self) -> str:
+        """The model the next attempt goes to."""
+        return self.models[self.model_index]
+
+    @property
+    def keys_left(self) -> bool:
+        """Whether a key after the current one remains."""
+        return self.key_index + 1 < self.key_count
+
+    @property
+    def fallbacks_left(self) -> bool:
+        """Whether a model after the current one remains."""
+        return self.model_index + 1 < len(self.models)
+
+    def evolve(self, **changes: Any) -> RetryState:
+        """A copy with ``changes``."""
+        return replace(self, **changes)
 
 
 def _frozen(codes: Iterable[str] | None) -> frozenset[str] | None:
@@ -168,6 +221,65 @@ class RetryPolicy:
                     return self._fallback_or_stop(outcome, note, fallbacks_left)
                 return Decision("retry", wait_s=wait, outcome=outcome)
         return self._fallback_or_stop(outcome, None, fallbacks_left)
+
+    def step(
+        self,
+        outcome: Outcome,
+        state: RetryState,
+        *,
+        final: bool = False,
+        max_attempts: int | None = None,
+        rng: random.Random | None = None,
+    ) -> tuple[Decision, RetryState]:
+        """Decide what follows ``outcome`` (the result of the attempt ``state`` was waiting for) and return the
+        decision with the next state, whose history ends with this attempt's record.
+
+        ``final`` forces a stop (a stream whose text already reached the caller cannot be taken back).
+
+        >>> p = RetryPolicy(jitter=0.0)
+        >>> d, s = p.step(Outcome.failure("server_error"), RetryState.start(["m"]))
+        >>> (d.action, d.wait_s, s.tries, s.attempts, [a.code for a in s.history])
+        ('retry', 0.5, 1, 1, ['server_error'])
+        """
+        tries = state.tries + 1
+        decision = self.decide(
+            outcome,
+            tries=tries,
+            elapsed=state.elapsed,
+            keys_left=state.keys_left,
+            fallbacks_left=state.fallbacks_left,
+            reasks=state.reasks,
+            raised_max_tokens=state.raised_max_tokens,
+            max_attempts=max_attempts,
+            rng=rng,
+        )
+        if final and decision.action != "stop":
+            decision = Decision("stop", outcome=decision.outcome)
+        attempt = Attempt(
+            state.attempts + 1,
+            outcome.code,
+            outcome.status,
+            decision.wait_s,
+            state.model,
+            outcome.request_id,
+            outcome.message,
+        )
+        action = decision.action
+        changes: dict[str, Any] = {
+            "tries": tries,
+            "attempts": attempt.number,
+            "history": (*state.history, attempt),
+        }
+        if action == "rotate_key":
+            changes["key_index"] = state.key_index + 1
+        elif action == "fallback":
+            changes["model_index"] = state.model_index + 1
+            changes["tries"] = 0
+        elif action == "reask":
+            changes["reasks"] = state.reasks + 1
+        elif action == "raise_max_tokens":
+            changes["raised_max_tokens"] = True
+        return decision, replace(state, **changes)
 
     def _fallback_or_stop(self, outcome: Outcome, note: str | None, fallbacks_left: bool) -> Decision:
         if note is not None:

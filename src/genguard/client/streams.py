@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..core.outcome import Outcome
-from .clients import _Sleep
+from .loop import Sleep
 from .testing import is_testing
 
 if TYPE_CHECKING:
     from typing import Self
 
-    from .clients import AsyncClient, Client, _Loop, _Send
+    from .clients import AsyncClient, Client
+    from .loop import Loop, Send
 
 __all__ = ["AsyncChatStream", "ChatStream"]
 
@@ -54,7 +55,7 @@ _CLOSED_EARLY = "the caller closed the stream before it ended"
 
 
 class _StreamBase:
-    def __init__(self, loop: _Loop, body: dict[str, Any], *, interactive: bool) -> None:
+    def __init__(self, loop: Loop, body: dict[str, Any], *, interactive: bool) -> None:
         self._loop = loop
         self._body = body
         # A stream nobody reads live (chat(stream=True)) may be retried even after partial text.
@@ -86,9 +87,7 @@ class _StreamBase:
 class ChatStream(_StreamBase):
     """A synchronous streamed chat completion; made by :meth:`genguard.Client.stream`."""
 
-    def __init__(
-        self, client: Client, loop: _Loop, body: dict[str, Any], *, interactive: bool = True
-    ) -> None:
+    def __init__(self, client: Client, loop: Loop, body: dict[str, Any], *, interactive: bool = True) -> None:
         super().__init__(loop, body, interactive=interactive)
         self._client = client
         self._iter: Iterator[str] | None = None
@@ -125,7 +124,7 @@ class ChatStream(_StreamBase):
         try:
             action = next(loop)
             while True:
-                if isinstance(action, _Sleep):
+                if isinstance(action, Sleep):
                     if action.seconds > 0 and not is_testing():
                         time.sleep(action.seconds)
                     action = loop.send(None)
@@ -147,7 +146,7 @@ class ChatStream(_StreamBase):
         except StopIteration as stop:
             self._outcome = stop.value
 
-    def _attempt(self, action: _Send) -> Iterator[str | Outcome]:
+    def _attempt(self, action: Send) -> Iterator[str | Outcome]:
         client = self._client
         request = client._chat_request(action, self._body, stream=True)
         reader = None
@@ -177,7 +176,7 @@ class AsyncChatStream(_StreamBase):
     """An asynchronous streamed chat completion; made by :meth:`genguard.AsyncClient.stream`."""
 
     def __init__(
-        self, client: AsyncClient, loop: _Loop, body: dict[str, Any], *, interactive: bool = True
+        self, client: AsyncClient, loop: Loop, body: dict[str, Any], *, interactive: bool = True
     ) -> None:
         super().__init__(loop, body, interactive=interactive)
         self._client = client
@@ -215,7 +214,7 @@ class AsyncChatStream(_StreamBase):
         try:
             action = next(loop)
             while True:
-                if isinstance(action, _Sleep):
+                if isinstance(action, Sleep):
                     if action.seconds > 0 and not is_testing():
                         await asyncio.sleep(action.seconds)
                     action = loop.send(None)
@@ -237,7 +236,7 @@ class AsyncChatStream(_StreamBase):
         except StopIteration as stop:
             self._outcome = stop.value
 
-    async def _attempt(self, action: _Send) -> AsyncIterator[str | Outcome]:
+    async def _attempt(self, action: Send) -> AsyncIterator[str | Outcome]:
         client = self._client
         request = client._chat_request(action, self._body, stream=True)
         reader = None
