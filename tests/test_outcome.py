@@ -296,3 +296,88 @@ def test_with_extra_merges_and_overrides_without_touching_the_original() -> None
     o2 = o.with_extra(model="b")
     assert (dict(o.extra), dict(o2.extra)) == ({"model": "a", "files": ["f"]}, {"model": "b", "files": ["f"]})
     assert o2.text == "x"
+
+
+# -- lossless round trip: what a journal stores must come back whole --------------------------------------
+
+_text = st.none() | st.text(max_size=20)
+_count = st.none() | st.integers(min_value=0, max_value=10**9)
+_json_scalar = st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=10)
+_usages = st.none() | st.builds(
+    genguard.Usage,
+    _count,
+    _count,
+    _count,
+    st.none()
+    | st.dictionaries(st.sampled_from(["cached_tokens", "reasoning_tokens"]), st.integers(0, 99), min_size=1),
+)
+_tool_calls = st.none() | st.lists(
+    st.builds(genguard.ToolCall, st.none() | st.text(max_size=8), st.text(max_size=8), st.text(max_size=20)),
+    max_size=3,
+).map(tuple)
+_attempts = st.lists(
+    st.builds(
+        genguard.Attempt,
+        st.integers(1, 9),
+        st.none() | st.sampled_from(sorted(genguard.CODES)),
+        st.none() | st.integers(100, 599),
+        st.floats(0, 600, allow_nan=False),
+        _text,
+        _text,
+        _text,
+    ),
+    max_size=4,
+).map(tuple)
+
+
+@st.composite
+def _outcomes(draw: st.DrawFn) -> genguard.Outcome:
+    common = {
+        "text": draw(_text),
+        "usage": draw(_usages),
+        "tool_calls": draw(_tool_calls),
+        "attempts": draw(st.integers(1, 20)),
+        "request_id": draw(_text),
+        "endpoint": draw(st.sampled_from(["chat", "image", "video"])),
+        "history": draw(_attempts),
+        "extra": draw(st.dictionaries(st.sampled_from(["model", "cost_usd", "files"]), _json_scalar)),
+        "parsed": draw(_json_scalar),
+    }
+    if draw(st.booleans()):
+        return genguard.Outcome.success(finish_reason=draw(st.sampled_from(["stop", "tool_calls"])), **common)
+    return genguard.Outcome.failure(
+        draw(st.sampled_from(sorted(genguard.CODES))),
+        status=draw(st.none() | st.integers(100, 599)),
+        retry_after_s=draw(st.none() | st.floats(0, 10**6, allow_nan=False)),
+        message=draw(_text),
+        provider_code=draw(_text),
+        **common,
+    )
+
+
+@given(_outcomes())
+def test_an_outcome_survives_a_full_round_trip_through_json(outcome: genguard.Outcome) -> None:
+    stored = orjson.dumps(outcome.to_dict(full=True))
+    back = genguard.Outcome.from_dict(orjson.loads(stored))
+    assert back == outcome
+    assert back.history == outcome.history
+    assert back.to_dict(full=True) == outcome.to_dict(full=True)
+
+
+def test_the_plain_json_object_is_unchanged_and_from_dict_reads_it() -> None:
+    o = genguard.Outcome.failure("rate_limited", status=429, retry_after_s=2.0).with_extra(model="m")
+    plain = o.to_dict()
+    assert "history" not in plain
+    assert "endpoint" not in plain
+    back = genguard.Outcome.from_dict(plain)
+    assert (back.code, back.kind, back.retry_after_s, back.extra["model"]) == (
+        "rate_limited",
+        "hard",
+        2.0,
+        "m",
+    )
+
+
+def test_from_dict_refuses_what_is_not_an_outcome() -> None:
+    with pytest.raises(ValueError, match="'ok'"):
+        genguard.Outcome.from_dict({"code": "rate_limited"})

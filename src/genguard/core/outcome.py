@@ -1,7 +1,8 @@
 """Outcome and its parts: frozen values that say how one call (or one captured exchange) ended.
 
 An :class:`Outcome` is either a usable generation (``ok`` is true) or exactly one failure with a kind, a code,
-a retry verdict and a diagnosis. ``to_dict()`` gives exactly the JSON object of TAXONOMY.md.
+a retry verdict and a diagnosis. ``to_dict()`` gives exactly the outcome JSON object of docs/failures.md;
+``to_dict(full=True)`` and :meth:`Outcome.from_dict` carry everything, for a journal to read back whole.
 """
 
 from __future__ import annotations
@@ -330,8 +331,16 @@ class Outcome:
             parts.append(self.message)
         return ": ".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if len(parts) > 1 else "")
 
-    def to_dict(self) -> dict[str, Any]:
-        """The TAXONOMY.md JSON object, then any per-command fields from :attr:`extra`."""
+    def to_dict(self, *, full: bool = False) -> dict[str, Any]:
+        """The outcome JSON object (docs/failures.md), then any per-command fields from :attr:`extra`.
+
+        ``full=True`` adds what the JSON contract leaves out (``endpoint``, ``history``, ``parsed``), so that
+        :meth:`from_dict` gives back an equal Outcome: what a journal stores.
+
+        >>> o = Outcome.failure("rate_limited", status=429, history=(Attempt(1, "rate_limited"),))
+        >>> Outcome.from_dict(o.to_dict(full=True)) == o
+        True
+        """
         d: dict[str, Any] = {
             "ok": self.ok,
             "kind": self.kind,
@@ -354,7 +363,38 @@ class Outcome:
         }
         for k, v in self.extra.items():
             d[k] = v
+        if full:
+            d["endpoint"] = self.endpoint
+            d["history"] = [a.to_dict() for a in self.history]
+            d["parsed"] = self.parsed
         return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Outcome:
+        """The Outcome that :meth:`to_dict` (best with ``full=True``) wrote; keys that are not fields become
+        :attr:`extra`. ``parsed`` comes back as the JSON data it was written as.
+
+        >>> Outcome.from_dict({"ok": True, "text": "hi", "finish_reason": "stop", "model": "m"}).extra["model"]
+        'm'
+        """
+        if not isinstance(data, Mapping) or "ok" not in data:
+            raise ValueError("an outcome object needs at least the field 'ok'")
+        values: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
+            if key not in _FROM_DICT_FIELDS:
+                extra[key] = value
+            elif key == "tool_calls":
+                values[key] = None if value is None else tuple(_tool_call_from(t) for t in value)
+            elif key == "usage":
+                values[key] = None if value is None else _usage_from(value)
+            elif key == "history":
+                values[key] = tuple(Attempt(**a) for a in value)
+            else:
+                values[key] = value
+        if extra:
+            values["extra"] = extra
+        return cls(**values)
 
     def to_json(self) -> str:
         """``to_dict()`` as one line of JSON."""
@@ -395,6 +435,24 @@ _set_prompt, _set_completion, _set_total, _set_details = _slot_setters(Usage)
 
 _FIELD_INDEX = {f.name: i for i, f in enumerate(fields(Outcome))}
 _read_fields = attrgetter(*_FIELD_INDEX)
+
+
+_FROM_DICT_FIELDS = frozenset(_FIELD_INDEX) - {"extra"}
+
+
+def _tool_call_from(data: Mapping[str, Any]) -> ToolCall:
+    function = data.get("function") or {}
+    return ToolCall(
+        data.get("id"), function.get("name", ""), function.get("arguments", ""), data.get("type", "function")
+    )
+
+
+def _usage_from(data: Mapping[str, Any]) -> Usage:
+    # Exactly what Usage.to_dict wrote: no totals worked out, no other spellings (Usage.from_dict does those).
+    details = {k: v for k, v in data.items() if k not in _USAGE_KEYS}
+    return Usage(
+        data.get("prompt_tokens"), data.get("completion_tokens"), data.get("total_tokens"), details or None
+    )
 
 
 def _json_default(obj: Any) -> Any:
