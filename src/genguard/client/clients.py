@@ -34,7 +34,6 @@ when the server wants a key and none is configured).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -58,7 +57,9 @@ from .testing import is_testing
 if TYPE_CHECKING:
     from typing import Self
 
+    from .images import AsyncImages, Images
     from .streams import AsyncChatStream, ChatStream
+    from .videos import AsyncVideos, Videos
 
 __all__ = ["AsyncClient", "BaseClient", "Client", "Hook"]
 
@@ -326,24 +327,6 @@ class BaseClient:
             **kwargs,
         )
 
-    # -- media endpoints, written on top of this client -----------------------------------------
-
-    @property
-    def images(self) -> Any:
-        """Image generation on this client (``genguard.client.images``), created on first use."""
-        if self._images is None:
-            _images = importlib.import_module("genguard.client.images")
-            self._images = (_images.AsyncImages if self._is_async else _images.Images)(self)
-        return self._images
-
-    @property
-    def videos(self) -> Any:
-        """Video tasks on this client (``genguard.client.videos``), created on first use."""
-        if self._videos is None:
-            _videos = importlib.import_module("genguard.client.videos")
-            self._videos = (_videos.AsyncVideos if self._is_async else _videos.Videos)(self)
-        return self._videos
-
 
 class Client(BaseClient):
     """A synchronous client: every call returns an :class:`~genguard.Outcome`, never a silent success.
@@ -368,6 +351,24 @@ class Client(BaseClient):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+    @property
+    def images(self) -> Images:
+        """Image generation on this client (:class:`genguard.Images`), created on first use."""
+        if self._images is None:
+            from .images import Images
+
+            self._images = Images(self)
+        return self._images  # type: ignore[no-any-return]
+
+    @property
+    def videos(self) -> Videos:
+        """Video tasks on this client (:class:`genguard.Videos`), created on first use."""
+        if self._videos is None:
+            from .videos import Videos
+
+            self._videos = Videos(self)
+        return self._videos  # type: ignore[no-any-return]
 
     def close(self) -> None:
         """Close the HTTP connections (only those of an ``http_client`` this client created)."""
@@ -503,6 +504,24 @@ class AsyncClient(BaseClient):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.aclose()
+
+    @property
+    def images(self) -> AsyncImages:
+        """Image generation on this client (:class:`genguard.AsyncImages`), created on first use."""
+        if self._images is None:
+            from .images import AsyncImages
+
+            self._images = AsyncImages(self)
+        return self._images  # type: ignore[no-any-return]
+
+    @property
+    def videos(self) -> AsyncVideos:
+        """Video tasks on this client (:class:`genguard.AsyncVideos`), created on first use."""
+        if self._videos is None:
+            from .videos import AsyncVideos
+
+            self._videos = AsyncVideos(self)
+        return self._videos  # type: ignore[no-any-return]
 
     async def aclose(self) -> None:
         """Close the HTTP connections (only those of an ``http_client`` this client created)."""
