@@ -129,7 +129,7 @@ def _fail(message: str) -> None:
 @click.command()
 @click.argument("files", nargs=-1, required=True, metavar="FILE...")
 @click.option(
-    "--json", "as_json", is_flag=True, help="One TAXONOMY.md JSON object per exchange, one per line."
+    "--json", "as_json", is_flag=True, help="One JSON outcome (docs/failures.md) per exchange and line."
 )
 @click.option(
     "--status", type=click.IntRange(100, 999), help="The HTTP status, for a bare body that lacks it."

@@ -39,7 +39,7 @@ def _chaos(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
     default="ok",
     show_default=True,
     callback=_scenario,
-    help="Failure every request plays: a TAXONOMY code (rate_limited, server_error, timeout, "
+    help="Failure every request plays: a code of docs/failures.md (rate_limited, server_error, timeout, "
     "incomplete_stream, invalid_json...), or NAME:N to fail the first N attempts of each request.",
 )
 @click.option(
