@@ -14,8 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, TypeGuard
 
-import orjson
-
+from .json_text import dumps
 from .outcome import Outcome, ToolCall, Usage
 from .taxonomy import Endpoint, normalise_finish_reason
 from .waits import get_header
@@ -141,7 +140,7 @@ def _tool_calls(message: Mapping[str, Any]) -> tuple[bool, tuple[ToolCall, ...] 
             args = ""
         elif not isinstance(args, str):
             # Some servers send the arguments already decoded; keep the contract of JSON text.
-            args = orjson.dumps(args).decode()
+            args = dumps(args).decode()
         call_id = item.get("id")
         kind = item.get("type")
         calls.append(
@@ -273,7 +272,7 @@ def _anthropic_message(
                 ToolCall(
                     call_id if isinstance(call_id, str) else None,
                     block["name"],
-                    orjson.dumps(args if args is not None else {}).decode(),
+                    dumps(args if args is not None else {}).decode(),
                 )
             )
     stop = data.get("stop_reason")

@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
+from .json_text import dumps
 from .outcome import Outcome, Usage
 
 __all__ = ["ImageItem", "ImageResult", "image_outcome", "parse_image_response", "sniff"]
@@ -123,7 +122,7 @@ def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str]
     if (d is not None and d.get("error")) or status >= 400:
         from .classify import classify_error  # here: _classify reaches this module on first use
 
-        return classify_error(status, headers, orjson.dumps(data), endpoint="image")
+        return classify_error(status, headers, dumps(data), endpoint="image")
     result = parse_image_response(data)
     if result is None:
         return Outcome.failure(
