@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .core.exceptions import (
     CaptureError,
     ConfigError,
+    DownloadFailed,
     FailureError,
     GenguardError,
     HardFailure,
@@ -30,10 +31,12 @@ from .core.taxonomy import CODES, CodeInfo, code_info, normalise_finish_reason
 if TYPE_CHECKING:
     from . import validators
     from .client.clients import AsyncClient, Client
-    from .client.download import DownloadFailed
-    from .client.retry import RetryPolicy
+    from .client.images import AsyncImages, Images
+    from .client.loop import Hook
+    from .client.retry import Decision, RetryPolicy, RetryState
     from .client.streams import AsyncChatStream, ChatStream
-    from .client.testing import is_testing, set_testing
+    from .client.testing import TestingState, is_testing, set_testing
+    from .client.videos import AsyncVideos, ProgressHook, Videos
     from .core.capture import Exchange, read_captures
     from .core.chat_stream import ChatStreamReader, read_chat_stream
     from .core.classify import classify_error, classify_exception, classify_http
@@ -49,18 +52,26 @@ __version__ = "0.1.0"
 _LAZY: dict[str, str] = {
     "AsyncChatStream": ".client.streams",
     "AsyncClient": ".client.clients",
+    "AsyncImages": ".client.images",
+    "AsyncVideos": ".client.videos",
     "ChatStream": ".client.streams",
     "ChatStreamReader": ".core.chat_stream",
     "Client": ".client.clients",
-    "DownloadFailed": ".client.download",
+    "Decision": ".client.retry",
     "ErrorInfo": ".core.error_body",
     "Exchange": ".core.capture",
+    "Hook": ".client.loop",
     "ImageModelRules": ".core.image_rules",
     "ImageRuleBook": ".core.image_rules",
+    "Images": ".client.images",
+    "ProgressHook": ".client.videos",
     "RetryPolicy": ".client.retry",
+    "RetryState": ".client.retry",
     "SSEDecoder": ".core.sse",
     "ServerSentEvent": ".core.sse",
     "TaskState": ".core.media_body",
+    "TestingState": ".client.testing",
+    "Videos": ".client.videos",
     "classify_error": ".core.classify",
     "classify_exception": ".core.classify",
     "classify_http": ".core.classify",
@@ -96,6 +107,8 @@ __all__ = [
     "CODES",
     "AsyncChatStream",
     "AsyncClient",
+    "AsyncImages",
+    "AsyncVideos",
     "Attempt",
     "CaptureError",
     "ChatStream",
@@ -103,23 +116,30 @@ __all__ = [
     "Client",
     "CodeInfo",
     "ConfigError",
+    "Decision",
     "DownloadFailed",
     "ErrorInfo",
     "Exchange",
     "FailureError",
     "GenguardError",
     "HardFailure",
+    "Hook",
     "ImageModelRules",
     "ImageRuleBook",
+    "Images",
     "Outcome",
+    "ProgressHook",
     "RetryPolicy",
+    "RetryState",
     "SSEDecoder",
     "ServerSentEvent",
     "SilentFailure",
     "SoftFailure",
     "TaskState",
+    "TestingState",
     "ToolCall",
     "Usage",
+    "Videos",
     "__version__",
     "classify_error",
     "classify_exception",

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from ..core.exceptions import HardFailure
+from ..core.exceptions import DownloadFailed as DownloadFailed  # still importable from here
 from ..core.media_body import sniff
 from ..core.outcome import Outcome
 
@@ -49,15 +49,6 @@ _EXT = {
 _SNIFF_BYTES = 64
 _A = {"image": "an image", "video": "a video"}
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-class DownloadFailed(HardFailure):
-    """Fetching or saving a generated file failed; ``outcome`` (code ``download_failed``) says why.
-
-    >>> from genguard.core.outcome import Outcome
-    >>> DownloadFailed(Outcome.failure("download_failed", endpoint="image", message="expired")).code
-    'download_failed'
-    """
 
 
 def safe_stem(text: str, *, default: str = "media", max_len: int = 80) -> str:

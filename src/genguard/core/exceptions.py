@@ -3,6 +3,7 @@
     GenguardError
     ├── FailureError            a call ended in a failed Outcome (raised by Outcome.raise_for_failure)
     │   ├── HardFailure         no generation: HTTP error, transport failure, invalid response
+    │   │   └── DownloadFailed  a generated image or video could not be fetched or saved
     │   ├── SoftFailure         HTTP success but no usable generation: filtered, truncated, cut off...
     │   └── SilentFailure       the output failed the application's validator
     ├── ConfigError             genguard was set up wrongly (no API key, a bad option); nothing was sent
@@ -44,6 +45,15 @@ class FailureError(GenguardError):
 
 class HardFailure(FailureError):
     """The request produced no generation (HTTP error, transport failure, invalid response)."""
+
+
+class DownloadFailed(HardFailure):
+    """Fetching or saving a generated file failed; ``outcome`` (code ``download_failed``) says why.
+
+    >>> from genguard.core.outcome import Outcome
+    >>> DownloadFailed(Outcome.failure("download_failed", endpoint="image", message="expired")).code
+    'download_failed'
+    """
 
 
 class SoftFailure(FailureError):
