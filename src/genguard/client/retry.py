@@ -193,12 +193,12 @@ class RetryPolicy:
         """What follows ``outcome``, the result of attempt ``tries`` on the current model.
 
         ``keys_left``/``fallbacks_left`` say whether another key or model remains; ``reasks`` and
-        ``raised_max_tokens`` what was already done; ``max_attempts`` overrides the policy's (testing mode).
+        ``raised_max_tokens`` what was already done; ``max_attempts`` caps the policy's (testing mode).
         """
         if outcome.ok:
             return Decision("stop", outcome=outcome)
         code = outcome.code or ""
-        limit = max_attempts or self.max_attempts
+        limit = self.max_attempts if max_attempts is None else min(self.max_attempts, max_attempts)
         if code in _KEY_CODES and keys_left:
             return Decision("rotate_key", outcome=outcome)
         if outcome.kind == "silent" and reasks < self.reask_on_silent:

@@ -49,13 +49,16 @@ class TestingState:
 def set_testing(on: bool = True, *, attempts: int | None = None) -> TestingState:
     """Turn testing mode on or off: retries still happen, but nothing sleeps.
 
-    ``attempts`` caps every retry policy's ``max_attempts`` while testing (``None``: keep each policy's own).
+    ``attempts`` caps every retry policy while testing: a policy makes ``min(its max_attempts, attempts)``
+    attempts per model, so a test can cut retries short but never adds any (``None``: each policy's own).
     Call it plainly to set it for the whole process, or use it as a context manager to scope it:
 
     >>> with set_testing(True, attempts=1):
     ...     testing_attempts()
     1
     """
+    if attempts is not None and attempts < 1:
+        raise ValueError(f"attempts must be at least 1 (or None for each policy's own), not {attempts!r}")
     previous = (_STATE.on, _STATE.attempts)
     _STATE.on = bool(on)
     _STATE.attempts = attempts if on else None
@@ -68,5 +71,6 @@ def is_testing() -> bool:
 
 
 def testing_attempts() -> int | None:
-    """The attempt cap set by ``set_testing(True, attempts=N)``, else ``None``."""
+    """The cap set by ``set_testing(True, attempts=N)``, else ``None``: an upper bound on every policy's
+    ``max_attempts``, never a replacement for it (``RetryPolicy.decide`` takes the smaller)."""
     return _STATE.attempts if _STATE.on else None
