@@ -1,7 +1,7 @@
 """Validators for silent failures: output that HTTP and ``finish_reason`` accept but your application does not.
 
 Pass them to a call (``client.chat(..., validate=validators.labels(["yes", "no"]))``) or build them from the
-CLI's spec strings. Each rejection becomes a ``silent`` Outcome with its own code (TAXONOMY.md).
+CLI's spec strings. Each rejection becomes a ``silent`` Outcome with its own code (docs/failures.md).
 
 >>> from genguard import Outcome, validators
 >>> checks = validators.build_validators(labels=["yes", "no"])
