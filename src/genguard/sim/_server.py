@@ -69,10 +69,13 @@ class Simulator:
         # system's own reason, instead of a log line and a bare SystemExit(3) from the thread.
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         try:
-            sock = socket.create_server((self.host, self.port), family=family)
+            bound = socket.create_server((self.host, self.port), family=family)
         except OSError as exc:
             reason = exc.strerror or str(exc)
             raise RuntimeError(f"cannot listen on {self.host}:{self.port}: {reason}") from exc
+        # create_server leaves proto 0, and asyncio sets TCP_NODELAY only on sockets that say IPPROTO_TCP:
+        # without it Nagle and delayed ACKs hold every answer on a reused connection back ~40 ms.
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP, fileno=bound.detach())
         server = uvicorn.Server(config)
         self._server = server
         failed: list[BaseException] = []
