@@ -11,7 +11,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genguard import CaptureError
-from genguard.core.capture import Exchange, endpoint_hint_for, is_sse, mask_url, read_captures
+from genguard.core.capture import Exchange, endpoint_hint_for, is_sse, read_captures
+from genguard.core.secrets import mask_url
 
 FAKE_KEY = "sk-proj-FAKEFAKEfake0123456789abcdef"
 ERROR_429 = b'{"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}'

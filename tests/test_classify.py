@@ -14,15 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard.core.classify import (
-    classify_chat_body,
-    classify_error,
-    classify_exception,
-    classify_http,
-    code_for_error,
-    finish_outcome,
-)
+from genguard.client.transport import classify_exception
+from genguard.core.chat_body import classify_chat_body, finish_outcome
+from genguard.core.classify import classify_http
 from genguard.core.error_body import read_error
+from genguard.core.error_verdict import classify_error, code_for_error
 from genguard.core.outcome import Outcome, ToolCall, Usage
 from genguard.core.taxonomy import CODES
 

@@ -25,12 +25,12 @@ from genguard.client.download import (
     DownloadFailed,
     adownload_to,
     download_to,
-    redact_url,
     safe_stem,
     save_b64,
     save_bytes,
 )
 from genguard.core.media_body import sniff
+from genguard.core.secrets import redact_url
 
 
 def _png() -> bytes:

@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard.core.error_body import MESSAGE_CAP, ErrorInfo, read_error, redact
+from genguard.core.error_body import MESSAGE_CAP, ErrorInfo, read_error
+from genguard.core.secrets import redact
 
 
 def j(obj: Any) -> bytes:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 import genguard.client.testing as testing
-from genguard.client.keys import KeyPool, key_label, resolve_base_url, resolve_keys
+from genguard.client.keys import KeyPool, resolve_base_url, resolve_keys
 from genguard.core.exceptions import ConfigError
+from genguard.core.secrets import key_label
 
 
 def test_argument_wins_over_environment() -> None:

@@ -14,12 +14,12 @@ from genguard.core.media_body import (
     TaskState,
     detect_media,
     image_outcome,
-    normalise_status,
     parse_image_response,
     parse_task,
     sniff,
     task_outcome,
 )
+from genguard.core.status_words import normalise_status
 
 
 def _png() -> bytes:

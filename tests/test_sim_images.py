@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from genguard.core.classify import classify_error
+from genguard.core.error_verdict import classify_error
 from genguard.sim import Simulator
 from genguard.sim._core import ERROR_SCENARIOS
 from genguard.sim._mediabytes import PNG_SIGNATURE, is_png, png_bytes

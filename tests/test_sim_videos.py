@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from genguard.core.classify import classify_error
+from genguard.core.error_verdict import classify_error
 from genguard.core.media_body import parse_task
 from genguard.sim import Simulator
 from genguard.sim._mediabytes import is_mp4, mp4_bytes

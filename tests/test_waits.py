@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from genguard.core.headers import get_header
 from genguard.core.waits import (
-    get_header,
     parse_duration,
     parse_retry_after,
     reset_wait,

@@ -36,13 +36,16 @@ if TYPE_CHECKING:
     from .client.retry import Decision, RetryPolicy, RetryState
     from .client.streams import AsyncChatStream, ChatStream
     from .client.testing import TestingState, is_testing, set_testing
+    from .client.transport import classify_exception
     from .client.videos import AsyncVideos, ProgressHook, Videos
     from .core.capture import Exchange, read_captures
     from .core.chat_stream import ChatStreamReader, read_chat_stream
-    from .core.classify import classify_error, classify_exception, classify_http
-    from .core.error_body import ErrorInfo, read_error, redact
+    from .core.classify import classify_http
+    from .core.error_body import ErrorInfo, read_error
+    from .core.error_verdict import classify_error
     from .core.image_rules import ImageModelRules, ImageRuleBook, load_image_rules, register_image_model
     from .core.media_body import TaskState, parse_task
+    from .core.secrets import redact
     from .core.sse import ServerSentEvent, SSEDecoder
     from .core.waits import retry_wait
 
@@ -72,8 +75,8 @@ _LAZY: dict[str, str] = {
     "TaskState": ".core.media_body",
     "TestingState": ".client.testing",
     "Videos": ".client.videos",
-    "classify_error": ".core.classify",
-    "classify_exception": ".core.classify",
+    "classify_error": ".core.error_verdict",
+    "classify_exception": ".client.transport",
     "classify_http": ".core.classify",
     "is_testing": ".client.testing",
     "load_image_rules": ".core.image_rules",
@@ -81,7 +84,7 @@ _LAZY: dict[str, str] = {
     "read_captures": ".core.capture",
     "read_chat_stream": ".core.chat_stream",
     "read_error": ".core.error_body",
-    "redact": ".core.error_body",
+    "redact": ".core.secrets",
     "register_image_model": ".core.image_rules",
     "retry_wait": ".core.waits",
     "set_testing": ".client.testing",

@@ -15,8 +15,8 @@ from typing import Any, NoReturn, TypeVar
 import click
 import orjson
 
-from ..core.error_body import redact
 from ..core.outcome import Outcome, _json_default
+from ..core.secrets import redact
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -1,7 +1,7 @@
 """The readable diagnosis of one Outcome, as `genguard explain` and `genguard chat` print it.
 
 The text is plain; with ``color=True`` (the callers pass it only on a terminal) the headline and labels
-are styled with click. Everything goes through :func:`genguard.core.error_body.redact`, so a key echoed in a
+are styled with click. Everything goes through :func:`genguard.redact`, so a key echoed in a
 provider's message never reaches the screen.
 """
 
@@ -14,8 +14,8 @@ from typing import Any
 import click
 import orjson
 
-from ..core.error_body import redact
 from ..core.outcome import Outcome, ToolCall
+from ..core.secrets import redact
 
 _WIDTH = 100
 _LABEL = 15

@@ -13,18 +13,18 @@ import httpx
 import orjson
 
 from ..client.keys import resolve_base_url, resolve_keys
-from ..core.capture import mask_url
-from ..core.classify import classify_exception, classify_http
-from ..core.error_body import redact
+from ..client.transport import TRANSPORT_ERRORS, classify_exception
+from ..core.classify import classify_http
 from ..core.exceptions import ConfigError
 from ..core.media_body import sniff
 from ..core.outcome import Outcome
+from ..core.secrets import mask_url, redact
+from ..core.status_words import FINAL_STATUSES
 from ._common import EXIT_FAILED, EXIT_OK, echo_json, endpoint_options, fail_usage
 
 _PROMPT = [{"role": "user", "content": "Reply with one short sentence."}]
 _IMAGE_PROMPT = "A small red circle on a plain white background."
 _VIDEO_PROMPT = "A red ball rolling slowly across a white floor."
-_FINAL = ("succeeded", "failed", "cancelled")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +88,7 @@ class _Doctor:
             pass  # keep going: a local server may not need one, and the rest still tells a lot
         try:
             models = self.http.get(self.base_url + "/models")
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             self.add("endpoint reachable", False, self.why(classify_exception(exc)),
                      "Check --base-url (it usually ends in /v1), that the server runs, and the network path.")  # fmt: skip
             return self.checks
@@ -137,7 +137,7 @@ class _Doctor:
             o = client.videos.generate(_VIDEO_PROMPT, model=model or "", out=tmp, deadline=deadline,
                                        stall_limit=deadline, poll_interval=self.media.poll_interval)  # fmt: skip
             status = o.extra.get("task_status")
-            final = status in _FINAL
+            final = status in FINAL_STATUSES
             word = o.extra.get("vendor_status") or status
             self.add(f"video task on {model!r} reaches a final state within {deadline:g} s", final,
                      f"the task ended {word!r}" if final else self.why(o),
@@ -153,7 +153,7 @@ class _Doctor:
     def _check(self, step: Callable[[], None]) -> None:
         try:
             step()
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             name = step.__name__.strip("_").replace("_", " ")
             self.add(
                 name, False, self.why(classify_exception(exc)), "Check the server is up and answers in time."

@@ -11,8 +11,8 @@ import orjson
 
 from ..core.capture import Exchange, is_sse, read_captures
 from ..core.exceptions import CaptureError, ConfigError
-from ..core.media_body import normalise_status
 from ..core.outcome import Outcome
+from ..core.status_words import normalise_status
 from ..core.taxonomy import Endpoint
 from ..core.validate import Validator, apply_validators, parse_validate_spec
 from ._render import render_outcome
@@ -89,7 +89,8 @@ def explain_exchange(
 
         outcome = read_chat_stream(body, status=code if code is not None else 200, headers=merged)
     else:
-        from ..core.classify import classify_error, classify_http
+        from ..core.classify import classify_http
+        from ..core.error_verdict import classify_error
 
         where = where or _endpoint_from_body(body) or "chat"
         if code is None:
@@ -121,7 +122,7 @@ def _read_file(name: str) -> bytes:
 
 
 def _fail(message: str) -> None:
-    from ..core.error_body import redact
+    from ..core.secrets import redact
 
     click.echo(f"Error: {redact(message)}", err=True)
 
@@ -197,7 +198,7 @@ def explain(
 
 
 def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: bool) -> None:
-    from ..core.error_body import redact
+    from ..core.secrets import redact
 
     if as_json:
         click.echo(redact(outcome.with_extra(source=source).to_json()))

@@ -53,6 +53,7 @@ from .loop import CallPlan, Hook, Loop, Send, Sleep
 from .loop import run as run_loop
 from .retry import RetryPolicy
 from .testing import is_testing
+from .transport import TRANSPORT_ERRORS, classify_exception
 
 if TYPE_CHECKING:
     from typing import Self
@@ -191,7 +192,7 @@ class BaseClient:
 
     def _no_key_error(self) -> ConfigError:
         # A password in the base URL (user:pw@host) is a credential too: never print it.
-        from ..core.capture import mask_url
+        from ..core.secrets import mask_url
 
         names = " or ".join(ENV_KEYS)
         return ConfigError(
@@ -295,8 +296,7 @@ class BaseClient:
         return outcome
 
     def _classify_exception(self, exc: BaseException, endpoint: Endpoint) -> Outcome:
-        outcome: Outcome = _import_classify().classify_exception(exc, endpoint=endpoint, secrets=self.keys)
-        return outcome
+        return classify_exception(exc, endpoint=endpoint, secrets=self.keys)
 
     def build_request(
         self,
@@ -426,7 +426,7 @@ class Client(BaseClient):
             request = self._chat_request(action, body, stream=False)
             try:
                 response = self.http.send(request)
-            except httpx.HTTPError as exc:
+            except TRANSPORT_ERRORS as exc:
                 return self._classify_exception(exc, "chat")
             return self._classify_response(response, "chat")
 
@@ -479,7 +479,7 @@ class Client(BaseClient):
             try:
                 response = self.http.send(self._retry_request(build, action))
                 response.read()
-            except httpx.HTTPError as exc:
+            except TRANSPORT_ERRORS as exc:
                 return self._classify_exception(exc, endpoint)
             return parse(response)
 
@@ -571,7 +571,7 @@ class AsyncClient(BaseClient):
             request = self._chat_request(action, body, stream=False)
             try:
                 response = await self.http.send(request)
-            except httpx.HTTPError as exc:
+            except TRANSPORT_ERRORS as exc:
                 return self._classify_exception(exc, "chat")
             return self._classify_response(response, "chat")
 
@@ -616,7 +616,7 @@ class AsyncClient(BaseClient):
             try:
                 response = await self.http.send(self._retry_request(build, action))
                 await response.aread()
-            except httpx.HTTPError as exc:
+            except TRANSPORT_ERRORS as exc:
                 return self._classify_exception(exc, endpoint)
             return parse(response)
 

@@ -21,13 +21,14 @@ import re
 import secrets
 from pathlib import Path
 from typing import IO, Literal
-from urllib.parse import urlsplit
 
 import httpx
 
 from ..core.exceptions import DownloadFailed as DownloadFailed  # still importable from here
 from ..core.media_body import sniff
 from ..core.outcome import Outcome
+from ..core.secrets import redact_url
+from .transport import TRANSPORT_ERRORS
 
 MediaKind = Literal["image", "video"]
 
@@ -61,22 +62,6 @@ def safe_stem(text: str, *, default: str = "media", max_len: int = 80) -> str:
     stem = re.sub(r"\.{2,}", ".", "_".join(parts)).strip("._-")
     stem = re.sub(r"_{2,}", "_", stem)[:max_len].strip("._-")
     return stem or default
-
-
-def redact_url(url: str) -> str:
-    """The URL without its query and fragment: signed URLs carry credentials there.
-
-    >>> redact_url("https://cdn.example/a.png?X-Amz-Signature=secret")
-    'https://cdn.example/a.png'
-    """
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return "<unparsable url>"
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return f"{parts.scheme}://{host}{parts.path}"
 
 
 def _fail(
@@ -245,7 +230,7 @@ def _status_failure(sink: _Sink, response: httpx.Response) -> DownloadFailed:
     return sink.fail(f"the {sink.kind} URL answered HTTP {code}")
 
 
-def _transport_failure(sink: _Sink, exc: httpx.HTTPError) -> DownloadFailed:
+def _transport_failure(sink: _Sink, exc: Exception) -> DownloadFailed:
     if isinstance(exc, httpx.TimeoutException):
         return sink.fail(f"timed out fetching the {sink.kind} after {sink.size:,} bytes")
     if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
@@ -289,7 +274,7 @@ def download_to(
             for chunk in response.iter_bytes():
                 sink.write(chunk)
         return sink.finish()
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         raise _transport_failure(sink, exc) from None
     finally:
         sink.discard()
@@ -322,7 +307,7 @@ async def adownload_to(
             async for chunk in response.aiter_bytes():
                 sink.write(chunk)
         return sink.finish()
-    except httpx.HTTPError as exc:
+    except TRANSPORT_ERRORS as exc:
         raise _transport_failure(sink, exc) from None
     finally:
         sink.discard()

@@ -14,7 +14,6 @@ False
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -75,12 +74,11 @@ def resolve_base_url(base_url: str | None, *, environ: Mapping[str, str] | None 
         ok = False
     if not ok:
         # Sent as is, a URL without a scheme or host ends as a retried "connection_error" far from its cause.
-        from ..core.error_body import redact
         from ..core.exceptions import ConfigError
+        from ..core.secrets import mask_userinfo, redact
 
         where = "the base_url argument (--base-url)" if base_url else source
-        # A user:password@ part is a credential even in a URL too broken to parse: mask all before the last @.
-        shown = re.sub(r"^([a-zA-Z][\w+.-]*://)?[^?#]*@", r"\1***@", url)
+        shown = mask_userinfo(url)
         raise ConfigError(
             redact(f"the base URL {shown!r} from {where} is not an http:// or https:// URL with a host; "
                    "give the API's full address, e.g. http://127.0.0.1:8000/v1")
@@ -120,16 +118,3 @@ class KeyPool:
             return False
         self._i += 1
         return True
-
-
-def key_label(key: str | None) -> str:
-    """A safe name for a key in logs: its position-free tail, never the key itself.
-
-    >>> key_label("sk-abcdefghijklmnop")
-    'key …mnop'
-    >>> key_label(None)
-    'no key'
-    """
-    if not key:
-        return "no key"
-    return f"key …{key[-4:]}" if len(key) >= 12 else "key …"

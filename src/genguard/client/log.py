@@ -1,7 +1,7 @@
 """Logging through ``logging.getLogger("genguard")``: one line per attempt, API keys always masked.
 
-Every message passes through :func:`mask` with the client's keys before it reaches a handler, including a
-provider's message that echoes the key back.
+Every message passes through :func:`mask` (:func:`genguard.redact`, the one masking rule) with the client's
+keys before it reaches a handler, including a provider's message that echoes the key back.
 
 >>> mask("bad key sk-secret-123", ("sk-secret-123",))
 'bad key ***'
@@ -12,19 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from ..core.error_body import redact
 from ..core.outcome import Attempt, Outcome
+from ..core.secrets import redact as mask
 
 __all__ = ["log_attempt", "log_silent", "logger", "mask"]
 
 logger = logging.getLogger("genguard")
 # A library must not print through logging's last-resort handler: the application decides where logs go.
 logger.addHandler(logging.NullHandler())
-
-
-def mask(text: str, secrets: Sequence[str] = ()) -> str:
-    """``text`` with every one of ``secrets`` (and anything shaped like a key or a Bearer token) masked."""
-    return redact(text, secrets)
 
 
 def log_attempt(attempt: Attempt, *, action: str, secrets: Sequence[str] = ()) -> None:

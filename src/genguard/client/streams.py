@@ -24,6 +24,7 @@ import httpx
 from ..core.outcome import Outcome
 from .loop import Sleep
 from .testing import is_testing
+from .transport import TRANSPORT_ERRORS
 
 if TYPE_CHECKING:
     from typing import Self
@@ -34,11 +35,6 @@ if TYPE_CHECKING:
 __all__ = ["AsyncChatStream", "ChatStream"]
 
 
-def _request_id(headers: httpx.Headers) -> str | None:
-    found: str | None = headers.get("x-request-id") or headers.get("request-id")
-    return found
-
-
 def _is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "")
 
@@ -46,9 +42,7 @@ def _is_event_stream(response: httpx.Response) -> bool:
 def _reader(response: httpx.Response) -> Any:
     from ..core.chat_stream import ChatStreamReader
 
-    return ChatStreamReader(
-        status=response.status_code, headers=response.headers, request_id=_request_id(response.headers)
-    )
+    return ChatStreamReader(status=response.status_code, headers=response.headers)
 
 
 _CLOSED_EARLY = "the caller closed the stream before it ended"
@@ -164,7 +158,7 @@ class ChatStream(_StreamBase):
                     chunks.append(text)
                     yield text
             yield reader.finish(transport_error=None)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             error = client._classify_exception(exc, "chat")
             yield error if reader is None else reader.finish(transport_error=error)
         finally:
@@ -254,7 +248,7 @@ class AsyncChatStream(_StreamBase):
                     chunks.append(text)
                     yield text
             yield reader.finish(transport_error=None)
-        except httpx.HTTPError as exc:
+        except TRANSPORT_ERRORS as exc:
             error = client._classify_exception(exc, "chat")
             yield error if reader is None else reader.finish(transport_error=error)
         finally:

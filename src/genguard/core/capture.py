@@ -24,11 +24,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import orjson
 
 from .exceptions import CaptureError
+from .secrets import SECRET_HEADERS, mask_url
 
 EndpointHint = Literal["chat", "image", "video"]
 
@@ -40,9 +41,6 @@ _STATUS_LINE = re.compile(rb"^HTTP/(\d(?:\.\d)?)[ \t]+(\d{3})(?:[ \t]+(.*))?$")
 _CURL_REQUEST = re.compile(rb"^> ([A-Z]+) (\S+) HTTP/[\d.]+$")
 _REQUEST_LINE = re.compile(rb"^(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ HTTP/[\d.]+\r?\n")
 _SSE_FIELD = re.compile(rb"^(?:data|event|id|retry)(?::|$)")
-_SECRET_QUERY = re.compile(
-    r"^(?:key|api[-_]?key|apikey|token|access[-_]?token|auth|sig|signature|x-api-key)$", re.IGNORECASE
-)
 _HEX_SIZE = re.compile(rb"^([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?$")
 
 
@@ -144,28 +142,6 @@ def endpoint_hint_for(url: str | None) -> EndpointHint | None:
     return None
 
 
-def mask_url(url: str) -> str:
-    """``url`` with the values of key-like query parameters (``key``, ``api_key``, ``token``...) masked.
-
-    >>> mask_url("https://h/v1beta/models?key=AIzaSECRET&alt=sse")
-    'https://h/v1beta/models?key=%2A%2A%2A&alt=sse'
-    """
-    try:
-        parts = urlsplit(url)
-        if not parts.query:
-            # user:password@ in the address is a credential too, query or not.
-            return (
-                urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
-                if "@" in parts.netloc
-                else url
-            )
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        masked = [(k, "***" if _SECRET_QUERY.match(k) else v) for k, v in pairs]
-        return urlunsplit(parts._replace(query=urlencode(masked), netloc=parts.netloc.rpartition("@")[2]))
-    except ValueError:
-        return url.split("?", 1)[0]
-
-
 # -- raw HTTP -------------------------------------------------------------------------------------
 
 
@@ -247,7 +223,7 @@ def _headers(headers: dict[str, str]) -> Mapping[str, str]:
 
 def _drop_request_secrets(headers: dict[str, str]) -> dict[str, str]:
     # Responses do not carry these, but a hand-assembled or proxy capture may echo them back.
-    for name in ("authorization", "api-key", "x-api-key", "proxy-authorization", "x-goog-api-key", "cookie"):
+    for name in SECRET_HEADERS:
         headers.pop(name, None)
     return headers
 

@@ -12,12 +12,14 @@ every chat call, so they check exact dict types and build the ok Outcome directl
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, TypeGuard
+from typing import Any
 
+from .error_verdict import classify_error, invalid_response
+from .headers import request_id as header_request_id
 from .json_text import dumps
+from .json_values import is_map
 from .outcome import Outcome, ToolCall, Usage
 from .taxonomy import Endpoint, normalise_finish_reason
-from .waits import get_header
 
 __all__ = ["classify_chat_body", "finish_outcome"]
 
@@ -81,25 +83,6 @@ def finish_outcome(
         request_id=request_id,
         message=message,
     )
-
-
-def _is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
-    # orjson gives plain dicts: an exact type check skips the ABC machinery on the hot path.
-    return type(value) is dict or isinstance(value, Mapping)
-
-
-def _invalid(
-    message: str, status: int | None, request_id: str | None, endpoint: Endpoint = "chat"
-) -> Outcome:
-    return Outcome.failure(
-        "invalid_response", endpoint=endpoint, status=status, request_id=request_id, message=message
-    )
-
-
-def _request_id(headers: Mapping[str, str] | None) -> str | None:
-    if not headers:
-        return None
-    return get_header(headers, "x-request-id") or get_header(headers, "request-id")
 
 
 def _content(value: object) -> tuple[bool, str | None]:
@@ -190,18 +173,16 @@ def classify_chat_body(
     >>> classify_chat_body({"choices": []}).code
     'empty_output'
     """
-    request_id = _request_id(headers) if headers else None
-    if not _is_map(data):
-        return _invalid("a 2xx chat body that is not a JSON object", status, request_id)
+    request_id = header_request_id(headers)
+    if not is_map(data):
+        return invalid_response("a 2xx chat body that is not a JSON object", status, request_id)
     if data.get("error"):
-        from .classify import classify_error  # the error path only: _classify imports this module
-
         return classify_error(status, headers, data, secrets=secrets)
     choices = data.get("choices")
     usage = Usage.from_dict(data.get("usage"))
     if not choices:
         if choices is not None and not isinstance(choices, list):
-            return _invalid("'choices' is not a list", status, request_id)
+            return invalid_response("'choices' is not a list", status, request_id)
         if data.get("type") == "message" and isinstance(data.get("content"), list):
             return _anthropic_message(data, usage, status, request_id)
         blocked = _prompt_filtered(data)
@@ -214,23 +195,23 @@ def classify_chat_body(
             "empty_output", status=status, request_id=request_id, usage=usage, message="a 2xx with no choices"
         )
     if not isinstance(choices, list):
-        return _invalid("'choices' is not a list", status, request_id)
+        return invalid_response("'choices' is not a list", status, request_id)
     choice = choices[0]
-    if not _is_map(choice):
-        return _invalid("'choices[0]' is not an object", status, request_id)
+    if not is_map(choice):
+        return invalid_response("'choices[0]' is not an object", status, request_id)
     message = choice.get("message")
     if message is None and isinstance(choice.get("text"), str):
         message = {"content": choice["text"]}  # a legacy completions choice
-    if not _is_map(message):
-        return _invalid("'choices[0].message' is missing or not an object", status, request_id)
+    if not is_map(message):
+        return invalid_response("'choices[0].message' is missing or not an object", status, request_id)
     valid, text = _content(message.get("content"))
     if not valid:
-        return _invalid(
+        return invalid_response(
             "'choices[0].message.content' is neither text nor a list of parts", status, request_id
         )
     valid, calls = _tool_calls(message)
     if not valid:
-        return _invalid("'choices[0].message.tool_calls' is malformed", status, request_id)
+        return invalid_response("'choices[0].message.tool_calls' is malformed", status, request_id)
     refusal = message.get("refusal")
     finish = choice.get("finish_reason")
     note = None
@@ -260,7 +241,7 @@ def _anthropic_message(
     texts: list[str] = []
     calls: list[ToolCall] = []
     for block in data["content"]:
-        if not _is_map(block):
+        if not is_map(block):
             continue
         kind = block.get("type")
         if kind == "text" and isinstance(block.get("text"), str):

@@ -19,30 +19,21 @@ from typing import Any
 
 import orjson
 
-from .classify import code_for_error, finish_outcome
+from .chat_body import finish_outcome
 from .error_body import read_error
+from .error_verdict import code_for_error
+from .headers import request_id as header_request_id
 from .outcome import Outcome, ToolCall, Usage
 from .sse import ServerSentEvent, SSEDecoder
 from .taxonomy import code_info, normalise_finish_reason
-from .waits import get_header
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
 
 __all__ = ["ChatStreamReader", "read_chat_stream"]
 
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
-
 # Anthropic stop reasons that normalise_finish_reason does not know (its table covers the rest).
 _ANTHROPIC_STOP = {"refusal": "content_filter", "pause_turn": "stop"}
-
-
-def _request_id_from(headers: Mapping[str, str] | None) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = get_header(headers, name)
-        if value and value.strip():
-            return value.strip()
-    return None
 
 
 class _ToolCallParts:
@@ -96,7 +87,7 @@ class ChatStreamReader:
         # Bound once: feed runs per network chunk, and an attribute lookup there is a measurable share.
         self._decode = SSEDecoder().feed_payloads
         self._status = status
-        self._request_id = request_id or _request_id_from(headers)
+        self._request_id = request_id or header_request_id(headers)
         self._text: list[str] = []
         self._refusal: list[str] = []
         self._reasoning: list[str] = []

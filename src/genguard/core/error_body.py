@@ -1,9 +1,10 @@
-"""Any error body a provider sends, read into one :class:`ErrorInfo`; and secrets masked out of text.
+"""Any error body a provider sends, read into one :class:`ErrorInfo`; and the test of whether a body is one.
 
 Providers put the message, type and code in many places (REFERENCE.md §1): under ``error``, at the top level
 with ``object: error``, in a list, Google's ``status``, Anthropic's envelope, Azure's ``innererror``, a
 gateway's ``metadata.raw`` string, FastAPI's ``detail`` list, Kling's ``{code, message}`` envelope, or an HTML
-page. :func:`read_error` looks in all of them and never raises.
+page. :func:`read_error` looks in all of them and never raises. :func:`is_error_body` tells an error envelope
+from a response that merely mentions an error (a failed media task, a success envelope).
 
 >>> info = read_error(b'{"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}')
 >>> (info.message, info.code, info.type)
@@ -14,15 +15,17 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
-from .waits import get_header, parse_duration
+from .headers import request_id
+from .status_words import is_success_code, normalise_status
+from .waits import parse_duration
 
-__all__ = ["ErrorInfo", "read_error", "redact"]
+__all__ = ["ErrorInfo", "is_error_body", "read_error"]
 
 MESSAGE_CAP = 1000
 # Only this much of a non-JSON body is looked at: enough for any title, heading or sentence.
@@ -40,7 +43,6 @@ _TEXT_TAGS = tuple(
 _HTML_HINT_RE = re.compile(r"<(?:!doctype|html|head|body|title|h1|center)\b", re.IGNORECASE)
 _SCRIPT_RE = re.compile(r"<(script|style)[^<>]{0,200}>.{0,4000}?</\1\s*>", re.IGNORECASE | re.DOTALL)
 _REQUEST_ID_RE = re.compile(r"request[ _-]?id\s*(?:is|:|=)?\s*[\"'`]?([A-Za-z0-9][\w.:-]{5,})", re.IGNORECASE)
-_REQUEST_ID_HEADERS = ("x-request-id", "request-id", "cf-ray")
 
 
 @dataclass(frozen=True, slots=True)
@@ -366,12 +368,10 @@ def _decode(body: bytes | bytearray | memoryview) -> str:
     return text[1:] if text.startswith("\ufeff") else text
 
 
-def _request_id(headers: Mapping[str, str] | None, found: str | None, message: str | None) -> str | None:
-    if headers:
-        for name in _REQUEST_ID_HEADERS:
-            value = get_header(headers, name)
-            if value and value.strip():
-                return value.strip()[:200]
+def _find_request_id(headers: Mapping[str, str] | None, found: str | None, message: str | None) -> str | None:
+    from_headers = request_id(headers)
+    if from_headers:
+        return from_headers
     if found:
         return found
     if message:
@@ -401,7 +401,7 @@ def read_error(body: bytes | str | object, headers: Mapping[str, str] | None = N
 
 def _safe_request_id(headers: Mapping[str, str] | None) -> str | None:
     try:
-        return _request_id(headers, None, None)
+        return request_id(headers)
     except Exception:
         return None
 
@@ -439,7 +439,7 @@ def _read_error(body: object, headers: Mapping[str, str] | None) -> ErrorInfo:
         message = _read_text(text or "")
         return ErrorInfo(
             message=message,
-            request_id=_request_id(headers, None, message),
+            request_id=_find_request_id(headers, None, message),
             raw=text or "",
             is_json=False,
         )
@@ -448,42 +448,42 @@ def _read_error(body: object, headers: Mapping[str, str] | None) -> ErrorInfo:
     message = _cap(found.message) if found.message else None
     # Every field the reader found passes on as it is, so a field added to both records cannot be dropped here.
     copied: dict[str, Any] = {name: getattr(found, name) for name in _Found.__slots__}
-    copied.update(message=message or None, request_id=_request_id(headers, found.request_id, message))
+    copied.update(message=message or None, request_id=_find_request_id(headers, found.request_id, message))
     return ErrorInfo(raw=data, is_json=True, **copied)
 
 
-# -- secrets ------------------------------------------------------------------------------------------
-
-# One pass over the text; each alternative keeps only a recognisable prefix, never a character of the key.
-_SECRET_RE = re.compile(
-    r"(?P<sk>\bsk-(?:proj-|ant-|or-|svcacct-|admin-)?)(?:[A-Za-z0-9_*\-]{6,})"
-    r"|(?P<bearer>\bBearer\s+)[A-Za-z0-9._~+/=*\-]{4,}"
-    r"|(?P<goog>\bAIza)[0-9A-Za-z_\-*]{10,}"
-    r"|(?P<vendor>\b(?:gsk_|xai-|hf_|r8_|pplx-|nvapi-|fw_|tgp_v1_))[A-Za-z0-9_*\-]{10,}"
-    r"|(?P<kv>\b(?:api[_-]?key|apikey|x-api-key|x-goog-api-key|access[_-]?token|secret|password|token)"
-    r"[\"']?\s*[:=]\s*[\"']?|[?&;]key=)(?!\*\*\*)[^\s\"'&,;)}\]]{3,}",
-    re.IGNORECASE,
-)
+# -- is it one? -----------------------------------------------------------------------------------
 
 
-def _mask(m: re.Match[str]) -> str:
-    for group in ("sk", "bearer", "goog", "vendor", "kv"):
-        prefix = m.group(group)
-        if prefix is not None:
-            return prefix + "***"
-    return "***"  # pragma: no cover - every alternative has a named prefix
+def is_error_body(doc: object) -> bool:
+    """Whether a parsed JSON body is an error envelope rather than a response of some endpoint: it has an
+    ``error`` (and is no chat completion or media task carrying one), says ``object``/``type`` ``error``, is a bare FastAPI
+    ``detail``, or is an envelope whose ``code`` names an error (Kling's ``1301``, DashScope's
+    ``"InvalidParameter"``; ``0``, ``200`` or ``"success"`` mean success). A list is judged by its first item.
 
-
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` with API keys masked: ``sk-...``, ``Bearer ...``, ``AIza...``, ``key=...`` values, and every
-    string in ``secrets``. Only a short prefix survives (``sk-proj-***``), never a character of the key.
-
-    >>> redact("Incorrect API key provided: sk-proj-abcdEFGH1234. See https://x/?key=AIzaSyA1234567890")
-    'Incorrect API key provided: sk-proj-***. See https://x/?key=***'
+    >>> is_error_body({"error": {"message": "nope"}}), is_error_body({"code": 0, "data": {"task_id": "t"}})
+    (True, False)
+    >>> is_error_body({"id": "v1", "status": "failed", "error": {"message": "filtered"}})
+    False
     """
-    if not text:
-        return text
-    for secret in sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True):
-        if secret in text:
-            text = text.replace(secret, "***")
-    return _SECRET_RE.sub(_mask, text)
+    if isinstance(doc, list):
+        doc = doc[0] if doc else None
+    if not isinstance(doc, Mapping):
+        return False
+    if doc.get("error"):
+        # A chat completion that carries an error (OpenRouter's 200 with "choices": null) is a response of its
+        # endpoint, and so is a media task that failed ({"status": "failed", "error": ...}): read as a task, its
+        # failure may be a safety filter, not a request error.
+        return "choices" not in doc and normalise_status(doc.get("status")) is None
+    if doc.get("object") == "error" or doc.get("type") == "error":
+        return True
+    if "detail" in doc and not ({"choices", "data", "id", "status"} & doc.keys()):
+        return True
+    code = doc.get("code")
+    # Kling and similar envelopes: {"code": 1301, "message": ...}.
+    if isinstance(code, int) and not isinstance(code, bool) and not is_success_code(code):
+        return "choices" not in doc
+    if isinstance(code, str) and "message" in doc and "choices" not in doc and "data" not in doc:
+        # DashScope-style {"code": "InvalidParameter", "message": ...}.
+        return not is_success_code(code)
+    return False

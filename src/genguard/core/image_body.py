@@ -7,51 +7,16 @@ and an :class:`~genguard.Outcome`; :func:`sniff` names a file's type from its fi
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
+from .error_verdict import classify_error
+from .headers import request_id as header_request_id
 from .json_text import dumps
+from .json_values import as_int, as_map
 from .outcome import Outcome, Usage
 
 __all__ = ["ImageItem", "ImageResult", "image_outcome", "parse_image_response", "sniff"]
-
-
-# -- small readers (shared with the task reader in _media) ----------------------------------------------
-
-
-def _str(value: object) -> str | None:
-    if isinstance(value, str):
-        return value.strip() or None
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, int | float):
-        return str(value)
-    return None
-
-
-def _map(value: object) -> Mapping[str, Any] | None:
-    return value if isinstance(value, Mapping) else None
-
-
-def _int(value: object) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and math.isfinite(value):
-        return int(value)
-    return None
-
-
-def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
-        for k, v in headers.items():
-            if k.lower() == name:
-                return v
-    return value
 
 
 # -- images ---------------------------------------------------------------------------------------------
@@ -86,7 +51,7 @@ def parse_image_response(data: object) -> ImageResult | None:
     >>> parse_image_response({"created": 1, "data": []}).items
     ()
     """
-    d = _map(data)
+    d = as_map(data)
     if d is None:
         return None
     items_raw = d.get("data")
@@ -104,7 +69,7 @@ def parse_image_response(data: object) -> ImageResult | None:
             return None
         revised = item.get("revised_prompt")
         items.append(ImageItem(url, b64, revised if isinstance(revised, str) else None))
-    return ImageResult(tuple(items), Usage.from_dict(d.get("usage")), _int(d.get("created")))
+    return ImageResult(tuple(items), Usage.from_dict(d.get("usage")), as_int(d.get("created")))
 
 
 def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Outcome:
@@ -115,13 +80,9 @@ def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str]
     >>> image_outcome({"created": 1, "data": [{"b64_json": "aGk="}]}).extra["images"]
     ['b64_json (2 bytes)']
     """
-    d = _map(data)
-    request_id = (
-        None if headers is None else (_header(headers, "x-request-id") or _header(headers, "request-id"))
-    )
+    d = as_map(data)
+    request_id = header_request_id(headers)
     if (d is not None and d.get("error")) or status >= 400:
-        from .classify import classify_error  # here: _classify reaches this module on first use
-
         return classify_error(status, headers, dumps(data), endpoint="image")
     result = parse_image_response(data)
     if result is None:

@@ -1,9 +1,10 @@
 """Media bodies, sans-I/O: video task objects of every vendor, image responses, and file types by their bytes.
 
 Every function here takes parsed JSON (or bytes, for :func:`sniff`) and returns values; none raises on any
-input. Image responses and :func:`sniff` live in ``_image_body`` and are importable from here too. A vendor's task object becomes one :class:`TaskState` with a normalised status; an image response
-becomes an :class:`ImageResult`; either becomes an :class:`~genguard.Outcome` through :func:`task_outcome`
-or :func:`image_outcome`.
+input. Image responses and :func:`sniff` live in ``image_body`` and are importable from here too; the status
+words of every vendor live in ``status_words``. A vendor's task object becomes one :class:`TaskState` with a
+normalised status; an image response becomes an :class:`ImageResult`; either becomes an
+:class:`~genguard.Outcome` through :func:`task_outcome` or :func:`image_outcome`.
 
 >>> state = parse_task({"code": 0, "data": {"task_id": "t1", "task_status": "succeed",
 ...     "task_result": {"videos": [{"url": "https://cdn.example/v.mp4"}]}}})
@@ -17,78 +18,29 @@ import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import orjson
 
-from .image_body import (
-    ImageItem,
-    ImageResult,
-    _header,
-    _int,
-    _map,
-    _str,
-    image_outcome,
-    parse_image_response,
-    sniff,
-)
+from .error_body import ErrorInfo, read_error
+from .error_verdict import classify_error
+from .headers import request_id as header_request_id
+from .image_body import ImageItem, ImageResult, image_outcome, parse_image_response, sniff
+from .json_values import as_int, as_map, as_str
 from .outcome import Outcome
+from .status_words import FAILED_STATUSES, FINAL_STATUSES, TaskStatus, is_success_code, normalise_status
 
 __all__ = [
     "ImageItem",
     "ImageResult",
     "TaskState",
-    "TaskStatus",
     "detect_media",
     "image_outcome",
-    "normalise_status",
     "parse_image_response",
     "parse_task",
     "sniff",
     "task_outcome",
 ]
-
-if TYPE_CHECKING:
-    from .error_body import ErrorInfo
-
-TaskStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-
-_STATUS: dict[str, TaskStatus] = {}
-for _norm, _words in {
-    # THROTTLED (Runway) waits for a concurrency slot: it has not started, so it is queued.
-    "queued": (
-        "queued",
-        "submitted",
-        "not_start",
-        "not_started",
-        "pending",
-        "throttled",
-        "starting",
-        "in_queue",
-        "preparing",
-        "queueing",
-        "queuing",
-        "waiting",
-        "created",
-        "scheduled",
-    ),
-    "running": ("in_progress", "processing", "running", "dreaming", "generating", "started"),
-    "succeeded": (
-        "completed",
-        "complete",
-        "success",
-        "succeed",
-        "succeeded",
-        "successful",
-        "finished",
-        "done",
-    ),
-    "failed": ("failed", "failure", "fail", "error", "errored", "expired", "rejected"),
-    "cancelled": ("cancelled", "canceled", "aborted", "cancel"),
-}.items():
-    for _w in _words:
-        _STATUS[_w] = _norm  # type: ignore[assignment]
-del _norm, _words, _w
 
 _SAFETY_WORDS = re.compile(
     r"moderat|safety|content[ _-]?polic|sensitive|nsfw|inappropriate|prohibited|"
@@ -100,18 +52,6 @@ _NOT_EXIST_WORDS = re.compile(
     r"task_not_exist|not[ _-]?exist|task not found|no such task|not_found|unknown task|invalid task id",
     re.IGNORECASE,
 )
-
-
-def normalise_status(word: object) -> TaskStatus | None:
-    """Map any vendor's task status word to ``queued``, ``running``, ``succeeded``, ``failed`` or
-    ``cancelled``; case-insensitive; ``None`` for an unknown word (including DashScope's ``UNKNOWN``).
-
-    >>> normalise_status("SUCCEED"), normalise_status("THROTTLED"), normalise_status("dreaming")
-    ('succeeded', 'queued', 'running')
-    """
-    if not isinstance(word, str):
-        return None
-    return _STATUS.get(word.strip().lower().replace(" ", "_").replace("-", "_"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +85,7 @@ class TaskState:
     @property
     def done(self) -> bool:
         """The task reached a final state (succeeded, failed or cancelled)."""
-        return self.status in ("succeeded", "failed", "cancelled")
+        return self.status in FINAL_STATUSES
 
 
 # -- small readers ------------------------------------------------------------------------------------
@@ -188,20 +128,8 @@ def _progress(value: object, *, fraction: bool) -> float | None:
     return min(100.0, max(0.0, p))
 
 
-def _envelope_ok(code: object) -> bool:
-    if code is None or isinstance(code, bool):
-        return code is not False
-    if isinstance(code, int | float):
-        return code in (0, 200)
-    if isinstance(code, str):
-        return code.strip().lower() in ("", "0", "200", "success", "ok", "succeed")
-    return False
-
-
 def _read_error(body: Mapping[str, Any]) -> ErrorInfo | None:
     try:
-        from .error_body import read_error
-
         return read_error(orjson.dumps(body), None)
     except Exception:
         # The error reader promises never to raise; if the body cannot even be dumped, keep no detail.
@@ -230,18 +158,18 @@ def parse_task(data: object) -> TaskState:
 def _parse_task(data: object) -> TaskState:
     if isinstance(data, list) and data and isinstance(data[0], Mapping):
         data = data[0]
-    d = _map(data)
+    d = as_map(data)
     if d is None:
         return TaskState(raw=data)
 
     # Envelopes: {"code": 0, "data": {...}} (Kling and aggregators) and a bare {"data": {...}}.
     vendor = "unknown"
-    request_id = _str(d.get("request_id"))
-    if "code" in d and not _has_status(d) and "done" not in d and not _envelope_ok(d.get("code")):
+    request_id = as_str(d.get("request_id"))
+    if "code" in d and not _has_status(d) and "done" not in d and not is_success_code(d.get("code")):
         return _envelope_error(d)
     # An aggregator names the resolved backend model beside its envelope, not inside the vendor's task.
-    outer_model = _str(d.get("model"))
-    inner = _map(d.get("data"))
+    outer_model = as_str(d.get("model"))
+    inner = as_map(d.get("data"))
     if inner is not None and not _has_status(d) and "done" not in d:
         if "task_status" in inner or "task_result" in inner:
             vendor = "kling"
@@ -253,7 +181,7 @@ def _parse_task(data: object) -> TaskState:
         return _parse_veo(d)
     if "base_resp" in d:
         return _parse_minimax(d)
-    out = _map(d.get("output"))
+    out = as_map(d.get("output"))
     if out is not None and ("task_status" in out or "task_id" in out):
         return _parse_dashscope(d, out)
 
@@ -261,7 +189,7 @@ def _parse_task(data: object) -> TaskState:
     if err and not _has_status(d) and "state" not in d:
         return _envelope_error(d)
 
-    raw = _str(d.get("status")) or _str(d.get("task_status")) or _str(d.get("state"))
+    raw = as_str(d.get("status")) or as_str(d.get("task_status")) or as_str(d.get("state"))
     status = normalise_status(raw)
     if vendor == "unknown":
         vendor = _guess_vendor(d, raw)
@@ -270,14 +198,14 @@ def _parse_task(data: object) -> TaskState:
     for key in ("output", "video_url", "url", "video", "videos", "result", "results", "outputs"):
         if key in d:
             urls.extend(_urls_in(d[key]))
-    task_result = _map(d.get("task_result"))
+    task_result = as_map(d.get("task_result"))
     if task_result is not None:
         urls.extend(_urls_in(task_result.get("videos")))
         urls.extend(_urls_in(task_result.get("images")))
-    assets = _map(d.get("assets"))
+    assets = as_map(d.get("assets"))
     if assets is not None:
         urls.extend(_urls_in(assets.get("video")))
-    response = _map(d.get("response"))
+    response = as_map(d.get("response"))
     if response is not None and vendor == "fal":
         urls.extend(_urls_in(response))
 
@@ -288,18 +216,18 @@ def _parse_task(data: object) -> TaskState:
         or (status is None and _mentions_not_exist(reason))
     )
     return TaskState(
-        id=_str(d.get("id")) or _str(d.get("task_id")) or _str(d.get("request_id")) or request_id,
+        id=as_str(d.get("id")) or as_str(d.get("task_id")) or as_str(d.get("request_id")) or request_id,
         status=status,
         raw_status=raw,
         progress=_progress(d.get("progress", d.get("progress_percent")), fraction=vendor == "runway"),
         urls=tuple(dict.fromkeys(urls)),
-        file_id=_str(d.get("file_id")),
+        file_id=as_str(d.get("file_id")),
         failure_reason=reason,
         failure_code=code,
-        safety=status in ("failed", "cancelled") and _is_safety(reason, code),
+        safety=status in FAILED_STATUSES and _is_safety(reason, code),
         not_exist=not_exist,
-        model=_str(d.get("model")) or outer_model,
-        expires_at=_int(d.get("expires_at")),
+        model=as_str(d.get("model")) or outer_model,
+        expires_at=as_int(d.get("expires_at")),
         vendor=vendor,
         raw=data,
     )
@@ -337,25 +265,25 @@ def _failure_of(
     d: Mapping[str, Any], status: TaskStatus | None, vendor: str
 ) -> tuple[str | None, str | None]:
     reason: str | None = None
-    code: str | None = _str(d.get("failureCode")) or _str(d.get("fail_code"))
+    code: str | None = as_str(d.get("failureCode")) or as_str(d.get("fail_code"))
     err = d.get("error")
     if isinstance(err, Mapping):
-        reason = _str(err.get("message")) or _str(err.get("detail"))
-        code = code or _str(err.get("code")) or _str(err.get("type"))
+        reason = as_str(err.get("message")) or as_str(err.get("detail"))
+        code = code or as_str(err.get("code")) or as_str(err.get("type"))
     elif isinstance(err, str):
-        reason = _str(err)
+        reason = as_str(err)
     reason = (
         reason
-        or _str(d.get("failure"))
-        or _str(d.get("failure_reason"))
-        or _str(d.get("fail_reason"))
-        or _str(d.get("reason"))
+        or as_str(d.get("failure"))
+        or as_str(d.get("failure_reason"))
+        or as_str(d.get("fail_reason"))
+        or as_str(d.get("reason"))
     )
     # Kling puts progress chatter in task_status_msg too: only a failed task's message is its reason.
     if reason is None and status in ("failed", "cancelled", None):
-        reason = _str(d.get("task_status_msg")) or _str(d.get("status_msg"))
+        reason = as_str(d.get("task_status_msg")) or as_str(d.get("status_msg"))
         if reason is None and status is not None:
-            reason = _str(d.get("message")) or _str(d.get("msg"))
+            reason = as_str(d.get("message")) or as_str(d.get("msg"))
     return reason, code
 
 
@@ -370,17 +298,17 @@ def _mentions_not_exist(text: str | None) -> bool:
 
 
 def _envelope_error(d: Mapping[str, Any]) -> TaskState:
-    message = _str(d.get("message")) or _str(d.get("msg"))
+    message = as_str(d.get("message")) or as_str(d.get("msg"))
     err = d.get("error")
     if isinstance(err, Mapping):
-        message = message or _str(err.get("message"))
-        code = _str(err.get("code")) or _str(err.get("type"))
+        message = message or as_str(err.get("message"))
+        code = as_str(err.get("code")) or as_str(err.get("type"))
     else:
-        message = message or _str(err)
-        code = _str(d.get("code"))
+        message = message or as_str(err)
+        code = as_str(d.get("code"))
     not_exist = _mentions_not_exist(code) or _mentions_not_exist(message) or d.get("status") == 404
     return TaskState(
-        id=_str(d.get("task_id")) or _str(d.get("id")),
+        id=as_str(d.get("task_id")) or as_str(d.get("id")),
         failure_reason=message,
         failure_code=code,
         safety=code == "1301" or (code != "0" and _is_safety(message, None) and not not_exist),
@@ -393,16 +321,16 @@ def _envelope_error(d: Mapping[str, Any]) -> TaskState:
 
 def _parse_veo(d: Mapping[str, Any]) -> TaskState:
     done = d.get("done") is True
-    response = _map(d.get("response")) or {}
-    gvr = _map(response.get("generateVideoResponse")) or response
+    response = as_map(d.get("response")) or {}
+    gvr = as_map(response.get("generateVideoResponse")) or response
     samples = gvr.get("generatedSamples") or gvr.get("generated_samples") or gvr.get("videos") or []
     urls = tuple(dict.fromkeys(_urls_in(samples)))
-    rai_count = _int(gvr.get("raiMediaFilteredCount")) or 0
+    rai_count = as_int(gvr.get("raiMediaFilteredCount")) or 0
     rai_reasons = gvr.get("raiMediaFilteredReasons")
     rai_text = (
         "; ".join(r for r in rai_reasons if isinstance(r, str)) if isinstance(rai_reasons, list) else None
     )
-    err = _map(d.get("error"))
+    err = as_map(d.get("error"))
     reason: str | None = None
     code: str | None = None
     status: TaskStatus
@@ -411,7 +339,7 @@ def _parse_veo(d: Mapping[str, Any]) -> TaskState:
         status = "running"
     elif err is not None:
         status = "failed"
-        reason, code = _str(err.get("message")), _str(err.get("status")) or _str(err.get("code"))
+        reason, code = as_str(err.get("message")), as_str(err.get("status")) or as_str(err.get("code"))
         safety = _is_safety(reason, code)
     elif urls:
         status = "succeeded"
@@ -420,9 +348,9 @@ def _parse_veo(d: Mapping[str, Any]) -> TaskState:
         safety = rai_count > 0 or bool(rai_text)
         reason = rai_text or ("the output was filtered by the safety system" if safety else None)
         code = "raiMediaFiltered" if safety else None
-    meta = _map(d.get("metadata")) or {}
+    meta = as_map(d.get("metadata")) or {}
     return TaskState(
-        id=_str(d.get("name")),
+        id=as_str(d.get("name")),
         status=status,
         raw_status="done" if done else "running",
         urls=urls,
@@ -430,28 +358,28 @@ def _parse_veo(d: Mapping[str, Any]) -> TaskState:
         failure_code=code,
         safety=safety,
         not_exist=code is not None and (code == "NOT_FOUND" or _mentions_not_exist(code)),
-        model=_str(meta.get("model")),
+        model=as_str(meta.get("model")),
         vendor="veo",
         raw=d,
     )
 
 
 def _parse_minimax(d: Mapping[str, Any]) -> TaskState:
-    base = _map(d.get("base_resp")) or {}
-    code = _int(base.get("status_code"))
-    raw = _str(d.get("status"))
+    base = as_map(d.get("base_resp")) or {}
+    code = as_int(base.get("status_code"))
+    raw = as_str(d.get("status"))
     status = normalise_status(raw)
-    reason = _str(d.get("error_message"))
+    reason = as_str(d.get("error_message"))
     if code not in (None, 0):
         # With no task status, a non-zero base_resp is the request's own error (auth, balance, rate limit):
         # left without a status, it is classified as an error envelope rather than a failed task.
-        reason = reason or _str(base.get("status_msg"))
+        reason = reason or as_str(base.get("status_msg"))
     return TaskState(
-        id=_str(d.get("task_id")),
+        id=as_str(d.get("task_id")),
         status=status,
         raw_status=raw,
         urls=tuple(dict.fromkeys(_urls_in(d.get("video_url") or d.get("download_url")))),
-        file_id=_str(d.get("file_id")),
+        file_id=as_str(d.get("file_id")),
         failure_reason=reason if status in ("failed", "cancelled", None) else None,
         failure_code=None if code in (None, 0) else str(code),
         safety=status == "failed" and (code == 1026 or _is_safety(reason, None)),
@@ -462,21 +390,21 @@ def _parse_minimax(d: Mapping[str, Any]) -> TaskState:
 
 
 def _parse_dashscope(d: Mapping[str, Any], out: Mapping[str, Any]) -> TaskState:
-    raw = _str(out.get("task_status"))
+    raw = as_str(out.get("task_status"))
     status = normalise_status(raw)
-    reason = _str(out.get("message"))
-    code = _str(out.get("code"))
+    reason = as_str(out.get("message"))
+    code = as_str(out.get("code"))
     urls = [*_urls_in(out.get("video_url")), *_urls_in(out.get("results")), *_urls_in(out.get("url"))]
     return TaskState(
-        id=_str(out.get("task_id")),
+        id=as_str(out.get("task_id")),
         status=status,
         raw_status=raw,
         urls=tuple(dict.fromkeys(urls)),
         failure_reason=reason if status != "succeeded" else None,
         failure_code=code,
-        safety=status in ("failed", "cancelled") and _is_safety(reason, code),
+        safety=status in FAILED_STATUSES and _is_safety(reason, code),
         not_exist=(raw or "").upper() == "UNKNOWN" or _mentions_not_exist(code),
-        model=_str(d.get("model")),
+        model=as_str(d.get("model")),
         vendor="dashscope",
         raw=d,
     )
@@ -497,8 +425,8 @@ def task_outcome(
     >>> task_outcome(parse_task({"id": "t", "status": "failed"})).code
     'generation_failed'
     """
-    if request_id is None and headers is not None:
-        request_id = _header(headers, "x-request-id") or _header(headers, "request-id")
+    if request_id is None:
+        request_id = header_request_id(headers)
     extra = {
         "task_status": state.status,
         "progress": state.progress,
@@ -528,7 +456,7 @@ def task_outcome(
             fix="A fresh task can answer 'not found' for a few seconds: poll again shortly; if it lasts, "
             "the id is wrong or the task expired, so submit it again.",
         ).with_extra(**extra)
-    if state.status in ("failed", "cancelled"):
+    if state.status in FAILED_STATUSES:
         code = "content_filtered" if state.safety else "generation_failed"
         fields: dict[str, Any] = {}
         message = state.failure_reason
@@ -559,8 +487,6 @@ def task_outcome(
 def _envelope_outcome(
     state: TaskState, status: int | None, headers: Mapping[str, str] | None, request_id: str | None
 ) -> Outcome:
-    from .classify import classify_error  # here: _classify reaches this module on first use
-
     # An envelope error often rides on HTTP 200; the classifier then judges by the body's codes alone.
     outcome = classify_error(status, headers, state.raw, endpoint="video")
     if not outcome.ok:
@@ -587,7 +513,7 @@ def detect_media(data: object) -> Literal["image", "video"] | None:
     >>> detect_media({"created": 1, "data": []}), detect_media({"done": False, "name": "operations/x"})
     ('image', 'video')
     """
-    d = _map(data)
+    d = as_map(data)
     if d is None:
         return None
     items = d.get("data")

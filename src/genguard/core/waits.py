@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 
+from .headers import get_header
+
 __all__ = [
-    "get_header",
     "parse_duration",
     "parse_retry_after",
     "reset_wait",
@@ -54,34 +55,6 @@ _HINT_PART_RE = re.compile(rf"({_NUM})\s*({_WORD_UNIT_RE})(?![a-z])", re.IGNOREC
 
 # A reset given as a bare number this large is a Unix timestamp, not a number of seconds.
 _EPOCH_THRESHOLD = 1e9
-
-
-_CASE_INSENSITIVE: dict[type, bool] = {}
-
-
-def get_header(headers: Mapping[str, str] | None, name: str) -> str | None:
-    """The value of header ``name`` (lower case) from ``httpx.Headers`` or any mapping, in any letter case.
-
-    >>> get_header({"Retry-After": "5"}, "retry-after")
-    '5'
-    """
-    if not headers:
-        return None
-    cls = type(headers)
-    if _CASE_INSENSITIVE.get(cls) is None:
-        # httpx's and starlette's Headers already ignore case; checking the type's home once per type keeps
-        # httpx out of the import of this pure module (and of `genguard explain`).
-        _CASE_INSENSITIVE[cls] = cls.__module__.partition(".")[0] in ("httpx", "starlette")
-    if _CASE_INSENSITIVE[cls]:
-        value = headers.get(name)
-        return None if value is None else str(value)
-    value = headers.get(name)
-    if value is not None:
-        return str(value)
-    for key, val in headers.items():
-        if isinstance(key, str) and key.lower() == name:
-            return str(val)
-    return None
 
 
 def _finite(value: float) -> float | None:
