@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Mapping
 from typing import Any
 
 import click
-import orjson
 
-from ..core.capture import Exchange, is_sse, read_captures
+from ..core.capture import read_captures
 from ..core.exceptions import CaptureError, ConfigError
+from ..core.explain import explain_exchange
 from ..core.outcome import Outcome
-from ..core.status_words import normalise_status
-from ..core.taxonomy import Endpoint
-from ..core.validate import Validator, apply_validators, parse_validate_spec
+from ..core.secrets import redact
+from ..core.validate import parse_validate_spec
 from ._render import render_outcome
 
 
@@ -23,88 +21,6 @@ def _parse_header(text: str) -> tuple[str, str]:
     if not sep or not name.strip():
         raise click.BadParameter(f"{text!r} is not `Name: value`", param_hint="'--header'")
     return name.strip().lower(), value.strip()
-
-
-def _looks_like_error(doc: object) -> bool:
-    """Whether a bare JSON body is an error body (then its status is unknown rather than 200)."""
-    if isinstance(doc, list) and doc:
-        doc = doc[0]
-    if not isinstance(doc, Mapping):
-        return False
-    if doc.get("error") and "choices" not in doc:
-        # A failed media task ({"status": "failed", "error": {...}}) is a task body that came with a 200.
-        return normalise_status(doc.get("status")) is None
-    if doc.get("object") == "error" or doc.get("type") == "error":
-        return True
-    if "detail" in doc and not ({"choices", "data", "id", "status"} & doc.keys()):
-        return True
-    code = doc.get("code")
-    # A Kling-style envelope: code 0 is success; any other code without data is the error itself.
-    return isinstance(code, int) and code != 0 and not doc.get("data") and "message" in doc
-
-
-def _endpoint_from_body(body: bytes) -> Endpoint | None:
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return None
-    from ..core.media_body import detect_media
-
-    try:
-        return detect_media(doc)
-    except Exception:
-        return None
-
-
-def explain_exchange(
-    exchange: Exchange,
-    *,
-    status: int | None = None,
-    headers: Mapping[str, str] | None = None,
-    endpoint: Endpoint | None = None,
-    validators: tuple[Validator, ...] = (),
-) -> Outcome:
-    """The Outcome of one captured exchange; ``status``, ``headers`` and ``endpoint`` override the capture's.
-
-    >>> [x] = read_captures(b'{"choices": [{"message": {"content": "hi"}, "finish_reason": "length"}]}',
-    ...                     source="a.json")
-    >>> explain_exchange(x).code
-    'truncated'
-    """
-    merged: dict[str, str] = dict(exchange.headers)
-    merged.update(headers or {})
-    code = status if status is not None else exchange.status
-    body = exchange.body
-    ctype = merged.get("content-type", "").split(";", 1)[0].strip().lower()
-    where = endpoint or exchange.endpoint_hint
-    if code is None and exchange.url is not None and not body.strip():
-        # Only a HAR entry has a URL but no status: status 0, the browser or proxy never got a response.
-        return Outcome.failure(
-            "connection_error",
-            endpoint=where or "chat",
-            message="the capture holds no response: the connection failed or was aborted before one came",
-        )
-    if ctype == "text/event-stream" or (ctype in ("", "text/plain") and is_sse(body)):
-        from ..core.chat_stream import read_chat_stream
-
-        outcome = read_chat_stream(body, status=code if code is not None else 200, headers=merged)
-    else:
-        from ..core.classify import classify_http
-        from ..core.error_verdict import classify_error
-
-        where = where or _endpoint_from_body(body) or "chat"
-        if code is None:
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                doc = None
-            if _looks_like_error(doc):
-                outcome = classify_error(None, merged, body, endpoint=where)
-            else:
-                outcome = classify_http(200, merged, body, endpoint=where)
-        else:
-            outcome = classify_http(code, merged, body, endpoint=where)
-    return apply_validators(outcome, validators) if validators else outcome
 
 
 def _read_file(name: str) -> bytes:
@@ -122,8 +38,6 @@ def _read_file(name: str) -> bytes:
 
 
 def _fail(message: str) -> None:
-    from ..core.secrets import redact
-
     click.echo(f"Error: {redact(message)}", err=True)
 
 
@@ -198,8 +112,6 @@ def explain(
 
 
 def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: bool) -> None:
-    from ..core.secrets import redact
-
     if as_json:
         click.echo(redact(outcome.with_extra(source=source).to_json()))
         return
