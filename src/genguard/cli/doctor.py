@@ -12,8 +12,10 @@ import click
 import httpx
 import orjson
 
+from ..client.clients import Client
 from ..client.keys import resolve_base_url, resolve_keys
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
+from ..core.chat_stream import ChatStreamReader
 from ..core.classify import classify_http
 from ..core.exceptions import ConfigError
 from ..core.media_body import sniff
@@ -57,10 +59,10 @@ class _Doctor:
         self.base_url = base_url
         self.key = key
         self.model = model
-        self.timeout = timeout
         self.media = media or MediaOptions()
-        headers = {"authorization": f"Bearer {key}"} if key else {}
-        self.http = httpx.Client(timeout=timeout, headers=headers)
+        # Raw requests (no retries: the checks must see what the server does) through the client's own HTTP
+        # setup, its certificate store and timeouts; the media checks use the same client's images and videos.
+        self.client = Client(base_url, api_key=[key] if key else [], timeout=timeout)
         self.checks: list[Check] = []
         self.secrets = (key,) if key else ()
 
@@ -69,11 +71,10 @@ class _Doctor:
         return ok
 
     def post(self, body: dict[str, Any], *, stream: bool = False) -> httpx.Response:
-        request = self.http.build_request(
-            "POST", self.base_url + "/chat/completions", content=orjson.dumps({"model": self.model, **body}),
-            headers={"content-type": "application/json"},
-        )  # fmt: skip
-        return self.http.send(request, stream=stream)
+        request = self.client.build_request(
+            "POST", "/chat/completions", key=self.key, json={"model": self.model, **body}
+        )
+        return self.client.http.send(request, stream=stream)
 
     def why(self, outcome: Outcome) -> str:
         return redact(outcome.summary(), self.secrets)
@@ -87,7 +88,7 @@ class _Doctor:
         ):
             pass  # keep going: a local server may not need one, and the rest still tells a lot
         try:
-            models = self.http.get(self.base_url + "/models")
+            models = self.client.http.send(self.client.build_request("GET", "/models", key=self.key))
         except TRANSPORT_ERRORS as exc:
             self.add("endpoint reachable", False, self.why(classify_exception(exc)),
                      "Check --base-url (it usually ends in /v1), that the server runs, and the network path.")  # fmt: skip
@@ -110,15 +111,10 @@ class _Doctor:
             self._check(self._video)
         return self.checks
 
-    def _client(self) -> Any:
-        from ..client.clients import Client
-
-        return Client(self.base_url, api_key=[self.key] if self.key else [], timeout=self.timeout)
-
     def _image(self) -> None:
         model = self.media.image_model
-        with tempfile.TemporaryDirectory(prefix="genguard-doctor-") as tmp, self._client() as client:
-            o = client.images.generate(_IMAGE_PROMPT, model=model, n=1, out=tmp)
+        with tempfile.TemporaryDirectory(prefix="genguard-doctor-") as tmp:
+            o = self.client.images.generate(_IMAGE_PROMPT, model=model or "", n=1, out=tmp)
             got = o.ok or o.code == "download_failed"
             self.add(f"image model {model!r} returns images", got,
                      f"{len(o.extra.get('images') or [])} image(s) in the answer" if got else self.why(o),
@@ -133,9 +129,9 @@ class _Doctor:
 
     def _video(self) -> None:
         model, deadline = self.media.video_model, self.media.video_deadline
-        with tempfile.TemporaryDirectory(prefix="genguard-doctor-") as tmp, self._client() as client:
-            o = client.videos.generate(_VIDEO_PROMPT, model=model or "", out=tmp, deadline=deadline,
-                                       stall_limit=deadline, poll_interval=self.media.poll_interval)  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="genguard-doctor-") as tmp:
+            o = self.client.videos.generate(_VIDEO_PROMPT, model=model or "", out=tmp, deadline=deadline,
+                                            stall_limit=deadline, poll_interval=self.media.poll_interval)  # fmt: skip
             status = o.extra.get("task_status")
             final = status in FINAL_STATUSES
             word = o.extra.get("vendor_status") or status
@@ -184,8 +180,6 @@ class _Doctor:
                  "and keep concurrency low.")  # fmt: skip
 
     def _stream(self) -> None:
-        from ..core.chat_stream import ChatStreamReader
-
         body = {"messages": _PROMPT, "stream": True, "stream_options": {"include_usage": True}}
         response = self.post(body, stream=True)
         try:
@@ -272,7 +266,7 @@ def doctor(
     try:
         checks = doc.run()
     finally:
-        doc.http.close()
+        doc.client.close()
     passed = all(c.ok for c in checks)
     if as_json:
         echo_json({"ok": passed, "base_url": mask_url(doc.base_url), "model": model, "image_model": image_model,
