@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .exceptions import failure_error
 from .taxonomy import Endpoint, Kind, code_info
 
 if TYPE_CHECKING:
@@ -316,8 +317,6 @@ class Outcome:
         """
         if self.ok:
             return self
-        from .exceptions import failure_error
-
         raise failure_error(self)
 
     def summary(self) -> str:
