@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from .core.classify import classify_http
     from .core.error_body import ErrorInfo, read_error
     from .core.error_verdict import classify_error
+    from .core.explain import explain_exchange
     from .core.image_rules import ImageModelRules, ImageRuleBook, load_image_rules, register_image_model
     from .core.media_body import TaskState, parse_task
     from .core.secrets import redact
@@ -78,6 +79,7 @@ _LAZY: dict[str, str] = {
     "classify_error": ".core.error_verdict",
     "classify_exception": ".client.transport",
     "classify_http": ".core.classify",
+    "explain_exchange": ".core.explain",
     "is_testing": ".client.testing",
     "load_image_rules": ".core.image_rules",
     "parse_task": ".core.media_body",
@@ -148,6 +150,7 @@ __all__ = [
     "classify_exception",
     "classify_http",
     "code_info",
+    "explain_exchange",
     "is_testing",
     "load_image_rules",
     "normalise_finish_reason",
