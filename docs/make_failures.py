@@ -188,7 +188,8 @@ FIELDS: dict[str, str] = {
     "`x-should-retry`); `false` when ok",
     "retry_after_s": "the wait the server asked for, in seconds: from `retry-after-ms`, else `retry-after` "
     '(seconds or an HTTP date), else a hint in the provider\'s message ("Please try again in 1.574s", '
-    '"in 9m38.016s"), else the body\'s own retry fields; never negative; `null` when nobody named one',
+    '"in 9m38.016s"), else the reset of an exhausted rate-limit bucket, else the body\'s own retry fields '
+    "(Google's `RetryInfo`); never negative; `null` when nobody named one",
     "status": "the HTTP status (for a media task too: the task's own state is in `task_status`); `null` "
     "when no answer came",
     "message": "the provider's own words, found wherever its body keeps them, with any secret masked",
