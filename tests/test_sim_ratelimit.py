@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import time
-
 import httpx
 import openai
 import pytest
 
 from genguard.sim import Simulator
+from genguard.sim._clock import FakeClock
+from genguard.sim._ratelimit import RateLimiter, rfc3339
 
 BODY = {"model": "m", "messages": [{"role": "user", "content": "hello"}]}
+
+
+@pytest.fixture
+def sim(clocked_sim: Simulator) -> Simulator:
+    # Buckets and retry-after verdicts run on a fake clock here: time moves only when a test says so.
+    return clocked_sim
 
 
 def _post(sim: Simulator, key: str = "sk-a", body: dict[str, object] = BODY) -> httpx.Response:
@@ -40,13 +46,13 @@ def test_rpm_bucket_limits_each_key(sim: Simulator) -> None:
     assert _post(sim, key="sk-b").status_code == 200
 
 
-def test_rpm_bucket_refills(sim: Simulator) -> None:
+def test_rpm_bucket_refills(sim: Simulator, fake_clock: FakeClock) -> None:
     sim.configure(rpm=600)  # one request every 0.1 s
     for _ in range(600):
-        sim._state.limiter.admit("sk-a", 1, now=time.monotonic())
+        sim._state.limiter.admit("sk-a", 1)
     r = _post(sim)
     assert r.status_code == 429
-    time.sleep(float(r.headers["retry-after"]) + 0.02)
+    fake_clock.advance(float(r.headers["retry-after"]) + 0.02)
     assert _post(sim).status_code == 200
 
 
@@ -97,14 +103,14 @@ def test_stats_verdict_flags_bad_retries(sim: Simulator) -> None:
     assert verdict["max_attempts"] == 5
 
 
-def test_stats_verdict_checks_retry_after(sim: Simulator) -> None:
+def test_stats_verdict_checks_retry_after(sim: Simulator, fake_clock: FakeClock) -> None:
     sim.configure(scenario="rate_limited:1", retry_after_s=0.2)
     assert _post(sim).status_code == 429
     assert _post(sim).status_code == 200
     assert sim.stats()["verdict"]["ignored_retry_after"] == 1
     sim.reset()
     assert _post(sim).status_code == 429
-    time.sleep(0.2)
+    fake_clock.advance(0.2)
     assert _post(sim).status_code == 200
     stats = sim.stats()
     assert stats["verdict"]["ok"] is True
@@ -115,3 +121,18 @@ def test_reset_endpoint_clears_stats(sim: Simulator) -> None:
     _post(sim)
     assert httpx.post(sim.url + "/_genguard/reset").status_code == 200
     assert sim.stats()["requests"] == 0
+
+
+def test_the_limiter_reads_time_from_its_clock() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rpm=60, tpm=None, quota_tokens=None, window_s=1, clock=lambda: now[0])
+    assert [limiter.admit("k", 1).verdict for _ in range(2)] == ["ok", "rate_limited"]
+    now[0] += 1.0
+    assert limiter.admit("k", 1).verdict == "ok"
+
+
+def test_anthropic_reset_times_come_from_the_simulator_clock(sim: Simulator, fake_clock: FakeClock) -> None:
+    sim.configure(dialect="anthropic", rpm=60)
+    fake_clock.advance(400 * 86400)  # far from the wall clock: only the simulator's clock gives this time
+    reset = _post(sim).headers["anthropic-ratelimit-requests-reset"]
+    assert reset == rfc3339(fake_clock.time() + 1.0)

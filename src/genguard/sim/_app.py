@@ -18,6 +18,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from ._chat import chat_completions, list_models
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import SimConfig
 from ._core import HeadersMiddleware, SimState
 from ._dialects import JSON, error_response
@@ -54,13 +55,14 @@ def _media_routes() -> list[BaseRoute]:
     return routes
 
 
-def create_app(config: SimConfig | None = None) -> Starlette:
-    """An ASGI app serving the simulator under ``/v1`` (and its stats under ``/_genguard``).
+def create_app(config: SimConfig | None = None, *, clock: Clock = SYSTEM_CLOCK) -> Starlette:
+    """An ASGI app serving the simulator under ``/v1`` (and its stats under ``/_genguard``); ``clock`` is
+    where it reads the time (see ``Simulator``).
 
     >>> import uvicorn  # doctest: +SKIP
     >>> uvicorn.run(create_app(SimConfig(dialect="anthropic")), port=8000)  # doctest: +SKIP
     """
-    state = SimState(config or SimConfig())
+    state = SimState(config or SimConfig(), clock=clock)
     routes: list[BaseRoute] = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),

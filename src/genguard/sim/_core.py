@@ -34,7 +34,6 @@ import hashlib
 import itertools
 import logging
 import random
-import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -46,6 +45,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.taxonomy import CODES
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_scenario
 from ._dialects import ERROR_CODES, JSON, error_response
 from ._ratelimit import RateLimiter
@@ -61,15 +61,13 @@ def _limits_of(cfg: SimConfig) -> tuple[int | None, int | None, int | None, floa
     return cfg.rpm, cfg.tpm, cfg.quota_tokens, cfg.rate_window_s
 
 
-def _limiter(cfg: SimConfig) -> RateLimiter:
-    return RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, quota_tokens=cfg.quota_tokens, window_s=cfg.rate_window_s)
-
-
 class SimState:
-    """Everything a running simulator remembers; one per app, at ``app.state.sim``."""
+    """Everything a running simulator remembers; one per app, at ``app.state.sim``; ``clock`` is where all of
+    it reads the time (the system's clocks unless a test gives a fake one)."""
 
-    def __init__(self, config: SimConfig) -> None:
+    def __init__(self, config: SimConfig, *, clock: Clock = SYSTEM_CLOCK) -> None:
         self.config = config
+        self.clock = clock
         self.media: dict[str, Any] = {}
         self.reset_hooks: list[Callable[[], None]] = []
         self._ids = itertools.count(1)
@@ -78,7 +76,7 @@ class SimState:
     def reset(self) -> None:
         """Forget stats, flaky counters, rate buckets, chaos dice and media state."""
         cfg = self.config
-        self.limiter = _limiter(cfg)
+        self.limiter = self._limiter(cfg)
         self.stats = Stats()
         self.flaky: dict[str, int] = {}
         self.rng = random.Random(cfg.seed)
@@ -89,9 +87,13 @@ class SimState:
     def set_config(self, config: SimConfig) -> None:
         old, self.config = self.config, config
         if _limits_of(old) != _limits_of(config):
-            self.limiter = _limiter(config)
+            self.limiter = self._limiter(config)
         if (old.seed, dict(old.chaos)) != (config.seed, dict(config.chaos)):
             self.rng = random.Random(config.seed)
+
+    def _limiter(self, cfg: SimConfig) -> RateLimiter:
+        return RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, quota_tokens=cfg.quota_tokens, window_s=cfg.rate_window_s,
+                           clock=self.clock.monotonic)  # fmt: skip
 
     def request_id(self) -> str:
         return f"req_{next(self._ids):012x}{id(self) & 0xFFFF:04x}"
@@ -295,7 +297,7 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     should_retry = hdrs.get("x-genguard-should-retry", "").strip().lower()
     if should_retry not in SHOULD_RETRY:
         should_retry = cfg.should_retry
-    now = time.monotonic()
+    now = state.clock.monotonic()
 
     def fail(code: str, *, retry_after: float | None = None, message: str | None = None,
              status: int | None = None, too_large: tuple[int, int] | None = None) -> Response:  # fmt: skip
@@ -322,7 +324,7 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
         return fail("bad_request", status=400, message=f"x-genguard-scenario: {exc}")
     admission = state.limiter.admit(key, _estimate_tokens(body), now=now)
     if cfg.ratelimit_headers:
-        scope_info["headers"] = admission.limits.headers(dialect)
+        scope_info["headers"] = admission.limits.headers(dialect, unix_time=state.clock.time)
     if admission.verdict != "ok":
         retry = max(admission.retry_after_s, 0.001) if admission.verdict == "rate_limited" else None
         too_large = (

@@ -23,6 +23,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from genguard.sim._clock import Clock
 from genguard.sim._core import ERROR_SCENARIOS, RequestContext, begin
 from genguard.sim._mediabytes import HTML_NOT_MEDIA, mp4_bytes, png_bytes
 from genguard.sim._videowords import (
@@ -119,10 +120,15 @@ def _variant(request: Request, seed: str, choices: tuple[str, str]) -> str:
     return choices[hashlib.sha256(seed.encode()).digest()[0] & 1]
 
 
+def _clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.sim.clock
+    return clock
+
+
 def _file_url(request: Request, st: _MediaState, token: str, *, ttl_s: float, expired: bool = False) -> str:
     f = st.files[token]
     # Milliseconds, not whole seconds, so the sub-second TTLs that tests use still mean something.
-    now_ms = int(time.time() * 1000)
+    now_ms = int(_clock(request).time() * 1000)
     expiry_ms = now_ms - 60_000 if expired else now_ms + int(ttl_s * 1000)
     sig = _sign(st, token, expiry_ms)
     base = str(request.base_url).rstrip("/")
@@ -159,7 +165,7 @@ async def serve_file(request: Request) -> Response:
         return _bucket_error(
             403, "SignatureDoesNotMatch", "The request signature we calculated does not match the signature."
         )
-    if time.time() * 1000 > expiry_ms:
+    if _clock(request).time() * 1000 > expiry_ms:
         return _bucket_error(403, "AccessDenied", "Request has expired")
     return _file_response(f)
 
@@ -329,7 +335,7 @@ def _headers(task: Task) -> dict[str, str] | None:
 
 
 def _render(request: Request, st: _MediaState, task: Task, ttl_s: float) -> dict[str, Any]:
-    state, progress = _phase(task, time.monotonic())
+    state, progress = _phase(task, _clock(request).monotonic())
 
     def result_url() -> str:
         # Each poll signs a fresh link, as Runway and storage-backed vendors do.
@@ -383,8 +389,8 @@ async def create_video(request: Request) -> Response:
     task = Task(
         id=task_id, family=family, model=model, resolved=model if sora else resolved_model(family, model),
         prompt=prompt, size=str(body.get("size") or "720x1280"),
-        seconds=str(body.get("seconds") or "4") if sora else "", created_at=int(time.time()),
-        started=time.monotonic(), duration=ctx.config.task_seconds, scenario=scenario, variant=variant,
+        seconds=str(body.get("seconds") or "4") if sora else "", created_at=int(ctx.state.clock.time()),
+        started=ctx.state.clock.monotonic(), duration=ctx.config.task_seconds, scenario=scenario, variant=variant,
         file=file,
     )  # fmt: skip
     st.add_task(task)
@@ -441,7 +447,7 @@ async def video_content(request: Request) -> Response:
     if isinstance(got, Response):
         return got
     _, task = got
-    state, _ = _phase(task, time.monotonic())
+    state, _ = _phase(task, _clock(request).monotonic())
     if state != "succeeded":
         return _invalid(f"Video '{task.id}' is not ready for download: its status is {state}. "
                         "Poll GET /v1/videos/{id} until it is completed.", param="video_id")  # fmt: skip

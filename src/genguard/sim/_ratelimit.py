@@ -8,6 +8,15 @@ The limits are advertised in the headers of the request's dialect: ``x-ratelimit
 >>> limiter = RateLimiter(rpm=2, tpm=None, quota_tokens=None)
 >>> [limiter.admit("k", 10, now=0.0).verdict for _ in range(3)]
 ['ok', 'ok', 'rate_limited']
+
+Time comes from ``clock`` (``time.monotonic`` unless given) or from each call's ``now``: tests pass a fake one.
+
+>>> t = [0.0]
+>>> limiter = RateLimiter(rpm=60, tpm=None, quota_tokens=None, window_s=1, clock=lambda: t[0])
+>>> [limiter.admit("k", 1).verdict for _ in range(2)]
+['ok', 'rate_limited']
+>>> t[0] += 1.0; limiter.admit("k", 1).verdict
+'ok'
 >>> RateLimiter(rpm=None, tpm=100, quota_tokens=None).admit("k", 500, now=0.0).verdict
 'request_too_large'
 """
@@ -15,6 +24,7 @@ The limits are advertised in the headers of the request's dialect: ``x-ratelimit
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -62,10 +72,13 @@ class Limits:
     requests: tuple[int, int, float]
     tokens: tuple[int, int, float]
 
-    def headers(self, dialect: str = "openai") -> dict[str, str]:
-        """The rate-limit headers ``dialect`` sends (Anthropic's own names and timestamps, else OpenAI's)."""
+    def headers(
+        self, dialect: str = "openai", *, unix_time: Callable[[], float] = time.time
+    ) -> dict[str, str]:
+        """The rate-limit headers ``dialect`` sends (Anthropic's own names and timestamps, the reset times
+        counted from ``unix_time()``; else OpenAI's)."""
         if dialect == "anthropic":
-            return self._anthropic()
+            return self._anthropic(unix_time())
         (rl, rr, rs), (tl, tr, ts) = self.requests, self.tokens
         return {
             "x-ratelimit-limit-requests": str(rl),
@@ -76,8 +89,7 @@ class Limits:
             "x-ratelimit-reset-tokens": format_wait(ts),
         }
 
-    def _anthropic(self) -> dict[str, str]:
-        now = time.time()
+    def _anthropic(self, now: float) -> dict[str, str]:
         out: dict[str, str] = {}
         (rl, rr, rs), (tl, tr, ts) = self.requests, self.tokens
         # Anthropic splits tokens into input and output buckets; the simulator has one, shown under all three.
@@ -118,8 +130,9 @@ class RateLimiter:
     """Buckets per API key; ``admit`` charges a request, ``charge`` adds tokens generated afterwards."""
 
     def __init__(self, *, rpm: int | None, tpm: int | None, quota_tokens: int | None,
-                 window_s: float = 60.0) -> None:  # fmt: skip
+                 window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
         self.window_s = window_s
+        self.clock = clock
         self.rpm = rpm
         self.tpm = tpm
         self.quota_tokens = quota_tokens
@@ -141,9 +154,10 @@ class RateLimiter:
             tb.refill(now)
         return rb, tb
 
-    def admit(self, key: str, tokens: int, *, now: float) -> Admission:
-        """Charge one request of about ``tokens`` tokens to ``key``'s buckets, or refuse it."""
-        rb, tb = self._buckets(key, now)
+    def admit(self, key: str, tokens: int, *, now: float | None = None) -> Admission:
+        """Charge one request of about ``tokens`` tokens to ``key``'s buckets, or refuse it, at ``now``
+        (by default the limiter's clock)."""
+        rb, tb = self._buckets(key, self.clock() if now is None else now)
         if self.quota_tokens is not None and self._used.get(key, 0) >= self.quota_tokens:
             return Admission("quota_exceeded", 0.0, self._limits(rb, tb))
         if tb is not None and tokens > tb.capacity:

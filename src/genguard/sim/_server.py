@@ -14,6 +14,7 @@ from typing import Any, Self
 import uvicorn
 
 from ._app import create_app
+from ._clock import SYSTEM_CLOCK, Clock
 from ._config import SimConfig
 from ._core import SimState
 
@@ -24,18 +25,22 @@ class Simulator:
     ``reset()`` forgets stats, flaky counters, rate buckets and media state; ``configure(**changes)``
     changes server-wide settings while it runs (``scenario``, ``chaos``, ``rpm``, ...).
 
+    ``clock`` is where the rate buckets, the retry-after verdicts, video task progress and link expiry read
+    the time: by default the system's; a test passes a ``genguard.sim._clock.FakeClock`` and moves it with
+    ``advance(seconds)`` instead of sleeping.
+
     >>> sim = Simulator(rpm=60).start()  # doctest: +SKIP
     >>> sim.configure(scenario="rate_limited"); sim.stats()["by_status"]  # doctest: +SKIP
     >>> sim.stop()  # doctest: +SKIP
     """
 
     def __init__(self, config: SimConfig | None = None, *, host: str = "127.0.0.1", port: int = 0,
-                 **overrides: Any) -> None:  # fmt: skip
+                 clock: Clock = SYSTEM_CLOCK, **overrides: Any) -> None:  # fmt: skip
         base = config or SimConfig()
         self._initial = base.replace(**overrides) if overrides else base
         self.host = host
         self.port = port
-        self.app = create_app(self._initial)
+        self.app = create_app(self._initial, clock=clock)
         self._state: SimState = self.app.state.sim
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None

@@ -66,7 +66,7 @@ class Task:
     size: str
     seconds: str
     created_at: int
-    started: float  # time.monotonic() at submission: progress is measured from it
+    started: float  # the simulator clock's monotonic() at submission: progress is measured from it
     duration: float  # the simulator's task_seconds when the task was submitted
     scenario: str  # ok, content_filtered, generation_failed, task_timeout, stuck_in_queue, download_failed
     variant: str  # which flavour of the scenario: "reason"/"no_reason", "expired"/"html"
