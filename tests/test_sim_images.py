@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import struct
-import time
 import zlib
 from collections.abc import Iterator
 
@@ -16,6 +15,7 @@ from hypothesis import strategies as st
 
 from genguard.core.error_verdict import classify_error
 from genguard.sim import Simulator
+from genguard.sim._clock import FakeClock
 from genguard.sim._core import ERROR_SCENARIOS
 from genguard.sim._mediabytes import PNG_SIGNATURE, is_png, png_bytes
 
@@ -48,9 +48,13 @@ def assert_real_png(data: bytes) -> None:
     assert len(pixels) == height * (1 + 3 * width)
 
 
+def http_client(sim: Simulator) -> httpx.Client:
+    return httpx.Client(base_url=sim.url, headers={"authorization": f"Bearer {KEY}"}, timeout=10)
+
+
 @pytest.fixture
 def http(sim: Simulator) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sim.url, headers={"authorization": f"Bearer {KEY}"}, timeout=10) as client:
+    with http_client(sim) as client:
         yield client
 
 
@@ -173,11 +177,21 @@ def test_a_body_that_is_not_json_gets_a_400(http: httpx.Client) -> None:
 # -- links that expire -------------------------------------------------------------------------------
 
 
-def test_urls_expire_after_the_configured_ttl_like_a_bucket(sim: Simulator, http: httpx.Client) -> None:
+@pytest.fixture
+def clocked_http(clocked_sim: Simulator) -> Iterator[httpx.Client]:
+    with http_client(clocked_sim) as client:
+        yield client
+
+
+def test_urls_expire_after_the_configured_ttl_like_a_bucket(
+    clocked_sim: Simulator, clocked_http: httpx.Client, fake_clock: FakeClock
+) -> None:
+    # On a fake clock: with real time, a machine busy for 0.3 s between the two GETs failed the first one.
+    sim, http = clocked_sim, clocked_http
     sim.configure(image_url_ttl_s=0.3)
     url = generate(http, model="dall-e-2").json()["data"][0]["url"]
     assert http.get(url).status_code == 200
-    time.sleep(0.4)
+    fake_clock.advance(0.4)
     expired = http.get(url)
     assert expired.status_code == 403
     assert expired.headers["content-type"].startswith("application/xml")

@@ -14,6 +14,7 @@ import pytest
 from genguard.core.error_verdict import classify_error
 from genguard.core.media_body import parse_task
 from genguard.sim import Simulator
+from genguard.sim._clock import FakeClock
 from genguard.sim._mediabytes import is_mp4, mp4_bytes
 
 KEY = "sk-sim-videos"
@@ -30,6 +31,13 @@ FAMILIES = {
     "veo-3": (False, False, True, True),
     "seedance-1-pro": ("SUBMITTED", "IN_PROGRESS", "SUCCESS", "FAILED"),
 }
+
+
+@pytest.fixture
+def sim(clocked_sim: Simulator) -> Simulator:
+    # Task progress runs on a fake clock here: a test moves time instead of sleeping, so a busy machine
+    # cannot push a poll into the next phase.
+    return clocked_sim
 
 
 @pytest.fixture
@@ -76,8 +84,8 @@ def poll(http: httpx.Client, task_id: str) -> dict[str, Any]:
     return body
 
 
-def finish(http: httpx.Client, task_id: str, model: str) -> dict[str, Any]:
-    time.sleep(TASK_S + 0.05)
+def finish(clock: FakeClock, http: httpx.Client, task_id: str, model: str) -> dict[str, Any]:
+    clock.advance(TASK_S + 0.05)
     return poll(http, task_id)
 
 
@@ -102,7 +110,7 @@ def test_mp4_bytes_are_iso_media_boxes() -> None:
 # -- the official SDK against sora-2 -----------------------------------------------------------------
 
 
-def test_sdk_create_retrieve_download_sora(client: openai.OpenAI) -> None:
+def test_sdk_create_retrieve_download_sora(client: openai.OpenAI, fake_clock: FakeClock) -> None:
     raw = client.videos.with_raw_response.create(
         model="sora-2", prompt="a paper boat", seconds="4", size="720x1280"
     )
@@ -115,7 +123,7 @@ def test_sdk_create_retrieve_download_sora(client: openai.OpenAI) -> None:
     progress = [video.progress]
     deadline = time.monotonic() + 5
     while video.status not in ("completed", "failed") and time.monotonic() < deadline:
-        time.sleep(0.03)
+        fake_clock.advance(0.03)
         video = client.videos.retrieve(video.id)
         seen.append(video.status)
         progress.append(video.progress)
@@ -128,8 +136,13 @@ def test_sdk_create_retrieve_download_sora(client: openai.OpenAI) -> None:
     assert is_mp4(content.content)
 
 
-def test_sdk_create_and_poll(client: openai.OpenAI) -> None:
-    video = client.videos.create_and_poll(model="sora-2", prompt="a kite", poll_interval_ms=30)
+def test_sdk_create_and_poll(genguard_sim_reset: Simulator) -> None:
+    # The SDK waits between polls in real time, so this one runs on the real clock.
+    genguard_sim_reset.configure(task_seconds=TASK_S)
+    with openai.OpenAI(
+        base_url=genguard_sim_reset.base_url, api_key=KEY, max_retries=0, timeout=10
+    ) as client:
+        video = client.videos.create_and_poll(model="sora-2", prompt="a kite", poll_interval_ms=30)
     assert video.status == "completed"
     assert video.progress == 100
 
@@ -145,7 +158,7 @@ def test_json_submission_is_accepted(http: httpx.Client) -> None:
 
 @pytest.mark.parametrize("model", FAMILIES)
 def test_each_family_speaks_its_own_words_and_serves_real_mp4(
-    sim: Simulator, http: httpx.Client, model: str
+    sim: Simulator, http: httpx.Client, model: str, fake_clock: FakeClock
 ) -> None:
     # Long enough that the queued and running phases are each wide enough to poll on a busy machine.
     task_s = 0.6
@@ -154,9 +167,9 @@ def test_each_family_speaks_its_own_words_and_serves_real_mp4(
     task_id = submit(http, model)
     first = poll(http, task_id)
     assert word(model, first) == queued
-    time.sleep(task_s * 0.5)
+    fake_clock.advance(task_s * 0.5)
     assert word(model, poll(http, task_id)) == running
-    time.sleep(task_s * 0.5 + 0.05)
+    fake_clock.advance(task_s * 0.5 + 0.05)
     final = poll(http, task_id)
     assert word(model, final) == done
     state = parse_task(final)
@@ -193,12 +206,12 @@ def test_veo_polls_by_operation_name(http: httpx.Client) -> None:
     assert polled.json()["name"] == name
 
 
-def test_progress_advances_with_time(http: httpx.Client) -> None:
+def test_progress_advances_with_time(http: httpx.Client, fake_clock: FakeClock) -> None:
     task_id = submit(http, "seedance-1-pro")
     values = []
     for _ in range(6):
         values.append(poll(http, task_id)["progress"])
-        time.sleep(TASK_S / 6)
+        fake_clock.advance(TASK_S / 6)
     assert values == sorted(values)
     assert values[0] < values[-1]
 
@@ -207,9 +220,11 @@ def test_progress_advances_with_time(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_content_filtered_fails_for_safety_in_the_vendors_words(http: httpx.Client, model: str) -> None:
+def test_content_filtered_fails_for_safety_in_the_vendors_words(
+    http: httpx.Client, model: str, fake_clock: FakeClock
+) -> None:
     task_id = submit(http, model, "content_filtered")
-    final = finish(http, task_id, model)
+    final = finish(fake_clock, http, task_id, model)
     assert word(model, final) == FAMILIES[model][3]
     state = parse_task(final)
     assert state.status in ("failed", "succeeded")  # a Veo operation that filtered everything is "done"
@@ -217,9 +232,9 @@ def test_content_filtered_fails_for_safety_in_the_vendors_words(http: httpx.Clie
     assert not state.urls
 
 
-def test_content_filtered_markers(http: httpx.Client) -> None:
+def test_content_filtered_markers(http: httpx.Client, fake_clock: FakeClock) -> None:
     ids = {model: submit(http, model, "content_filtered") for model in FAMILIES}
-    time.sleep(TASK_S + 0.05)
+    fake_clock.advance(TASK_S + 0.05)
     final = {model: poll(http, task_id) for model, task_id in ids.items()}
     assert final["runway-gen4"]["failureCode"] == "SAFETY.INPUT.TEXT"
     assert final["veo-3"]["response"]["generateVideoResponse"]["raiMediaFilteredCount"] == 1
@@ -229,10 +244,12 @@ def test_content_filtered_markers(http: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_generation_failed_with_and_without_a_reason(http: httpx.Client, model: str) -> None:
+def test_generation_failed_with_and_without_a_reason(
+    http: httpx.Client, model: str, fake_clock: FakeClock
+) -> None:
     with_id = submit(http, model, "generation_failed", "reason")
     bare_id = submit(http, model, "generation_failed", "no_reason")
-    time.sleep(TASK_S + 0.05)
+    fake_clock.advance(TASK_S + 0.05)
     with_reason = parse_task(poll(http, with_id))
     assert with_reason.status == "failed"
     assert not with_reason.safety
@@ -245,10 +262,12 @@ def test_generation_failed_with_and_without_a_reason(http: httpx.Client, model: 
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_task_timeout_stays_running_with_progress_frozen(http: httpx.Client, model: str) -> None:
+def test_task_timeout_stays_running_with_progress_frozen(
+    http: httpx.Client, model: str, fake_clock: FakeClock
+) -> None:
     task_id = submit(http, model, "task_timeout")
-    first = finish(http, task_id, model)
-    time.sleep(TASK_S)
+    first = finish(fake_clock, http, task_id, model)
+    fake_clock.advance(TASK_S)
     second = poll(http, task_id)
     assert word(model, second) == FAMILIES[model][1]
     a, b = parse_task(first), parse_task(second)
@@ -258,9 +277,9 @@ def test_task_timeout_stays_running_with_progress_frozen(http: httpx.Client, mod
 
 
 @pytest.mark.parametrize("model", FAMILIES)
-def test_stuck_in_queue_never_leaves_the_queue(http: httpx.Client, model: str) -> None:
+def test_stuck_in_queue_never_leaves_the_queue(http: httpx.Client, model: str, fake_clock: FakeClock) -> None:
     task_id = submit(http, model, "stuck_in_queue")
-    final = finish(http, task_id, model)
+    final = finish(fake_clock, http, task_id, model)
     # A Veo operation has no queue word: it is just not done.
     assert parse_task(final).status == ("running" if model.startswith("veo") else "queued")
     if model.startswith("runway"):
@@ -270,9 +289,9 @@ def test_stuck_in_queue_never_leaves_the_queue(http: httpx.Client, model: str) -
 
 
 @pytest.mark.parametrize("model", ["sora-2", "kling-v2", "runway-gen4", "veo-3", "seedance-1-pro"])
-def test_download_failed_expired(http: httpx.Client, model: str) -> None:
+def test_download_failed_expired(http: httpx.Client, model: str, fake_clock: FakeClock) -> None:
     task_id = submit(http, model, "download_failed", "expired")
-    final = finish(http, task_id, model)
+    final = finish(fake_clock, http, task_id, model)
     state = parse_task(final)
     assert state.status == "succeeded"
     url = state.urls[0] if state.urls else f"/v1/videos/{task_id}/content"
@@ -282,22 +301,24 @@ def test_download_failed_expired(http: httpx.Client, model: str) -> None:
 
 
 @pytest.mark.parametrize("model", ["sora-2", "kling-v2", "seedance-1-pro"])
-def test_download_failed_bytes_are_not_mp4(http: httpx.Client, model: str) -> None:
+def test_download_failed_bytes_are_not_mp4(http: httpx.Client, model: str, fake_clock: FakeClock) -> None:
     task_id = submit(http, model, "download_failed", "html")
-    state = parse_task(finish(http, task_id, model))
+    state = parse_task(finish(fake_clock, http, task_id, model))
     url = state.urls[0] if state.urls else f"/v1/videos/{task_id}/content"
     got = http.get(url)
     assert got.status_code == 200
     assert not is_mp4(got.content)
 
 
-def test_sora_content_through_the_sdk_with_download_failed(client: openai.OpenAI) -> None:
+def test_sora_content_through_the_sdk_with_download_failed(
+    client: openai.OpenAI, fake_clock: FakeClock
+) -> None:
     video = client.videos.create(
         model="sora-2",
         prompt="x",
         extra_headers={"x-genguard-scenario": "download_failed", "x-genguard-variant": "expired"},
     )
-    time.sleep(TASK_S + 0.05)
+    fake_clock.advance(TASK_S + 0.05)
     assert client.videos.retrieve(video.id).status == "completed"
     with pytest.raises(openai.PermissionDeniedError):
         client.videos.download_content(video.id)
@@ -337,18 +358,20 @@ def test_hard_scenarios_on_submission(
         client.videos.create(model="sora-2", prompt="x", extra_headers={"x-genguard-scenario": code})
 
 
-def test_a_poll_can_carry_its_own_hard_scenario(http: httpx.Client) -> None:
+def test_a_poll_can_carry_its_own_hard_scenario(http: httpx.Client, fake_clock: FakeClock) -> None:
     task_id = submit(http, "kling-v2")
     r = http.get(f"/v1/videos/{task_id}", headers={"x-genguard-scenario": "bad_gateway"})
     assert r.status_code == 502
     # The task itself is unharmed: the next plain poll sees it finish.
-    assert finish(http, task_id, "kling-v2")["data"]["task_status"] == "succeed"
+    assert finish(fake_clock, http, task_id, "kling-v2")["data"]["task_status"] == "succeed"
 
 
-def test_the_scenario_is_chosen_at_submission_and_kept(sim: Simulator, http: httpx.Client) -> None:
+def test_the_scenario_is_chosen_at_submission_and_kept(
+    sim: Simulator, http: httpx.Client, fake_clock: FakeClock
+) -> None:
     task_id = submit(http, "sora-2", "content_filtered")
     sim.configure(scenario="ok")
-    assert finish(http, task_id, "sora-2")["status"] == "failed"
+    assert finish(fake_clock, http, task_id, "sora-2")["status"] == "failed"
 
 
 def test_unknown_task_and_unknown_model(http: httpx.Client) -> None:
