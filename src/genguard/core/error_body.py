@@ -466,10 +466,11 @@ def is_error_body(doc: object) -> bool:
     >>> is_error_body({"id": "v1", "status": "failed", "error": {"message": "filtered"}})
     False
     """
-    if isinstance(doc, list):
-        doc = doc[0] if doc else None
-    if not isinstance(doc, Mapping):
-        return False
+    if type(doc) is not dict:  # every 2xx chat body asks: orjson's dicts skip the ABC checks
+        if isinstance(doc, list):
+            doc = doc[0] if doc else None
+        if not isinstance(doc, Mapping):
+            return False
     if doc.get("error"):
         # A chat completion that carries an error (OpenRouter's 200 with "choices": null) is a response of its
         # endpoint, and so is a media task that failed ({"status": "failed", "error": ...}): read as a task, its
