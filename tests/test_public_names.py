@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
 import typing
@@ -37,10 +38,17 @@ def _namespace() -> dict[str, object]:
 def _hints(obj: object) -> dict[str, object]:
     module = inspect.getmodule(obj)
     globalns = dict(vars(module)) if module else {}
-    try:
-        return typing.get_type_hints(obj, globalns=globalns, localns=_namespace())
-    except NameError as exc:
-        return {"<unresolved>": exc.name or str(exc)}
+    while True:
+        try:
+            return typing.get_type_hints(obj, globalns=globalns, localns=_namespace())
+        except NameError as exc:
+            name = exc.name or str(exc)
+            # A third-party module imported only for type checkers (`aiohttp.ClientSession`) is not ours to
+            # export: resolve it and look again. Any other unresolved name is a genguard name left private.
+            try:
+                globalns[name] = importlib.import_module(name)
+            except ImportError:
+                return {"<unresolved>": name}
 
 
 # Constructors only the library calls: a stream is made by client.stream(), never by hand.
