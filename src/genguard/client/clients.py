@@ -54,9 +54,12 @@ from .loop import run as run_loop
 from .retry import RetryPolicy
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS, classify_exception
+from .wire import AioWire, HttpxWire, Wire, WireTransport, default_max_concurrency
 
 if TYPE_CHECKING:
     from typing import Self
+
+    import aiohttp
 
     from .images import AsyncImages, Images
     from .streams import AsyncChatStream, ChatStream
@@ -108,7 +111,7 @@ class BaseClient:
         validate: Any = None,
         hooks: Sequence[Hook] = (),
         headers: Mapping[str, str] | None = None,
-        http_client: httpx.Client | httpx.AsyncClient | None = None,
+        http_client: Any = None,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self.keys: tuple[str, ...] = resolve_keys(api_key)
@@ -132,14 +135,14 @@ class BaseClient:
         self._timeouts: dict[tuple[float, float], httpx.Timeout] = {}
         self._images: Any = None
         self._videos: Any = None
-        http_type = httpx.AsyncClient if self._is_async else httpx.Client
-        if http_client is not None and not isinstance(http_client, http_type):
-            # Sent through the wrong twin, a request would fail far from here with an unawaited coroutine.
-            raise TypeError(
-                f"{type(self).__name__} needs http_client to be an httpx.{http_type.__qualname__}"
-            )
         self._owns_http = http_client is None
-        self.http: httpx.Client | httpx.AsyncClient = http_client or http_type(
+        self._init_http(http_client)
+
+    def _init_http(self, http_client: Any) -> None:
+        if http_client is not None and not isinstance(http_client, httpx.Client):
+            # Sent through the wrong twin, a request would fail far from here with an unawaited coroutine.
+            raise TypeError(f"{type(self).__name__} needs http_client to be an httpx.Client")
+        self.http: httpx.Client | httpx.AsyncClient = http_client or httpx.Client(
             timeout=self._timeout(self.timeout, None), verify=tls_context()
         )
 
@@ -173,11 +176,13 @@ class BaseClient:
         if remaining is not None:
             # What is left of a deadline differs on every attempt: nothing worth keeping.
             read = min(read, remaining)
-            return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+            return httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=None)
         key = (read, self.connect_timeout)
         cached = self._timeouts.get(key)
         if cached is None:
-            cached = httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=read)
+            # pool=None: waiting for a free connection is back-pressure in this process, not the provider's
+            # slowness; it is never a timeout, never classified, never retried.
+            cached = httpx.Timeout(read, connect=min(self.connect_timeout, read), pool=None)
             if len(self._timeouts) >= 16:  # callers of build_request may pass many values: stay small
                 self._timeouts.clear()
             self._timeouts[key] = cached
@@ -287,6 +292,20 @@ class BaseClient:
             headers=self._httpx_headers(send.key),
             timeout=self._timeout(self.stall_timeout if stream else self.timeout, send.timeout),
         )
+
+    def _chat_content(self, send: Send, body: dict[str, Any]) -> bytes:
+        if send.patch:
+            body = {**body, **send.patch}
+        body["model"] = send.model
+        return orjson.dumps(body)
+
+    def _classify_reply(
+        self, status: int, headers: Mapping[str, str], body: bytes, endpoint: Endpoint
+    ) -> Outcome:
+        outcome: Outcome = _import_classify().classify_http(
+            status, headers, body, endpoint=endpoint, secrets=self.keys
+        )
+        return outcome
 
     def _classify_response(self, response: httpx.Response, endpoint: Endpoint) -> Outcome:
         classify = _import_classify()
@@ -495,7 +514,65 @@ class AsyncClient(BaseClient):
 
     _is_async = True
 
-    http: httpx.AsyncClient  # made by BaseClient, or the http_client given (an httpx.AsyncClient)
+    http: httpx.AsyncClient  # for the media helpers: over the aiohttp wire, or the http_client given
+    _wire: Wire  # what chat calls and streams go through
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        api_key: str | Sequence[str] | None = None,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        stall_timeout: float = 30.0,
+        retry: RetryPolicy | None = None,
+        fallbacks: Sequence[str] = (),
+        validate: Any = None,
+        hooks: Sequence[Hook] = (),
+        headers: Mapping[str, str] | None = None,
+        http_client: httpx.AsyncClient | aiohttp.ClientSession | None = None,
+        max_concurrency: int | None = None,
+    ) -> None:
+        """``max_concurrency`` calls are sent at once (default 128); the others wait their turn in this
+        process, a wait that never counts against ``timeout`` and is never a failure. ``http_client`` may be
+        an :class:`httpx.AsyncClient` or an :class:`aiohttp.ClientSession` of the caller's (proxies, TLS,
+        mounts); closing it stays the caller's part."""
+        if max_concurrency is None:
+            max_concurrency = default_max_concurrency()
+        elif isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be a whole number of at least 1, got {max_concurrency!r}")
+        self.max_concurrency = max_concurrency
+        super().__init__(
+            base_url,
+            api_key=api_key,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            stall_timeout=stall_timeout,
+            retry=retry,
+            fallbacks=fallbacks,
+            validate=validate,
+            hooks=hooks,
+            headers=headers,
+            http_client=http_client,
+        )
+
+    def _init_http(self, http_client: Any) -> None:
+        if isinstance(http_client, httpx.AsyncClient):
+            self._wire = HttpxWire(http_client, self.max_concurrency)
+            self.http = http_client
+            return
+        if http_client is not None and not type(http_client).__module__.startswith("aiohttp"):
+            # Sent through the wrong twin, a request would fail far from here with an unawaited coroutine.
+            raise TypeError(
+                "AsyncClient needs http_client to be an httpx.AsyncClient or an aiohttp.ClientSession"
+            )
+        wire = AioWire(self.max_concurrency, session=http_client, ssl_context=tls_context())
+        self._wire = wire
+        # Ours either way: closing it closes the wire's own session, never one the caller gave.
+        self._owns_http = True
+        self.http = httpx.AsyncClient(
+            transport=WireTransport(wire), timeout=self._timeout(self.timeout, None)
+        )
 
     async def __aenter__(self) -> Self:
         return self
@@ -567,13 +644,21 @@ class AsyncClient(BaseClient):
             async with AsyncChatStream(self, loop, body, interactive=False) as s:
                 return await s.finish()
 
+        wire = self._wire
+        url = self._chat_url
+        classify_http = _import_classify().classify_http
+        secrets = self.keys
+
         async def send(action: Send) -> Outcome:
-            request = self._chat_request(action, body, stream=False)
+            timeout = self._timeout(self.timeout, action.timeout)
             try:
-                response = await self.http.send(request)
+                status, headers, data = await wire.exchange(
+                    "POST", url, self.headers_for(action.key), self._chat_content(action, body), timeout
+                )
             except TRANSPORT_ERRORS as exc:
                 return self._classify_exception(exc, "chat")
-            return self._classify_response(response, "chat")
+            outcome: Outcome = classify_http(status, headers, data, endpoint="chat", secrets=secrets)
+            return outcome
 
         return await self._drive(loop, send)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -40,9 +40,13 @@ def _is_event_stream(response: httpx.Response) -> bool:
 
 
 def _reader(response: httpx.Response) -> Any:
+    return _new_reader(response.status_code, response.headers)
+
+
+def _new_reader(status: int, headers: Mapping[str, str]) -> Any:
     from ..core.chat_stream import ChatStreamReader
 
-    return ChatStreamReader(status=response.status_code, headers=response.headers)
+    return ChatStreamReader(status=status, headers=headers)
 
 
 _CLOSED_EARLY = "the caller closed the stream before it ended"
@@ -232,25 +236,23 @@ class AsyncChatStream(_StreamBase):
 
     async def _attempt(self, action: Send) -> AsyncIterator[str | Outcome]:
         client = self._client
-        request = client._chat_request(action, self._body, stream=True)
+        content = client._chat_content(action, self._body)
+        timeout = client._timeout(client.stall_timeout, action.timeout)
+        headers = client.headers_for(action.key)
         reader = None
-        response: httpx.Response | None = None
         try:
-            response = await client.http.send(request, stream=True)
-            if response.status_code >= 300 or not _is_event_stream(response):
-                await response.aread()
-                yield client._classify_response(response, "chat")
-                return
-            reader = _reader(response)
-            chunks = self._chunks
-            async for raw in response.aiter_bytes():
-                for text in reader.feed(raw):
-                    chunks.append(text)
-                    yield text
+            async with client._wire.stream("POST", client._chat_url, headers, content, timeout) as reply:
+                if reply.status >= 300 or "text/event-stream" not in reply.headers.get("content-type", ""):
+                    data = b"".join([chunk async for chunk in reply.chunks])
+                    yield client._classify_reply(reply.status, reply.headers, data, "chat")
+                    return
+                reader = _new_reader(reply.status, reply.headers)
+                chunks = self._chunks
+                async for raw in reply.chunks:
+                    for text in reader.feed(raw):
+                        chunks.append(text)
+                        yield text
             yield reader.finish(transport_error=None)
         except TRANSPORT_ERRORS as exc:
             error = client._classify_exception(exc, "chat")
             yield error if reader is None else reader.finish(transport_error=error)
-        finally:
-            if response is not None:
-                await response.aclose()
