@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 
 def test_loading_the_plugin_imports_no_server() -> None:
     code = (
@@ -18,6 +20,7 @@ def test_loading_the_plugin_imports_no_server() -> None:
     assert out.strip() == "[]"
 
 
+@pytest.mark.slow  # two pytest runs in subprocesses
 def test_a_project_gets_only_prefixed_fixtures_and_they_work(tmp_path: Path) -> None:
     (tmp_path / "test_user.py").write_text(
         textwrap.dedent(
@@ -45,7 +48,9 @@ def test_a_project_gets_only_prefixed_fixtures_and_they_work(tmp_path: Path) -> 
             """
         )
     )
-    run = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", str(tmp_path)]
+    # A project with genguard and nothing else: the other plugins installed here only cost start-up time.
+    others = ["-p", "no:hypothesispytest", "-p", "no:anyio", "-p", "no:timeout", "-p", "no:cacheprovider"]
+    run = [sys.executable, "-m", "pytest", *others, "-q", str(tmp_path)]
     result = subprocess.run(run, capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 0, result.stdout[-2000:]
     assert "3 passed" in result.stdout
