@@ -1,0 +1,137 @@
+"""The async path under load, over real HTTP: back-pressure is local, never a failure; the caller's own
+session still works; one client survives several event loops."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+
+from genguard import AsyncClient, RetryPolicy
+from genguard.sim import Simulator
+
+pytestmark = pytest.mark.anyio
+
+MSGS = [{"role": "user", "content": "Say something short"}]
+KEY = "sk-test-wire-0123456789abcdef"
+
+
+def _peak_tracer() -> tuple[aiohttp.TraceConfig, dict[str, int]]:
+    counts = {"now": 0, "peak": 0, "sent": 0}
+    trace = aiohttp.TraceConfig()
+
+    async def start(session: Any, ctx: Any, params: Any) -> None:
+        counts["now"] += 1
+        counts["sent"] += 1
+        counts["peak"] = max(counts["peak"], counts["now"])
+
+    async def end(session: Any, ctx: Any, params: Any) -> None:
+        counts["now"] -= 1
+
+    trace.on_request_start.append(start)
+    trace.on_request_end.append(end)
+    trace.on_request_exception.append(end)
+    return trace, counts
+
+
+async def test_a_thousand_gathered_calls_all_end_ok(sim: Simulator) -> None:
+    # httpx's default pool (100 connections) counted the wait for a connection against timeout=10: every
+    # call failed as 'timeout' after 4 attempts. Waiting for a slot is local and never a failure: here the
+    # queue lasts several answer times, longer than the 1 s timeout each call has.
+    sim.configure(ttft_ms=150)
+    async with AsyncClient(sim.base_url, api_key=KEY, timeout=1) as client:
+        outcomes = await asyncio.gather(
+            *(client.chat(model="gpt-4o-mini", messages=MSGS) for _ in range(1000))
+        )
+    assert sum(o.ok for o in outcomes) == 1000
+    assert all(o.attempts == 1 for o in outcomes)
+    assert sim.stats()["requests"] == 1000
+
+
+async def test_max_concurrency_bounds_calls_in_flight_and_the_wait_is_not_a_timeout(sim: Simulator) -> None:
+    sim.configure(ttft_ms=60)
+    trace, counts = _peak_tracer()
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        # 12 calls through 2 slots take ~6 answer times, far past the 0.2 s read timeout of each call: the
+        # queue is not the provider's slowness, so none of them may fail or be retried.
+        client = AsyncClient(
+            sim.base_url, api_key=KEY, timeout=0.2, http_client=session, max_concurrency=2,
+            retry=RetryPolicy(max_attempts=1),
+        )  # fmt: skip
+        outcomes = await asyncio.gather(*(client.chat(model="m", messages=MSGS) for _ in range(12)))
+        await client.aclose()
+        assert not session.closed  # the caller's session stays the caller's
+    assert [o.code for o in outcomes] == [None] * 12
+    assert counts["sent"] == 12
+    assert counts["peak"] == 2
+
+
+async def test_streams_hold_a_slot_and_release_it(sim: Simulator) -> None:
+    trace, counts = _peak_tracer()
+    async with aiohttp.ClientSession(trace_configs=[trace]) as session:
+        client = AsyncClient(sim.base_url, api_key=KEY, http_client=session, max_concurrency=3)
+
+        async def one() -> str:
+            async with client.stream(model="m", messages=MSGS) as s:
+                return "".join([t async for t in s])
+
+        texts = await asyncio.gather(*(one() for _ in range(10)))
+        await client.aclose()
+    assert all(texts)
+    assert counts["peak"] <= 3
+    assert counts["now"] == 0
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "8", True])
+def test_max_concurrency_must_be_a_positive_whole_number(bad: Any) -> None:
+    with pytest.raises(ValueError, match="max_concurrency"):
+        AsyncClient("http://127.0.0.1:9/v1", api_key=KEY, max_concurrency=bad)
+
+
+def test_one_client_serves_several_event_loops(genguard_sim: Simulator) -> None:
+    client = AsyncClient(genguard_sim.base_url, api_key=KEY)
+
+    async def call() -> bool:
+        return (await client.chat(model="m", messages=MSGS)).ok
+
+    assert asyncio.run(call())
+    assert asyncio.run(call())  # a session bound to the first, closed loop would fail here
+    asyncio.run(client.aclose())
+
+
+async def test_a_caller_httpx_client_still_carries_the_calls(sim: Simulator) -> None:
+    seen: list[str] = []
+
+    async def hook(request: httpx.Request) -> None:
+        seen.append(request.url.path)
+
+    async with httpx.AsyncClient(event_hooks={"request": [hook]}) as http:
+        async with AsyncClient(sim.base_url, api_key=KEY, http_client=http) as client:
+            plain = await client.chat(model="m", messages=MSGS)
+            streamed = await client.chat(model="m", messages=MSGS, stream=True)
+        assert not http.is_closed
+    assert plain.ok
+    assert streamed.ok
+    assert seen == ["/v1/chat/completions", "/v1/chat/completions"]
+
+
+async def test_refused_connection_names_the_url_on_the_aiohttp_path() -> None:
+    async with AsyncClient("http://127.0.0.1:9/v1", api_key=KEY, retry=RetryPolicy(max_attempts=1)) as c:
+        plain = await c.chat(model="m", messages=MSGS)
+        streamed = await c.chat(model="m", messages=MSGS, stream=True)
+    for o in (plain, streamed):
+        assert o.code == "connection_error"
+        assert "http://127.0.0.1:9/v1/chat/completions" in (o.message or "")
+        assert KEY not in (o.message or "")
+
+
+async def test_a_stall_is_a_timeout_with_the_partial_text(sim: Simulator) -> None:
+    async with AsyncClient(
+        sim.base_url, api_key=KEY, stall_timeout=0.3, retry=RetryPolicy(max_attempts=1),
+        headers={"x-genguard-scenario": "timeout"},
+    ) as c:  # fmt: skip
+        o = await c.chat(model="m", messages=MSGS, stream=True)
+    assert o.code == "timeout"
