@@ -52,6 +52,13 @@ def _new_reader(status: int, headers: Mapping[str, str]) -> Any:
 _CLOSED_EARLY = "the caller closed the stream before it ended"
 
 
+def _past_deadline(left: float) -> Outcome:
+    return Outcome.failure(
+        "timeout",
+        message=f"the retry policy's deadline passed while the stream was read ({left:.3g} s were left)",
+    )
+
+
 class _StreamBase:
     def __init__(self, loop: Loop, body: dict[str, Any], *, interactive: bool) -> None:
         self._loop = loop
@@ -157,10 +164,18 @@ class ChatStream(_StreamBase):
                 return
             reader = _reader(response)
             chunks = self._chunks
+            # The policy's deadline covers the whole call: a stream still trickling when it passes ends as
+            # `timeout` with its text kept. (A silent server is cut sooner by the read timeout, which is
+            # already at most what is left of the deadline.)
+            left = action.timeout
+            stop_at = None if left is None else time.monotonic() + left
             for raw in response.iter_bytes():
                 for text in reader.feed(raw):
                     chunks.append(text)
                     yield text
+                if stop_at is not None and left is not None and time.monotonic() >= stop_at:
+                    yield reader.finish(transport_error=_past_deadline(left))
+                    return
             yield reader.finish(transport_error=None)
         except TRANSPORT_ERRORS as exc:
             error = client._classify_exception(exc, "chat")
@@ -248,10 +263,29 @@ class AsyncChatStream(_StreamBase):
                     return
                 reader = _new_reader(reply.status, reply.headers)
                 chunks = self._chunks
-                async for raw in reply.chunks:
-                    for text in reader.feed(raw):
-                        chunks.append(text)
-                        yield text
+                if action.timeout is None:
+                    async for raw in reply.chunks:
+                        for text in reader.feed(raw):
+                            chunks.append(text)
+                            yield text
+                else:
+                    # The deadline covers the whole call, each wait for the next chunk included: past it,
+                    # the stream ends as `timeout` with its text kept.
+                    clock = asyncio.get_running_loop().time
+                    stop_at = clock() + action.timeout
+                    pending = reply.chunks.__aiter__()
+                    while True:
+                        try:
+                            async with asyncio.timeout(stop_at - clock()):
+                                raw = await anext(pending)
+                        except StopAsyncIteration:
+                            break
+                        except TimeoutError:
+                            yield reader.finish(transport_error=_past_deadline(action.timeout))
+                            return
+                        for text in reader.feed(raw):
+                            chunks.append(text)
+                            yield text
             yield reader.finish(transport_error=None)
         except TRANSPORT_ERRORS as exc:
             error = client._classify_exception(exc, "chat")
