@@ -135,3 +135,54 @@ async def test_a_stall_is_a_timeout_with_the_partial_text(sim: Simulator) -> Non
     ) as c:  # fmt: skip
         o = await c.chat(model="m", messages=MSGS, stream=True)
     assert o.code == "timeout"
+
+
+class RecordingGate:
+    def __init__(self) -> None:
+        self.acquired: list[int] = []
+        self.observed: list[tuple[int, str | None, int | None]] = []
+
+    async def acquire(self, tokens: int) -> None:
+        self.acquired.append(tokens)
+
+    def observe(self, status: int, headers: Any, *, tokens_used: int | None = None) -> None:
+        self.observed.append((status, headers.get("x-ratelimit-limit-requests"), tokens_used))
+
+
+async def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim: Simulator) -> None:
+    gate = RecordingGate()
+    async with AsyncClient(
+        sim.base_url, api_key=KEY, gate=gate, headers={"x-genguard-scenario": "rate_limited:1"},
+        retry=RetryPolicy(max_attempts=3, backoff_base=0.01, jitter=0),
+    ) as c:  # fmt: skip
+        o = await c.chat(model="m", messages=MSGS, max_tokens=100)
+    assert o.ok
+    assert o.attempts == 2
+    assert len(gate.acquired) == 2
+    assert gate.acquired[0] == gate.acquired[1] >= 100  # the prompt's estimate plus max_tokens
+    assert [status for status, _, _ in gate.observed] == [429, 200]
+    assert all(limit is not None for _, limit, _ in gate.observed)  # the rate-limit headers reach the gate
+    assert gate.observed[1][2] == o.usage.total_tokens  # type: ignore[union-attr]
+
+
+async def test_send_json_returns_the_providers_own_body(sim: Simulator) -> None:
+    import orjson
+
+    async with AsyncClient(sim.base_url, api_key=KEY) as c:
+        o, raw = await c.send_json("/chat/completions", {"model": "m", "messages": MSGS})
+        bad, bad_raw = await c.send_json(
+            "chat/completions", {"model": "m", "messages": "not a list"}, retry=RetryPolicy(max_attempts=1)
+        )
+    assert o.ok
+    assert raw is not None
+    body = orjson.loads(raw)
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"]["content"] == o.text
+    assert not bad.ok
+    assert bad_raw is not None  # the error body is kept too
+
+
+def test_send_json_needs_a_model() -> None:
+    c = AsyncClient("http://127.0.0.1:9/v1", api_key=KEY)
+    with pytest.raises(ValueError, match="model"):
+        asyncio.run(c.send_json("/chat/completions", {"messages": MSGS}))

@@ -48,6 +48,7 @@ from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
 from .bodies import chat_body
+from .gate import Gate, estimate_tokens
 from .keys import ENV_KEYS, resolve_base_url, resolve_keys
 from .loop import CallPlan, Hook, Loop, Send, Sleep
 from .loop import run as run_loop
@@ -532,16 +533,19 @@ class AsyncClient(BaseClient):
         headers: Mapping[str, str] | None = None,
         http_client: httpx.AsyncClient | aiohttp.ClientSession | None = None,
         max_concurrency: int | None = None,
+        gate: Gate | None = None,
     ) -> None:
         """``max_concurrency`` calls are sent at once (default 128); the others wait their turn in this
         process, a wait that never counts against ``timeout`` and is never a failure. ``http_client`` may be
         an :class:`httpx.AsyncClient` or an :class:`aiohttp.ClientSession` of the caller's (proxies, TLS,
-        mounts); closing it stays the caller's part."""
+        mounts); closing it stays the caller's part. ``gate`` (a rate limiter, see :class:`genguard.Gate`) is
+        asked before every attempt and told every answer's status and headers."""
         if max_concurrency is None:
             max_concurrency = default_max_concurrency()
         elif isinstance(max_concurrency, bool) or not isinstance(max_concurrency, int) or max_concurrency < 1:
             raise ValueError(f"max_concurrency must be a whole number of at least 1, got {max_concurrency!r}")
         self.max_concurrency = max_concurrency
+        self.gate = gate
         super().__init__(
             base_url,
             api_key=api_key,
@@ -644,23 +648,73 @@ class AsyncClient(BaseClient):
             async with AsyncChatStream(self, loop, body, interactive=False) as s:
                 return await s.finish()
 
+        outcome, _ = await self._exchange_loop(loop, self._chat_url, body, "chat", keep_body=False)
+        return outcome
+
+    async def _exchange_loop(
+        self, loop: Loop, url: str, body: dict[str, Any], endpoint: Endpoint, *, keep_body: bool
+    ) -> tuple[Outcome, bytes | None]:
+        # The one send path of JSON calls on the wire: the gate before each attempt and after each answer.
         wire = self._wire
-        url = self._chat_url
+        gate = self.gate
+        tokens = estimate_tokens(body) if gate is not None else 0
         classify_http = _import_classify().classify_http
         secrets = self.keys
+        last: list[bytes | None] = [None]
 
         async def send(action: Send) -> Outcome:
             timeout = self._timeout(self.timeout, action.timeout)
+            content = self._chat_content(action, body)
+            if gate is not None:
+                await gate.acquire(tokens)
             try:
                 status, headers, data = await wire.exchange(
-                    "POST", url, self.headers_for(action.key), self._chat_content(action, body), timeout
+                    "POST", url, self.headers_for(action.key), content, timeout
                 )
             except TRANSPORT_ERRORS as exc:
-                return self._classify_exception(exc, "chat")
-            outcome: Outcome = classify_http(status, headers, data, endpoint="chat", secrets=secrets)
+                return self._classify_exception(exc, endpoint)
+            outcome: Outcome = classify_http(status, headers, data, endpoint=endpoint, secrets=secrets)
+            if gate is not None:
+                gate.observe(
+                    status, headers, tokens_used=outcome.usage.total_tokens if outcome.usage else None
+                )
+            if keep_body:
+                last[0] = data
             return outcome
 
-        return await self._drive(loop, send)
+        return await self._drive(loop, send), last[0]
+
+    async def send_json(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        endpoint: Endpoint = "chat",
+        fallbacks: Sequence[str] | None = (),
+        retry: RetryPolicy | None = None,
+        validate: Any = None,
+    ) -> tuple[Outcome, bytes | None]:
+        """POST ``body`` (JSON) to ``path`` with the retry loop; return the Outcome and the last answer's raw
+        body (``None`` when no answer came). ``body["model"]`` is the first model, ``fallbacks`` the others.
+
+        For callers that keep the provider's own response (the batch runner's output file, a proxy):
+
+        >>> outcome, raw = await client.send_json("/embeddings", {"model": "m", "input": "hi"}, endpoint="embedding")  # doctest: +SKIP
+        """
+        model = body.get("model")
+        if not isinstance(model, str) or not model:
+            raise ValueError(f"send_json needs body['model'] to be a model name, got {model!r}")
+        validators = self._build_validators(validate) if validate is not None else ()
+        messages = body.get("messages") if endpoint == "chat" else None
+        loop = self._plan(
+            model,
+            fallbacks=fallbacks,
+            retry=retry,
+            validators=validators,
+            messages=messages,
+            params=body if endpoint == "chat" else None,
+        )
+        return await self._exchange_loop(loop, self.url(path), dict(body), endpoint, keep_body=True)
 
     def stream(
         self,

@@ -18,13 +18,14 @@ from collections.abc import Iterable, Mapping
 import orjson
 
 from .chat_body import classify_chat_body
+from .embedding_body import embedding_outcome
 from .error_body import is_error_body, read_error
 from .error_verdict import classify_error, invalid_response
 from .headers import request_id
 from .image_body import image_outcome
 from .json_values import is_map
 from .media_body import detect_media, parse_task, task_outcome
-from .outcome import Outcome
+from .outcome import Outcome, RawResponse
 from .secrets import redact
 from .taxonomy import Endpoint
 
@@ -38,13 +39,32 @@ def classify_http(
     *,
     endpoint: Endpoint | None = None,
     secrets: Iterable[str] = (),
+    keep_raw: bool = False,
 ) -> Outcome:
     """The Outcome of any HTTP exchange: an error status, a 2xx that is not a valid response, or a chat,
     image or video-task body judged on its content. ``endpoint`` ``None`` detects it from the body.
+    ``keep_raw`` keeps the response itself (status, headers, body; masked and capped) in
+    :attr:`~genguard.Outcome.raw`.
 
     >>> classify_http(200, {}, b"<html><title>Login</title></html>").code
     'invalid_response'
+    >>> classify_http(429, {"authorization": "Bearer sk-x"}, b"{}", keep_raw=True).raw.headers
+    (('authorization', '***'),)
     """
+    if not keep_raw:
+        return _classify(status, headers, body, endpoint, secrets)
+    secrets = tuple(secrets)
+    outcome = _classify(status, headers, body, endpoint, secrets)
+    return outcome.replace(raw=RawResponse.capture(status, headers, body, secrets=secrets))
+
+
+def _classify(
+    status: int,
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    endpoint: Endpoint | None,
+    secrets: Iterable[str],
+) -> Outcome:
     if not 200 <= status < 300:
         return classify_error(status, headers, body, endpoint=endpoint or "chat", secrets=secrets)
     try:
@@ -65,6 +85,8 @@ def classify_http(
             data.get("object") == "chat.completion" or "choices" in data or data.get("type") == "message"
         ):
             endpoint = "chat"
+        elif is_map(data) and data.get("object") == "list" and "data" in data and "created" not in data:
+            endpoint = "embedding"
         else:
             endpoint = detect_media(data)
             if endpoint is None:
@@ -77,4 +99,6 @@ def classify_http(
         return classify_chat_body(data, status=status, headers=headers, secrets=secrets)
     if endpoint == "image":
         return image_outcome(data, status=status, headers=headers)
+    if endpoint == "embedding":
+        return embedding_outcome(data, status=status, headers=headers)
     return task_outcome(parse_task(data), status=status, headers=headers)

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Literal, get_args
 
 Kind = Literal["hard", "soft", "silent"]
-Endpoint = Literal["chat", "image", "video"]
+Endpoint = Literal["chat", "image", "video", "embedding"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 
 logger = logging.getLogger("genguard")
