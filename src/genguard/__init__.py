@@ -31,6 +31,7 @@ from .core.taxonomy import CODES, CodeInfo, code_info, normalise_finish_reason
 if TYPE_CHECKING:
     from . import validators
     from .client.clients import AsyncClient, Client
+    from .client.gate import Gate
     from .client.images import AsyncImages, Images
     from .client.loop import Hook
     from .client.retry import Decision, RetryPolicy, RetryState
@@ -64,6 +65,7 @@ _LAZY: dict[str, str] = {
     "Decision": ".client.retry",
     "ErrorInfo": ".core.error_body",
     "Exchange": ".core.capture",
+    "Gate": ".client.gate",
     "Hook": ".client.loop",
     "ImageModelRules": ".core.image_rules",
     "ImageRuleBook": ".core.image_rules",
@@ -126,6 +128,7 @@ __all__ = [
     "ErrorInfo",
     "Exchange",
     "FailureError",
+    "Gate",
     "GenguardError",
     "HardFailure",
     "Hook",
