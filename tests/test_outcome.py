@@ -7,6 +7,7 @@ import inspect
 import math
 from typing import Any
 
+import httpx
 import orjson
 import pytest
 from hypothesis import given, settings
@@ -330,6 +331,31 @@ _attempts = st.lists(
 ).map(tuple)
 
 
+_choice_codes = st.none() | st.sampled_from(sorted(c for c, i in genguard.CODES.items() if i.kind == "soft"))
+_choices = st.none() | st.lists(
+    st.builds(
+        genguard.Choice,
+        st.integers(0, 9),
+        _text,
+        _tool_calls,
+        st.none() | st.sampled_from(["stop", "length", "content_filter", "tool_calls"]),
+        _choice_codes,
+        st.none() | st.sampled_from(["soft", "silent"]),
+    ),
+    min_size=2,
+    max_size=4,
+).map(tuple)
+_header_text = st.text(alphabet="abcdefghijklmnopqrstuvwxyz-0123456789 ;=", max_size=12)
+_raws = st.none() | st.builds(
+    genguard.RawResponse,
+    st.none() | st.integers(100, 599),
+    st.lists(st.tuples(_header_text, _header_text), max_size=4).map(tuple),
+    st.text(max_size=40),
+    st.integers(0, 10**9),
+    st.booleans(),
+)
+
+
 @st.composite
 def _outcomes(draw: st.DrawFn) -> genguard.Outcome:
     common = {
@@ -342,6 +368,8 @@ def _outcomes(draw: st.DrawFn) -> genguard.Outcome:
         "history": draw(_attempts),
         "extra": draw(st.dictionaries(st.sampled_from(["model", "cost_usd", "files"]), _json_scalar)),
         "parsed": draw(_json_scalar),
+        "choices": draw(_choices),
+        "raw": draw(_raws),
     }
     if draw(st.booleans()):
         return genguard.Outcome.success(finish_reason=draw(st.sampled_from(["stop", "tool_calls"])), **common)
@@ -381,3 +409,81 @@ def test_the_plain_json_object_is_unchanged_and_from_dict_reads_it() -> None:
 def test_from_dict_refuses_what_is_not_an_outcome() -> None:
     with pytest.raises(ValueError, match="'ok'"):
         genguard.Outcome.from_dict({"code": "rate_limited"})
+
+
+# -- every choice of n > 1, and the raw response --------------------------------------------------------------
+
+
+def test_choices_appear_in_the_plain_json_only_when_there_are_several() -> None:
+    one = genguard.Outcome.success(text="hi", finish_reason="stop")
+    assert "choices" not in one.to_dict()
+    several = one.replace(
+        choices=(
+            genguard.Choice(0, "hi", None, "stop"),
+            genguard.Choice(1, "Hel", None, "length", "truncated", "soft"),
+        )
+    )
+    d = several.to_dict()
+    assert list(d)[: len(CONTRACT_FIELDS)] == CONTRACT_FIELDS
+    assert d["choices"] == [
+        {"index": 0, "text": "hi", "tool_calls": None, "finish_reason": "stop", "code": None, "kind": None},
+        {
+            "index": 1,
+            "text": "Hel",
+            "tool_calls": None,
+            "finish_reason": "length",
+            "code": "truncated",
+            "kind": "soft",
+        },
+    ]
+    assert genguard.Outcome.from_dict(orjson.loads(several.to_json())).choices == several.choices
+
+
+def test_raw_is_kept_only_in_the_full_form_and_comes_back() -> None:
+    raw = genguard.RawResponse.capture(429, {"retry-after": "2"}, b'{"error": "slow"}')
+    o = genguard.Outcome.failure("rate_limited", status=429, raw=raw)
+    assert "raw" not in o.to_dict()
+    full = o.to_dict(full=True)
+    assert full["raw"] == {"status": 429, "headers": [["retry-after", "2"]], "body": '{"error": "slow"}', "size": 17,
+                           "truncated": False}  # fmt: skip
+    assert genguard.Outcome.from_dict(orjson.loads(orjson.dumps(full))).raw == raw
+
+
+KEY = "sk-proj-Zx81KqLw02mVb7TnQ4"
+
+
+def test_raw_masks_credentials_in_headers_and_body() -> None:
+    headers = httpx.Headers(
+        [("Authorization", f"Bearer {KEY}"), ("api-key", "azure-key-1234567890"), ("x-api-key", "k"),
+         ("Set-Cookie", "session=abc"), ("Set-Cookie", "other=def"), ("x-echo", f"token={KEY}"),
+         ("x-request-id", "req_1")]
+    )  # fmt: skip
+    body = f'{{"error": {{"message": "Incorrect API key provided: {KEY}", "custom": "my-own-secret-42"}}}}'
+    raw = genguard.RawResponse.capture(401, headers, body.encode(), secrets=["my-own-secret-42"])
+    shown = orjson.dumps(raw.to_dict()).decode()
+    for secret in (KEY, KEY[8:], "azure-key-1234567890", "session=abc", "other=def", "my-own-secret-42"):
+        assert secret not in shown
+    assert ("x-request-id", "req_1") in raw.headers
+    assert [v for k, v in raw.headers if k == "set-cookie"] == ["***", "***"]
+    assert "Incorrect API key provided: sk-proj-***" in raw.body
+
+
+def test_raw_cuts_a_long_body_with_a_marker() -> None:
+    from genguard.core.outcome import RAW_BODY_LIMIT
+
+    body = b"x" * (RAW_BODY_LIMIT + 5000)
+    raw = genguard.RawResponse.capture(200, {}, body)
+    assert raw.truncated
+    assert raw.size == RAW_BODY_LIMIT + 5000
+    assert raw.body.startswith("x" * RAW_BODY_LIMIT)
+    assert raw.body.endswith("[5000 more characters not kept]")
+    short = genguard.RawResponse.capture(200, None, "ok")
+    assert (short.body, short.size, short.truncated, short.headers) == ("ok", 2, False, ())
+    # A key that straddles the cut is masked before the cut, so not even its start survives.
+    edge = b"y" * (RAW_BODY_LIMIT - 10) + KEY.encode() + b"z" * 100
+    assert KEY[8:12] not in genguard.RawResponse.capture(200, {}, edge).body
+
+
+def test_raw_of_a_parsed_body_is_its_json() -> None:
+    raw = genguard.RawResponse.capture(None, {}, {"error": {"message": "x"}})
+    assert orjson.loads(raw.body) == {"error": {"message": "x"}}

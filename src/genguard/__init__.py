@@ -25,7 +25,7 @@ from .core.exceptions import (
     SilentFailure,
     SoftFailure,
 )
-from .core.outcome import Attempt, Outcome, ToolCall, Usage
+from .core.outcome import Attempt, Choice, Outcome, RawResponse, ToolCall, Usage
 from .core.taxonomy import CODES, CodeInfo, code_info, normalise_finish_reason
 
 if TYPE_CHECKING:
@@ -120,6 +120,7 @@ __all__ = [
     "CaptureError",
     "ChatStream",
     "ChatStreamReader",
+    "Choice",
     "Client",
     "CodeInfo",
     "ConfigError",
@@ -137,6 +138,7 @@ __all__ = [
     "Images",
     "Outcome",
     "ProgressHook",
+    "RawResponse",
     "RetryPolicy",
     "RetryState",
     "SSEDecoder",

@@ -3,12 +3,14 @@
 An :class:`Outcome` is either a usable generation (``ok`` is true) or exactly one failure with a kind, a code,
 a retry verdict and a diagnosis. ``to_dict()`` gives exactly the outcome JSON object of docs/failures.md;
 ``to_dict(full=True)`` and :meth:`Outcome.from_dict` carry everything, for a journal to read back whole.
+With ``n > 1`` every choice is kept as a :class:`Choice`; on request the response itself is kept as a
+:class:`RawResponse`, its secrets masked.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from types import MappingProxyType
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from .exceptions import failure_error
+from .secrets import MASK, SECRET_HEADERS, redact
 from .taxonomy import Endpoint, Kind, code_info
 
 if TYPE_CHECKING:
@@ -161,6 +164,138 @@ class Attempt:
 
 
 @dataclass(frozen=True, slots=True)
+class Choice:
+    """One choice of a response that had several (``n > 1``): its text and tool calls, its normalised
+    ``finish_reason``, and its own ``code`` and ``kind`` when it failed (``None`` when it is usable).
+
+    >>> Choice(1, "Once upon", finish_reason="length", code="truncated", kind="soft").ok
+    False
+    """
+
+    index: int
+    text: str | None = None
+    tool_calls: tuple[ToolCall, ...] | None = None
+    finish_reason: str | None = None
+    code: str | None = None
+    kind: Kind | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Whether this choice is a usable generation."""
+        return self.code is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "text": self.text,
+            "tool_calls": None if self.tool_calls is None else [t.to_dict() for t in self.tool_calls],
+            "finish_reason": self.finish_reason,
+            "code": self.code,
+            "kind": self.kind,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Choice:
+        """The Choice that :meth:`to_dict` wrote."""
+        calls = data.get("tool_calls")
+        return cls(
+            data["index"],
+            data.get("text"),
+            None if calls is None else tuple(_tool_call_from(t) for t in calls),
+            data.get("finish_reason"),
+            data.get("code"),
+            data.get("kind"),
+        )
+
+
+RAW_BODY_LIMIT = 65_536
+"""How many characters of a body :class:`RawResponse` keeps; the rest is cut, and a marker says how much."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawResponse:
+    """The response as it came, for debugging: status, headers (as ``(name, value)`` pairs, in order) and the
+    body as text. Credentials are masked: the values of ``authorization``, ``api-key``, ``x-api-key``,
+    cookie headers and the like, and any key found in a header value or the body. A body longer than
+    :data:`RAW_BODY_LIMIT` characters is cut there and ends with a marker; ``size`` is its full length and
+    ``truncated`` says it was cut.
+
+    >>> raw = RawResponse.capture(429, {"retry-after": "2", "set-cookie": "s=1"}, b'{"error": "slow"}')
+    >>> raw.headers, raw.body
+    ((('retry-after', '2'), ('set-cookie', '***')), '{"error": "slow"}')
+    """
+
+    status: int | None
+    headers: tuple[tuple[str, str], ...] = ()
+    body: str = ""
+    size: int = 0
+    truncated: bool = False
+
+    @classmethod
+    def capture(
+        cls,
+        status: int | None,
+        headers: Mapping[str, str] | None,
+        body: bytes | str | object,
+        *,
+        secrets: Iterable[str] = (),
+        size: int | None = None,
+    ) -> RawResponse:
+        """The masked, capped copy of a response: ``body`` as bytes, text or JSON already parsed; ``size``
+        the full length when ``body`` holds only its start (a stream's first bytes)."""
+        secrets = tuple(secrets)
+        if isinstance(body, bytes | bytearray | memoryview):
+            text = bytes(body).decode("utf-8", "replace")
+        elif isinstance(body, str):
+            text = body
+        elif body is None:
+            text = ""
+        else:
+            text = orjson.dumps(body, default=str).decode()
+        full = max(len(text), size or 0)
+        # Masking before cutting, with room to spare, so that a key split by the cut is still found whole.
+        kept = redact(text[: RAW_BODY_LIMIT + 1024], secrets)
+        truncated = full > RAW_BODY_LIMIT or len(kept) > RAW_BODY_LIMIT
+        if truncated:
+            kept = kept[:RAW_BODY_LIMIT] + f"\n… [{full - RAW_BODY_LIMIT} more characters not kept]"
+        return cls(status, _masked_headers(headers, secrets), kept, full, truncated)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "headers": [list(pair) for pair in self.headers],
+            "body": self.body,
+            "size": self.size,
+            "truncated": self.truncated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> RawResponse:
+        """The RawResponse that :meth:`to_dict` wrote."""
+        headers = tuple((str(name), str(value)) for name, value in data.get("headers") or ())
+        return cls(
+            data.get("status"),
+            headers,
+            data.get("body", ""),
+            data.get("size", 0),
+            data.get("truncated", False),
+        )
+
+
+def _masked_headers(
+    headers: Mapping[str, str] | None, secrets: tuple[str, ...]
+) -> tuple[tuple[str, str], ...]:
+    if not headers:
+        return ()
+    multi = getattr(headers, "multi_items", None)  # httpx keeps repeated headers apart
+    items = multi() if callable(multi) else headers.items()
+    return tuple(
+        (str(name), MASK if str(name).lower() in SECRET_HEADERS else redact(str(value), secrets))
+        for name, value in items
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
     """How one call ended: a usable generation, or one failure with a diagnosis.
 
@@ -194,6 +329,9 @@ class Outcome:
     extra: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     history: tuple[Attempt, ...] = ()
     parsed: Any = None
+    # Every choice when the response had several (None for one); the response itself when asked for.
+    choices: tuple[Choice, ...] | None = None
+    raw: RawResponse | None = None
 
     # -- construction ----------------------------------------------------------------------------
 
@@ -221,6 +359,8 @@ class Outcome:
         extra: Mapping[str, Any] = _EMPTY,
         history: tuple[Attempt, ...] = (),
         parsed: Any = None,
+        choices: tuple[Choice, ...] | None = None,
+        raw: RawResponse | None = None,
     ) -> None:
         # An Outcome is built for every call and every stream. The __init__ that dataclass generates for a
         # frozen class goes through object.__setattr__ once per field; writing each slot through its
@@ -248,6 +388,8 @@ class Outcome:
         _set_extra(self, extra)
         _set_history(self, history)
         _set_parsed(self, parsed)
+        _set_choices(self, choices)
+        _set_raw(self, raw)
 
     @classmethod
     def success(cls, *, endpoint: Endpoint = "chat", **fields: Any) -> Outcome:
@@ -331,10 +473,11 @@ class Outcome:
         return ": ".join(parts[:1]) + (" (" + ", ".join(parts[1:]) + ")" if len(parts) > 1 else "")
 
     def to_dict(self, *, full: bool = False) -> dict[str, Any]:
-        """The outcome JSON object (docs/failures.md), then any per-command fields from :attr:`extra`.
+        """The outcome JSON object (docs/failures.md), then ``choices`` when the response had several, then
+        any per-command fields from :attr:`extra`.
 
-        ``full=True`` adds what the JSON contract leaves out (``endpoint``, ``history``, ``parsed``), so that
-        :meth:`from_dict` gives back an equal Outcome: what a journal stores.
+        ``full=True`` adds what the JSON contract leaves out (``endpoint``, ``history``, ``parsed``, and
+        ``raw`` when it was kept), so that :meth:`from_dict` gives back an equal Outcome: what a journal stores.
 
         >>> o = Outcome.failure("rate_limited", status=429, history=(Attempt(1, "rate_limited"),))
         >>> Outcome.from_dict(o.to_dict(full=True)) == o
@@ -360,12 +503,16 @@ class Outcome:
             "cause": self.cause,
             "fix": self.fix,
         }
+        if self.choices:
+            d["choices"] = [c.to_dict() for c in self.choices]
         for k, v in self.extra.items():
             d[k] = v
         if full:
             d["endpoint"] = self.endpoint
             d["history"] = [a.to_dict() for a in self.history]
             d["parsed"] = self.parsed
+            if self.raw is not None:
+                d["raw"] = self.raw.to_dict()
         return d
 
     @classmethod
@@ -389,6 +536,10 @@ class Outcome:
                 values[key] = None if value is None else _usage_from(value)
             elif key == "history":
                 values[key] = tuple(Attempt(**a) for a in value)
+            elif key == "choices":
+                values[key] = None if value is None else tuple(Choice.from_dict(c) for c in value)
+            elif key == "raw":
+                values[key] = None if value is None else RawResponse.from_dict(value)
             else:
                 values[key] = value
         if extra:
@@ -429,6 +580,8 @@ _set_prompt, _set_completion, _set_total, _set_details = _slot_setters(Usage)
     _set_extra,
     _set_history,
     _set_parsed,
+    _set_choices,
+    _set_raw,
 ) = _slot_setters(Outcome)
 
 

@@ -23,9 +23,9 @@ __all__ = ["SECRET_HEADERS", "key_label", "mask_url", "mask_userinfo", "redact",
 MASK = "***"
 
 SECRET_HEADERS = frozenset(
-    {"authorization", "api-key", "x-api-key", "proxy-authorization", "x-goog-api-key", "cookie"}
+    {"authorization", "api-key", "x-api-key", "proxy-authorization", "x-goog-api-key", "cookie", "set-cookie"}
 )
-"""Request headers (lower case) whose value is a credential."""
+"""Headers (lower case) whose value is a credential: a request's, or a response's cookies."""
 
 # One pass over the text; each alternative keeps only a recognisable prefix, never a character of the key.
 _SECRET_RE = re.compile(
