@@ -2,8 +2,13 @@
 
 :func:`finish_outcome` is shared by plain and streamed chat: filtered, truncated, an error, a refusal or no
 output at all are failures; tool calls and text are ok. :func:`classify_chat_body` reads a parsed
-``chat.completion`` body (Azure's filter results included) into that decision. Both are on the hot path of
-every chat call, so they check exact dict types and build the ok Outcome directly.
+``chat.completion`` body (Azure's filter results included, and the native Anthropic and Gemini bodies users
+save) into that decision. Both are on the hot path of every chat call, so they check exact dict types and build
+the ok Outcome directly.
+
+With ``n > 1`` every choice is judged the same way (:func:`with_choices`): the outcome fails with the code of
+the first failing choice (the lowest index), its kind and verdict from that code, while ``text``,
+``tool_calls`` and ``finish_reason`` stay choice 0's; every choice is in :attr:`~genguard.Outcome.choices`.
 
 >>> classify_chat_body({"choices": [{"message": {"content": "Hi"}, "finish_reason": "stop"}]}).text
 'Hi'
@@ -11,17 +16,86 @@ every chat call, so they check exact dict types and build the ok Outcome directl
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .error_verdict import classify_error, invalid_response
 from .headers import request_id as header_request_id
 from .json_text import dumps
 from .json_values import is_map
-from .outcome import Outcome, ToolCall, Usage
-from .taxonomy import Endpoint, normalise_finish_reason
+from .outcome import Choice, Outcome, ToolCall, Usage
+from .taxonomy import Endpoint, code_info, normalise_finish_reason
 
-__all__ = ["classify_chat_body", "finish_outcome"]
+__all__ = ["choice_code", "classify_chat_body", "finish_outcome", "with_choices"]
+
+
+def choice_code(
+    finish_reason: str | None, text: str | None, tool_calls: object, refusal: str | None
+) -> str | None:
+    """The failure code of one finished choice (``finish_reason`` already normalised), ``None`` when it is a
+    usable generation: the one rule behind :func:`finish_outcome` and every choice of ``n > 1``.
+
+    >>> choice_code("stop", "", None, None), choice_code("tool_calls", None, ("call",), None)
+    ('empty_output', None)
+    """
+    if finish_reason == "content_filter":
+        return "content_filtered"
+    if finish_reason == "length":
+        return "truncated"
+    if finish_reason == "error":
+        return "stream_error"
+    if tool_calls:
+        return None
+    if refusal:
+        return "content_filtered"
+    if not text or text.isspace():
+        return "empty_output"
+    return None
+
+
+_WHY = {
+    "truncated": "stopped at the length limit (finish_reason length)",
+    "content_filtered": "was filtered",
+    "stream_error": "ended with an error",
+    "empty_output": "has no content and no tool call",
+    "incomplete_stream": "ended without any finish_reason",
+}
+
+
+def with_choices(
+    outcome: Outcome, choices: Sequence[Choice], *, notes: Mapping[int, str] | None = None
+) -> Outcome:
+    """``outcome`` (choice 0's) with every choice of a response that had several: when choice 0 is usable and
+    another is not, the outcome fails with the first failing choice's code (its kind, verdict, cause and fix);
+    ``text``, ``tool_calls`` and ``finish_reason`` stay choice 0's. ``notes`` adds what a choice's provider
+    said (a refusal) to the message. One choice changes nothing.
+
+    >>> first = finish_outcome(finish_reason="stop", text="Hi", tool_calls=None, usage=None)
+    >>> o = with_choices(first, [Choice(0, "Hi", None, "stop"), Choice(1, "Hel", None, "length", "truncated", "soft")])
+    >>> (o.code, o.text, o.message, len(o.choices))
+    ('truncated', 'Hi', 'choice 1 of 2 stopped at the length limit (finish_reason length)', 2)
+    """
+    if len(choices) < 2:
+        return outcome
+    ordered = tuple(sorted(choices, key=lambda c: c.index))
+    failing = next((c for c in ordered if c.code is not None), None)
+    if not outcome.ok or failing is None or failing.code is None:
+        return outcome.replace(choices=ordered)
+    info = code_info(failing.code)
+    message = f"choice {failing.index} of {len(ordered)} {_WHY.get(failing.code, failing.code)}"
+    note = (notes or {}).get(failing.index)
+    if note:
+        message += f": {note}"
+    return outcome.replace(
+        ok=False,
+        kind=info.kind,
+        code=failing.code,
+        retryable=info.retryable,
+        cause=info.cause_for(outcome.endpoint),
+        fix=info.fix_for(outcome.endpoint),
+        message=message,
+        choices=ordered,
+    )
 
 
 def finish_outcome(
@@ -45,20 +119,9 @@ def finish_outcome(
     True
     """
     fr = normalise_finish_reason(finish_reason)
-    code: str | None = None
-    if fr == "content_filter":
-        code = "content_filtered"
-        message = message or refusal
-    elif fr == "length":
-        code = "truncated"
-    elif fr == "error":
-        code = "stream_error"
-    elif tool_calls:
-        code = None
-    elif refusal:
-        code, message = "content_filtered", refusal
-    elif not text or text.isspace():
-        code = "empty_output"
+    code = choice_code(fr, text, tool_calls, refusal)
+    if code == "content_filtered" and refusal:
+        message = (message or refusal) if fr == "content_filter" else refusal
     if code is None:
         # The ok path of every chat call: build the value directly, skipping success()'s keyword plumbing.
         return Outcome(
@@ -185,6 +248,8 @@ def classify_chat_body(
             return invalid_response("'choices' is not a list", status, request_id)
         if data.get("type") == "message" and isinstance(data.get("content"), list):
             return _anthropic_message(data, usage, status, request_id)
+        if "candidates" in data or "promptFeedback" in data:
+            return _gemini_response(data, status, request_id)
         blocked = _prompt_filtered(data)
         if blocked:
             return Outcome.failure(
@@ -196,22 +261,44 @@ def classify_chat_body(
         )
     if not isinstance(choices, list):
         return invalid_response("'choices' is not a list", status, request_id)
-    choice = choices[0]
+    read = _read_choice(choices[0], 0)
+    if isinstance(read, str):
+        return invalid_response(read, status, request_id)
+    text, calls, refusal, finish, note = read
+    outcome = finish_outcome(
+        finish_reason=finish,
+        text=text,
+        tool_calls=calls,
+        usage=usage,
+        refusal=refusal,
+        status=status,
+        request_id=request_id,
+        message=note,
+    )
+    if len(choices) > 1:
+        return _several(outcome, choices, status, request_id)
+    return outcome
+
+
+_Read = tuple[str | None, tuple[ToolCall, ...] | None, str | None, object, str | None]
+
+
+def _read_choice(choice: object, position: int) -> _Read | str:
+    """``(text, tool_calls, refusal, finish_reason, note)`` of one choice, or what is wrong with it."""
+    where = f"'choices[{position}]"
     if not is_map(choice):
-        return invalid_response("'choices[0]' is not an object", status, request_id)
+        return f"{where}' is not an object"
     message = choice.get("message")
     if message is None and isinstance(choice.get("text"), str):
         message = {"content": choice["text"]}  # a legacy completions choice
     if not is_map(message):
-        return invalid_response("'choices[0].message' is missing or not an object", status, request_id)
+        return f"{where}.message' is missing or not an object"
     valid, text = _content(message.get("content"))
     if not valid:
-        return invalid_response(
-            "'choices[0].message.content' is neither text nor a list of parts", status, request_id
-        )
+        return f"{where}.message.content' is neither text nor a list of parts"
     valid, calls = _tool_calls(message)
     if not valid:
-        return invalid_response("'choices[0].message.tool_calls' is malformed", status, request_id)
+        return f"{where}.message.tool_calls' is malformed"
     refusal = message.get("refusal")
     finish = choice.get("finish_reason")
     note = None
@@ -221,15 +308,44 @@ def classify_chat_body(
             note = "the output was filtered: " + ", ".join(hits)
             if not text and not calls:
                 finish = "content_filter"
-    return finish_outcome(
-        finish_reason=finish,
-        text=text,
-        tool_calls=calls,
-        usage=usage,
-        refusal=refusal if isinstance(refusal, str) and refusal else None,
-        status=status,
-        request_id=request_id,
-        message=note,
+    return text, calls, refusal if isinstance(refusal, str) and refusal else None, finish, note
+
+
+def _several(first: Outcome, choices: list[Any], status: int, request_id: str | None) -> Outcome:
+    """``n > 1``: every choice judged as choice 0 was (see :func:`with_choices`)."""
+    built = [_choice_of(choices[0], 0, first.text, first.tool_calls, first.finish_reason, first.code)]
+    notes: dict[int, str] = {}
+    for position in range(1, len(choices)):
+        read = _read_choice(choices[position], position)
+        if isinstance(read, str):
+            return invalid_response(read, status, request_id)
+        text, calls, refusal, finish, note = read
+        fr = normalise_finish_reason(finish)
+        choice = _choice_of(
+            choices[position], position, text, calls, fr, choice_code(fr, text, calls, refusal)
+        )
+        if refusal or note:
+            notes[choice.index] = refusal or note or ""
+        built.append(choice)
+    return with_choices(first, built, notes=notes)
+
+
+def _choice_of(
+    raw: Mapping[str, Any],
+    position: int,
+    text: str | None,
+    calls: tuple[ToolCall, ...] | None,
+    finish: str | None,
+    code: str | None,
+) -> Choice:
+    index = raw.get("index")
+    return Choice(
+        index if isinstance(index, int) and not isinstance(index, bool) else position,
+        text,
+        calls,
+        finish,
+        code,
+        code_info(code).kind if code else None,
     )
 
 
@@ -265,3 +381,74 @@ def _anthropic_message(
         status=status,
         request_id=request_id,
     )
+
+
+def _gemini_response(data: Mapping[str, Any], status: int, request_id: str | None) -> Outcome:
+    """A native Gemini ``generateContent`` body: ``candidates`` with ``content.parts`` and ``finishReason``,
+    ``usageMetadata``; a prompt the safety filters refused has no candidates and a
+    ``promptFeedback.blockReason`` (``SAFETY``, ``PROHIBITED_CONTENT``, ``BLOCKLIST``, ``OTHER``...)."""
+    meta = data.get("usageMetadata")
+    usage = None
+    if is_map(meta):
+        usage = Usage.from_dict(
+            {"prompt_tokens": meta.get("promptTokenCount"), "completion_tokens": meta.get("candidatesTokenCount"),
+             "total_tokens": meta.get("totalTokenCount")}
+        )  # fmt: skip
+    candidates = data.get("candidates")
+    if not isinstance(candidates, list) or not candidates:
+        feedback = data.get("promptFeedback")
+        reason = feedback.get("blockReason") if is_map(feedback) else None
+        if isinstance(reason, str) and reason:
+            said = feedback.get("blockReasonMessage") if is_map(feedback) else None
+            return Outcome.failure(
+                "prompt_blocked",
+                status=status,
+                request_id=request_id,
+                usage=usage,
+                provider_code=reason,
+                message=said
+                if isinstance(said, str) and said
+                else f"the prompt was blocked: blockReason {reason}",
+            )
+        return Outcome.failure(
+            "empty_output",
+            status=status,
+            request_id=request_id,
+            usage=usage,
+            message="a 2xx with no candidates",
+        )
+    built: list[Choice] = []
+    first: Outcome | None = None
+    for position, candidate in enumerate(candidates):
+        if not is_map(candidate):
+            return invalid_response(f"'candidates[{position}]' is not an object", status, request_id)
+        texts: list[str] = []
+        calls: list[ToolCall] = []
+        content = candidate.get("content")
+        parts = content.get("parts") if is_map(content) else None
+        for part in parts if isinstance(parts, list) else ():
+            if not is_map(part) or part.get("thought"):
+                continue
+            if isinstance(part.get("text"), str):
+                texts.append(part["text"])
+            call = part.get("functionCall")
+            if is_map(call) and isinstance(call.get("name"), str):
+                args = call.get("args")
+                calls.append(ToolCall(None, call["name"], dumps(args if args is not None else {}).decode()))
+        text = "".join(texts) if texts else None
+        tools = tuple(calls) or None
+        if first is None:
+            first = finish_outcome(
+                finish_reason=candidate.get("finishReason"),
+                text=text,
+                tool_calls=tools,
+                usage=usage,
+                status=status,
+                request_id=request_id,
+            )
+            built.append(_choice_of(candidate, 0, text, tools, first.finish_reason, first.code))
+        else:
+            fr = normalise_finish_reason(candidate.get("finishReason"))
+            built.append(_choice_of(candidate, position, text, tools, fr, choice_code(fr, text, tools, None)))
+    assert first is not None
+    return with_choices(first, built)

@@ -26,6 +26,7 @@ from .headers import request_id as header_request_id
 from .outcome import Outcome, ToolCall, Usage
 from .sse import ServerSentEvent, SSEDecoder
 from .taxonomy import code_info, normalise_finish_reason
+from .waits import wait_from_message
 
 _loads = orjson.loads
 _JSONDecodeError = orjson.JSONDecodeError
@@ -417,6 +418,9 @@ class ChatStreamReader:
         # The verdict is the embedded error's own ("server_error", retryable, when it says nothing useful).
         retryable = code_info(code_for_error(None, info)).retryable
         fields["request_id"] = self._request_id or info.request_id
+        # A wait the embedded error names ("Please try again in 20s", a RetryInfo, estimated_time) is a wait.
+        wait = wait_from_message(info.message)
+        fields["retry_after_s"] = info.retry_delay_s if wait is None else wait
         return Outcome.failure(
             "stream_error",
             retryable=retryable,

@@ -82,7 +82,11 @@ def _classify(
         return classify_error(status, headers, data, endpoint=endpoint or "chat", secrets=secrets)
     if endpoint is None:
         if is_map(data) and (
-            data.get("object") == "chat.completion" or "choices" in data or data.get("type") == "message"
+            data.get("object") == "chat.completion"
+            or "choices" in data
+            or data.get("type") == "message"
+            or "candidates" in data
+            or "promptFeedback" in data
         ):
             endpoint = "chat"
         elif is_map(data) and data.get("object") == "list" and "data" in data and "created" not in data:

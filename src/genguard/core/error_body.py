@@ -14,6 +14,7 @@ from a response that merely mentions an error (a failed media task, a success en
 from __future__ import annotations
 
 import html
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,7 +69,12 @@ class ErrorInfo:
     raw: object = None
     is_json: bool = False
     retry_delay_s: float | None = None
-    """A wait found in the body itself (Google's ``RetryInfo.retryDelay``)."""
+    """A wait found in the body's own fields: Google's ``RetryInfo.retryDelay``, Hugging Face's
+    ``estimated_time``, a ``retry_after`` (``retry_after_seconds``, ``retryAfter``, ``retry_after_ms``)."""
+    quota_ids: tuple[str, ...] = ()
+    """The names of the quotas the body says were exceeded (Google's ``QuotaFailure`` ``quotaId`` and
+    ``quotaMetric``, ``ErrorInfo.metadata.quota_limit``, ``errors[].reason``): they tell a daily quota from a
+    per-minute one when the message does not."""
 
 
 def _cap(text: str) -> str:
@@ -176,20 +182,67 @@ class _Found:
     inner_code: str | None = None
     filter_results: Mapping[str, Any] | None = None
     retry_delay_s: float | None = None
+    quota_ids: tuple[str, ...] = ()
 
 
-def _retry_delay(details: object) -> float | None:
-    # Google's RetryInfo: {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "38s"}.
-    if not isinstance(details, list):
+# Wait fields providers put beside the error, in seconds unless named in milliseconds. Hugging Face's
+# "estimated_time" is how long a cold model takes to load: the wait before it can answer.
+_WAIT_FIELDS = (
+    ("retry_after", 1.0), ("retry_after_seconds", 1.0), ("retryAfter", 1.0), ("estimated_time", 1.0),
+    ("retry_after_ms", 1e-3), ("retryAfterMs", 1e-3),
+)  # fmt: skip
+_QUOTA_KEYS = ("quotaId", "quotaMetric", "quota_limit", "quota_metric", "quota_id")
+
+
+def _seconds(value: object, unit: float) -> float | None:
+    if isinstance(value, bool):
         return None
-    for item in details[:20]:
-        if isinstance(item, Mapping):
-            delay = item.get("retryDelay")
-            if isinstance(delay, str):
-                seconds = parse_duration(delay)
-                if seconds is not None:
-                    return seconds
+    if isinstance(value, int | float):
+        seconds: float | None = float(value)
+    elif isinstance(value, str):
+        seconds = parse_duration(value)
+    else:
+        return None
+    if seconds is None:
+        return None
+    seconds *= unit
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
+
+
+def _body_wait(obj: Mapping[str, Any]) -> float | None:
+    for key, unit in _WAIT_FIELDS:
+        if key in obj:
+            seconds = _seconds(obj[key], unit)
+            if seconds is not None:
+                return seconds
     return None
+
+
+def _read_details(details: object, out: _Found) -> None:
+    """Google's ``details``: the ``RetryInfo`` wait ({"retryDelay": "38s"}) and the names of the quotas a
+    ``QuotaFailure`` (``violations[].quotaId``) or an ``ErrorInfo`` (``metadata.quota_limit``) says ran out."""
+    if not isinstance(details, list):
+        return
+    ids: list[str] = list(out.quota_ids)
+    for item in details[:20]:
+        if not isinstance(item, Mapping):
+            continue
+        delay = item.get("retryDelay")
+        if out.retry_delay_s is None and isinstance(delay, str):
+            out.retry_delay_s = parse_duration(delay)
+        violations = item.get("violations")
+        for holder in [*(violations[:20] if isinstance(violations, list) else ()), item.get("metadata")]:
+            if isinstance(holder, Mapping):
+                ids.extend(v for key in _QUOTA_KEYS if isinstance(v := holder.get(key), str) and v)
+    out.quota_ids = tuple(dict.fromkeys(ids))[:20]
+
+
+def _read_reasons(errors: object, out: _Found) -> None:
+    # Google's older APIs list {"reason": "dailyLimitExceeded" | "rateLimitExceeded", ...} under "errors".
+    if isinstance(errors, list):
+        reasons = [r for e in errors[:20] if isinstance(e, Mapping) and isinstance(r := e.get("reason"), str)]
+        if reasons:
+            out.quota_ids = tuple(dict.fromkeys([*out.quota_ids, *reasons]))[:20]
 
 
 # MiniMax's business codes, as the words the classifier already knows; its numbers collide with Kling's.
@@ -236,6 +289,7 @@ def _embedded(message: str, out: _Found, depth: int) -> None:
     out.status_hint = out.status_hint or inner.status_hint
     out.request_id = out.request_id or inner.request_id
     out.retry_delay_s = out.retry_delay_s or inner.retry_delay_s
+    out.quota_ids = out.quota_ids or inner.quota_ids
 
 
 def _read_error_object(e: Mapping[str, Any], out: _Found, depth: int) -> None:
@@ -245,6 +299,9 @@ def _read_error_object(e: Mapping[str, Any], out: _Found, depth: int) -> None:
         out.message = _text(e.get("error_message"), 1) or _text(e.get("description"), 1)
     out.type = _scalar(e.get("type"))
     code = e.get("code")
+    if code is None:
+        # Baidu Qianfan: {"error_code": 17, "error_msg": "Open api daily request limit reached"}.
+        code = e.get("error_code")
     out.code = _scalar(code)
     out.status_hint = _status_of(code) or _status_of(e.get("status"))
     if out.type is None:
@@ -255,7 +312,10 @@ def _read_error_object(e: Mapping[str, Any], out: _Found, depth: int) -> None:
     param = e.get("param")
     out.param = _scalar(param) if not isinstance(param, list | tuple) else _loc(param)
     out.request_id = _scalar(e.get("request_id")) or _scalar(e.get("requestId"))
-    out.retry_delay_s = _retry_delay(e.get("details"))
+    _read_details(e.get("details"), out)
+    _read_reasons(e.get("errors"), out)
+    if out.retry_delay_s is None:
+        out.retry_delay_s = _body_wait(e)
     inner = e.get("innererror")
     if not isinstance(inner, Mapping):
         inner = e.get("inner_error")
@@ -310,6 +370,7 @@ def _read_gateway_raw(raw: object, out: _Found, depth: int) -> None:
     out.status_hint = out.status_hint or inner.status_hint
     out.request_id = out.request_id or inner.request_id
     out.retry_delay_s = out.retry_delay_s or inner.retry_delay_s
+    out.quota_ids = out.quota_ids or inner.quota_ids
 
 
 def _read_json(data: object, out: _Found, depth: int) -> None:
@@ -361,6 +422,9 @@ def _read_json(data: object, out: _Found, depth: int) -> None:
             out.message = _compact(data)
     if out.request_id is None:
         out.request_id = _scalar(data.get("request_id")) or _scalar(data.get("requestId"))
+    if out.retry_delay_s is None:
+        # Beside the error rather than in it: {"error": "Model x is currently loading", "estimated_time": 20.0}.
+        out.retry_delay_s = _body_wait(data)
 
 
 def _decode(body: bytes | bytearray | memoryview) -> str:
@@ -459,7 +523,8 @@ def is_error_body(doc: object) -> bool:
     """Whether a parsed JSON body is an error envelope rather than a response of some endpoint: it has an
     ``error`` (and is no chat completion or media task carrying one), says ``object``/``type`` ``error``, is a bare FastAPI
     ``detail``, or is an envelope whose ``code`` names an error (Kling's ``1301``, DashScope's
-    ``"InvalidParameter"``; ``0``, ``200`` or ``"success"`` mean success). A list is judged by its first item.
+    ``"InvalidParameter"``; ``0``, ``200`` or ``"success"`` mean success), or Baidu's ``error_code`` with
+    ``error_msg``. A list is judged by its first item.
 
     >>> is_error_body({"error": {"message": "nope"}}), is_error_body({"code": 0, "data": {"task_id": "t"}})
     (True, False)
@@ -481,6 +546,10 @@ def is_error_body(doc: object) -> bool:
     if "detail" in doc and not ({"choices", "data", "id", "status"} & doc.keys()):
         return True
     code = doc.get("code")
+    if code is None and "error_msg" in doc:
+        # Baidu Qianfan answers HTTP 200 with {"error_code": 17, "error_msg": ...}.
+        code = doc.get("error_code")
+        return isinstance(code, int) and not isinstance(code, bool) and code != 0 and "choices" not in doc
     # Kling and similar envelopes: {"code": 1301, "message": ...}.
     if isinstance(code, int) and not isinstance(code, bool) and not is_success_code(code):
         return "choices" not in doc

@@ -15,13 +15,13 @@ errors; this module reads no success body.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .error_body import ErrorInfo, read_error
 from .headers import get_header
-from .outcome import Outcome
+from .outcome import Outcome, RawResponse
+from .phrases import says
 from .secrets import redact
 from .taxonomy import Endpoint
 from .waits import retry_wait
@@ -59,6 +59,7 @@ _MODEL_CODES = frozenset(
 )  # fmt: skip
 _CONTEXT_CODES = frozenset({
     "context_length_exceeded", "string_above_max_length", "context_window_exceeded", "exceed_context_size_error",
+    "tokens_too_long", "characters_too_long",
 })  # fmt: skip
 _QUOTA_CODES = frozenset({
     "insufficient_quota", "billing_hard_limit_reached", "billing_not_active", "insufficient_balance",
@@ -68,51 +69,8 @@ _QUOTA_CODES = frozenset({
 _BLOCK_CODES = frozenset({
     "content_filter", "content_policy_violation", "moderation_blocked", "responsibleaipolicyviolation",
     "contentfilter", "content_filtered", "safety", "data_inspection_failed", "prompt_blocked",
-    "sensitive_content", "input_moderation", "flagged",
+    "sensitive_content", "input_moderation", "flagged", "sensitive_words_detected",
 })  # fmt: skip
-
-_MODEL_RE = re.compile(
-    r"\bmodels?\b[^.;\n]{0,160}?(?:does not exist|doesn't exist|not found|is not available|not available|"
-    r"decommissioned|no longer (?:available|supported)|is not a valid model|unknown model)"
-    r"|not found, try pulling|\bunknown model\b|\binvalid model\b|\bno such model\b|is not a valid model"
-    r"|no endpoints found|no models? (?:are |is )?loaded|模型不存在",
-    re.IGNORECASE,
-)
-_CONTEXT_RE = re.compile(
-    r"maximum context length|context[_ ]length[_ ]exceeded|context window|prompt is too long"
-    r"|exceeds the maximum number of tokens|input token count.{0,40}exceeds|exceeds? (?:the )?context"
-    r"|longer than the model's (?:maximum )?context|reduce the length of the (?:messages|prompt)"
-    r"|max_new_tokens. must be <=|too many (?:input )?tokens for (?:the )?model"
-    r"|exceeds the available context size|context (?:length|size|window) of only|larger context length",
-    re.IGNORECASE,
-)
-_QUOTA_RE = re.compile(
-    r"insufficient[_ ](?:balance|credits?|quota|funds)|exceeded your current quota|credit balance is too low"
-    r"|out of credits|\bbilling\b|resource pack|payment required|balance is (?:not enough|insufficient)"
-    r"|quota (?:has been |is )?exhausted|余额不足|额度不足|资源包"
-    r"|spending limit|(?:purchase|buy) (?:more )?credits|budget has been exceeded|exceeded (?:your |the )?budget"
-    r"|reached your (?:specified )?(?:api )?usage limits?",
-    re.IGNORECASE,
-)
-_TOO_LARGE_RE = re.compile(
-    r"request too large|request (?:entity|payload|body) (?:is )?too large", re.IGNORECASE
-)
-_BLOCK_RE = re.compile(
-    r"moderation|guardrail|content management policy|content[ _]polic(?:y|ies)|safety system"
-    r"|flagged (?:as|by|for)|violat\w* (?:our |the )?(?:usage|content|safety) polic|responsible ?ai",
-    re.IGNORECASE,
-)
-_AUTH_RE = re.compile(
-    r"api key not valid|invalid api[ -]?key|incorrect api key|invalid x-api-key|invalid authentication"
-    r"|api key (?:is )?(?:missing|invalid|expired|revoked)|no api key provided|missing (?:api key|bearer)",
-    re.IGNORECASE,
-)
-_OVERLOAD_RE = re.compile(
-    r"overload|over capacity|at capacity|too busy|server (?:is )?busy|saturated|负载已饱和|负载过高|繁忙",
-    re.IGNORECASE,
-)
-_RATE_RE = re.compile(r"rate[ _-]?limit|too many requests", re.IGNORECASE)
-_TIMEOUT_RE = re.compile(r"timed? ?out|deadline exceeded", re.IGNORECASE)
 
 _STATUS: dict[int, str] = {
     400: "bad_request", 401: "auth_failed", 402: "quota_exceeded", 403: "permission_denied",
@@ -178,9 +136,9 @@ def code_for_error(status: int | None, info: ErrorInfo) -> str:
 
     # Verdicts that hold on any status: the model, the context, and Kling's business codes.
     # (A 5xx "model not available" is a model busy for now, so only its code counts there.)
-    if _MODEL_CODES.intersection(words) or (message and not server_side and _MODEL_RE.search(message)):
+    if _MODEL_CODES.intersection(words) or (not server_side and says("model_not_found", message)):
         return "model_not_found"
-    if _CONTEXT_CODES.intersection(words) or (message and _CONTEXT_RE.search(message)):
+    if _CONTEXT_CODES.intersection(words) or says("context_length_exceeded", message):
         return "context_length_exceeded"
     kling = _kling(info.code) if info.provider != "MiniMax" else None
     if kling is not None:
@@ -191,16 +149,18 @@ def code_for_error(status: int | None, info: ErrorInfo) -> str:
             return "prompt_blocked"
         if _QUOTA_CODES.intersection(words) or status == 402:
             return "quota_exceeded"
-        if message and _QUOTA_RE.search(message) and not _is_rate_hint(info):
+        if says("quota_exceeded", message) and not _is_short_window(info):
             return "quota_exceeded"
         if status == 413 or code == "requesttoolarge" or typ == "requesttoolarge":
             return "request_too_large"
-        if status in (None, 400, 429) and message and _TOO_LARGE_RE.search(message):
+        if status in (None, 400, 429) and says("request_too_large", message):
             return "request_too_large"
-        if status in (None, 400, 403, 422) and message and _BLOCK_RE.search(message):
+        if status in (None, 403, 429) and _is_periodic(info):
+            return "quota_exceeded"
+        if status in (None, 400, 403, 422) and says("prompt_blocked", message):
             return "prompt_blocked"
         if status in (None, 400, 403) and (
-            code in ("invalidapikey", "apikeyinvalid") or _AUTH_RE.search(message)
+            code in ("invalidapikey", "apikeyinvalid") or says("auth_failed", message)
         ):
             return "auth_failed"
 
@@ -209,13 +169,16 @@ def code_for_error(status: int | None, info: ErrorInfo) -> str:
     return _from_words(info, code, typ, message)
 
 
-def _is_rate_hint(info: ErrorInfo) -> bool:
+def _is_short_window(info: ErrorInfo) -> bool:
     # Google words per-minute limits like an exhausted quota ("You exceeded your current quota") but says when
     # to retry; a quota that only money cures never comes with a wait.
-    return info.retry_delay_s is not None or bool(info.message and _RETRY_IN_RE.search(info.message))
+    return info.retry_delay_s is not None or says("short_window", info.message)
 
 
-_RETRY_IN_RE = re.compile(r"(?:retry|try again) in \d|per[ _-]?min(?:ute)?\b|perminute", re.IGNORECASE)
+def _is_periodic(info: ErrorInfo) -> bool:
+    # A quota counted per day (or month) is spent until the period turns, whatever short wait the body names:
+    # Google sends a RetryInfo of seconds with its daily free-tier quota, OpenAI and Groq a rolling figure.
+    return says("periodic_quota", info.message) or any(says("periodic_quota", q) for q in info.quota_ids)
 
 
 def _from_status(status: int, code: str, typ: str, message: str) -> str:
@@ -223,14 +186,14 @@ def _from_status(status: int, code: str, typ: str, message: str) -> str:
         if status in (502, 504, 524):
             return _STATUS[status]
         if (
-            _OVERLOAD_RE.search(message)
+            says("unavailable", message)
             or code in ("overloaded", "overloadederror")
             or typ in ("overloadederror", "overloaded", "unavailable", "serviceunavailable")
         ):
             return "unavailable"
         return _STATUS.get(status, "server_error")
     if status == 403:
-        return "prompt_blocked" if _BLOCK_RE.search(message) else "permission_denied"
+        return "prompt_blocked" if says("prompt_blocked", message) else "permission_denied"
     if status in (404, 410) and "model" in message.lower():
         return "model_not_found"
     hit = _STATUS.get(status)
@@ -254,11 +217,11 @@ def _from_words(info: ErrorInfo, code: str, typ: str, message: str) -> str:
     if "invalid" in code or "invalid" in typ:
         return "bad_request"
     if message:
-        if _OVERLOAD_RE.search(message):
+        if says("unavailable", message):
             return "unavailable"
-        if _RATE_RE.search(message):
+        if says("rate_limited", message):
             return "rate_limited"
-        if _TIMEOUT_RE.search(message):
+        if says("gateway_timeout", message):
             return "gateway_timeout"
     return "server_error"
 
@@ -287,10 +250,12 @@ def classify_error(
     *,
     endpoint: Endpoint = "chat",
     secrets: Iterable[str] = (),
+    keep_raw: bool = False,
 ) -> Outcome:
     """The hard-failure :class:`~genguard.Outcome` of an error response (or an error embedded in a 2xx body or
     stream, with ``status`` ``None`` or 2xx): code, message (redacted), provider code and type, request id,
-    the wait the server asked for, and ``x-should-retry`` applied.
+    the wait the server asked for, and ``x-should-retry`` applied. ``keep_raw`` keeps the response itself,
+    masked and capped, in :attr:`~genguard.Outcome.raw`.
 
     >>> o = classify_error(429, {"x-request-id": "req_1"}, b'{"error": {"code": "insufficient_quota", "message": "You exceeded your current quota"}}')
     >>> (o.code, o.retryable, o.request_id)
@@ -318,6 +283,7 @@ def classify_error(
         provider_type=info.type,
         request_id=info.request_id,
         retry_after_s=wait,
+        raw=RawResponse.capture(status, headers, body, secrets=secrets) if keep_raw else None,
     )
     return outcome.with_extra(**extra) if extra else outcome
 
