@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._chatreq import BadRequest, check_chat, prompt_tokens, tool_tokens
 from ._config import MEDIA_SCENARIOS
 from ._core import (
     ERROR_SCENARIOS,
@@ -29,7 +30,7 @@ from ._core import (
     begin,
     wait_for_disconnect,
 )
-from ._dialects import JSON, stream_error_event
+from ._dialects import JSON, ErrorSpec, stream_error_event
 from ._text import count_tokens, value_for_schema, words
 
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
@@ -47,59 +48,17 @@ class Plan:
     tokens: int
 
 
-class BadRequest(Exception):
-    """The request body is not a valid chat completion request; the message says which field."""
-
-    def __init__(self, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.param = param
-
-
-def _prompt_tokens(messages: list[Any]) -> int:
-    total = 3
-    for m in messages:
-        total += 3
-        content = m.get("content") if isinstance(m, dict) else None
-        if isinstance(content, str):
-            total += count_tokens(content)
-        elif isinstance(content, list):
-            for part in content:
-                if isinstance(part, dict) and isinstance(part.get("text"), str):
-                    total += count_tokens(part["text"])
-    return total
+def _parse(req: Any) -> dict[str, Any]:
+    check_chat(req)
+    n = req.get("n")
+    limit = req.get("max_completion_tokens")
+    return {"messages": req["messages"], "n": 1 if n is None else n,
+            "limit": req.get("max_tokens") if limit is None else limit,
+            "tools": req.get("tools") or [], "fmt": req.get("response_format") or {}}  # fmt: skip
 
 
 def _json_tokens(text: str) -> int:
     return max(len(text) // 4, 1)
-
-
-def _parse(req: Any) -> dict[str, Any]:
-    if not isinstance(req, dict):
-        raise BadRequest("The request body must be a JSON object.")
-    messages = req.get("messages")
-    if not isinstance(messages, list) or not messages:
-        raise BadRequest("'messages' must be a non-empty array of messages.", "messages")
-    if not isinstance(req.get("model"), str) or not req["model"]:
-        raise BadRequest("you must provide a model parameter", "model")
-    n = req.get("n")
-    n = 1 if n is None else n
-    if not isinstance(n, int) or not 1 <= n <= 128:
-        raise BadRequest(f"Invalid 'n': expected an integer between 1 and 128, got {n!r}.", "n")
-    limit = req.get("max_completion_tokens", req.get("max_tokens"))
-    if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise BadRequest(f"Invalid 'max_tokens': expected a positive integer, got {limit!r}.", "max_tokens")
-    if req.get("stream_options") is not None and not req.get("stream"):
-        # OpenAI refuses this combination rather than ignoring it.
-        raise BadRequest("The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                         "stream_options")  # fmt: skip
-    tools = req.get("tools") or []
-    if not isinstance(tools, list):
-        raise BadRequest("'tools' must be an array.", "tools")
-    fmt = req.get("response_format") or {}
-    if not isinstance(fmt, dict) or fmt.get("type", "text") not in ("text", "json_object", "json_schema"):
-        raise BadRequest("Invalid 'response_format.type': expected text, json_object or json_schema.",
-                         "response_format")  # fmt: skip
-    return {"messages": messages, "n": n, "limit": limit, "tools": tools, "fmt": fmt}
 
 
 def _tool_choice(req: dict[str, Any], tools: list[Any]) -> list[dict[str, Any]]:
@@ -108,18 +67,10 @@ def _tool_choice(req: dict[str, Any], tools: list[Any]) -> list[dict[str, Any]]:
     choice = req.get("tool_choice", "auto")
     if not tools or choice == "none":
         return []
-    funcs = [t.get("function", {}) for t in tools if isinstance(t, dict)]
+    funcs = [t["function"] for t in tools]
     if isinstance(choice, dict):
-        name = (choice.get("function") or {}).get("name")
-        for f in funcs:
-            if f.get("name") == name:
-                return [dict(f)]
-        raise BadRequest(f"Invalid 'tool_choice': no tool named {name!r} in 'tools'.", "tool_choice")
-    if choice not in ("auto", "required"):
-        raise BadRequest(
-            f"Invalid 'tool_choice': expected 'none', 'auto', 'required' or a named function, got {choice!r}.",
-            "tool_choice",
-        )
+        name = choice["function"]["name"]
+        return [dict(f) for f in funcs if f.get("name") == name][:1]
     if req.get("parallel_tool_calls", True) is False:
         return [dict(f) for f in funcs[:1]]
     return [dict(f) for f in funcs]
@@ -200,6 +151,18 @@ def _seed(ctx: RequestContext, req: dict[str, Any], index: int) -> random.Random
     return random.Random(int.from_bytes(h.digest(), "little"))
 
 
+_NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+
+
+def _refuse(ctx: RequestContext, exc: BadRequest) -> Response:
+    ctx.scenario = ctx.entry.scenario = "bad_request"
+    spec = ErrorSpec(400, "invalid_request_error", exc.code, str(exc), exc.param)
+    return ctx.error("bad_request", spec=spec)
+
+
 async def chat_completions(request: Request) -> Response:
     ctx = await begin(request, "chat")
     if isinstance(ctx, Response):
@@ -207,10 +170,10 @@ async def chat_completions(request: Request) -> Response:
     try:
         req = ctx.json()
         parsed = _parse(req)
-    except (orjson.JSONDecodeError, BadRequest) as exc:
-        ctx.scenario = ctx.entry.scenario = "bad_request"
-        why = str(exc) if isinstance(exc, BadRequest) else "We could not parse the JSON body of your request."
-        return ctx.error("bad_request", message=why)
+    except orjson.JSONDecodeError:
+        return _refuse(ctx, BadRequest(_NOT_JSON))
+    except BadRequest as exc:
+        return _refuse(ctx, exc)
     model = req["model"]
     scenario = ctx.scenario
     if scenario in MEDIA_SCENARIOS:
@@ -218,12 +181,8 @@ async def chat_completions(request: Request) -> Response:
     stream = bool(req.get("stream"))
     if scenario in ERROR_SCENARIOS and not (stream and scenario in ("timeout", "connection_error")):
         return ctx.error(scenario, model=model)
-    try:
-        plans = [_plan(ctx, req, parsed, _seed(ctx, req, i)) for i in range(parsed["n"])]
-    except BadRequest as exc:
-        ctx.scenario = ctx.entry.scenario = "bad_request"
-        return ctx.error("bad_request", message=str(exc))
-    prompt = _prompt_tokens(parsed["messages"])
+    plans = [_plan(ctx, req, parsed, _seed(ctx, req, i)) for i in range(parsed["n"])]
+    prompt = prompt_tokens(parsed["messages"]) + tool_tokens(parsed["tools"])
     completion = sum(p.tokens for p in plans)
     ctx.charge(completion)
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,

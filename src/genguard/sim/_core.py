@@ -47,7 +47,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..core.taxonomy import CODES
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_scenario
-from ._dialects import ERROR_CODES, JSON, error_response
+from ._dialects import ERROR_CODES, JSON, ErrorSpec, error_response
 from ._ratelimit import RateLimiter
 from ._stats import Entry, Stats
 
@@ -127,8 +127,9 @@ class RequestContext:
         return orjson.loads(self.body)
 
     def error(self, code: str, *, message: str | None = None, endpoint: str = "chat",
-              model: str = "gpt-4o-mini", path: str | None = None) -> Response:  # fmt: skip
-        """The dialect-shaped response for hard ``code``; ``timeout`` stalls, ``connection_error`` cuts."""
+              model: str = "gpt-4o-mini", path: str | None = None, spec: ErrorSpec | None = None) -> Response:  # fmt: skip
+        """The dialect-shaped response for hard ``code``; ``timeout`` stalls, ``connection_error`` cuts;
+        ``spec`` gives the status, type, code, param and message in OpenAI's words instead of the code's own."""
         if code == "timeout":
             return StallResponse(self.config.stall_s, self)
         if code == "connection_error":
@@ -143,7 +144,7 @@ class RequestContext:
         status, headers, body = error_response(
             self.dialect, code, request_id=self.request_id, message=message, model=model, path=path,
             retry_after_s=cfg.retry_after_s, limit=cfg.rpm or 60, variant=variant, tpm=tpm,
-            requested=requested,
+            requested=requested, spec=spec,
         )  # fmt: skip
         if "retry-after" in headers:
             self.entry.retry_after_s = cfg.retry_after_s

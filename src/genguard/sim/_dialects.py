@@ -175,18 +175,24 @@ def error_response(
     variant: str = "",
     tpm: int = 30000,
     requested: int = 31538,
+    spec: ErrorSpec | None = None,
 ) -> tuple[int, dict[str, str], bytes]:
     """``(status, headers, body)`` of the error ``code`` as ``dialect`` sends it.
 
     ``variant`` picks another flavour where a code has several (``VARIANTS``): ``request_too_large`` is a 413
     by default and OpenAI's 429 "Request too large ... Requested N" with ``"429"`` (Anthropic has only 413).
+    ``spec`` replaces the OpenAI status, type, code, param and message the code has by default (a refused
+    parameter names its own), and each dialect shapes it as it shapes the rest.
     """
     if code in _HTML_PAGES:
         status, page = _HTML_PAGES[code]
         return status, {"content-type": HTML}, page.encode()
-    spec = _SPECS[code]
-    if code == "request_too_large" and variant == "429" and dialect != "anthropic":
-        spec = _TOO_LARGE_429
+    if spec is not None:
+        message = message or spec.message  # already in its final words: not a template
+    else:
+        spec = _SPECS[code]
+        if code == "request_too_large" and variant == "429" and dialect != "anthropic":
+            spec = _TOO_LARGE_429
     wait = format_wait(retry_after_s)
     fill = {"model": model, "path": path, "wait": wait, "limit": limit, "tpm": tpm, "requested": requested}
     headers: dict[str, str] = {"content-type": JSON}
