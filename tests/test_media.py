@@ -6,6 +6,7 @@ import base64
 import struct
 import zlib
 
+import orjson
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -534,3 +535,75 @@ def test_aggregator_model_beside_a_kling_envelope_is_kept() -> None:
     }
     state = parse_task(body)
     assert (state.vendor, state.status, state.model) == ("kling", "succeeded", "kling-v2-1-master")
+
+
+# -- images a safety filter flagged ---------------------------------------------------------------------------
+
+FLAGGED = [
+    ("per-image is_nsfw, no url, no bytes", {"created": 1, "data": [{"url": None, "b64_json": None, "is_nsfw": True}]},
+     "is_nsfw"),
+    ("fal/diffusers flag list", {"created": 1, "data": [{"url": "https://fal.example/black.png"}],
+                                 "nsfw_content_detected": [True]}, "nsfw_content_detected"),
+    ("fal has_nsfw_concepts", {"data": [{"url": "https://fal.example/black.jpg"}], "has_nsfw_concepts": [True]},
+     "has_nsfw_concepts"),
+    ("finish_reason content_filter, no image", {"created": 1, "data": [{"finish_reason": "content_filter"}]},
+     "finish_reason content_filter"),
+    ("revised_prompt and nothing else", {"created": 1, "data": [{"revised_prompt": "a fox in a field"}]},
+     "revised_prompt"),
+    ("Together/Fireworks finishReason", {"created": 1, "data": [{"b64_json": None, "finishReason": "CONTENT_FILTERED"}]},
+     "finishReason CONTENT_FILTERED"),
+    ("Fireworks, no data list at all", {"finishReason": "CONTENT_FILTERED", "seed": 42}, "CONTENT_FILTERED"),
+    ("Azure content_filter_results", {"created": 1, "data": [{"url": None, "content_filter_results": {
+        "sexual": {"filtered": True, "severity": "high"}, "violence": {"filtered": False, "severity": "safe"}}}]},
+     "content_filter_results: sexual"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "body", "said"), FLAGGED, ids=[f[0] for f in FLAGGED])
+def test_an_image_flagged_by_the_safety_filter_is_content_filtered(name: str, body: dict, said: str) -> None:
+    outcome = image_outcome(body)
+    assert (outcome.code, outcome.kind, outcome.endpoint, outcome.retryable) == (
+        "content_filtered",
+        "soft",
+        "image",
+        False,
+    ), name
+    assert said in (outcome.message or "")
+    assert outcome.extra["images_filtered"] == 1
+    assert detect_media(body) == "image"
+    pytest.importorskip("genguard.core.classify")
+    from genguard.core.classify import classify_http
+
+    assert classify_http(200, {}, orjson.dumps(body)).code == "content_filtered"
+
+
+def test_some_images_flagged_keeps_the_real_ones_and_counts_the_rest() -> None:
+    body = {
+        "created": 1,
+        "data": [
+            {"url": "https://img.example/a.png", "is_nsfw": False},
+            {"url": None, "b64_json": None, "is_nsfw": True},
+            {"url": "https://img.example/c.png"},
+            {"url": "https://fal.example/black.png"},
+        ],
+        "nsfw_content_detected": [False, False, False, True],
+    }
+    result = parse_image_response(body)
+    assert result is not None
+    assert [it.url for it in result.items] == ["https://img.example/a.png", "https://img.example/c.png"]
+    assert result.filtered == 2
+    outcome = image_outcome(body)
+    assert outcome.ok
+    assert outcome.extra["images"] == ["https://img.example/a.png", "https://img.example/c.png"]
+    assert outcome.extra["images_filtered"] == 2
+    assert "images_filtered" not in image_outcome({"data": [{"url": "https://img.example/a.png"}]}).extra
+
+
+def test_false_flags_and_a_success_word_keep_the_image() -> None:
+    body = {
+        "data": [{"b64_json": "aGk=", "is_nsfw": False, "finish_reason": "SUCCESS"}],
+        "has_nsfw_concepts": [False],
+    }
+    outcome = image_outcome(body)
+    assert outcome.ok
+    assert outcome.extra["images"] == ["b64_json (2 bytes)"]

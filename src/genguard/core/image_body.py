@@ -1,6 +1,14 @@
 """Image responses and file types by their bytes, sans-I/O: an images body becomes an :class:`ImageResult`
 and an :class:`~genguard.Outcome`; :func:`sniff` names a file's type from its first bytes. Never raises.
 
+An image the provider's safety filter flagged is not an image: a per-image flag (``is_nsfw``, ``nsfw``,
+``has_nsfw_concepts``, a ``finish_reason``/``finishReason`` of the content-filter family such as Fireworks'
+``CONTENT_FILTERED``, Azure's ``content_filter_results`` with a category ``filtered``), a flag list beside
+``data`` (``nsfw_content_detected: [true]``, ``has_nsfw_concepts``, as fal and diffusers send), or an item
+with no URL and no bytes that only carries a ``revised_prompt``. A flagged image is dropped even when a URL or
+bytes came with it (diffusers and fal send a black placeholder); the response is ``content_filtered`` when
+nothing else is left, and ok with ``images_filtered`` in its JSON when some images survived.
+
 >>> image_outcome({"created": 1, "data": []}).code
 'content_filtered'
 """
@@ -15,6 +23,7 @@ from .headers import request_id as header_request_id
 from .json_text import dumps
 from .json_values import as_int, as_map
 from .outcome import Outcome, Usage
+from .taxonomy import is_content_filter
 
 __all__ = ["ImageItem", "ImageResult", "image_outcome", "parse_image_response", "sniff"]
 
@@ -42,34 +51,99 @@ class ImageResult:
     items: tuple[ImageItem, ...] = ()
     usage: Usage | None = None
     created: int | None = None
+    filtered: int = 0
+    """How many images the provider's safety filter flagged (not in ``items``)."""
+    filtered_by: tuple[str, ...] = ()
+    """What said so (``is_nsfw``, ``finish_reason CONTENT_FILTERED``...), for the message."""
 
 
 def parse_image_response(data: object) -> ImageResult | None:
     """Read ``{"created", "data": [{"url"|"b64_json", "revised_prompt"?}], "usage"?}``; ``None`` if the body
-    is not an images response. Never raises.
+    is not an images response. Images a safety filter flagged are counted in ``filtered``, not kept in
+    ``items``. Never raises.
 
     >>> parse_image_response({"created": 1, "data": []}).items
     ()
+    >>> parse_image_response({"data": [{"url": None, "b64_json": None, "is_nsfw": True}]}).filtered
+    1
     """
     d = as_map(data)
     if d is None:
         return None
     items_raw = d.get("data")
     if not isinstance(items_raw, list):
-        return None
+        # No images at all, but the body says the filter took them (Fireworks: {"finishReason": ...}).
+        whole = _filter_word(d)
+        if whole is None:
+            return None
+        return ImageResult((), Usage.from_dict(d.get("usage")), as_int(d.get("created")), 1, (whole,))
+    flags = _flag_lists(d)
+    whole = _filter_word(d)
     items: list[ImageItem] = []
-    for item in items_raw:
+    filtered_by: list[str] = []
+    for position, item in enumerate(items_raw):
         if not isinstance(item, Mapping):
             return None
         url = item.get("url")
         b64 = item.get("b64_json")
         url = url if isinstance(url, str) and url else None
         b64 = b64 if isinstance(b64, str) and b64 else None
-        if url is None and b64 is None:
-            return None
         revised = item.get("revised_prompt")
-        items.append(ImageItem(url, b64, revised if isinstance(revised, str) else None))
-    return ImageResult(tuple(items), Usage.from_dict(d.get("usage")), as_int(d.get("created")))
+        revised = revised if isinstance(revised, str) else None
+        flag = _item_flag(item) or next((name for name, values in flags if _nth(values, position)), None)
+        if flag is None and url is None and b64 is None:
+            if revised is None and whole is None:
+                return None
+            # The prompt was read (and perhaps rewritten) but no image came back: the filter took it.
+            flag = whole or "no image, only a revised_prompt"
+        if flag is not None:
+            filtered_by.append(flag)
+            continue
+        items.append(ImageItem(url, b64, revised))
+    return ImageResult(
+        tuple(items),
+        Usage.from_dict(d.get("usage")),
+        as_int(d.get("created")),
+        len(filtered_by),
+        tuple(dict.fromkeys(filtered_by)),
+    )
+
+
+# Per-image safety flags as providers name them; a true value means the image was filtered.
+_FLAG_KEYS = ("is_nsfw", "nsfw", "has_nsfw_concepts", "nsfw_content_detected")
+_FINISH_KEYS = ("finish_reason", "finishReason")
+
+
+def _item_flag(item: Mapping[str, object]) -> str | None:
+    for key in _FLAG_KEYS:
+        if item.get(key) is True:
+            return key
+    word = _filter_word(item)
+    if word is not None:
+        return word
+    results = item.get("content_filter_results")
+    if isinstance(results, Mapping):
+        hits = [str(k) for k, v in results.items() if isinstance(v, Mapping) and v.get("filtered") is True]
+        if hits:
+            return "content_filter_results: " + ", ".join(hits)
+    return None
+
+
+def _filter_word(obj: Mapping[str, object]) -> str | None:
+    for key in _FINISH_KEYS:
+        value = obj.get(key)
+        if isinstance(value, str) and is_content_filter(value):
+            return f"{key} {value}"
+    return None
+
+
+def _flag_lists(d: Mapping[str, object]) -> list[tuple[str, list[object]]]:
+    # fal and diffusers: a list of booleans beside the images, one per image.
+    return [(key, value) for key in _FLAG_KEYS if isinstance(value := d.get(key), list)]
+
+
+def _nth(values: list[object], position: int) -> bool:
+    return position < len(values) and values[position] is True
 
 
 def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Outcome:
@@ -94,19 +168,32 @@ def image_outcome(data: object, *, status: int = 200, headers: Mapping[str, str]
             message="the body is not an images response: no 'data' list of items with 'url' or 'b64_json'",
         )
     if not result.items:
-        return Outcome.failure(
+        if result.filtered:
+            n = result.filtered
+            message = (
+                f"the provider's safety filter flagged {'the image' if n == 1 else f'all {n} images'} "
+                f"({'; '.join(result.filtered_by)}): no image came back"
+            )
+        else:
+            message = "the response had an empty 'data' list: no images came back"
+        outcome = Outcome.failure(
             "content_filtered",
             endpoint="image",
             status=status,
             request_id=request_id,
             usage=result.usage,
-            message="the response had an empty 'data' list: no images came back",
+            message=message,
         )
+        return outcome.with_extra(images_filtered=result.filtered) if result.filtered else outcome
     images = [it.url if it.url else f"b64_json ({_b64_len(it.b64_json or '')} bytes)" for it in result.items]
     revised = [it.revised_prompt for it in result.items if it.revised_prompt]
-    return Outcome.success(
+    outcome = Outcome.success(
         endpoint="image", status=status, request_id=request_id, usage=result.usage
     ).with_extra(images=images, revised_prompts=revised)
+    if result.filtered:
+        # Some images came back: the call is usable, but the user should know how many the filter took.
+        return outcome.with_extra(images_filtered=result.filtered)
+    return outcome
 
 
 def _b64_len(text: str) -> int:

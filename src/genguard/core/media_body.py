@@ -523,6 +523,9 @@ def detect_media(data: object) -> Literal["image", "video"] | None:
         return "image" if parse_image_response(d) is not None else None
     if "choices" in d:
         return None
+    if parse_image_response(d) is not None:
+        # No images, only the filter's word for them (Fireworks' finishReason CONTENT_FILTERED).
+        return "image"
     state = parse_task(d)
     if state.status is not None or state.vendor in ("veo", "dashscope", "minimax", "kling"):
         return "video"

@@ -402,6 +402,10 @@ for _norm, _values in {
         "spii",
         "recitation",
         "image_safety",
+        # Fireworks images and Bedrock (Titan, Converse), Bedrock guardrails, Cohere's toxic output.
+        "content_filtered",
+        "guardrail_intervened",
+        "error_toxic",
     ),
     "error": ("error", "abort", "aborted"),
 }.items():
@@ -434,3 +438,13 @@ def normalise_finish_reason(value: object) -> str | None:
         _unknown_seen.add(low)
         logger.warning("unknown finish_reason %r kept as it came", low)
     return low
+
+
+def is_content_filter(value: object) -> bool:
+    """Whether ``value`` is a ``finish_reason`` of the content-filter family, in any letter case; quiet about
+    words it does not know (a media body's own status words are not finish reasons to warn about).
+
+    >>> is_content_filter("CONTENT_FILTERED"), is_content_filter("SUCCESS")
+    (True, False)
+    """
+    return isinstance(value, str) and _FINISH.get(value.lower()) == "content_filter"
