@@ -7,7 +7,15 @@ import threading
 
 import click
 
-from ..sim._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_chaos, parse_scenario
+from ..sim._config import (
+    DIALECTS,
+    SHOULD_RETRY,
+    ScenarioError,
+    SimConfig,
+    parse_chaos,
+    parse_pairs,
+    parse_scenario,
+)
 
 
 def _scenario(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -21,6 +29,13 @@ def _scenario(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _chaos(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, float]:
     try:
         return parse_chaos(",".join(value))
+    except ScenarioError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -> dict[str, str]:
+    try:
+        return parse_pairs(value, what=f"--{(param.name or '').replace('_', '-')}")
     except ScenarioError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -136,6 +151,16 @@ def _chaos(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
     help="Send x-should-retry on errors: auto (the taxonomy's verdict per code), true, false, or off.",
 )
 @click.option("--model", "models", multiple=True, help="Model listed by GET /v1/models (repeatable).")
+@click.option(
+    "--reply", metavar="TEXT", help="Answer every chat request with this text instead of generated words."
+)
+@click.option(
+    "--reply-for",
+    multiple=True,
+    callback=_pairs,
+    metavar="MODEL=TEXT",
+    help="Answer requests for MODEL with TEXT (repeatable; wins over --reply).",
+)
 def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) -> None:
     """Serve an OpenAI-compatible API that plays any failure, on demand or at random.
 

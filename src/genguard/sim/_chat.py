@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -76,6 +77,39 @@ def _tool_choice(req: dict[str, Any], tools: list[Any]) -> list[dict[str, Any]]:
     return [dict(f) for f in funcs]
 
 
+_WORD = re.compile(r"\S+")
+
+
+def _first_words(text: str, n: int) -> str:
+    # Cut after the n-th word and keep the spacing before it: a fixed reply keeps its own line breaks.
+    for i, match in enumerate(_WORD.finditer(text), 1):
+        if i == n:
+            return text[: match.end()]
+    return text
+
+
+def _reply(ctx: RequestContext, request: Request, model: str) -> str | None:
+    """The fixed answer for this request: the ``x-genguard-reply`` header, else the model's own setting,
+    else the server-wide one; None for generated text."""
+    header = request.headers.get("x-genguard-reply")
+    if header is not None:
+        try:
+            # Header values arrive as Latin-1; a client that sent UTF-8 bytes meant UTF-8 text.
+            header = header.encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            pass
+        if header[:1] == '"':
+            # A header cannot hold a line break: a JSON string can spell one ("line one\nline two").
+            try:
+                value = orjson.loads(header)
+            except orjson.JSONDecodeError:
+                return header
+            return value if isinstance(value, str) else header
+        return header
+    cfg = ctx.config
+    return cfg.reply_for.get(model, cfg.reply)
+
+
 def _mismatch(schema: Any) -> Any:
     # Whatever the schema wants at the top, give the other kind, so no schema can accept it.
     kind = schema.get("type") if isinstance(schema, dict) else None
@@ -103,6 +137,7 @@ def _plan(ctx: RequestContext, req: dict[str, Any], parsed: dict[str, Any], rng:
             tokens += _json_tokens(args) + 3
         return Plan(None, calls, "tool_calls", tokens)
     json_mode = fmt.get("type") in ("json_object", "json_schema")
+    reply: str | None = parsed["reply"]
     finish: str | None = "stop"
     if scenario == "too_short":
         text = "Ok."
@@ -114,27 +149,27 @@ def _plan(ctx: RequestContext, req: dict[str, Any], parsed: dict[str, Any], rng:
         text = ""
     elif scenario == "invalid_json":
         text = 'Sure! Here is the JSON you asked for: {"answer": "' + " ".join(words(rng, 5))
-    elif json_mode:
+    else:
         schema = (fmt.get("json_schema") or {}).get("schema") if fmt.get("type") == "json_schema" else None
         if scenario == "schema_mismatch":
-            value = _mismatch(schema or {"type": "object"})
+            text = orjson.dumps(_mismatch(schema or {"type": "object"})).decode()
+        elif reply is not None:
+            text = reply  # as the user wrote it, JSON mode or not: they asked for this answer
         elif schema is not None:
-            value = value_for_schema(schema, rng)
-        else:
+            text = orjson.dumps(value_for_schema(schema, rng)).decode()
+        elif json_mode:
             value = {"answer": " ".join(words(rng, 6)), "confidence": round(rng.random(), 2)}
-        text = orjson.dumps(value).decode()
-    elif scenario == "schema_mismatch":
-        text = orjson.dumps(_mismatch({"type": "object"})).decode()
-    else:
-        text = " ".join(words(rng, 12 + rng.randrange(20)))
+            text = orjson.dumps(value).decode()
+        else:
+            text = " ".join(words(rng, 12 + rng.randrange(20)))
     tokens = _json_tokens(text) if text[:1] in "{[" else count_tokens(text)
     if scenario == "truncated":
         limit = max(1, tokens // 2) if limit is None else min(limit, max(1, tokens // 2))
     if limit is not None and tokens > limit:
-        text = text[: limit * 4] if text[:1] in "{[" else " ".join(text.split()[:limit])
+        text = text[: limit * 4] if text[:1] in "{[" else _first_words(text, limit)
         tokens, finish = limit, "length"
     if scenario == "content_filtered":
-        text, finish = " ".join(text.split()[: max(tokens // 3, 1)]), "content_filter"
+        text, finish = _first_words(text, max(tokens // 3, 1)), "content_filter"
         tokens = count_tokens(text)
     elif scenario == "stream_error":
         finish = "error"
@@ -175,6 +210,7 @@ async def chat_completions(request: Request) -> Response:
     except BadRequest as exc:
         return _refuse(ctx, exc)
     model = req["model"]
+    parsed["reply"] = _reply(ctx, request, model)
     scenario = ctx.scenario
     if scenario in MEDIA_SCENARIOS:
         ctx.scenario = ctx.entry.scenario = scenario = "ok"

@@ -125,6 +125,30 @@ def parse_chaos(spec: str | Mapping[str, float] | None) -> dict[str, float]:
     return out
 
 
+def parse_pairs(
+    spec: str | Mapping[str, Any] | tuple[str, ...] | list[str] | None, *, what: str
+) -> dict[str, str]:
+    """Parse ``MODEL=VALUE`` entries (a mapping passes through) into ``{model: value}``; the value may hold
+    ``=`` itself, and a later entry for a model wins.
+
+    >>> parse_pairs(["gpt-4o=positive", "o3-mini=a=b"], what="reply_for")
+    {'gpt-4o': 'positive', 'o3-mini': 'a=b'}
+    """
+    if spec is None:
+        return {}
+    if isinstance(spec, Mapping):
+        return {str(k): str(v) for k, v in spec.items()}
+    out: dict[str, str] = {}
+    for entry in [spec] if isinstance(spec, str) else spec:
+        model, eq, value = entry.partition("=")
+        if not eq or not model.strip():
+            raise ScenarioError(
+                f"{what} entry {entry!r} must look like MODEL=VALUE, e.g. gpt-4o-mini=positive"
+            )
+        out[model.strip()] = value
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """Server-wide settings of a simulator; ``replace(**changes)`` gives a validated copy.
@@ -158,10 +182,17 @@ class SimConfig:
     # ``x-should-retry`` on error responses: "off" (not sent), "auto" (the taxonomy's verdict for the
     # code), or "true"/"false" (that value on every error, whatever the code).
     should_retry: str = "off"
+    # A fixed text every answer gives instead of generated words (the x-genguard-reply header wins, then a
+    # model's own in reply_for); None: generated text.
+    reply: str | None = None
+    reply_for: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         parse_scenario(self.scenario)
         object.__setattr__(self, "chaos", parse_chaos(self.chaos))
+        object.__setattr__(self, "reply_for", parse_pairs(self.reply_for, what="reply_for"))
+        if self.reply is not None and not isinstance(self.reply, str):
+            raise ScenarioError(f"reply must be a text (or None for generated text), not {self.reply!r}")
         if self.dialect not in DIALECTS:
             raise ScenarioError(f"unknown dialect {self.dialect!r}; valid dialects: {', '.join(DIALECTS)}")
         if self.should_retry not in SHOULD_RETRY:
