@@ -125,14 +125,20 @@ def test_azure_prompt_filter_chunk_first() -> None:
     assert (o.ok, o.text) == (True, "ok")
 
 
-def test_only_choice_zero_is_read() -> None:
+def test_choice_zero_is_the_text_and_every_choice_is_judged() -> None:
+    # Until n > 1 was read whole, choice 1 here was ignored and the outcome was ok: a truncated choice passed.
     other = raw({**HEAD, "choices": [{"index": 1, "delta": {"content": "SECOND"}, "finish_reason": None}]})
     both = raw({**HEAD, "choices": [
         {"index": 1, "delta": {"content": "X"}, "finish_reason": "length"},
         {"index": 0, "delta": {"content": "first"}, "finish_reason": "stop"},
     ]})  # fmt: skip
     o = read_chat_stream(other + both + DONE)
-    assert (o.ok, o.text, o.finish_reason) == (True, "first", "stop")
+    assert (o.ok, o.code, o.text, o.finish_reason) == (False, "truncated", "first", "stop")
+    assert o.choices is not None
+    assert [(c.index, c.text, c.finish_reason, c.code) for c in o.choices] == [
+        (0, "first", "stop", None),
+        (1, "SECONDX", "length", "truncated"),
+    ]
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,7 @@ from typing import Any
 import click
 import orjson
 
-from ..core.outcome import Outcome, ToolCall
+from ..core.outcome import Choice, Outcome, ToolCall
 from ..core.secrets import redact
 
 _WIDTH = 100
@@ -55,6 +55,20 @@ def _tool_call_line(call: ToolCall) -> str:
     args = " ".join(call.arguments.split())
     return f"{call.name}({shorten(args, _ARGS_LIMIT)})" + (f"  id {call.id}" if call.id else "")
 
+
+def _choice_line(choice: Choice) -> str:
+    """One choice of n > 1 on a line: ``1: truncated (finish_reason length) "Once upon a…"``."""
+    line = f"{choice.index}: {choice.code or 'ok'}"
+    if choice.finish_reason:
+        line += f" (finish_reason {choice.finish_reason})"
+    if choice.tool_calls:
+        line += f" {len(choice.tool_calls)} tool call{'s' if len(choice.tool_calls) != 1 else ''}"
+    if choice.text:
+        line += f' "{shorten(" ".join(choice.text.split()), _CHOICE_LIMIT)}"'
+    return line
+
+
+_CHOICE_LIMIT = 60
 
 # Why there is no status, for failures that happen on the client's side of a live call.
 _NO_STATUS = {
@@ -192,6 +206,8 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
         field("text", shorten(shown, _TEXT_LIMIT))
     if o.tool_calls:
         field("tool calls", "\n".join(_tool_call_line(c) for c in o.tool_calls))
+    if o.choices:
+        field("choices", "\n".join(_choice_line(c) for c in o.choices))
     field("usage", _usage_line(o))
     return redact("\n".join(lines))
 

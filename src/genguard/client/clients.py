@@ -113,6 +113,7 @@ class BaseClient:
         hooks: Sequence[Hook] = (),
         headers: Mapping[str, str] | None = None,
         http_client: Any = None,
+        keep_raw: bool = False,
     ) -> None:
         self.base_url = resolve_base_url(base_url)
         self.keys: tuple[str, ...] = resolve_keys(api_key)
@@ -137,6 +138,9 @@ class BaseClient:
         self._images: Any = None
         self._videos: Any = None
         self._owns_http = http_client is None
+        # Off by default: a kept response (its headers and up to 65,536 characters of body) on every outcome
+        # is memory most callers do not want.
+        self._keep_raw = bool(keep_raw)
         self._init_http(http_client)
 
     def _init_http(self, http_client: Any) -> None:
@@ -311,7 +315,12 @@ class BaseClient:
     def _classify_response(self, response: httpx.Response, endpoint: Endpoint) -> Outcome:
         classify = _import_classify()
         outcome: Outcome = classify.classify_http(
-            response.status_code, response.headers, response.content, endpoint=endpoint, secrets=self.keys
+            response.status_code,
+            response.headers,
+            response.content,
+            endpoint=endpoint,
+            secrets=self.keys,
+            keep_raw=self._keep_raw,
         )
         return outcome
 
@@ -534,6 +543,7 @@ class AsyncClient(BaseClient):
         http_client: httpx.AsyncClient | aiohttp.ClientSession | None = None,
         max_concurrency: int | None = None,
         gate: Gate | None = None,
+        keep_raw: bool = False,
     ) -> None:
         """``max_concurrency`` calls are sent at once (default 128); the others wait their turn in this
         process, a wait that never counts against ``timeout`` and is never a failure. ``http_client`` may be
@@ -558,6 +568,7 @@ class AsyncClient(BaseClient):
             hooks=hooks,
             headers=headers,
             http_client=http_client,
+            keep_raw=keep_raw,
         )
 
     def _init_http(self, http_client: Any) -> None:

@@ -4,6 +4,8 @@
 fragments interleaved by index, the ``include_usage`` chunk, Azure's prompt-filter chunk, errors inside a 200
 stream in the OpenAI, OpenRouter and Anthropic shapes), and Anthropic Messages streams that gateways pass
 through. A stream that ends before any ``finish_reason`` is ``incomplete_stream``, never a silent success.
+With ``n > 1`` the choices interleave by index; each is read and judged (every choice must finish, see
+:func:`~genguard.core.chat_body.with_choices`), while the text returned as it arrives is choice 0's.
 
 >>> r = ChatStreamReader()
 >>> r.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}\\n\\n')
@@ -14,16 +16,16 @@ through. A stream that ends before any ``finish_reason`` is ``incomplete_stream`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import orjson
 
-from .chat_body import finish_outcome
+from .chat_body import choice_code, finish_outcome, with_choices
 from .error_body import read_error
 from .error_verdict import code_for_error
 from .headers import request_id as header_request_id
-from .outcome import Outcome, ToolCall, Usage
+from .outcome import RAW_BODY_LIMIT, Choice, Outcome, RawResponse, ToolCall, Usage
 from .sse import ServerSentEvent, SSEDecoder
 from .taxonomy import code_info, normalise_finish_reason
 from .waits import wait_from_message
@@ -47,11 +49,93 @@ class _ToolCallParts:
         self.args: list[str] = []
 
 
+def _merge_tools(tools: dict[int, _ToolCallParts], fragments: object) -> None:
+    """Tool-call fragments into ``tools`` by index: the first names the call, the rest append arguments."""
+    if type(fragments) is not list:
+        return
+    for frag in fragments:
+        if type(frag) is not dict:
+            continue
+        fn = frag.get("function")
+        if type(fn) is not dict:
+            fn = {}
+        call_id = frag.get("id")
+        index = frag.get("index")
+        if type(index) is not int:
+            # Some servers omit the index: a new id starts a call, anything else continues the last.
+            known = next((i for i, t in tools.items() if call_id and t.id == call_id), None)
+            if known is not None:
+                index = known
+            elif call_id or not tools:
+                index = max(tools, default=-1) + 1
+            else:
+                index = max(tools)
+        parts = tools.get(index)
+        if parts is None:
+            parts = tools[index] = _ToolCallParts(None, "", "function")
+        if call_id and not parts.id:
+            parts.id = str(call_id)
+        name = fn.get("name")
+        if name and not parts.name:
+            parts.name = str(name)
+        ftype = frag.get("type")
+        if ftype and type(ftype) is str:
+            parts.type = ftype
+        args = fn.get("arguments")
+        if args:
+            parts.args.append(args if type(args) is str else orjson.dumps(args).decode())
+
+
+def _calls(tools: dict[int, _ToolCallParts]) -> tuple[ToolCall, ...]:
+    return tuple(ToolCall(p.id, p.name, "".join(p.args), p.type) for _, p in sorted(tools.items()))
+
+
+class _OtherChoice:
+    """A choice other than 0 of an ``n > 1`` stream, gathered as it interleaves with the rest."""
+
+    __slots__ = ("finish_raw", "refusal", "text", "tools")
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.refusal: list[str] = []
+        self.tools: dict[int, _ToolCallParts] = {}
+        self.finish_raw: str | None = None
+
+    def read(self, choice: dict[str, Any]) -> None:
+        finish = choice.get("finish_reason")
+        if finish:
+            self.finish_raw = str(finish)
+        delta = choice.get("delta")
+        if type(delta) is not dict:
+            delta = choice.get("message")
+            if type(delta) is not dict:
+                return
+        content = delta.get("content")
+        if content and type(content) is str:
+            self.text.append(content)
+        refusal = delta.get("refusal")
+        if refusal and type(refusal) is str:
+            self.refusal.append(refusal)
+        if delta.get("tool_calls"):
+            _merge_tools(self.tools, delta["tool_calls"])
+
+    def choice(self, index: int) -> tuple[Choice, str | None]:
+        text = "".join(self.text) or None
+        tools = _calls(self.tools) or None
+        refusal = "".join(self.refusal) or None
+        finish = normalise_finish_reason(self.finish_raw)
+        code = "incomplete_stream" if finish is None else choice_code(finish, text, tools, refusal)
+        kind = code_info(code).kind if code else None
+        return Choice(index, text, tools, finish, code, kind), refusal
+
+
 class ChatStreamReader:
     """Read a chat stream incrementally and decide its :class:`~genguard.Outcome` when it ends.
 
-    Only choice index 0 is read: with ``n > 1`` the other choices are ignored. ``feed`` returns the text
-    deltas as they arrive so a client can print them; :meth:`finish` gives the Outcome.
+    ``feed`` returns choice 0's text deltas as they arrive so a client can print them; with ``n > 1`` the other
+    choices are gathered too, and every one of them is judged when the stream ends. :meth:`finish` gives the
+    Outcome. ``keep_raw`` keeps the stream's first :data:`~genguard.core.outcome.RAW_BODY_LIMIT` characters and
+    the headers in :attr:`~genguard.Outcome.raw`, masked (``secrets`` are masked too).
 
     >>> r = ChatStreamReader()
     >>> r.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hello"},"finish_reason":"stop"}]}\\n\\n'
@@ -68,10 +152,15 @@ class ChatStreamReader:
         "_done",
         "_error",
         "_finish_raw",
+        "_headers",
         "_native_finish",
+        "_others",
+        "_raw",
+        "_raw_size",
         "_reasoning",
         "_refusal",
         "_request_id",
+        "_secrets",
         "_status",
         "_text",
         "_tools",
@@ -84,6 +173,8 @@ class ChatStreamReader:
         status: int = 200,
         headers: Mapping[str, str] | None = None,
         request_id: str | None = None,
+        keep_raw: bool = False,
+        secrets: Iterable[str] = (),
     ) -> None:
         # Bound once: feed runs per network chunk, and an attribute lookup there is a measurable share.
         self._decode = SSEDecoder().feed_payloads
@@ -99,6 +190,12 @@ class ChatStreamReader:
         self._error: dict[str, Any] | None = None
         self._done = False
         self._chunks = 0
+        self._others: dict[int, _OtherChoice] | None = None
+        # Kept only when asked: the stream's start, its headers, and how much arrived in all.
+        self._raw: list[bytes] | None = [] if keep_raw else None
+        self._raw_size = 0
+        self._headers = headers if keep_raw else None
+        self._secrets: tuple[str, ...] = tuple(secrets) if keep_raw else ()
 
     # -- reading -------------------------------------------------------------------------------------
 
@@ -109,6 +206,8 @@ class ChatStreamReader:
         text = self._text
         start = len(text)
         lean = 0
+        if self._raw is not None:
+            self._keep_raw(chunk)
         for item in self._decode(chunk):
             if isinstance(item, bytes):
                 # The common event, one "data: {...}" line: its bytes go straight to orjson. What orjson
@@ -125,12 +224,14 @@ class ChatStreamReader:
             # error, no usage: subscripts check all that at once (a miss raises, and a try costs nothing
             # when nothing does); anything else takes the general path.
             try:
-                choice = obj["choices"][0]
+                choices = obj["choices"]
+                choice = choices[0]
                 delta = choice["delta"]
                 content = delta["content"]
                 if (
                     type(content) is str
                     and len(delta) == 1
+                    and len(choices) == 1
                     and not choice["finish_reason"]
                     and choice["index"] == 0
                     and "error" not in obj
@@ -145,6 +246,15 @@ class ChatStreamReader:
             self._on_json("message", obj)
         self._chunks += lean
         return text[start:]
+
+    def _keep_raw(self, chunk: bytes) -> None:
+        assert self._raw is not None
+        kept = self._raw_size
+        self._raw_size += len(chunk)
+        # A margin past the limit, so that masking before the cut sees a key that straddles it whole.
+        room = RAW_BODY_LIMIT + 1024 - kept
+        if room > 0:
+            self._raw.append(bytes(chunk[:room]))
 
     def feed_event(self, event: ServerSentEvent) -> str | None:
         """Read one already-decoded event; return its text delta, if any."""
@@ -184,12 +294,31 @@ class ChatStreamReader:
         if not choices or type(choices) is not list:
             return None
         choice = choices[0]
-        if type(choice) is not dict:
-            return None
-        if choice.get("index", 0) != 0:
-            choice = next((c for c in choices if type(c) is dict and c.get("index", 0) == 0), None)
-            if choice is None:
-                return None
+        if len(choices) > 1 or type(choice) is not dict or choice.get("index", 0) != 0:
+            return self._several(choices)
+        return self._on_choice(choice)
+
+    def _several(self, choices: list[Any]) -> str | None:
+        # n > 1: a chunk may carry any of the choices (usually one, by its index); only choice 0's text is
+        # handed back as it arrives.
+        delta: str | None = None
+        for choice in choices:
+            if type(choice) is not dict:
+                continue
+            index = choice.get("index", 0)
+            if type(index) is not int or index == 0:
+                delta = self._on_choice(choice) or delta
+                continue
+            others = self._others
+            if others is None:
+                others = self._others = {}
+            other = others.get(index)
+            if other is None:
+                other = others[index] = _OtherChoice()
+            other.read(choice)
+        return delta
+
+    def _on_choice(self, choice: dict[str, Any]) -> str | None:
         finish = choice.get("finish_reason")
         if finish:
             self._finish_raw = finish
@@ -213,49 +342,13 @@ class ChatStreamReader:
     def _delta_extras(self, delta: dict[str, Any]) -> None:
         tool_calls = delta.get("tool_calls")
         if tool_calls:
-            self._merge_tools(tool_calls)
+            _merge_tools(self._tools, tool_calls)
         refusal = delta.get("refusal")
         if refusal and type(refusal) is str:
             self._refusal.append(refusal)
         reasoning = delta.get("reasoning_content") or delta.get("reasoning")
         if reasoning and type(reasoning) is str:
             self._reasoning.append(reasoning)
-
-    def _merge_tools(self, fragments: object) -> None:
-        if type(fragments) is not list:
-            return
-        tools = self._tools
-        for frag in fragments:
-            if type(frag) is not dict:
-                continue
-            fn = frag.get("function")
-            if type(fn) is not dict:
-                fn = {}
-            call_id = frag.get("id")
-            index = frag.get("index")
-            if type(index) is not int:
-                # Some servers omit the index: a new id starts a call, anything else continues the last.
-                known = next((i for i, t in tools.items() if call_id and t.id == call_id), None)
-                if known is not None:
-                    index = known
-                elif call_id or not tools:
-                    index = max(tools, default=-1) + 1
-                else:
-                    index = max(tools)
-            parts = tools.get(index)
-            if parts is None:
-                parts = tools[index] = _ToolCallParts(None, "", "function")
-            if call_id and not parts.id:
-                parts.id = str(call_id)
-            name = fn.get("name")
-            if name and not parts.name:
-                parts.name = str(name)
-            ftype = frag.get("type")
-            if ftype and type(ftype) is str:
-                parts.type = ftype
-            args = fn.get("arguments")
-            if args:
-                parts.args.append(args if type(args) is str else orjson.dumps(args).decode())
 
     def _anthropic(self, kind: str, obj: dict[str, Any]) -> str | None:
         if kind == "content_block_delta":
@@ -328,7 +421,7 @@ class ChatStreamReader:
     @property
     def tool_calls(self) -> tuple[ToolCall, ...]:
         """The tool calls received so far, fragments merged, in index order."""
-        return tuple(ToolCall(p.id, p.name, "".join(p.args), p.type) for _, p in sorted(self._tools.items()))
+        return _calls(self._tools)
 
     @property
     def usage(self) -> Usage | None:
@@ -356,7 +449,9 @@ class ChatStreamReader:
         """The Outcome of the stream as it stands: call it when the stream ended, however it ended.
 
         ``transport_error`` is the failure the client saw when the connection dropped or stalled; it is
-        ignored when a finish reason had already arrived (the generation was complete).
+        ignored when a finish reason had already arrived (the generation was complete). With ``n > 1`` every
+        choice is in :attr:`~genguard.Outcome.choices`, and a choice that did not finish well fails the
+        outcome even when choice 0 did.
 
         >>> r = ChatStreamReader()
         >>> _ = r.feed(b'data: {"choices":[{"index":0,"delta":{"content":"Hel"}}]}\\n\\n')
@@ -364,6 +459,30 @@ class ChatStreamReader:
         >>> (o.code, o.text, o.retryable)
         ('incomplete_stream', 'Hel', True)
         """
+        outcome = self._finish(transport_error)
+        if self._others:
+            outcome = self._with_others(outcome)
+        if self._raw is not None:
+            body = b"".join(self._raw)
+            size = max(self._raw_size, len(body))
+            raw = RawResponse.capture(self._status, self._headers, body, secrets=self._secrets, size=size)
+            outcome = outcome.replace(raw=raw)
+        return outcome
+
+    def _with_others(self, outcome: Outcome) -> Outcome:
+        assert self._others is not None
+        built = [
+            Choice(0, outcome.text, outcome.tool_calls, outcome.finish_reason, outcome.code, outcome.kind)
+        ]
+        notes: dict[int, str] = {}
+        for index, other in self._others.items():
+            choice, refusal = other.choice(index)
+            built.append(choice)
+            if refusal:
+                notes[index] = refusal
+        return with_choices(outcome, built, notes=notes)
+
+    def _finish(self, transport_error: Outcome | None) -> Outcome:
         text = self.text or None
         tools = self.tool_calls or None
         usage = self.usage
@@ -433,7 +552,14 @@ class ChatStreamReader:
         )
 
 
-def read_chat_stream(body: bytes, *, status: int = 200, headers: Mapping[str, str] | None = None) -> Outcome:
+def read_chat_stream(
+    body: bytes,
+    *,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+    keep_raw: bool = False,
+    secrets: Iterable[str] = (),
+) -> Outcome:
     """The Outcome of a whole captured chat stream (an SSE body).
 
     A capture whose tool dropped the final blank line still has its last event read: the server did send
@@ -443,7 +569,10 @@ def read_chat_stream(body: bytes, *, status: int = 200, headers: Mapping[str, st
     ...                  b"data: [DONE]").code
     'truncated'
     """
-    reader = ChatStreamReader(status=status, headers=headers)
+    reader = ChatStreamReader(status=status, headers=headers, keep_raw=keep_raw, secrets=secrets)
     reader.feed(body)
+    # The line end the file lost is not part of what the server sent: it stays out of the raw copy.
+    kept, reader._raw = reader._raw, None
     reader.feed(b"\n\n")
+    reader._raw = kept
     return reader.finish()
