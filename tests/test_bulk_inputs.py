@@ -485,6 +485,9 @@ def test_seen_ids_tells_the_first_line_and_forgets_nothing_under_a_small_cache()
         assert seen.add("id-1", 20_001) == 1
         assert seen.add("id-20000", 20_002) == 20_000
         assert seen.add("ID-1", 20_003) is None  # ids are exact: case matters
+        assert seen.add("a\x00b", 20_004) is None
+        assert seen.add("a\x00c", 20_005) is None  # a NUL does not end an id
+        assert seen.add("a", 20_006) is None
 
 
 # -- the sample files ------------------------------------------------------------------------------------
