@@ -90,19 +90,28 @@ RECOGNISED: dict[str, str] = {
     '"not found, try pulling") on a status below 500; a 404 or 410 about a model',
     "not_found": "any other 404 or 410",
     "bad_request": "400 and 405 not covered by a more specific code (and any other 4xx with no code of its "
-    "own); an empty 400 body; Kling codes 1200-1203",
+    "own), a 400 whose message has none of [the words below](#the-words-genguard-reads); an empty 400 body; "
+    "Kling codes 1200-1203",
     "context_length_exceeded": "code `context_length_exceeded` (or a variant such as "
-    "`exceed_context_size_error`), or a message saying the prompt or context is longer than the model's "
-    "maximum, on any status",
+    "`exceed_context_size_error`, `string_above_max_length`, `tokens_too_long`), or a message saying the "
+    "prompt or context is longer than the model's maximum in any provider's words (Bedrock's 'Input is too "
+    "long for requested model', TGI's '`inputs` tokens + `max_new_tokens` must be <=', Anthropic's 'prompt "
+    "is too long': [the words below](#the-words-genguard-reads)), on any status",
     "request_too_large": "413; a 400 or 429 whose message says the single request is larger than the limit "
     'itself ("Request too large")',
     "prompt_blocked": "the provider refused the input for policy: codes `content_filter`, "
-    "`content_policy_violation`, `moderation_blocked`, `ResponsibleAIPolicyViolation`; Kling code 1301; a 403 "
-    "(or 400, 422) whose message speaks of moderation, a guardrail or a content policy",
+    "`content_policy_violation`, `moderation_blocked`, `ResponsibleAIPolicyViolation`, `data_inspection_failed`; "
+    "Kling code 1301; a 403 (or 400, 422) whose message refuses it in a cloud's or gateway's words (moderation, "
+    "a guardrail, a content policy, Vertex Imagen's safety filter threshold, DashScope's 'inappropriate "
+    "content': [the words below](#the-words-genguard-reads)); a native Gemini answer with no candidates and a "
+    "`promptFeedback.blockReason` (`SAFETY`, `PROHIBITED_CONTENT`, ...)",
     "quota_exceeded": '402; 429 `insufficient_quota`; "insufficient balance" or "credits", a spending '
-    "limit, billing, an exhausted resource pack; Kling codes 1100-1102",
+    "limit, billing, an exhausted resource pack; Kling codes 1100-1102; a 429 (or 403, or an error with no "
+    "status) about a quota counted per day or per month: Google's `quotaId` naming `PerDay`, 'per day', "
+    "'daily', RPD, TPD, '/ month' (its `retry_after_s` is the reset or wait the answer names, but waiting "
+    "seconds will not refill it, so it is not retryable)",
     "rate_limited": "429 otherwise (`rate_limit_exceeded`, `rate_limit_error`, `rate_limited`, "
-    "`resource_exhausted`); Kling codes 1302 and 1303",
+    "`resource_exhausted`, a per-minute quota); Kling codes 1302 and 1303",
     "request_timeout": "408",
     "conflict": "409",
     "unprocessable": "422",
@@ -120,7 +129,10 @@ RECOGNISED: dict[str, str] = {
     "invalid_input": "genguard's own input was unusable before anything was sent: a malformed line, a "
     "missing prompt, an unreadable file or rules file",
     "content_filtered": "`finish_reason` `content_filter` (and provider variants such as `SAFETY`, "
-    "`PROHIBITED_CONTENT`, `BLOCKLIST`, `SPII`); an image answer with an empty `data`; a media task that "
+    "`PROHIBITED_CONTENT`, `BLOCKLIST`, `SPII`, `CONTENT_FILTERED`); an image answer with an empty `data`, or "
+    "whose every image the safety filter flagged (`is_nsfw`, `nsfw_content_detected: [true]`, a "
+    "`finish_reason` of that family, `content_filter_results` filtered, an item with only a `revised_prompt`; "
+    "when some images survive the answer is ok and `images_filtered` counts the rest); a media task that "
     "failed for safety (Runway `SAFETY.*`, Veo `raiMediaFiltered*`, Sora `moderation_blocked`, ...)",
     "truncated": "`finish_reason` `length` (and `max_tokens`, `model_length`, `MAX_TOKENS`)",
     "empty_output": "a normal stop with no content and no tool call; a 2xx with no choices",
@@ -141,7 +153,8 @@ RECOGNISED: dict[str, str] = {
 # code -> what to add to the bare yes/no of the table, where there is more to say.
 VERDICT_NOTES: dict[str, str] = {
     "auth_failed": "another key may work: see [key rotation](client.md#configuration)",
-    "quota_exceeded": "another key may work: see [key rotation](client.md#configuration)",
+    "quota_exceeded": "another key may work: see [key rotation](client.md#configuration); a daily quota names "
+    "its reset in `retry_after_s`",
     "model_not_found": "a fallback model is the cure",
     "rate_limited": "after the server's wait",
     "download_failed": "fetching the task again may give a fresh URL",
@@ -189,7 +202,8 @@ FIELDS: dict[str, str] = {
     "retry_after_s": "the wait the server asked for, in seconds: from `retry-after-ms`, else `retry-after` "
     '(seconds or an HTTP date), else a hint in the provider\'s message ("Please try again in 1.574s", '
     '"in 9m38.016s"), else the reset of an exhausted rate-limit bucket, else the body\'s own retry fields '
-    "(Google's `RetryInfo`); never negative; `null` when nobody named one",
+    "(Google's `RetryInfo`, Hugging Face's `estimated_time`, `retry_after`, `retry_after_seconds`, "
+    "`retryAfter`, `retry_after_ms`); never negative; `null` when nobody named one",
     "status": "the HTTP status (for a media task too: the task's own state is in `task_status`); `null` "
     "when no answer came",
     "message": "the provider's own words, found wherever its body keeps them, with any secret masked",
@@ -213,8 +227,31 @@ JSON_OUTRO = """
   `finish_reason` (normalised) and `usage`.
 - A failure that got partial output (`truncated`, `incomplete_stream`, `stream_error`, a silent failure) keeps
   it in `text` and `tool_calls`, and keeps `usage` when the provider reported it.
+- A response with several choices (`n > 1`) adds `choices` after these: one object per choice (`index`,
+  `text`, `tool_calls`, `finish_reason`, and its own `code` and `kind` when it failed, else `null`). Every
+  choice is checked: when choice 0 is usable and another is not, the outcome fails with the code of the first
+  failing choice (the lowest index), its kind and verdict from that code, and `message` names the choice;
+  `text`, `tool_calls` and `finish_reason` stay choice 0's. A response with one choice has no `choices`.
 - Commands add fields of their own after these (`source` for `explain`; `files`, `model`, `task_status`,
-  `progress` for media; `history` for the attempts); they never remove these.
+  `progress`, `images_filtered` for media; `history` for the attempts); they never remove these.
+- `Outcome.to_dict(full=True)`, what a journal stores, adds `endpoint`, `history`, `parsed` and, when the
+  client was asked to keep it (`keep_raw=True`), `raw`: the response's `status`, `headers` (pairs) and `body`
+  (credentials masked, cut at 65,536 characters with a marker), with its full `size` and `truncated`.
+"""
+
+WORDS_INTRO = """
+## The words genguard reads
+
+Providers and gateways often refuse in prose rather than with a code. These are the wordings genguard reads in
+an error's message (matching ignores case), from one table in the library (`core/phrases.py`), each tested with
+the provider's own message. Which status a wording counts on: a missing model below 500; a too-long context on
+any; a quota, a policy refusal or a key problem on a 4xx or an error with no status (a policy refusal on 400,
+403 and 422; a quota counted per day or month on 403 and 429); the words for overloaded, rate limited and timed
+out only where no status says more (an error inside a stream or a 2xx body). A quota message that names a short
+wait or "per minute" is a rate limit, not an exhausted quota, unless it also names a day or a month.
+
+| code | words | who says it |
+| --- | --- | --- |
 """
 
 # A real 429 read by the library, so the example shows exactly the fields and the order it prints.
@@ -289,6 +326,17 @@ def _outcome_json() -> list[str]:
     return [*lines, JSON_OUTRO.rstrip("\n")]
 
 
+def _words() -> list[str]:
+    from genguard.core.phrases import PHRASES, SIGNS
+
+    lines = [WORDS_INTRO.rstrip("\n")]
+    for sign, code in SIGNS.items():
+        for phrase in (p for p in PHRASES if p.sign == sign):
+            words = phrase.words.replace("|", "/")
+            lines.append(f"| `{code}` | {words} | {phrase.source} |")
+    return lines
+
+
 def render() -> str:
     _check("codes with a 'recognised by'", sorted(RECOGNISED), sorted(CODES))
     _check("kind titles", list(KIND_TITLES), list(KINDS))
@@ -297,6 +345,7 @@ def render() -> str:
     lines = [HEADER.rstrip("\n"), *_kinds(), TOOL_CALLS.rstrip("\n"), VERDICTS.rstrip("\n")]
     for kind in KINDS:
         lines.extend(_codes(kind))
+    lines.extend(_words())
     lines.extend(_finish_reasons())
     lines.extend(_outcome_json())
     return "\n".join(lines) + "\n"

@@ -233,4 +233,7 @@ _OWN_CODES = frozenset(
 
 
 def _own_words(outcome: Outcome) -> bool:
-    return outcome.kind == "silent" or outcome.code in _OWN_CODES
+    # A failure that came from a choice other than 0 is described by genguard ("choice 1 of 2 ...").
+    choices = outcome.choices
+    from_other_choice = bool(choices) and choices is not None and choices[0].ok
+    return outcome.kind == "silent" or outcome.code in _OWN_CODES or from_other_choice
