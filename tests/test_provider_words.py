@@ -343,3 +343,12 @@ def test_a_native_gemini_answer_is_read_as_chat(finish: str, code: str | None, t
     assert (o.code, o.text) == (code, text)
     assert o.usage is not None
     assert (o.usage.prompt_tokens, o.usage.completion_tokens) == (3, 2)
+
+
+def test_a_daily_quota_says_so_in_its_cause_and_fix() -> None:
+    daily = classify_http(429, {}, GEMINI_DAILY)
+    assert "per day" in (daily.cause or "")
+    assert "reset" in (daily.fix or "")
+    money = classify_http(429, {}, oa("You exceeded your current quota, please check your plan and billing details.",
+                                      "insufficient_quota", "insufficient_quota"))  # fmt: skip
+    assert money.cause == CODES["quota_exceeded"].cause

@@ -187,7 +187,8 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
             or pad.rstrip()
             for line in value.splitlines()
         )
-        lines.append("  " + style(label.ljust(_LABEL), dim=True) + wrapped[len(pad) :])
+        # A label as long as the column (an extra field such as images_filtered) still gets its space.
+        lines.append("  " + style(label.ljust(_LABEL - 1) + " ", dim=True) + wrapped[len(pad) :])
 
     field("what happened", _what_happened(o))
     if not o.ok:

@@ -175,6 +175,17 @@ def _is_short_window(info: ErrorInfo) -> bool:
     return info.retry_delay_s is not None or says("short_window", info.message)
 
 
+# A daily quota is not out of money: the general quota sentences would send the user to billing for nothing.
+_PERIODIC_CAUSE = (
+    "A quota counted per day (or per month) is used up: this is not a per-minute rate limit, and it refills "
+    "only when the period turns."
+)
+_PERIODIC_FIX = (
+    "Wait for the reset (retry_after_s, when the provider named one) before sending again, or rotate to "
+    "another key or project; raise the quota in the provider's console if you need more."
+)
+
+
 def _is_periodic(info: ErrorInfo) -> bool:
     # A quota counted per day (or month) is spent until the period turns, whatever short wait the body names:
     # Google sends a RetryInfo of seconds with its daily free-tier quota, OpenAI and Groq a rolling figure.
@@ -272,6 +283,9 @@ def classify_error(
     extra: dict[str, Any] = {}
     if info.provider:
         extra["provider"] = info.provider
+    said: dict[str, str] = {}
+    if code == "quota_exceeded" and _is_periodic(info):
+        said = {"cause": _PERIODIC_CAUSE, "fix": _PERIODIC_FIX}
     outcome = Outcome.failure(
         code,
         endpoint=endpoint,
@@ -284,6 +298,7 @@ def classify_error(
         request_id=info.request_id,
         retry_after_s=wait,
         raw=RawResponse.capture(status, headers, body, secrets=secrets) if keep_raw else None,
+        **said,
     )
     return outcome.with_extra(**extra) if extra else outcome
 
