@@ -9,6 +9,7 @@ import click
 
 from ..sim._config import (
     DIALECTS,
+    MAX_BODY_BYTES,
     SHOULD_RETRY,
     ScenarioError,
     SimConfig,
@@ -160,6 +161,25 @@ def _pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
     callback=_pairs,
     metavar="MODEL=TEXT",
     help="Answer requests for MODEL with TEXT (repeatable; wins over --reply).",
+)
+@click.option(
+    "--context-window",
+    type=click.IntRange(1),
+    help="Tokens a prompt plus max_tokens may take, for every model (default: each model family's own).",
+)
+@click.option(
+    "--context-window-for",
+    multiple=True,
+    callback=_pairs,
+    metavar="MODEL=N",
+    help="The context window of MODEL (repeatable; wins over --context-window).",
+)
+@click.option(
+    "--max-body-bytes",
+    default=MAX_BODY_BYTES,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Largest request body accepted; a larger one gets 413.",
 )
 def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) -> None:
     """Serve an OpenAI-compatible API that plays any failure, on demand or at random.

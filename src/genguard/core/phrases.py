@@ -141,6 +141,8 @@ PHRASES: tuple[Phrase, ...] = (
        pattern=r"context (?:length|size|window) of only"),
     _p("context_length_exceeded", "larger context length", "Ollama, LM Studio",
        "Try a model with a larger context length."),
+    _p("context_length_exceeded", "exceeded max context length", "Ollama",
+       "prompt too long; exceeded max context length by 4021 tokens"),
     _p("context_length_exceeded", "Input is too long", "AWS Bedrock",
        "Input is too long for requested model."),
     _p("context_length_exceeded", "maximum prompt length", "xAI",

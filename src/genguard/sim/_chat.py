@@ -31,7 +31,7 @@ from ._core import (
     begin,
     wait_for_disconnect,
 )
-from ._dialects import JSON, ErrorSpec, stream_error_event
+from ._dialects import JSON, ErrorSpec, context_overflow, stream_error_event
 from ._text import count_tokens, value_for_schema, words
 
 _SSE_HEADERS = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")]
@@ -210,15 +210,27 @@ async def chat_completions(request: Request) -> Response:
     except BadRequest as exc:
         return _refuse(ctx, exc)
     model = req["model"]
-    parsed["reply"] = _reply(ctx, request, model)
+    messages, tools = prompt_tokens(parsed["messages"]), tool_tokens(parsed["tools"])
+    window = ctx.config.window_of(model)
+    too_long = context_overflow(ctx.dialect, window=window, messages=messages, tools=tools,
+                                completion=parsed["limit"] or 0)  # fmt: skip
     scenario = ctx.scenario
+    if too_long is None and scenario == "context_length_exceeded":
+        # Played on demand: the words of an overflow of this model's own window.
+        too_long = context_overflow(
+            ctx.dialect, window=window, messages=max(messages, window + 1024), tools=tools
+        )
+    if too_long is not None:
+        ctx.scenario = ctx.entry.scenario = "context_length_exceeded"
+        return ctx.error("context_length_exceeded", message=too_long, model=model)
+    parsed["reply"] = _reply(ctx, request, model)
     if scenario in MEDIA_SCENARIOS:
         ctx.scenario = ctx.entry.scenario = scenario = "ok"
     stream = bool(req.get("stream"))
     if scenario in ERROR_SCENARIOS and not (stream and scenario in ("timeout", "connection_error")):
         return ctx.error(scenario, model=model)
     plans = [_plan(ctx, req, parsed, _seed(ctx, req, i)) for i in range(parsed["n"])]
-    prompt = prompt_tokens(parsed["messages"]) + tool_tokens(parsed["tools"])
+    prompt = messages + tools
     completion = sum(p.tokens for p in plans)
     ctx.charge(completion)
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,

@@ -23,6 +23,8 @@ _PART_TYPES: tuple[str, ...] = ("text", "image_url", "input_audio", "refusal", "
 _TOOL_CHOICES: tuple[str, ...] = ("none", "auto", "required")
 _FORMATS: tuple[str, ...] = ("json_object", "json_schema", "text")
 MAX_N = 128
+MAX_STRING = 10 * 1024 * 1024
+"""The longest text OpenAI takes in one message (or part), in characters, whatever the model's window."""
 
 # Numeric parameters: (integer?, minimum, maximum); None is no bound.
 _NUMBERS: dict[str, tuple[bool, float | None, float | None]] = {
@@ -122,8 +124,18 @@ def _check_number(req: dict[str, Any], name: str) -> None:
                          f"got {_number(value)} instead.", name, f"{kind}_above_max_value")  # fmt: skip
 
 
+def _check_length(text: str, param: str) -> None:
+    if len(text) > MAX_STRING:
+        raise BadRequest(f"Invalid '{param}': string too long. Expected a string with maximum length {MAX_STRING}, "
+                         f"but got a string with length {len(text)} instead.", param,
+                         "string_above_max_length")  # fmt: skip
+
+
 def _check_content(content: Any, where: str) -> None:
-    if content is None or isinstance(content, str):
+    if content is None:
+        return
+    if isinstance(content, str):
+        _check_length(content, f"{where}.content")
         return
     if not isinstance(content, list):
         raise _invalid_type(f"{where}.content", "one of a string or array of objects", content)
@@ -142,6 +154,7 @@ def _check_content(content: Any, where: str) -> None:
                 raise _missing(f"{at}.text")
             if not isinstance(text, str):
                 raise _invalid_type(f"{at}.text", "a string", text)
+            _check_length(text, f"{at}.text")
 
 
 def _check_messages(messages: Any) -> None:

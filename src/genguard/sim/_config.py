@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 DIALECTS: tuple[str, ...] = (
@@ -149,6 +150,19 @@ def parse_pairs(
     return out
 
 
+# The context window of each model family, longest prefix first; a model matching none gets the default.
+CONTEXT_WINDOWS: tuple[tuple[str, int], ...] = (
+    ("gpt-4.1", 1_047_576), ("gpt-4o", 128_000), ("gpt-4-turbo", 128_000), ("gpt-4-32k", 32_768),
+    ("gpt-4", 8_192), ("gpt-3.5-turbo", 16_385), ("gpt-5", 400_000), ("o1-mini", 128_000), ("o1", 200_000),
+    ("o3", 200_000), ("o4", 200_000), ("claude", 200_000), ("gemini", 1_048_576), ("mistral-large", 131_072),
+    ("mistral", 32_768), ("llama", 131_072), ("qwen", 131_072), ("deepseek", 131_072),
+)  # fmt: skip
+DEFAULT_CONTEXT_WINDOW = 128_000
+"""The context window of a model whose family ``CONTEXT_WINDOWS`` does not know."""
+MAX_BODY_BYTES = 50 * 1024 * 1024
+"""The largest request body the simulator reads (OpenAI's 50 MB per request); a larger one gets a 413."""
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """Server-wide settings of a simulator; ``replace(**changes)`` gives a validated copy.
@@ -186,6 +200,12 @@ class SimConfig:
     # model's own in reply_for); None: generated text.
     reply: str | None = None
     reply_for: Mapping[str, str] = field(default_factory=dict)
+    # Tokens a prompt plus its max_tokens may take: None is each model family's own (CONTEXT_WINDOWS);
+    # context_window_for sets it per model.
+    context_window: int | None = None
+    context_window_for: Mapping[str, int] = field(default_factory=dict)
+    # The largest request body read; past it a 413, and the rest of the upload is drained, not kept.
+    max_body_bytes: int = MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         parse_scenario(self.scenario)
@@ -193,6 +213,19 @@ class SimConfig:
         object.__setattr__(self, "reply_for", parse_pairs(self.reply_for, what="reply_for"))
         if self.reply is not None and not isinstance(self.reply, str):
             raise ScenarioError(f"reply must be a text (or None for generated text), not {self.reply!r}")
+        windows: dict[str, int] = {}
+        for model, value in parse_pairs(self.context_window_for, what="context_window_for").items():
+            try:
+                windows[model] = int(value)
+            except ValueError:
+                raise ScenarioError(
+                    f"context_window_for {model}: the window must be a whole number of tokens, not {value!r}"
+                ) from None
+        object.__setattr__(self, "context_window_for", windows)
+        for name, number in (("context_window", self.context_window), ("max_body_bytes", self.max_body_bytes),
+                             *((f"context_window_for {m}", w) for m, w in windows.items())):  # fmt: skip
+            if number is not None and number <= 0:
+                raise ScenarioError(f"{name} must be a positive number, not {number}")
         if self.dialect not in DIALECTS:
             raise ScenarioError(f"unknown dialect {self.dialect!r}; valid dialects: {', '.join(DIALECTS)}")
         if self.should_retry not in SHOULD_RETRY:
@@ -218,9 +251,36 @@ class SimConfig:
             if getattr(self, name) < 0:
                 raise ScenarioError(f"{name} cannot be negative")
 
+    def window_of(self, model: str) -> int:
+        """The context window of ``model`` under these settings.
+
+        >>> SimConfig().window_of("gpt-4o-mini"), SimConfig(context_window=4096).window_of("gpt-4o-mini")
+        (128000, 4096)
+        """
+        window = self.context_window_for.get(model)
+        if window is not None:
+            return window
+        if self.context_window is not None:
+            return self.context_window
+        return family_window(model)
+
     def replace(self, **changes: Any) -> SimConfig:
         """A copy with ``changes`` applied and validated."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown simulator setting(s): {', '.join(sorted(unknown))}")
         return dataclasses.replace(self, **changes)
+
+
+@lru_cache(maxsize=512)
+def family_window(model: str) -> int:
+    """The context window of ``model``'s family (``CONTEXT_WINDOWS``), else ``DEFAULT_CONTEXT_WINDOW``.
+
+    >>> family_window("gpt-4o-2024-08-06"), family_window("gpt-4"), family_window("my-local-model")
+    (128000, 8192, 128000)
+    """
+    name = model.lower().rpartition("/")[2]  # a gateway's "openai/gpt-4o" is gpt-4o
+    for prefix, window in CONTEXT_WINDOWS:
+        if name.startswith(prefix):
+            return window
+    return DEFAULT_CONTEXT_WINDOW

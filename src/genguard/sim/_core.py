@@ -277,6 +277,35 @@ def _estimate_tokens(body: bytes) -> int:
     return max(len(body) // 4, 1)
 
 
+async def read_body(request: Request, limit: int) -> bytes | int:
+    """The request body; or, past ``limit`` bytes, its size: the rest is read and dropped, so a huge upload
+    costs no memory and the client, still sending, gets to read the answer."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size <= limit:
+            chunks.append(chunk)
+        elif chunks:
+            chunks.clear()
+    if size > limit:
+        return size
+    body = b"".join(chunks)
+    request._body = body  # where Starlette keeps a body read once, for the handler's own body() or form()
+    return body
+
+
+def _body_too_large(fail: Callable[..., Response], dialect: str, size: int, limit: int) -> Response:
+    # A gateway's 413 (Anthropic words it its own way, which error_response knows).
+    if dialect == "anthropic":
+        return fail("request_too_large", spec=None)
+    message = (f"Request body too large: {size} bytes, more than the {limit} bytes this server accepts. "
+               "Send less (fewer or smaller images or files, a shorter prompt).")  # fmt: skip
+    return fail(
+        "request_too_large", spec=ErrorSpec(413, "invalid_request_error", "request_too_large", message)
+    )
+
+
 async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     """Authenticate, rate-limit, choose the scenario and open the stats entry of one request."""
     state: SimState = request.app.state.sim
@@ -288,11 +317,15 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     request.scope[_SCOPE_KEY] = scope_info
     if dialect not in DIALECTS:
         dialect = cfg.dialect
-    body = await request.body()
+    got = await read_body(request, cfg.max_body_bytes)
+    too_big = isinstance(got, int)
+    body = b"" if isinstance(got, int) else got
     key = _api_key(request)
     spec = hdrs.get("x-genguard-scenario")
     # A different scenario header makes a different request; a retry repeats the header too.
-    identity = _identity(endpoint + (spec or ""), hdrs.get("content-type", ""), body)
+    identity = _identity(
+        endpoint + (spec or ""), hdrs.get("content-type", ""), str(got).encode() if too_big else body
+    )
     key_tag = _key_tag(key)
     variant = hdrs.get("x-genguard-variant", "").strip().lower()
     should_retry = hdrs.get("x-genguard-should-retry", "").strip().lower()
@@ -301,11 +334,12 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     now = state.clock.monotonic()
 
     def fail(code: str, *, retry_after: float | None = None, message: str | None = None,
-             status: int | None = None, too_large: tuple[int, int] | None = None) -> Response:  # fmt: skip
+             status: int | None = None, too_large: tuple[int, int] | None = None,
+             spec: ErrorSpec | None = None) -> Response:  # fmt: skip
         entry = state.stats.start(identity, code, endpoint, now=now, key=key_tag)
         scope_info["entry"] = entry
         ctx = RequestContext(state, scenario=code, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
-                             request_id=request_id, entry=entry, variant=variant,
+                             request_id=request_id, entry=entry, variant="" if spec else variant,
                              should_retry=should_retry)  # fmt: skip
         ctx.too_large = too_large
         if status is not None:
@@ -315,8 +349,10 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
         if retry_after is not None:
             old = ctx.config
             ctx.config = old.replace(retry_after_s=round(retry_after, 3))
-        return ctx.error(code, message=message, endpoint=endpoint)
+        return ctx.error(code, message=message, endpoint=endpoint, spec=spec)
 
+    if isinstance(got, int):
+        return _body_too_large(fail, dialect, got, cfg.max_body_bytes)
     if cfg.api_keys and key not in cfg.api_keys:
         return fail("auth_failed")
     try:

@@ -226,6 +226,60 @@ def error_response(
     return status, headers, orjson.dumps(body)
 
 
+# Dialects whose servers check the prompt alone against the window; the others add max_tokens to it.
+_INPUT_ONLY = frozenset({"google", "mistral", "ollama"})
+
+
+def context_overflow(
+    dialect: str, *, window: int, messages: int, tools: int = 0, completion: int = 0
+) -> str | None:
+    """The message ``dialect`` refuses a prompt of ``messages`` + ``tools`` tokens with, asking for
+    ``completion`` more, in a model of ``window`` tokens; None when it fits. OpenAI and the servers that copy
+    it count ``max_tokens`` in; Google, Mistral and Ollama check the input alone.
+
+    >>> context_overflow("anthropic", window=200000, messages=150000, completion=60000)
+    'input length and `max_tokens` exceed context limit: 150000 + 60000 > 200000, decrease input length or `max_tokens` and try again'
+    >>> context_overflow("openai", window=128000, messages=1000, completion=4000) is None
+    True
+    """
+    prompt = messages + tools
+    asked = prompt if dialect in _INPUT_ONLY else prompt + completion
+    if asked <= window:
+        return None
+    if dialect == "anthropic":
+        if prompt > window:
+            return f"prompt is too long: {prompt} tokens > {window} maximum"
+        return (f"input length and `max_tokens` exceed context limit: {prompt} + {completion} > {window}, "
+                "decrease input length or `max_tokens` and try again")  # fmt: skip
+    if dialect == "google":
+        return f"The input token count ({prompt}) exceeds the maximum number of tokens allowed ({window})."
+    if dialect == "mistral":
+        return (f"Prompt contains {prompt} tokens and 0 draft tokens, too large for model with {window} maximum "
+                "context length")  # fmt: skip
+    if dialect == "ollama":
+        return f"prompt too long; exceeded max context length by {prompt - window} tokens"
+    if dialect == "openrouter":
+        return (f"This endpoint's maximum context length is {window} tokens. However, you requested about "
+                f"{asked} tokens ({prompt} of text input, {completion} in the output). Please reduce the length "
+                'of either one, or use the "middle-out" transform to compress your prompt automatically.')  # fmt: skip
+    head = f"This model's maximum context length is {window} tokens. However, "
+    parts = [f"{messages} in the messages"]
+    if tools:
+        parts.append(f"{tools} in the functions")
+    if completion:
+        parts.append(f"{completion} in the completion")
+    if len(parts) == 1:
+        return (
+            head + f"your messages resulted in {messages} tokens. Please reduce the length of the messages."
+        )
+    names = [p.split(" in the ")[1] for p in parts]
+    said = "resulted in" if not completion else "requested"
+    who = "your messages" if not completion else "you"
+    joined = f"{names[0]} or {names[1]}" if len(names) == 2 else f"{names[0]}, {names[1]}, or {names[2]}"
+    return (f"{head}{who} {said} {asked} tokens ({', '.join(parts)}). Please reduce the length of the "
+            f"{joined}.")  # fmt: skip
+
+
 def _azure(code: str, spec: ErrorSpec, text: str, retry_after_s: float) -> dict[str, Any]:
     if code == "prompt_blocked":
         filtered = {"filtered": False, "severity": "safe"}
@@ -254,6 +308,8 @@ def _azure(code: str, spec: ErrorSpec, text: str, retry_after_s: float) -> dict[
 
 
 def _openrouter(code: str, spec: ErrorSpec, text: str) -> dict[str, Any]:
+    if code == "context_length_exceeded":
+        return {"error": {"code": 400, "message": text}}  # OpenRouter's own check, before any provider
     if code == "auth_failed":
         return {"error": {"code": 401, "message": "No auth credentials found"}}
     if code == "quota_exceeded":
