@@ -97,7 +97,7 @@ def test_family_windows() -> None:
         128_000, 1_047_576, 200_000, 200_000, 1_048_576, 128_000, 8_192, 128_000]  # fmt: skip
     assert SimConfig(context_window=10).window_of("gpt-4.1") == 10
     for bad in ({"context_window": 0}, {"context_window_for": ["gpt-4o=lots"]}, {"max_body_bytes": 0}):
-        with pytest.raises(ValueError, match="context_window|max_body_bytes"):
+        with pytest.raises(ValueError, match=r"context_window|max_body_bytes"):
             SimConfig(**bad)
 
 
@@ -206,7 +206,9 @@ def test_a_chunked_upload_past_the_limit_gets_a_413_too(small: Simulator) -> Non
             yield b"a" * 10_000
         yield b'"}]}'
 
-    r = httpx.post(small.base_url + "/chat/completions", content=chunks(), headers={"content-type": "application/json"})
+    r = httpx.post(
+        small.base_url + "/chat/completions", content=chunks(), headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     # The header variant cannot turn a body that is too large into a rate limit.
     r = httpx.post(small.base_url + "/chat/completions", content=b"{" * 200_000,

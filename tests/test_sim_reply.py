@@ -79,7 +79,7 @@ def test_streams_split_the_reply_into_chunks_that_join_back(sim: Simulator) -> N
 
 
 def test_a_header_spells_line_breaks_as_a_json_string(sim: Simulator) -> None:
-    reply = "Label: positive\nWhy: \"loved it\""
+    reply = 'Label: positive\nWhy: "loved it"'
     header = orjson.dumps(reply).decode()
     assert _content(_chat(sim, {"x-genguard-reply": header})) == reply
     assert "".join(_streamed(sim, {"x-genguard-reply": header})) == reply
