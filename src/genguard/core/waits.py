@@ -22,6 +22,7 @@ from .headers import get_header
 
 __all__ = [
     "parse_duration",
+    "parse_reset",
     "parse_retry_after",
     "reset_wait",
     "retry_wait",
@@ -184,6 +185,20 @@ def _timestamp_wait(value: str, current: float) -> float | None:
     if when.tzinfo is None:
         return None
     return when.timestamp() - current
+
+
+def parse_reset(value: str, *, now: float | None = None) -> float | None:
+    """Seconds until a rate-limit bucket resets, from one reset header's value in any form providers send: a
+    Go-style duration or a number of seconds (``x-ratelimit-reset-*``, ``ratelimit-reset``), a Unix time, or an
+    RFC 3339 timestamp (``anthropic-ratelimit-*-reset``). Never negative; ``None`` when unreadable.
+
+    >>> parse_reset("6m0s"), parse_reset("2024-01-01T00:00:30Z", now=1704067200.0)
+    (360.0, 30.0)
+    """
+    if not isinstance(value, str):
+        return None
+    seconds = _reset_seconds(value, time.time() if now is None else now)
+    return None if seconds is None else max(0.0, seconds)
 
 
 def reset_wait(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
