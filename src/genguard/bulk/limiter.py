@@ -1,0 +1,710 @@
+"""The adaptive rate limiter: run a batch at the provider's rate limit without being told it.
+
+:class:`RateGovernor` decides (pure: an injected clock, no sleeping, no I/O); :class:`AsyncRateLimiter` sleeps
+what it decides, for asyncio workers. Each worker does ``await limiter.acquire(tokens)``, sends, then
+``limiter.observe(status, headers)`` with what came back.
+
+Where the limits come from, best first:
+
+1. rate-limit headers on every response (``x-ratelimit-*-requests|tokens``, ``anthropic-ratelimit-*``,
+   ``ratelimit-*`` and others, see :func:`read_rate_limits`): the per-minute limit sets the pace, remaining and
+   reset say where the provider's bucket stands now;
+2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it;
+3. the 429s themselves: the rate drops by the share of requests refused (at least 10%) once per round trip, and
+   climbs gradually while nothing is refused and the pace is what holds the workers back.
+
+``rpm``/``tpm`` given by the user always cap the result. Requests are spaced evenly at the pace (with a burst
+allowance of ``burst_s`` seconds' worth): providers enforce per-minute limits over windows as short as a
+second, so a minute's budget sent at once is refused.
+
+>>> t = [0.0]
+>>> gov = RateGovernor(rpm=120, clock=lambda: t[0], burst_s=0.0)
+>>> [gov.reserve() for _ in range(3)]
+[0.0, 0.5, 1.0]
+>>> gov.observe(200, {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "59"})
+>>> gov.snapshot().rpm, gov.snapshot().rpm_source
+(60.0, 'headers')
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal, Protocol
+
+from ..core.waits import parse_reset, wait_from_headers
+
+__all__ = [
+    "AsyncRateLimiter",
+    "GovernorState",
+    "RateGovernor",
+    "RateLimitReading",
+    "RateSnapshot",
+    "read_rate_limits",
+]
+
+Kind = Literal["requests", "tokens"]
+Source = Literal["given", "headers", "429s"]
+
+# -- reading the headers ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimitReading:
+    """One rate-limit bucket as a response's headers describe it.
+
+    ``limit`` is per ``window_s`` seconds (60 for the per-minute limits OpenAI and Anthropic send, 86400 for a
+    ``-day`` one, ``None`` when the headers do not say); ``reset_s`` is seconds from now; ``part`` is
+    ``"input"`` or ``"output"`` for Anthropic's split token buckets, else ``""``.
+    """
+
+    kind: Kind
+    limit: float | None = None
+    remaining: float | None = None
+    reset_s: float | None = None
+    window_s: float | None = None
+    part: str = ""
+
+
+_FIELDS = frozenset({"limit", "remaining", "reset"})
+_PERIODS = {"second": 1.0, "sec": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0,
+            "hour": 3600.0, "h": 3600.0, "day": 86400.0, "d": 86400.0}  # fmt: skip
+_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
+_PARAM = re.compile(r'([a-z-]+)\s*=\s*"?([^;,"\s]*)"?', re.IGNORECASE)
+_POLICY_LEAD = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(?:;|,|$)")
+
+# (kind, part, field, window_s, per_minute_by_name) for each header name seen; None for names that are not a
+# rate-limit field. Filled once per name: providers send the same dozen names on every response.
+_Name = tuple[Kind, str, str, float | None, bool]
+_NAMES: dict[str, _Name | None] = {}
+_NAMES_CAP = 512
+
+
+def _describe(name: str) -> _Name | None:
+    head, sep, rest = name.partition("ratelimit-")
+    if not sep or head not in ("", "x-", "anthropic-"):
+        return None
+    parts = rest.split("-")
+    fields = [p for p in parts if p in _FIELDS]
+    if len(fields) != 1:
+        return None
+    kind: Kind = "requests"
+    part = ""
+    window: float | None = None
+    named = False
+    for p in parts:
+        if p.startswith("token"):
+            kind, named = "tokens", True
+        elif p in ("requests", "request", "req"):
+            named = True
+        elif p in ("input", "output"):
+            part = p
+        elif p in _PERIODS:
+            window = _PERIODS[p]
+    # OpenAI's and Anthropic's request/token limits are per minute; a bare ``ratelimit-limit`` says nothing.
+    per_minute = named and window is None
+    return kind, part, fields[0], window, per_minute
+
+
+def _number(text: str) -> float | None:
+    m = _NUMBER.match(text)
+    return float(m.group(1)) if m else None
+
+
+def read_rate_limits(
+    headers: Mapping[str, str] | None, *, now: float | None = None
+) -> list[RateLimitReading]:
+    """The rate-limit buckets ``headers`` describe, in any letter case and in the forms providers send:
+    ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}`` (OpenAI, Groq, most others; a ``-day`` or
+    ``-minute`` suffix names the window), ``anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-*``,
+    ``x-ratelimit-{limit,remaining,reset}`` and the IETF draft's ``ratelimit-*`` / ``ratelimit`` with
+    ``ratelimit-policy`` (``100;w=60``). Resets are read by :func:`genguard.core.waits.parse_reset` against
+    ``now`` (Unix time). Unknown or unreadable names and values are skipped.
+
+    >>> [r] = read_rate_limits({"X-RateLimit-Limit-Requests": "500", "x-ratelimit-reset-requests": "120ms"})
+    >>> r.kind, r.limit, r.reset_s, r.window_s
+    ('requests', 500.0, 0.12, 60.0)
+    >>> [r] = read_rate_limits({"ratelimit-limit": "100", "ratelimit-remaining": "7", "ratelimit-policy": "100;w=1"})
+    >>> r.limit, r.remaining, r.window_s
+    (100.0, 7.0, 1.0)
+    """
+    if not headers:
+        return []
+    found: dict[tuple[Kind, str, float | None, bool], dict[str, float]] = {}
+    policy_window: float | None = None
+    current: float | None = now
+    for raw_name, raw_value in headers.items():
+        if not isinstance(raw_name, str) or "ratelimit" not in raw_name.lower():
+            continue
+        name = raw_name.lower()
+        value = str(raw_value)
+        if name in ("ratelimit", "x-ratelimit"):
+            params = {k.lower(): v for k, v in _PARAM.findall(value)}
+            entry = found.setdefault(("requests", "", None, False), {})
+            for key, field in (("limit", "limit"), ("remaining", "remaining"), ("r", "remaining"),
+                               ("reset", "reset"), ("t", "reset")):  # fmt: skip
+                number = _number(params.get(key, ""))
+                if number is not None:
+                    entry[field] = number
+            continue
+        if name in ("ratelimit-policy", "x-ratelimit-policy"):
+            params = {k.lower(): v for k, v in _PARAM.findall(value)}
+            lead = _POLICY_LEAD.match(value)
+            quota = _number(params.get("q", "")) or (float(lead.group(1)) if lead else None)
+            policy_window = _number(params.get("w", ""))
+            if quota is not None:
+                found.setdefault(("requests", "", None, False), {}).setdefault("limit", quota)
+            continue
+        if name in _NAMES:
+            desc = _NAMES[name]
+        else:
+            desc = _describe(name)
+            if len(_NAMES) < _NAMES_CAP:
+                _NAMES[name] = desc
+        if desc is None:
+            continue
+        kind, part, field, window, per_minute = desc
+        if field == "reset":
+            if current is None:
+                current = time.time()
+            number = parse_reset(value, now=current)
+        else:
+            number = _number(value)
+        if number is not None:
+            found.setdefault((kind, part, window, per_minute), {})[field] = number
+    out: list[RateLimitReading] = []
+    for (kind, part, window, per_minute), values in found.items():
+        if window is None:
+            window = 60.0 if per_minute else policy_window
+        out.append(RateLimitReading(kind, values.get("limit"), values.get("remaining"), values.get("reset"),
+                                    window, part))  # fmt: skip
+    return out
+
+
+# -- the governor ----------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class GovernorState:
+    """Everything a :class:`RateGovernor` knows, as plain numbers: what a governor shared between processes
+    stores. Times are on the governor's clock; rates are per second; ``tat_*`` is when the next request (or
+    token) is due at the current pace (a theoretical arrival time, as in GCRA)."""
+
+    rate: float
+    tat_requests: float = -math.inf
+    tat_tokens: float = -math.inf
+    pause_until: float = -math.inf
+    header_rps: float | None = None
+    header_tps: float | None = None
+    starting: bool = True
+    grown_at: float | None = None
+    growing: bool = False
+    reserved: int = 0
+    settled: int = 0
+    marker: int = 0
+    ok_since_cut: int = 0
+    limited_since_cut: int = 0
+    cut_at: float = 0.0
+    target: float | None = None
+    limited: int = 0
+    learned: bool = False
+    mean_tokens: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class RateSnapshot:
+    """Where a :class:`RateGovernor` stands, for a progress line and the report.
+
+    ``requests_per_s`` and ``tokens_per_s`` are the pace now (``tokens_per_s`` is ``None`` with no token
+    limit); ``rpm``/``tpm`` the limits it believes, per minute, with where each came from (``"given"`` by the
+    user, read from ``"headers"``, or learned from ``"429s"``; ``None`` when not known yet); ``rate_limited``
+    the 429s seen; ``probing`` whether it is raising the pace to find the limit; ``paused_s`` what is left of a
+    pause a server asked for.
+    """
+
+    requests_per_s: float
+    tokens_per_s: float | None
+    rpm: float | None
+    rpm_source: Source | None
+    tpm: float | None
+    tpm_source: Source | None
+    rate_limited: int
+    probing: bool
+    paused_s: float
+    in_flight: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+def _positive(value: float | None, what: str) -> float | None:
+    if value is not None and not value > 0:
+        raise ValueError(f"{what} must be a positive number, not {value!r}")
+    return value
+
+
+class RateGovernor:
+    """The limiter's decisions, on an injected clock: how long the next request must wait, and what every
+    response teaches. Not thread-safe; one per run (its :attr:`state` is what a shared one would store).
+
+    ``reserve(tokens)`` books a request and its estimated tokens (prompt characters / 4 + ``max_tokens``) and
+    returns the seconds to wait before sending it; ``delay(tokens)`` says the same without booking;
+    ``cancel(tokens)`` gives back a booking that was never sent; ``observe(...)`` is called once per booking
+    that was sent, with whatever came back.
+
+    ``start_rps`` is the pace before anything is known: it then doubles about once per round trip (at most
+    ``start_growth`` times a second) while requests wait for it, until the first 429 or the first limit header.
+    ``burst_s`` is how early (in seconds) a request may go to catch up with the pace after a late one.
+
+    >>> t = [0.0]
+    >>> gov = RateGovernor(clock=lambda: t[0])
+    >>> gov.reserve(), gov.reserve() > 0
+    (0.0, True)
+    >>> gov.observe(429, {"retry-after": "3"})
+    >>> round(gov.delay(), 3), gov.snapshot().rate_limited
+    (3.0, 1)
+    """
+
+    # The controller's constants; a class attribute each so that a test or a bench may try others.
+    start_growth: float = 3.0  # doublings per second of the pace while nothing is known
+    growth: float = 0.02  # relative rise of the pace per second above the estimated limit, at first...
+    growth_doubles_s: float = 10.0  # ...and twice that after this many seconds without a 429
+    approach: float = 1.0  # share of the gap to the estimated limit closed per second below it
+    decrease: float = 0.9  # the most a 429 leaves of the pace
+    min_decrease: float = 0.5  # the least: one round trip never cuts more than half
+    margin: float = 0.95  # a cut goes to this share of the limit measured
+    min_sample: int = 8  # the successes between two cuts needed to measure the limit
+    min_rps: float = 1 / 60  # a floor, so that one bad minute cannot stop a run for hours
+
+    def __init__(
+        self,
+        *,
+        rpm: float | None = None,
+        tpm: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        unix_time: Callable[[], float] = time.time,
+        start_rps: float = 4.0,
+        burst_s: float = 0.05,
+    ) -> None:
+        self.rpm = _positive(rpm, "rpm")
+        self.tpm = _positive(tpm, "tpm")
+        self.clock = clock
+        self.unix_time = unix_time
+        self.burst_s = burst_s
+        self._cap_rps = math.inf if rpm is None else rpm / 60.0
+        self._cap_tps = math.inf if tpm is None else tpm / 60.0
+        start = _positive(start_rps, "start_rps") or 1.0
+        self.state = GovernorState(rate=min(start, self._cap_rps), cut_at=clock())
+
+    # -- the pace ---------------------------------------------------------------------------------------
+
+    def _ceiling(self) -> float:
+        s = self.state
+        return self._cap_rps if s.header_rps is None else min(self._cap_rps, s.header_rps)
+
+    def _tps(self) -> float:
+        s = self.state
+        return self._cap_tps if s.header_tps is None else min(self._cap_tps, s.header_tps)
+
+    def delay(self, tokens: int = 0) -> float:
+        """Seconds until a request of about ``tokens`` tokens may be sent (0.0: now), booking nothing."""
+        return self._delay(self.clock(), tokens)
+
+    def _delay(self, now: float, tokens: int) -> float:
+        s = self.state
+        due = max(s.pause_until, s.tat_requests - self.burst_s)
+        if tokens > 0 and self._tps() < math.inf:
+            due = max(due, s.tat_tokens - self.burst_s)
+        return max(0.0, due - now)
+
+    def reserve(self, tokens: int = 0) -> float:
+        """Book one request of about ``tokens`` tokens; the seconds the caller must wait before sending it.
+
+        The booking is made now, whatever the wait: callers booking one after another are spaced evenly.
+        """
+        now = self.clock()
+        s = self.state
+        wait = self._delay(now, tokens)
+        send_at = now + wait
+        rps = min(s.rate, self._ceiling())
+        interval = 1.0 / rps
+        # Raise the pace only while it is what holds the workers back: a run limited by its own concurrency
+        # or latency learns nothing about the provider's limit.
+        pace_bound = s.tat_requests > now - interval
+        self._grow(now, pace_bound)
+        s.tat_requests = max(s.tat_requests, send_at) + interval
+        if tokens > 0:
+            tps = self._tps()
+            if tps < math.inf:
+                s.tat_tokens = max(s.tat_tokens, send_at) + tokens / tps
+            s.mean_tokens += (tokens - s.mean_tokens) * 0.05 if s.mean_tokens else tokens
+        s.reserved += 1
+        return wait
+
+    def _grow(self, now: float, pace_bound: bool) -> None:
+        s = self.state
+        if s.starting:
+            return  # raised by the successes themselves, in observe
+        last, s.grown_at = s.grown_at, now
+        ceiling = self._ceiling()
+        if last is None or not pace_bound or s.rate >= ceiling:
+            s.growing = False
+            return
+        dt = min(now - last, 1.0)
+        if dt <= 0:
+            return
+        if s.target is not None and s.rate < s.target:
+            rate = s.rate + (s.target - s.rate) * -math.expm1(-self.approach * dt)
+            rate = max(rate, s.rate * math.exp(self.growth * dt))
+        else:
+            # Probe above the last measure slowly, then faster the longer nothing is refused: the limit may
+            # have been raised, or measured low.
+            growth = self.growth * (1.0 + (now - s.cut_at) / self.growth_doubles_s)
+            rate = s.rate * math.exp(growth * dt)
+        s.rate = min(rate, ceiling)
+        s.growing = True
+
+    def cancel(self, tokens: int = 0) -> None:
+        """Give back a booking whose request was never sent (the caller was cancelled while waiting)."""
+        now = self.clock()
+        s = self.state
+        s.reserved -= 1
+        s.tat_requests = max(s.tat_requests - 1.0 / min(s.rate, self._ceiling()), now)
+        if tokens > 0:
+            tps = self._tps()
+            if tps < math.inf:
+                s.tat_tokens = max(s.tat_tokens - tokens / tps, now)
+
+    # -- what responses teach ---------------------------------------------------------------------------
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        tokens_used: int | None = None,
+        tokens_reserved: int | None = None,
+        rate_limited: bool | None = None,
+    ) -> None:
+        """Learn from one response to a booked request: its HTTP ``status`` (0 when none came: a timeout or a
+        dropped connection), its ``headers``, and the tokens it really used (``tokens_used``, from the usage)
+        against those booked for it (``tokens_reserved``, what was passed to :meth:`reserve`; the mean booking
+        when not given).
+
+        ``rate_limited`` overrides ``status == 429``: a 429 for an exhausted quota or a request larger than the
+        whole token limit says nothing about the pace.
+        """
+        now = self.clock()
+        s = self.state
+        s.settled += 1
+        if tokens_used is not None:
+            booked = s.mean_tokens if tokens_reserved is None else tokens_reserved
+            tps = self._tps()
+            if booked and tps < math.inf:
+                # Pay what the request really cost: an estimate too high gives its excess back, one too low
+                # delays the requests after it. Without the request's own estimate, the mean one is right on
+                # average.
+                s.tat_tokens = max(s.tat_tokens + (tokens_used - booked) / tps, now - self.burst_s)
+        if headers:
+            self._read_headers(now, status, headers)
+        limited = status == 429 if rate_limited is None else rate_limited
+        if limited:
+            self._limited(now)
+        elif 200 <= status < 400:
+            s.ok_since_cut += 1
+            if s.starting:
+                self._start_growth(now)
+
+    def _start_growth(self, now: float) -> None:
+        """Before anything is known, each success raises the pace by its share of those in flight, so that
+        the pace doubles about once per round trip (as TCP's slow start does) but no faster than
+        ``start_growth`` doublings a second: a pace raised on a clock alone would overshoot by the whole
+        latency's worth of doublings before the first answer came back."""
+        s = self.state
+        ceiling = self._ceiling()
+        rps = min(s.rate, ceiling)
+        last, s.grown_at = s.grown_at, now
+        if rps >= ceiling or s.tat_requests < now - 1.0 / rps or last is None:
+            s.growing = False
+            return
+        in_flight = max(s.reserved - s.settled, 0)
+        factor = min(1.0 + 1.0 / (in_flight + 1), math.exp(self.start_growth * math.log(2) * (now - last)))
+        s.rate = min(s.rate * factor, ceiling)
+        s.growing = True
+
+    def _read_headers(self, now: float, status: int, headers: Mapping[str, str]) -> None:
+        s = self.state
+        if status == 429 or status >= 500:
+            wait = wait_from_headers(headers, now=self.unix_time())
+            if wait is not None and wait > 0:
+                self._pause(now + wait)
+        readings = read_rate_limits(headers, now=self.unix_time())
+        if not readings:
+            return
+        rps = tps = math.inf
+        split_tokens = True
+        for r in readings:
+            if r.kind == "tokens" and not r.part:
+                split_tokens = False
+        for r in readings:
+            if r.kind == "tokens" and r.part and not split_tokens:
+                continue  # Anthropic's combined token bucket is already the more restrictive of the two
+            per_s = None
+            # A bucket that takes more than a minute to refill is not a per-minute limit, whatever its name
+            # (Groq's x-ratelimit-limit-requests counts a day): it is a budget to hold to, not a pace.
+            if r.limit and r.window_s and r.window_s <= 60 and (r.reset_s is None or r.reset_s <= 61):
+                per_s = r.limit / r.window_s
+            if per_s is not None:
+                if r.kind == "requests":
+                    rps = min(rps, per_s)
+                else:
+                    tps = min(tps, per_s)
+            # A per-minute bucket's count is as old as the request's latency and the pace already keeps to
+            # its refill: it decides only when the request was refused. A budget's count decides always.
+            if r.remaining is not None and (per_s is None or status == 429):
+                self._hold(now, r, per_s)
+        if rps < math.inf:
+            s.header_rps = rps
+            s.starting = False
+            # A limit read from the provider beats any guess: go straight to it, unless 429s have shown that
+            # less gets through (a key shared with other clients).
+            s.rate = min(self._ceiling(), s.rate if s.learned else math.inf)
+        if tps < math.inf:
+            s.header_tps = tps
+
+    def _hold(self, now: float, r: RateLimitReading, per_s: float | None) -> None:
+        """Hold the next request back when the provider's bucket has no room left for it."""
+        s = self.state
+        assert r.remaining is not None
+        # The count is as of when the provider took the request; since then its bucket has refilled about as
+        # much as the requests sent meanwhile took: it stands for now, with nothing in flight to subtract.
+        need = 1.0 if r.kind == "requests" else s.mean_tokens
+        short = need - r.remaining
+        if short <= 0:
+            return
+        if per_s is not None:
+            # A per-minute bucket refills continuously: wait for the missing part, not for a full reset.
+            wait = short / per_s
+            if r.reset_s is not None:
+                wait = min(wait, r.reset_s)
+        elif r.reset_s is not None:
+            wait = r.reset_s
+        else:
+            return
+        # As after a pause: the next request goes then, not a burst's worth earlier.
+        if r.kind == "requests":
+            s.tat_requests = max(s.tat_requests, now + wait + self.burst_s)
+        elif self._tps() < math.inf:
+            s.tat_tokens = max(s.tat_tokens, now + wait + self.burst_s)
+        else:
+            self._pause(now + wait)
+
+    def _pause(self, until: float) -> None:
+        s = self.state
+        s.pause_until = max(s.pause_until, until)
+        # After a pause the requests resume at the pace, not in a burst that makes up for it: the bucket
+        # that asked for the pause has room for one request then, not for a burst.
+        s.tat_requests = max(s.tat_requests, until + self.burst_s)
+
+    def _limited(self, now: float) -> None:
+        s = self.state
+        s.limited += 1
+        s.limited_since_cut += 1
+        if s.settled <= s.marker:
+            return  # sent before the last cut: it says nothing about the pace since then
+        old = min(s.rate, self._ceiling())
+        n, elapsed = s.ok_since_cut, now - s.cut_at
+        recount = True
+        if not s.learned:
+            if s.starting:
+                # The pace doubles about once a round trip until the first 429: half of it was still
+                # accepted a round trip ago.
+                s.rate = s.target = max(old * self.min_decrease, self.min_rps)
+            else:
+                s.target = old
+                s.rate = max(old * self.decrease, self.min_rps)
+        elif n >= self.min_sample and elapsed > 0:
+            # The provider's bucket was empty at the last cut and is empty again now: every request it let
+            # through in between was paid by its refill, so the successes counted measure the limit itself,
+            # whatever the size of the bucket.
+            measured = n / elapsed
+            # With the limit read from headers, a measure below it is mostly requests the bucket had room
+            # for but never got; only one far below says the headers are wrong (a shared key, a day's limit).
+            header = s.header_rps
+            s.target = header if header is not None and measured >= header * 0.5 else measured
+            cut = min(old * self.decrease, s.target * self.margin)
+            s.rate = max(old * self.min_decrease, cut, self.min_rps)
+        else:
+            # Too few successes since the last measure to count: cut by the share refused since then (at
+            # least by the least cut), and keep counting from there (the bucket was empty then too).
+            refused = s.limited_since_cut / (s.ok_since_cut + s.limited_since_cut)
+            factor = min(self.decrease, max(self.min_decrease, 1.0 - refused))
+            s.rate = max(old * factor, self.min_rps)
+            s.target = old if s.target is None else min(s.target, old)
+            recount = False
+        if recount:
+            s.ok_since_cut = s.limited_since_cut = 0
+            s.cut_at = now
+        s.marker = s.reserved
+        s.starting = False
+        s.learned = True
+        s.growing = False
+        # From here on at the new pace, with no credit left to catch up in a burst.
+        s.tat_requests = max(s.tat_requests, now + self.burst_s)
+
+    # -- reporting --------------------------------------------------------------------------------------
+
+    def snapshot(self) -> RateSnapshot:
+        """The pace, the limits believed and where they came from, the 429s seen, whether it is probing.
+
+        >>> RateGovernor(rpm=600, clock=lambda: 0.0).snapshot().rpm_source
+        'given'
+        """
+        s = self.state
+        now = self.clock()
+        learned = s.target if s.learned and (s.header_rps is None or s.target != s.header_rps) else None
+        rpm, rpm_source = _binding(self.rpm, s.header_rps, learned)
+        tpm, tpm_source = _binding(self.tpm, s.header_tps, None)
+        tps = self._tps()
+        return RateSnapshot(
+            requests_per_s=min(s.rate, self._ceiling()),
+            tokens_per_s=None if tps == math.inf else tps,
+            rpm=rpm,
+            rpm_source=rpm_source,
+            tpm=tpm,
+            tpm_source=tpm_source,
+            rate_limited=s.limited,
+            probing=s.growing,
+            paused_s=max(0.0, s.pause_until - now),
+            in_flight=s.reserved - s.settled,
+        )
+
+
+def _binding(
+    given: float | None, header_per_s: float | None, learned_per_s: float | None
+) -> tuple[float | None, Source | None]:
+    """The lowest per-minute limit known, and where it came from."""
+    candidates: list[tuple[float, Source]] = []
+    if given is not None:
+        candidates.append((given, "given"))
+    if header_per_s is not None:
+        candidates.append((header_per_s * 60.0, "headers"))
+    if learned_per_s is not None:
+        candidates.append((learned_per_s * 60.0, "429s"))
+    if not candidates:
+        return None, None
+    return min(candidates, key=lambda c: c[0])
+
+
+# -- the asyncio wrapper ---------------------------------------------------------------------------------
+
+
+class _Cancellable(Protocol):
+    def cancel(self) -> object: ...
+
+
+CallLater = Callable[[float, Callable[[], None]], _Cancellable]
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class AsyncRateLimiter:
+    """Sleeps what a :class:`RateGovernor` decides, for many asyncio workers: first come, first served.
+
+    Only the first waiter in line books, when its turn to send has come; the others wait behind it. So a pause
+    or a slower pace learned while they wait applies to all of them, and a waiter cancelled in line leaves
+    nothing booked. ``call_later(delay, callback)`` schedules the wake-ups (the running loop's own unless
+    given: a test passes one driven by a fake clock).
+
+    >>> async def worker(limiter):
+    ...     await limiter.acquire(tokens=120)
+    ...     limiter.observe(200, {"x-ratelimit-limit-requests": "600"})
+    >>> limiter = AsyncRateLimiter(RateGovernor())
+    >>> asyncio.run(worker(limiter)); limiter.snapshot().rpm
+    600.0
+    """
+
+    def __init__(self, governor: RateGovernor, *, call_later: CallLater | None = None) -> None:
+        self.governor = governor
+        self._call_later = call_later
+        self._queue: deque[list[asyncio.Future[None] | None]] = deque()
+
+    @property
+    def waiting(self) -> int:
+        """How many callers are waiting in :meth:`acquire`."""
+        return len(self._queue)
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait for this request's turn and book it (with ``tokens``, its estimated tokens). Cancelling the
+        wait books nothing."""
+        gov = self.governor
+        queue = self._queue
+        if not queue and gov.delay(tokens) <= 0:
+            gov.reserve(tokens)
+            return
+        loop = asyncio.get_running_loop()
+        call_later = self._call_later or loop.call_later
+        me: list[asyncio.Future[None] | None] = [None]
+        queue.append(me)
+        try:
+            while True:
+                fut: asyncio.Future[None] = loop.create_future()
+                me[0] = fut
+                timer = None
+                if queue[0] is me:
+                    wait = gov.delay(tokens)
+                    if wait <= 0:
+                        gov.reserve(tokens)
+                        return
+                    timer = call_later(wait, partial(_wake, fut))
+                try:
+                    await fut
+                finally:
+                    if timer is not None:
+                        timer.cancel()
+        finally:
+            if queue[0] is me:
+                queue.popleft()
+                if queue:
+                    self._wake_head()
+            else:
+                queue.remove(me)
+
+    def _wake_head(self) -> None:
+        fut = self._queue[0][0]
+        if fut is not None:
+            _wake(fut)
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+        *,
+        tokens_used: int | None = None,
+        tokens_reserved: int | None = None,
+        rate_limited: bool | None = None,
+    ) -> None:
+        """:meth:`RateGovernor.observe`, then let the first waiter re-plan its wait with what was learned."""
+        self.governor.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
+                              rate_limited=rate_limited)  # fmt: skip
+        if self._queue:
+            self._wake_head()
+
+    def release(self, tokens: int = 0) -> None:
+        """Give back a request that :meth:`acquire` booked but that was never sent."""
+        self.governor.cancel(tokens)
+        if self._queue:
+            self._wake_head()
+
+    def snapshot(self) -> RateSnapshot:
+        """The governor's :meth:`RateGovernor.snapshot`."""
+        return self.governor.snapshot()
