@@ -14,6 +14,8 @@ import httpx
 import orjson
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genguard import Choice, Outcome
 from genguard.cli import cli
@@ -268,3 +270,30 @@ def test_explain_shows_a_line_per_choice_and_the_json_field(tmp_path: Path) -> N
     assert as_json.exit_code == 0
     got = orjson.loads(as_json.output)
     assert [c["code"] for c in got["choices"]] == [None, "truncated"]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, 400), max_size=8))
+def test_an_n2_stream_reads_the_same_however_the_network_splits_it(cuts: list[int]) -> None:
+    body = (
+        _chunk(0, {"role": "assistant", "content": ""})
+        + _chunk(1, {"content": "Dé"})
+        + _chunk(0, {"content": "Hé"})
+        + _chunk(1, {"content": "jà"}, "length")
+        + _chunk(0, {"content": "llo"}, "stop")
+        + b"data: [DONE]\n\n"
+    )
+    whole = read_chat_stream(body)
+    reader = ChatStreamReader()
+    points = sorted({min(c, len(body)) for c in cuts})
+    start = 0
+    printed: list[str] = []
+    for point in [*points, len(body)]:
+        printed += reader.feed(body[start:point])
+        start = point
+    o = reader.finish()
+    assert o == whole
+    assert "".join(printed) == "Héllo"
+    assert (o.code, o.text) == ("truncated", "Héllo")
+    assert o.choices is not None
+    assert o.choices[1].text == "Déjà"

@@ -8,6 +8,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from genguard.core.chat_stream import read_chat_stream
 from genguard.core.classify import classify_http
@@ -352,3 +354,32 @@ def test_a_daily_quota_says_so_in_its_cause_and_fix() -> None:
     money = classify_http(429, {}, oa("You exceeded your current quota, please check your plan and billing details.",
                                       "insufficient_quota", "insufficient_quota"))  # fmt: skip
     assert money.cause == CODES["quota_exceeded"].cause
+
+
+_keys = st.sampled_from([
+    "error", "message", "code", "status", "details", "retryDelay", "violations", "quotaId", "quotaMetric",
+    "metadata", "quota_limit", "errors", "reason", "estimated_time", "retry_after", "retry_after_seconds",
+    "retryAfter", "retry_after_ms", "error_code", "error_msg", "promptFeedback", "blockReason", "candidates",
+])  # fmt: skip
+_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats() | st.text(max_size=12)
+    | st.sampled_from(["30s", "1.5", "PerDay", "GenerateRequestsPerDayPerProjectPerModel-FreeTier", "daily"]),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_keys, inner, max_size=4),
+    max_leaves=10,
+)  # fmt: skip
+
+
+@settings(deadline=None)
+@given(st.dictionaries(_keys, _values, max_size=5))
+def test_any_body_with_these_fields_reads_without_error(body: dict[str, Any]) -> None:
+    info = read_error(body)
+    assert info.retry_delay_s is None or 0 <= info.retry_delay_s < float("inf")
+    assert all(isinstance(q, str) for q in info.quota_ids)
+    try:
+        encoded = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        return
+    for status in (200, 429):
+        o = classify_http(status, {}, encoded)
+        assert o.code is None or o.code in CODES
+        assert o.retry_after_s is None or o.retry_after_s >= 0
