@@ -39,13 +39,15 @@ def _is_event_stream(response: httpx.Response) -> bool:
     return "text/event-stream" in response.headers.get("content-type", "")
 
 
-def _reader(response: httpx.Response) -> Any:
-    return _new_reader(response.status_code, response.headers)
+def _reader(client: Client, response: httpx.Response) -> Any:
+    return _new_reader(client, response.status_code, response.headers)
 
 
-def _new_reader(status: int, headers: Mapping[str, str]) -> Any:
+def _new_reader(client: Client | AsyncClient, status: int, headers: Mapping[str, str]) -> Any:
     from ..core.chat_stream import ChatStreamReader
 
+    if client._keep_raw:
+        return ChatStreamReader(status=status, headers=headers, keep_raw=True, secrets=client.keys)
     return ChatStreamReader(status=status, headers=headers)
 
 
@@ -162,7 +164,7 @@ class ChatStream(_StreamBase):
                 response.read()
                 yield client._classify_response(response, "chat")
                 return
-            reader = _reader(response)
+            reader = _reader(client, response)
             chunks = self._chunks
             # The policy's deadline covers the whole call: a stream still trickling when it passes ends as
             # `timeout` with its text kept. (A silent server is cut sooner by the read timeout, which is
@@ -261,7 +263,7 @@ class AsyncChatStream(_StreamBase):
                     data = b"".join([chunk async for chunk in reply.chunks])
                     yield client._classify_reply(reply.status, reply.headers, data, "chat")
                     return
-                reader = _new_reader(reply.status, reply.headers)
+                reader = _new_reader(client, reply.status, reply.headers)
                 chunks = self._chunks
                 if action.timeout is None:
                     async for raw in reply.chunks:
