@@ -21,7 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from ._chatreq import BadRequest, check_chat, prompt_tokens, tool_tokens
+from ._chatreq import BadRequest, check_chat, prompt_tokens, same_request_key, tool_tokens
 from ._config import MEDIA_SCENARIOS
 from ._core import (
     ERROR_SCENARIOS,
@@ -199,7 +199,7 @@ def _refuse(ctx: RequestContext, exc: BadRequest) -> Response:
 
 
 async def chat_completions(request: Request) -> Response:
-    ctx = await begin(request, "chat")
+    ctx = await begin(request, "chat", same_request=same_request_key)
     if isinstance(ctx, Response):
         return ctx
     try:

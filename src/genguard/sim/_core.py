@@ -23,9 +23,11 @@ spec fails the first N attempts of "the same request" and then succeeds; else ``
 (seeded by ``--seed``); else the server-wide scenario. ``x-genguard-variant`` picks a flavour of the scenario
 where there are several (``_dialects.VARIANTS``; the media endpoints read it too).
 
-"The same request" is the same body sent to the same endpoint (with the same scenario header), whatever the
-API key: a retry, and a retry with the next key after ``auth_failed`` or ``quota_exceeded``, are attempts of
-one request; a fallback to another model changes the body, so it is a new request.
+"The same request" is, on the chat endpoint, the same model and the same conversation up to and including its
+first user message; elsewhere, the same body; in both, sent to the same endpoint with the same scenario
+header, whatever the API key. A retry, a retry with the next key after ``auth_failed`` or ``quota_exceeded``,
+a re-ask (messages appended) and a retry with a raised ``max_tokens`` are attempts of one request; a fallback
+to another model is a new request.
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ ERROR_SCENARIOS: frozenset[str] = ERROR_CODES | {"timeout", "connection_error"}
 """Scenarios ``ctx.error`` plays as they are on any endpoint."""
 
 _SCOPE_KEY = "genguard"
+_UNPARSED: Any = object()
+
+SameRequest = Callable[[Any], bytes | None]
+"""What of a parsed JSON body makes "the same request" on an endpoint (None: the body as sent)."""
 
 
 def _limits_of(cfg: SimConfig) -> tuple[int | None, int | None, int | None, float]:
@@ -102,8 +108,8 @@ class SimState:
 class RequestContext:
     """One request being played: the chosen ``scenario`` (``"ok"`` when none), its key, dialect and body."""
 
-    __slots__ = ("api_key", "body", "config", "dialect", "endpoint", "entry", "request_id", "scenario",
-                 "should_retry", "state", "too_large", "variant")  # fmt: skip
+    __slots__ = ("_parsed", "api_key", "body", "config", "dialect", "endpoint", "entry", "request_id",
+                 "scenario", "should_retry", "state", "too_large", "variant")  # fmt: skip
 
     def __init__(self, state: SimState, *, scenario: str, api_key: str, dialect: str, endpoint: str,
                  body: bytes, request_id: str, entry: Entry, variant: str = "",
@@ -121,10 +127,17 @@ class RequestContext:
         self.body = body
         self.request_id = request_id
         self.entry = entry
+        # The body as begin() parsed it (or the error it raised), so that a handler does not parse it again.
+        self._parsed: Any = _UNPARSED
 
     def json(self) -> Any:
         """The request body parsed as JSON (raises ``orjson.JSONDecodeError``)."""
-        return orjson.loads(self.body)
+        parsed = self._parsed
+        if parsed is _UNPARSED:
+            parsed = self._parsed = orjson.loads(self.body)
+        elif isinstance(parsed, orjson.JSONDecodeError):
+            raise parsed
+        return parsed
 
     def error(self, code: str, *, message: str | None = None, endpoint: str = "chat",
               model: str = "gpt-4o-mini", path: str | None = None, spec: ErrorSpec | None = None) -> Response:  # fmt: skip
@@ -306,8 +319,13 @@ def _body_too_large(fail: Callable[..., Response], dialect: str, size: int, limi
     )
 
 
-async def begin(request: Request, endpoint: str) -> RequestContext | Response:
-    """Authenticate, rate-limit, choose the scenario and open the stats entry of one request."""
+async def begin(request: Request, endpoint: str, *, same_request: SameRequest | None = None,
+                ) -> RequestContext | Response:  # fmt: skip
+    """Authenticate, rate-limit, choose the scenario and open the stats entry of one request.
+
+    ``same_request`` picks, from the parsed JSON body, what makes two requests one (for ``NAME:N`` counts and
+    the verdict): the chat endpoint keys by model and the conversation's start, so a re-ask or a raised
+    ``max_tokens`` stays the same request. Without it, the body as sent is the key."""
     state: SimState = request.app.state.sim
     cfg = state.config
     request_id = state.request_id()
@@ -322,10 +340,19 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     body = b"" if isinstance(got, int) else got
     key = _api_key(request)
     spec = hdrs.get("x-genguard-scenario")
+    parsed: Any = _UNPARSED
+    same: bytes | None = None
+    if same_request is not None and not too_big:
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            parsed = exc
+        else:
+            same = same_request(parsed)
     # A different scenario header makes a different request; a retry repeats the header too.
-    identity = _identity(
-        endpoint + (spec or ""), hdrs.get("content-type", ""), str(got).encode() if too_big else body
-    )
+    ctype = hdrs.get("content-type", "")
+    as_sent = _identity(endpoint + (spec or ""), ctype, str(got).encode() if too_big else body)
+    identity = as_sent if same is None else _identity(endpoint + (spec or ""), "", same)
     key_tag = _key_tag(key)
     variant = hdrs.get("x-genguard-variant", "").strip().lower()
     should_retry = hdrs.get("x-genguard-should-retry", "").strip().lower()
@@ -336,7 +363,7 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
     def fail(code: str, *, retry_after: float | None = None, message: str | None = None,
              status: int | None = None, too_large: tuple[int, int] | None = None,
              spec: ErrorSpec | None = None) -> Response:  # fmt: skip
-        entry = state.stats.start(identity, code, endpoint, now=now, key=key_tag)
+        entry = state.stats.start(identity, code, endpoint, now=now, key=key_tag, version=as_sent)
         scope_info["entry"] = entry
         ctx = RequestContext(state, scenario=code, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
                              request_id=request_id, entry=entry, variant="" if spec else variant,
@@ -383,11 +410,13 @@ async def begin(request: Request, endpoint: str) -> RequestContext | Response:
                     scenario = code
                     break
                 roll -= rate
-    entry = state.stats.start(identity, scenario, endpoint, now=now, key=key_tag)
+    entry = state.stats.start(identity, scenario, endpoint, now=now, key=key_tag, version=as_sent)
     scope_info["entry"] = entry
-    return RequestContext(state, scenario=scenario, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
-                          request_id=request_id, entry=entry, variant=variant,
-                          should_retry=should_retry)  # fmt: skip
+    ctx = RequestContext(state, scenario=scenario, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
+                         request_id=request_id, entry=entry, variant=variant,
+                         should_retry=should_retry)  # fmt: skip
+    ctx._parsed = parsed
+    return ctx
 
 
 class HeadersMiddleware:

@@ -32,11 +32,16 @@ _WAIT_SLACK = 0.9
 class Entry:
     """One request as the simulator saw it; ``status`` None means no response was ever sent (a stall)."""
 
-    __slots__ = ("at", "endpoint", "identity", "key", "retry_after_s", "scenario", "should_retry", "status")
+    __slots__ = ("at", "endpoint", "identity", "key", "retry_after_s", "scenario", "should_retry", "status",
+                 "version")  # fmt: skip
 
-    def __init__(self, identity: str, scenario: str, endpoint: str, at: float, key: str = "") -> None:
+    def __init__(self, identity: str, scenario: str, endpoint: str, at: float, key: str = "",
+                 version: str = "") -> None:  # fmt: skip
         self.identity = identity
         self.key = key  # a tag of the API key, never the key
+        # A tag of the body as sent: two attempts of one request with different tags changed something (a
+        # re-ask, a raised max_tokens), which is a cure, not a blind retry.
+        self.version = version or identity
         self.should_retry: bool | None = None
         self.scenario = scenario
         self.endpoint = endpoint
@@ -51,8 +56,9 @@ class Stats:
     def __init__(self) -> None:
         self.entries: list[Entry] = []
 
-    def start(self, identity: str, scenario: str, endpoint: str, *, now: float, key: str = "") -> Entry:
-        entry = Entry(identity, scenario, endpoint, now, key)
+    def start(self, identity: str, scenario: str, endpoint: str, *, now: float, key: str = "",
+              version: str = "") -> Entry:  # fmt: skip
+        entry = Entry(identity, scenario, endpoint, now, key, version)
         self.entries.append(entry)
         return entry
 
@@ -83,7 +89,7 @@ class Stats:
                 ignored += 1
             if prev.scenario in _KEY_CODES and e.key != prev.key:
                 rotations += 1
-            elif not _may_retry(prev):
+            elif not _may_retry(prev) and e.version == prev.version:
                 non_retryable += 1
             if prev.retry_after_s is None and gap < _NO_BACKOFF_S:
                 no_backoff += 1
