@@ -1,0 +1,937 @@
+"""The journal of a batch run: every line's state, outcome, attempts, usage and cost, durable across ``kill -9``.
+
+A line goes ``pending`` -> ``in_flight`` (claimed by a worker, with a lease that expires) -> ``ended``
+(recorded, with a commit sequence number ``seq``). The output files are written from the journal in ``seq``
+order (see :mod:`genguard.bulk.outputs`), so a line is written once whatever instant the process dies at, and
+the only requests sent again after a crash are the ones that were in flight (counted in ``resent``).
+
+:class:`Journal` is the interface the runner codes against; :class:`SQLiteJournal` implements it in one file
+(``DIR/journal.sqlite``) for one process. A PostgreSQL journal for workers on several machines implements the
+same methods: claims are leases (``SELECT ... FOR UPDATE SKIP LOCKED``), recording is idempotent, and ``seq``
+must be handed out in commit order (a counter row updated inside the recording transaction, not a bare
+sequence, whose numbers can commit out of order and make a reader tailing ``ended(after_seq)`` skip one).
+
+>>> import tempfile, pathlib
+>>> from genguard.core.outcome import Outcome
+>>> from genguard.bulk.model import Line
+>>> with tempfile.TemporaryDirectory() as folder, SQLiteJournal(pathlib.Path(folder) / "j.sqlite") as journal:
+...     report = journal.load([Line("a", "/v1/embeddings", {"model": "m", "input": "hi"}, 1)])
+...     journal.commit()
+...     [claimed] = journal.claim(8, worker="w1", lease_s=60)
+...     journal.record([claimed.result(Outcome.success(endpoint="embedding"))])
+...     journal.counts().ok
+['a']
+1
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+import orjson
+
+from ..core.outcome import Outcome
+from .model import AttemptEvent, Ended, InputProblem, Line, line_key
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = [
+    "MIGRATIONS",
+    "Claimed",
+    "Counts",
+    "Journal",
+    "JournalError",
+    "LoadReport",
+    "OutputMark",
+    "Result",
+    "SQLiteJournal",
+]
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class JournalError(Exception):
+    """The journal cannot be used as asked: written by a newer genguard, not a journal, or misused."""
+
+
+# -- values ----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A line handed to a worker: send ``body`` to ``url``, then record ``result(...)`` before the lease ends.
+
+    ``claim_no`` is 1 on the first claim; ``resent`` counts the times the line was taken back from in flight
+    (a crash, an expired lease): each of those requests may have reached the provider and been billed.
+    """
+
+    custom_id: str
+    url: str
+    body: Mapping[str, Any]
+    number: int
+    key: str
+    worker: str
+    claim_no: int
+    resent: int
+
+    def result(
+        self,
+        outcome: Outcome,
+        *,
+        response: Mapping[str, Any] | None = None,
+        cost_usd: float | None = None,
+        latency_s: float | None = None,
+        events: Sequence[AttemptEvent] = (),
+    ) -> Result:
+        """The :class:`Result` that ends this line (carrying its key, so it never lands on a changed line)."""
+        return Result(self.custom_id, self.key, outcome, response, cost_usd, latency_s, self.worker, events)
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """How one line ended, for :meth:`Journal.record`.
+
+    ``key`` is the line's key when it was claimed: a result for a line whose request changed since
+    (``load(rerun_changed=True)``) is not recorded. ``response`` is the final HTTP response as the output line
+    carries it, ``{"status_code", "request_id", "body"}`` (``body`` parsed JSON or text), or ``None`` when no
+    response came (timeout, connection failure, invalid input). ``events`` are the line's attempts, for the
+    report.
+    """
+
+    custom_id: str
+    key: str
+    outcome: Outcome
+    response: Mapping[str, Any] | None = None
+    cost_usd: float | None = None
+    latency_s: float | None = None
+    worker: str | None = None
+    events: Sequence[AttemptEvent] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LoadReport:
+    """What :meth:`Journal.load` found. ``changed`` and ``duplicates`` hold at most ``max_problems`` problems
+    each; ``changed_count`` and ``duplicate_count`` count them all.
+
+    ``new`` lines were added as pending; ``unchanged`` were in the journal with the same key and were left as
+    they were (a resumed run); ``changed`` lines are in the journal with another url or body (with
+    ``rerun_changed`` they went back to pending: ``rerun`` of them); ``duplicates`` repeat a ``custom_id`` of
+    this input (only the first was loaded); ``absent`` lines are in the journal but not in this input.
+    """
+
+    new: int = 0
+    unchanged: int = 0
+    rerun: int = 0
+    absent: int = 0
+    changed_count: int = 0
+    duplicate_count: int = 0
+    changed: tuple[InputProblem, ...] = ()
+    duplicates: tuple[InputProblem, ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Whether the load can be committed as it is: no duplicate, and no changed line left unhandled."""
+        return self.duplicate_count == 0 and self.changed_count == self.rerun
+
+    @property
+    def problems(self) -> tuple[InputProblem, ...]:
+        return self.duplicates + self.changed
+
+
+@dataclass(frozen=True, slots=True)
+class Counts:
+    """Where the lines are. ``resent`` counts requests sent again after being taken back from in flight (each
+    may have been billed twice); ``cost_usd`` and the token sums cover every answer paid for, archived ones
+    (``reset_failed``, ``rerun_changed``) included."""
+
+    pending: int = 0
+    in_flight: int = 0
+    ok: int = 0
+    failed: int = 0
+    by_code: Mapping[str, int] = field(default_factory=lambda: _EMPTY)
+    resent: int = 0
+    cost_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+    @property
+    def ended(self) -> int:
+        return self.ok + self.failed
+
+    @property
+    def total(self) -> int:
+        return self.pending + self.in_flight + self.ok + self.failed
+
+
+@dataclass(frozen=True, slots=True)
+class OutputMark:
+    """How far the output files are written: every ended line with ``seq`` up to this one, in files of these
+    lengths. ``rebuild`` says lines already written have since left ``ended`` (``reset_failed``,
+    ``rerun_changed``), so the files must be written again from the journal."""
+
+    seq: int = 0
+    output_bytes: int = 0
+    errors_bytes: int = 0
+    rebuild: bool = False
+
+
+# -- the interface ---------------------------------------------------------------------------------------
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """What the runner and the output writer need of a journal; one writer per connection, one thread at a
+    time. Every method that writes commits before it returns, except :meth:`load`, which waits for
+    :meth:`commit` or :meth:`rollback` so that the caller can refuse an input after seeing the report."""
+
+    def load(
+        self, lines: Iterable[Line], *, rerun_changed: bool = False, max_problems: int = 1000
+    ) -> LoadReport: ...
+
+    def commit(self) -> None: ...
+
+    def rollback(self) -> None: ...
+
+    def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]: ...
+
+    def record(self, results: Sequence[Result]) -> list[str]: ...
+
+    def release(self, custom_ids: Iterable[str]) -> int: ...
+
+    def recover(self, *, worker: str | None = None) -> int: ...
+
+    def reset_failed(self, codes: Collection[str] | None = None) -> int: ...
+
+    def counts(self) -> Counts: ...
+
+    def ended(self, after_seq: int = 0, *, by_input: bool = False) -> Iterator[Ended]: ...
+
+    def events(self) -> Iterator[AttemptEvent]: ...
+
+    def get_meta(self, name: str, default: Any = None) -> Any: ...
+
+    def set_meta(self, values: Mapping[str, Any]) -> None: ...
+
+    def output_mark(self) -> OutputMark: ...
+
+    def set_output_mark(self, mark: OutputMark) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# -- migrations ------------------------------------------------------------------------------------------
+
+# "ggbj" (genguard batch journal): a file that carries another application id is not ours to change.
+APPLICATION_ID = 0x6767626A
+
+Migration = Callable[[sqlite3.Connection], None]
+MIGRATIONS: list[Migration] = []
+"""The schema's history: migration ``i`` (1-based) is ``MIGRATIONS[i - 1]``, and ``PRAGMA user_version`` says
+how many a file has had. Append only: a released migration is never edited."""
+
+
+def _migration(fn: Migration) -> Migration:
+    MIGRATIONS.append(fn)
+    return fn
+
+
+def _run(db: sqlite3.Connection, script: str) -> None:
+    # executescript would COMMIT the migration's transaction first; one statement at a time stays inside it.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+@_migration
+def m001_lines(db: sqlite3.Connection) -> None:
+    # Bodies and results live beside the lines so that claiming, counting and listing read small rows.
+    _run(
+        db,
+        f"""
+        PRAGMA application_id = {APPLICATION_ID};
+        CREATE TABLE lines (
+            id INTEGER PRIMARY KEY,
+            custom_id TEXT NOT NULL UNIQUE,
+            number INTEGER NOT NULL,
+            source TEXT NOT NULL,
+            url TEXT NOT NULL,
+            key TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'in_flight', 'ended')),
+            worker TEXT,
+            lease_until REAL,
+            claims INTEGER NOT NULL DEFAULT 0,
+            resent INTEGER NOT NULL DEFAULT 0,
+            seq INTEGER,
+            ok INTEGER,
+            code TEXT,
+            status_code INTEGER,
+            attempts INTEGER,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            cost_usd REAL,
+            latency_s REAL,
+            ended_at REAL
+        );
+        CREATE INDEX lines_state_number ON lines (state, number);
+        CREATE UNIQUE INDEX lines_seq ON lines (seq) WHERE seq IS NOT NULL;
+        CREATE TABLE bodies (id INTEGER PRIMARY KEY, body TEXT NOT NULL);
+        CREATE TABLE results (id INTEGER PRIMARY KEY, outcome TEXT NOT NULL, response TEXT);
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE output_mark (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            seq INTEGER NOT NULL,
+            output_bytes INTEGER NOT NULL,
+            errors_bytes INTEGER NOT NULL,
+            rebuild INTEGER NOT NULL
+        );
+        INSERT INTO output_mark VALUES (1, 0, 0, 0, 0)
+        """,
+    )
+
+
+@_migration
+def m002_attempts_and_history(db: sqlite3.Connection) -> None:
+    # history keeps the answers a line had before it was run again: what was paid for stays counted, and its
+    # seq stays taken, so the commit order never hands out a number twice.
+    _run(
+        db,
+        """
+        CREATE TABLE attempt_events (
+            id INTEGER PRIMARY KEY,
+            custom_id TEXT NOT NULL,
+            number INTEGER NOT NULL,
+            code TEXT,
+            status INTEGER,
+            wait_s REAL NOT NULL,
+            at REAL NOT NULL,
+            latency_s REAL
+        );
+        CREATE TABLE history (
+            id INTEGER PRIMARY KEY,
+            line_id INTEGER NOT NULL,
+            custom_id TEXT NOT NULL,
+            key TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            archived_at REAL NOT NULL,
+            seq INTEGER,
+            ok INTEGER,
+            code TEXT,
+            status_code INTEGER,
+            attempts INTEGER,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            total_tokens INTEGER,
+            cost_usd REAL,
+            latency_s REAL,
+            worker TEXT,
+            ended_at REAL,
+            outcome TEXT,
+            response TEXT
+        );
+        CREATE INDEX history_seq ON history (seq)
+        """,
+    )
+
+
+def migrate(db: sqlite3.Connection, *, path: object = "journal") -> int:
+    """Bring ``db`` to the newest schema, one transaction per migration; the version it ends at.
+
+    Raises :class:`JournalError` for a file written by a newer genguard or by another application.
+    """
+    (app,) = db.execute("PRAGMA application_id").fetchone()
+    (version,) = db.execute("PRAGMA user_version").fetchone()
+    if app not in (0, APPLICATION_ID):
+        raise JournalError(f"{path} is an SQLite file of another application, not a genguard journal")
+    if version > len(MIGRATIONS):
+        raise JournalError(
+            f"{path} was written by a newer genguard (journal version {version}; this genguard knows up to "
+            f"{len(MIGRATIONS)}): upgrade genguard to resume this run, or write to another directory"
+        )
+    if version and app != APPLICATION_ID:
+        raise JournalError(f"{path} has a user_version but is not a genguard journal")
+    for number in range(version + 1, len(MIGRATIONS) + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            # Read again under the write lock: another process may have migrated the file meanwhile.
+            (current,) = db.execute("PRAGMA user_version").fetchone()
+            if current < number:
+                MIGRATIONS[number - 1](db)
+                db.execute(f"PRAGMA user_version = {number}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return len(MIGRATIONS)
+
+
+# -- the SQLite journal ----------------------------------------------------------------------------------
+
+_CHUNK = 1000  # rows per executemany and per IN (...) list: under SQLite's bound-variable limit, flat memory
+
+_ENDED_COLUMNS = """l.seq, l.custom_id, l.number, l.url, r.outcome, r.response, l.cost_usd, l.latency_s,
+    l.worker, l.attempts, l.resent, l.ended_at, l.source, l.id"""
+
+
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _marks(n: int) -> str:
+    return ",".join("?" * n)
+
+
+def _chunks(items: Iterable[Any], size: int = _CHUNK) -> Iterator[list[Any]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+class SQLiteJournal:
+    """The journal in one SQLite file, for one writing process (``Journal`` is the interface).
+
+    WAL mode with ``synchronous=NORMAL``: each commit is a ``write()`` into the WAL, which the kernel keeps once
+    the call returns, so a commit survives ``kill -9`` of the process. ``FULL`` would add an fsync per commit
+    and buy durability only against power loss or an OS crash, where NORMAL keeps the database consistent but
+    may lose the last commits: those lines are run again (billed twice), and the output mark goes back with
+    them, so the output files are cut back and nothing is lost or written twice.
+
+    Opening applies any pending migration (``PRAGMA user_version``) and refuses a file from a newer genguard.
+    One connection, used from one thread at a time (not necessarily the one that opened it).
+    ``clock`` gives the wall-clock time of leases and ``ended_at`` (a fake one in tests).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self._clock = clock
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        try:
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            # A load of a million lines is one transaction: a larger page cache than the 2 MiB default keeps
+            # its index pages in memory (a bound, not growth: memory stays flat whatever the input's size).
+            self._db.execute("PRAGMA cache_size = -32768")
+            # A reader (genguard report) may hold the file for a moment; wait rather than fail.
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            migrate(self._db, path=self.path)
+        except BaseException:
+            self._db.close()
+            raise
+        self._loading = False
+
+    # -- transactions --
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+        self._db.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        if self._loading:
+            raise JournalError("a load is waiting for commit() or rollback()")
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def commit(self) -> None:
+        """Keep what :meth:`load` did."""
+        if self._loading:
+            self._db.execute("COMMIT")
+            self._loading = False
+
+    def rollback(self) -> None:
+        """Undo what :meth:`load` did: the journal is as it was before."""
+        if self._loading:
+            self._db.execute("ROLLBACK")
+            self._loading = False
+
+    # -- loading --
+
+    def load(
+        self, lines: Iterable[Line], *, rerun_changed: bool = False, max_problems: int = 1000
+    ) -> LoadReport:
+        """Add the input's lines, streaming, in one transaction left open for :meth:`commit` or
+        :meth:`rollback`.
+
+        A ``custom_id`` already in the journal with the same key is left as it is (a resumed run). With another
+        key it is reported as changed; with ``rerun_changed`` it goes back to pending with the new request and
+        its old answer moves to the history table (never an old answer beside a new request). A ``custom_id``
+        repeated within ``lines`` is a duplicate: the first is loaded, the repeat reported with both places.
+        """
+        if self._loading:
+            raise JournalError("a load is already waiting for commit() or rollback()")
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        self._loading = True
+        try:
+            return self._load(lines, rerun_changed, max_problems)
+        except BaseException:
+            self.rollback()
+            raise
+
+    def _load(self, lines: Iterable[Line], rerun_changed: bool, max_problems: int) -> LoadReport:
+        db = self._db
+        # Lines with an id above `start` were added by this load, so a custom_id found among them is a repeat;
+        # lines older than the load are remembered in a temporary table when seen (on disk, so a million of
+        # them cost no memory).
+        (start,) = db.execute("SELECT coalesce(max(id), 0) FROM lines").fetchone()
+        next_id = start + 1
+        resuming = start > 0
+        if resuming:
+            db.execute("CREATE TEMP TABLE IF NOT EXISTS load_seen (id INTEGER PRIMARY KEY, source, number)")
+            db.execute("DELETE FROM temp.load_seen")
+        new = unchanged = rerun = changed_count = duplicate_count = 0
+        changed: list[InputProblem] = []
+        duplicates: list[InputProblem] = []
+        now = self._clock()
+        for chunk in _chunks(lines):
+            ids = list({line.custom_id: None for line in chunk})
+            known: dict[str, tuple[int, str, int, str, str]] = {}
+            for cid_chunk in _chunks(ids):
+                known.update(
+                    (row[1], row)
+                    for row in db.execute(
+                        f"SELECT id, custom_id, number, source, key FROM lines WHERE custom_id IN ({_marks(len(cid_chunk))})",
+                        cid_chunk,
+                    )
+                )
+            seen_before: dict[int, tuple[str, int]] = {}
+            if resuming:
+                old = [row[0] for row in known.values() if row[0] <= start]
+                if old:
+                    seen_before = {
+                        row[0]: (row[1], row[2])
+                        for row in db.execute(
+                            f"SELECT id, source, number FROM temp.load_seen WHERE id IN ({_marks(len(old))})",
+                            old,
+                        )
+                    }
+            inserts: list[tuple[Any, ...]] = []
+            bodies: list[tuple[int, str]] = []
+            seen_now: list[tuple[int, str, int]] = []
+            reruns: list[tuple[int, Line, str, str]] = []
+            for line in chunk:
+                body = _dumps(line.body)
+                key = line.key or line_key(line.url, line.body)
+                row = known.get(line.custom_id)
+                if row is None:
+                    known[line.custom_id] = (next_id, line.custom_id, line.number, line.source, key)
+                    inserts.append((next_id, line.custom_id, line.number, line.source, line.url, key))
+                    bodies.append((next_id, body))
+                    next_id += 1
+                    new += 1
+                    continue
+                line_id, _, first_number, first_source, old_key = row
+                first = seen_before.get(line_id)
+                if line_id > start or first is not None:
+                    duplicate_count += 1
+                    if len(duplicates) < max_problems:
+                        where = first or (first_source, first_number)
+                        duplicates.append(_duplicate(line, *where))
+                    continue
+                seen_before[line_id] = (line.source, line.number)
+                seen_now.append((line_id, line.source, line.number))
+                if old_key == key:
+                    unchanged += 1
+                    continue
+                changed_count += 1
+                if len(changed) < max_problems:
+                    changed.append(_changed(line, first_source, first_number))
+                if rerun_changed:
+                    reruns.append((line_id, line, key, body))
+                    rerun += 1
+            if inserts:
+                db.executemany(
+                    "INSERT INTO lines (id, custom_id, number, source, url, key) VALUES (?, ?, ?, ?, ?, ?)",
+                    inserts,
+                )
+                db.executemany("INSERT INTO bodies (id, body) VALUES (?, ?)", bodies)
+            if seen_now:
+                db.executemany("INSERT INTO temp.load_seen VALUES (?, ?, ?)", seen_now)
+            if reruns:
+                self._archive([r[0] for r in reruns], "changed", now)
+                db.executemany(
+                    "UPDATE lines SET url = ?, key = ?, number = ?, source = ? WHERE id = ?",
+                    [(line.url, key, line.number, line.source, i) for i, line, key, _ in reruns],
+                )
+                db.executemany("UPDATE bodies SET body = ? WHERE id = ?", [(b, i) for i, _, _, b in reruns])
+        absent = 0
+        if resuming:
+            (absent,) = db.execute(
+                "SELECT count(*) FROM lines WHERE id <= ? AND id NOT IN (SELECT id FROM temp.load_seen)",
+                (start,),
+            ).fetchone()
+        return LoadReport(
+            new, unchanged, rerun, absent, changed_count, duplicate_count, tuple(changed), tuple(duplicates)
+        )
+
+    def _archive(self, line_ids: Sequence[int], reason: str, now: float) -> None:
+        """Move the answers of these lines to history and put the lines back to pending (inside a transaction)."""
+        db = self._db
+        for ids in _chunks(line_ids):
+            marks = _marks(len(ids))
+            archived = db.execute(
+                f"""INSERT INTO history (line_id, custom_id, key, reason, archived_at, seq, ok, code, status_code,
+                    attempts, prompt_tokens, completion_tokens, total_tokens, cost_usd, latency_s, worker,
+                    ended_at, outcome, response)
+                SELECT l.id, l.custom_id, l.key, ?, ?, l.seq, l.ok, l.code, l.status_code, l.attempts,
+                    l.prompt_tokens, l.completion_tokens, l.total_tokens, l.cost_usd, l.latency_s, l.worker,
+                    l.ended_at, r.outcome, r.response
+                FROM lines l JOIN results r ON r.id = l.id WHERE l.id IN ({marks}) AND l.state = 'ended'""",
+                (reason, now, *ids),
+            ).rowcount
+            db.execute(f"DELETE FROM results WHERE id IN ({marks})", ids)
+            db.execute(
+                f"""UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL, seq = NULL, ok = NULL,
+                    code = NULL, status_code = NULL, attempts = NULL, prompt_tokens = NULL,
+                    completion_tokens = NULL, total_tokens = NULL, cost_usd = NULL, latency_s = NULL,
+                    ended_at = NULL
+                WHERE id IN ({marks})""",
+                ids,
+            )
+            if archived:
+                # Lines already in the output files have left 'ended': the files must be written again.
+                db.execute("UPDATE output_mark SET rebuild = 1")
+
+    # -- running --
+
+    def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]:
+        """Up to ``n`` lines to send, in input order: pending ones, and in-flight ones whose lease expired
+        (counted as resent). Each is in flight for ``worker`` until ``lease_s`` seconds from now."""
+        if n <= 0:
+            return []
+        now = self._clock()
+        with self._write() as db:
+            rows = db.execute(
+                """UPDATE lines SET state = 'in_flight', worker = :worker, lease_until = :until,
+                    claims = claims + 1, resent = resent + (state = 'in_flight')
+                WHERE id IN (
+                    SELECT id FROM (
+                        SELECT id, number FROM (
+                            SELECT id, number FROM lines WHERE state = 'pending' ORDER BY number LIMIT :n)
+                        UNION ALL
+                        SELECT id, number FROM (
+                            SELECT id, number FROM lines WHERE state = 'in_flight' AND lease_until <= :now
+                            ORDER BY number LIMIT :n)
+                        ORDER BY number LIMIT :n))
+                RETURNING id, custom_id, url, number, key, claims, resent""",
+                {"worker": worker, "until": now + lease_s, "n": n, "now": now},
+            ).fetchall()
+            if not rows:
+                return []
+            rows.sort(key=lambda r: (r[3], r[0]))
+            ids = [r[0] for r in rows]
+            body = dict(
+                db.execute(f"SELECT id, body FROM bodies WHERE id IN ({_marks(len(ids))})", ids).fetchall()
+            )
+        return [
+            Claimed(cid, url, orjson.loads(body[i]), number, key, worker, claims, resent)
+            for i, cid, url, number, key, claims, resent in rows
+        ]
+
+    def record(self, results: Sequence[Result]) -> list[str]:
+        """End these lines in one transaction, in order, each with the next ``seq``; the custom_ids that were
+        new. A line already ended, or whose key is not the result's (its request changed), is left as it is,
+        so recording the same results again is harmless. A line is recorded from pending as well as from in
+        flight (a late answer for a released line is still an answer). An unknown custom_id raises
+        :class:`JournalError` and nothing is recorded."""
+        if not results:
+            return []
+        now = self._clock()
+        with self._write() as db:
+            state: dict[str, tuple[int, str, str]] = {}
+            for chunk in _chunks(list({r.custom_id: None for r in results})):
+                for line_id, cid, st, key in db.execute(
+                    f"SELECT id, custom_id, state, key FROM lines WHERE custom_id IN ({_marks(len(chunk))})",
+                    chunk,
+                ):
+                    state[cid] = (line_id, st, key)
+            unknown = [r.custom_id for r in results if r.custom_id not in state]
+            if unknown:
+                raise JournalError(
+                    f"no line with custom_id {unknown[0]!r} in the journal ({len(unknown)} unknown)"
+                )
+            seq = self._last_seq()
+            updates: list[tuple[Any, ...]] = []
+            answers: list[tuple[int, str, str | None]] = []
+            events: list[tuple[Any, ...]] = []
+            new: list[str] = []
+            for r in results:
+                line_id, st, key = state[r.custom_id]
+                if st == "ended" or key != r.key:
+                    continue
+                state[r.custom_id] = (line_id, "ended", key)
+                seq += 1
+                o = r.outcome
+                u = o.usage
+                response = r.response
+                status = response.get("status_code") if response is not None else o.status
+                updates.append(
+                    (
+                        seq,
+                        o.ok,
+                        o.code,
+                        status,
+                        o.attempts,
+                        None if u is None else u.prompt_tokens,
+                        None if u is None else u.completion_tokens,
+                        None if u is None else u.total_tokens,
+                        r.cost_usd,
+                        r.latency_s,
+                        now,
+                        r.worker,
+                        line_id,
+                    )
+                )
+                answers.append(
+                    (line_id, _dumps(o.to_dict(full=True)), None if response is None else _dumps(response))
+                )
+                events.extend(
+                    (e.custom_id, e.number, e.code, e.status, e.wait_s, e.at, e.latency_s) for e in r.events
+                )
+                new.append(r.custom_id)
+            if updates:
+                db.executemany(
+                    """UPDATE lines SET state = 'ended', seq = ?, ok = ?, code = ?, status_code = ?, attempts = ?,
+                        prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, cost_usd = ?, latency_s = ?,
+                        ended_at = ?, worker = coalesce(?, worker), lease_until = NULL
+                    WHERE id = ?""",
+                    updates,
+                )
+                db.executemany(
+                    "INSERT OR REPLACE INTO results (id, outcome, response) VALUES (?, ?, ?)", answers
+                )
+            if events:
+                db.executemany(
+                    """INSERT INTO attempt_events (custom_id, number, code, status, wait_s, at, latency_s)
+                    VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                    events,
+                )
+        return new
+
+    def _last_seq(self) -> int:
+        # Archived answers keep their seq, so a number is never handed out twice.
+        (seq,) = self._db.execute(
+            """SELECT max(coalesce((SELECT max(seq) FROM lines WHERE seq IS NOT NULL), 0),
+                coalesce((SELECT max(seq) FROM history WHERE seq IS NOT NULL), 0))"""
+        ).fetchone()
+        return int(seq)
+
+    def release(self, custom_ids: Iterable[str]) -> int:
+        """Put these in-flight lines back to pending (the run stops for a run-level failure such as quota: they
+        had no answer to keep); how many were."""
+        count = 0
+        with self._write() as db:
+            for chunk in _chunks(custom_ids):
+                count += db.execute(
+                    f"""UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL
+                    WHERE state = 'in_flight' AND custom_id IN ({_marks(len(chunk))})""",
+                    chunk,
+                ).rowcount
+        return count
+
+    def recover(self, *, worker: str | None = None) -> int:
+        """After a crash: lines left in flight (all of them, or ``worker``'s) go back to pending, each counted
+        as resent (its request may have reached the provider); how many."""
+        with self._write() as db:
+            where = "state = 'in_flight'" + ("" if worker is None else " AND worker = ?")
+            return db.execute(
+                f"UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1 WHERE {where}",
+                () if worker is None else (worker,),
+            ).rowcount
+
+    def reset_failed(self, codes: Collection[str] | None = None) -> int:
+        """Failed lines (all, or those ending with one of ``codes``) back to pending, their answers kept in the
+        history table (``--retry-failed``); how many."""
+        with self._write() as db:
+            if codes is None:
+                rows = db.execute("SELECT id FROM lines WHERE state = 'ended' AND ok = 0").fetchall()
+            else:
+                codes = list(codes)
+                rows = db.execute(
+                    f"SELECT id FROM lines WHERE state = 'ended' AND ok = 0 AND code IN ({_marks(len(codes))})",
+                    codes,
+                ).fetchall()
+            self._archive([r[0] for r in rows], "retry_failed", self._clock())
+        return len(rows)
+
+    # -- reading --
+
+    def counts(self) -> Counts:
+        """Where the lines are, what was spent (one pass over the lines: for summaries, not for every tick)."""
+        pending = in_flight = ok = failed = resent = 0
+        by_code: dict[str, int] = {}
+        sums = [0.0, 0, 0, 0]
+        for st, is_ok, code, n, re, cost, pt, ct, tt in self._db.execute(
+            """SELECT state, ok, code, count(*), sum(resent), total(cost_usd), total(prompt_tokens),
+                total(completion_tokens), total(total_tokens)
+            FROM lines GROUP BY state, ok, code"""
+        ):
+            resent += re
+            if st == "pending":
+                pending += n
+            elif st == "in_flight":
+                in_flight += n
+            elif is_ok:
+                ok += n
+            else:
+                failed += n
+                by_code[code or "unknown"] = by_code.get(code or "unknown", 0) + n
+            for i, v in enumerate((cost, pt, ct, tt)):
+                sums[i] += v
+        for i, v in enumerate(
+            self._db.execute(
+                """SELECT total(cost_usd), total(prompt_tokens), total(completion_tokens), total(total_tokens)
+                FROM history"""
+            ).fetchone()
+        ):
+            sums[i] += v
+        return Counts(
+            pending,
+            in_flight,
+            ok,
+            failed,
+            MappingProxyType(by_code),
+            resent,
+            float(sums[0]),
+            int(sums[1]),
+            int(sums[2]),
+            int(sums[3]),
+        )
+
+    def ended(self, after_seq: int = 0, *, by_input: bool = False) -> Iterator[Ended]:
+        """The ended lines with ``seq`` above ``after_seq``, in commit order (or, with ``by_input``, every ended
+        line in input order). Read a page at a time, so the journal can be written between two items."""
+        db = self._db
+        if by_input:
+            number, line_id = -1, -1
+            while True:
+                rows = db.execute(
+                    f"""SELECT {_ENDED_COLUMNS} FROM lines l JOIN results r ON r.id = l.id
+                    WHERE l.state = 'ended' AND (l.number, l.id) > (?, ?) ORDER BY l.number, l.id LIMIT ?""",
+                    (number, line_id, _CHUNK),
+                ).fetchall()
+                if not rows:
+                    return
+                yield from map(_ended, rows)
+                number, line_id = rows[-1][2], rows[-1][13]
+        while True:
+            rows = db.execute(
+                f"""SELECT {_ENDED_COLUMNS} FROM lines l JOIN results r ON r.id = l.id
+                WHERE l.seq > ? ORDER BY l.seq LIMIT ?""",
+                (after_seq, _CHUNK),
+            ).fetchall()
+            if not rows:
+                return
+            yield from map(_ended, rows)
+            after_seq = rows[-1][0]
+
+    def events(self) -> Iterator[AttemptEvent]:
+        """Every attempt recorded, in the order recorded."""
+        last = 0
+        while True:
+            rows = self._db.execute(
+                """SELECT id, custom_id, number, code, status, wait_s, at, latency_s FROM attempt_events
+                WHERE id > ? ORDER BY id LIMIT ?""",
+                (last, _CHUNK),
+            ).fetchall()
+            if not rows:
+                return
+            for row in rows:
+                yield AttemptEvent(*row[1:])
+            last = rows[-1][0]
+
+    # -- settings and the output mark --
+
+    def get_meta(self, name: str, default: Any = None) -> Any:
+        """A value :meth:`set_meta` stored (JSON data), or ``default``."""
+        row = self._db.execute("SELECT value FROM meta WHERE name = ?", (name,)).fetchone()
+        return default if row is None else orjson.loads(row[0])
+
+    def set_meta(self, values: Mapping[str, Any]) -> None:
+        """Store run-level values (settings, ``started_at``...) as JSON, in one transaction."""
+        with self._write() as db:
+            db.executemany(
+                "INSERT INTO meta (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                [(k, _dumps(v)) for k, v in values.items()],
+            )
+
+    def output_mark(self) -> OutputMark:
+        seq, out, err, rebuild = self._db.execute(
+            "SELECT seq, output_bytes, errors_bytes, rebuild FROM output_mark"
+        ).fetchone()
+        return OutputMark(seq, out, err, bool(rebuild))
+
+    def set_output_mark(self, mark: OutputMark) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE output_mark SET seq = ?, output_bytes = ?, errors_bytes = ?, rebuild = ?",
+                (mark.seq, mark.output_bytes, mark.errors_bytes, mark.rebuild),
+            )
+
+
+def _ended(row: tuple[Any, ...]) -> Ended:
+    seq, cid, number, url, outcome, response, cost, latency, worker, attempts, resent, ended_at, source, _ = (
+        row
+    )
+    return Ended(
+        seq,
+        cid,
+        number,
+        url,
+        orjson.loads(outcome),
+        None if response is None else orjson.loads(response),
+        {
+            "cost_usd": cost,
+            "latency_s": latency,
+            "worker": worker,
+            "attempts": attempts,
+            "resent": resent,
+            "ended_at": ended_at,
+            "source": source,
+        },
+    )
+
+
+def _duplicate(line: Line, first_source: str, first_number: int) -> InputProblem:
+    return InputProblem(
+        line.source,
+        line.number,
+        f"custom_id {line.custom_id!r} is repeated: it was first at {first_source}:{first_number}",
+        "give every line its own custom_id (only the first was kept)",
+        line.custom_id,
+    )
+
+
+def _changed(line: Line, old_source: str, old_number: int) -> InputProblem:
+    return InputProblem(
+        line.source,
+        line.number,
+        f"custom_id {line.custom_id!r} asks for another request than the one this run's journal holds "
+        f"(loaded from {old_source}:{old_number}): its url or body changed",
+        "pass --rerun-changed to send the new request (the old answer is set aside), "
+        "or write to another output directory",
+        line.custom_id,
+    )
