@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import click
 import orjson
 import pytest
 from click.testing import CliRunner
@@ -369,3 +370,48 @@ def test_live_failures_without_a_status_say_why_there_is_none() -> None:
     assert "polled until the queue stall limit" in stuck
     assert "in the capture" not in stuck
     assert "in the capture" in render_outcome(Outcome.failure("server_error"))
+
+
+# -- what reaches the terminal -----------------------------------------------------------------------
+
+HOSTILE = (
+    "\x1b]0;owned\x07Rate \x1b[31mlimit\x1b[0m "
+    "\x1b]8;;https://evil.example\x1b\\click\x1b]8;;\x1b\\ "
+    "\x1bP+q544e\x1b\\\x1b_apc\x1b\\\x1b^pm\x1b\\\x1bc\x1b7"
+    "\x9b2J\x9d0;c1\x9c\x85reached\r\x08\x00\x07\x7f done"
+)
+
+
+def visible(text: str) -> bool:
+    return all(ch in "\n\t" or ch.isprintable() for ch in text)
+
+
+def test_no_control_sequence_reaches_the_terminal(tmp_path: Path) -> None:
+    path = tmp_path / "hostile.http"
+    path.write_bytes(
+        http(
+            "429 Too Many Requests",
+            err(HOSTILE, "requests", "rate_limit_exceeded"),
+            "x-request-id: req_\x1b[2Jx",
+        )
+    )
+    code, out, _ = run(str(path))
+    assert code == 0
+    assert visible(out), repr(out)
+    assert "Rate limit click reached done" in out
+    # JSON keeps the message as data, every control escaped.
+    code, raw, _ = run("--json", str(path))
+    assert visible(raw), repr(raw)
+    assert orjson.loads(raw)["message"] == HOSTILE
+    # On a terminal, genguard's own colours stay and the capture's sequences go.
+    o = Outcome.failure("rate_limited", status=429, message=HOSTILE, request_id="r\x1b]0;t\x07")
+    coloured = render_outcome(o, source="t\x1b[2J", color=True)
+    assert "\x1b[" in coloured
+    assert visible(click.unstyle(coloured)), repr(coloured)
+
+
+def test_file_names_are_shown_without_their_control_characters(tmp_path: Path) -> None:
+    code, _, err_text = run(str(tmp_path / "no\x1b]0;x\x07such"))
+    assert code == 2
+    assert visible(err_text), repr(err_text)
+    assert "no such file" in err_text

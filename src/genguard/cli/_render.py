@@ -16,6 +16,7 @@ import orjson
 
 from ..core.outcome import Choice, Outcome, ToolCall
 from ..core.secrets import redact
+from ._terminal import printable
 
 _WIDTH = 100
 _LABEL = 15
@@ -152,7 +153,7 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
     o = outcome
     lines: list[str] = []
     if source is not None:
-        lines.append(style(source, bold=True))
+        lines.append(style(printable(source), bold=True))
     if o.ok:
         head = style("OK", fg="green", bold=True)
         detail = []
@@ -160,7 +161,7 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
             detail.append(f"finish_reason {o.finish_reason}")
         if o.tool_calls:
             detail.append(f"{len(o.tool_calls)} tool call{'s' if len(o.tool_calls) != 1 else ''}")
-        lines.append(f"  {head}" + (f" ({', '.join(detail)})" if detail else ""))
+        lines.append(f"  {head}" + (f" ({printable(', '.join(detail))})" if detail else ""))
     else:
         word = _HEADLINE.get(o.kind or "", "FAILURE")
         lines.append(
@@ -170,6 +171,8 @@ def render_outcome(outcome: Outcome, *, source: str | None = None, color: bool =
     def field(label: str, value: str | None) -> None:
         if value is None or value == "":
             return
+        # What a capture or a provider sent reaches the terminal as text, never as its control sequences.
+        value = printable(value)
         pad = " " * (2 + _LABEL)
         # Each line is wrapped on its own: a provider's message can hold newlines (Google's quota text) and
         # its long lines must not run off the screen, while the line breaks themselves are kept.

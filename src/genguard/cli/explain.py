@@ -14,6 +14,7 @@ from ..core.outcome import Outcome
 from ..core.secrets import redact
 from ..core.validate import parse_validate_spec
 from ._render import render_outcome
+from ._terminal import escape_json_controls, printable
 
 
 def _parse_header(text: str) -> tuple[str, str]:
@@ -38,7 +39,7 @@ def _read_file(name: str) -> bytes:
 
 
 def _fail(message: str) -> None:
-    click.echo(f"Error: {redact(message)}", err=True)
+    click.echo(f"Error: {printable(redact(message))}", err=True)
 
 
 @click.command()
@@ -113,7 +114,10 @@ def explain(
 
 def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: bool) -> None:
     if as_json:
-        click.echo(redact(outcome.with_extra(source=source).to_json()))
+        line = redact(outcome.with_extra(source=source).to_json()).encode() + b"\n"
+        sys.stdout.flush()
+        sys.stdout.buffer.write(escape_json_controls(line))
+        sys.stdout.buffer.flush()
         return
     if not first:
         click.echo()
