@@ -10,8 +10,12 @@ Where the limits come from, best first:
    ``ratelimit-*`` and others, see :func:`read_rate_limits`): the per-minute limit sets the pace, remaining and
    reset say where the provider's bucket stands now;
 2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it;
-3. the 429s themselves: the rate drops by the share of requests refused (at least 10%) once per round trip, and
-   climbs gradually while nothing is refused and the pace is what holds the workers back.
+3. the 429s themselves. Before anything is known the pace starts low and doubles about once per round trip; the
+   first 429 halves it. After that, the successes counted between two 429s measure the limit (the provider's
+   bucket is empty at both, so everything it let through in between was its refill): each 429 cuts the pace
+   just below that measure (by 10% at least, once per round trip), the pace closes in on it again within a
+   second or two and then probes above it slowly, a little faster the longer nothing is refused. It rises
+   only while it is what holds the workers back.
 
 ``rpm``/``tpm`` given by the user always cap the result. Requests are spaced evenly at the pace (with a burst
 allowance of ``burst_s`` seconds' worth): providers enforce per-minute limits over windows as short as a
@@ -546,7 +550,8 @@ class RateGovernor:
             refused = s.limited_since_cut / (s.ok_since_cut + s.limited_since_cut)
             factor = min(self.decrease, max(self.min_decrease, 1.0 - refused))
             s.rate = max(old * factor, self.min_rps)
-            s.target = old if s.target is None else min(s.target, old)
+            if s.target is None:
+                s.target = old
             recount = False
         if recount:
             s.ok_since_cut = s.limited_since_cut = 0
