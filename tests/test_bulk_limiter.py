@@ -1,0 +1,625 @@
+"""The batch limiter's decisions on a fake clock: spacing, limits read from headers, pauses, limits learned from
+429s against a fake provider, caps, token bookings, and the asyncio wrapper's order and cancellation.
+
+Nothing here sleeps or reads the wall clock: time moves only when a test moves it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import random
+from collections.abc import Callable, Coroutine, Mapping
+from email.utils import formatdate
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from genguard.bulk.limiter import AsyncRateLimiter, RateGovernor, RateLimitReading, read_rate_limits
+from genguard.client.gate import Gate
+
+UNIX = 1_700_000_000.0
+
+
+class Clock:
+    """Fake monotonic time, with the Unix time ``UNIX`` seconds ahead, and timers that fire when it moves."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._timers: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = 0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def unix(self) -> float:
+        return UNIX + self.now
+
+    def call_later(self, delay: float, callback: Callable[[], None]) -> _Timer:
+        self._seq += 1
+        timer = _Timer(callback)
+        heapq.heappush(self._timers, (self.now + delay, self._seq, timer.fire))
+        return timer
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward, firing each timer due on the way at its own time."""
+        end = self.now + seconds
+        while self._timers and self._timers[0][0] <= end:
+            at, _, fire = heapq.heappop(self._timers)
+            self.now = max(self.now, at)
+            fire()
+        self.now = end
+
+
+class _Timer:
+    def __init__(self, callback: Callable[[], None]) -> None:
+        self.callback: Callable[[], None] | None = callback
+
+    def fire(self) -> None:
+        if self.callback is not None:
+            self.callback()
+
+    def cancel(self) -> None:
+        self.callback = None
+
+
+def governor(clock: Clock, **kwargs: Any) -> RateGovernor:
+    return RateGovernor(clock=clock, unix_time=clock.unix, **kwargs)
+
+
+def paced(clock: Clock, rpm: int, **kwargs: Any) -> RateGovernor:
+    """A governor that has read a limit of ``rpm`` requests a minute from a response's headers."""
+    gov = governor(clock, **kwargs)
+    gov.observe(200, {"x-ratelimit-limit-requests": str(rpm)})
+    return gov
+
+
+def send_times(gov: RateGovernor, clock: Clock, n: int, tokens: int = 0) -> list[float]:
+    """When ``n`` requests booked back to back at the current time would go."""
+    return [clock.now + gov.reserve(tokens) for _ in range(n)]
+
+
+def most_in_window(times: list[float], window: float) -> int:
+    """The most send times that fall in any ``window`` seconds."""
+    times = sorted(times)
+    best = j = 0
+    for i, t in enumerate(times):
+        while times[j] <= t - window:
+            j += 1
+        best = max(best, i - j + 1)
+    return best
+
+
+OPENAI = {
+    "x-ratelimit-limit-requests": "1200",
+    "x-ratelimit-remaining-requests": "1199",
+    "x-ratelimit-reset-requests": "50ms",
+    "x-ratelimit-limit-tokens": "600000",
+    "x-ratelimit-remaining-tokens": "599900",
+    "x-ratelimit-reset-tokens": "10ms",
+}
+
+
+# -- reading the headers ---------------------------------------------------------------------------------
+
+
+def _iso(offset: float) -> str:
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(UNIX + offset, UTC).isoformat().replace("+00:00", "Z")
+
+
+@pytest.mark.parametrize(
+    ("headers", "expected"),
+    [
+        (
+            OPENAI,
+            [
+                RateLimitReading("requests", 1200, 1199, 0.05, 60.0),
+                RateLimitReading("tokens", 600000, 599900, 0.01, 60.0),
+            ],
+        ),
+        (
+            {"X-RateLimit-Limit-Requests": "60", "X-RateLimit-Reset-Requests": "2m59.56s"},
+            [RateLimitReading("requests", 60, None, 179.56, 60.0)],
+        ),
+        (
+            {
+                "anthropic-ratelimit-requests-limit": "50",
+                "anthropic-ratelimit-requests-remaining": "49",
+                "anthropic-ratelimit-requests-reset": _iso(1.5),
+                "anthropic-ratelimit-input-tokens-limit": "40000",
+                "anthropic-ratelimit-output-tokens-remaining": "7999",
+            },
+            [
+                RateLimitReading("requests", 50, 49, 1.5, 60.0),
+                RateLimitReading("tokens", 40000, None, None, 60.0, "input"),
+                RateLimitReading("tokens", None, 7999, None, 60.0, "output"),
+            ],
+        ),
+        (
+            {"x-ratelimit-limit-requests-day": "14400", "x-ratelimit-remaining-requests-day": "3"},
+            [RateLimitReading("requests", 14400, 3, None, 86400.0)],
+        ),
+        (
+            {
+                "ratelimit-limit": "100",
+                "ratelimit-remaining": "0",
+                "ratelimit-reset": "30",
+                "ratelimit-policy": "100;w=10",
+            },
+            [RateLimitReading("requests", 100, 0, 30.0, 10.0)],
+        ),
+        (
+            {"RateLimit": '"default";r=5;t=12', "RateLimit-Policy": '"default";q=100;w=60'},
+            [RateLimitReading("requests", 100, 5, 12.0, 60.0)],
+        ),
+        (
+            {"ratelimit": "limit=10, remaining=2, reset=3"},
+            [RateLimitReading("requests", 10, 2, 3.0, None)],
+        ),
+        (
+            # GitHub's way: no window, the reset a Unix time.
+            {
+                "x-ratelimit-limit": "5000",
+                "x-ratelimit-remaining": "4999",
+                "x-ratelimit-reset": str(int(UNIX) + 600),
+            },
+            [RateLimitReading("requests", 5000, 4999, 600.0, None)],
+        ),
+        (
+            {
+                "x-ratelimit-limit-requests": "soon",
+                "x-ratelimit-foo": "1",
+                "content-type": "application/json",
+            },
+            [],
+        ),
+    ],
+)
+def test_reads_every_common_form_of_rate_limit_headers(
+    headers: dict[str, str], expected: list[RateLimitReading]
+) -> None:
+    for given_headers in (headers, httpx.Headers(headers)):
+        assert read_rate_limits(given_headers, now=UNIX) == expected
+
+
+@given(st.dictionaries(st.sampled_from(["x-ratelimit-", "ratelimit", "anthropic-ratelimit-"]).flatmap(
+    lambda p: st.text(max_size=30).map(lambda s: p + s)), st.text(max_size=40), max_size=8))  # fmt: skip
+def test_reading_any_headers_never_raises(headers: dict[str, str]) -> None:
+    for r in read_rate_limits(headers, now=UNIX):
+        assert r.kind in ("requests", "tokens")
+
+
+# -- spacing ---------------------------------------------------------------------------------------------
+
+
+def test_requests_are_spaced_evenly_never_in_a_burst() -> None:
+    clock = Clock()
+    gov = paced(clock, 600)  # 10 a second
+    times = send_times(gov, clock, 100)
+    assert times == sorted(times)
+    gaps = [b - a for a, b in itertools.pairwise(times[1:])]
+    assert all(g == pytest.approx(0.1) for g in gaps)
+    # A whole minute's budget is never let out at once: any second holds its tenth, give or take the burst.
+    assert most_in_window(times, 1.0) <= 10 + 1
+    assert most_in_window(times, 0.1) <= 2
+
+
+def test_a_late_caller_may_catch_up_by_the_burst_allowance_only() -> None:
+    clock = Clock()
+    gov = paced(clock, 600, burst_s=0.2)
+    send_times(gov, clock, 5)
+    clock.advance(10.0)  # idle: the schedule is far behind
+    times = send_times(gov, clock, 20)
+    # 1 + 0.2 s worth of 10 a second, not 10 s worth.
+    assert sum(1 for t in times if t <= clock.now + 1e-9) == 3
+
+
+def test_a_run_does_not_start_with_a_burst_before_anything_is_known() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    times = send_times(gov, clock, 64)
+    assert most_in_window(times, 1.0) <= 5  # the cautious start, not 64 at once
+    assert gov.snapshot().rpm is None
+
+
+# -- limits from headers -----------------------------------------------------------------------------------
+
+
+def test_the_limit_read_from_headers_sets_the_pace() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.reserve()
+    gov.observe(200, OPENAI)
+    snap = gov.snapshot()
+    assert (snap.rpm, snap.rpm_source, snap.tpm, snap.tpm_source) == (1200, "headers", 600000, "headers")
+    assert snap.requests_per_s == pytest.approx(20.0)
+    assert snap.tokens_per_s == pytest.approx(10000.0)
+    clock.advance(1.0)
+    times = send_times(gov, clock, 40)
+    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([0.05] * 38)
+
+
+def test_anthropic_headers_set_the_pace_too() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.observe(
+        200,
+        {
+            "anthropic-ratelimit-requests-limit": "300",
+            "anthropic-ratelimit-requests-remaining": "299",
+            "anthropic-ratelimit-requests-reset": _iso(0.2),
+            "anthropic-ratelimit-tokens-limit": "60000",
+            "anthropic-ratelimit-input-tokens-limit": "50000",
+            "anthropic-ratelimit-output-tokens-limit": "10000",
+        },
+    )
+    snap = gov.snapshot()
+    # The combined token bucket is the one that counts when it is given.
+    assert (snap.rpm, snap.tpm) == (300, 60000)
+
+
+def test_a_day_budget_is_not_read_as_a_pace_but_is_held_to() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.observe(200, {"x-ratelimit-limit-requests": "14400", "x-ratelimit-reset-requests": "2m59.56s",
+                      "x-ratelimit-remaining-requests": "100"})  # fmt: skip
+    assert gov.snapshot().rpm is None  # a bucket refilling over minutes is no per-minute limit
+    gov.observe(200, {"x-ratelimit-limit-requests-day": "14400", "x-ratelimit-remaining-requests-day": "0",
+                      "x-ratelimit-reset-requests-day": "3600"})  # fmt: skip
+    assert gov.delay() == pytest.approx(3600.0)
+
+
+def test_an_exhausted_per_minute_bucket_on_a_429_holds_the_next_request() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.observe(200, OPENAI)
+    gov.observe(429, {**OPENAI, "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "1s"})
+    # One request's refill at 1200 a minute, not the second to a full bucket.
+    assert gov.delay() == pytest.approx(0.05)
+
+
+# -- Retry-After -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "pause"),
+    [
+        ({"retry-after": "2"}, 2.0),
+        ({"retry-after-ms": "1500", "retry-after": "2"}, 1.5),
+        ({"Retry-After": formatdate(UNIX + 30, usegmt=True)}, 30.0),
+    ],
+)
+def test_retry_after_pauses_every_request_then_resumes_at_the_pace(
+    headers: dict[str, str], pause: float
+) -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=600)
+    send_times(gov, clock, 3)
+    gov.observe(429, headers)
+    snap = gov.snapshot()
+    assert snap.paused_s == pytest.approx(pause)
+    assert snap.rate_limited == 1
+    times = send_times(gov, clock, 10)
+    assert min(times) == pytest.approx(clock.now + pause)
+    # No burst to make up for the pause: the bucket that asked for it has room for one request then.
+    assert most_in_window(times, 0.05) == 1
+
+
+def test_retry_after_on_a_success_is_ignored() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.observe(200, {"retry-after": "60"})
+    assert gov.delay() == 0.0
+
+
+def test_a_429_that_is_no_rate_limit_teaches_nothing() -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=600)
+    gov.reserve()
+    gov.observe(429, {}, rate_limited=False)  # insufficient_quota: no pace gets it through
+    snap = gov.snapshot()
+    assert (snap.rate_limited, snap.requests_per_s) == (0, 4.0)
+
+
+# -- limits learned from 429s ------------------------------------------------------------------------------
+
+
+class FakeProvider:
+    """A provider's token bucket on the fake clock: ``rate`` requests a second, ``window`` seconds' worth at
+    most at once (providers enforce per-minute limits over windows as short as a second)."""
+
+    def __init__(self, clock: Clock, rate: float, window: float = 1.0, headers: bool = False) -> None:
+        self.clock = clock
+        self.rate = rate
+        self.capacity = max(rate * window, 1.0)
+        self.level = self.capacity
+        self.last = clock.now
+        self.headers = headers
+
+    def admit(self) -> tuple[int, Mapping[str, str]]:
+        now = self.clock.now
+        self.level = min(self.capacity, self.level + (now - self.last) * self.rate)
+        self.last = now
+        if self.level >= 1:
+            self.level -= 1
+            return 200, {}
+        wait = (1 - self.level) / self.rate
+        return 429, {"retry-after-ms": str(round(wait * 1000))} if self.headers else {}
+
+
+def drive(gov: RateGovernor, clock: Clock, provider: FakeProvider, *, seconds: float, workers: int = 64,
+          latency: tuple[float, float] = (0.002, 0.008), seed: int = 1) -> list[tuple[float, int]]:  # fmt: skip
+    """``workers`` callers, first come first served, each waiting its turn, sending, and observing the answer
+    when it comes back (half the latency each way): the (time, status) of every request the provider took."""
+    rng = random.Random(seed)
+    events: list[tuple[float, int, Callable[[], None]]] = []
+    seq = 0
+    idle = workers
+    taken: list[tuple[float, int]] = []
+    timer = 0
+
+    def push(at: float, action: Callable[[], None]) -> None:
+        nonlocal seq
+        seq += 1
+        heapq.heappush(events, (at, seq, action))
+
+    def arrive() -> None:
+        status, headers = provider.admit()
+        taken.append((clock.now, status))
+        push(clock.now + rng.uniform(*latency) / 2, lambda: answer(status, headers))
+
+    def answer(status: int, headers: Mapping[str, str]) -> None:
+        nonlocal idle
+        gov.observe(status, headers)
+        idle += 1
+        dispatch()
+
+    def dispatch(token: int | None = None) -> None:
+        nonlocal idle, timer
+        if token is not None and token != timer:
+            return  # a wake-up planned before something changed
+        timer += 1
+        while idle:
+            wait = gov.delay()
+            if wait > 0:
+                mine = timer
+                push(clock.now + wait, lambda mine=mine: dispatch(mine))
+                return
+            gov.reserve()
+            idle -= 1
+            push(clock.now + rng.uniform(*latency) / 2, arrive)
+
+    dispatch()
+    while events and events[0][0] <= seconds:
+        at, _, action = heapq.heappop(events)
+        clock.now = max(clock.now, at)
+        action()
+    return taken
+
+
+@pytest.mark.parametrize("rate", [5, 20, 100])
+@pytest.mark.parametrize("retry_after", [True, False])
+def test_the_limit_is_found_from_429s_alone(rate: int, retry_after: bool) -> None:
+    clock = Clock()
+    gov = governor(clock)
+    answers = drive(gov, clock, FakeProvider(clock, rate, headers=retry_after), seconds=60.0)
+    late = [status for at, status in answers if at >= 20.0]
+    ok, limited = late.count(200), late.count(429)
+    assert ok / 40.0 >= 0.9 * rate  # goodput near the hidden limit...
+    assert limited / ok <= 0.05  # ...with few 429s
+    snap = gov.snapshot()
+    assert snap.rpm_source == "429s"
+    assert snap.rpm == pytest.approx(rate * 60, rel=0.15)
+    assert snap.rate_limited == sum(1 for _, s in answers if s == 429)
+
+
+def test_the_limit_is_found_when_the_provider_allows_no_burst_at_all() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    answers = drive(gov, clock, FakeProvider(clock, 20, window=0.05), seconds=60.0)
+    late = [status for at, status in answers if at >= 20.0]
+    assert late.count(200) / 40.0 >= 0.85 * 20
+    assert late.count(429) / late.count(200) <= 0.05
+
+
+def test_a_cut_comes_once_per_round_trip_not_once_per_429() -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=6000)
+    for _ in range(50):
+        gov.reserve()
+    gov.observe(429, {})
+    first = gov.snapshot().requests_per_s
+    for _ in range(20):  # the rest of those sent before the cut, refused too
+        gov.observe(429, {})
+    assert gov.snapshot().requests_per_s == first
+    gov.reserve()
+    for _ in range(30):
+        gov.observe(200, {})
+    gov.observe(429, {})  # one sent after the cut
+    assert gov.snapshot().requests_per_s < first
+
+
+def test_the_pace_rises_only_while_it_holds_the_callers_back() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.observe(429, {})
+    base = gov.snapshot().requests_per_s
+    for _ in range(30):  # one request every 10 s: far below the pace, which has nothing to learn from
+        clock.advance(10.0)
+        gov.reserve()
+        gov.observe(200, {})
+    assert gov.snapshot().requests_per_s == base
+    assert not gov.snapshot().probing
+
+
+# -- caps --------------------------------------------------------------------------------------------------
+
+
+def test_user_caps_apply_on_top_of_the_headers() -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=60, tpm=6000)
+    gov.observe(200, OPENAI)  # the provider allows 1200 a minute and 600,000 tokens
+    snap = gov.snapshot()
+    assert (snap.rpm, snap.rpm_source, snap.tpm, snap.tpm_source) == (60, "given", 6000, "given")
+    assert snap.requests_per_s == pytest.approx(1.0)
+    gov2 = governor(clock, rpm=6000)
+    gov2.observe(200, OPENAI)
+    assert (gov2.snapshot().rpm, gov2.snapshot().rpm_source) == (1200, "headers")
+
+
+def test_an_rpm_cap_is_never_exceeded_while_probing() -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=120)
+    answers = drive(gov, clock, FakeProvider(clock, 1000), seconds=30.0)
+    assert most_in_window([at for at, _ in answers], 1.0) <= 2 + 1
+    assert {s for _, s in answers} == {200}
+
+
+def test_token_bookings_pace_by_tokens_per_minute() -> None:
+    clock = Clock()
+    gov = governor(clock, tpm=600)  # 10 tokens a second
+    times = send_times(gov, clock, 4, tokens=50)
+    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([5.0, 5.0])
+    assert gov.delay(0) < gov.delay(50)  # a request with no tokens is held by the request pace only
+
+
+def test_actual_usage_reconciles_the_token_bookings() -> None:
+    clock = Clock()
+    gov = governor(clock, tpm=600, burst_s=0.0)
+    gov.reserve(100)
+    gov.reserve(100)
+    before = gov.delay(100)
+    gov.observe(200, {}, tokens_used=20, tokens_reserved=100)  # 80 tokens booked too many come back
+    assert before - gov.delay(100) == pytest.approx(8.0)
+    gov.observe(200, {}, tokens_used=160, tokens_reserved=100)  # 60 too few are paid now
+    assert gov.delay(100) - (before - 8.0) == pytest.approx(6.0)
+
+
+def test_a_booking_given_back_frees_its_turn() -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=60, burst_s=0.0)
+    assert send_times(gov, clock, 3) == [0.0, 1.0, 2.0]
+    gov.cancel()
+    assert send_times(gov, clock, 1) == [2.0]
+    assert gov.snapshot().in_flight == 3
+
+
+# -- the asyncio wrapper -------------------------------------------------------------------------------------
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(coro)
+
+
+async def settle() -> None:
+    """Let every task that can run, run (the fake clock does not move meanwhile)."""
+    for _ in range(20):
+        await asyncio.sleep(0)
+
+
+def test_the_async_limiter_is_a_client_gate() -> None:
+    assert isinstance(AsyncRateLimiter(RateGovernor()), Gate)
+
+
+def test_waiters_go_first_come_first_served_at_the_pace() -> None:
+    async def main() -> None:
+        clock = Clock()
+        limiter = AsyncRateLimiter(governor(clock, rpm=60, burst_s=0.0), call_later=clock.call_later)
+        order: list[tuple[int, float]] = []
+
+        async def worker(i: int) -> None:
+            await limiter.acquire()
+            order.append((i, clock.now))
+
+        tasks = [asyncio.create_task(worker(i)) for i in range(5)]
+        await settle()
+        assert order == [(0, 0.0)]
+        assert limiter.waiting == 4
+        for _ in range(4):
+            clock.advance(1.0)
+            await settle()
+        assert order == [(i, float(i)) for i in range(5)]
+        await asyncio.gather(*tasks)
+
+    run(main())
+
+
+def test_a_cancelled_waiter_books_nothing_and_keeps_the_line_moving() -> None:
+    async def main() -> None:
+        clock = Clock()
+        gov = governor(clock, rpm=60, burst_s=0.0)
+        limiter = AsyncRateLimiter(gov, call_later=clock.call_later)
+        done: list[int] = []
+
+        async def worker(i: int) -> None:
+            await limiter.acquire()
+            done.append(i)
+
+        tasks = [asyncio.create_task(worker(i)) for i in range(4)]
+        await settle()
+        assert (done, limiter.waiting) == ([0], 3)
+        tasks[1].cancel()  # the first in line, waiting for its turn
+        tasks[2].cancel()  # one behind it
+        await settle()
+        assert (gov.state.reserved, limiter.waiting) == (1, 1)
+        clock.advance(1.0)
+        await settle()
+        # The turn worker 1 gave up goes to worker 3, at the time it was due.
+        assert (done, gov.state.reserved, limiter.waiting) == ([0, 3], 2, 0)
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert [type(r).__name__ for r in results] == [
+            "NoneType",
+            "CancelledError",
+            "CancelledError",
+            "NoneType",
+        ]
+
+    run(main())
+
+
+def test_a_pause_learned_while_waiting_holds_every_waiter() -> None:
+    async def main() -> None:
+        clock = Clock()
+        limiter = AsyncRateLimiter(governor(clock, rpm=600, burst_s=0.0), call_later=clock.call_later)
+        sent: list[float] = []
+
+        async def worker() -> None:
+            await limiter.acquire()
+            sent.append(clock.now)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(3)]
+        await settle()
+        assert sent == [0.0]
+        limiter.observe(429, {"retry-after": "5"})  # the first one's answer
+        await settle()
+        clock.advance(1.0)  # past when the second was due before the pause
+        await settle()
+        assert sent == [0.0]
+        clock.advance(4.0)
+        await settle()
+        assert sent == [0.0, 5.0]
+        gap = 1 / limiter.snapshot().requests_per_s
+        clock.advance(gap)
+        await settle()
+        assert sent == pytest.approx([0.0, 5.0, 5.0 + gap])
+        await asyncio.gather(*tasks)
+
+    run(main())
+
+
+def test_the_async_limiter_runs_on_a_real_loop() -> None:
+    async def main() -> None:
+        limiter = AsyncRateLimiter(RateGovernor(start_rps=2000))
+        await asyncio.gather(*(limiter.acquire(10) for _ in range(20)))
+        for _ in range(20):
+            limiter.observe(200, OPENAI, tokens_used=8)
+        snap = limiter.snapshot()
+        assert (snap.in_flight, snap.rpm, snap.rpm_source) == (0, 1200, "headers")
+
+    run(main())
