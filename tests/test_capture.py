@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import gzip
+import io
+import tracemalloc
 
 import orjson
 import pytest
@@ -11,11 +13,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from genguard import CaptureError
-from genguard.core.capture import Exchange, endpoint_hint_for, is_sse, read_captures
+from genguard.core.capture import (
+    PIECE,
+    WINDOW,
+    Exchange,
+    endpoint_hint_for,
+    is_sse,
+    parse_json_body,
+    read_capture_file,
+    read_captures,
+)
 from genguard.core.secrets import mask_url
 
 FAKE_KEY = "sk-proj-FAKEFAKEfake0123456789abcdef"
 ERROR_429 = b'{"error": {"message": "Rate limit reached", "type": "requests", "code": "rate_limit_exceeded"}}'
+STREAM = 'data: {"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":"stop"}]}\n\ndata: [DONE]\n\n'
 
 
 def one(data: bytes, source: str = "cap.txt") -> Exchange:
@@ -370,3 +382,159 @@ def test_any_har_shaped_json_gives_exchanges_or_capture_error(doc: object) -> No
     except CaptureError:
         return
     assert xs
+
+
+# -- text encodings -----------------------------------------------------------------------------------
+
+RAW_429 = (
+    b"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\nRetry-After: 20\r\n\r\n" + ERROR_429
+)
+
+
+def powershell(data: bytes, encoding: str = "utf-16") -> bytes:
+    """What Windows PowerShell's `curl.exe -i ... > reply.http` writes: every line re-ended with CRLF, the
+    whole in UTF-16 LE with a BOM."""
+    lines = data.decode("utf-8").splitlines()
+    return ("\r\n".join(lines) + "\r\n").encode(encoding)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        powershell(RAW_429),
+        powershell(RAW_429.replace(b"\r\n", b"\n")),
+        b"\xfe\xff" + RAW_429.decode().encode("utf-16-be"),
+        RAW_429.decode().encode("utf-16-le"),
+        b"\xef\xbb\xbf" + RAW_429,
+    ],
+    ids=["powershell-crlf", "powershell-lf", "utf16-be-bom", "utf16-le-no-bom", "utf8-bom"],
+)
+def test_utf16_and_bom_captures_are_read(data: bytes) -> None:
+    for x in (one(data), next(read_capture_file(io.BytesIO(data), source="cap.txt").exchanges)):
+        assert (x.status, x.headers["retry-after"]) == (429, "20")
+        assert orjson.loads(x.body) == orjson.loads(ERROR_429)
+
+
+def test_utf16_stream_and_json_bodies() -> None:
+    sse = b'data: {"choices": []}\n\ndata: [DONE]\n\n'
+    assert one(sse.decode().encode("utf-16")).content_type == "text/event-stream"
+    assert orjson.loads(one(ERROR_429.decode().encode("utf-16")).body) == orjson.loads(ERROR_429)
+    # A non-ASCII character survives, and a UTF-16 file larger than the window is read in pieces too.
+    big = ("HTTP/2 200\r\ncontent-type: text/event-stream\r\n\r\n" + 'data: {"x": "é"}\n\n' * 8000).encode(
+        "utf-16"
+    )
+    [x] = read_capture_file(io.BytesIO(big), source="big.txt").exchanges
+    assert b"".join(x.iter_body()).decode() == 'data: {"x": "é"}\n\n' * 8000
+
+
+# -- bare bodies that are broken ---------------------------------------------------------------------
+
+
+def test_bare_json_cut_short_is_read_when_its_status_is_known() -> None:
+    cut = b'{"error": {"message": "Rate limit reac'
+    with pytest.raises(CaptureError, match="--status"):
+        one(cut)
+    [x] = read_captures(cut, source="cut.json", status=429)
+    assert (x.status, x.body, x.content_type) == (429, cut, "application/json")
+    # A HAR file cut short is still not a capture, whatever the status.
+    with pytest.raises(CaptureError, match="does not parse"):
+        read_captures(b'{"log": {"entries": [', source="cut.har", status=429)
+
+
+def test_json_that_is_not_utf8_is_read_with_replacement() -> None:
+    body = b'{"error": {"type": "rate_limit_error", "message": "caf\xe9"}}'
+    assert one(body).body == body
+    doc, repaired = parse_json_body(body)
+    assert doc["error"] == {"type": "rate_limit_error", "message": "caf\ufffd"}
+    assert repaired == '{"error": {"type": "rate_limit_error", "message": "caf\ufffd"}}'.encode()
+    with pytest.raises(orjson.JSONDecodeError):
+        parse_json_body(b'{"a": "\xe9')
+
+
+# -- large captures are read from the front ----------------------------------------------------------
+
+
+class GeneratedFile(io.RawIOBase):
+    """A file whose bytes are made as they are read, never held whole; it records every read's size."""
+
+    def __init__(self, head: bytes, event: bytes, count: int, tail: bytes) -> None:
+        self._parts = iter([head, *([event] * count), tail])
+        self._pending = b""
+        self.sizes: list[int] = []
+        self.size = len(head) + len(event) * count + len(tail)
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: memoryview) -> int:  # type: ignore[override]
+        self.sizes.append(len(buffer))
+        while len(self._pending) < len(buffer):
+            part = next(self._parts, None)
+            if part is None:
+                break
+            self._pending += part
+        n = min(len(buffer), len(self._pending))
+        buffer[:n] = self._pending[:n]
+        self._pending = self._pending[n:]
+        return n
+
+
+def long_stream(head: bytes = b"") -> GeneratedFile:
+    pad = "x" * 2000
+    delta = '"choices": [{"index": 0, "delta": {"content": "a"}, "finish_reason": null}]'
+    event = f'data: {{"id": "{pad}", {delta}}}\n\n'.encode()
+    tail = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n'
+    return GeneratedFile(head, event, 10_000, tail)  # about 20 MB
+
+
+@pytest.mark.parametrize(
+    "head", [b"", b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n"], ids=["sse", "curl-i"]
+)
+def test_a_long_stream_is_read_in_bounded_pieces(head: bytes) -> None:
+    from genguard.core.explain import explain_exchange
+
+    f = long_stream(head)
+    assert f.size > 20_000_000
+    tracemalloc.start()
+    try:
+        [x] = read_capture_file(f, source="long.sse").exchanges
+        assert x.body == b""
+        assert x.body_chunks is not None
+        outcome = explain_exchange(x)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert (outcome.ok, outcome.finish_reason, outcome.text) == (True, "stop", "a" * 10_000)
+    # Every read asked for at most one piece, never for the rest of the file; and what was held at once is a
+    # few pieces (the one being read, the events cut from it), however long the file.
+    assert f.sizes
+    assert max(f.sizes) <= PIECE
+    assert peak < 8 * PIECE < f.size / 2
+
+
+def test_a_small_or_compressed_stream_is_read_whole() -> None:
+    small = one(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n" + STREAM.encode())
+    assert (small.body, small.body_chunks) == (STREAM.encode(), None)
+    big = STREAM.encode() * 4000
+    gz = (
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ncontent-encoding: gzip\r\n\r\n"
+        + gzip.compress(big)
+    )
+    padded = gz + b"\0" * WINDOW  # larger than the window even compressed
+    [x] = read_capture_file(io.BytesIO(padded), source="gz.http").exchanges
+    assert x.body_chunks is None
+    assert x.body.startswith(big)
+
+
+def test_a_large_json_body_is_read_in_one_piece() -> None:
+    body = (
+        b'{"choices": [{"index": 0, "message": {"content": "'
+        + b"w " * 600_000
+        + b'"}, "finish_reason": "stop"}]}'
+    )
+    f = GeneratedFile(
+        b"HTTP/2 200\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n", body, 1, b""
+    )
+    [x] = read_capture_file(f, source="big.http").exchanges
+    assert x.body == body
+    assert x.body_chunks is None

@@ -372,6 +372,98 @@ def test_live_failures_without_a_status_say_why_there_is_none() -> None:
     assert "in the capture" in render_outcome(Outcome.failure("server_error"))
 
 
+# -- files written by Windows PowerShell --------------------------------------------------------------
+
+CURL_I = http("429 Too Many Requests", RATE_BODY, "retry-after: 20", "x-request-id: req_ps")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # `curl.exe -i ... > reply.http` in Windows PowerShell: CRLF lines, UTF-16 LE with a BOM.
+        ("\r\n".join(CURL_I.decode().splitlines()) + "\r\n").encode("utf-16"),
+        b"\xfe\xff" + CURL_I.decode().encode("utf-16-be"),
+        b"\xef\xbb\xbf" + CURL_I,
+    ],
+    ids=["utf16-le-bom-crlf", "utf16-be-bom", "utf8-bom"],
+)
+def test_utf16_and_bom_captures(data: bytes, tmp_path: Path) -> None:
+    path = tmp_path / "reply.http"
+    path.write_bytes(data)
+    [o] = outcomes(str(path))
+    assert (o["code"], o["status"], o["retry_after_s"], o["request_id"]) == (
+        "rate_limited",
+        429,
+        20.0,
+        "req_ps",
+    )
+    [piped] = outcomes("-", stdin=data)
+    assert piped["code"] == "rate_limited"
+
+
+def test_utf16_stream(tmp_path: Path) -> None:
+    path = tmp_path / "stream.sse"
+    path.write_bytes((CAPTURES / "stream-cut-off.sse").read_text().encode("utf-16"))
+    [o] = outcomes(str(path))
+    assert (o["code"], o["text"]) == (
+        "incomplete_stream",
+        "The three largest moons of Jupiter are Ganymede, Callisto and",
+    )
+
+
+# -- broken bodies -------------------------------------------------------------------------------------
+
+CUT = b'{"error": {"message": "Rate limit reached for gpt-4o in organization org-x on requests per min'
+
+
+def test_bare_json_cut_short_is_judged_by_the_given_status(tmp_path: Path) -> None:
+    path = tmp_path / "cut.json"
+    path.write_bytes(CUT)
+    [o] = outcomes("--status", "429", str(path))
+    assert (o["code"], o["status"], o["retryable"]) == ("rate_limited", 429, True)
+    message = str(o["message"])
+    assert message.startswith("Rate limit reached for gpt-4o")
+    assert "cut short" in message
+    [ok_status] = outcomes("--status", "200", str(path))
+    assert (ok_status["code"], ok_status["status"]) == ("invalid_response", 200)
+    assert "cut short" in str(ok_status["message"])
+    # The same body after its headers reads the same.
+    raw = tmp_path / "cut.http"
+    raw.write_bytes(http("429 Too Many Requests", CUT.decode()))
+    [with_headers] = outcomes(str(raw))
+    assert (with_headers["code"], with_headers["message"]) == ("rate_limited", o["message"])
+    code, _, err_text = run(str(path))
+    assert code == 2
+    assert "--status" in err_text
+
+
+def test_bare_html_page_has_no_status(tmp_path: Path) -> None:
+    path = tmp_path / "page.html"
+    path.write_text("<!DOCTYPE html><html><head><title>Sign in</title></head></html>")
+    [o] = outcomes(str(path))
+    assert (o["code"], o["status"]) == ("invalid_response", None)
+    code, out, _ = run(str(path))
+    assert code == 0
+    assert "HTTP 200" not in out
+    assert "no HTTP status in the capture" in out
+    [given] = outcomes("--status", "502", str(path))
+    assert (given["code"], given["status"]) == ("bad_gateway", 502)
+
+
+@pytest.mark.parametrize("headers", [True, False], ids=["curl-i", "bare"])
+def test_error_body_that_is_not_utf8_keeps_its_type(headers: bool, tmp_path: Path) -> None:
+    body = b'{"error": {"type": "rate_limit_error", "message": "caf\xe9 is busy, slow down"}}'
+    path = tmp_path / "latin1.http"
+    path.write_bytes(
+        b"HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\n\r\n" + body
+        if headers
+        else body
+    )
+    [o] = outcomes(str(path))
+    assert (o["code"], o["provider_type"]) == ("rate_limited", "rate_limit_error")
+    assert o["message"] == "caf\ufffd is busy, slow down"
+
+
 # -- what reaches the terminal -----------------------------------------------------------------------
 
 HOSTILE = (
@@ -415,3 +507,19 @@ def test_file_names_are_shown_without_their_control_characters(tmp_path: Path) -
     assert code == 2
     assert visible(err_text), repr(err_text)
     assert "no such file" in err_text
+
+
+# -- a large capture is read from the front ---------------------------------------------------------
+
+
+def test_a_stream_larger_than_the_window_is_explained(tmp_path: Path) -> None:
+    from genguard.core.capture import PIECE
+
+    event = b'data: {"choices": [{"index": 0, "delta": {"content": "ab"}, "finish_reason": null}]}\n\n'
+    count = 3 * PIECE // len(event)
+    tail = b'data: {"choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]}\n\n'
+    path = tmp_path / "long.http"
+    path.write_bytes(b"HTTP/2 200\r\ncontent-type: text/event-stream\r\n\r\n" + event * count + tail)
+    for args in ([str(path)], ["-"]):
+        [o] = outcomes(*args, stdin=path.read_bytes() if args == ["-"] else None)
+        assert (o["code"], o["status"], o["text"]) == ("truncated", 200, "ab" * count)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from typing import Any
+from collections.abc import Mapping
+from typing import IO, Any
 
 import click
+import orjson
 
-from ..core.capture import read_captures
+from ..core.capture import read_capture_file
 from ..core.exceptions import CaptureError, ConfigError
 from ..core.explain import explain_exchange
 from ..core.outcome import Outcome
@@ -24,12 +27,12 @@ def _parse_header(text: str) -> tuple[str, str]:
     return name.strip().lower(), value.strip()
 
 
-def _read_file(name: str) -> bytes:
+def _open(name: str) -> contextlib.AbstractContextManager[IO[bytes]]:
     if name == "-":
-        return sys.stdin.buffer.read()
+        return contextlib.nullcontext(sys.stdin.buffer)
     try:
-        with open(name, "rb") as fh:
-            return fh.read()
+        # Unbuffered: the reader reads the start, then the rest in one read or a stream in pieces of its own.
+        return open(name, "rb", buffering=0)
     except FileNotFoundError:
         raise CaptureError(f"{name}: no such file") from None
     except IsADirectoryError:
@@ -97,24 +100,34 @@ def explain(
     for name in files:
         source = "<stdin>" if name == "-" else name
         try:
-            exchanges = read_captures(_read_file(name), source=source)
+            with _open(name) as fh:
+                capture = read_capture_file(fh, source=source, status=status)
+                for exchange in capture.exchanges:
+                    outcome = explain_exchange(
+                        exchange, status=status, headers=headers, endpoint=where, validators=validators
+                    )
+                    shown_as = exchange.source
+                    # The body is read; let it go before the outcome is written (a large one is not held twice).
+                    del exchange
+                    _emit(outcome, shown_as, as_json=as_json, color=color, first=first)
+                    first = False
         except CaptureError as exc:
             _fail(str(exc))
             failed = True
             continue
-        for exchange in exchanges:
-            outcome = explain_exchange(
-                exchange, status=status, headers=headers, endpoint=where, validators=validators
-            )
-            _emit(outcome, exchange.source, as_json=as_json, color=color, first=first)
-            first = False
     if failed:
         sys.exit(2)
 
 
 def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: bool) -> None:
     if as_json:
-        line = redact(outcome.with_extra(source=source).to_json()).encode() + b"\n"
+        # Written as bytes, every string masked on its own: a large text is neither copied into a str of the
+        # whole line nor encoded again on the way out.
+        line = orjson.dumps(
+            _masked(outcome.with_extra(source=source).to_dict()),
+            default=str,
+            option=orjson.OPT_APPEND_NEWLINE,
+        )
         sys.stdout.flush()
         sys.stdout.buffer.write(escape_json_controls(line))
         sys.stdout.buffer.flush()
@@ -122,3 +135,16 @@ def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: b
     if not first:
         click.echo()
     click.echo(render_outcome(outcome, source=source, color=color), color=color)
+
+
+def _masked(value: Any) -> Any:
+    """``value`` ready for JSON with every string in it masked (a string with nothing to mask comes back as
+    itself, so a large text is not copied)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, Mapping):
+        return {key: _masked(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_masked(item) for item in value]
+    to_dict: Any = getattr(value, "to_dict", None)
+    return _masked(to_dict()) if callable(to_dict) else value

@@ -10,6 +10,10 @@ A capture is recognised by its content, never by its file name:
 - a HAR 1.2 file as browsers and proxies export it, one exchange per entry;
 - a bare HTML page (a gateway's error page saved on its own).
 
+The bytes may be UTF-8 (with or without a BOM) or UTF-16 (what Windows PowerShell's ``>`` writes). A file is
+read from the front: a stream's body is left in the file and handed out in pieces, so a capture of hundreds
+of megabytes is diagnosed without being held whole.
+
 Request headers (``authorization``, ``api-key``...) are never kept, and key-like query parameters are masked
 in request URLs. Any bytes that are none of these raise :class:`~genguard.CaptureError`, nothing else.
 """
@@ -18,12 +22,14 @@ from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import io
 import re
 import zlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import IO, Any, Literal
 from urllib.parse import urlsplit
 
 import orjson
@@ -43,12 +49,22 @@ _REQUEST_LINE = re.compile(rb"^(?:GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) \S+ HT
 _SSE_FIELD = re.compile(rb"^(?:data|event|id|retry)(?::|$)")
 _HEX_SIZE = re.compile(rb"^([0-9A-Fa-f]+)[ \t]*(?:;[^\r\n]*)?$")
 
+# How much of a file's start is read to recognise its form, and the piece a stream body is read in: a
+# stream larger than the window stays in the file and is read one piece at a time.
+WINDOW = 1 << 16
+PIECE = 1 << 20
+# A head line longer than this is no header: it is cut there rather than read to the end of a huge body.
+_LINE_LIMIT = 1 << 20
+
 
 @dataclass(frozen=True, slots=True)
 class Exchange:
     """One captured response: what came back, and where it was found.
 
     ``status`` is ``None`` when the capture does not say (a bare body); ``headers`` has lower-case names.
+    ``body_chunks`` is set only for a stream read from a file and too large for the first window: its body
+    is still in the file, to be read once, in pieces (``body`` is then empty); :meth:`iter_body` reads
+    either.
 
     >>> [x] = read_captures(b"HTTP/2 429\\r\\nretry-after: 2\\r\\n\\r\\n{}", source="a.txt")
     >>> (x.status, x.headers["retry-after"], x.body)
@@ -62,15 +78,41 @@ class Exchange:
     index: int = 0
     url: str | None = None
     endpoint_hint: EndpointHint | None = None
+    body_chunks: Iterator[bytes] | None = None
 
     @property
     def content_type(self) -> str:
         """The media type without parameters, lower-cased (``""`` when unknown)."""
         return self.headers.get("content-type", "").split(";", 1)[0].strip().lower()
 
+    def iter_body(self, size: int = PIECE) -> Iterator[bytes]:
+        """The body in pieces of at most ``size`` bytes: from the file when it was left there, else slices
+        of :attr:`body` (so a reader that takes pieces never builds one list over the whole of it)."""
+        if self.body_chunks is not None:
+            yield from self.body_chunks
+            return
+        body = self.body
+        for start in range(0, len(body), size):
+            yield body[start : start + size]
 
-def read_captures(data: bytes, *, source: str) -> list[Exchange]:
-    """Read every exchange in ``data`` (one, or one per HAR entry), recognising the form by its content.
+
+@dataclass(frozen=True, slots=True)
+class CaptureFile:
+    """What one capture holds: its exchanges, made one at a time as they are taken (a large body is not
+    kept beside the next).
+
+    >>> c = read_capture_file(io.BytesIO(b'{"error": {"message": "nope"}}'), source="e.json")
+    >>> [x.source for x in c.exchanges]
+    ['e.json']
+    """
+
+    exchanges: Iterator[Exchange]
+
+
+def read_captures(data: bytes, *, source: str, status: int | None = None) -> list[Exchange]:
+    """Read every exchange in ``data`` (one, or one per HAR entry), recognising the form by its
+    content. ``status`` is the status of a bare body, which has none of its own: with it, a bare JSON body
+    that does not parse (cut short when it was copied) is still read, to be judged by that status.
 
     Raises :class:`~genguard.CaptureError` naming ``source`` when the bytes are not a capture.
 
@@ -81,32 +123,71 @@ def read_captures(data: bytes, *, source: str) -> list[Exchange]:
     """
     if not isinstance(data, bytes | bytearray | memoryview):
         raise CaptureError(f"{source}: a capture must be bytes, not {type(data).__name__}")
-    raw = bytes(data)
-    if raw.startswith(b"\xef\xbb\xbf"):
-        raw = raw[3:]
-    text = raw.lstrip()
-    if not text:
+    return list(_read(_Input.of_bytes(bytes(data), source), source, status).exchanges)
+
+
+def read_capture_file(file: IO[bytes], *, source: str, status: int | None = None) -> CaptureFile:
+    """Read a capture from a binary file object (an open file, standard input), from the front: its start
+    is read to recognise the form, a stream's body is then handed out in pieces of :data:`PIECE` bytes as it
+    is diagnosed, and anything else is read whole once. Keep the file open while taking the exchanges.
+
+    Raises :class:`~genguard.CaptureError` naming ``source`` when the bytes are not a capture.
+
+    >>> c = read_capture_file(io.BytesIO(b"HTTP/1.1 503\\r\\n\\r\\nbusy"), source="r.http")
+    >>> [(x.status, x.body) for x in c.exchanges]
+    [(503, b'busy')]
+    """
+    return _read(_Input(file, source), source, status)
+
+
+def _read(inp: _Input, source: str, status: int | None) -> CaptureFile:
+    inp.decode_text()
+    inp.skip_whitespace()
+    head = inp.peek(inp.window)
+    if not head:
         raise CaptureError(f"{source}: the file is empty; {_EXPECTED}")
     try:
-        if text.startswith(b"HTTP/"):
-            return [_read_raw_http(text, source)]
-        if _REQUEST_LINE.match(text):
-            return [_read_request_response(text, source)]
-        if _is_curl_verbose(text):
-            return [_read_curl_verbose(text, source)]
-        if text[:1] in (b"{", b"["):
-            return _read_json(text, source)
-        if is_sse(text):
-            return [Exchange(None, _headers({"content-type": "text/event-stream"}), text, source)]
-        if _is_html(text):
-            return [Exchange(None, _headers({"content-type": "text/html"}), text, source)]
+        if head.startswith(b"HTTP/"):
+            return CaptureFile(_drain([_read_raw_http_input(inp, source)]))
+        if is_sse(head):
+            if inp.fits(inp.window):
+                body = inp.rest()
+                chunks = None
+            else:
+                body, chunks = b"", inp.pieces()
+            ctype = _headers({"content-type": "text/event-stream"})
+            return CaptureFile(_drain([Exchange(status, ctype, body, source, body_chunks=chunks)]))
+        data = inp.rest()
+        if _REQUEST_LINE.match(data):
+            return CaptureFile(_drain([_read_request_response(data, source)]))
+        if _is_curl_verbose(data):
+            return CaptureFile(_drain([_read_curl_verbose(data, source)]))
+        if data[:1] in (b"{", b"["):
+            return _read_json(data, source, status)
+        if _is_html(data):
+            html = _headers({"content-type": "text/html"})
+            return CaptureFile(_drain([Exchange(status, html, data, source)]))
     except CaptureError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError) as exc:
-        # A reader bug on odd bytes must still come out as a clear capture error, never a traceback.
-        raise CaptureError(f"{source}: could not read the capture ({exc}); {_EXPECTED}") from None
-    start = text[:40].decode("utf-8", "replace").splitlines()[0] if text else ""
+    except _READER_BUGS as exc:
+        raise _reader_bug(source, exc) from None
+    start = head[:40].decode("utf-8", "replace").splitlines()[0]
     raise CaptureError(f"{source}: not a capture (it starts with {start!r}); {_EXPECTED}")
+
+
+# A reader bug on odd bytes must still come out as a clear capture error, never a traceback.
+_READER_BUGS = (ValueError, TypeError, KeyError, IndexError, OverflowError, RecursionError)
+
+
+def _reader_bug(source: str, exc: BaseException) -> CaptureError:
+    return CaptureError(f"{source}: could not read the capture ({exc}); {_EXPECTED}")
+
+
+def _drain(items: list[Exchange]) -> Iterator[Exchange]:
+    # Popped, not iterated: neither the list nor this frame keeps an exchange once it is handed out, so its
+    # body can go as soon as the caller is done with it.
+    while items:
+        yield items.pop(0)
 
 
 def endpoint_hint_for(url: str | None) -> EndpointHint | None:
@@ -117,7 +198,7 @@ def endpoint_hint_for(url: str | None) -> EndpointHint | None:
     """
     if not url:
         return None
-    path = urlsplit(url).path.lower() if "://" in url else url.split("?", 1)[0].lower()
+    path = _path(url)
     if "/chat/completions" in path or path.endswith(("/completions", "/messages")):
         return "chat"
     if "/images/" in path or path.endswith("/images"):
@@ -142,6 +223,184 @@ def endpoint_hint_for(url: str | None) -> EndpointHint | None:
     return None
 
 
+def _path(url: str) -> str:
+    return urlsplit(url).path.lower() if "://" in url else url.split("?", 1)[0].lower()
+
+
+# -- reading a file from the front ----------------------------------------------------------------
+
+
+class _Input:
+    """A capture read from the front: enough of its start to recognise the form and read a head line by
+    line, then the rest whole (one read, no copy of what was already looked at) or in pieces."""
+
+    __slots__ = ("_buf", "_eof", "_file", "_seekable", "source", "window")
+
+    def __init__(self, file: IO[bytes] | None, source: str, window: int = WINDOW) -> None:
+        self._file: IO[bytes] | _Transcoded | None = file
+        self._buf = b""
+        self._eof = file is None
+        self.source = source
+        self.window = window
+        try:
+            self._seekable = file is not None and file.seekable()
+        except (AttributeError, ValueError, OSError):
+            self._seekable = False
+
+    @classmethod
+    def of_bytes(cls, data: bytes, source: str) -> _Input:
+        # Bytes already in memory are their own window: nothing is left to read in pieces.
+        inp = cls(None, source, max(len(data), WINDOW))
+        inp._buf = data
+        return inp
+
+    def _read(self, size: int) -> bytes:
+        assert self._file is not None
+        try:
+            return self._file.read(size) or b""
+        except OSError as exc:
+            raise CaptureError(f"{self.source}: cannot read it ({exc.strerror or exc})") from None
+
+    def _fill(self, size: int) -> None:
+        """Read until the buffer holds ``size`` bytes or the file ends."""
+        if len(self._buf) >= size or self._eof:
+            return
+        parts = [self._buf]
+        have = len(self._buf)
+        while have < size:
+            chunk = self._read(min(max(size - have, WINDOW), PIECE))
+            if not chunk:
+                self._eof = True
+                break
+            parts.append(chunk)
+            have += len(chunk)
+        self._buf = b"".join(parts)
+
+    def peek(self, size: int) -> bytes:
+        self._fill(size)
+        return self._buf[:size]
+
+    def fits(self, size: int) -> bool:
+        """Whether all that is left is at most ``size`` bytes (and so is already in the buffer)."""
+        self._fill(size + 1)
+        return self._eof and len(self._buf) <= size
+
+    def skip_whitespace(self) -> None:
+        while True:
+            self._fill(WINDOW)
+            stripped = self._buf.lstrip()
+            if stripped or self._eof:
+                self._buf = stripped
+                return
+            self._buf = b""
+
+    def decode_text(self) -> None:
+        """Drop a UTF-8 BOM; turn UTF-16 (with a BOM, or ASCII text with every other byte NUL, as Windows
+        PowerShell's ``>`` writes it) into UTF-8 as it is read."""
+        start = self.peek(64)
+        if start.startswith(b"\xef\xbb\xbf"):
+            self._buf = self._buf[3:]
+            return
+        encoding = None
+        if start[:2] in (b"\xff\xfe", b"\xfe\xff"):
+            encoding = "utf-16"  # the codec reads the BOM and drops it
+        elif len(start) >= 4:
+            even, odd = start[0::2], start[1::2]
+            if not odd.strip(b"\x00") and even.isascii() and b"\x00" not in even:
+                encoding = "utf-16-le"
+            elif not even.strip(b"\x00") and odd.isascii() and b"\x00" not in odd:
+                encoding = "utf-16-be"
+        if encoding is None:
+            return
+        decoder = codecs.getincrementaldecoder(encoding)("replace")
+        if self._file is None:
+            self._buf = decoder.decode(self._buf, final=True).encode("utf-8")
+            self.window = max(len(self._buf), WINDOW)
+            return
+        self._file = _Transcoded(self._file, decoder, self._buf)
+        self._buf = b""
+        self._seekable = False
+        self._eof = False
+
+    def readline(self) -> bytes:
+        """The next line with its ending (``b""`` at the end); a line is cut at :data:`_LINE_LIMIT`."""
+        searched = 0
+        while True:
+            end = self._buf.find(b"\n", searched, _LINE_LIMIT)
+            if end >= 0:
+                line, self._buf = self._buf[: end + 1], self._buf[end + 1 :]
+                return line
+            if self._eof or len(self._buf) >= _LINE_LIMIT:
+                line, self._buf = self._buf[:_LINE_LIMIT], self._buf[_LINE_LIMIT:]
+                return line
+            searched = len(self._buf)
+            self._fill(len(self._buf) + WINDOW)
+
+    def rest(self) -> bytes:
+        """All that is left, in one piece."""
+        if self._eof:
+            data, self._buf = self._buf, b""
+            return data
+        assert self._file is not None
+        if self._buf and self._seekable:
+            # Step back over what the buffer holds and read it again with the rest, in one read: joining the
+            # two would hold the whole file twice.
+            try:
+                self._file.seek(-len(self._buf), io.SEEK_CUR)
+                self._buf = b""
+            except (OSError, ValueError):
+                self._seekable = False
+        data = self._buf + self._read(-1) if self._buf else self._read(-1)
+        self._buf = b""
+        self._eof = True
+        return data
+
+    def pieces(self) -> Iterator[bytes]:
+        """All that is left, in pieces of at most :data:`PIECE` bytes, read as they are taken."""
+        if self._buf:
+            data, self._buf = self._buf, b""
+            yield data
+        while not self._eof:
+            chunk = self._read(PIECE)
+            if not chunk:
+                self._eof = True
+                return
+            yield chunk
+
+
+class _Transcoded:
+    """A UTF-16 file read as UTF-8, piece by piece."""
+
+    __slots__ = ("_decoder", "_file", "_pending")
+
+    def __init__(
+        self, file: IO[bytes] | _Transcoded, decoder: codecs.IncrementalDecoder, pending: bytes
+    ) -> None:
+        self._file = file
+        self._decoder = decoder
+        self._pending = pending
+
+    def seekable(self) -> bool:
+        return False
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        raise io.UnsupportedOperation("a transcoded file is read from the front only")
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            raw, self._pending = self._pending + (self._file.read() or b""), b""
+            return self._decoder.decode(raw, final=True).encode("utf-8")
+        while True:
+            if self._pending:
+                raw, self._pending = self._pending, b""
+            else:
+                raw = self._file.read(size) or b""
+            text = self._decoder.decode(raw, final=not raw)
+            # An odd byte at the end of a read decodes to nothing yet: read on rather than report the end.
+            if text or not raw:
+                return text.encode("utf-8")
+
+
 # -- raw HTTP -------------------------------------------------------------------------------------
 
 
@@ -151,6 +410,12 @@ def _lines(data: bytes, pos: int) -> tuple[bytes, int]:
     if end < 0:
         return data[pos:].rstrip(b"\r"), len(data)
     return data[pos:end].rstrip(b"\r"), end + 1
+
+
+def _is_status_line(data: bytes, pos: int = 0) -> bool:
+    # Only the start is looked at: the line may be the first of a body hundreds of megabytes long.
+    end = data.find(b"\n", pos, pos + 256)
+    return _STATUS_LINE.match(data[pos : end if end >= 0 else pos + 256].strip()) is not None
 
 
 def _read_head(data: bytes, pos: int, source: str) -> tuple[int, dict[str, str], int]:
@@ -179,13 +444,45 @@ def _read_head(data: bytes, pos: int, source: str) -> tuple[int, dict[str, str],
     return status, headers, pos
 
 
-def _read_raw_http(data: bytes, source: str) -> Exchange:
-    pos = 0
-    status, headers, pos = _read_head(data, pos, source)
+def _read_heads(data: bytes, source: str) -> tuple[int, dict[str, str], int]:
+    status, headers, pos = _read_head(data, 0, source)
     # Keep the last real response: interim 1xx, a proxy's CONNECT answer and followed redirects come first.
-    while _STATUS_LINE.match(_lines(data, pos)[0].strip()):
+    while _is_status_line(data, pos):
         status, headers, pos = _read_head(data, pos, source)
+    return status, headers, pos
+
+
+def _read_raw_http(data: bytes, source: str) -> Exchange:
+    status, headers, pos = _read_heads(data, source)
     return _exchange(status, headers, data[pos:], source, url=None)
+
+
+def _read_raw_http_input(inp: _Input, source: str) -> Exchange:
+    """A raw response read from the front: its heads line by line, then the body, left in the file when it
+    is a stream larger than the window."""
+    head = bytearray()
+    while True:
+        line = inp.readline()
+        head += line
+        # A blank line ends a head; another response may follow it (after a 100 Continue, a redirect).
+        if not line.strip() and (not line or not _is_status_line(inp.peek(256))):
+            break
+    status, headers, _ = _read_heads(bytes(head), source)
+    start = inp.peek(inp.window)
+    if not inp.fits(inp.window) and _streams_in_pieces(headers, start):
+        return _exchange(status, headers, b"", source, url=None, chunks=inp.pieces())
+    return _exchange(status, headers, inp.rest(), source, url=None)
+
+
+def _streams_in_pieces(headers: Mapping[str, str], start: bytes) -> bool:
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype != "text/event-stream" and not (ctype in ("", "text/plain") and is_sse(start)):
+        return False
+    # A compressed or still-framed stream is rare (curl removes both unless told not to): it is read whole.
+    if start[:2] == b"\x1f\x8b" or headers.get("content-encoding", "").strip().lower() == "deflate":
+        return False
+    framed = "chunked" in headers.get("transfer-encoding", "").lower()
+    return not (framed and _HEX_SIZE.match(_lines(start, 0)[0].strip()))
 
 
 def _read_request_response(data: bytes, source: str) -> Exchange:
@@ -207,14 +504,24 @@ def _read_request_response(data: bytes, source: str) -> Exchange:
 
 
 def _exchange(
-    status: int | None, headers: dict[str, str], body: bytes, source: str, *, url: str | None, index: int = 0
+    status: int | None,
+    headers: dict[str, str],
+    body: bytes,
+    source: str,
+    *,
+    url: str | None,
+    index: int = 0,
+    chunks: Iterator[bytes] | None = None,
 ) -> Exchange:
     headers = _drop_request_secrets(headers)
-    if "chunked" in headers.get("transfer-encoding", "").lower():
-        body = _dechunk(body)
-    body = _decompress(body, headers.get("content-encoding", ""))
+    if chunks is None:
+        if "chunked" in headers.get("transfer-encoding", "").lower():
+            body = _dechunk(body)
+        body = _decompress(body, headers.get("content-encoding", ""))
     safe_url = mask_url(url) if url else None
-    return Exchange(status, _headers(headers), body, source, index, safe_url, endpoint_hint_for(safe_url))
+    return Exchange(
+        status, _headers(headers), body, source, index, safe_url, endpoint_hint_for(safe_url), chunks
+    )
 
 
 def _headers(headers: dict[str, str]) -> Mapping[str, str]:
@@ -233,10 +540,14 @@ def _dechunk(body: bytes) -> bytes:
     out = bytearray()
     pos = 0
     while True:
-        line, nxt = _lines(body, pos)
-        m = _HEX_SIZE.match(line.strip())
-        if m is None or nxt > len(body) or (nxt == len(body) and not body.endswith(b"\n")):
+        # A size line is short: a body whose first line is not one is not framed, however long that line.
+        end = body.find(b"\n", pos, pos + 1024)
+        if end < 0:
             return body
+        m = _HEX_SIZE.match(body[pos:end].rstrip(b"\r").strip())
+        if m is None:
+            return body
+        nxt = end + 1
         size = int(m.group(1), 16)
         if size == 0:
             return bytes(out)
@@ -313,55 +624,102 @@ def _read_curl_verbose(data: bytes, source: str) -> Exchange:
 
 # -- JSON, HAR, SSE, HTML -------------------------------------------------------------------------
 
+_JSON = _headers({"content-type": "application/json"})
+_HAR_START = re.compile(rb'^\{\s*"log"\s*:')
 
-def _read_json(data: bytes, source: str) -> list[Exchange]:
+
+def parse_json_body(body: bytes) -> tuple[Any, bytes]:
+    """``body`` parsed as JSON, and the bytes it was parsed from. Bytes that are not UTF-8 (a Latin-1
+    ``é``, a character cut in two) are read with U+FFFD in their place, so an error body keeps its type and
+    code; the bytes returned are then the repaired ones. Raises :class:`orjson.JSONDecodeError` when the body
+    is not JSON even so.
+
+    >>> parse_json_body(b'{"error": {"message": "caf\\xe9"}}')[0]["error"]["message"]
+    'caf\ufffd'
+    """
     try:
-        doc = orjson.loads(data)
+        return orjson.loads(body), body
     except orjson.JSONDecodeError as exc:
-        raise CaptureError(f"{source}: looks like JSON but does not parse ({exc}); {_EXPECTED}") from None
+        if "UTF-8" not in str(exc):
+            raise
+    repaired = body.decode("utf-8", "replace").encode("utf-8")
+    return orjson.loads(repaired), repaired
+
+
+def _read_json(data: bytes, source: str, status: int | None) -> CaptureFile:
+    try:
+        doc, _ = parse_json_body(data)
+    except orjson.JSONDecodeError as exc:
+        if status is not None and not _HAR_START.match(data):
+            # A body cut short when it was copied: its status still says what happened, and the verdict
+            # says the body is broken.
+            return CaptureFile(_drain([Exchange(status, _JSON, data, source)]))
+        raise CaptureError(
+            f"{source}: looks like JSON but does not parse ({exc}); a body cut short can still be judged "
+            f"by its status (`--status N`); {_EXPECTED}"
+        ) from None
     if isinstance(doc, dict) and isinstance(doc.get("log"), dict) and "entries" in doc["log"]:
         return _read_har(doc["log"], source)
-    return [Exchange(None, _headers({"content-type": "application/json"}), data, source)]
+    return CaptureFile(_drain([Exchange(status, _JSON, data, source)]))
 
 
-def _read_har(log: dict[str, Any], source: str) -> list[Exchange]:
+def _read_har(log: dict[str, Any], source: str) -> CaptureFile:
     entries = log.get("entries")
     if not isinstance(entries, list):
         raise CaptureError(f"{source}: a HAR file's log.entries must be a list")
     if not entries:
         raise CaptureError(f"{source}: the HAR file has no entries; export it again with the requests in it")
-    out: list[Exchange] = []
     for i, entry in enumerate(entries):
         where = f"{source}#{i + 1}"
         if not isinstance(entry, dict):
             raise CaptureError(f"{where}: a HAR entry must be an object")
-        response = entry.get("response")
-        if not isinstance(response, dict):
+        if not isinstance(entry.get("response"), dict):
             raise CaptureError(f"{where}: the HAR entry has no response object")
-        status_raw = response.get("status")
-        status = status_raw if isinstance(status_raw, int) and 100 <= status_raw <= 999 else None
-        headers: dict[str, str] = {}
-        for h in response.get("headers") or ():
-            if isinstance(h, dict) and isinstance(h.get("name"), str):
-                key = h["name"].strip().lower()
-                val = str(h.get("value", ""))
-                headers[key] = f"{headers[key]}, {val}" if key in headers else val
-        content = response.get("content")
-        body = b""
-        if isinstance(content, dict):
-            body = _har_text(content, where)
-            mime = content.get("mimeType")
-            if "content-type" not in headers and isinstance(mime, str) and mime:
-                headers["content-type"] = mime
-        # Browsers record the decoded body, so the framing and encoding headers no longer apply to it.
-        headers.pop("content-encoding", None)
-        headers.pop("transfer-encoding", None)
-        request = entry.get("request")
-        url = request.get("url") if isinstance(request, dict) else None
-        out.append(
-            _exchange(status, headers, body, where, url=url if isinstance(url, str) else None, index=i)
-        )
-    return out
+    return CaptureFile(_har_exchanges(entries, list(range(len(entries))), source))
+
+
+def _har_exchanges(entries: list[Any], kept: list[int], source: str) -> Iterator[Exchange]:
+    for i in kept:
+        where = f"{source}#{i + 1}"
+        try:
+            made = [_har_exchange(entries[i], i, where)]
+        except CaptureError:
+            raise
+        except _READER_BUGS as exc:
+            raise _reader_bug(where, exc) from None
+        # Neither the entry (its body text) nor this frame outlives the exchange handed out.
+        entries[i] = None
+        yield made.pop()
+
+
+def _har_exchange(entry: dict[str, Any], i: int, where: str) -> Exchange:
+    response = entry["response"]
+    status_raw = response.get("status")
+    status = status_raw if isinstance(status_raw, int) and 100 <= status_raw <= 999 else None
+    headers = _har_headers(response)
+    content = response.get("content")
+    body = b""
+    if isinstance(content, dict):
+        body = _har_text(content, where)
+        mime = content.get("mimeType")
+        if "content-type" not in headers and isinstance(mime, str) and mime:
+            headers["content-type"] = mime
+    # Browsers record the decoded body, so the framing and encoding headers no longer apply to it.
+    headers.pop("content-encoding", None)
+    headers.pop("transfer-encoding", None)
+    request = entry.get("request")
+    url = request.get("url") if isinstance(request, dict) else None
+    return _exchange(status, headers, body, where, url=url if isinstance(url, str) else None, index=i)
+
+
+def _har_headers(message: dict[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for h in message.get("headers") or ():
+        if isinstance(h, dict) and isinstance(h.get("name"), str):
+            key = h["name"].strip().lower()
+            val = str(h.get("value", ""))
+            headers[key] = f"{headers[key]}, {val}" if key in headers else val
+    return headers
 
 
 def _har_text(content: dict[str, Any], where: str) -> bytes:
