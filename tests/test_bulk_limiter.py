@@ -445,6 +445,21 @@ def test_a_cut_comes_once_per_round_trip_not_once_per_429() -> None:
     assert gov.snapshot().requests_per_s < first
 
 
+def test_answers_never_reported_do_not_block_cuts_for_ever() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    for _ in range(10):
+        gov.reserve()
+    gov.observe(429, {})
+    first = gov.snapshot().requests_per_s
+    clock.advance(1.0)
+    gov.observe(429, {})  # nine of the ten never come back: the caller lost them
+    assert gov.snapshot().requests_per_s == first
+    clock.advance(RateGovernor.round_trip_s)
+    gov.observe(429, {})
+    assert gov.snapshot().requests_per_s < first
+
+
 def test_the_pace_rises_only_while_it_holds_the_callers_back() -> None:
     clock = Clock()
     gov = governor(clock)

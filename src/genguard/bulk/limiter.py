@@ -215,6 +215,7 @@ class GovernorState:
     ok_since_cut: int = 0
     limited_since_cut: int = 0
     cut_at: float = 0.0
+    last_cut: float = -math.inf
     target: float | None = None
     limited: int = 0
     learned: bool = False
@@ -284,6 +285,7 @@ class RateGovernor:
     min_decrease: float = 0.5  # the least: one round trip never cuts more than half
     margin: float = 0.95  # a cut goes to this share of the limit measured
     min_sample: int = 8  # the successes between two cuts needed to measure the limit
+    round_trip_s: float = 10.0  # after this, a 429 counts even if not all sent before the last cut came back
     min_rps: float = 1 / 60  # a floor, so that one bad minute cannot stop a run for hours
 
     def __init__(
@@ -520,8 +522,10 @@ class RateGovernor:
         s = self.state
         s.limited += 1
         s.limited_since_cut += 1
-        if s.settled <= s.marker:
-            return  # sent before the last cut: it says nothing about the pace since then
+        if s.settled <= s.marker and now - s.last_cut < self.round_trip_s:
+            # Sent before the last cut: it says nothing about the pace since then. (The clock bounds the wait
+            # for those answers, in case a caller never reports one, a dropped connection say.)
+            return
         old = min(s.rate, self._ceiling())
         n, elapsed = s.ok_since_cut, now - s.cut_at
         recount = True
@@ -557,6 +561,7 @@ class RateGovernor:
             s.ok_since_cut = s.limited_since_cut = 0
             s.cut_at = now
         s.marker = s.reserved
+        s.last_cut = now
         s.starting = False
         s.learned = True
         s.growing = False
