@@ -384,6 +384,111 @@ def test_any_har_shaped_json_gives_exchanges_or_capture_error(doc: object) -> No
     assert xs
 
 
+# -- HAR: only the API exchanges ---------------------------------------------------------------------
+
+
+def browser_entry(
+    method: str,
+    url: str,
+    status: int,
+    mime: str,
+    text: str = "",
+    *,
+    resource: str | None = None,
+    base64_body: bool = False,
+    accept: str = "*/*",
+    post: str | None = None,
+) -> dict[str, object]:
+    content: dict[str, object] = {"size": len(text), "mimeType": mime, "text": text}
+    if base64_body:
+        content["encoding"] = "base64"
+    request: dict[str, object] = {
+        "method": method,
+        "url": url,
+        "headers": [{"name": "Accept", "value": accept}],
+    }
+    if post is not None:
+        request["postData"] = {"mimeType": "application/json", "text": post}
+    e: dict[str, object] = {
+        "request": request,
+        "response": {
+            "status": status,
+            "headers": [{"name": "Content-Type", "value": mime}],
+            "content": content,
+        },
+    }
+    if resource is not None:
+        e["_resourceType"] = resource
+    return e
+
+
+API = "https://api.example.com/v1"
+PAGE = "https://app.example.com"
+PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\0" * 40).decode()
+CHAT_OK = '{"object": "chat.completion", "choices": [{"index": 0, "message": {"content": "ok"}, "finish_reason": "stop"}]}'
+BROWSER_HAR = [
+    # Chrome: every entry says what it is (_resourceType).
+    browser_entry("GET", f"{PAGE}/", 200, "text/html", "<!DOCTYPE html><html></html>", resource="document", accept="text/html,*/*"),
+    browser_entry("GET", f"{PAGE}/assets/index-4f2a.js", 200, "application/javascript", "console.log(1)", resource="script"),
+    browser_entry("GET", f"{PAGE}/assets/index-9c1d.css", 200, "text/css", "body{}", resource="stylesheet"),
+    browser_entry("GET", f"{PAGE}/logo.png", 200, "image/png", PNG, resource="image", base64_body=True),
+    browser_entry("GET", f"{PAGE}/fonts/inter.woff2", 200, "font/woff2", "d09GMgABAAAA", resource="font", base64_body=True),
+    browser_entry("OPTIONS", f"{API}/chat/completions", 204, "x-unknown", resource="preflight"),
+    browser_entry("POST", f"{API}/chat/completions", 200, "application/json", CHAT_OK, resource="fetch"),
+    browser_entry("GET", f"{PAGE}/api/me", 200, "application/json", '{"name": "Ada"}', resource="fetch"),
+    # Firefox: no resource types, only the media types.
+    browser_entry("OPTIONS", f"{API}/chat/completions", 204, ""),
+    browser_entry("POST", f"{API}/chat/completions", 429, "application/json", ERROR_429.decode()),
+    browser_entry("POST", f"{API}/chat/completions", 200, "text/event-stream", STREAM),
+    browser_entry("POST", f"{API}/embeddings", 502, "text/html", "<html><title>502 Bad Gateway</title></html>"),
+    browser_entry("GET", f"{PAGE}/app.js", 200, "text/javascript; charset=utf-8", "export {}"),
+    browser_entry("GET", f"{PAGE}/settings", 200, "text/html", "<!doctype html><html></html>", accept="text/html"),
+    browser_entry(
+        "POST",
+        "https://generativelanguage.googleapis.com/v1beta/models/gemini-2.0-flash:generateContent",
+        503,
+        "application/json; charset=UTF-8",
+        '{"error": {"code": 503, "message": "The model is overloaded.", "status": "UNAVAILABLE"}}',
+    ),
+    # The app's own gateway: the URL says nothing, the request asks a model.
+    browser_entry("POST", f"{PAGE}/api/llm", 200, "application/json", CHAT_OK, post='{"model": "m", "messages": []}'),
+    browser_entry("GET", f"{PAGE}/video/intro.mp4", 206, "video/mp4", "AAAA", base64_body=True),
+]  # fmt: skip
+
+
+def test_har_keeps_the_api_exchanges_and_counts_the_rest() -> None:
+    capture = read_capture_file(io.BytesIO(har(*BROWSER_HAR)), source="app.har")
+    xs = list(capture.exchanges)
+    assert [x.source for x in xs] == [f"app.har#{n}" for n in (7, 10, 11, 12, 15, 16)]
+    assert [x.status for x in xs] == [200, 429, 200, 502, 503, 200]
+    assert dict(capture.skipped) == {
+        "page": 2, "script": 2, "stylesheet": 1, "image": 1, "font": 1, "CORS preflight": 2,
+        "other request": 1, "media file": 1,
+    }  # fmt: skip
+    assert capture.skipped_count == 11
+    # read_captures, the list form, leaves the same entries out.
+    assert [x.source for x in read_captures(har(*BROWSER_HAR), source="app.har")] == [x.source for x in xs]
+
+
+def test_har_json_from_an_api_url_is_kept_whatever_it_says() -> None:
+    odd = browser_entry(
+        "GET", f"{API}/videos/v_1", 404, "application/json", '{"detail": "nope"}', resource="fetch"
+    )
+    page = browser_entry(
+        "POST", f"{API}/images/generations", 200, "application/json", '"<html>"', resource="document"
+    )
+    xs = read_captures(har(odd, page), source="a.har")
+    assert [x.source for x in xs] == ["a.har#1", "a.har#2"]
+
+
+def test_har_without_any_api_exchange_is_not_a_capture() -> None:
+    only_assets = har(BROWSER_HAR[1], BROWSER_HAR[3], BROWSER_HAR[5])
+    with pytest.raises(
+        CaptureError, match=r"none of its 3 entries is an API exchange \(1 script, 1 image, 1 CORS"
+    ):
+        read_captures(only_assets, source="assets.har")
+
+
 # -- text encodings -----------------------------------------------------------------------------------
 
 RAW_429 = (

@@ -372,6 +372,58 @@ def test_live_failures_without_a_status_say_why_there_is_none() -> None:
     assert "in the capture" in render_outcome(Outcome.failure("server_error"))
 
 
+# -- a browser's HAR file: the API exchanges alone ---------------------------------------------------
+
+
+def har_entry(
+    method: str, url: str, status: int, mime: str, text: str = "", resource: str | None = None
+) -> dict[str, object]:
+    entry: dict[str, object] = {
+        "request": {"method": method, "url": url, "headers": []},
+        "response": {"status": status, "headers": [], "content": {"mimeType": mime, "text": text}},
+    }
+    if resource:
+        entry["_resourceType"] = resource
+    return entry
+
+
+APP = "https://chat.example.com"
+BROWSER = [
+    har_entry("GET", f"{APP}/", 200, "text/html", "<!doctype html><html><title>Chat</title></html>", "document"),
+    har_entry("GET", f"{APP}/assets/app.js", 200, "application/javascript", "console.log(1)", "script"),
+    har_entry("GET", f"{APP}/assets/app.css", 200, "text/css", "body{}", "stylesheet"),
+    har_entry("GET", f"{APP}/favicon.ico", 200, "image/x-icon", "", "image"),
+    har_entry("GET", f"{APP}/fonts/inter.woff2", 200, "font/woff2", "", "font"),
+    har_entry("OPTIONS", "https://api.example.com/v1/chat/completions", 204, "", "", "preflight"),
+    har_entry("POST", "https://api.example.com/v1/chat/completions", 429, "application/json", RATE_BODY, "fetch"),
+    har_entry("GET", f"{APP}/logo.svg", 200, "image/svg+xml", "<svg/>", "image"),
+]  # fmt: skip
+
+
+def test_har_from_a_browser_explains_only_the_api_exchanges(tmp_path: Path) -> None:
+    path = tmp_path / "session.har"
+    path.write_bytes(orjson.dumps({"log": {"version": "1.2", "entries": BROWSER}}))
+    [o] = outcomes(str(path))
+    assert (o["code"], o["source"], o["entries_skipped"]) == ("rate_limited", f"{path}#7", 7)
+    code, out, _ = run(str(path))
+    assert code == 0
+    assert "invalid_response" not in out
+    assert out.count("FAILURE") == 1
+    assert out.rstrip().endswith(
+        f"{path}: 7 entries skipped, not API exchanges "
+        "(1 page, 1 script, 1 stylesheet, 2 images, 1 font, 1 CORS preflight)"
+    )
+
+
+def test_har_with_no_api_exchange_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "assets.har"
+    path.write_bytes(orjson.dumps({"log": {"version": "1.2", "entries": BROWSER[:5]}}))
+    code, out, err_text = run(str(path))
+    assert code == 2
+    assert out == ""
+    assert "none of its 5 entries is an API exchange" in err_text
+
+
 # -- files written by Windows PowerShell --------------------------------------------------------------
 
 CURL_I = http("429 Too Many Requests", RATE_BODY, "retry-after: 20", "x-request-id: req_ps")

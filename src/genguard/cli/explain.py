@@ -102,10 +102,13 @@ def explain(
         try:
             with _open(name) as fh:
                 capture = read_capture_file(fh, source=source, status=status)
+                skipped = capture.skipped_count
                 for exchange in capture.exchanges:
                     outcome = explain_exchange(
                         exchange, status=status, headers=headers, endpoint=where, validators=validators
                     )
+                    if skipped:
+                        outcome = outcome.with_extra(entries_skipped=skipped)
                     shown_as = exchange.source
                     # The body is read; let it go before the outcome is written (a large one is not held twice).
                     del exchange
@@ -115,8 +118,16 @@ def explain(
             _fail(str(exc))
             failed = True
             continue
+        if skipped and not as_json:
+            click.echo(f"\n{printable(source)}: {_skipped_line(capture.skipped)}")
     if failed:
         sys.exit(2)
+
+
+def _skipped_line(skipped: Mapping[str, int]) -> str:
+    total = sum(skipped.values())
+    what = ", ".join(f"{n} {name}{'s' if n != 1 else ''}" for name, n in skipped.items())
+    return f"{total} {'entries' if total != 1 else 'entry'} skipped, not API exchanges ({what})"
 
 
 def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: bool) -> None:

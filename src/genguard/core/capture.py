@@ -7,7 +7,8 @@ A capture is recognised by its content, never by its file name:
   chunked body still in its chunks), and the ``< ``-prefixed form of ``curl -v``;
 - a bare JSON body (a chat response, an error, an image response, a media task);
 - an SSE transcript (a stream's body alone: ``data:``, ``event:`` and ``:`` lines);
-- a HAR 1.2 file as browsers and proxies export it, one exchange per entry;
+- a HAR 1.2 file as browsers and proxies export it, one exchange per API entry (scripts, images, styles,
+  fonts, pages and CORS preflights are counted and left out);
 - a bare HTML page (a gateway's error page saved on its own).
 
 The bytes may be UTF-8 (with or without a BOM) or UTF-16 (what Windows PowerShell's ``>`` writes). A file is
@@ -34,6 +35,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from .error_body import is_error_body
 from .exceptions import CaptureError
 from .secrets import SECRET_HEADERS, mask_url
 
@@ -99,18 +101,25 @@ class Exchange:
 @dataclass(frozen=True, slots=True)
 class CaptureFile:
     """What one capture holds: its exchanges, made one at a time as they are taken (a large body is not
-    kept beside the next).
+    kept beside the next), and the HAR entries left out because they are no API exchange, counted by what
+    they are (``{"scripts": 12, "CORS preflights": 2}``).
 
     >>> c = read_capture_file(io.BytesIO(b'{"error": {"message": "nope"}}'), source="e.json")
-    >>> [x.source for x in c.exchanges]
-    ['e.json']
+    >>> ([x.source for x in c.exchanges], c.skipped)
+    (['e.json'], {})
     """
 
     exchanges: Iterator[Exchange]
+    skipped: Mapping[str, int]
+
+    @property
+    def skipped_count(self) -> int:
+        """How many HAR entries were left out."""
+        return sum(self.skipped.values())
 
 
 def read_captures(data: bytes, *, source: str, status: int | None = None) -> list[Exchange]:
-    """Read every exchange in ``data`` (one, or one per HAR entry), recognising the form by its
+    """Read every exchange in ``data`` (one, or one per API entry of a HAR file), recognising the form by its
     content. ``status`` is the status of a bare body, which has none of its own: with it, a bare JSON body
     that does not parse (cut short when it was copied) is still read, to be judged by that status.
 
@@ -148,7 +157,7 @@ def _read(inp: _Input, source: str, status: int | None) -> CaptureFile:
         raise CaptureError(f"{source}: the file is empty; {_EXPECTED}")
     try:
         if head.startswith(b"HTTP/"):
-            return CaptureFile(_drain([_read_raw_http_input(inp, source)]))
+            return CaptureFile(_drain([_read_raw_http_input(inp, source)]), {})
         if is_sse(head):
             if inp.fits(inp.window):
                 body = inp.rest()
@@ -156,17 +165,17 @@ def _read(inp: _Input, source: str, status: int | None) -> CaptureFile:
             else:
                 body, chunks = b"", inp.pieces()
             ctype = _headers({"content-type": "text/event-stream"})
-            return CaptureFile(_drain([Exchange(status, ctype, body, source, body_chunks=chunks)]))
+            return CaptureFile(_drain([Exchange(status, ctype, body, source, body_chunks=chunks)]), {})
         data = inp.rest()
         if _REQUEST_LINE.match(data):
-            return CaptureFile(_drain([_read_request_response(data, source)]))
+            return CaptureFile(_drain([_read_request_response(data, source)]), {})
         if _is_curl_verbose(data):
-            return CaptureFile(_drain([_read_curl_verbose(data, source)]))
+            return CaptureFile(_drain([_read_curl_verbose(data, source)]), {})
         if data[:1] in (b"{", b"["):
             return _read_json(data, source, status)
         if _is_html(data):
             html = _headers({"content-type": "text/html"})
-            return CaptureFile(_drain([Exchange(status, html, data, source)]))
+            return CaptureFile(_drain([Exchange(status, html, data, source)]), {})
     except CaptureError:
         raise
     except _READER_BUGS as exc:
@@ -653,14 +662,14 @@ def _read_json(data: bytes, source: str, status: int | None) -> CaptureFile:
         if status is not None and not _HAR_START.match(data):
             # A body cut short when it was copied: its status still says what happened, and the verdict
             # says the body is broken.
-            return CaptureFile(_drain([Exchange(status, _JSON, data, source)]))
+            return CaptureFile(_drain([Exchange(status, _JSON, data, source)]), {})
         raise CaptureError(
             f"{source}: looks like JSON but does not parse ({exc}); a body cut short can still be judged "
             f"by its status (`--status N`); {_EXPECTED}"
         ) from None
     if isinstance(doc, dict) and isinstance(doc.get("log"), dict) and "entries" in doc["log"]:
         return _read_har(doc["log"], source)
-    return CaptureFile(_drain([Exchange(status, _JSON, data, source)]))
+    return CaptureFile(_drain([Exchange(status, _JSON, data, source)]), {})
 
 
 def _read_har(log: dict[str, Any], source: str) -> CaptureFile:
@@ -669,13 +678,26 @@ def _read_har(log: dict[str, Any], source: str) -> CaptureFile:
         raise CaptureError(f"{source}: a HAR file's log.entries must be a list")
     if not entries:
         raise CaptureError(f"{source}: the HAR file has no entries; export it again with the requests in it")
+    kept: list[int] = []
+    skipped: dict[str, int] = {}
     for i, entry in enumerate(entries):
         where = f"{source}#{i + 1}"
         if not isinstance(entry, dict):
             raise CaptureError(f"{where}: a HAR entry must be an object")
         if not isinstance(entry.get("response"), dict):
             raise CaptureError(f"{where}: the HAR entry has no response object")
-    return CaptureFile(_har_exchanges(entries, list(range(len(entries))), source))
+        what = _not_an_api_exchange(entry, where)
+        if what is None:
+            kept.append(i)
+        else:
+            skipped[what] = skipped.get(what, 0) + 1
+    if not kept:
+        counts = ", ".join(f"{n} {what}" for what, n in skipped.items())
+        raise CaptureError(
+            f"{source}: none of its {len(entries)} entries is an API exchange ({counts}); record the "
+            "page's API calls again (the Fetch/XHR requests) and export the HAR file"
+        )
+    return CaptureFile(_har_exchanges(entries, kept, source), MappingProxyType(skipped))
 
 
 def _har_exchanges(entries: list[Any], kept: list[int], source: str) -> Iterator[Exchange]:
@@ -736,6 +758,143 @@ def _har_text(content: dict[str, Any], where: str) -> bytes:
                 f"{where}: response.content.text is marked base64 but does not decode"
             ) from None
     return text.encode("utf-8", "surrogatepass")
+
+
+# -- which HAR entries are API exchanges ----------------------------------------------------------
+
+# A browser records everything a page loads. What is skipped is named by the browser's resource type (Chrome
+# writes one) or else by the response's media type; the names are singular, counted by the caller.
+_RESOURCE_TYPES = {
+    "script": "script",
+    "stylesheet": "stylesheet",
+    "image": "image",
+    "font": "font",
+    "media": "media file",
+    "document": "page",
+    "preflight": "CORS preflight",
+}
+_ASSETS = frozenset({"script", "stylesheet", "image", "font", "media file"})
+# API paths beyond the endpoints genguard reads bodies of: their errors are diagnosed all the same.
+_MORE_API_PATHS = ("generatecontent", "/audio/")
+_MORE_API_ENDINGS = ("/embeddings", "/responses", "/moderations")
+# Google's custom methods on a model (``/models/gemini-2.0-flash:generateContent``, ``:predict``), and an API
+# key in the query string: no page asset is fetched with either.
+_MODEL_METHOD = re.compile(r"/models/[^/]+:[a-z]+")
+_KEY_PARAMETER = re.compile(r"(?:^|&)(?:key|api[-_]?key)=", re.IGNORECASE)
+_API_KEY_HEADERS = frozenset({"api-key", "x-api-key", "x-goog-api-key"})
+# Words only a model's stream carries: a stream from a URL of the app's own is kept when it has one.
+_STREAM_WORDS = (b'"choices"', b'"delta"', b"content_block", b'"candidates"', b'"error"')
+
+
+def _not_an_api_exchange(entry: dict[str, Any], where: str) -> str | None:
+    """``None`` for an API exchange, else what the entry is (``"script"``, ``"CORS preflight"``...).
+
+    Kept: every JSON or SSE response from an API-looking URL, error pages included; a gateway's HTML error
+    page answering an API call; an API URL that got no response. Skipped: preflights, assets, the app's own
+    pages, and JSON from other URLs unless the request asked a model or the body is an error or a
+    completion.
+    """
+    request = entry.get("request")
+    request = request if isinstance(request, dict) else {}
+    resource = str(entry.get("_resourceType") or "").lower()
+    method = request.get("method")
+    if (isinstance(method, str) and method.upper() == "OPTIONS") or resource == "preflight":
+        return "CORS preflight"
+    url = request.get("url")
+    api = (isinstance(url, str) and _is_api_url(url)) or not _API_KEY_HEADERS.isdisjoint(
+        _har_headers(request)
+    )
+    response = entry["response"]
+    content = response.get("content")
+    content = content if isinstance(content, dict) else {}
+    kind = _media_kind(_har_headers(response).get("content-type") or str(content.get("mimeType") or ""))
+    body = None
+    if not kind:
+        body = _har_text(content, where)
+        kind = "json" if body.lstrip()[:1] in (b"{", b"[") else "sse" if is_sse(body) else ""
+    named = _RESOURCE_TYPES.get(resource) or (kind if kind in _ASSETS else None)
+    if kind in ("json", "sse"):
+        if api or _speaks_api(request, _har_text(content, where) if body is None else body, kind):
+            return None
+        return named or "other request"
+    if kind in _ASSETS or named in _ASSETS:
+        return named or kind
+    if kind == "html" and (not api or resource in ("document", "iframe") or _is_navigation(request)):
+        return "page"
+    if api:
+        return None
+    return named or ("page" if kind == "html" else "other request")
+
+
+def _is_api_url(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    path = parts.path.lower()
+    return (
+        endpoint_hint_for(path) is not None
+        or any(part in path for part in _MORE_API_PATHS)
+        or path.rstrip("/").endswith(_MORE_API_ENDINGS)
+        or _MODEL_METHOD.search(path) is not None
+        or _KEY_PARAMETER.search(parts.query) is not None
+    )
+
+
+def _media_kind(content_type: str) -> str:
+    """``json``, ``sse``, ``html``, an asset's name, ``other``, or ``""`` when the type says nothing."""
+    ctype = content_type.split(";", 1)[0].strip().lower()
+    if ctype in ("", "text/plain", "application/octet-stream", "binary/octet-stream", "x-unknown"):
+        return ""
+    if ctype == "text/event-stream":
+        return "sse"
+    if "json" in ctype:
+        return "json"
+    if ctype in ("text/html", "application/xhtml+xml"):
+        return "html"
+    if "javascript" in ctype or "ecmascript" in ctype:
+        return "script"
+    if ctype == "text/css":
+        return "stylesheet"
+    if ctype.startswith("image/"):
+        return "image"
+    if ctype.startswith("font/") or "font" in ctype:
+        return "font"
+    if ctype.startswith(("video/", "audio/")):
+        return "media file"
+    return "other"
+
+
+def _speaks_api(request: dict[str, Any], body: bytes, kind: str) -> bool:
+    """Whether JSON or a stream from a URL that does not look like an API is one all the same (an app's own
+    gateway): the request asked a model, or the body is an error or a completion."""
+    if kind == "sse":
+        start = body[:WINDOW]
+        return any(word in start for word in _STREAM_WORDS)
+    post = request.get("postData")
+    sent = post.get("text") if isinstance(post, dict) else None
+    if isinstance(sent, str) and any(f'"{key}"' in sent for key in ("model", "messages", "prompt")):
+        return True
+    try:
+        doc, _ = parse_json_body(body)
+    except orjson.JSONDecodeError:
+        return False
+    if is_error_body(doc):
+        return True
+    return isinstance(doc, dict) and (
+        "choices" in doc
+        or "candidates" in doc
+        or doc.get("object") in ("chat.completion", "text_completion")
+        or doc.get("type") == "message"
+    )
+
+
+def _is_navigation(request: dict[str, Any]) -> bool:
+    """A page the browser loaded (address bar, link), not a call the page's code made."""
+    if str(request.get("method") or "GET").upper() != "GET":
+        return False
+    accept = _har_headers(request).get("accept", "")
+    return accept.lstrip().lower().startswith("text/html")
 
 
 def is_sse(data: bytes) -> bool:
