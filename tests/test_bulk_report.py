@@ -455,3 +455,32 @@ def test_chromium_renders_the_page_with_its_charts(run_dir: Path, tmp_path: Path
         assert re.search(rf'<svg[^>]*id="{chart}"', rendered), chart
     assert rendered.count("<rect") == path.read_text().count("<rect") > 60
     assert "<script" not in rendered
+
+
+def test_a_long_run_is_drawn_in_coarser_bars_and_a_stuck_line_in_a_bar_of_its_own(tmp_path: Path) -> None:
+    lines = [Line(f"l{i}", URL, {"model": MODEL, "messages": []}, i) for i in range(1, 201)]
+    with SQLiteJournal(tmp_path / JOURNAL_FILE) as journal:
+        journal.load(lines)
+        journal.commit()
+        claimed = journal.claim(200, worker="w", lease_s=60)
+        journal.record(
+            [
+                c.result(
+                    Outcome.success(text="hi", finish_reason="stop"),
+                    latency_s=300.0 if c.number == 7 else 1.0 + c.number % 5 / 10,
+                    events=[AttemptEvent(c.custom_id, 1, None, 200, 0.0, T0 + c.number * 36.0, 1.0)],
+                )
+                for c in claimed
+            ]
+        )
+    data = summary(tmp_path)
+    tp = data["throughput"]
+    assert tp["bucket_s"] == 60  # two hours: 120 bars of a minute, not 7,200 of a second
+    assert len(tp["ok"]) <= 120
+    assert sum(tp["ok"]) == 200
+    hist = data["latency"]["histogram"]
+    assert hist["overflow"] == 1
+    assert hist["edges"][-1] < 300.0
+    assert sum(hist["counts"]) == 199
+    assert data["latency"]["lines"]["max"] == 300.0
+    assert "in the last bar" in render_html(data)

@@ -967,7 +967,13 @@ class _Plot:
         )
         self.out.append(f'<text x="{self.x}" y="{self.y - 8}" text-anchor="start">{_e(label)}</text>')
 
-    def bars(self, values: Sequence[float], color: str, tips: Sequence[str] | None = None) -> None:
+    def bars(
+        self,
+        values: Sequence[float],
+        color: str,
+        tips: Sequence[str] | None = None,
+        colors: Sequence[str] | None = None,
+    ) -> None:
         if not values:
             return
         step = self.w / len(values)
@@ -979,7 +985,7 @@ class _Plot:
             tip = f"<title>{_e(tips[i])}</title>" if tips else ""
             self.out.append(
                 f'<rect x="{self.x + i * step + gap / 2:.2f}" y="{top:.2f}" width="{max(step - gap, 0.5):.2f}" '
-                f'height="{self.y + self.h - top:.2f}" fill="{color}">{tip}</rect>'
+                f'height="{self.y + self.h - top:.2f}" fill="{colors[i] if colors else color}">{tip}</rect>'
             )
 
 
@@ -1036,16 +1042,23 @@ def _throughput_section(data: Mapping[str, Any]) -> str:
 
     upper.bars(ok, _OK, [tip(i, "successes", tp["ok"]) for i in range(n)])
     lower.bars(limited, _BAD, [tip(i, "429s", tp["rate_limited"]) for i in range(n)])
+    if not tp["rate_limited_total"]:
+        lower.out.append(
+            f'<text x="{left + plot_w / 2}" y="{262 + 40}" text-anchor="middle">no 429 answer</text>'
+        )
     axis = []
     tick = next((s for s in _BUCKET_STEPS if s >= width and span / s <= 8), max(width, math.ceil(span / 8)))
     t = 0.0
     while t <= span + 1e-9:
         xx = left + plot_w * t / span
         axis.append(f'<line class="axis" x1="{xx:.1f}" x2="{xx:.1f}" y1="342" y2="347"/>')
-        axis.append(f'<text x="{xx:.1f}" y="362" text-anchor="middle">{_clock_offset(t)}</text>')
+        # The last label would overflow the chart's right edge if centred on it.
+        anchor = "end" if xx > left + plot_w - 20 else "middle"
+        axis.append(f'<text x="{xx:.1f}" y="362" text-anchor="{anchor}">{_clock_offset(t)}</text>')
         t += tick
+    form = "h:mm:ss" if span >= 3600 else "m:ss"
     axis.append(
-        f'<text x="{left + plot_w}" y="380" text-anchor="end">time since the first request (m:ss)</text>'
+        f'<text x="{left + plot_w}" y="380" text-anchor="end">time since the first request ({form})</text>'
     )
     mean, peak = tp["mean_ok_per_s"], tp["peak_ok_per_s"]
     per = tp["rate_limited_per_success"]
@@ -1095,35 +1108,38 @@ def _latency_section(data: Mapping[str, Any]) -> str:
     hist = lat["histogram"]
     if not hist["counts"]:
         return _section("latency", "<p>No latency was recorded yet.</p>")
-    counts = list(hist["counts"]) + ([hist["overflow"]] if hist["overflow"] else [])
+    regular = list(hist["counts"])
     edges = hist["edges"]
+    # The tail past the last edge is a grey bar apart, one empty slot to the right of the others.
+    counts = regular + ([0, hist["overflow"]] if hist["overflow"] else [])
     w, left, right = 1000, 58, 14
     plot_w = w - left - right
     top, ticks = _ticks(max(counts))
     plot = _Plot(left, 28, plot_w, 220, top)
     who = "lines" if hist["of"] == "lines" else "requests"
     plot.y_axis(ticks, who)
-    labels = [f"{_secs(edges[i])}–{_secs(edges[i + 1])}" for i in range(len(hist["counts"]))]
+    tips = [f"{_secs(edges[i])}–{_secs(edges[i + 1])}: {n:,} {who}" for i, n in enumerate(regular)]
+    colors = [_ACCENT] * len(regular)
     if hist["overflow"]:
-        labels.append(f"over {_secs(edges[-1])}")
-    plot.bars(counts, _ACCENT, [f"{label}: {n:,} {who}" for label, n in zip(labels, counts, strict=True)])
+        tips += ["", f"over {_secs(edges[-1])}: {hist['overflow']:,} {who}"]
+        colors += [_OTHER, _OTHER]
+    plot.bars(counts, _ACCENT, tips, colors)
     step = plot_w / len(counts)
     axis = []
-    every = max(1, math.ceil(len(counts) / 10))
-    for i in range(0, len(hist["counts"]) + 1, every):
+    every = max(1, math.ceil(len(regular) / 10))
+    for i in range(0, len(regular) + 1, every):
         xx = left + i * step
         axis.append(f'<line class="axis" x1="{xx:.1f}" x2="{xx:.1f}" y1="248" y2="253"/>')
         axis.append(f'<text x="{xx:.1f}" y="268" text-anchor="middle">{_e(_secs(edges[i]))}</text>')
     if hist["overflow"]:
-        xx = left + (len(counts) - 0.5) * step
-        axis.append(f'<text x="{xx:.1f}" y="268" text-anchor="middle">more</text>')
+        axis.append(f'<text x="{left + plot_w:.1f}" y="268" text-anchor="end">longer</text>')
     scope = lat["lines"] if hist["of"] == "lines" else lat["attempts"]
-    span = edges[-1] if edges[-1] else 1.0
+    bin_w = edges[1] - edges[0]
     for q, dash in (("p50", "4 3"), ("p90", "6 3"), ("p99", "2 2")):
         v = scope[q]
-        if v is None or v > span:
+        if v is None or v > edges[-1]:
             continue
-        xx = left + plot_w * (v / span) * (len(hist["counts"]) / len(counts))
+        xx = left + step * v / bin_w
         axis.append(
             f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="22" y2="248" stroke="#1f2328" stroke-dasharray="{dash}"/>'
         )
