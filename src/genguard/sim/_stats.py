@@ -1,9 +1,10 @@
 """What the simulator saw, and a verdict on the client's retry behaviour.
 
-"The same request" is the same body sent to the same endpoint, whatever the API key: a retry repeats it,
-and so does a retry with the next key. Sending the next key after ``auth_failed`` or ``quota_exceeded`` is
-key rotation, not a blind retry of a failure that cannot succeed; the same key again is. A server's
-``x-should-retry`` verdict, when it sent one, wins over the taxonomy's.
+Entries with one ``identity`` are attempts of "the same request" (see ``_core``), whatever the API key; a retry
+repeats it, and so does a retry with the next key. Sending the next key after ``auth_failed`` or
+``quota_exceeded`` is key rotation, not a blind retry of a failure that cannot succeed; the same key again is.
+A server's ``x-should-retry`` verdict, when it sent one, wins over the taxonomy's. Several callers may send
+the same request at once: each retry is judged against the wait its own failure was given (``_verdict``).
 
 >>> stats = Stats()
 >>> e = stats.start("key+hash", "rate_limited", "chat", now=0.0)
@@ -67,60 +68,112 @@ class Stats:
         by_scenario: dict[str, dict[str, int]] = {}
         by_status: dict[str, int] = {}
         by_endpoint: dict[str, int] = {}
-        last: dict[str, Entry] = {}
-        attempts: dict[str, int] = {}
-        ignored = non_retryable = no_backoff = retries = rotations = 0
-        problems: list[str] = []
-        storms: dict[str, int] = {}
-        for e in list(self.entries):
+        entries = list(self.entries)
+        for e in entries:
             status = "none" if e.status is None else str(e.status)
             row = by_scenario.setdefault(e.scenario, {})
             row[status] = row.get(status, 0) + 1
             by_status[status] = by_status.get(status, 0) + 1
             by_endpoint[e.endpoint] = by_endpoint.get(e.endpoint, 0) + 1
-            attempts[e.identity] = attempts.get(e.identity, 0) + 1
-            prev = last.get(e.identity)
-            last[e.identity] = e
-            if prev is None or not _failed(prev):
-                continue
-            retries += 1
-            gap = e.at - prev.at
-            if prev.retry_after_s is not None and gap < prev.retry_after_s * _WAIT_SLACK:
-                ignored += 1
-            if prev.scenario in _KEY_CODES and e.key != prev.key:
-                rotations += 1
-            elif not _may_retry(prev) and e.version == prev.version:
-                non_retryable += 1
-            if prev.retry_after_s is None and gap < _NO_BACKOFF_S:
-                no_backoff += 1
-                storms[e.identity] = storms.get(e.identity, 0) + 1
-        storm = any(n >= _STORM_RETRIES for n in storms.values())
-        if ignored:
-            problems.append(
-                f"{ignored} retr{'y' if ignored == 1 else 'ies'} came sooner than retry-after said"
-            )
-        if non_retryable:
-            problems.append(f"{non_retryable} retr{'y' if non_retryable == 1 else 'ies'} of a failure that must "
-                            "not be retried (quota, auth, filters, bad requests)")  # fmt: skip
-        if storm:
-            problems.append(f"retry storm: {_STORM_RETRIES}+ retries of one request without backoff")
         return {
             "requests": sum(by_status.values()),
             "by_scenario": by_scenario,
             "by_status": by_status,
             "by_endpoint": by_endpoint,
-            "verdict": {
-                "ok": not problems,
-                "problems": problems,
-                "retries": retries,
-                "key_rotations": rotations,
-                "max_attempts": max(attempts.values(), default=0),
-                "ignored_retry_after": ignored,
-                "retried_non_retryable": non_retryable,
-                "retries_without_backoff": no_backoff,
-                "storm": storm,
-            },
+            "verdict": _verdict(entries),
         }
+
+
+class _Open:
+    """A failed attempt whose retry has not been seen yet, and the first request of its kind sent too soon
+    after it (a retry that did not wait, unless the failure's own retry turns up later)."""
+
+    __slots__ = ("early", "failure")
+
+    def __init__(self, failure: Entry) -> None:
+        self.failure = failure
+        self.early: Entry | None = None
+
+
+def _in_time(failure: Entry, e: Entry) -> bool:
+    """Whether ``e`` may be the retry of ``failure`` as the answer asked: after the wait it gave (or a moment,
+    when it gave none), or at once with another key where the wait or the refusal was the key's."""
+    if e.key != failure.key and (failure.retry_after_s is not None or failure.scenario in _KEY_CODES):
+        return True
+    wait = _NO_BACKOFF_S if failure.retry_after_s is None else failure.retry_after_s * _WAIT_SLACK
+    return e.at - failure.at >= wait
+
+
+def _verdict(entries: list[Entry]) -> dict[str, Any]:
+    """Judge each retry against the answer its own request got.
+
+    Concurrent callers may send the same request: a request that arrives before the wait a failure gave has
+    passed is another caller's, unless that failure's own retry never comes in time. So each failure is
+    paired with a later request of its kind that comes in time (the latest failure such a request may answer);
+    one that never gets such a retry is paired with the first request sent too soon after it, and that is the
+    retry that ignored the wait.
+    """
+    opens: dict[str, list[_Open]] = {}
+    parent: dict[int, Entry] = {}
+    pairs: list[tuple[Entry, Entry, bool]] = []  # (failure, its retry, sent too soon)
+    for e in entries:
+        waiting = opens.get(e.identity)
+        if waiting:
+            # The latest failure first: one caller retrying in turn retries what just failed.
+            match = next((o for o in reversed(waiting) if _in_time(o.failure, e)), None)
+            if match is not None:
+                waiting.remove(match)
+                pairs.append((match.failure, e, False))
+                parent[id(e)] = match.failure
+            else:
+                for o in waiting:
+                    if o.early is None:
+                        o.early = e
+        if _failed(e):
+            opens.setdefault(e.identity, []).append(_Open(e))
+    used: set[int] = set()
+    for waiting in opens.values():
+        for o in waiting:
+            if o.early is not None and id(o.early) not in used and id(o.early) not in parent:
+                used.add(id(o.early))
+                pairs.append((o.failure, o.early, True))
+                parent[id(o.early)] = o.failure
+    ignored = non_retryable = no_backoff = rotations = 0
+    storms: dict[str, int] = {}
+    for failure, retry, early in pairs:
+        if failure.scenario in _KEY_CODES and retry.key != failure.key:
+            rotations += 1
+        elif not _may_retry(failure) and retry.version == failure.version:
+            non_retryable += 1
+        if early and failure.retry_after_s is not None:
+            ignored += 1
+        elif early:
+            no_backoff += 1
+            storms[failure.identity] = storms.get(failure.identity, 0) + 1
+    attempts: dict[int, int] = {}
+    for e in entries:  # a retry comes after what it retries, so its parent is already numbered
+        up = parent.get(id(e))
+        attempts[id(e)] = 1 if up is None else attempts[id(up)] + 1
+    storm = any(n >= _STORM_RETRIES for n in storms.values())
+    problems: list[str] = []
+    if ignored:
+        problems.append(f"{ignored} retr{'y' if ignored == 1 else 'ies'} came sooner than retry-after said")
+    if non_retryable:
+        problems.append(f"{non_retryable} retr{'y' if non_retryable == 1 else 'ies'} of a failure that must "
+                        "not be retried (quota, auth, filters, bad requests)")  # fmt: skip
+    if storm:
+        problems.append(f"retry storm: {_STORM_RETRIES}+ retries of one request without backoff")
+    return {
+        "ok": not problems,
+        "problems": problems,
+        "retries": len(pairs),
+        "key_rotations": rotations,
+        "max_attempts": max(attempts.values(), default=0),
+        "ignored_retry_after": ignored,
+        "retried_non_retryable": non_retryable,
+        "retries_without_backoff": no_backoff,
+        "storm": storm,
+    }
 
 
 def _may_retry(e: Entry) -> bool:
