@@ -79,18 +79,25 @@ class RateLimitReading:
 _FIELDS = frozenset({"limit", "remaining", "reset"})
 _PERIODS = {"second": 1.0, "sec": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0,
             "hour": 3600.0, "h": 3600.0, "day": 86400.0, "d": 86400.0}  # fmt: skip
-_NUMBER = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*$")
 _PARAM = re.compile(r'([a-z-]+)\s*=\s*"?([^;,"\s]*)"?', re.IGNORECASE)
 _POLICY_LEAD = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(?:;|,|$)")
 
-# (kind, part, field, window_s, per_minute_by_name) for each header name seen; None for names that are not a
-# rate-limit field. Filled once per name: providers send the same dozen names on every response.
-_Name = tuple[Kind, str, str, float | None, bool]
+# (kind, part, field, window_s, per_minute_by_name) for each header name seen, as sent; None for names that
+# are not a rate-limit field, "structured" and "policy" for the IETF draft's ``ratelimit`` and
+# ``ratelimit-policy``. Filled once per name: providers send the same few names on every response.
+_Name = tuple[Kind, str, str, float | None, bool] | Literal["structured", "policy"]
 _NAMES: dict[str, _Name | None] = {}
 _NAMES_CAP = 512
 
 
-def _describe(name: str) -> _Name | None:
+def _describe(raw: str) -> _Name | None:
+    name = raw.lower()
+    if "ratelimit" not in name:
+        return None
+    if name in ("ratelimit", "x-ratelimit"):
+        return "structured"
+    if name in ("ratelimit-policy", "x-ratelimit-policy"):
+        return "policy"
     head, sep, rest = name.partition("ratelimit-")
     if not sep or head not in ("", "x-", "anthropic-"):
         return None
@@ -117,8 +124,11 @@ def _describe(name: str) -> _Name | None:
 
 
 def _number(text: str) -> float | None:
-    m = _NUMBER.match(text)
-    return float(m.group(1)) if m else None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if 0 <= value < math.inf else None  # NaN fails both
 
 
 def read_rate_limits(
@@ -144,11 +154,18 @@ def read_rate_limits(
     policy_window: float | None = None
     current: float | None = now
     for raw_name, raw_value in headers.items():
-        if not isinstance(raw_name, str) or "ratelimit" not in raw_name.lower():
+        if raw_name in _NAMES:
+            desc = _NAMES[raw_name]
+        else:
+            if not isinstance(raw_name, str):
+                continue
+            desc = _describe(raw_name)
+            if len(_NAMES) < _NAMES_CAP:
+                _NAMES[raw_name] = desc
+        if desc is None:
             continue
-        name = raw_name.lower()
         value = str(raw_value)
-        if name in ("ratelimit", "x-ratelimit"):
+        if desc == "structured":
             params = {k.lower(): v for k, v in _PARAM.findall(value)}
             entry = found.setdefault(("requests", "", None, False), {})
             for key, field in (("limit", "limit"), ("remaining", "remaining"), ("r", "remaining"),
@@ -157,21 +174,13 @@ def read_rate_limits(
                 if number is not None:
                     entry[field] = number
             continue
-        if name in ("ratelimit-policy", "x-ratelimit-policy"):
+        if desc == "policy":
             params = {k.lower(): v for k, v in _PARAM.findall(value)}
             lead = _POLICY_LEAD.match(value)
             quota = _number(params.get("q", "")) or (float(lead.group(1)) if lead else None)
             policy_window = _number(params.get("w", ""))
             if quota is not None:
                 found.setdefault(("requests", "", None, False), {}).setdefault("limit", quota)
-            continue
-        if name in _NAMES:
-            desc = _NAMES[name]
-        else:
-            desc = _describe(name)
-            if len(_NAMES) < _NAMES_CAP:
-                _NAMES[name] = desc
-        if desc is None:
             continue
         kind, part, field, window, per_minute = desc
         if field == "reset":
