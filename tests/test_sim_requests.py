@@ -54,6 +54,18 @@ REFUSALS: list[tuple[dict[str, Any], str | None, str | None, str]] = [
      "missing_required_parameter", "Missing required parameter: 'messages[0].content[0].type'."),
     ({"messages": [USER, {"role": "tool", "content": "42", "tool_call_id": "call_1"}]}, "messages.[1].role", None,
      "Invalid parameter: messages with role 'tool' must be a response to a preceeding message with 'tool_calls'."),
+    ({"messages": [{"role": "user"}]}, "messages.[0].content", None,
+     "Invalid value for 'content': expected a string, got null."),
+    ({"messages": [USER, {"role": "assistant", "content": None}]}, "messages.[1].content", None,
+     "Invalid value for 'content': expected a string, got null."),
+    ({"messages": [{"role": "user"}, {"role": "user", "content": 7}]}, "messages[1].content", "invalid_type",
+     "Invalid type for 'messages[1].content': expected one of a string or array of objects, but got an integer "
+     "instead."),
+    ({"messages": [USER, {"role": "developer"}]}, "messages[1].content", "missing_required_parameter",
+     "Missing required parameter: 'messages[1].content'."),
+    ({"messages": [USER, {"role": "assistant", "content": "x", "tool_calls": []}]}, "messages[1].tool_calls",
+     "empty_array", "Invalid 'messages[1].tool_calls': empty array. Expected an array with minimum length 1, but "
+     "got an empty array instead."),
     ({"n": 0}, "n", "integer_below_min_value",
      "Invalid 'n': integer below minimum value. Expected a value >= 1, but got 0 instead."),
     ({"n": -3}, "n", "integer_below_min_value",
@@ -188,7 +200,7 @@ def test_a_refusal_takes_each_dialect_s_shape(sim: Simulator, dialect: str) -> N
         {"messages": [USER, {"role": "assistant", "content": None, "tool_calls": [
             {"id": "call_1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
             {"role": "tool", "tool_call_id": "call_1", "content": "42"}]},
-        {"messages": [{"role": "user"}, USER]},
+        {"messages": [USER, {"role": "assistant", "refusal": "I can't help with that."}, USER]},
         {"temperature": 0, "top_p": 1, "n": 128, "max_tokens": 1, "seed": -4, "stop": "END", "user": "u1"},
         {"temperature": None, "max_tokens": None, "tools": None, "response_format": None},
         {"made_up_vendor_option": {"top_k": 3}},

@@ -176,6 +176,14 @@ def _check_messages(messages: Any) -> None:
         if role not in _ROLES:
             raise _invalid_value(f"{where}.role", role, _ROLES)
         _check_content(m.get("content"), where)
+        calls = m.get("tool_calls")
+        if calls is not None:
+            if not isinstance(calls, list):
+                raise _invalid_type(f"{where}.tool_calls", "an array of objects", calls)
+            if not calls:
+                raise BadRequest(f"Invalid '{where}.tool_calls': empty array. Expected an array with minimum "
+                                 "length 1, but got an empty array instead.", f"{where}.tool_calls",
+                                 "empty_array")  # fmt: skip
         if role == "tool":
             if not calls_open:
                 # OpenAI's own spelling ("preceeding"), kept so that a search for the message finds it.
@@ -188,6 +196,26 @@ def _check_messages(messages: Any) -> None:
                              f"{where}.name", "missing_required_parameter")  # fmt: skip
         else:
             calls_open = role == "assistant" and bool(m.get("tool_calls"))
+
+
+# What may stand in for an assistant message's content; another role needs content whatever else it carries.
+_INSTEAD_OF_CONTENT: tuple[str, ...] = ("tool_calls", "function_call", "refusal", "audio")
+
+
+def _check_content_given(messages: list[dict[str, Any]]) -> None:
+    # OpenAI checks this last of all, after every other fault in any message or parameter.
+    for i, m in enumerate(messages):
+        if m.get("content") is not None:
+            continue
+        if m["role"] == "assistant" and any(m.get(k) is not None for k in _INSTEAD_OF_CONTENT):
+            continue
+        if m["role"] == "developer":  # its own schema, its own words
+            if "content" not in m:
+                raise _missing(f"messages[{i}].content")
+            raise _invalid_type(f"messages[{i}].content", "one of a string or array of objects", None)
+        raise BadRequest(
+            "Invalid value for 'content': expected a string, got null.", f"messages.[{i}].content"
+        )
 
 
 def _check_tools(req: dict[str, Any]) -> None:
@@ -288,6 +316,7 @@ def check_chat(req: Any) -> None:
                          "stream_options")  # fmt: skip
     _check_tools(req)
     _check_format(req)
+    _check_content_given(messages)
 
 
 def estimate_tokens(text: str) -> int:
