@@ -280,3 +280,12 @@ def test_json_bodies_stay_readable_after_the_bounded_read(sim: Simulator) -> Non
     r = _post(sim, [{"role": "user", "content": "é" * 30_000}], max_tokens=5)
     assert r.status_code == 200
     assert orjson.loads(r.content)["usage"]["completion_tokens"] == 5
+
+
+def test_a_media_upload_past_the_limit_gets_a_413_too(small: Simulator) -> None:
+    files = {"input_reference": ("ref.png", b"\x89PNG" + b"0" * 200_000, "image/png")}
+    r = httpx.post(small.base_url + "/videos", data={"model": "sora-2", "prompt": "a cat"}, files=files)
+    assert r.status_code == 413
+    assert (
+        httpx.post(small.base_url + "/videos", data={"model": "sora-2", "prompt": "a cat"}).status_code == 200
+    )
