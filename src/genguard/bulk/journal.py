@@ -55,6 +55,7 @@ __all__ = [
     "OutputMark",
     "Result",
     "SQLiteJournal",
+    "migrate",
 ]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
@@ -429,6 +430,7 @@ class SQLiteJournal:
             self._db.close()
             raise
         self._loading = False
+        self._tally: _Tally | None = None
 
     # -- transactions --
 
@@ -460,6 +462,7 @@ class SQLiteJournal:
         if self._loading:
             self._db.execute("COMMIT")
             self._loading = False
+            self._tally = None  # loads are rare and change many lines: counted again when next asked
 
     def rollback(self) -> None:
         """Undo what :meth:`load` did: the journal is as it was before."""
@@ -624,28 +627,34 @@ class SQLiteJournal:
             return []
         now = self._clock()
         with self._write() as db:
-            rows = db.execute(
-                """UPDATE lines SET state = 'in_flight', worker = :worker, lease_until = :until,
-                    claims = claims + 1, resent = resent + (state = 'in_flight')
-                WHERE id IN (
-                    SELECT id FROM (
-                        SELECT id, number FROM (
-                            SELECT id, number FROM lines WHERE state = 'pending' ORDER BY number LIMIT :n)
-                        UNION ALL
-                        SELECT id, number FROM (
-                            SELECT id, number FROM lines WHERE state = 'in_flight' AND lease_until <= :now
-                            ORDER BY number LIMIT :n)
-                        ORDER BY number LIMIT :n))
-                RETURNING id, custom_id, url, number, key, claims, resent""",
-                {"worker": worker, "until": now + lease_s, "n": n, "now": now},
+            picked = db.execute(
+                """SELECT id, state FROM (
+                    SELECT id, number, state FROM (
+                        SELECT id, number, state FROM lines WHERE state = 'pending' ORDER BY number LIMIT :n)
+                    UNION ALL
+                    SELECT id, number, state FROM (
+                        SELECT id, number, state FROM lines WHERE state = 'in_flight' AND lease_until <= :now
+                        ORDER BY number LIMIT :n)
+                    ORDER BY number LIMIT :n)""",
+                {"n": n, "now": now},
             ).fetchall()
-            if not rows:
+            if not picked:
                 return []
+            ids = [r[0] for r in picked]
+            marks = _marks(len(ids))
+            rows = db.execute(
+                f"""UPDATE lines SET state = 'in_flight', worker = ?, lease_until = ?, claims = claims + 1,
+                    resent = resent + (state = 'in_flight')
+                WHERE id IN ({marks})
+                RETURNING id, custom_id, url, number, key, claims, resent""",
+                (worker, now + lease_s, *ids),
+            ).fetchall()
             rows.sort(key=lambda r: (r[3], r[0]))
-            ids = [r[0] for r in rows]
-            body = dict(
-                db.execute(f"SELECT id, body FROM bodies WHERE id IN ({_marks(len(ids))})", ids).fetchall()
-            )
+            body = dict(db.execute(f"SELECT id, body FROM bodies WHERE id IN ({marks})", ids).fetchall())
+        if self._tally is not None:
+            expired = sum(1 for r in picked if r[1] == "in_flight")
+            self._tally.move("pending", "in_flight", len(picked) - expired)
+            self._tally.resent += expired
         return [
             Claimed(cid, url, orjson.loads(body[i]), number, key, worker, claims, resent)
             for i, cid, url, number, key, claims, resent in rows
@@ -678,10 +687,12 @@ class SQLiteJournal:
             answers: list[tuple[int, str, str | None]] = []
             events: list[tuple[Any, ...]] = []
             new: list[str] = []
+            ended: list[tuple[str, Result]] = []
             for r in results:
                 line_id, st, key = state[r.custom_id]
                 if st == "ended" or key != r.key:
                     continue
+                ended.append((st, r))
                 state[r.custom_id] = (line_id, "ended", key)
                 seq += 1
                 o = r.outcome
@@ -729,6 +740,9 @@ class SQLiteJournal:
                     VALUES (?, ?, ?, ?, ?, ?, ?)""",
                     events,
                 )
+        if self._tally is not None:
+            for st, r in ended:
+                self._tally.end(st, r.outcome, r.cost_usd)
         return new
 
     def _last_seq(self) -> int:
@@ -750,6 +764,8 @@ class SQLiteJournal:
                     WHERE state = 'in_flight' AND custom_id IN ({_marks(len(chunk))})""",
                     chunk,
                 ).rowcount
+        if self._tally is not None:
+            self._tally.move("in_flight", "pending", count)
         return count
 
     def recover(self, *, worker: str | None = None) -> int:
@@ -757,10 +773,14 @@ class SQLiteJournal:
         as resent (its request may have reached the provider); how many."""
         with self._write() as db:
             where = "state = 'in_flight'" + ("" if worker is None else " AND worker = ?")
-            return db.execute(
+            count: int = db.execute(
                 f"UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1 WHERE {where}",
                 () if worker is None else (worker,),
             ).rowcount
+        if self._tally is not None:
+            self._tally.move("in_flight", "pending", count)
+            self._tally.resent += count
+        return count
 
     def reset_failed(self, codes: Collection[str] | None = None) -> int:
         """Failed lines (all, or those ending with one of ``codes``) back to pending, their answers kept in the
@@ -775,51 +795,38 @@ class SQLiteJournal:
                     codes,
                 ).fetchall()
             self._archive([r[0] for r in rows], "retry_failed", self._clock())
+        if rows:
+            self._tally = None
         return len(rows)
 
     # -- reading --
 
     def counts(self) -> Counts:
-        """Where the lines are, what was spent (one pass over the lines: for summaries, not for every tick)."""
-        pending = in_flight = ok = failed = resent = 0
-        by_code: dict[str, int] = {}
-        sums = [0.0, 0, 0, 0]
-        for st, is_ok, code, n, re, cost, pt, ct, tt in self._db.execute(
+        """Where the lines are, what was spent. The first call reads every line; after it, each write of this
+        journal updates the tally as it commits, so asking on every progress tick costs nothing."""
+        if self._tally is None:
+            self._tally = self._count()
+        return self._tally.snapshot()
+
+    def _count(self) -> _Tally:
+        tally = _Tally()
+        for st, is_ok, code, n, resent, cost, pt, ct, tt in self._db.execute(
             """SELECT state, ok, code, count(*), sum(resent), total(cost_usd), total(prompt_tokens),
                 total(completion_tokens), total(total_tokens)
             FROM lines GROUP BY state, ok, code"""
         ):
-            resent += re
-            if st == "pending":
-                pending += n
-            elif st == "in_flight":
-                in_flight += n
-            elif is_ok:
-                ok += n
+            tally.resent += resent
+            if st == "ended":
+                tally.add_ended(bool(is_ok), code, n)
             else:
-                failed += n
-                by_code[code or "unknown"] = by_code.get(code or "unknown", 0) + n
-            for i, v in enumerate((cost, pt, ct, tt)):
-                sums[i] += v
-        for i, v in enumerate(
-            self._db.execute(
-                """SELECT total(cost_usd), total(prompt_tokens), total(completion_tokens), total(total_tokens)
-                FROM history"""
-            ).fetchone()
-        ):
-            sums[i] += v
-        return Counts(
-            pending,
-            in_flight,
-            ok,
-            failed,
-            MappingProxyType(by_code),
-            resent,
-            float(sums[0]),
-            int(sums[1]),
-            int(sums[2]),
-            int(sums[3]),
-        )
+                tally.move(None, st, n)
+            tally.add_spent(cost, int(pt), int(ct), int(tt))
+        cost, pt, ct, tt = self._db.execute(
+            """SELECT total(cost_usd), total(prompt_tokens), total(completion_tokens), total(total_tokens)
+            FROM history"""
+        ).fetchone()
+        tally.add_spent(cost, int(pt), int(ct), int(tt))
+        return tally
 
     def ended(self, after_seq: int = 0, *, by_input: bool = False) -> Iterator[Ended]:
         """The ended lines with ``seq`` above ``after_seq``, in commit order (or, with ``by_input``, every ended
@@ -890,6 +897,58 @@ class SQLiteJournal:
                 "UPDATE output_mark SET seq = ?, output_bytes = ?, errors_bytes = ?, rebuild = ?",
                 (mark.seq, mark.output_bytes, mark.errors_bytes, mark.rebuild),
             )
+
+
+class _Tally:
+    """The running counts behind :meth:`SQLiteJournal.counts` (one writer: its own writes are all there is)."""
+
+    def __init__(self) -> None:
+        self.states = {"pending": 0, "in_flight": 0, "ok": 0, "failed": 0}
+        self.by_code: dict[str, int] = {}
+        self.resent = 0
+        self.cost_usd = 0.0
+        self.tokens = [0, 0, 0]
+
+    def move(self, source: str | None, target: str, n: int) -> None:
+        if source is not None:
+            self.states[source] -= n
+        self.states[target] += n
+
+    def add_ended(self, ok: bool, code: str | None, n: int = 1) -> None:
+        self.states["ok" if ok else "failed"] += n
+        if not ok:
+            code = code or "unknown"
+            self.by_code[code] = self.by_code.get(code, 0) + n
+
+    def add_spent(
+        self, cost: float | None, prompt: int | None, completion: int | None, total: int | None
+    ) -> None:
+        self.cost_usd += cost or 0.0
+        self.tokens[0] += prompt or 0
+        self.tokens[1] += completion or 0
+        self.tokens[2] += total or 0
+
+    def end(self, source: str, outcome: Outcome, cost: float | None) -> None:
+        self.states[source] -= 1
+        self.add_ended(outcome.ok, outcome.code)
+        u = outcome.usage
+        if u is None:
+            self.add_spent(cost, None, None, None)
+        else:
+            self.add_spent(cost, u.prompt_tokens, u.completion_tokens, u.total_tokens)
+
+    def snapshot(self) -> Counts:
+        s = self.states
+        return Counts(
+            s["pending"],
+            s["in_flight"],
+            s["ok"],
+            s["failed"],
+            MappingProxyType(dict(self.by_code)),
+            self.resent,
+            self.cost_usd,
+            *self.tokens,
+        )
 
 
 def _ended(row: tuple[Any, ...]) -> Ended:
