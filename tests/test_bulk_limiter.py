@@ -638,3 +638,22 @@ def test_the_async_limiter_runs_on_a_real_loop() -> None:
         assert (snap.in_flight, snap.rpm, snap.rpm_source) == (0, 1200, "headers")
 
     run(main())
+
+
+def test_a_429_while_the_counters_show_room_neither_pauses_nor_slows_the_pace() -> None:
+    # A provider (or a gateway's upstream) may refuse one request while its own counters have room: that is not
+    # the pace hitting the limit. Cutting the pace for each such 429 once starved a run to an eighth of the limit.
+    t = [0.0]
+    g = RateGovernor(clock=lambda: t[0], unix_time=lambda: 1_000_000.0)
+    room = {"x-ratelimit-limit-requests": "3000", "x-ratelimit-remaining-requests": "40",
+            "x-ratelimit-reset-requests": "20ms", "retry-after": "1"}  # fmt: skip
+    g.reserve()
+    g.observe(200, room)
+    before = g.snapshot().requests_per_s
+    for _ in range(20):
+        g.reserve()
+        g.observe(429, room)
+    snap = g.snapshot()
+    assert snap.requests_per_s == before
+    assert snap.rate_limited == 20
+    assert g.state.pause_until <= t[0]  # no pause of everything for the second it asked

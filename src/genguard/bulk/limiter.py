@@ -426,15 +426,32 @@ class RateGovernor:
                 # delays the requests after it. Without the request's own estimate, the mean one is right on
                 # average.
                 s.tat_tokens = max(s.tat_tokens + (tokens_used - booked) / tps, now - self.burst_s)
+        limited = status == 429 if rate_limited is None else rate_limited
+        if limited and headers and self._room_left(headers):
+            # A 429 while the provider's own counters show room is not this pace hitting the limit (an upstream's
+            # limit, a fault): the request that got it waits its Retry-After; pausing or slowing every other
+            # request for it would starve the run.
+            s.limited += 1
+            return
         if headers:
             self._read_headers(now, status, headers)
-        limited = status == 429 if rate_limited is None else rate_limited
         if limited:
             self._limited(now)
         elif 200 <= status < 400:
             s.ok_since_cut += 1
             if s.starting:
                 self._start_growth(now)
+
+    def _room_left(self, headers: Mapping[str, str]) -> bool:
+        """Whether every request and token counter in ``headers`` still has room for a request."""
+        readings = [r for r in read_rate_limits(headers, now=self.unix_time()) if r.remaining is not None]
+        if not readings:
+            return False
+        for r in readings:
+            need = 1.0 if r.kind == "requests" else max(self.state.mean_tokens, 1.0)
+            if r.remaining is not None and r.remaining < need:
+                return False
+        return True
 
     def _start_growth(self, now: float) -> None:
         """Before anything is known, each success raises the pace by its share of those in flight, so that
