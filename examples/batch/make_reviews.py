@@ -150,7 +150,7 @@ def reviews_jsonl(rows: list[tuple[str, str, str, str]]) -> bytes:
                 {"role": "system", "content": SYSTEM},
                 {"role": "user", "content": f"Review of {product}:\n{text}"},
             ],
-            "max_tokens": rng.randint(5, 20),
+            "max_tokens": rng.randint(48, 64),
             "temperature": 0,
         }
         line = {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions", "body": body}

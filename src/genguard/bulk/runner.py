@@ -1,0 +1,566 @@
+"""The batch runner: input -> journal -> AsyncClient at the provider's limit -> journal -> output files.
+
+Every line ends exactly once. The journal (``DIR/journal.sqlite``) is the truth: a line is claimed before it
+is sent, recorded with its outcome when it ends, and the output files are appended from the journal's commit
+order (``outputs.OutputWriter``), so a run killed at any instant resumes by running the same command again:
+lines that ended are not sent again, and only those that were in flight at the kill are (the report counts
+them, since they may have been billed twice).
+
+Failures are judged per line by the taxonomy (retry what can succeed, with the server's wait; record the
+rest, soft and silent ones included, with cause and fix), except those that concern the whole run: an
+exhausted quota or a refused key on every key, the cost cap, the deadline, Ctrl-C. Those stop the run with
+the lines not yet ended left pending, and a message saying how to resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import os
+import signal
+import socket
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..client.clients import AsyncClient
+from ..client.retry import RetryPolicy
+from ..core.exceptions import ConfigError
+from ..core.outcome import Attempt, Outcome, Usage
+from ..core.pricing import cost_usd
+from ..core.taxonomy import Endpoint
+from .inputs import read_lines
+from .journal import Claimed, Counts, Result, SQLiteJournal
+from .limiter import AsyncRateLimiter, RateGovernor
+from .model import AttemptEvent, InputProblem, Line, line_key
+from .outputs import OutputWriter
+from .progress import NoProgress, Progress, Snapshot, progress_for
+
+__all__ = [
+    "EXIT_FAILED",
+    "EXIT_INTERRUPTED",
+    "EXIT_OK",
+    "EXIT_STOPPED",
+    "EXIT_USAGE",
+    "BadInput",
+    "BatchOptions",
+    "BatchResult",
+    "RunInUse",
+    "arun_batch",
+    "run_batch",
+]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+# Codes that say something about the run, not the line: another line would fail the same way.
+_RUN_STOPPERS = {
+    "quota_exceeded": (
+        "the provider says the quota is exhausted on every key",
+        "add credit or raise the quota, or pass another --api-key",
+    ),
+    "auth_failed": (
+        "every API key was refused",
+        "check the key (and that it belongs to this base URL), or pass another --api-key",
+    ),
+}
+_FLUSH_EVERY_S = 0.05
+_FLUSH_AT = 64
+_GRACE_S = 30.0  # how long in-flight requests may finish after a stop or the first Ctrl-C
+
+
+class BadInput(Exception):
+    """The input has bad lines (or lines changed since the run began): nothing was sent."""
+
+    def __init__(self, problems: Sequence[InputProblem], total: int, hint: str) -> None:
+        self.problems = tuple(problems)
+        self.total = total
+        self.hint = hint
+        shown = "\n".join(f"  {p}" for p in self.problems[:20])
+        more = f"\n  ... and {total - 20} more" if total > 20 else ""
+        super().__init__(
+            f"{total} bad input line{'s' if total != 1 else ''}; nothing was sent:\n{shown}{more}\n{hint}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOptions:
+    """How a batch runs; see ``genguard batch --help`` for each."""
+
+    out: Path
+    base_url: str | None = None
+    api_keys: tuple[str, ...] = ()
+    concurrency: int = 64
+    rpm: int | None = None
+    tpm: int | None = None
+    max_cost: float | None = None
+    deadline: float | None = None
+    retry_failed: tuple[str, ...] | None = None  # None: no; (): every failure; else those codes
+    skip_invalid: bool = False
+    rerun_changed: bool = False
+    template: str | None = None
+    model: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    validate: Any = None
+    retry: RetryPolicy | None = None
+    fallbacks: tuple[str, ...] = ()
+    timeout: float = 120.0
+    progress: str = "auto"  # auto, plain, none
+    worker: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """How a run ended: its exit code, why it stopped early (``None`` when it ran to the end), the counts."""
+
+    out: Path
+    exit_code: int
+    counts: Counts
+    stopped: str | None = None
+    sent: int = 0
+    resent: int = 0
+    elapsed_s: float = 0.0
+    rate_limited: int = 0
+    limit_rps: float | None = None
+    invalid: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.counts.pending == 0 and self.counts.in_flight == 0
+
+    def results(self, *, in_input_order: bool = True) -> Iterator[tuple[str, Outcome, Any]]:
+        """``(custom_id, Outcome, provider body)`` for every ended line, in input order (or commit order)."""
+        with SQLiteJournal(self.out / "journal.sqlite") as journal:
+            for ended in journal.ended(by_input=in_input_order):
+                response = ended.response or {}
+                yield ended.custom_id, Outcome.from_dict(ended.outcome), response.get("body")
+
+
+# -- per-attempt events, gathered by a client hook for the line whose task is running ------------------
+
+_CURRENT: contextvars.ContextVar[list[AttemptEvent] | None] = contextvars.ContextVar(
+    "genguard_line", default=None
+)
+_CURRENT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("genguard_line_id", default="")
+
+
+def _event_hook(attempt: Attempt) -> None:
+    events = _CURRENT.get()
+    if events is not None:
+        events.append(
+            AttemptEvent(
+                _CURRENT_ID.get(), attempt.number, attempt.code, attempt.status, attempt.wait_s, time.time()
+            )
+        )
+
+
+# -- loading the input ---------------------------------------------------------------------------------------
+
+
+def _invalid_line(p: InputProblem) -> Line:
+    custom_id = p.custom_id or f"line-{p.line}"
+    body = {"invalid_input": str(p)}
+    return Line(custom_id, "/invalid", body, p.line, p.source, line_key("/invalid", body))
+
+
+def _load(journal: SQLiteJournal, items: Iterable[Line | InputProblem], opts: BatchOptions) -> int:
+    problems: list[InputProblem] = []
+    count = [0]
+    invalid: list[InputProblem] = []
+
+    def lines() -> Iterator[Line]:
+        for item in items:
+            if isinstance(item, InputProblem):
+                count[0] += 1
+                if opts.skip_invalid:
+                    invalid.append(item)
+                    yield _invalid_line(item)
+                elif len(problems) < 1000:
+                    problems.append(item)
+                continue
+            yield item
+
+    report = journal.load(lines(), rerun_changed=opts.rerun_changed)
+    if count[0] and not opts.skip_invalid:
+        journal.rollback()
+        raise BadInput(
+            problems,
+            count[0],
+            "Fix these lines (or run with --skip-invalid to record them as failed and run the rest).",
+        )
+    if not report.ok:
+        journal.rollback()
+        total = report.duplicate_count + report.changed_count - report.rerun
+        hint = (
+            "A custom_id must be unique in the input."
+            if report.duplicate_count
+            else "These lines changed since this run began: run with --rerun-changed to send them again "
+            "(their old answers are kept in the journal's history), or use another --out."
+        )
+        raise BadInput(report.problems, total, hint)
+    journal.commit()
+    if invalid:
+        results = [
+            Result(
+                line.custom_id,
+                line.key,
+                Outcome.failure("invalid_input", message=str(p)),
+            )
+            for p in invalid
+            for line in (_invalid_line(p),)
+        ]
+        journal.record(results)
+    return len(invalid)
+
+
+# -- the run -----------------------------------------------------------------------------------------------------
+
+
+def _path_of(url: str) -> str:
+    return url[3:] if url.startswith("/v1/") else url
+
+
+def _estimate_cost(body: Mapping[str, Any]) -> float:
+    from ..client.gate import estimate_tokens
+
+    model = body.get("model")
+    if not isinstance(model, str):
+        return 0.0
+    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    output = limit if isinstance(limit, int) and not isinstance(limit, bool) else 256
+    total = estimate_tokens(body)
+    cost = cost_usd(model, Usage(max(total - output, 0), output, total))
+    return cost or 0.0
+
+
+class _Run:
+    def __init__(self, journal: SQLiteJournal, writer: OutputWriter, client: AsyncClient, opts: BatchOptions,
+                 limiter: AsyncRateLimiter, progress: Progress) -> None:  # fmt: skip
+        self.journal = journal
+        self.writer = writer
+        self.client = client
+        self.opts = opts
+        self.limiter = limiter
+        self.progress = progress
+        self.worker = opts.worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.results: list[Result] = []
+        self.tasks: dict[asyncio.Task[None], Claimed] = {}
+        self.started: set[str] = set()
+        self.stop_reason: str | None = None
+        self.interrupted = False
+        self.sent = 0
+        self.rate_limited = 0
+        self.reserved = 0.0
+        counts = journal.counts()
+        self.spent = counts.cost_usd
+        self.ended_times: deque[float] = deque(maxlen=512)
+        self.t0 = time.monotonic()
+        self.last_flush = self.t0
+        self.counts = counts
+
+    # -- one line --
+
+    async def line(self, claimed: Claimed, estimate: float) -> None:
+        events: list[AttemptEvent] = []
+        _CURRENT.set(events)
+        _CURRENT_ID.set(claimed.custom_id)
+        self.started.add(claimed.custom_id)
+        start = time.monotonic()
+        endpoint: Endpoint = {
+            "chat": "chat",
+            "embedding": "embedding",
+            "image": "image",
+            "video": "video",
+        }.get(_kind(claimed.url), "chat")  # type: ignore[assignment]
+        try:
+            outcome, raw = await self.client.send_json(
+                _path_of(claimed.url),
+                claimed.body,
+                endpoint=endpoint,
+                fallbacks=self.opts.fallbacks,
+                retry=self.opts.retry,
+                validate=self.opts.validate if endpoint == "chat" else None,
+            )
+        except ConfigError as exc:
+            self._stop(f"{exc}")
+            self.started.discard(claimed.custom_id)
+            self.journal.release([claimed.custom_id])
+            return
+        finally:
+            self.reserved -= estimate
+        self.sent += outcome.attempts
+        self.rate_limited += sum(1 for a in outcome.history if a.code == "rate_limited")
+        cost = outcome.extra.get("cost_usd")
+        if isinstance(cost, float):
+            self.spent += cost
+        stopper = _RUN_STOPPERS.get(outcome.code or "")
+        if stopper is not None:
+            what, fix = stopper
+            said = f": {outcome.message}" if outcome.message else ""
+            self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
+            # No answer to keep: the line waits for the resumed run, as the lines not sent yet do.
+            self.started.discard(claimed.custom_id)
+            self.journal.release([claimed.custom_id])
+            return
+        response = None
+        if raw is not None:
+            try:
+                body: Any = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                body = raw.decode("utf-8", "replace")
+            response = {"status_code": outcome.status, "request_id": outcome.request_id, "body": body}
+        for i, event in enumerate(events):
+            if i == len(events) - 1:
+                events[i] = AttemptEvent(event.custom_id, event.number, event.code, event.status, event.wait_s,
+                                         event.at, time.monotonic() - start)  # fmt: skip
+        self.results.append(
+            claimed.result(
+                outcome,
+                response=response,
+                cost_usd=cost if isinstance(cost, float) else None,
+                latency_s=time.monotonic() - start,
+                events=events,
+            )
+        )
+        self.ended_times.append(time.monotonic())
+
+    def _stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+
+    # -- the loop --
+
+    def flush(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and len(self.results) < _FLUSH_AT and now - self.last_flush < _FLUSH_EVERY_S:
+            return
+        self.last_flush = now
+        if self.results:
+            batch, self.results = self.results, []
+            self.journal.record(batch)
+            for r in batch:
+                self.started.discard(r.custom_id)
+            self.writer.flush()
+        self.counts = self.journal.counts()
+        self.progress.update(self.snapshot())
+
+    def snapshot(self) -> Snapshot:
+        c = self.counts
+        now = time.monotonic()
+        recent = [t for t in self.ended_times if now - t <= 10.0]
+        window = min(10.0, now - self.t0) or 1.0
+        limits = self.limiter.snapshot()
+        failures = {code: n for code, n in c.by_code.items() if code}
+        limit_rps = None if limits.rpm is None else limits.rpm / 60.0
+        return Snapshot(
+            total=c.total,
+            ended=c.ended,
+            ok=c.ok,
+            failed=c.failed,
+            in_flight=len(self.tasks),
+            by_code=failures,
+            rate=len(recent) / window,
+            limit_rps=limit_rps,
+            limit_source=limits.rpm_source,
+            rate_limited=self.rate_limited,
+            cost_usd=c.cost_usd if c.cost_usd else None,
+            elapsed_s=now - self.t0,
+            note=self.stop_reason,
+        )
+
+    def _deadline_passed(self) -> bool:
+        return self.opts.deadline is not None and time.monotonic() - self.t0 >= self.opts.deadline
+
+    async def run(self) -> None:
+        room = max(self.opts.concurrency * 2, 8)
+        while self.stop_reason is None:
+            if self._deadline_passed():
+                self._stop(
+                    f"the deadline of {self.opts.deadline:g} s passed; run the same command again to go on"
+                )
+                break
+            free = room - len(self.tasks)
+            if free > 0:
+                claimed = self.journal.claim(
+                    min(free, 256), worker=self.worker, lease_s=max(self.opts.timeout * 4, 600.0)
+                )
+                for c in claimed:
+                    if self.stop_reason is not None:
+                        self.journal.release([c.custom_id])
+                        continue
+                    estimate = _estimate_cost(c.body) if self.opts.max_cost is not None else 0.0
+                    if (
+                        self.opts.max_cost is not None
+                        and self.spent + self.reserved + estimate > self.opts.max_cost
+                    ):
+                        self._stop(
+                            f"the cost cap of ${self.opts.max_cost:g} would be passed (spent ${self.spent:.4f}, "
+                            f"${self.reserved:.4f} reserved in flight); raise --max-cost and run the same command "
+                            "again to go on"
+                        )
+                        self.journal.release([c.custom_id])
+                        continue
+                    self.reserved += estimate
+                    task = asyncio.create_task(self.line(c, estimate))
+                    self.tasks[task] = c
+                if not claimed and not self.tasks:
+                    break
+            if self.tasks:
+                done, _ = await asyncio.wait(
+                    self.tasks, timeout=_FLUSH_EVERY_S, return_when=asyncio.FIRST_COMPLETED
+                )
+                for task in done:
+                    del self.tasks[task]
+                    task.result()
+            self.flush()
+        await self.drain()
+
+    async def drain(self) -> None:
+        """After a stop: nothing new is sent; in-flight requests may finish (bounded), then are written."""
+        if self.tasks:
+            self.progress.update(self.snapshot())
+            _, pending = await asyncio.wait(self.tasks, timeout=_GRACE_S)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+            for task in list(self.tasks):
+                claimed = self.tasks.pop(task)
+                unfinished = task.cancelled() or task.exception() is not None
+                # Not started: back to pending. Started: it may have reached the provider, so it stays in
+                # flight and the resumed run counts it as sent again.
+                if unfinished and claimed.custom_id not in self.started:
+                    self.journal.release([claimed.custom_id])
+        self.flush(force=True)
+
+    def cancel_all(self) -> None:
+        for task in self.tasks:
+            task.cancel()
+
+
+def _kind(url: str) -> str:
+    from .model import ENDPOINTS
+
+    return ENDPOINTS.get(url, "chat")
+
+
+def _exit_code(counts: Counts, stopped: str | None, interrupted: bool) -> int:
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if stopped is not None or counts.pending or counts.in_flight:
+        return EXIT_STOPPED
+    return EXIT_OK if counts.failed == 0 else EXIT_FAILED
+
+
+async def arun_batch(
+    source: str | Path | None,
+    opts: BatchOptions,
+    *,
+    lines: Iterable[Line | InputProblem] | None = None,
+    progress: Progress | None = None,
+    handle_signals: bool = False,
+) -> BatchResult:
+    """Run (or resume) a batch; see :func:`run_batch`."""
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lock = _lock(out)
+    journal = SQLiteJournal(out / "journal.sqlite")
+    try:
+        resent = journal.recover()
+        invalid = 0
+        items: Iterable[Line | InputProblem] | None = lines
+        if items is None and source is not None:
+            items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
+        if items is not None:
+            invalid = _load(journal, items, opts)
+            if source is not None:
+                journal.set_meta({"input": str(source)})
+        if opts.retry_failed is not None:
+            journal.reset_failed(opts.retry_failed or None)
+        writer = OutputWriter(out, journal)
+        writer.flush()  # catch up: lines a killed run recorded but had not written yet
+        counts = journal.counts()
+        if counts.pending == 0 and counts.in_flight == 0:
+            return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid)
+        governor = RateGovernor(rpm=opts.rpm, tpm=opts.tpm)
+        limiter = AsyncRateLimiter(governor)
+        client = AsyncClient(
+            opts.base_url,
+            api_key=list(opts.api_keys) or None,
+            timeout=opts.timeout,
+            retry=opts.retry,
+            max_concurrency=opts.concurrency,
+            gate=limiter,
+            hooks=[_event_hook],
+        )
+        shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))
+        run = _Run(journal, writer, client, opts, limiter, shown)
+        loop = asyncio.get_running_loop()
+        installed = False
+        if handle_signals:
+
+            def on_sigint() -> None:
+                if run.interrupted:
+                    run.cancel_all()  # the second Ctrl-C: stop at once, the journal stays consistent
+                else:
+                    run.interrupted = True
+                    run._stop("interrupted: finishing the requests in flight (Ctrl-C again to stop at once)")
+
+            try:
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+                installed = True
+            except (NotImplementedError, RuntimeError):
+                pass
+        try:
+            await run.run()
+        finally:
+            if installed:
+                loop.remove_signal_handler(signal.SIGINT)
+            await client.aclose()
+        counts = journal.counts()
+        snap = run.snapshot()
+        shown.close(snap)
+        limits = limiter.snapshot()
+        return BatchResult(
+            out,
+            _exit_code(counts, run.stop_reason, run.interrupted),
+            counts,
+            stopped=run.stop_reason,
+            sent=run.sent,
+            resent=resent,
+            elapsed_s=time.monotonic() - run.t0,
+            rate_limited=run.rate_limited,
+            limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
+            invalid=invalid,
+        )
+    finally:
+        journal.close()
+        lock.close()
+
+
+class RunInUse(Exception):
+    """Another run holds this folder: two runs would each take the other's lines back and both write outputs."""
+
+
+def _lock(out: Path) -> Any:
+    import fcntl
+
+    handle = (out / "journal.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise RunInUse(
+            f"{out} is in use by another genguard batch run; wait for it to end (or stop it), "
+            "or give another --out"
+        ) from None
+    return handle
+
+
+def run_batch(source: str | Path | None, opts: BatchOptions, **kwargs: Any) -> BatchResult:
+    """Run or resume the batch of ``source`` into ``opts.out``: blocking, for scripts."""
+    return asyncio.run(arun_batch(source, opts, **kwargs))
