@@ -368,6 +368,7 @@ def test_page_has_headings_captions_and_chart_alternatives(page: str) -> None:
         assert re.search(rf'<desc id="{chart}-d">[^<]{{20,}}</desc>', match.group(1))
     assert all("<caption>" in t for t in re.findall(r"<table>.*?</table>", page, flags=re.S))
     assert "4 requests were sent again after a crash" in page
+    assert "set aside" not in page  # nothing was: no sentence about it
     assert "req-0251" in page
     assert html.escape(code_info("content_filtered").cause) in page
 
@@ -484,3 +485,26 @@ def test_a_long_run_is_drawn_in_coarser_bars_and_a_stuck_line_in_a_bar_of_its_ow
     assert sum(hist["counts"]) == 199
     assert data["latency"]["lines"]["max"] == 300.0
     assert "in the last bar" in render_html(data)
+
+
+def test_answers_set_aside_by_retry_failed_stay_counted(tmp_path: Path) -> None:
+    usage = Usage(prompt_tokens=20, completion_tokens=10, total_tokens=30)
+    line = Line("a", URL, {"model": MODEL, "messages": []}, 1)
+    with SQLiteJournal(tmp_path / JOURNAL_FILE) as journal:
+        journal.load([line])
+        journal.commit()
+        [c] = journal.claim(1, worker="w", lease_s=60)
+        journal.record(
+            [c.result(Outcome.failure("truncated", finish_reason="length", usage=usage), cost_usd=0.002)]
+        )
+        assert journal.reset_failed(["truncated"]) == 1
+        [c] = journal.claim(1, worker="w", lease_s=60)
+        journal.record(
+            [c.result(Outcome.success(text="hi", finish_reason="stop", usage=usage), cost_usd=0.002)]
+        )
+    data = summary(tmp_path)
+    assert data["lines"]["ok"] == 1
+    assert data["cost"]["total_usd"] == pytest.approx(0.004)
+    assert data["cost"]["set_aside_usd"] == pytest.approx(0.002)
+    assert data["tokens"]["set_aside"] == 30
+    assert "The totals include $0.002 and 30 tokens paid for answers that were set aside" in render_html(data)

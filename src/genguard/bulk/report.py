@@ -329,7 +329,8 @@ class _Reader:
                 "per_line_usd": t.cost_usd / ended if ended and (priced or t.cost_usd) else None,
                 "priced_lines": priced,
                 "unpriced_lines": ended - priced,
-                "set_aside_usd": max(0.0, t.cost_usd - line_cost),
+                # Rounded: the two sums of the same prices differ in their last bits when nothing was set aside.
+                "set_aside_usd": max(0.0, round(t.cost_usd - line_cost, 9)),
             },
             "models": model_rows,
             "retries": {
@@ -633,6 +634,11 @@ def _secs(v: float | None) -> str:
     return _duration(v)
 
 
+def _tick_secs(v: float) -> str:
+    # An axis label: as short as the value allows ("4 s", "2.5 s", "200 ms"), the scale shows the precision.
+    return f"{v * 1000:.0f} ms" if 0 < v < 1 else f"{_num(v)} s"
+
+
 def _duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"
@@ -647,7 +653,8 @@ def _money(v: float) -> str:
     if v == 0:
         return "$0"
     if v < 0.01:
-        return f"${v:.6f}".rstrip("0")
+        text = f"{v:.6f}".rstrip("0").rstrip(".")
+        return "under $0.000001" if text == "0" else f"${text}"
     if v < 1:
         return f"${v:.4f}"
     return f"${v:,.2f}"
@@ -1130,7 +1137,8 @@ def _latency_section(data: Mapping[str, Any]) -> str:
     for i in range(0, len(regular) + 1, every):
         xx = left + i * step
         axis.append(f'<line class="axis" x1="{xx:.1f}" x2="{xx:.1f}" y1="248" y2="253"/>')
-        axis.append(f'<text x="{xx:.1f}" y="268" text-anchor="middle">{_e(_secs(edges[i]))}</text>')
+        anchor = "end" if xx > left + plot_w - 20 else "middle"
+        axis.append(f'<text x="{xx:.1f}" y="268" text-anchor="{anchor}">{_e(_tick_secs(edges[i]))}</text>')
     if hist["overflow"]:
         axis.append(f'<text x="{left + plot_w:.1f}" y="268" text-anchor="end">longer</text>')
     scope = lat["lines"] if hist["of"] == "lines" else lat["attempts"]
@@ -1143,12 +1151,11 @@ def _latency_section(data: Mapping[str, Any]) -> str:
         axis.append(
             f'<line x1="{xx:.1f}" x2="{xx:.1f}" y1="22" y2="248" stroke="#1f2328" stroke-dasharray="{dash}"/>'
         )
-        # A marker near the right edge is labelled on its left, so that the label stays inside the chart.
+        # Labels name the marker only (the values are in the text and the table below), each on its own row,
+        # so that close markers do not write over each other; near the right edge a label goes on the left.
         anchor, dx = ("end", -4) if xx > left + plot_w * 0.85 else ("start", 4)
         yy = 40 + 15 * ("p50", "p90", "p99").index(q)
-        axis.append(
-            f'<text class="marker" x="{xx + dx:.1f}" y="{yy}" text-anchor="{anchor}">{q} {_e(_secs(v))}</text>'
-        )
+        axis.append(f'<text class="marker" x="{xx + dx:.1f}" y="{yy}" text-anchor="{anchor}">{q}</text>')
     axis.append(
         f'<text x="{left + plot_w}" y="286" text-anchor="end">'
         f"{'time per line, retries and waits included' if who == 'lines' else 'time per request'}</text>"
@@ -1388,4 +1395,6 @@ def _run_section(data: Mapping[str, Any]) -> str:
         else:
             shown = "–" if value is None else str(value)
         rows.append([f"<code>{_e(name)}</code>", f'<span class="mono">{_e(shown)}</span>'])
-    return _section("run", _table("How the run was made, from its journal", [("", ""), ("", "")], rows))
+    return _section(
+        "run", _table("How the run was made, from its journal", [("Setting", ""), ("Value", "")], rows)
+    )
