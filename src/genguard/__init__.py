@@ -30,6 +30,9 @@ from .core.taxonomy import CODES, CodeInfo, code_info, normalise_finish_reason
 
 if TYPE_CHECKING:
     from . import validators
+    from .bulk.api import abatch, batch
+    from .bulk.journal import BatchCounts
+    from .bulk.runner import BatchResult
     from .client.clients import AsyncClient, Client
     from .client.gate import Gate
     from .client.images import AsyncImages, Images
@@ -55,6 +58,8 @@ __version__ = "0.1.0"
 
 # name -> the private module that defines it, imported on first access.
 _LAZY: dict[str, str] = {
+    "abatch": ".bulk.api",
+    "batch": ".bulk.api",
     "AsyncChatStream": ".client.streams",
     "AsyncClient": ".client.clients",
     "AsyncImages": ".client.images",
@@ -65,6 +70,8 @@ _LAZY: dict[str, str] = {
     "Decision": ".client.retry",
     "ErrorInfo": ".core.error_body",
     "Exchange": ".core.capture",
+    "BatchCounts": ".bulk.journal",
+    "BatchResult": ".bulk.runner",
     "Gate": ".client.gate",
     "Hook": ".client.loop",
     "ImageModelRules": ".core.image_rules",
@@ -117,6 +124,8 @@ __all__ = [
     "AsyncImages",
     "AsyncVideos",
     "Attempt",
+    "BatchCounts",
+    "BatchResult",
     "CaptureError",
     "ChatStream",
     "ChatStreamReader",
@@ -151,6 +160,8 @@ __all__ = [
     "Usage",
     "Videos",
     "__version__",
+    "abatch",
+    "batch",
     "classify_error",
     "classify_exception",
     "classify_http",

@@ -47,8 +47,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "MIGRATIONS",
+    "BatchCounts",
     "Claimed",
-    "Counts",
     "Journal",
     "JournalError",
     "LoadReport",
@@ -150,7 +150,7 @@ class LoadReport:
 
 
 @dataclass(frozen=True, slots=True)
-class Counts:
+class BatchCounts:
     """Where the lines are. ``resent`` counts requests sent again after being taken back from in flight (each
     may have been billed twice); ``cost_usd`` and the token sums cover every answer paid for, archived ones
     (``reset_failed``, ``rerun_changed``) included."""
@@ -214,7 +214,7 @@ class Journal(Protocol):
 
     def reset_failed(self, codes: Collection[str] | None = None) -> int: ...
 
-    def counts(self) -> Counts: ...
+    def counts(self) -> BatchCounts: ...
 
     def ended(self, after_seq: int = 0, *, by_input: bool = False) -> Iterator[Ended]: ...
 
@@ -801,7 +801,7 @@ class SQLiteJournal:
 
     # -- reading --
 
-    def counts(self) -> Counts:
+    def counts(self) -> BatchCounts:
         """Where the lines are, what was spent. The first call reads every line; after it, each write of this
         journal updates the tally as it commits, so asking on every progress tick costs nothing."""
         if self._tally is None:
@@ -937,9 +937,9 @@ class _Tally:
         else:
             self.add_spent(cost, u.prompt_tokens, u.completion_tokens, u.total_tokens)
 
-    def snapshot(self) -> Counts:
+    def snapshot(self) -> BatchCounts:
         s = self.states
-        return Counts(
+        return BatchCounts(
             s["pending"],
             s["in_flight"],
             s["ok"],

@@ -35,7 +35,7 @@ from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
-from .journal import Claimed, Counts, Result, SQLiteJournal
+from .journal import BatchCounts, Claimed, Result, SQLiteJournal
 from .limiter import AsyncRateLimiter, RateGovernor
 from .model import AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
@@ -119,7 +119,7 @@ class BatchResult:
 
     out: Path
     exit_code: int
-    counts: Counts
+    counts: BatchCounts
     stopped: str | None = None
     sent: int = 0
     resent: int = 0
@@ -448,7 +448,7 @@ def _kind(url: str) -> str:
     return ENDPOINTS.get(url, "chat")
 
 
-def _exit_code(counts: Counts, stopped: str | None, interrupted: bool) -> int:
+def _exit_code(counts: BatchCounts, stopped: str | None, interrupted: bool) -> int:
     if interrupted:
         return EXIT_INTERRUPTED
     if stopped is not None or counts.pending or counts.in_flight:
