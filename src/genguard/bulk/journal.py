@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from typing import Self
 
 __all__ = [
+    "JOURNAL_FILE",
     "MIGRATIONS",
     "BatchCounts",
     "Claimed",
@@ -57,6 +58,9 @@ __all__ = [
     "SQLiteJournal",
     "migrate",
 ]
+
+JOURNAL_FILE = "journal.sqlite"
+"""The journal's file name in a run's folder."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -35,7 +35,7 @@ import orjson
 
 from ..core.secrets import mask_url, redact
 from ..core.taxonomy import CODES
-from .journal import Journal, SQLiteJournal
+from .journal import JOURNAL_FILE, Journal, SQLiteJournal
 from .model import AttemptEvent
 
 __all__ = [
@@ -49,7 +49,6 @@ __all__ = [
     "summary",
 ]
 
-JOURNAL_FILE = "journal.sqlite"
 REPORT_FILE = "report.html"
 
 SAMPLES_PER_CODE = 5

@@ -35,7 +35,7 @@ from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
-from .journal import BatchCounts, Claimed, Result, SQLiteJournal
+from .journal import JOURNAL_FILE, BatchCounts, Claimed, Result, SQLiteJournal
 from .limiter import AsyncRateLimiter, RateGovernor
 from .model import AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
@@ -134,7 +134,7 @@ class BatchResult:
 
     def results(self, *, in_input_order: bool = True) -> Iterator[tuple[str, Outcome, Any]]:
         """``(custom_id, Outcome, provider body)`` for every ended line, in input order (or commit order)."""
-        with SQLiteJournal(self.out / "journal.sqlite") as journal:
+        with SQLiteJournal(self.out / JOURNAL_FILE) as journal:
             for ended in journal.ended(by_input=in_input_order):
                 response = ended.response or {}
                 yield ended.custom_id, Outcome.from_dict(ended.outcome), response.get("body")
@@ -148,12 +148,38 @@ _CURRENT: contextvars.ContextVar[list[AttemptEvent] | None] = contextvars.Contex
 _CURRENT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("genguard_line_id", default="")
 
 
+_SENT_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("genguard_sent_at", default=None)
+
+
+class _TimedGate:
+    """The limiter, noting in the line's context when each attempt is let go: its own latency is then known
+    when the attempt's record reaches the hook (the line's latency includes waits and retries)."""
+
+    def __init__(self, inner: AsyncRateLimiter) -> None:
+        self.inner = inner
+
+    async def acquire(self, tokens: int) -> None:
+        await self.inner.acquire(tokens)
+        _SENT_AT.set(time.monotonic())
+
+    def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
+        self.inner.observe(status, headers, **kw)
+
+
 def _event_hook(attempt: Attempt) -> None:
     events = _CURRENT.get()
     if events is not None:
+        sent = _SENT_AT.get()
+        latency = None if sent is None else time.monotonic() - sent
         events.append(
             AttemptEvent(
-                _CURRENT_ID.get(), attempt.number, attempt.code, attempt.status, attempt.wait_s, time.time()
+                _CURRENT_ID.get(),
+                attempt.number,
+                attempt.code,
+                attempt.status,
+                attempt.wait_s,
+                time.time(),
+                latency,
             )
         )
 
@@ -313,10 +339,6 @@ class _Run:
             except orjson.JSONDecodeError:
                 body = raw.decode("utf-8", "replace")
             response = {"status_code": outcome.status, "request_id": outcome.request_id, "body": body}
-        for i, event in enumerate(events):
-            if i == len(events) - 1:
-                events[i] = AttemptEvent(event.custom_id, event.number, event.code, event.status, event.wait_s,
-                                         event.at, time.monotonic() - start)  # fmt: skip
         self.results.append(
             claimed.result(
                 outcome,
@@ -468,7 +490,7 @@ async def arun_batch(
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
     lock = _lock(out)
-    journal = SQLiteJournal(out / "journal.sqlite")
+    journal = SQLiteJournal(out / JOURNAL_FILE)
     try:
         resent = journal.recover()
         invalid = 0
@@ -494,7 +516,7 @@ async def arun_batch(
             timeout=opts.timeout,
             retry=opts.retry,
             max_concurrency=opts.concurrency,
-            gate=limiter,
+            gate=_TimedGate(limiter),
             hooks=[_event_hook],
         )
         shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))

@@ -274,7 +274,7 @@ def batch(
             sys.exit(EXIT_USAGE)
         except (ValueError, ConfigError, OSError, RunInUse) as exc:
             fail_usage(str(exc))
-    report = _finish(result, export)
+    report = _finish(result, export, opts.api_keys)
     if as_json:
         echo_json(_summary_json(result, report), secrets=opts.api_keys)
     else:
@@ -282,7 +282,7 @@ def batch(
     sys.exit(result.exit_code)
 
 
-def _finish(result: Any, export: Path | None) -> Path | None:
+def _finish(result: Any, export: Path | None, secrets: tuple[str, ...]) -> Path | None:
     if export is not None:
         import orjson
 
@@ -292,11 +292,9 @@ def _finish(result: Any, export: Path | None) -> Path | None:
                     orjson.dumps({"custom_id": custom_id, "body": body, "genguard": outcome.to_dict()})
                     + b"\n"
                 )
-    try:
-        from ..bulk.report import build_report
-    except ImportError:
-        return None
-    path: Path = build_report(result.out)
+    from ..bulk.report import build_report
+
+    path: Path = build_report(result.out, secrets=secrets)
     return path
 
 
