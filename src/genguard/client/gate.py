@@ -28,8 +28,19 @@ class Gate(Protocol):
     async def acquire(self, tokens: int) -> None:
         """Return when a request of ``tokens`` estimated tokens may be sent."""
 
-    def observe(self, status: int, headers: Mapping[str, str], *, tokens_used: int | None = None) -> None:
-        """Learn from one answer (its status and headers, and the tokens it really used when known)."""
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        tokens_used: int | None = None,
+        tokens_reserved: int | None = None,
+        rate_limited: bool | None = None,
+    ) -> None:
+        """Learn from one answer: its status (0 when no answer came) and headers, the tokens it really used
+        when known and what ``acquire`` reserved, and whether it was a rate limit (a 429 that says the quota is
+        exhausted or the request is too large is not one: waiting would not help, so it must not slow the pace).
+        """
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:
