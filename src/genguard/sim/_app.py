@@ -22,6 +22,7 @@ from ._clock import SYSTEM_CLOCK, Clock
 from ._config import SimConfig
 from ._core import HeadersMiddleware, SimState
 from ._dialects import JSON, error_response
+from ._embeddings import embeddings
 
 
 async def _stats(request: Request) -> Response:
@@ -66,6 +67,7 @@ def create_app(config: SimConfig | None = None, *, clock: Clock = SYSTEM_CLOCK) 
     routes: list[BaseRoute] = [
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/_genguard/stats", _stats, methods=["GET"]),
         Route("/_genguard/reset", _reset, methods=["POST"]),
         *_media_routes(),
