@@ -17,6 +17,7 @@ _COMMANDS: dict[str, str] = {
     "doctor": "genguard.cli.doctor:doctor",
     "explain": "genguard.cli.explain:explain",
     "image": "genguard.cli.image:image",
+    "proxy": "genguard.cli.proxy:proxy",
     "report": "genguard.cli.report:report",
     "simulate": "genguard.cli.simulate:simulate",
     "video": "genguard.cli.video:video",

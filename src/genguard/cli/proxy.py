@@ -1,0 +1,83 @@
+"""``genguard proxy``: serve the local gateway until interrupted."""
+
+from __future__ import annotations
+
+import sys
+import threading
+
+import click
+
+
+@click.command()
+@click.option(
+    "--upstream",
+    required=True,
+    metavar="URL",
+    help="The provider's base URL, e.g. https://api.openai.com/v1.",
+)
+@click.option(
+    "--api-key", "api_keys", multiple=True, metavar="KEY",
+    help="The proxy's upstream key (repeatable: rotated on auth and quota failures); default "
+    "GENGUARD_API_KEY, else OPENAI_API_KEY.",
+)  # fmt: skip
+@click.option(
+    "--fallback",
+    "fallbacks",
+    multiple=True,
+    metavar="MODEL",
+    help="Model tried once the asked one's retries are spent (repeatable).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option(
+    "--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port; 0 picks a free one."
+)
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Answer a filtered, truncated or empty 200 with a 422 error every SDK raises.",
+)
+@click.option(
+    "--forward-client-key",
+    is_flag=True,
+    help="Send the client's own Authorization key upstream instead of the proxy's.",
+)
+def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallbacks: tuple[str, ...], strict: bool,
+          forward_client_key: bool) -> None:  # fmt: skip
+    """Serve an OpenAI-compatible gateway that retries right and names every failure.
+
+    Point any SDK or language at the printed base URL. Chat completions go through genguard's policy
+    (the server's wait, key rotation, fallbacks) and every answer carries x-genguard-code, -kind,
+    -attempts, -model and -request-ids; a final failure says x-should-retry: false so the SDK does not
+    retry it again. Everything else is forwarded untouched.
+
+    \b
+    Examples:
+      genguard proxy --upstream https://api.openai.com/v1 --fallback gpt-4o-mini
+      genguard proxy --upstream http://127.0.0.1:8000/v1 --port 0 --strict
+    """
+    from ..client.keys import resolve_keys
+    from ..core.exceptions import ConfigError
+    from ..proxy import Proxy, ProxyConfig
+    from ._common import fail_usage
+
+    if not upstream.startswith(("http://", "https://")):
+        fail_usage(f"--upstream must be an http:// or https:// URL, got {upstream!r}")
+    try:
+        keys = resolve_keys(list(api_keys) or None)
+    except (ConfigError, ValueError) as exc:
+        fail_usage(str(exc))
+    config = ProxyConfig(upstream=upstream, api_keys=keys, fallbacks=fallbacks, strict=strict,
+                         forward_client_key=forward_client_key)  # fmt: skip
+    server = Proxy(config, host=host, port=port)
+    try:
+        server.start()
+    except RuntimeError as exc:
+        fail_usage(f"{exc}; choose another --port, or --port 0 for a free one")
+    click.echo(f"listening on {server.base_url}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()
+        sys.stdout.flush()

@@ -1,0 +1,160 @@
+"""genguard proxy over real HTTP: the official openai SDK (sync) -> the proxy -> the simulator."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import openai
+import orjson
+import pytest
+
+from genguard import RetryPolicy
+from genguard.core.outcome import Attempt, Outcome
+from genguard.proxy import Proxy
+from genguard.proxy._outcome_http import outcome_headers
+from genguard.sim import Simulator
+
+KEY = "sk-proxy-upstream-key-0123456789"
+MSG: Any = [{"role": "user", "content": "Describe a pet"}]
+MODEL = "gpt-4o-mini"
+FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.02)  # empty_output is retried: keep its backoff short
+
+
+@pytest.fixture(scope="module")
+def _proxies(genguard_sim: Simulator) -> Iterator[tuple[Proxy, Proxy]]:
+    with (
+        Proxy(upstream=genguard_sim.base_url, api_keys=(KEY,)) as plain,
+        Proxy(upstream=genguard_sim.base_url, api_keys=(KEY,), strict=True, retry=FAST) as strict,
+    ):
+        yield plain, strict
+
+
+@pytest.fixture
+def proxy(sim: Simulator, _proxies: tuple[Proxy, Proxy]) -> Proxy:
+    return _proxies[0]
+
+
+@pytest.fixture
+def strict(sim: Simulator, _proxies: tuple[Proxy, Proxy]) -> Proxy:
+    return _proxies[1]
+
+
+def sdk(proxy: Proxy, **kw: Any) -> openai.OpenAI:
+    # The SDK's own retries stay on (2 by default): the tests show the proxy stops them where they multiply.
+    return openai.OpenAI(base_url=proxy.base_url, api_key="sk-client-own-key", timeout=10.0, **kw)
+
+
+def test_ok_call_carries_the_outcome_headers_and_uses_the_proxys_key(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(api_keys=(KEY,))  # only the proxy's key is accepted upstream
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model=MODEL, messages=MSG)
+    completion = raw.parse()
+    assert completion.choices[0].message.content
+    assert raw.headers["x-genguard-code"] == "ok"
+    assert raw.headers["x-genguard-kind"] == "ok"
+    assert raw.headers["x-genguard-attempts"] == "1"
+    assert raw.headers["x-genguard-model"] == MODEL
+    assert raw.headers["x-genguard-request-ids"].startswith("req_")
+    assert "x-should-retry" not in raw.headers
+
+
+def test_rate_limit_is_answered_after_the_servers_wait_in_one_sdk_call(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(scenario="rate_limited:1", retry_after_s=0.3)
+    started = time.monotonic()
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model=MODEL, messages=MSG)
+    assert time.monotonic() - started >= 0.3
+    assert raw.parse().choices[0].message.content
+    assert raw.headers["x-genguard-attempts"] == "2"
+    ids = raw.headers["x-genguard-request-ids"].split(",")
+    assert len(ids) == 2
+    assert all(i.startswith("req_") for i in ids)
+    assert ids[0] != ids[1]
+    stats = sim.stats()
+    assert stats["by_status"] == {"429": 1, "200": 1}  # genguard's retry; the SDK sent one request
+    assert stats["verdict"]["ignored_retry_after"] == 0
+
+
+def test_quota_raises_in_the_sdk_and_is_not_retried(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(scenario="quota_exceeded")
+    with pytest.raises(openai.RateLimitError) as info:
+        sdk(proxy).chat.completions.create(model=MODEL, messages=MSG)
+    headers = info.value.response.headers
+    assert headers["x-should-retry"] == "false"
+    assert headers["x-genguard-code"] == "quota_exceeded"
+    assert headers["x-genguard-kind"] == "hard"
+    assert sim.stats()["requests"] == 1  # neither genguard nor the SDK (max_retries=2) sent it again
+
+
+def test_a_request_that_is_an_sdk_retry_gets_one_attempt(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(scenario="server_error:1")
+    body = {"model": MODEL, "messages": MSG}
+    reply = httpx.post(
+        proxy.base_url + "/chat/completions", json=body, headers={"x-stainless-retry-count": "1"}
+    )
+    assert reply.status_code == 500
+    assert reply.headers["x-genguard-code"] == "server_error"
+    assert reply.headers["x-genguard-attempts"] == "1"
+    assert reply.headers["x-should-retry"] == "false"
+    assert sim.stats()["requests"] == 1
+
+
+def test_truncated_passes_through_by_default_with_the_outcome_in_headers(
+    sim: Simulator, proxy: Proxy
+) -> None:
+    sim.configure(scenario="truncated")
+    raw = sdk(proxy).chat.completions.with_raw_response.create(model=MODEL, messages=MSG)
+    assert raw.parse().choices[0].finish_reason == "length"
+    assert raw.headers["x-genguard-code"] == "truncated"
+    assert raw.headers["x-genguard-kind"] == "soft"
+    assert raw.headers["x-should-retry"] == "false"
+
+
+@pytest.mark.parametrize("scenario", ["truncated", "content_filtered", "empty_output"])
+def test_strict_turns_a_soft_failure_into_an_error_the_sdk_raises(
+    sim: Simulator, strict: Proxy, scenario: str
+) -> None:
+    sim.configure(scenario=scenario)
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        sdk(strict).chat.completions.create(model=MODEL, messages=MSG)
+    assert info.value.code == scenario
+    body: Any = info.value.body
+    assert body["genguard"]["original"]["choices"]  # the provider's own answer, for debugging
+    assert body["genguard"]["outcome"]["code"] == scenario
+    assert info.value.response.headers["x-should-retry"] == "false"
+    # genguard retried what may succeed (empty_output); the SDK did not retry the 422.
+    assert sim.stats()["requests"] == int(info.value.response.headers["x-genguard-attempts"])
+
+
+def test_models_and_other_paths_are_forwarded_with_the_proxys_key(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(api_keys=(KEY,))
+    assert [m.id for m in sdk(proxy).models.list()] == list(sim.config.models)
+    assert httpx.get(proxy.base_url + "/no/such/path").status_code == 404
+
+
+def test_the_upstream_key_never_reaches_the_client(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(api_keys=("sk-another-key-entirely-9999",))
+    reply = httpx.post(proxy.base_url + "/chat/completions", json={"model": MODEL, "messages": MSG})
+    assert reply.headers["x-genguard-code"] == "auth_failed"
+    assert reply.headers["x-should-retry"] == "false"
+    everything = reply.content.decode() + repr(list(reply.headers.items()))
+    assert KEY not in everything
+    assert KEY[8:] not in everything
+
+
+def test_a_body_that_is_not_a_chat_request_is_a_400_in_openais_shape(proxy: Proxy) -> None:
+    reply = httpx.post(proxy.base_url + "/chat/completions", content=b"not json")
+    assert reply.status_code == 400
+    assert reply.json()["error"]["code"] == "bad_request"
+    assert reply.headers["x-should-retry"] == "false"
+
+
+def test_outcome_headers_keep_every_attempts_request_id_in_order() -> None:
+    history = (Attempt(1, "rate_limited", 429, request_id="req_a"), Attempt(2, "server_error", 500),
+               Attempt(3, "quota_exceeded", 429, request_id="req_c"))  # fmt: skip
+    outcome = Outcome.failure("quota_exceeded", status=429, attempts=3, history=history, retry_after_s=2.5)
+    headers = outcome_headers(outcome, "m")
+    assert headers["x-genguard-request-ids"] == "req_a,-,req_c"
+    assert headers["retry-after-ms"] == "2500"
+    assert orjson.loads(orjson.dumps(headers))["x-genguard-model"] == "m"
