@@ -21,7 +21,7 @@ import signal
 import socket
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -149,17 +149,38 @@ _CURRENT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("genguard_line
 
 
 _SENT_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("genguard_sent_at", default=None)
+# The run's set of lines whose request is on the wire: the gate adds a line as it lets an attempt go, the hook
+# takes it out when the attempt ends. A line cut off there (the grace after a stop ran out, a second Ctrl-C) may
+# have reached the provider and stays in flight, counted as sent again when resumed; one cut off while waiting
+# for its turn or for a retry goes back to pending.
+_ON_WIRE: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("genguard_on_wire", default=None)
+
+
+class _NotSent(Exception):
+    """The run stopped while this attempt waited for its turn: it was not sent."""
 
 
 class _TimedGate:
     """The limiter, noting in the line's context when each attempt is let go: its own latency is then known
-    when the attempt's record reaches the hook (the line's latency includes waits and retries)."""
+    when the attempt's record reaches the hook (the line's latency includes waits and retries).
 
-    def __init__(self, inner: AsyncRateLimiter) -> None:
+    After the run stops (``stopped()``), no attempt is let go, a retry's included: it raises :class:`_NotSent`.
+    """
+
+    def __init__(self, inner: AsyncRateLimiter, stopped: Callable[[], bool] = lambda: False) -> None:
         self.inner = inner
+        self.stopped = stopped
 
     async def acquire(self, tokens: int) -> None:
+        if self.stopped():
+            raise _NotSent
         await self.inner.acquire(tokens)
+        if self.stopped():
+            self.inner.release(tokens)
+            raise _NotSent
+        wire = _ON_WIRE.get()
+        if wire is not None:
+            wire.add(_CURRENT_ID.get())
         _SENT_AT.set(time.monotonic())
 
     def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
@@ -167,6 +188,9 @@ class _TimedGate:
 
 
 def _event_hook(attempt: Attempt) -> None:
+    wire = _ON_WIRE.get()
+    if wire is not None:
+        wire.discard(_CURRENT_ID.get())
     events = _CURRENT.get()
     if events is not None:
         sent = _SENT_AT.get()
@@ -294,7 +318,7 @@ class _Run:
         events: list[AttemptEvent] = []
         _CURRENT.set(events)
         _CURRENT_ID.set(claimed.custom_id)
-        self.started.add(claimed.custom_id)
+        _ON_WIRE.set(self.started)
         start = time.monotonic()
         endpoint: Endpoint = {
             "chat": "chat",
@@ -316,8 +340,21 @@ class _Run:
             self.started.discard(claimed.custom_id)
             self.journal.release([claimed.custom_id])
             return
+        except _NotSent:
+            self.journal.release([claimed.custom_id])
+            return
         finally:
             self.reserved -= estimate
+        if endpoint == "image":
+            # Pictures become files under DIR/images: b64_json would fill the output with megabytes each. The
+            # answer is paid for: a stop lets the line finish (or, cut off, stay in flight) as one on the wire.
+            from .media import keep_image_answer
+
+            self.started.add(claimed.custom_id)
+            outcome, raw = await keep_image_answer(
+                outcome, raw, out_dir=self.opts.out, custom_id=claimed.custom_id, client=self.client
+            )
+            self.started.discard(claimed.custom_id)
         self.sent += outcome.attempts
         self.rate_limited += sum(1 for a in outcome.history if a.code == "rate_limited")
         cost = outcome.extra.get("cost_usd")
@@ -398,7 +435,9 @@ class _Run:
         return self.opts.deadline is not None and time.monotonic() - self.t0 >= self.opts.deadline
 
     async def run(self) -> None:
-        room = max(self.opts.concurrency * 2, 8)
+        # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
+        # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
+        room = self.opts.concurrency
         while self.stop_reason is None:
             if self._deadline_passed():
                 self._stop(
@@ -445,6 +484,9 @@ class _Run:
         """After a stop: nothing new is sent; in-flight requests may finish (bounded), then are written."""
         if self.tasks:
             self.progress.update(self.snapshot())
+            for task, claimed in self.tasks.items():
+                if claimed.custom_id not in self.started:
+                    task.cancel()  # waiting for its turn or for a retry: back to pending, unsent
             _, pending = await asyncio.wait(self.tasks, timeout=_GRACE_S)
             for task in pending:
                 task.cancel()
@@ -516,7 +558,7 @@ async def arun_batch(
             timeout=opts.timeout,
             retry=opts.retry,
             max_concurrency=opts.concurrency,
-            gate=_TimedGate(limiter),
+            gate=_TimedGate(limiter, lambda: run.stop_reason is not None),
             hooks=[_event_hook],
         )
         shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))
