@@ -128,8 +128,9 @@ class _Proxy:
         retry_count = sdk_retry_count(request.headers.get("x-stainless-retry-count"))
         policy = self.retry_policy if retry_count else self.policy
         if body.get("stream"):
-            failure = Outcome.failure("bad_request", status=400, message="streamed chat is not proxied yet")
-            return _error(failure, model)
+            from ._stream import stream_chat
+
+            return await stream_chat(client, body, model, policy, self.fallbacks, strict=self.config.strict)
         try:
             outcome, data = await client.send_json(
                 "/chat/completions", body, endpoint="chat", fallbacks=self.fallbacks, retry=policy
