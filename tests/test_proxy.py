@@ -14,7 +14,7 @@ import pytest
 from genguard import RetryPolicy
 from genguard.core.outcome import Attempt, Outcome
 from genguard.proxy import Proxy
-from genguard.proxy._outcome_http import outcome_headers
+from genguard.proxy._outcome_http import error_status, outcome_headers
 from genguard.sim import Simulator
 
 KEY = "sk-proxy-upstream-key-0123456789"
@@ -158,3 +158,42 @@ def test_outcome_headers_keep_every_attempts_request_id_in_order() -> None:
     assert headers["x-genguard-request-ids"] == "req_a,-,req_c"
     assert headers["retry-after-ms"] == "2500"
     assert orjson.loads(orjson.dumps(headers))["x-genguard-model"] == "m"
+
+
+def test_forward_client_key_sends_the_clients_key_and_refuses_a_request_without_one(sim: Simulator) -> None:
+    sim.configure(api_keys=("sk-the-clients-own-key",))
+    with Proxy(upstream=sim.base_url, api_keys=(KEY,), forward_client_key=True) as proxy:
+        body = {"model": MODEL, "messages": MSG}
+        ok = httpx.post(proxy.base_url + "/chat/completions", json=body,
+                        headers={"authorization": "Bearer sk-the-clients-own-key"})  # fmt: skip
+        models = httpx.get(
+            proxy.base_url + "/models", headers={"authorization": "Bearer sk-the-clients-own-key"}
+        )
+        refused = httpx.post(proxy.base_url + "/chat/completions", json=body)
+    assert ok.status_code == 200
+    assert models.status_code == 200
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "auth_failed"
+    assert sim.stats()["by_status"] == {"200": 2}  # the refused request never went upstream
+
+
+def test_no_key_anywhere_and_an_upstream_that_wants_one_is_a_401_naming_the_fix(
+    sim: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GENGUARD_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    sim.configure(api_keys=("sk-wanted",))
+    with Proxy(upstream=sim.base_url) as proxy:
+        for stream in (False, True):
+            body = {"model": MODEL, "messages": MSG, "stream": stream}
+            reply = httpx.post(proxy.base_url + "/chat/completions", json=body)
+            assert reply.status_code == 401
+            assert "API key" in reply.json()["error"]["message"]
+            assert reply.headers["x-should-retry"] == "false"
+
+
+def test_the_status_of_an_answer_the_proxy_writes_itself() -> None:
+    # A broken 2xx is the upstream's failure (502); a well-formed unusable one, under strict, is 422.
+    assert error_status(Outcome.failure("incomplete_stream", status=200)) == 502
+    assert error_status(Outcome.failure("truncated", status=200)) == 422
+    assert error_status(Outcome.failure("timeout")) == 504

@@ -127,11 +127,13 @@ class _Proxy:
         client = self.client(key)
         retry_count = sdk_retry_count(request.headers.get("x-stainless-retry-count"))
         policy = self.retry_policy if retry_count else self.policy
-        if body.get("stream"):
-            from ._stream import stream_chat
-
-            return await stream_chat(client, body, model, policy, self.fallbacks, strict=self.config.strict)
         try:
+            if body.get("stream"):
+                from ._stream import stream_chat
+
+                return await stream_chat(
+                    client, body, model, policy, self.fallbacks, strict=self.config.strict
+                )
             outcome, data = await client.send_json(
                 "/chat/completions", body, endpoint="chat", fallbacks=self.fallbacks, retry=policy
             )

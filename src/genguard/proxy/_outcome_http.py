@@ -16,6 +16,7 @@ _NO_ANSWER_STATUS = {"timeout": 504, "connection_error": 502}
 # A 2xx that genguard judged unusable, under --strict: 422 is an error every official SDK raises
 # (UnprocessableEntityError in Python) and none retries, with x-should-retry false besides.
 STRICT_STATUS = 422
+_BROKEN_2XX = frozenset({"incomplete_stream", "stream_error", "invalid_response"})
 
 
 def _header_text(value: str) -> str:
@@ -52,7 +53,9 @@ def error_status(outcome: Outcome) -> int:
     if status is not None and status >= 400:
         return status
     if status is not None and 200 <= status < 300:
-        return STRICT_STATUS
+        # A broken 2xx (cut, errored or unreadable) is the upstream's failure, as a gateway reports one; a
+        # well-formed but unusable answer (under strict) is the client's request judged unusable.
+        return 502 if outcome.code in _BROKEN_2XX else STRICT_STATUS
     return _NO_ANSWER_STATUS.get(outcome.code or "", 502)
 
 
