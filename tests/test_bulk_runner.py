@@ -5,13 +5,17 @@ it with the rest pending, to be finished by the same command."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+import genguard
 from _batch_helpers import (
+    MODEL,
+    URL,
     Reference,
     body_of,
     check_own_answers,
@@ -26,10 +30,14 @@ from genguard.bulk.runner import (
     EXIT_FAILED,
     EXIT_OK,
     EXIT_STOPPED,
+    BadInput,
     BatchOptions,
     BatchResult,
     run_batch,
 )
+from genguard.client.retry import RetryPolicy
+from genguard.core.outcome import Usage
+from genguard.core.pricing import cost_usd
 from genguard.sim import Simulator
 
 KEY = "sk-batch-runner-0123456789abcdef"
@@ -153,3 +161,337 @@ def test_a_run_stopped_by_its_deadline_sends_nothing_more_and_resumes(sim: Simul
     assert _requests(sim) == 10
     assert done.counts.resent == 0
     check_records(out, [line["custom_id"] for line in lines])
+
+
+# -- sending failed or changed lines again, and input refused ---------------------------------------------------
+
+
+def _mixed_lines() -> list[dict[str, Any]]:
+    """Twelve lines: four cut short by max_tokens (truncated), two the provider refuses (bad_request), six ok."""
+    lines = lines_of(12)
+    for line in lines[:4]:
+        line["body"]["max_tokens"] = 1
+    for line in lines[4:6]:
+        line["body"]["temperature"] = 5
+    return lines
+
+
+def test_per_line_failures_are_named_and_end_the_line(
+    sim: Simulator, tmp_path: Path, reference: Reference
+) -> None:
+    lines = _mixed_lines()
+    lines[6]["body"]["model"] = "gpt-4o"
+    lines[6]["body"]["messages"][0]["content"] += " and more" * 200
+    sim.configure(context_window_for={"gpt-4o": 200})
+    src = write_input(tmp_path / "in.jsonl", lines)
+    result = _run(src, tmp_path / "run", sim)
+    assert result.exit_code == EXIT_FAILED
+    assert dict(result.counts.by_code) == {"truncated": 4, "bad_request": 2, "context_length_exceeded": 1}
+    # None of them is worth sending again unchanged: one request each.
+    assert _requests(sim) == 12
+    by_id = check_records(tmp_path / "run", [line["custom_id"] for line in lines])
+    check_own_answers(by_id, _bodies(lines), reference)
+    for cid, expected in [
+        ("q-0001", "truncated"),
+        ("q-0005", "bad_request"),
+        ("q-0007", "context_length_exceeded"),
+    ]:
+        g = by_id[cid]["genguard"]
+        assert g["code"] == expected
+        assert g["cause"]
+        assert g["fix"]
+        assert g["attempts"] == 1
+    refused = by_id["q-0005"]["response"]
+    assert refused["status_code"] == 400
+    assert "temperature" in refused["body"]["error"]["message"]
+
+
+# rate_limited says how long to wait (retry-after: 50 ms here); server_error does not, so the policy's backoff
+# (200 ms, then 400 ms, no jitter) is the wait.
+@pytest.mark.parametrize(("scenario", "waits"), [("rate_limited:1", [0.05]), ("server_error:2", [0.2, 0.4])])
+def test_retryable_failures_are_retried_with_the_servers_wait(
+    sim: Simulator, tmp_path: Path, scenario: str, waits: list[float]
+) -> None:
+    sim.configure(scenario=scenario, retry_after_s=0.05)
+    attempts = len(waits) + 1
+    # Few lines: a run starts at a few requests a second until its first answer says more.
+    lines = lines_of(4)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    retry = RetryPolicy(backoff_base=0.2, jitter=0.0)
+    result = _run(src, tmp_path / "run", sim, concurrency=4, retry=retry)
+    assert result.exit_code == EXIT_OK
+    assert _requests(sim) == 4 * attempts
+    stats = sim.stats()
+    # The simulator's verdict on the client: every retry came after the wait the failure asked for.
+    assert stats["verdict"]["ok"], stats["verdict"]["problems"]
+    assert stats["verdict"]["ignored_retry_after"] == 0
+    assert stats["verdict"]["retries_without_backoff"] == 0
+    by_id = check_records(tmp_path / "run", [line["custom_id"] for line in lines])
+    code = scenario.partition(":")[0]
+    for r in by_id.values():
+        assert r["genguard"]["attempts"] == attempts
+    events = journal_rows(tmp_path / "run", "SELECT custom_id, code, wait_s FROM attempt_events ORDER BY id")
+    assert len(events) == 4 * attempts
+    for cid in by_id:
+        mine = [(c, w) for i, c, w in events if i == cid]
+        assert [c for c, _ in mine] == [code] * (attempts - 1) + [None]
+        assert [w for _, w in mine[:-1]] == pytest.approx(waits)
+
+
+def test_retry_failed_sends_only_those_lines_again(sim: Simulator, tmp_path: Path) -> None:
+    lines = _mixed_lines()
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    first = _run(src, out, sim)
+    assert first.exit_code == EXIT_FAILED
+    assert dict(first.counts.by_code) == {"truncated": 4, "bad_request": 2}
+    assert _requests(sim) == 12
+    ids = [line["custom_id"] for line in lines]
+
+    # By code: the four truncated lines, and no other, are sent again (and fail again: same request).
+    by_code = _run(src, out, sim, retry_failed=("truncated",))
+    assert by_code.sent == 4
+    assert _requests(sim) == 16
+    assert (by_code.counts.ok, by_code.counts.by_code) == (first.counts.ok, first.counts.by_code)
+    # What the first answers cost stays counted: they were paid for.
+    assert by_code.counts.cost_usd > first.counts.cost_usd
+    check_records(out, ids)
+    archived = journal_rows(out, "SELECT custom_id, reason FROM history ORDER BY custom_id")
+    assert archived == [(cid, "retry_failed") for cid in ids[:4]]
+
+    # All: the six failed lines.
+    sim.configure(scenario="ok")
+    every = _run(src, out, sim, retry_failed=())
+    assert every.sent == 6
+    assert _requests(sim) == 22
+    check_records(out, ids)
+    # Nothing failed is left to retry: nothing is sent.
+    ok_only = tmp_path / "ok.jsonl"
+    write_input(ok_only, lines_of(3))
+    assert _run(ok_only, tmp_path / "run2", sim).exit_code == EXIT_OK
+    again = _run(ok_only, tmp_path / "run2", sim, retry_failed=())
+    assert (again.exit_code, again.sent) == (EXIT_OK, 0)
+    assert _requests(sim) == 25
+
+
+def test_a_changed_line_is_refused_or_rerun(sim: Simulator, tmp_path: Path, reference: Reference) -> None:
+    lines = lines_of(5)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    assert _run(src, out, sim).exit_code == EXIT_OK
+    old = check_records(out, [line["custom_id"] for line in lines])
+    lines[2]["body"] = body_of(99)
+    write_input(src, lines)
+    with pytest.raises(BadInput) as refused:
+        _run(src, out, sim)
+    assert refused.value.total == 1
+    assert f"{src}:3:" in str(refused.value)
+    assert "--rerun-changed" in str(refused.value)
+    assert _requests(sim) == 5
+    # The journal and the files are as they were.
+    assert check_records(out, [line["custom_id"] for line in lines]) == old
+
+    rerun = _run(src, out, sim, rerun_changed=True)
+    assert rerun.exit_code == EXIT_OK
+    assert rerun.sent == 1
+    assert _requests(sim) == 6
+    by_id = check_records(out, [line["custom_id"] for line in lines])
+    assert check_own_answers(by_id, _bodies(lines), reference) == 5
+    assert by_id["q-0003"] != old["q-0003"]
+    assert {cid: r for cid, r in by_id.items() if cid != "q-0003"} == {
+        cid: r for cid, r in old.items() if cid != "q-0003"
+    }
+
+
+def test_duplicate_and_broken_lines_send_nothing(sim: Simulator, tmp_path: Path) -> None:
+    lines: list[Any] = lines_of(4)
+    dup = write_input(tmp_path / "dup.jsonl", [*lines, lines[1]])
+    with pytest.raises(BadInput) as refused:
+        _run(dup, tmp_path / "run", sim)
+    message = str(refused.value)
+    assert f"{dup}:5:" in message
+    assert f"{dup}:2" in message
+    assert "q-0002" in message
+    broken = write_input(
+        tmp_path / "broken.jsonl", [lines[0], b'{"custom_id": "x", "body": {"model": }', lines[2]]
+    )
+    with pytest.raises(BadInput) as refused:
+        _run(broken, tmp_path / "run", sim, skip_invalid=False)
+    assert f"{broken}:2:" in str(refused.value)
+    assert _requests(sim) == 0
+    assert (
+        not (tmp_path / "run" / "output.jsonl").exists()
+        or not (tmp_path / "run" / "output.jsonl").read_bytes()
+    )
+
+
+def test_skip_invalid_records_bad_lines_as_failures(sim: Simulator, tmp_path: Path) -> None:
+    lines: list[Any] = lines_of(4)
+    src = write_input(
+        tmp_path / "in.jsonl",
+        [
+            lines[0],
+            b'{"custom_id": "x", "body": {"model": }',
+            lines[1],
+            {"custom_id": "no-body", "url": URL},
+            lines[2],
+        ],
+    )
+    result = _run(src, tmp_path / "run", sim, skip_invalid=True)
+    assert result.exit_code == EXIT_FAILED
+    assert result.invalid == 2
+    assert _requests(sim) == 3
+    assert dict(result.counts.by_code) == {"invalid_input": 2}
+    ok, failed = records(tmp_path / "run")
+    assert sorted(r["custom_id"] for r in ok) == ["q-0001", "q-0002", "q-0003"]
+    assert sorted(r["custom_id"] for r in failed) == ["line-2", "no-body"]
+    for r in failed:
+        assert r["response"] is None
+        assert r["error"]["code"] == "invalid_input"
+        assert str(src) in r["error"]["message"]
+    # Resumed with the same flag, nothing is sent again.
+    again = _run(src, tmp_path / "run", sim, skip_invalid=True)
+    assert (again.sent, again.counts) == (0, result.counts)
+    assert _requests(sim) == 3
+
+
+# -- failures that stop the run --------------------------------------------------------------------------------
+
+KEY2, KEY3 = KEY.replace("runner", "second"), KEY.replace("runner", "third")
+
+
+def test_quota_rotates_to_the_next_key_then_stops_with_the_rest_pending(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Each key may use 150 tokens (about three answers) before the simulator says its quota is gone.
+    sim.configure(quota_tokens=150, api_keys=(KEY, KEY2, KEY3))
+    lines = lines_of(20)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    stopped = _run(src, out, sim, concurrency=1, api_keys=(KEY, KEY2))
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "quota" in stopped.stopped
+    assert "--api-key" in stopped.stopped
+    c = stopped.counts
+    # Both keys answered before the run stopped: the first key's refusal moved on to the second.
+    stats = sim.stats()
+    assert stats["verdict"]["key_rotations"] == 1
+    assert stats["verdict"]["retried_non_retryable"] == 0
+    assert c.ok > 3
+    # No line ends with quota_exceeded: the refused line waits for the resumed run like the rest.
+    assert (c.failed, c.in_flight, c.pending) == (0, 0, 20 - c.ok)
+    check_records(out, [line["custom_id"] for line in lines[: c.ok]])
+    done = _run(src, out, sim, api_keys=(KEY3,), concurrency=1)
+    assert done.exit_code == EXIT_STOPPED  # the third key's quota runs out too...
+    sim.configure(quota_tokens=None)
+    done = _run(src, out, sim, api_keys=(KEY3,))
+    assert done.exit_code == EXIT_OK  # ...and with quota to spare the run finishes
+    assert done.counts.resent == 0
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_every_key_refused_stops_the_run(sim: Simulator, tmp_path: Path) -> None:
+    sim.configure(api_keys=(KEY3,))
+    lines = lines_of(10)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    stopped = _run(src, out, sim, concurrency=2, api_keys=(KEY, KEY2))
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "key" in stopped.stopped
+    assert (stopped.counts.ended, stopped.counts.pending) == (0, 10)
+    # At most the lines in hand tried each key once; a refused key is not tried again.
+    assert _requests(sim) <= 2 * 2
+    assert sim.stats()["verdict"]["retried_non_retryable"] == 0
+    assert records(out) == ([], [])
+    done = _run(src, out, sim, api_keys=(KEY3,))
+    assert done.exit_code == EXIT_OK
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_max_cost_stops_before_the_cap_is_passed(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(30, max_tokens=60)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    # genai-prices' price of gpt-4o-mini for what one line may cost at most: its prompt and all 60 tokens.
+    one = cost_usd(MODEL, Usage(prompt_tokens=40, completion_tokens=60))
+    assert one is not None
+    assert one > 0
+    cap = one * 8
+    stopped = _run(src, out, sim, concurrency=2, max_cost=cap)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "cost" in stopped.stopped
+    c = stopped.counts
+    assert 0 < c.ok < 30
+    assert c.pending == 30 - c.ok
+    (spent,) = journal_rows(out, "SELECT total(cost_usd) FROM lines")[0]
+    assert 0 < spent <= cap
+    assert c.cost_usd == pytest.approx(spent)
+    check_records(out, [line["custom_id"] for line in lines[: c.ok]])
+    # The same cap again: nothing more fits, nothing is sent.
+    sent = _requests(sim)
+    again = _run(src, out, sim, concurrency=2, max_cost=cap)
+    assert again.exit_code == EXIT_STOPPED
+    assert _requests(sim) == sent
+    done = _run(src, out, sim, max_cost=cap * 10)
+    assert done.exit_code == EXIT_OK
+    check_records(out, [line["custom_id"] for line in lines])
+    (spent,) = journal_rows(out, "SELECT total(cost_usd) FROM lines")[0]
+    assert spent <= cap * 10
+
+
+# -- from Python ------------------------------------------------------------------------------------------------
+
+
+def _requests_list(n: int) -> list[dict[str, Any]]:
+    # Bare bodies and batch lines, mixed: a bare body's custom_id is its line number.
+    out: list[dict[str, Any]] = []
+    for i in range(1, n + 1):
+        out.append(body_of(i) if i % 2 else {"custom_id": f"c{i}", "body": body_of(i)})
+    return out
+
+
+def _check_results(result: BatchResult, reference: Reference, n: int) -> None:
+    assert result.exit_code == EXIT_OK
+    got = list(result.results())
+    assert [cid for cid, _, _ in got] == [str(i) if i % 2 else f"c{i}" for i in range(1, n + 1)]
+    for i, (_, outcome, body) in enumerate(got, 1):
+        assert outcome.ok
+        assert outcome.text == reference.text(body_of(i))
+        assert body["choices"][0]["message"]["content"] == outcome.text
+
+
+def test_batch_from_python_results_in_input_order(
+    sim: Simulator, tmp_path: Path, reference: Reference
+) -> None:
+    result = genguard.batch(
+        _requests_list(12), out=tmp_path / "run", base_url=sim.base_url, api_key=KEY, concurrency=4,
+        progress="none",
+    )  # fmt: skip
+    _check_results(result, reference, 12)
+    assert _requests(sim) == 12
+    # Again with the same folder: resumed, nothing sent.
+    again = genguard.batch(_requests_list(12), out=tmp_path / "run", base_url=sim.base_url, api_key=KEY,
+                           progress="none")  # fmt: skip
+    assert again.sent == 0
+    assert _requests(sim) == 12
+    _check_results(again, reference, 12)
+
+
+def test_abatch_awaited(sim: Simulator, tmp_path: Path, reference: Reference) -> None:
+    async def main() -> tuple[BatchResult, BatchResult]:
+        awaited = await genguard.abatch(
+            _requests_list(6), out=tmp_path / "a", base_url=sim.base_url, api_key=KEY, progress="none"
+        )
+        # batch() inside a running loop (a notebook cell) runs in a worker thread instead of failing.
+        blocking = genguard.batch(
+            _requests_list(6), out=tmp_path / "b", base_url=sim.base_url, api_key=KEY, progress="none"
+        )
+        return awaited, blocking
+
+    awaited, blocking = asyncio.run(main())
+    _check_results(awaited, reference, 6)
+    _check_results(blocking, reference, 6)
+    assert _requests(sim) == 12
