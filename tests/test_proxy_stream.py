@@ -105,3 +105,41 @@ def test_strict_turns_a_filtered_stream_into_an_error_the_sdk_raises(sim: Simula
         list(sdk(strict).chat.completions.create(model=MODEL, messages=MSG, stream=True))
     assert info.value.code == "content_filtered"
     assert sim.stats()["requests"] == 1
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n", "\r"])
+def test_events_are_passed_on_whole_in_every_line_ending_and_done_is_held(end: str) -> None:
+    import contextlib
+
+    from genguard.core.chat_stream import ChatStreamReader
+    from genguard.proxy._stream import _Attempt
+
+    chunk = '{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}'
+    wire = f"data: {chunk}{end}{end}: keep-alive{end}{end}data: [DONE]{end}{end}".encode()
+    attempt = _Attempt(None, contextlib.AsyncExitStack())  # type: ignore[arg-type]
+    attempt.reader = ChatStreamReader(status=200, headers={})
+    sent = b""
+    has_text = False
+    for i in range(0, len(wire), 7):  # cut anywhere, as the network does
+        events, text = attempt.take(wire[i : i + 7])
+        sent += events
+        has_text = has_text or text
+    sent += attempt.flush()
+    assert has_text
+    assert sent == f"data: {chunk}{end}{end}: keep-alive{end}{end}".encode()
+    assert attempt.done
+
+
+def test_a_last_event_without_its_blank_line_is_still_passed_on() -> None:
+    import contextlib
+
+    from genguard.core.chat_stream import ChatStreamReader
+    from genguard.proxy._stream import _Attempt
+
+    attempt = _Attempt(None, contextlib.AsyncExitStack())  # type: ignore[arg-type]
+    attempt.reader = ChatStreamReader(status=200, headers={})
+    assert attempt.take(b'data: {"choices":[]}')[0] == b""
+    assert attempt.flush() == b'data: {"choices":[]}\n\n'
+    assert attempt.take(b"data: [DONE]")[0] == b""
+    assert attempt.flush() == b""
+    assert attempt.done

@@ -36,15 +36,23 @@ _DONE = b"data: [DONE]"
 _WELL_FORMED = frozenset({"content_filtered", "truncated", "empty_output"})
 
 
+_BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+
+
 def _events(pending: bytearray) -> list[bytes]:
-    """Whole events (each with its blank line) taken from the front of ``pending``."""
+    """Whole events (each with its blank line) taken from the front of ``pending``; SSE allows LF, CRLF and CR
+    line ends, and an event's end is the first blank line in any of them."""
     out: list[bytes] = []
     while True:
-        end = pending.find(b"\n\n")
-        if end < 0:
+        cut = -1
+        for blank in _BLANK_LINES:
+            at = pending.find(blank)
+            if at >= 0 and (cut < 0 or at + len(blank) < cut):
+                cut = at + len(blank)
+        if cut < 0:
             return out
-        out.append(bytes(pending[: end + 2]))
-        del pending[: end + 2]
+        out.append(bytes(pending[:cut]))
+        del pending[:cut]
 
 
 def _comment(outcome: Outcome) -> bytes:
@@ -76,11 +84,22 @@ class _Attempt:
         self.pending += raw
         out = bytearray()
         for event in _events(self.pending):
-            if event.strip() == _DONE:
+            if event.strip(b"\r\n") == _DONE:
                 self.done = True
             else:
                 out += event
         return bytes(out), bool(texts)
+
+    def flush(self) -> bytes:
+        """What is left after the last blank line (a last event sent without one), ended as an event."""
+        rest = bytes(self.pending).strip(b"\r\n")
+        self.pending.clear()
+        if not rest:
+            return b""
+        if rest == _DONE:
+            self.done = True
+            return b""
+        return rest + b"\n\n"
 
 
 async def stream_chat(
@@ -159,6 +178,7 @@ async def _open(
             attempt.held += events
             if has_text:
                 return Outcome.success(), None, True
+        attempt.held += attempt.flush()
         return attempt.reader.finish(transport_error=None), None, False
     except TRANSPORT_ERRORS as exc:
         error = client._classify_exception(exc, "chat")
@@ -190,6 +210,9 @@ def _committed(loop: Loop, action: Send, attempt: _Attempt, ids: list[str], *, s
                         yield events
             except TRANSPORT_ERRORS as exc:
                 error = attempt.client._classify_exception(exc, "chat")
+            rest = attempt.flush()
+            if rest:
+                yield rest
             outcome = attempt.reader.finish(transport_error=error)
             try:
                 loop.send((outcome, True))
