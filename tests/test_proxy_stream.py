@@ -143,3 +143,16 @@ def test_a_last_event_without_its_blank_line_is_still_passed_on() -> None:
     assert attempt.take(b"data: [DONE]")[0] == b""
     assert attempt.flush() == b""
     assert attempt.done
+
+
+def test_a_stream_that_stalls_after_content_raises_in_the_sdk(sim: Simulator) -> None:
+    # The simulator sends its first words at once, then one word per 10 s: past the proxy's 2 s stall limit.
+    sim.configure(tokens_per_s=0.1)
+    seen: list[Any] = []
+    with (
+        Proxy(upstream=sim.base_url, api_keys=("sk-proxy-stream-key",), stall_timeout=2.0) as proxy,
+        pytest.raises(openai.APIError) as info,
+    ):
+        seen.extend(sdk(proxy).chat.completions.create(model=MODEL, messages=MSG, stream=True))
+    assert seen
+    assert info.value.code == "timeout"
