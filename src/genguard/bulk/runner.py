@@ -33,6 +33,7 @@ from ..client.retry import RetryPolicy
 from ..core.exceptions import ConfigError
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
+from ..core.secrets import redact
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
 from .journal import JOURNAL_FILE, BatchCounts, Claimed, Result, SQLiteJournal
@@ -311,6 +312,7 @@ class _Run:
         self.t0 = time.monotonic()
         self.last_flush = self.t0
         self.counts = counts
+        self.secrets = tuple(k.encode() for k in client.keys if k)
 
     # -- one line --
 
@@ -369,6 +371,8 @@ class _Run:
             self.started.discard(claimed.custom_id)
             self.journal.release([claimed.custom_id])
             return
+        if raw is not None and any(k in raw for k in self.secrets):
+            outcome, raw = _masked(outcome, raw, self.client.keys)
         response = None
         if raw is not None:
             try:
@@ -504,6 +508,15 @@ class _Run:
     def cancel_all(self) -> None:
         for task in self.tasks:
             task.cancel()
+
+
+def _masked(outcome: Outcome, raw: bytes, keys: Sequence[str]) -> tuple[Outcome, bytes]:
+    """The answer with the run's keys masked: a provider that quotes the key back (an error echoing the request,
+    a model repeating a prompt that held it) must not put it in the journal or the output files. Rare, so the
+    whole outcome is masked through its JSON form rather than field by field."""
+    text = orjson.dumps(outcome.to_dict(full=True)).decode()
+    masked = Outcome.from_dict(orjson.loads(redact(text, keys)))
+    return masked, redact(raw.decode("utf-8", "replace"), keys).encode()
 
 
 def _kind(url: str) -> str:

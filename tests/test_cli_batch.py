@@ -1,0 +1,228 @@
+"""`genguard batch` as a user runs it, against the simulator: exit codes, the summary (reprinted by a resumed
+run that sends nothing), bad input named file:line with nothing sent, --retry-failed's forms, --json, and the
+API keys kept out of everything the run writes or prints."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from _batch_helpers import check_records, lines_of, records, write_input
+from genguard.cli import cli
+from genguard.sim import Simulator
+
+KEY = "sk-cli-batch-Zq8xW3vT5yU7iO9p"
+BAD_KEY = "sk-cli-batch-refused-Lk2Jh4Gf6Ds8"
+
+
+def batch(sim: Simulator | None, *args: str, key: str | None = KEY) -> tuple[int, str, str]:
+    argv = ["batch", *args, "--progress", "plain"]
+    if sim is not None:
+        argv += ["--base-url", sim.base_url]
+    if key is not None:
+        argv += ["--api-key", key]
+    result = CliRunner().invoke(cli, argv)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _requests(sim: Simulator) -> int:
+    n: int = sim.stats()["requests"]
+    return n
+
+
+def test_every_line_ok_exits_0_and_a_second_run_reprints_the_summary(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(12)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    code, stdout, _ = batch(sim, str(src), "--out", str(out))
+    assert code == 0
+    assert "12/12 lines ended: 12 ok, 0 failed" in stdout
+    assert "this run: 12 requests" in stdout
+    assert (out / "report.html").exists()
+    check_records(out, [line["custom_id"] for line in lines])
+    code, again, _ = batch(sim, str(src), "--out", str(out))
+    assert code == 0
+    assert _requests(sim) == 12
+    assert "12/12 lines ended: 12 ok, 0 failed" in again
+    assert "this run" not in again  # nothing was sent
+    # The folder alone resumes too.
+    code, alone, _ = batch(sim, "--out", str(out))
+    assert (code, _requests(sim)) == (0, 12)
+    assert "12/12 lines ended" in alone
+
+
+def test_failed_lines_exit_1_with_the_codes_and_retry_failed_forms(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(8)
+    for line in lines[:3]:
+        line["body"]["max_tokens"] = 1
+    lines[3]["body"]["temperature"] = 5
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    code, stdout, _ = batch(sim, str(src), "--out", str(out))
+    assert code == 1
+    assert "8/8 lines ended: 4 ok, 4 failed" in stdout
+    assert "truncated 3" in stdout
+    assert "bad_request 1" in stdout
+    assert _requests(sim) == 8
+    code, _, _ = batch(sim, str(src), "--out", str(out), "--retry-failed", "truncated")
+    assert (code, _requests(sim)) == (1, 11)
+    # Bare --retry-failed (last on the line): every failure.
+    argv = [
+        "batch",
+        str(src),
+        "--out",
+        str(out),
+        "--base-url",
+        sim.base_url,
+        "--api-key",
+        KEY,
+        "--retry-failed",
+    ]
+    result = CliRunner().invoke(cli, argv)
+    assert (result.exit_code, _requests(sim)) == (1, 15)
+    code, _, err = batch(sim, str(src), "--out", str(out), "--retry-failed", "truncatd")
+    assert code == 2
+    assert "did you mean 'truncated'" in err
+    assert _requests(sim) == 15
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_json_summary(sim: Simulator, tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(5))
+    code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / "run"), "--json")
+    assert code == 0
+    data = orjson.loads(stdout)
+    assert (data["total"], data["ok"], data["failed"], data["pending"], data["sent"]) == (5, 5, 0, 0, 5)
+    assert data["finished"] is True
+    assert data["exit_code"] == 0
+    assert data["output"] == str(tmp_path / "run" / "output.jsonl")
+
+
+def test_bad_input_exits_2_naming_each_line_and_sends_nothing(sim: Simulator, tmp_path: Path) -> None:
+    lines: list[object] = list(lines_of(4))
+    src = write_input(
+        tmp_path / "in.jsonl",
+        [
+            lines[0],
+            b'{"custom_id": "x", "body": {"model": }',
+            lines[1],
+            lines[0],
+            {"custom_id": "y", "url": "/v1/x"},
+        ],
+    )
+    out = tmp_path / "run"
+    code, _, err = batch(sim, str(src), "--out", str(out))
+    assert code == 2
+    assert f"{src}:2:" in err
+    assert f"{src}:5:" in err
+    assert "--skip-invalid" in err
+    assert _requests(sim) == 0
+    assert records(out) == ([], [])
+    # With --skip-invalid the two bad lines are failures; the duplicate custom_id is still refused.
+    code, _, err = batch(sim, str(src), "--out", str(out), "--skip-invalid")
+    assert code == 2
+    assert f"{src}:4:" in err
+    assert _requests(sim) == 0
+    src = write_input(tmp_path / "in.jsonl", [lines[0], b'{"custom_id": "x", "body": {"model": }', lines[1]])
+    code, stdout, _ = batch(sim, str(src), "--out", str(out), "--skip-invalid")
+    assert code == 1
+    assert "invalid_input 1" in stdout
+    assert _requests(sim) == 2
+
+
+def test_a_changed_line_exits_2_unless_rerun_changed(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(4)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    assert batch(sim, str(src), "--out", str(out))[0] == 0
+    lines[1]["body"]["max_tokens"] = 33
+    write_input(src, lines)
+    code, _, err = batch(sim, str(src), "--out", str(out))
+    assert code == 2
+    assert f"{src}:2:" in err
+    assert "--rerun-changed" in err
+    assert _requests(sim) == 4
+    code, _, _ = batch(sim, str(src), "--out", str(out), "--rerun-changed")
+    assert (code, _requests(sim)) == (0, 5)
+
+
+def test_usage_errors_exit_2(sim: Simulator, tmp_path: Path) -> None:
+    code, _, err = batch(sim, str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "run"))
+    assert code == 2
+    assert "no such file" in err
+    code, _, err = batch(sim, "--out", str(tmp_path / "empty"))
+    assert code == 2
+    assert "INPUT" in err
+    src = write_input(tmp_path / "rows.jsonl", [{"text": "a"}])
+    code, _, err = batch(sim, str(src), "--out", str(tmp_path / "run"), "--template", "Classify: {text}")
+    assert code == 2
+    assert "--model" in err
+    assert _requests(sim) == 0
+
+
+def _grep(out: Path, outputs: list[str], keys: tuple[str, ...]) -> None:
+    files = sorted(p for p in out.iterdir() if p.is_file())
+    names = {p.name for p in files}
+    assert {"output.jsonl", "errors.jsonl", "journal.sqlite", "report.html"} <= names
+    for path in files:
+        data = path.read_bytes()
+        for key in keys:
+            assert key.encode() not in data, f"{path.name} holds an API key"
+    for text in outputs:
+        for key in keys:
+            assert key not in text
+
+
+def test_api_keys_never_written_or_printed(sim: Simulator, tmp_path: Path) -> None:
+    # The first key is refused (the run moves to the second); three answers are cut short, and every answer
+    # quotes the key in use back, as a provider echoing the request might (or a model repeating its prompt).
+    sim.configure(api_keys=(KEY,), reply=f"Your key is {KEY}. Bearer {KEY}")
+    lines = lines_of(6)
+    for line in lines[:3]:
+        line["body"]["max_tokens"] = 2
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    argv = ["batch", str(src), "--out", str(out), "--base-url", sim.base_url, "--api-key", BAD_KEY,
+            "--api-key", KEY, "--progress", "plain"]  # fmt: skip
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 1, result.output
+    outputs = [result.stdout, result.stderr]
+    ok, failed = records(out)
+    assert len(ok) + len(failed) == 6
+    assert failed
+    # The answers are kept, the key in them masked.
+    assert ok[0]["genguard"]["text"] == "Your key is ***. Bearer ***"
+    assert ok[0]["response"]["body"]["choices"][0]["message"]["content"] == ok[0]["genguard"]["text"]
+    result = CliRunner().invoke(cli, [*argv, "--json"])
+    outputs += [result.stdout, result.stderr]
+    result = CliRunner().invoke(cli, ["report", str(out)])
+    outputs += [result.stdout, result.stderr]
+    _grep(out, outputs, (KEY, BAD_KEY))
+
+
+def test_api_keys_never_written_or_printed_when_every_key_is_refused(sim: Simulator, tmp_path: Path) -> None:
+    sim.configure(api_keys=("sk-the-only-good-one-0000000",))
+    src = write_input(tmp_path / "in.jsonl", lines_of(5))
+    out = tmp_path / "run"
+    argv = ["batch", str(src), "--out", str(out), "--base-url", sim.base_url, "--api-key", BAD_KEY,
+            "--api-key", KEY]  # fmt: skip
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 3, result.output
+    assert "refused" in result.stdout
+    _grep(out, [result.stdout, result.stderr], (KEY, BAD_KEY))
+
+
+@pytest.mark.parametrize("flag", ["--json", "--progress=plain"])
+def test_simulate_runs_the_demo_without_a_key(tmp_path: Path, flag: str) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(6))
+    result = CliRunner().invoke(
+        cli, ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", "rpm=60000,chaos=off", flag]
+    )
+    assert result.exit_code == 0, result.output
+    assert "simulator: http://127.0.0.1:" in result.stderr
+    check_records(tmp_path / "run", [f"q-{i:04d}" for i in range(1, 7)])
