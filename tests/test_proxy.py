@@ -197,3 +197,15 @@ def test_the_status_of_an_answer_the_proxy_writes_itself() -> None:
     assert error_status(Outcome.failure("incomplete_stream", status=200)) == 502
     assert error_status(Outcome.failure("truncated", status=200)) == 422
     assert error_status(Outcome.failure("timeout")) == 504
+
+
+def test_a_fallback_model_answers_and_the_headers_name_it(sim: Simulator) -> None:
+    # The first model's window is too small for the prompt; the policy falls back on that code here.
+    sim.configure(context_window_for={"small-model": 3})
+    policy = RetryPolicy(fallback_on=frozenset({"context_length_exceeded"}))
+    with Proxy(upstream=sim.base_url, api_keys=(KEY,), fallbacks=("gpt-4o",), retry=policy) as proxy:
+        raw = sdk(proxy).chat.completions.with_raw_response.create(model="small-model", messages=MSG)
+    assert raw.parse().model == "gpt-4o"
+    assert raw.headers["x-genguard-model"] == "gpt-4o"
+    assert raw.headers["x-genguard-attempts"] == "2"
+    assert len(raw.headers["x-genguard-request-ids"].split(",")) == 2
