@@ -209,3 +209,19 @@ def test_a_fallback_model_answers_and_the_headers_name_it(sim: Simulator) -> Non
     assert raw.headers["x-genguard-model"] == "gpt-4o"
     assert raw.headers["x-genguard-attempts"] == "2"
     assert len(raw.headers["x-genguard-request-ids"].split(",")) == 2
+
+
+def test_keys_rotate_on_auth_failure_and_never_show(sim: Simulator, caplog: pytest.LogCaptureFixture) -> None:
+    first, second = "sk-proxy-first-key-aaaaaaaaaaaa", "sk-proxy-second-key-bbbbbbbbbbb"
+    sim.configure(api_keys=(second,))
+    caplog.set_level("DEBUG")
+    with Proxy(upstream=sim.base_url, api_keys=(first, second)) as proxy:
+        raw = sdk(proxy).chat.completions.with_raw_response.create(model=MODEL, messages=MSG)
+        models = httpx.get(proxy.base_url + "/models")
+    assert raw.headers["x-genguard-code"] == "ok"
+    assert raw.headers["x-genguard-attempts"] == "2"  # auth_failed on the first key, then the second
+    assert models.status_code == 200  # forwarded paths use the key chat calls found working
+    seen = raw.http_response.text + repr(list(raw.headers.items())) + models.text + caplog.text
+    for key in (first, second):
+        assert key not in seen
+        assert key[9:] not in seen

@@ -160,8 +160,10 @@ class _Proxy:
         if refused is not None:
             return refused
         if key is None:
-            keys = self.client(None).keys
-            key = keys[0] if keys else None
+            # The key chat calls use now: one refused for good there (auth, quota) is not tried here again.
+            client = self.client(None)
+            keys = client.keys
+            key = keys[min(client._key_start, len(keys) - 1)] if keys else None
         headers = {k: v for k, v in request.headers.items() if k not in _HOP_REQUEST}
         if key:
             headers["authorization"] = f"Bearer {key}"
