@@ -226,3 +226,13 @@ def test_simulate_runs_the_demo_without_a_key(tmp_path: Path, flag: str) -> None
     assert result.exit_code == 0, result.output
     assert "simulator: http://127.0.0.1:" in result.stderr
     check_records(tmp_path / "run", [f"q-{i:04d}" for i in range(1, 7)])
+
+
+def test_a_placeholder_key_leaves_the_answers_whole(sim: Simulator, tmp_path: Path) -> None:
+    # "k" is in every answer (its JSON too): a local server's placeholder key is no secret to mask.
+    sim.configure(reply="ok, keep it")
+    src = write_input(tmp_path / "in.jsonl", lines_of(3))
+    code, _, _ = batch(sim, str(src), "--out", str(tmp_path / "run"), key="k")
+    assert code == 0
+    ok, _ = records(tmp_path / "run")
+    assert [r["genguard"]["text"] for r in ok] == ["ok, keep it"] * 3

@@ -33,7 +33,7 @@ from ..client.retry import RetryPolicy
 from ..core.exceptions import ConfigError
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
-from ..core.secrets import redact
+from ..core.secrets import MASK
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
 from .journal import JOURNAL_FILE, BatchCounts, Claimed, Result, SQLiteJournal
@@ -71,6 +71,9 @@ _RUN_STOPPERS = {
 }
 _FLUSH_EVERY_S = 0.05
 _FLUSH_AT = 64
+# Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
+# answers would only mangle the text.
+_MIN_SECRET = 8
 _GRACE_S = 30.0  # how long in-flight requests may finish after a stop or the first Ctrl-C
 
 
@@ -312,7 +315,8 @@ class _Run:
         self.t0 = time.monotonic()
         self.last_flush = self.t0
         self.counts = counts
-        self.secrets = tuple(k.encode() for k in client.keys if k)
+        self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
+        self.secrets = tuple(k.encode() for k in self.secret_texts)
 
     # -- one line --
 
@@ -372,7 +376,7 @@ class _Run:
             self.journal.release([claimed.custom_id])
             return
         if raw is not None and any(k in raw for k in self.secrets):
-            outcome, raw = _masked(outcome, raw, self.client.keys)
+            outcome, raw = _masked(outcome, raw, self.secret_texts)
         response = None
         if raw is not None:
             try:
@@ -511,12 +515,28 @@ class _Run:
 
 
 def _masked(outcome: Outcome, raw: bytes, keys: Sequence[str]) -> tuple[Outcome, bytes]:
-    """The answer with the run's keys masked: a provider that quotes the key back (an error echoing the request,
-    a model repeating a prompt that held it) must not put it in the journal or the output files. Rare, so the
-    whole outcome is masked through its JSON form rather than field by field."""
-    text = orjson.dumps(outcome.to_dict(full=True)).decode()
-    masked = Outcome.from_dict(orjson.loads(redact(text, keys)))
-    return masked, redact(raw.decode("utf-8", "replace"), keys).encode()
+    """The answer with the run's keys masked in every string: a provider that quotes the key back (an error
+    echoing the request, a model repeating a prompt that held it) must not put it in the journal or the output
+    files. The JSON is masked value by value, never as text, so that its names and structure stay whole."""
+    masked = Outcome.from_dict(_mask_json(outcome.to_dict(full=True), keys))
+    try:
+        body = orjson.dumps(_mask_json(orjson.loads(raw), keys))
+    except orjson.JSONDecodeError:
+        body = _mask_json(raw.decode("utf-8", "replace"), keys).encode()
+    return masked, body
+
+
+def _mask_json(value: Any, keys: Sequence[str]) -> Any:
+    if isinstance(value, str):
+        for key in keys:
+            if key in value:
+                value = value.replace(key, MASK)
+        return value
+    if isinstance(value, list):
+        return [_mask_json(v, keys) for v in value]
+    if isinstance(value, dict):
+        return {name: _mask_json(v, keys) for name, v in value.items()}
+    return value
 
 
 def _kind(url: str) -> str:
