@@ -156,3 +156,16 @@ def test_a_stream_that_stalls_after_content_raises_in_the_sdk(sim: Simulator) ->
         seen.extend(sdk(proxy).chat.completions.create(model=MODEL, messages=MSG, stream=True))
     assert seen
     assert info.value.code == "timeout"
+
+
+def test_a_streamed_request_that_is_an_sdk_retry_gets_one_attempt(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(scenario="rate_limited:1", retry_after_s=0.2)
+    body = {"model": MODEL, "messages": MSG, "stream": True}
+    reply = httpx.post(
+        proxy.base_url + "/chat/completions", json=body, headers={"x-stainless-retry-count": "2"}
+    )
+    assert reply.status_code == 429
+    assert reply.headers["x-genguard-attempts"] == "1"
+    assert reply.headers["x-should-retry"] == "false"
+    assert reply.headers["retry-after-ms"] == "200"
+    assert sim.stats()["requests"] == 1
