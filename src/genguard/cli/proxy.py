@@ -36,13 +36,20 @@ import click
     is_flag=True,
     help="Answer a filtered, truncated or empty 200 with a 422 error every SDK raises.",
 )
+@click.option("--max-attempts", type=click.IntRange(1), default=4, show_default=True,
+              help="Attempts per model, the first included.")  # fmt: skip
+@click.option("--max-wait", type=click.FloatRange(0), default=600.0, show_default=True,
+              help="Longest server wait honoured, in seconds; a longer one is answered at once, with "
+              "retry-after-ms.")  # fmt: skip
+@click.option("--deadline", type=click.FloatRange(0, min_open=True),
+              help="Seconds for a whole call, waits included (default: none).")  # fmt: skip
 @click.option(
     "--forward-client-key",
     is_flag=True,
     help="Send the client's own Authorization key upstream instead of the proxy's.",
 )
 def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallbacks: tuple[str, ...], strict: bool,
-          forward_client_key: bool) -> None:  # fmt: skip
+          forward_client_key: bool, max_attempts: int, max_wait: float, deadline: float | None) -> None:  # fmt: skip
     """Serve an OpenAI-compatible gateway that retries right and names every failure.
 
     Point any SDK or language at the printed base URL. Chat completions go through genguard's policy
@@ -56,6 +63,7 @@ def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallba
       genguard proxy --upstream http://127.0.0.1:8000/v1 --port 0 --strict
     """
     from ..client.keys import resolve_keys
+    from ..client.retry import RetryPolicy
     from ..core.exceptions import ConfigError
     from ..proxy import Proxy, ProxyConfig
     from ._common import fail_usage
@@ -67,7 +75,8 @@ def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallba
     except (ConfigError, ValueError) as exc:
         fail_usage(str(exc))
     config = ProxyConfig(upstream=upstream, api_keys=keys, fallbacks=fallbacks, strict=strict,
-                         forward_client_key=forward_client_key)  # fmt: skip
+                         forward_client_key=forward_client_key,
+                         retry=RetryPolicy(max_attempts=max_attempts, max_wait=max_wait, deadline=deadline))  # fmt: skip
     server = Proxy(config, host=host, port=port)
     try:
         server.start()
