@@ -12,6 +12,7 @@ from .. import __version__
 
 # name -> "module:function", imported only when that command runs.
 _COMMANDS: dict[str, str] = {
+    "batch": "genguard.cli.batch:batch",
     "chat": "genguard.cli.chat:chat",
     "demo": "genguard.cli.demo:demo",
     "doctor": "genguard.cli.doctor:doctor",
