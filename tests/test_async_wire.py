@@ -141,12 +141,14 @@ class RecordingGate:
     def __init__(self) -> None:
         self.acquired: list[int] = []
         self.observed: list[tuple[int, str | None, int | None]] = []
+        self.flags: list[dict[str, Any]] = []
 
     async def acquire(self, tokens: int) -> None:
         self.acquired.append(tokens)
 
-    def observe(self, status: int, headers: Any, *, tokens_used: int | None = None) -> None:
+    def observe(self, status: int, headers: Any, *, tokens_used: int | None = None, **kw: Any) -> None:
         self.observed.append((status, headers.get("x-ratelimit-limit-requests"), tokens_used))
+        self.flags.append(kw)
 
 
 async def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim: Simulator) -> None:
@@ -163,6 +165,26 @@ async def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim:
     assert [status for status, _, _ in gate.observed] == [429, 200]
     assert all(limit is not None for _, limit, _ in gate.observed)  # the rate-limit headers reach the gate
     assert gate.observed[1][2] == o.usage.total_tokens  # type: ignore[union-attr]
+    assert [f["rate_limited"] for f in gate.flags] == [True, False]
+    assert gate.flags[0]["tokens_reserved"] == gate.acquired[0]
+
+
+async def test_a_quota_429_does_not_slow_the_gate_and_a_dropped_answer_frees_its_slot(sim: Simulator) -> None:
+    gate = RecordingGate()
+    async with AsyncClient(
+        sim.base_url, api_key=KEY, gate=gate, headers={"x-genguard-scenario": "quota_exceeded"},
+        retry=RetryPolicy(max_attempts=1),
+    ) as c:  # fmt: skip
+        quota = await c.chat(model="m", messages=MSGS)
+    async with AsyncClient(
+        "http://127.0.0.1:9/v1", api_key=KEY, gate=gate, retry=RetryPolicy(max_attempts=1)
+    ) as c:
+        refused = await c.chat(model="m", messages=MSGS)
+    assert quota.code == "quota_exceeded"
+    assert refused.code == "connection_error"
+    assert gate.observed[0][0] == 429
+    assert gate.flags[0]["rate_limited"] is False  # waiting cannot help an exhausted quota
+    assert gate.observed[1][0] == 0  # no answer came
 
 
 async def test_send_json_returns_the_providers_own_body(sim: Simulator) -> None:
@@ -186,3 +208,20 @@ def test_send_json_needs_a_model() -> None:
     c = AsyncClient("http://127.0.0.1:9/v1", api_key=KEY)
     with pytest.raises(ValueError, match="model"):
         asyncio.run(c.send_json("/chat/completions", {"messages": MSGS}))
+
+
+async def test_keep_raw_keeps_the_response_on_every_path(sim: Simulator) -> None:
+    from genguard import Client
+
+    async with AsyncClient(sim.base_url, api_key=KEY, keep_raw=True) as c:
+        plain = await c.chat(model="m", messages=MSGS)
+        streamed = await c.chat(model="m", messages=MSGS, stream=True)
+    with Client(sim.base_url, api_key=KEY, keep_raw=True) as s:
+        sync_streamed = s.chat(model="m", messages=MSGS, stream=True)
+    for o in (plain, streamed, sync_streamed):
+        assert o.raw is not None
+        assert o.raw.status == 200
+        assert o.raw.body
+        assert KEY not in repr(o.raw)
+    async with AsyncClient(sim.base_url, api_key=KEY) as c:
+        assert (await c.chat(model="m", messages=MSGS)).raw is None  # off by default: memory stays flat

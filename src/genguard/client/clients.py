@@ -308,7 +308,7 @@ class BaseClient:
         self, status: int, headers: Mapping[str, str], body: bytes, endpoint: Endpoint
     ) -> Outcome:
         outcome: Outcome = _import_classify().classify_http(
-            status, headers, body, endpoint=endpoint, secrets=self.keys
+            status, headers, body, endpoint=endpoint, secrets=self.keys, keep_raw=self._keep_raw
         )
         return outcome
 
@@ -671,6 +671,7 @@ class AsyncClient(BaseClient):
         tokens = estimate_tokens(body) if gate is not None else 0
         classify_http = _import_classify().classify_http
         secrets = self.keys
+        keep_raw = self._keep_raw
         last: list[bytes | None] = [None]
 
         async def send(action: Send) -> Outcome:
@@ -683,11 +684,20 @@ class AsyncClient(BaseClient):
                     "POST", url, self.headers_for(action.key), content, timeout
                 )
             except TRANSPORT_ERRORS as exc:
+                if gate is not None:
+                    gate.observe(0, {}, tokens_reserved=tokens)  # no answer: the slot is free again
                 return self._classify_exception(exc, endpoint)
-            outcome: Outcome = classify_http(status, headers, data, endpoint=endpoint, secrets=secrets)
+            outcome: Outcome = classify_http(
+                status, headers, data, endpoint=endpoint, secrets=secrets, keep_raw=keep_raw
+            )
             if gate is not None:
                 gate.observe(
-                    status, headers, tokens_used=outcome.usage.total_tokens if outcome.usage else None
+                    status,
+                    headers,
+                    tokens_used=outcome.usage.total_tokens if outcome.usage else None,
+                    tokens_reserved=tokens,
+                    # A 429 that says the quota is gone or the request is too large is no rate limit.
+                    rate_limited=status == 429 and outcome.code == "rate_limited",
                 )
             if keep_body:
                 last[0] = data

@@ -145,7 +145,7 @@ def run(plan: CallPlan) -> Loop:
             raise plan.no_key_error()
         # Text already reached the caller when committed: another attempt would repeat or contradict it.
         decision, state = policy.step(
-            outcome, state.evolve(elapsed=time.monotonic() - start), final=committed, max_attempts=cap
+            outcome, state, final=committed, elapsed=time.monotonic() - start, max_attempts=cap
         )
         attempt = state.history[-1]
         if log_ok or attempt.code is not None:

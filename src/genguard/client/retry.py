@@ -228,13 +228,15 @@ class RetryPolicy:
         state: RetryState,
         *,
         final: bool = False,
+        elapsed: float | None = None,
         max_attempts: int | None = None,
         rng: random.Random | None = None,
     ) -> tuple[Decision, RetryState]:
         """Decide what follows ``outcome`` (the result of the attempt ``state`` was waiting for) and return the
         decision with the next state, whose history ends with this attempt's record.
 
-        ``final`` forces a stop (a stream whose text already reached the caller cannot be taken back).
+        ``final`` forces a stop (a stream whose text already reached the caller cannot be taken back);
+        ``elapsed`` is the call's time so far (else the state's).
 
         >>> p = RetryPolicy(jitter=0.0)
         >>> d, s = p.step(Outcome.failure("server_error"), RetryState.start(["m"]))
@@ -242,10 +244,12 @@ class RetryPolicy:
         ('retry', 0.5, 1, 1, ['server_error'])
         """
         tries = state.tries + 1
+        if elapsed is None:
+            elapsed = state.elapsed
         decision = self.decide(
             outcome,
             tries=tries,
-            elapsed=state.elapsed,
+            elapsed=elapsed,
             keys_left=state.keys_left,
             fallbacks_left=state.fallbacks_left,
             reasks=state.reasks,
@@ -265,21 +269,20 @@ class RetryPolicy:
             outcome.message,
         )
         action = decision.action
-        changes: dict[str, Any] = {
-            "tries": tries,
-            "attempts": attempt.number,
-            "history": (*state.history, attempt),
-        }
-        if action == "rotate_key":
-            changes["key_index"] = state.key_index + 1
-        elif action == "fallback":
-            changes["model_index"] = state.model_index + 1
-            changes["tries"] = 0
-        elif action == "reask":
-            changes["reasks"] = state.reasks + 1
-        elif action == "raise_max_tokens":
-            changes["raised_max_tokens"] = True
-        return decision, replace(state, **changes)
+        # Built field by field (dataclasses.replace costs several microseconds, and this runs per attempt).
+        return decision, RetryState(
+            state.models,
+            state.key_count,
+            state.model_index + 1 if action == "fallback" else state.model_index,
+            state.key_index + 1 if action == "rotate_key" else state.key_index,
+            0 if action == "fallback" else tries,
+            attempt.number,
+            state.reasks + 1 if action == "reask" else state.reasks,
+            state.raised_max_tokens or action == "raise_max_tokens",
+            elapsed,
+            state.patch,
+            (*state.history, attempt),
+        )
 
     def _fallback_or_stop(self, outcome: Outcome, note: str | None, fallbacks_left: bool) -> Decision:
         if note is not None:
