@@ -37,6 +37,18 @@ class _LazyGroup(click.Group):
         command: click.Command = getattr(importlib.import_module(module_name), attr)
         return command
 
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name, command, rest = super().resolve_command(ctx, args)
+        if command is not None:
+            from ._common import check_text_arguments
+
+            # Bytes that are not text (a Latin-1 prompt in a UTF-8 shell) are bad usage, exit 2, for every
+            # command alike: sent on, they ended in a traceback, or in exit 1 ("the generation failed").
+            check_text_arguments(command, rest)
+        return name, command, rest
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

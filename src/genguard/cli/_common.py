@@ -7,6 +7,7 @@ separated by commas), ``GENGUARD_MODEL``.
 
 from __future__ import annotations
 
+import codecs
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -127,19 +128,122 @@ def fail_usage(message: str) -> NoReturn:
     sys.exit(EXIT_USAGE)
 
 
+def _encoding_name(encoding: str) -> str:
+    return codecs.lookup(encoding).name.upper()
+
+
+def _undecodable(raw: bytes, encoding: str) -> str | None:
+    """Where ``raw`` stops being text in ``encoding``, said for people; ``None`` when it is text."""
+    try:
+        raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        return f"byte 0x{raw[exc.start]:02x} at position {exc.start} is not {_encoding_name(encoding)}"
+    return None
+
+
+_TEXT_FIX = "give it as {encoding} text (convert a file with e.g. `iconv -f LATIN1 -t UTF-8 FILE`)"
+_PATH_FIX = "it could not be shown or reported; rename the file (or link to it) with a {encoding} name"
+
+
+def _check_text(value: str, what: str, fix: str = _TEXT_FIX) -> None:
+    # Bytes that are not text in the locale's encoding reach Python as lone surrogates (PEP 383): they cannot
+    # be sent, printed or saved, so they are refused here instead of failing deep inside a request.
+    if value.isascii():
+        return
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        encoding = sys.getfilesystemencoding()
+        where = _undecodable(os.fsencode(value), encoding) or "it holds bytes that are not text"
+        fail_usage(f"{what} is not valid text ({where}); " + fix.format(encoding=_encoding_name(encoding)))
+
+
+def check_text_arguments(command: click.Command, args: Sequence[str]) -> None:
+    """Exit 2 naming the argument, option or environment variable whose value is not text (undecodable
+    bytes), before ``command`` runs: every command that takes text refuses it the same way.
+
+    >>> check_text_arguments(click.Command("x"), ["fine", "--also=fine"])
+    """
+    options: dict[str, click.Parameter] = {}
+    arguments: list[click.Parameter] = []
+    for each in command.params:
+        if isinstance(each, click.Option):
+            options.update(dict.fromkeys((*each.opts, *each.secondary_opts), each))
+        else:
+            arguments.append(each)
+    pending: str | None = None  # the option whose value is the next arg
+    position = 0
+    only_arguments = False
+    for arg in args:
+        param: click.Parameter | None = None
+        if pending is not None:
+            what, param, pending = f"the value of {pending}", options[pending], None
+        elif arg == "--" and not only_arguments:
+            only_arguments = True
+            continue
+        elif arg.startswith("-") and arg != "-" and not only_arguments:
+            name, eq, value = arg.partition("=")
+            param = options.get(name)
+            if param is None and not arg.startswith("--") and len(arg) > 2 and arg[:2] in options:
+                name, eq, value = arg[:2], "=", arg[2:]  # -mMODEL
+                param = options[name]
+            if not (isinstance(param, click.Option) and not param.is_flag and not param.count):
+                what = f"the option {name!r}"
+            elif eq:
+                what, arg = f"the value of {name}", value
+            else:
+                pending = name
+                continue
+        elif arguments:
+            param = arguments[min(position, len(arguments) - 1)]
+            what = (param.name or "argument").upper()
+            position += 1
+        else:
+            what = f"the argument {arg!r}"
+        is_path = param is not None and (isinstance(param.type, click.Path) or param.name == "files")
+        _check_text(arg, what, _PATH_FIX if is_path else _TEXT_FIX)
+    names = {"GENGUARD_API_KEY", "OPENAI_API_KEY", "GENGUARD_BASE_URL", "OPENAI_BASE_URL"}
+    for each in command.params:
+        envvar = getattr(each, "envvar", None)
+        names.update([envvar] if isinstance(envvar, str) else envvar or ())
+    for variable in sorted(names):
+        setting = os.environ.get(variable)
+        if setting:
+            _check_text(
+                setting, f"the environment variable {variable}", "set it to {encoding} text, or unset it"
+            )
+
+
 def read_prompt(prompt: str) -> str:
-    """PROMPT as given, or standard input for ``-``; an empty one is bad usage (exit 2), never sent.
+    """PROMPT as given, or standard input for ``-``; an empty one is bad usage (exit 2), never sent, and so
+    is input that is not text in the terminal's encoding.
 
     >>> read_prompt("a red fox")
     'a red fox'
     """
     if prompt == "-":
-        prompt = sys.stdin.read()
+        prompt = _read_stdin()
         if not prompt.strip():
             fail_usage("PROMPT is '-' but standard input was empty; pipe the prompt in, or give it as text")
     elif not prompt.strip():
         fail_usage("PROMPT is empty; give the text to send, or '-' to read it from standard input")
     return prompt
+
+
+def _read_stdin() -> str:
+    stream = sys.stdin
+    raw = getattr(stream, "buffer", None)
+    if raw is None:
+        return stream.read()
+    data: bytes = raw.read()
+    encoding = stream.encoding or "utf-8"
+    where = _undecodable(data, encoding)
+    if where is not None:
+        fail_usage(
+            f"standard input is not valid text ({where}); "
+            + _TEXT_FIX.format(encoding=_encoding_name(encoding))
+        )
+    return data.decode(encoding).removeprefix("\ufeff")  # a BOM is not part of the prompt
 
 
 def prepare_out(out: str) -> str:

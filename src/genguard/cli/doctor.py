@@ -256,9 +256,9 @@ def doctor(
       genguard doctor --base-url http://127.0.0.1:8000/v1 --model gpt-4o-mini
       genguard doctor --image-model gpt-image-1 --video-model sora-2 --video-deadline 600
     """
-    keys = resolve_keys(api_key)
     media = MediaOptions(image_model, video_model, video_deadline, poll_interval)
     try:
+        keys = resolve_keys(api_key)
         url = resolve_base_url(base_url)
     except ConfigError as exc:
         fail_usage(str(exc))
