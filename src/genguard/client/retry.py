@@ -23,6 +23,8 @@ from operator import attrgetter
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ..core import arguments
+from ..core.exceptions import ConfigError
 from ..core.outcome import Attempt, Outcome
 from ..core.taxonomy import code_info
 
@@ -96,10 +98,6 @@ class RetryState:
         return replace(self, **changes)
 
 
-def _frozen(codes: Iterable[str] | None) -> frozenset[str] | None:
-    return None if codes is None else frozenset(codes)
-
-
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How a call is retried. Immutable: :meth:`increment` returns a new policy with one more attempt.
@@ -133,14 +131,23 @@ class RetryPolicy:
     history: tuple[Attempt, ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
-        # Accept any iterable for the code sets while keeping the value hashable and immutable.
-        object.__setattr__(self, "retry_on", _frozen(self.retry_on))
-        object.__setattr__(self, "fallback_on", frozenset(self.fallback_on))
-        object.__setattr__(self, "reask_on_silent", int(self.reask_on_silent))
-        if self.max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
-        if self.backoff_base < 0 or self.backoff_max < 0 or self.jitter < 0 or self.max_wait < 0:
-            raise ValueError("backoff_base, backoff_max, jitter and max_wait must not be negative")
+        # Checked once here: increment() copies a checked policy without running this again. The code sets take
+        # any iterable of codes (never a str, which would become a set of letters) and are kept as frozensets,
+        # so the value stays hashable and immutable.
+        fail = ConfigError
+        arguments.whole("max_attempts", self.max_attempts, at_least=1, error=fail)
+        for name in ("backoff_base", "backoff_max", "jitter"):
+            arguments.number(name, getattr(self, name), at_least=0, unit="seconds", error=fail)
+        arguments.number("max_wait", self.max_wait, at_least=0, unit="seconds", finite=False, error=fail)
+        arguments.number(
+            "deadline", self.deadline, at_least=0, unit="seconds", none_ok=True, finite=False, error=fail
+        )
+        object.__setattr__(
+            self, "retry_on", arguments.codes("retry_on", self.retry_on, none_ok=True, error=fail)
+        )
+        object.__setattr__(self, "fallback_on", arguments.codes("fallback_on", self.fallback_on, error=fail))
+        arguments.whole("reask_on_silent", self.reask_on_silent, at_least=0, error=fail)
+        arguments.flag("raise_max_tokens_on_truncated", self.raise_max_tokens_on_truncated)
 
     # -- history --------------------------------------------------------------------------------
 

@@ -13,6 +13,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from types import TracebackType
 
+from ..core import arguments
+from ..core.exceptions import ConfigError
+
 __all__ = ["TestingState", "is_testing", "set_testing", "testing_attempts"]
 
 
@@ -57,8 +60,8 @@ def set_testing(on: bool = True, *, attempts: int | None = None) -> TestingState
     ...     testing_attempts()
     1
     """
-    if attempts is not None and attempts < 1:
-        raise ValueError(f"attempts must be at least 1 (or None for each policy's own), not {attempts!r}")
+    arguments.flag("on", on)
+    arguments.whole("attempts", attempts, at_least=1, none_ok=True, error=ConfigError)
     previous = (_STATE.on, _STATE.attempts)
     _STATE.on = bool(on)
     _STATE.attempts = attempts if on else None

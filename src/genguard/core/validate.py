@@ -29,6 +29,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
+from . import arguments
 from .exceptions import ConfigError
 from .outcome import Outcome
 from .taxonomy import CODES
@@ -169,6 +170,9 @@ def json_schema(schema: Mapping[str, Any] | str | Path) -> Validator:
     >>> json_schema({"type": "object", "required": ["name"]})('{"x": 1}').message
     "at $: 'name' is a required property"
     """
+    arguments.instance(
+        "schema", schema, Mapping | str | Path, "a JSON Schema dict or the path of a JSON file"
+    )
     if isinstance(schema, str | Path):
         path = Path(schema)
         try:
@@ -228,7 +232,7 @@ class LabelValidator:
 
 def labels(allowed: Iterable[str]) -> Validator:
     """A validator requiring the output to be one of ``allowed``; ``parsed`` is the label as given."""
-    items = tuple(str(a) for a in allowed)
+    items = tuple(str(a) for a in arguments.items("labels", allowed, example="['positive', 'negative']"))
     if not items or any(not _norm_label(a) for a in items):
         raise ConfigError("labels need at least one non-empty label, e.g. labels=['positive', 'negative']")
     return LabelValidator(items, {_norm_label(a): a for a in items})
@@ -258,6 +262,8 @@ class LengthValidator:
 
 def min_length(*, words: int = 0, chars: int = 0) -> Validator:
     """A validator requiring at least ``words`` words and ``chars`` characters."""
+    arguments.whole("words", words, error=ConfigError)
+    arguments.whole("chars", chars, error=ConfigError)
     if words < 0 or chars < 0 or (words == 0 and chars == 0):
         raise ConfigError("a minimum length needs words or chars above 0")
     return LengthValidator(words, chars)
@@ -287,6 +293,10 @@ def pattern(regex: str | re.Pattern[str], *, full: bool = False) -> Validator:
     >>> pattern(r"^\\d{4}-\\d{2}-\\d{2}$")("2024-05-01") is None
     True
     """
+    arguments.instance(
+        "pattern", regex, str | re.Pattern, "a regular expression (a str or a compiled re.Pattern)"
+    )
+    arguments.flag("full", full)
     if isinstance(regex, str):
         try:
             regex = re.compile(regex)
@@ -323,6 +333,7 @@ class CustomValidator:
 
 def custom(func: Callable[[str], Any]) -> Validator:
     """A validator from a plain function of the output text."""
+    arguments.function("func", func, takes="the output text")
     return CustomValidator(func)
 
 
@@ -378,6 +389,7 @@ def build_validators(
     if labels is not None:
         out.append(_labels(labels))
     if min_words is not None:
+        arguments.whole("min_words", min_words, at_least=1, error=ConfigError)
         out.append(min_length(words=min_words))
     if pattern is not None:
         out.append(_pattern(pattern))
