@@ -483,7 +483,13 @@ class _Run:
                     self.tasks, timeout=_FLUSH_EVERY_S, return_when=asyncio.FIRST_COMPLETED
                 )
                 for task in done:
-                    del self.tasks[task]
+                    line = self.tasks.pop(task)
+                    if task.cancelled():
+                        # A second Ctrl-C before this loop saw the first: as drain() does, a line cut off on the
+                        # wire stays in flight, one that was waiting goes back to pending.
+                        if line.custom_id not in self.started:
+                            self.journal.release([line.custom_id])
+                        continue
                     task.result()
             self.flush()
         await self.drain()
@@ -583,6 +589,10 @@ async def arun_batch(
         counts = journal.counts()
         if counts.pending == 0 and counts.in_flight == 0:
             return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid)
+        # The price table loads on its first use, for half a second: here, before anything is sent, rather than
+        # when the first answer is priced, where it stalled the event loop with the first requests in flight
+        # (their answers unread, the limiter's timers late: every resumed run paused half a second).
+        cost_usd("gpt-4o-mini", Usage(1, 1, 2))
         governor = RateGovernor(rpm=opts.rpm, tpm=opts.tpm)
         limiter = AsyncRateLimiter(governor)
         client = AsyncClient(
