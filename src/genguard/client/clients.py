@@ -47,9 +47,10 @@ import orjson
 from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
+from .arguments import check_chat, check_client, check_send
 from .bodies import chat_body
 from .gate import Gate, estimate_tokens
-from .keys import ENV_KEYS, resolve_base_url, resolve_keys
+from .keys import ENV_KEYS, resolve_base, resolve_keys, with_query
 from .loop import CallPlan, Hook, Loop, Send, Sleep
 from .loop import run as run_loop
 from .retry import RetryPolicy
@@ -113,9 +114,13 @@ class BaseClient:
         hooks: Sequence[Hook] = (),
         headers: Mapping[str, str] | None = None,
         http_client: Any = None,
+        default_query: Mapping[str, str] | None = None,
         keep_raw: bool = False,
     ) -> None:
-        self.base_url = resolve_base_url(base_url)
+        check_client(timeout=timeout, connect_timeout=connect_timeout, stall_timeout=stall_timeout, retry=retry,
+                     fallbacks=fallbacks, hooks=hooks, headers=headers, default_query=default_query)  # fmt: skip
+        # A query in the base URL moves into default_query: glued in front of each path, it broke every request.
+        self.base_url, self.default_query = resolve_base(base_url, default_query)
         self.keys: tuple[str, ...] = resolve_keys(api_key)
         self.timeout = float(timeout)
         self.connect_timeout = float(connect_timeout)
@@ -131,7 +136,7 @@ class BaseClient:
         self._headers_by_key: dict[str | None, dict[str, str]] = {}
         # Per-call work done once: httpx parses a URL given as text on every request (about half of what
         # build_request costs) and copies a dict of headers into its own type each time.
-        self._chat_url = self.base_url + "/chat/completions"
+        self._chat_url = with_query(self.base_url + "/chat/completions", self.default_query)
         self._chat_target: httpx.URL | None = None
         self._httpx_headers_by_key: dict[str | None, httpx.Headers] = {}
         self._timeouts: dict[tuple[float, float], httpx.Timeout] = {}
@@ -172,10 +177,13 @@ class BaseClient:
         return cached
 
     def url(self, path: str) -> str:
-        """``path`` joined to the base URL (an absolute URL is returned as it is)."""
+        """``path`` joined to the base URL, with the default query; an absolute URL is returned as it is, with
+        the default query added when it is under the base URL (the API's own links)."""
         if path.startswith(("http://", "https://")):
+            if self.default_query and path.startswith(self.base_url):
+                return with_query(path, self.default_query)
             return path
-        return self.base_url + "/" + path.lstrip("/")
+        return with_query(self.base_url + "/" + path.lstrip("/"), self.default_query)
 
     def _timeout(self, read: float, remaining: float | None) -> httpx.Timeout:
         if remaining is not None:
@@ -255,6 +263,7 @@ class BaseClient:
         stream: bool,
     ) -> tuple[Loop, dict[str, Any]]:
         # Positional, in the order chat() and stream() take them, so each call of it stays one line.
+        check_chat(model, messages, stream, retry, fallbacks)
         if validate is None and labels is None and min_words is None and pattern is None:
             validators = self._validators
         else:
@@ -344,6 +353,9 @@ class BaseClient:
         ``data``, ``params``...). A multipart body gets its own content type.
         """
         merged = {**self.headers_for(key), **(headers or {})}
+        if self.default_query and kwargs.get("params") is not None:
+            # httpx replaces a URL's query with params instead of adding to it.
+            kwargs["params"] = httpx.QueryParams(self.default_query).merge(kwargs["params"])
         if json is not None:
             kwargs["content"] = orjson.dumps(json)
         elif "files" in kwargs or "data" in kwargs:
@@ -502,6 +514,7 @@ class Client(BaseClient):
     ) -> Outcome:
         """Run the retry loop for any endpoint: one ``build(key, model)`` request per attempt, ``parse`` of
         the read response to an Outcome; see the module docstring. ``fallbacks=None`` uses the client's."""
+        check_send(build, parse, model, endpoint, fallbacks, retry)
         loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
         def send(action: Send) -> Outcome:
@@ -543,6 +556,7 @@ class AsyncClient(BaseClient):
         http_client: httpx.AsyncClient | aiohttp.ClientSession | None = None,
         max_concurrency: int | None = None,
         gate: Gate | None = None,
+        default_query: Mapping[str, str] | None = None,
         keep_raw: bool = False,
     ) -> None:
         """``max_concurrency`` calls are sent at once (default 128); the others wait their turn in this
@@ -568,6 +582,7 @@ class AsyncClient(BaseClient):
             hooks=hooks,
             headers=headers,
             http_client=http_client,
+            default_query=default_query,
             keep_raw=keep_raw,
         )
 
@@ -770,6 +785,7 @@ class AsyncClient(BaseClient):
         validate: Any = None,
     ) -> Outcome:
         """As :meth:`Client.send_with_retries`, awaited (``parse`` stays a plain function)."""
+        check_send(build, parse, model, endpoint, fallbacks, retry)
         loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
         async def send(action: Send) -> Outcome:

@@ -29,6 +29,7 @@ import orjson
 from ..core.image_rules import ImagePlan, ImageRuleBook, plan_image_requests
 from ..core.media_body import ImageItem, parse_image_response
 from ..core.outcome import Outcome, Usage
+from .arguments import check_image
 from .download import DownloadFailed, adownload_to, download_to, safe_stem, save_b64
 from .retry import RetryPolicy
 
@@ -148,6 +149,7 @@ class Images:
         >>> client.images.generate("a fox", model="gpt-image-1", out="pics").extra["files"]  # doctest: +SKIP
         ['pics/a_fox-0.png']
         """
+        check_image(prompt, model, n, size, out, stem, max_bytes, rules, fallbacks, retry)
         plan = _prepare(prompt, model, n, {"size": size, **params}, rules)
         if isinstance(plan, Outcome):
             return plan
@@ -183,9 +185,8 @@ class Images:
             if item.url and item.url.startswith(c.base_url)
             else None
         )
-        return download_to(
-            c.http, item.url or "", folder, stem=stem, kind="image", max_bytes=max_bytes, headers=headers
-        )
+        url = c.url(item.url) if item.url else ""  # the API's own links get the default query
+        return download_to(c.http, url, folder, stem=stem, kind="image", max_bytes=max_bytes, headers=headers)
 
 
 class AsyncImages:
@@ -213,6 +214,7 @@ class AsyncImages:
 
         >>> await client.images.generate("a fox", model="dall-e-3", out="pics")  # doctest: +SKIP
         """
+        check_image(prompt, model, n, size, out, stem, max_bytes, rules, fallbacks, retry)
         plan = _prepare(prompt, model, n, {"size": size, **params}, rules)
         if isinstance(plan, Outcome):
             return plan
@@ -248,6 +250,7 @@ class AsyncImages:
             if item.url and item.url.startswith(c.base_url)
             else None
         )
+        url = c.url(item.url) if item.url else ""  # the API's own links get the default query
         return await adownload_to(
-            c.http, item.url or "", folder, stem=stem, kind="image", max_bytes=max_bytes, headers=headers
+            c.http, url, folder, stem=stem, kind="image", max_bytes=max_bytes, headers=headers
         )

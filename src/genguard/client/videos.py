@@ -28,6 +28,7 @@ import orjson
 
 from ..core.media_body import TaskState, parse_task, task_outcome
 from ..core.outcome import Attempt, Outcome
+from .arguments import check_video
 from .download import DownloadFailed, adownload_to, download_to, safe_stem
 from .retry import RetryPolicy
 from .testing import is_testing
@@ -209,7 +210,8 @@ def _download_plan(client: BaseClient, state: TaskState) -> tuple[str, dict[str,
         return None
     # Only our own API wants the key: never send it to a storage bucket or CDN.
     own = url.startswith(client.base_url)
-    return url, (client.headers_for(client.keys[0] if client.keys else None) if own else None)
+    # client.url adds the default query (Azure's api-version) to the API's own links, and leaves others alone.
+    return client.url(url), (client.headers_for(client.keys[0] if client.keys else None) if own else None)
 
 
 def _finish(
@@ -271,6 +273,8 @@ class Videos:
         >>> client.videos.generate("waves", model="sora-2", out="clips").extra["files"]  # doctest: +SKIP
         ['clips/waves.mp4']
         """
+        check_video(prompt, model, size, seconds, input_reference, out, stem, poll_interval, deadline, stall_limit,
+                    not_exist_grace, fallbacks, on_progress, max_bytes, retry)  # fmt: skip
         ref = _reference(input_reference)
         if isinstance(ref, Outcome):
             return ref
@@ -366,6 +370,8 @@ class AsyncVideos:
 
         >>> await client.videos.generate("waves", model="veo-3", out="clips")  # doctest: +SKIP
         """
+        check_video(prompt, model, size, seconds, input_reference, out, stem, poll_interval, deadline, stall_limit,
+                    not_exist_grace, fallbacks, on_progress, max_bytes, retry)  # fmt: skip
         ref = _reference(input_reference)
         if isinstance(ref, Outcome):
             return ref
