@@ -514,7 +514,9 @@ def test_reviews_jsonl_is_a_thousand_valid_chat_lines() -> None:
     assert list(check_file(EXAMPLES / "reviews.jsonl")) == []
     bodies = [line.body for line in lines if isinstance(line, Line)]
     assert {body["model"] for body in bodies} == {"gpt-4o-mini"}
-    assert {body["max_tokens"] for body in bodies} == set(range(5, 21))
+    assert {body["max_tokens"] for body in bodies} == set(
+        range(48, 65)
+    )  # room for a whole answer: the demo's failures come from its chaos
     assert len({body["messages"][-1]["content"] for body in bodies}) == 1000
 
 
