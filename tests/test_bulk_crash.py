@@ -1,0 +1,221 @@
+"""`genguard batch` stopped from outside, as a subprocess against a simulator in this process: Ctrl-C once
+(the requests in flight finish and are written, exit 130), Ctrl-C twice (stop at once, the journal still
+consistent), and kill -9 at random instants, many times over, each followed by the same command again. At the
+end every line has ended exactly once with its own answer, the files hold whole lines only, and the only
+requests answered twice are those of lines in flight at a kill."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from _batch_helpers import Reference, check_own_answers, check_records, lines_of, write_input
+from genguard.sim import Simulator
+
+KEY = "sk-batch-crash-0123456789abcdef"
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[Reference]:
+    with Simulator() as ref:
+        r = Reference(ref)
+        yield r
+        r.close()
+
+
+def _command(src: Path, out: Path, sim: Simulator, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "genguard", "batch", str(src), "--out", str(out), "--base-url", sim.base_url,
+            "--api-key", KEY, "--progress", "plain", *extra]  # fmt: skip
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+
+
+def _wait_until(what: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not what():
+        if process.poll() is not None:
+            out, err = process.communicate()
+            raise AssertionError(f"the run ended first ({process.returncode}): {out.decode()} {err.decode()}")
+        if time.monotonic() > end:
+            process.kill()
+            raise AssertionError("timed out")
+        time.sleep(0.01)
+
+
+def _interrupt(process: subprocess.Popen[bytes]) -> None:
+    """SIGINT, returning once the process has taken it: a second one sent before that would merge with it (the
+    kernel keeps one pending signal of a kind), and the run would see a single Ctrl-C."""
+    process.send_signal(signal.SIGINT)
+    status = Path(f"/proc/{process.pid}/status")
+    end = time.monotonic() + 10
+    while status.exists() and time.monotonic() < end:
+        pending = [line for line in status.read_text().splitlines() if line.startswith(("ShdPnd", "SigPnd"))]
+        if not any(int(line.split()[1], 16) & (1 << (signal.SIGINT - 1)) for line in pending):
+            return
+        time.sleep(0.0005)
+
+
+def _answered(sim: Simulator) -> int:
+    n: int = sim.stats()["by_status"].get("200", 0)
+    return n
+
+
+def _requests(sim: Simulator) -> int:
+    n: int = sim.stats()["requests"]
+    return n
+
+
+def _journal(out: Path) -> dict[str, Any]:
+    """The journal as another process reads it after the run is gone (a plain connection: a killed run may
+    have left its WAL to recover)."""
+    db = sqlite3.connect(out / "journal.sqlite")
+    try:
+        states = dict(db.execute("SELECT state, count(*) FROM lines GROUP BY state").fetchall())
+        ended = {r[0] for r in db.execute("SELECT custom_id FROM lines WHERE state = 'ended'")}
+        (resent,) = db.execute("SELECT total(resent) FROM lines").fetchone()
+    finally:
+        db.close()
+    return {"states": states, "ended": ended, "resent": int(resent)}
+
+
+def _whole_lines(path: Path) -> list[dict[str, Any]]:
+    """The whole lines of an output file; a kill may leave a partial tail, which the next run cuts off."""
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    return [orjson.loads(line) for line in data.split(b"\n")[:-1]]
+
+
+def _check_consistent(out: Path, total: int) -> dict[str, Any]:
+    """What any instant may leave: every line in one state, and every line in the files ended in the journal
+    and written once."""
+    journal = _journal(out)
+    assert sum(journal["states"].values()) == total
+    written = [r["custom_id"] for name in ("output.jsonl", "errors.jsonl") for r in _whole_lines(out / name)]
+    assert len(written) == len(set(written)), "a line is written twice"
+    assert set(written) <= journal["ended"]
+    return journal
+
+
+def _finish(argv: list[str], timeout: float = 60.0) -> tuple[int, str]:
+    done = subprocess.run(argv, capture_output=True, timeout=timeout)
+    return done.returncode, done.stdout.decode() + done.stderr.decode()
+
+
+def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(sim: Simulator, tmp_path: Path) -> None:
+    # Four requests at a time, each answered after 300 ms: Ctrl-C after the first answers lands with four
+    # requests on the wire.
+    sim.configure(ttft_ms=300)
+    lines = lines_of(40)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    argv = _command(src, out, sim, "--concurrency", "4")
+    process = _spawn(argv)
+    _wait_until(lambda: _requests(sim) >= 6, process)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stderr.decode()
+    assert "interrupted" in stdout.decode()
+    journal = _check_consistent(out, 40)
+    # The requests in flight were answered, and their lines written; nothing is left in flight.
+    assert journal["states"].get("in_flight", 0) == 0
+    assert len(journal["ended"]) == _answered(sim) == _requests(sim)
+    check_records(out, sorted(journal["ended"]))
+    assert 0 < len(journal["ended"]) < 40
+    sim.configure(ttft_ms=0)
+    code, text = _finish(argv)
+    assert code == 0, text
+    assert _requests(sim) == 40  # nothing was sent twice
+    assert _journal(out)["resent"] == 0
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+# The second Ctrl-C while the run still sends (at once: its loop looks up every 50 ms), or while it waits for
+# the requests in flight.
+@pytest.mark.parametrize("gap_s", [0.0, 0.2])
+def test_ctrl_c_twice_stops_at_once_and_stays_consistent(
+    sim: Simulator, tmp_path: Path, gap_s: float
+) -> None:
+    sim.configure(ttft_ms=1000)
+    lines = lines_of(30)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    argv = _command(src, out, sim, "--concurrency", "4")
+    process = _spawn(argv)
+    _wait_until(lambda: _requests(sim) >= 4, process)
+    _interrupt(process)
+    time.sleep(gap_s)
+    _interrupt(process)
+    stdout, stderr = process.communicate(timeout=30)
+    assert process.returncode == 130, stdout.decode() + stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    journal = _check_consistent(out, 30)
+    # No answer had come (each takes a second): the four requests on the wire stay in flight, to be counted
+    # as sent again; nothing ended.
+    assert journal["states"] == {"pending": 26, "in_flight": 4}
+    sim.configure(ttft_ms=0)
+    code, text = _finish(argv)
+    assert code == 0, text
+    assert "4 requests were sent again after a crash" in text
+    assert _journal(out)["resent"] == 4
+    check_records(out, [line["custom_id"] for line in lines])
+    assert _answered(sim) - 30 <= 4
+
+
+def test_kill_9_at_random_instants_loses_nothing_and_writes_nothing_twice(
+    tmp_path: Path, reference: Reference
+) -> None:
+    total, kills, concurrency = 300, 8, 16
+    rng = random.Random(20240611)
+    lines = lines_of(total)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    # 50 answers a second at most, each after 50 ms. A life is killed at most 0.6 s after its first request,
+    # or 1.6 s after it was started: even at full speed the eight lives cannot send the 300 lines, so every
+    # kill lands on a live run.
+    with Simulator(rpm=3000, rate_window_s=1.0, ttft_ms=50) as sim:
+        argv = _command(src, out, sim, "--concurrency", str(concurrency))
+        for i in range(kills):
+            before = _requests(sim)
+            process = _spawn(argv)
+            if i % 3 == 2:
+                # Anywhere from start-up (loading, recovering, repairing the files) to the first answers.
+                time.sleep(rng.uniform(0.05, 1.6))
+            else:
+                _wait_until(lambda before=before: _requests(sim) > before, process)
+                time.sleep(rng.uniform(0.0, 0.6))
+            assert process.poll() is None, "the run ended before its kill"
+            process.kill()
+            process.communicate()
+            assert process.returncode == -signal.SIGKILL
+            _check_consistent(out, total)
+        assert 0 < len(_journal(out)["ended"]) < total
+        sim.configure(rpm=None)  # the rest at full speed
+        code, text = _finish(argv)
+        assert code == 0, text
+        answered = _answered(sim)
+    journal = _journal(out)
+    assert journal["states"] == {"ended": total}
+    # Whole lines only, each line once, each with the answer to its own request.
+    by_id = check_records(out, [line["custom_id"] for line in lines])
+    assert check_own_answers(by_id, {line["custom_id"]: line["body"] for line in lines}, reference) == total
+    # The only requests answered twice are those of lines taken back from in flight after a kill: the journal
+    # counts them (each kill took back at most the lines in hand), and the last run says how many.
+    assert answered - total <= journal["resent"] <= kills * concurrency
+    assert journal["resent"] > 0
+    assert f"{journal['resent']} requests were sent again after a crash" in text
