@@ -1,0 +1,730 @@
+"""The batch runner (``genguard.bulk.api.abatch``): goodput at a provider's rate limit, overhead, memory.
+
+Three measures in one run; every server runs in its own process on 127.0.0.1, so its CPU is not the client's.
+
+1. Goodput. The simulator admits R requests a second (``Simulator(rpm=R*60, rate_window_s=1)``: a per-minute
+   limit enforced over a one-second window, as providers quantise theirs), once with ``x-ratelimit-*`` headers
+   on every answer and once with ``ratelimit_headers=False`` (Retry-After on a 429 is all there is). Over a
+   generated JSONL of N chat lines, each contender in turn, the simulator's buckets and stats reset before each:
+
+   - genguard: ``abatch(path, out=..., progress="none")``, not told R (journal and output files included);
+   - openai SDK: ``AsyncOpenAI`` (``max_retries`` left at its default, 2) under a semaphore of 64: the code
+     users write;
+   - cookbook: a runner written the way the OpenAI cookbook's ``api_request_parallel_processor.py`` works,
+     given R*60 as its ``max_requests_per_minute`` (it must be told): a request bucket of a minute's budget
+     that starts full, one request started per 1 ms loop, no concurrency cap (aiohttp's default connector),
+     a 429 pauses the loop for 15 s, a failed request goes back in a queue that is served first, with no
+     backoff, up to 5 attempts; results appended to a JSONL file. No token budget (the simulator enforces
+     none here).
+
+   The SDK and the cookbook runner read no rate-limit header (the SDK reads Retry-After, which both cases
+   send), so they run in the retry-after case only, unless ``--others-in-both``.
+
+   Per contender: successes per second over R (the whole run, first byte of the input to the last result),
+   429s per success (counted by the simulator), lines lost (ended failed) and lines unfinished when the
+   contender was cut at ``--limit`` seconds (genguard's cut is its own ``deadline``). Targets for genguard:
+   goodput/R >= 0.9 (aim 0.95), 429s per success <= 0.05. The simulator's bucket starts full (R requests), so
+   a perfect client reaches N / ((N - R) / R) / R, a little above 1, on a run this short.
+
+2. Overhead. No limit: a bare uvicorn + Starlette server answering every request the same chat completion
+   (no rate-limit headers; the simulator without rpm still advertises a nominal 10,000 rpm, which genguard
+   would rightly pace to). genguard's ``abatch`` against a bare asyncio loop on aiohttp with as many workers
+   as genguard's concurrency, each reading input lines, posting their bodies and appending
+   ``{"custom_id", "response"}`` to a JSONL file. Lines per second, the whole run each (genguard's journal,
+   outputs and its ramp from an unknown limit included), and this process's CPU per line, in alternating
+   rounds after an untimed warm-up of each; ratios per round, median over rounds (target >= 0.9).
+
+3. Memory. Peak RSS of a fresh subprocess, read by the subprocess itself at its end (``VmHWM``; not
+   ``ru_maxrss``, which Linux carries over fork and exec, so a child of this bench would report at least the
+   bench's own 100+ MB): the imports alone; a whole batch run of ``--mem-lines`` (10,000) lines against the
+   bare server; the runner's load alone of 10,000, 100,000 and ``--big-lines`` (1,000,000) lines. The load
+   is ``abatch`` with ``deadline=1e-6``: the runner reads and validates the input, loads it into the journal
+   and commits, opens the output files and its client, then stops before it claims a line (the bench checks
+   that nothing was sent and every line is pending).
+
+    .venv/bin/python bench/bench_batch.py              # R = 50, N = 1200; about 4 minutes
+    .venv/bin/python bench/bench_batch.py --quick      # R = 20, N = 300, smaller overhead and memory runs
+    .venv/bin/python bench/bench_batch.py --json       # one JSON document on stdout
+    .venv/bin/python bench/bench_batch.py --only goodput --rate 100 --lines 3000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+KEY = "sk-bench-0000000000000000"
+MODEL = "gpt-4o-mini"
+PARTS = ("goodput", "overhead", "memory")
+CONTENDERS = ("genguard", "openai SDK", "cookbook")
+MODES = ("headers", "retry-after")
+
+# Servers are scripts run by this interpreter: a fresh process each, which exits when this one dies (even by
+# SIGKILL, when no finally runs), and prints its port when it is ready.
+_WATCH_PARENT = r"""
+import os, threading, time
+def _watch(parent=os.getppid()):
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+threading.Thread(target=_watch, daemon=True).start()
+"""
+
+SIM_SERVER = (
+    _WATCH_PARENT
+    + r"""
+import json, sys, threading
+from genguard.sim import Simulator
+with Simulator(**json.loads(sys.argv[1])) as sim:
+    print(sim.port, flush=True)
+    threading.Event().wait()
+"""
+)
+
+BARE_SERVER = (
+    _WATCH_PARENT
+    + r"""
+import socket, sys
+import orjson, uvicorn
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+
+ANSWER = orjson.dumps({
+    "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "A river."}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 14, "completion_tokens": 3, "total_tokens": 17},
+})
+
+async def chat(request):
+    orjson.loads(await request.body())
+    return Response(ANSWER, media_type="application/json", headers={"x-request-id": "req_1"})
+
+sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+sock.bind(("127.0.0.1", 0))
+print(sock.getsockname()[1], flush=True)
+app = Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST"])])
+config = uvicorn.Config(app, log_level="error", backlog=2048, limit_concurrency=None)
+uvicorn.Server(config).run(sockets=[sock])
+"""
+)
+
+
+@contextmanager
+def _server(script: str, *args: str) -> Iterator[str]:
+    """Run a server script in its own process; yields its base URL (``.../v1``); stops it on the way out."""
+    proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        port = proc.stdout.readline().strip()
+        if not port.isdigit():
+            raise SystemExit(f"the bench server did not start (exit code {proc.poll()})")
+        url = f"http://127.0.0.1:{port}/v1"
+        _wait_ready(url)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
+
+
+def _http(method: str, url: str, body: bytes | None = None) -> Any:
+    request = urllib.request.Request(url, data=body, method=method)
+    request.add_header("authorization", f"Bearer {KEY}")
+    request.add_header("content-type", "application/json")
+    with urllib.request.urlopen(request, timeout=30) as r:
+        return json.loads(r.read())
+
+
+def _wait_ready(url: str) -> None:
+    body = json.dumps(_body(0)).encode()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            _http("POST", url + "/chat/completions", body)
+            return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise SystemExit("the bench server did not answer within 30 s") from None
+            time.sleep(0.05)
+
+
+def _body(i: int) -> dict[str, Any]:
+    # Every line asks something else: the simulator tells retries from new requests by the body.
+    return {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": f"Classify item {i}: is it a river or a lake?"}],
+        "max_tokens": 64,  # above the simulator's longest generated answer: none ends truncated
+    }
+
+
+def write_input(path: Path, n: int) -> Path:
+    """N chat lines in the OpenAI Batch input shape."""
+    import orjson
+
+    with path.open("wb") as f:
+        chunk: list[bytes] = []
+        for i in range(n):
+            chunk.append(
+                orjson.dumps(
+                    {
+                        "custom_id": f"req-{i}",
+                        "method": "POST",
+                        "url": "/v1/chat/completions",
+                        "body": _body(i),
+                    }
+                )
+            )
+            if len(chunk) == 10_000:
+                f.write(b"\n".join(chunk) + b"\n")
+                chunk = []
+        if chunk:
+            f.write(b"\n".join(chunk) + b"\n")
+    return path
+
+
+# -- 1. goodput ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """How one contender's run ended: lines ok, failed (lost) and unfinished at the cut, its wall time, and the
+    simulator's count of what it answered (statuses, 429s)."""
+
+    ok: int = 0
+    failed: int = 0
+    unfinished: int = 0
+    wall_s: float = 0.0
+    client_429s: int | None = None
+    server: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+
+
+async def run_genguard(url: str, path: Path, out: Path, *, concurrency: int = 64, **kwargs: Any) -> Run:
+    from genguard.bulk.api import abatch
+
+    start = time.perf_counter()
+    result = await abatch(
+        path, out=out, base_url=url, api_key=KEY, concurrency=concurrency, progress="none", **kwargs
+    )
+    wall = time.perf_counter() - start
+    c = result.counts
+    note = f"stopped: {result.stopped}" if result.stopped else ""
+    return Run(c.ok, c.failed, c.pending + c.in_flight, wall, result.rate_limited, note=note)
+
+
+async def run_sdk(url: str, path: Path, limit_s: float) -> Run:
+    import openai
+    import orjson
+
+    lines = [orjson.loads(raw) for raw in path.read_bytes().splitlines() if raw.strip()]
+    client = openai.AsyncOpenAI(base_url=url, api_key=KEY)
+    semaphore = asyncio.Semaphore(64)
+    run = Run()
+    failures: dict[str, int] = {}
+
+    async def one(line: dict[str, Any]) -> None:
+        async with semaphore:
+            try:
+                await client.chat.completions.create(**line["body"])
+            except openai.OpenAIError as exc:
+                run.failed += 1
+                failures[type(exc).__name__] = failures.get(type(exc).__name__, 0) + 1
+            else:
+                run.ok += 1
+
+    start = time.perf_counter()
+    tasks = [asyncio.ensure_future(one(line)) for line in lines]
+    try:
+        _, pending = await asyncio.wait(tasks, timeout=limit_s)
+        run.wall_s = time.perf_counter() - start
+        for t in pending:
+            t.cancel()
+        if pending:
+            await asyncio.wait(pending)
+    finally:
+        await client.close()
+    run.unfinished = len(lines) - run.ok - run.failed
+    run.note = ", ".join(f"{k} x{v}" for k, v in failures.items())
+    return run
+
+
+async def run_cookbook(url: str, path: Path, save: Path, rpm: float, limit_s: float) -> Run:
+    """The OpenAI cookbook's api_request_parallel_processor main loop, its request budget and retry queue as
+    it has them (no token budget, no logging). A 429 is told by its status (the cookbook looked for "Rate
+    limit" in the error's message, then for the code "429"; OpenAI's 429 says "Rate limit reached ...")."""
+    import aiohttp
+
+    pause_after_429_s = 15.0
+    sleep_each_loop_s = 0.001
+    max_attempts = 5
+    request_url = url + "/chat/completions"
+    header = {"Authorization": f"Bearer {KEY}"}
+
+    @dataclass
+    class Status:
+        in_progress: int = 0
+        succeeded: int = 0
+        failed: int = 0
+        rate_limit_errors: int = 0
+        last_429: float = 0.0
+
+    @dataclass
+    class Request:
+        custom_id: str
+        body: dict[str, Any]
+        attempts_left: int
+        errors: list[Any] = field(default_factory=list)
+
+    def append_to_jsonl(data: Any) -> None:
+        with save.open("a") as f:
+            f.write(json.dumps(data) + "\n")
+
+    status = Status()
+    retry_queue: asyncio.Queue[Request] = asyncio.Queue()
+
+    async def call_api(session: aiohttp.ClientSession, request: Request) -> None:
+        error: Any = None
+        try:
+            async with session.post(url=request_url, headers=header, json=request.body) as r:
+                code = r.status
+                response = await r.json()
+            if "error" in response:
+                error = response
+                if code == 429:
+                    status.last_429 = time.time()
+                    status.rate_limit_errors += 1
+        except Exception as exc:  # as the cookbook does: logged, saved and retried
+            error = exc
+        if error is not None:
+            request.errors.append(error)
+            if request.attempts_left:
+                retry_queue.put_nowait(request)
+            else:
+                append_to_jsonl([request.body, [str(e) for e in request.errors], request.custom_id])
+                status.in_progress -= 1
+                status.failed += 1
+        else:
+            append_to_jsonl([request.body, response, request.custom_id])
+            status.in_progress -= 1
+            status.succeeded += 1
+
+    capacity = rpm  # a minute's budget, available at once
+    last_update = time.time()
+    next_request: Request | None = None
+    file_not_finished = True
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    cut = start + limit_s
+    async with aiohttp.ClientSession() as session:
+        with path.open() as file:
+            requests = iter(file)
+            while time.perf_counter() < cut:
+                if next_request is None:
+                    if not retry_queue.empty():
+                        next_request = retry_queue.get_nowait()
+                    elif file_not_finished:
+                        try:
+                            line = json.loads(next(requests))
+                            next_request = Request(line["custom_id"], line["body"], max_attempts)
+                            status.in_progress += 1
+                        except StopIteration:
+                            file_not_finished = False
+                now = time.time()
+                capacity = min(capacity + rpm * (now - last_update) / 60.0, rpm)
+                last_update = now
+                if next_request is not None and capacity >= 1:
+                    capacity -= 1
+                    next_request.attempts_left -= 1
+                    task = asyncio.create_task(call_api(session, next_request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                    next_request = None
+                if status.in_progress == 0:
+                    break
+                await asyncio.sleep(sleep_each_loop_s)
+                since = time.time() - status.last_429
+                if since < pause_after_429_s:
+                    # The bench's cut may come first: nothing else differs from the cookbook's pause.
+                    await asyncio.sleep(min(pause_after_429_s - since, max(cut - time.perf_counter(), 0)))
+        wall = time.perf_counter() - start
+        for t in list(tasks):
+            t.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+    total = sum(1 for raw in path.read_bytes().splitlines() if raw.strip())
+    return Run(status.succeeded, status.failed, total - status.succeeded - status.failed, wall,
+               status.rate_limit_errors)  # fmt: skip
+
+
+def _sim_counts(url: str) -> dict[str, int]:
+    stats = _http("GET", url.removesuffix("/v1") + "/_genguard/stats")
+    return {str(k): int(v) for k, v in stats["by_status"].items()}
+
+
+def goodput(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    path = write_input(work / "goodput.jsonl", args.lines)
+    rate = args.rate
+    out: dict[str, Any] = {"rate": rate, "lines": args.lines, "limit_s": args.limit, "modes": {}}
+    for mode in MODES:
+        settings = {"rpm": rate * 60, "rate_window_s": 1.0, "ratelimit_headers": mode == "headers"}
+        per: dict[str, Any] = {}
+        names = [
+            n for n in args.contenders if n == "genguard" or mode == "retry-after" or args.others_in_both
+        ]
+        if not names:
+            continue
+        with _server(SIM_SERVER, json.dumps(settings)) as url:
+            root = url.removesuffix("/v1")
+            for name in names:
+                _http("POST", root + "/_genguard/reset", b"{}")
+                tag = name.replace(" ", "-")
+                if name == "genguard":
+                    # Its own deadline is the cut: it stops sending, lets what is in flight end, and leaves the
+                    # rest pending, as a user's --deadline would.
+                    run = asyncio.run(run_genguard(url, path, work / f"gg-{mode}", deadline=args.limit))
+                elif name == "openai SDK":
+                    run = asyncio.run(run_sdk(url, path, args.limit))
+                else:
+                    run = asyncio.run(
+                        run_cookbook(url, path, work / f"{tag}-{mode}.jsonl", rate * 60.0, args.limit)
+                    )
+                run.server = _sim_counts(url)
+                ok_seen = run.server.get("200", 0)
+                limited = run.server.get("429", 0)
+                per[name] = {
+                    "ok": run.ok,
+                    "lost": run.failed,
+                    "unfinished": run.unfinished,
+                    "wall_s": run.wall_s,
+                    "goodput_per_r": run.ok / run.wall_s / rate if run.wall_s else 0.0,
+                    "429_per_ok": limited / max(ok_seen, 1),
+                    "server": run.server,
+                    "client_429s": run.client_429s,
+                    "note": run.note,
+                }
+                log(f"goodput {mode:<11} {name:<10} ok {run.ok:>5} lost {run.failed:>5} "
+                    f"unfinished {run.unfinished:>5} in {run.wall_s:5.1f} s; server {run.server}")  # fmt: skip
+        out["modes"][mode] = per
+    return out
+
+
+# -- 2. overhead --------------------------------------------------------------------------------------------
+
+
+async def run_bare(url: str, path: Path, save: Path, concurrency: int) -> float:
+    """A bare asyncio loop on aiohttp: workers read input lines, post their bodies, append the answers."""
+    import aiohttp
+    import orjson
+
+    chat_url = url + "/chat/completions"
+    headers = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
+    start = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as session:
+        with path.open("rb") as lines, save.open("wb") as results:
+
+            async def worker() -> None:
+                for raw in lines:
+                    line = orjson.loads(raw)
+                    async with session.post(chat_url, data=orjson.dumps(line["body"])) as r:
+                        body = orjson.loads(await r.read())
+                        status = r.status
+                    results.write(
+                        orjson.dumps(
+                            {
+                                "custom_id": line["custom_id"],
+                                "response": {"status_code": status, "body": body},
+                            }
+                        )
+                        + b"\n"
+                    )
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
+def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    n = args.overhead_lines
+    path = write_input(work / "overhead.jsonl", n)
+    names = ("genguard", "bare aiohttp")
+    rate: dict[str, list[float]] = {name: [] for name in names}
+    cpu: dict[str, list[float]] = {name: [] for name in names}
+    with _server(BARE_SERVER) as url:
+        # One untimed run each first: imports, the server's first connections, the page cache.
+        warm = write_input(work / "warm.jsonl", 200)
+        asyncio.run(run_genguard(url, warm, work / "warm-gg", concurrency=args.concurrency))
+        asyncio.run(run_bare(url, warm, work / "warm-bare.jsonl", args.concurrency))
+        for r in range(args.rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                # This process's CPU only: the server's is its own process's.
+                used = time.process_time()
+                if name == "genguard":
+                    out_dir = work / f"oh-gg-{r}"
+                    run = asyncio.run(run_genguard(url, path, out_dir, concurrency=args.concurrency))
+                    if run.ok != n:
+                        raise SystemExit(f"genguard ended {run.ok} of {n} lines ok ({run.note})")
+                    wall = run.wall_s
+                else:
+                    wall = asyncio.run(run_bare(url, path, work / f"oh-bare-{r}.jsonl", args.concurrency))
+                used = time.process_time() - used
+                shutil.rmtree(work / f"oh-gg-{r}", ignore_errors=True)
+                rate[name].append(n / wall)
+                cpu[name].append(used * 1e3 / n)
+                log(
+                    f"overhead round {r + 1} {name:<12} {n / wall:7.0f} lines/s, {used * 1e3 / n:.3f} ms CPU a line"
+                )
+    ratios = [g / b for g, b in zip(rate["genguard"], rate["bare aiohttp"], strict=True)]
+    cpu_ratios = [g / b for g, b in zip(cpu["genguard"], cpu["bare aiohttp"], strict=True)]
+    return {
+        "lines": n,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "lines_per_s": rate,
+        "cpu_ms_per_line": cpu,
+        "median_lines_per_s": {k: statistics.median(v) for k, v in rate.items()},
+        "median_cpu_ms_per_line": {k: statistics.median(v) for k, v in cpu.items()},
+        "ratio": statistics.median(ratios),
+        "ratios": ratios,
+        "cpu_ratio": statistics.median(cpu_ratios),
+    }
+
+
+# -- 3. memory ----------------------------------------------------------------------------------------------
+
+
+def _child(spec: dict[str, Any]) -> None:
+    """In a fresh process: do one thing, then print its peak RSS (its own: no server is its child)."""
+    exec(_WATCH_PARENT)  # a 1M-line load must not go on for a minute after the bench is killed
+    start = time.perf_counter()
+    report: dict[str, Any] = {}
+    if spec["what"] != "imports":
+        from genguard.bulk.api import abatch
+
+        deadline = 1e-6 if spec["what"] == "load" else None
+        result = asyncio.run(
+            abatch(
+                spec["input"],
+                out=spec["out"],
+                base_url=spec["url"],
+                api_key=KEY,
+                deadline=deadline,
+                progress="none",
+            )
+        )
+        c = result.counts
+        report = {"sent": result.sent, "ok": c.ok, "pending": c.pending, "total": c.total}
+    else:
+        import genguard.bulk.api  # noqa: F401
+
+    report["wall_s"] = time.perf_counter() - start
+    report["maxrss_mb"] = _peak_rss_kb() / 1024
+    print(json.dumps(report), flush=True)
+
+
+def _peak_rss_kb() -> float:
+    # The process's own high-water mark. Not ru_maxrss: Linux carries it over fork and exec, so a child of this
+    # bench (100+ MB with the SDK, aiohttp and the goodput runs) would report at least the bench's size.
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+
+
+def _measure(spec: dict[str, Any]) -> dict[str, Any]:
+    done = subprocess.run(
+        [sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(f"the memory run {spec['what']} failed:\n{done.stderr[-2000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def memory(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    small = write_input(work / "mem-small.jsonl", args.mem_lines)
+    cases: dict[str, dict[str, Any]] = {}
+    loads: dict[int, dict[str, Any]] = {}
+    with _server(BARE_SERVER) as url:
+        cases["imports"] = _measure({"what": "imports"})
+        cases["run"] = _measure({"what": "run", "input": str(small), "out": str(work / "m-run"), "url": url})
+        if cases["run"]["ok"] != args.mem_lines:
+            raise SystemExit(f"the {args.mem_lines}-line run did not end every line ok: {cases['run']}")
+        # Three sizes of load, so that the page cache's fill (SQLite's, 32 MiB at most) shows apart from growth.
+        for n in sorted({args.mem_lines, max(args.big_lines // 10, args.mem_lines), args.big_lines}):
+            log(f"memory: loading {n} lines")
+            path = small if n == args.mem_lines else write_input(work / f"mem-{n}.jsonl", n)
+            case = _measure(
+                {"what": "load", "input": str(path), "out": str(work / f"m-load-{n}"), "url": url}
+            )
+            if case["sent"] != 0 or case["pending"] != n:
+                raise SystemExit(
+                    f"the {n}-line load sent {case['sent']} requests, left {case['pending']} pending"
+                )
+            loads[n] = case
+            if path != small:
+                path.unlink()
+            shutil.rmtree(work / f"m-load-{n}", ignore_errors=True)
+    for name, case in [*cases.items(), *((f"load {n}", c) for n, c in loads.items())]:
+        log(f"memory {name:<14} {case['maxrss_mb']:7.1f} MB in {case['wall_s']:6.1f} s")
+    big = loads[args.big_lines]["maxrss_mb"]
+    return {
+        "mem_lines": args.mem_lines,
+        "big_lines": args.big_lines,
+        "cases": cases,
+        "loads": {str(n): c for n, c in loads.items()},
+        "ratio_big_load_over_run": big / cases["run"]["maxrss_mb"],
+        "ratio_big_load_over_small_load": big / loads[args.mem_lines]["maxrss_mb"],
+    }
+
+
+# -- the report ---------------------------------------------------------------------------------------------
+
+
+def table(report: dict[str, Any]) -> str:
+    lines: list[str] = []
+    if "goodput" in report:
+        g = report["goodput"]
+        lines.append(
+            f"goodput: R = {g['rate']}/s (one-second window), N = {g['lines']} lines, each contender cut at "
+            f"{g['limit_s']:.0f} s"
+        )
+        lines.append(
+            f"{'server sends':<12} {'contender':<11} {'goodput/R':>9} {'429/ok':>7} {'ok':>6} {'lost':>6} "
+            f"{'unfin.':>6} {'wall s':>7}"
+        )
+        for mode, per in g["modes"].items():
+            for name, r in per.items():
+                lines.append(
+                    f"{mode:<12} {name:<11} {r['goodput_per_r']:>9.3f} {r['429_per_ok']:>7.3f} {r['ok']:>6} "
+                    f"{r['lost']:>6} {r['unfinished']:>6} {r['wall_s']:>7.1f}"
+                )
+        lines.append(
+            "targets for genguard: goodput/R >= 0.9 (aim 0.95), 429/ok <= 0.05; 429s as the server counted"
+        )
+    if "overhead" in report:
+        o = report["overhead"]
+        m = o["median_lines_per_s"]
+        lines.append(
+            f"\noverhead: {o['lines']} lines, concurrency {o['concurrency']}, no limit, {o['rounds']} rounds "
+            f"alternating"
+        )
+        c = o["median_cpu_ms_per_line"]
+        for name in ("genguard", "bare aiohttp"):
+            lines.append(f"{name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
+        lines.append(
+            f"genguard/bare: throughput {o['ratio']:.2f} (per round {', '.join(f'{x:.2f}' for x in o['ratios'])}; "
+            f"target >= 0.9), CPU a line {o['cpu_ratio']:.2f}"
+        )
+    if "memory" in report:
+        mem = report["memory"]
+        lines.append("\nmemory: peak RSS of a fresh process (VmHWM)")
+        rows = [
+            ("imports only", mem["cases"]["imports"]),
+            (f"run, {mem['mem_lines']:,} lines", mem["cases"]["run"]),
+        ]
+        rows += [(f"load only, {int(n):,} lines", case) for n, case in mem["loads"].items()]
+        for label, case in rows:
+            lines.append(f"{label:<28} {case['maxrss_mb']:7.1f} MB  {case['wall_s']:6.1f} s")
+        lines.append(
+            f"{mem['big_lines']:,}-line load over the {mem['mem_lines']:,}-line run: "
+            f"{mem['ratio_big_load_over_run']:.2f}, over the {mem['mem_lines']:,}-line load: "
+            f"{mem['ratio_big_load_over_small_load']:.2f}"
+        )
+    load = ", ".join(f"{x:.1f}" for x in report["load_average"])
+    lines.append(f"\n{report['command']}  ({report['wall_s']:.0f} s; load average at the end {load})")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", choices=PARTS, default=list(PARTS), help="the parts to run")
+    parser.add_argument("--rate", type=int, help="R: requests a second the simulator admits (default 50)")
+    parser.add_argument("--lines", type=int, help="N: lines of the goodput input (default 1200)")
+    parser.add_argument(
+        "--limit", type=float, help="seconds after which a goodput contender is cut (default 30)"
+    )
+    parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
+    parser.add_argument(
+        "--others-in-both",
+        action="store_true",
+        help="run the SDK and the cookbook runner in the headers case too (they read no rate-limit header, so "
+        "by default they run in the retry-after case only)",
+    )
+    parser.add_argument("--overhead-lines", type=int, help="lines per overhead run (default 3000)")
+    parser.add_argument("--rounds", type=int, help="overhead rounds (default 3)")
+    parser.add_argument(
+        "--concurrency", type=int, default=64, help="overhead: genguard's and the bare loop's"
+    )
+    parser.add_argument("--mem-lines", type=int, help="the memory run's lines (default 10,000)")
+    parser.add_argument("--big-lines", type=int, help="the large load's lines (default 1,000,000)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: smaller defaults throughout")
+    parser.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        _child(json.loads(args.child))
+        return
+    defaults: dict[str, Any] = (
+        {"rate": 20, "lines": 300, "limit": 20.0, "overhead_lines": 1500, "rounds": 2, "mem_lines": 10_000,
+         "big_lines": 100_000}
+        if args.quick
+        else {"rate": 50, "lines": 1200, "limit": 30.0, "overhead_lines": 3000, "rounds": 3, "mem_lines": 10_000,
+              "big_lines": 1_000_000}
+    )  # fmt: skip
+    for k, v in defaults.items():
+        if getattr(args, k) is None:
+            setattr(args, k, v)
+    command = shlex.join([".venv/bin/python", "bench/bench_batch.py", *sys.argv[1:]])
+
+    def log(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    # A SIGTERM (a CI timeout) runs the finally blocks, which stop the servers and remove the work folder.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    work = Path(tempfile.mkdtemp(prefix="genguard-bench-batch-"))
+    report: dict[str, Any] = {"command": command, "python": sys.version.split()[0]}
+    with suppress(Exception):
+        import genguard
+
+        report["genguard_version"] = genguard.__version__
+    start = time.perf_counter()
+    try:
+        for part, fn in (("goodput", goodput), ("overhead", overhead), ("memory", memory)):
+            if part in args.only:
+                report[part] = fn(args, work, log)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    report["wall_s"] = time.perf_counter() - start
+    report["load_average"] = os.getloadavg()
+    print(json.dumps(report, indent=2) if args.json else table(report))
+
+
+if __name__ == "__main__":
+    main()
