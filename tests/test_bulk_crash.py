@@ -19,8 +19,10 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
 from _batch_helpers import Reference, check_own_answers, check_records, lines_of, write_input
+from genguard.cli import cli
 from genguard.sim import Simulator
 
 KEY = "sk-batch-crash-0123456789abcdef"
@@ -127,6 +129,10 @@ def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(sim: Simulator, tmp
     argv = _command(src, out, sim, "--concurrency", "4")
     process = _spawn(argv)
     _wait_until(lambda: _requests(sim) >= 6, process)
+    # A second run on the same folder meanwhile is refused: each would take the other's lines back.
+    second = CliRunner().invoke(cli, argv[3:])
+    assert second.exit_code == 2
+    assert "in use by another genguard batch run" in second.stderr
     process.send_signal(signal.SIGINT)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr.decode()

@@ -4,6 +4,7 @@ API keys kept out of everything the run writes or prints."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import orjson
@@ -236,3 +237,24 @@ def test_a_placeholder_key_leaves_the_answers_whole(sim: Simulator, tmp_path: Pa
     assert code == 0
     ok, _ = records(tmp_path / "run")
     assert [r["genguard"]["text"] for r in ok] == ["ok, keep it"] * 3
+
+
+def test_an_out_folder_holding_something_else_exits_2(sim: Simulator, tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(2))
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "journal.sqlite").write_bytes(b"not a database at all, but long enough to be read as one" * 20)
+    code, _, err = batch(sim, str(src), "--out", str(garbage))
+    assert code == 2
+    assert "not a genguard journal" in err
+    other = tmp_path / "other"
+    other.mkdir()
+    db = sqlite3.connect(other / "journal.sqlite")
+    db.execute("PRAGMA application_id = 42")
+    db.execute("CREATE TABLE notes (x)")
+    db.commit()
+    db.close()
+    code, _, err = batch(sim, str(src), "--out", str(other))
+    assert code == 2
+    assert "not a genguard journal" in err
+    assert _requests(sim) == 0

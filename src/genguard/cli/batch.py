@@ -229,6 +229,9 @@ def batch(
       genguard batch reviews.csv --template 'Classify: {text}' --model gpt-4o-mini --out runs/2
       genguard batch requests.jsonl --out runs/1 --retry-failed truncated --api-key sk-new
     """
+    import sqlite3
+
+    from ..bulk.journal import JOURNAL_FILE, JournalError
     from ..bulk.runner import EXIT_USAGE as _USAGE
     from ..bulk.runner import BadInput, BatchOptions, RunInUse, run_batch
     from ..client.retry import RetryPolicy
@@ -272,8 +275,12 @@ def batch(
         except BadInput as exc:
             click.echo(f"genguard: {exc}", err=True)
             sys.exit(EXIT_USAGE)
-        except (ValueError, ConfigError, OSError, RunInUse) as exc:
+        except (ValueError, ConfigError, OSError, RunInUse, JournalError) as exc:
             fail_usage(str(exc))
+        except sqlite3.DatabaseError as exc:
+            fail_usage(
+                f"{out / JOURNAL_FILE} is not a genguard journal or is damaged ({exc}); give another --out"
+            )
     report = _finish(result, export, opts.api_keys)
     if as_json:
         echo_json(_summary_json(result, report), secrets=opts.api_keys)
