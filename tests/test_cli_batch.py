@@ -93,15 +93,20 @@ def test_failed_lines_exit_1_with_the_codes_and_retry_failed_forms(sim: Simulato
     check_records(out, [line["custom_id"] for line in lines])
 
 
-def test_json_summary(sim: Simulator, tmp_path: Path) -> None:
-    src = write_input(tmp_path / "in.jsonl", lines_of(5))
-    code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / "run"), "--json")
+def test_json_summary_and_export(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(5)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    export = tmp_path / "all.jsonl"
+    code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / "run"), "--json", "--export", str(export))
     assert code == 0
     data = orjson.loads(stdout)
     assert (data["total"], data["ok"], data["failed"], data["pending"], data["sent"]) == (5, 5, 0, 0, 5)
     assert data["finished"] is True
     assert data["exit_code"] == 0
     assert data["output"] == str(tmp_path / "run" / "output.jsonl")
+    exported = [orjson.loads(line) for line in export.read_bytes().splitlines()]
+    assert [r["custom_id"] for r in exported] == [line["custom_id"] for line in lines]
+    assert all(r["genguard"]["ok"] and r["body"]["choices"] for r in exported)
 
 
 def test_bad_input_exits_2_naming_each_line_and_sends_nothing(sim: Simulator, tmp_path: Path) -> None:
