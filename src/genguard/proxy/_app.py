@@ -21,6 +21,7 @@ from starlette.routing import Route
 
 from ..client.clients import AsyncClient
 from ..client.retry import RetryPolicy
+from ..client.transport import TRANSPORT_ERRORS, classify_exception
 from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
 from ._outcome_http import error_body, error_status, outcome_headers
@@ -177,10 +178,8 @@ class _Proxy:
         )  # fmt: skip
         try:
             reply = await http.send(outgoing, stream=True)
-        except httpx.TransportError as exc:
-            code = "timeout" if isinstance(exc, httpx.TimeoutException) else "connection_error"
-            failure = Outcome.failure(code, message=f"the upstream did not answer: {type(exc).__name__}")
-            return _error(failure, "unknown")
+        except TRANSPORT_ERRORS as exc:
+            return _error(classify_exception(exc), "unknown")
         out = {k: v for k, v in reply.headers.items() if k not in _HOP_RESPONSE}
         return StreamingResponse(reply.aiter_bytes(), status_code=reply.status_code, headers=out,
                                  background=BackgroundTask(reply.aclose))  # fmt: skip
