@@ -656,4 +656,9 @@ def test_a_429_while_the_counters_show_room_neither_pauses_nor_slows_the_pace() 
     snap = g.snapshot()
     assert snap.requests_per_s == before
     assert snap.rate_limited == 20
+    # And a first answer that is such a 429 still tells the limit.
+    fresh = RateGovernor(clock=lambda: t[0], unix_time=lambda: 1_000_000.0)
+    fresh.reserve()
+    fresh.observe(429, room)
+    assert fresh.snapshot().rpm == 3000
     assert g.state.pause_until <= t[0]  # no pause of everything for the second it asked

@@ -430,8 +430,9 @@ class RateGovernor:
         if limited and headers and self._room_left(headers):
             # A 429 while the provider's own counters show room is not this pace hitting the limit (an upstream's
             # limit, a fault): the request that got it waits its Retry-After; pausing or slowing every other
-            # request for it would starve the run.
+            # request for it would starve the run. Its counters still tell the limit, read as an answer's are.
             s.limited += 1
+            self._read_headers(now, 200, headers)
             return
         if headers:
             self._read_headers(now, status, headers)
