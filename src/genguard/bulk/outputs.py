@@ -115,6 +115,12 @@ class OutputWriter:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def sync(self) -> None:
+        """Flush both files to the disk (what ``fsync=False`` leaves to the end of a run)."""
+        for fd in (self._out, self._err):
+            if fd >= 0:
+                os.fsync(fd)
+
     def close(self) -> None:
         for fd in (self._out, self._err):
             if fd >= 0:
