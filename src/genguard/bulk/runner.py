@@ -52,6 +52,7 @@ __all__ = [
     "BatchOptions",
     "BatchResult",
     "RunInUse",
+    "SetupError",
     "arun_batch",
     "run_batch",
 ]
@@ -569,7 +570,10 @@ async def arun_batch(
 ) -> BatchResult:
     """Run (or resume) a batch; see :func:`run_batch`."""
     out = Path(opts.out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SetupError(f"--out {out} cannot be created: {exc.strerror or exc}") from exc
     lock = _lock(out)
     journal = SQLiteJournal(out / JOURNAL_FILE)
     writer: OutputWriter | None = None
@@ -577,10 +581,14 @@ async def arun_batch(
         resent = journal.recover()
         invalid = 0
         items: Iterable[Line | InputProblem] | None = lines
-        if items is None and source is not None:
-            items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
-        if items is not None:
-            invalid = _load(journal, items, opts)
+        try:
+            if items is None and source is not None:
+                items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
+            if items is not None:
+                invalid = _load(journal, items, opts)
+        except (ValueError, OSError) as exc:
+            # Wrong reading options, or an input that cannot be opened or read: nothing was sent.
+            raise SetupError(str(exc)) from exc
             if source is not None:
                 journal.set_meta({"input": str(source)})
         if opts.retry_failed is not None:
@@ -654,6 +662,10 @@ async def arun_batch(
             writer.close()
         journal.close()
         lock.close()
+
+
+class SetupError(Exception):
+    """The run could not start (its folder, its input, its settings): nothing was sent."""
 
 
 class RunInUse(Exception):

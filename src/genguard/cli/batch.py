@@ -233,7 +233,7 @@ def batch(
 
     from ..bulk.journal import JOURNAL_FILE, JournalError
     from ..bulk.runner import EXIT_USAGE as _USAGE
-    from ..bulk.runner import BadInput, BatchOptions, RunInUse, run_batch
+    from ..bulk.runner import BadInput, BatchOptions, RunInUse, SetupError, run_batch
     from ..client.retry import RetryPolicy
     from ..core.exceptions import ConfigError
 
@@ -275,7 +275,9 @@ def batch(
         except BadInput as exc:
             click.echo(f"genguard: {exc}", err=True)
             sys.exit(EXIT_USAGE)
-        except (ValueError, ConfigError, OSError, RunInUse, JournalError) as exc:
+        except (SetupError, ConfigError, RunInUse, JournalError) as exc:
+            # Only what stops a run before it sends: an error in the middle of one is a bug, and must not read
+            # as "bad usage, nothing sent".
             fail_usage(str(exc))
         except sqlite3.DatabaseError as exc:
             fail_usage(
