@@ -43,7 +43,7 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    that nothing was sent and every line is pending).
 
     .venv/bin/python bench/bench_batch.py              # R = 50, N = 1200; about 4 minutes
-    .venv/bin/python bench/bench_batch.py --quick      # R = 20, N = 300, smaller overhead and memory runs
+    .venv/bin/python bench/bench_batch.py --quick      # R = 20, N = 300, smaller runs; about 2 minutes
     .venv/bin/python bench/bench_batch.py --json       # one JSON document on stdout
     .venv/bin/python bench/bench_batch.py --only goodput --rate 100 --lines 3000
 """
