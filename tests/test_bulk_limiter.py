@@ -662,3 +662,31 @@ def test_a_429_while_the_counters_show_room_neither_pauses_nor_slows_the_pace() 
     fresh.observe(429, room)
     assert fresh.snapshot().rpm == 3000
     assert g.state.pause_until <= t[0]  # no pause of everything for the second it asked
+
+
+def test_every_waiter_whose_turn_has_come_is_let_go_in_one_pass() -> None:
+    # Handing the turn on one waiter per event-loop turn left most of a line of 64 waiting while their slots
+    # were already due: the batch runner ran at a fraction of the wire's speed with no limit in sight.
+    async def main() -> None:
+        clock = Clock()
+        gov = governor(clock, rpm=6_000_000, start_rps=100_000, burst_s=0.05)
+        limiter = AsyncRateLimiter(gov, call_later=clock.call_later)
+        for _ in range(6_000):  # more than the burst allows at this pace: the next ones wait their turn
+            gov.reserve()
+        done: list[int] = []
+
+        async def worker(i: int) -> None:
+            await limiter.acquire()
+            done.append(i)
+
+        tasks = [asyncio.create_task(worker(i)) for i in range(6)]
+        await settle()
+        assert (done, limiter.waiting) == ([], 6)
+        clock.advance(1.0)  # now every slot is due
+        await asyncio.sleep(0)  # the head's timer fired: it books, leaves, and books for all the others
+        await asyncio.sleep(0)
+        assert limiter.waiting == 0
+        await asyncio.gather(*tasks)
+        assert done == [0, 1, 2, 3, 4, 5]
+
+    run(main())
