@@ -505,3 +505,11 @@ def test_abatch_awaited(sim: Simulator, tmp_path: Path, reference: Reference) ->
     _check_results(awaited, reference, 6)
     _check_results(blocking, reference, 6)
     assert _requests(sim) == 12
+
+
+def test_a_misspelt_retry_failed_code_is_refused_from_python_too(tmp_path: Path) -> None:
+    # It reset no line and said nothing: the run "retried" zero failures.
+
+    with pytest.raises(ValueError, match="did you mean 'rate_limited'"):
+        genguard.batch([], out=tmp_path / "run", retry_failed=["rate_limted"])
+    assert not (tmp_path / "run").exists()  # refused before anything was made

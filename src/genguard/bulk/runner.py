@@ -30,6 +30,7 @@ import orjson
 
 from ..client.clients import AsyncClient
 from ..client.retry import RetryPolicy
+from ..core.arguments import codes
 from ..core.exceptions import ConfigError
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
@@ -116,6 +117,11 @@ class BatchOptions:
     timeout: float = 120.0
     progress: str = "auto"  # auto, plain, none
     worker: str = ""
+
+    def __post_init__(self) -> None:
+        # A misspelt code would reset no line and say nothing: refused here, for the command and the API alike.
+        if self.retry_failed:
+            codes("retry_failed", self.retry_failed)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import difflib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,19 +24,14 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
         return None
     if value.strip().lower() in ("", "all"):
         return ()
-    from ..core.taxonomy import CODES
+    from ..core.arguments import codes
 
-    codes = tuple(c.strip() for c in value.split(",") if c.strip())
-    for code in codes:
-        if code not in CODES:
-            close = difflib.get_close_matches(code, list(CODES), n=1)
-            hint = (
-                f"; did you mean {close[0]!r}?"
-                if close
-                else "; the codes are listed by 'genguard explain --help'"
-            )
-            fail_usage(f"--retry-failed: unknown failure code {code!r}{hint}")
-    return codes
+    given = tuple(c.strip() for c in value.split(",") if c.strip())
+    try:
+        codes("--retry-failed", given)
+    except ValueError as exc:
+        fail_usage(str(exc))
+    return given
 
 
 @contextlib.contextmanager
