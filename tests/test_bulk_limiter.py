@@ -224,8 +224,20 @@ def test_a_run_does_not_start_with_a_burst_before_anything_is_known() -> None:
     clock = Clock()
     gov = governor(clock)
     times = send_times(gov, clock, 64)
-    assert most_in_window(times, 1.0) <= 5  # the cautious start, not 64 at once
+    assert most_in_window(times, 1.0) <= 17  # the cautious start (16 a second), not 64 at once
     assert gov.snapshot().rpm is None
+
+
+def test_against_a_server_that_never_limits_the_start_passes_a_thousand_a_second_within_a_second() -> None:
+    # A local model server sends no rate-limit headers and never answers 429: the cautious start must not
+    # cost a short run its time (it took 2.5-3 s to pass 1,000 a second when each doubling first waited out
+    # the interval it replaced, and the pace began at 4 a second).
+    clock = Clock()
+    gov = governor(clock)
+    taken = drive(gov, clock, FakeProvider(clock, 1e9), seconds=1.0)
+    assert all(status == 200 for _, status in taken)
+    assert sum(1 for at, _ in taken if at >= 0.8) >= 0.2 * 1000
+    assert gov.snapshot().requests_per_s >= 1000
 
 
 # -- limits from headers -----------------------------------------------------------------------------------
