@@ -462,8 +462,9 @@ class RateGovernor:
         s = self.state
         ceiling = self._ceiling()
         rps = min(s.rate, ceiling)
-        last, s.grown_at = s.grown_at, now
-        if rps >= ceiling or s.tat_requests < now - 1.0 / rps or last is None:
+        # The first answer may raise the pace too, by the time since the run began (``cut_at`` is then its start).
+        last, s.grown_at = (s.cut_at if s.grown_at is None else s.grown_at), now
+        if rps >= ceiling or s.tat_requests < now - 1.0 / rps:
             s.growing = False
             return
         in_flight = max(s.reserved - s.settled, 0)
