@@ -281,7 +281,7 @@ def otel_hooks(otel: str | None) -> tuple[Any, ...]:
     try:
         from ..integrations.otel import setup
     except ImportError as exc:
-        fail_usage(str(exc))
+        fail_usage(f"--otel needs the otel extra: pip install 'genguard[otel]' ({exc})")
     try:
         return (setup(otel),)
     except ImportError as exc:

@@ -43,6 +43,7 @@ import orjson
 
 from ..client.loop import CallRecord
 from ..core.outcome import Attempt, Outcome
+from ..core.taxonomy import code_info
 
 __all__ = [
     "CAPTURE_CONTENT_ENV",
@@ -110,7 +111,10 @@ def provider_name(url: str | None) -> str:
     """
     host = (urlsplit(url).hostname or "") if url else ""
     for suffix, name in _PROVIDERS:
-        if host == suffix or host.endswith("." + suffix):
+        # Vertex AI's hosts are REGION-aiplatform.googleapis.com.
+        if host == suffix or host.endswith(
+            ("." + suffix, "-" + suffix if name == "gcp.vertex_ai" else "." + suffix)
+        ):
             return name
     if host.startswith("bedrock") and host.endswith(".amazonaws.com"):
         return "aws.bedrock"
@@ -333,7 +337,7 @@ def _outcome_attributes(record: CallRecord, outcome: Outcome | None, answered: s
         attrs["genguard.fallback_model"] = answered
     if outcome is None:
         attrs["genguard.outcome.ok"] = False
-        attrs["genguard.outcome.kind"] = "silent"
+        attrs["genguard.outcome.kind"] = code_info("incomplete_stream").kind
         attrs["genguard.outcome.code"] = "incomplete_stream"
         attrs["genguard.outcome.retryable"] = False
         return attrs
