@@ -33,7 +33,7 @@ def test_readme_explain_example_is_what_explain_prints() -> None:
 
 
 # Packages a user imports by their dotted name; everything else is reached as `genguard.Name`.
-PUBLIC_MODULES = {"genguard", "genguard.sim", "genguard.validators"}
+PUBLIC_MODULES = {"genguard", "genguard.sim", "genguard.validators", "genguard.integrations.otel"}
 
 
 def _pages() -> list[Path]:

@@ -511,3 +511,30 @@ def test_otel_without_the_extra_is_a_usage_error_naming_the_fix(monkeypatch: pyt
 @pytest.fixture(autouse=True)
 def _no_leftover_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CAPTURE_CONTENT_ENV, raising=False)
+
+
+# -- the page's examples ----------------------------------------------------------------------------------------
+
+
+def _runnable_examples() -> list[tuple[str, str]]:
+    """docs/observability.md's examples that run against the simulator, each with the output shown under it."""
+    import re
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "observability.md").read_text()
+    block = r"((?:(?!```).)*)```"  # a fenced block's text: no fence inside it
+    found = re.findall(r"```python\n" + block + r"\n\n```text\n" + block, page, flags=re.S)
+    return [(code, shown) for code, shown in found if "Simulator(" in code]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("n", range(3))
+def test_the_observability_pages_examples_print_what_it_shows(
+    n: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = _runnable_examples()
+    assert len(examples) == 3, "the page lost a runnable example"
+    code, shown = examples[n]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(code, f"observability.md example {n + 1}", "exec"), {"__name__": "__example__"})
+    assert capsys.readouterr().out.strip() == shown.strip()
