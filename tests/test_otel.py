@@ -24,6 +24,7 @@ from genguard import AsyncClient, Client
 from genguard.integrations.otel import (
     CAPTURE_CONTENT_ENV,
     DURATION_BUCKETS,
+    GENGUARD_ATTRIBUTES,
     TOKEN_BUCKETS,
     OtelHook,
     instrument,
@@ -241,6 +242,23 @@ def test_a_quota_failure_sets_error_type_to_the_code_and_is_not_retried(
     [(_, point)] = tel.points("gen_ai.client.operation.duration")
     assert point.attributes["error.type"] == "quota_exceeded"
     assert tel.points("gen_ai.client.token.usage") == []
+
+
+def _own_attributes(tel: Telemetry) -> set[str]:
+    return {k for span in tel.spans() for k in span.attributes or {} if k.startswith("genguard.")}
+
+
+@pytest.mark.timeout(30)
+def test_genguard_attributes_are_the_ones_the_page_lists(sim: Simulator, tel: Telemetry) -> None:
+    sim.configure(retry_after_s=0.05)
+    with _client(sim, tel, "quota_exceeded") as client:
+        client.chat(model=MODEL, messages=MSG)
+    with _client(sim, tel, "rate_limited:1") as client:
+        client.chat(model=MODEL, messages=MSG)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "observability.md").read_text()
+    assert _own_attributes(tel) == set(GENGUARD_ATTRIBUTES) - {"genguard.fallback_model"}
+    for name in GENGUARD_ATTRIBUTES:
+        assert f"`{name}`" in page or f"`{name.rsplit('.', 1)[0]}." in page, name
 
 
 @pytest.mark.timeout(30)

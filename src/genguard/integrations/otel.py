@@ -48,6 +48,7 @@ from ..core.taxonomy import code_info
 __all__ = [
     "CAPTURE_CONTENT_ENV",
     "DURATION_BUCKETS",
+    "GENGUARD_ATTRIBUTES",
     "TOKEN_BUCKETS",
     "OtelHook",
     "instrument",
@@ -61,6 +62,19 @@ TOKEN_BUCKETS = (
     1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
 )  # fmt: skip
 CAPTURE_CONTENT_ENV = "OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"
+# genguard's own attributes, for what the conventions have no name for (docs/observability.md says each).
+GENGUARD_ATTRIBUTES = (
+    "genguard.attempt.number",
+    "genguard.attempts",
+    "genguard.cost_usd",
+    "genguard.fallback_model",
+    "genguard.outcome.code",
+    "genguard.outcome.kind",
+    "genguard.outcome.ok",
+    "genguard.outcome.retryable",
+    "genguard.request_id",
+    "genguard.retry.wait_s",
+)
 
 _OPERATIONS = {
     "chat": "chat",
