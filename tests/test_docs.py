@@ -90,7 +90,6 @@ def test_prose_names_only_public_genguard_attributes() -> None:
     import re
 
     import genguard
-
     from genguard.integrations.otel import GENGUARD_ATTRIBUTES
 
     public = set(genguard.__all__) | {"sim"}
