@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -116,6 +117,7 @@ _REQUEST_PARAMS = (
 )
 
 
+@lru_cache(maxsize=64)
 def provider_name(url: str | None) -> str:
     """The ``gen_ai.provider.name`` for a base URL: known hosts by name, any other OpenAI-compatible server
     ``"openai"``.
@@ -135,6 +137,7 @@ def provider_name(url: str | None) -> str:
     return "openai"
 
 
+@lru_cache(maxsize=64)  # a client calls one URL over and over: parse it once
 def _server(url: str | None) -> tuple[str | None, int | None, str | None]:
     """(server.address, server.port, url.full without query or credentials) of a request URL."""
     if not url:
