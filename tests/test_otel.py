@@ -556,3 +556,25 @@ def test_the_observability_pages_examples_print_what_it_shows(
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"observability.md example {n + 1}", "exec"), {"__name__": "__example__"})
     assert capsys.readouterr().out.strip() == shown.strip()
+
+
+@pytest.mark.anyio
+@pytest.mark.timeout(30)
+async def test_a_cancelled_call_ends_its_span_at_once_as_cancelled(sim: Simulator, tel: Telemetry) -> None:
+    import anyio
+
+    headers = {"x-genguard-scenario": "timeout"}  # no answer until the client gives up
+    async with AsyncClient(sim.base_url, api_key=KEY, headers=headers, hooks=[tel.hook]) as client:
+        with anyio.move_on_after(0.3):
+            await client.chat(model=MODEL, messages=MSG)
+        call = tel.call()  # no collection needed: the span ended when the call was cancelled
+    a = call.attributes or {}
+    assert a["error.type"] == "cancelled"
+    assert a["genguard.outcome.ok"] is False
+    assert "genguard.outcome.code" not in a
+    assert call.status.status_code is StatusCode.ERROR
+    assert call.end_time is not None
+    assert call.start_time is not None
+    assert 0.25e9 <= call.end_time - call.start_time < 5e9
+    [attempt] = tel.attempts(call)
+    assert "http.response.status_code" not in (attempt.attributes or {})

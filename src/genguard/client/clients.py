@@ -439,6 +439,10 @@ class Client(BaseClient):
         except StopIteration as stop:
             result: Outcome = stop.value
             return result
+        finally:
+            # A call cut short (cancelled, interrupted) ends its loop now, not when it is collected: its hooks
+            # are told of the end at the moment it came.
+            loop.close()
 
     def chat(
         self,
@@ -658,6 +662,10 @@ class AsyncClient(BaseClient):
         except StopIteration as stop:
             result: Outcome = stop.value
             return result
+        finally:
+            # A call cut short (cancelled, interrupted) ends its loop now, not when it is collected: its hooks
+            # are told of the end at the moment it came.
+            loop.close()
 
     async def chat(
         self,

@@ -220,7 +220,7 @@ class OtelHook:
         answered = _answered_model(record)
         if answered:
             common["gen_ai.response.model"] = answered
-        error = _error_type(outcome)
+        error = _error_type(record)
         attrs = {**common, "gen_ai.request.stream": record.stream, **_request_attributes(record.params)}
         attrs.update(_outcome_attributes(record, outcome, answered))
         if error is not None:
@@ -234,7 +234,7 @@ class OtelHook:
             start_time=record.started_ns,
         )
         if error is not None:
-            span.set_status(Status(StatusCode.ERROR, _message(outcome)))
+            span.set_status(Status(StatusCode.ERROR, _message(record)))
         parent = trace.set_span_in_context(span)
         for attempt, (began, ended) in zip(record.attempts, record.attempt_times, strict=False):
             self._attempt_span(record, attempt, began, ended, address, port, full_url, parent)
@@ -314,19 +314,23 @@ def _answered_model(record: CallRecord) -> str | None:
     return None
 
 
-def _error_type(outcome: Outcome | None) -> str | None:
+def _error_type(record: CallRecord) -> str | None:
+    outcome = record.outcome
     if outcome is None:
-        # The caller closed the call (a stream) before it ended: what genguard's stream calls it.
-        return "incomplete_stream"
+        # Closed before it ended: a stream the caller stopped reading is what genguard's stream calls it;
+        # any other call was cancelled (a task cancelled, a batch run stopped).
+        return "incomplete_stream" if record.stream else "cancelled"
     if outcome.ok:
         return None
     return outcome.code or "_OTHER"
 
 
-def _message(outcome: Outcome | None) -> str:
-    if outcome is None:
+def _message(record: CallRecord) -> str:
+    if record.outcome is not None:
+        return record.outcome.summary()
+    if record.stream:
         return "the caller closed the stream before it ended"
-    return outcome.summary()
+    return "the call was cancelled before it ended"
 
 
 def _request_attributes(params: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -354,9 +358,10 @@ def _outcome_attributes(record: CallRecord, outcome: Outcome | None, answered: s
         attrs["genguard.fallback_model"] = answered
     if outcome is None:
         attrs["genguard.outcome.ok"] = False
-        attrs["genguard.outcome.kind"] = code_info("incomplete_stream").kind
-        attrs["genguard.outcome.code"] = "incomplete_stream"
-        attrs["genguard.outcome.retryable"] = False
+        if record.stream:  # the Outcome the stream gives its caller
+            attrs["genguard.outcome.kind"] = code_info("incomplete_stream").kind
+            attrs["genguard.outcome.code"] = "incomplete_stream"
+            attrs["genguard.outcome.retryable"] = False
         return attrs
     attrs["genguard.outcome.ok"] = outcome.ok
     attrs["genguard.attempts"] = outcome.attempts
