@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from ..client.loop import Hook
 from ..client.retry import RetryPolicy
 from .runner import BatchOptions, BatchResult, arun_batch
 
@@ -68,6 +69,7 @@ def _options(out: str | Path, kwargs: dict[str, Any]) -> BatchOptions:
         raise TypeError("retry_failed takes True (every failure) or a list of codes, not a string")
     elif retry_failed is not None:
         retry_failed = tuple(retry_failed)
+    hooks = tuple(kwargs.pop("hooks", ()))
     fallbacks = kwargs.pop("fallbacks", ())
     if isinstance(fallbacks, str):
         raise TypeError("fallbacks takes a list of model names, not a string")
@@ -76,6 +78,7 @@ def _options(out: str | Path, kwargs: dict[str, Any]) -> BatchOptions:
         api_keys=tuple(keys or ()),
         retry_failed=retry_failed,
         fallbacks=tuple(fallbacks),
+        hooks=hooks,
         **kwargs,
     )
 
@@ -101,6 +104,7 @@ async def abatch(
     fallbacks: Sequence[str] = (),
     timeout: float = 120.0,
     progress: str = "auto",
+    hooks: Sequence[Hook] = (),
 ) -> BatchResult:
     """The batch runner, awaited: :func:`batch` in an event loop (a notebook cell: ``await genguard.abatch(...)``)."""
     kwargs = dict(locals())
@@ -138,6 +142,7 @@ def batch(
     fallbacks: Sequence[str] = (),
     timeout: float = 120.0,
     progress: str = "auto",
+    hooks: Sequence[Hook] = (),
 ) -> BatchResult:
     """Run (or resume) a batch of requests into the folder ``out``, as ``genguard batch`` does.
 
@@ -145,7 +150,8 @@ def batch(
     and ``model``), or an iterable of request bodies or batch lines, or ``None`` to resume what ``out`` holds.
     Calling it again with the same ``out`` resumes: lines that ended are not sent again. The result's
     ``results()`` yields ``(custom_id, Outcome, provider body)`` in input order; ``exit_code`` is what the
-    command would exit with. In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
+    command would exit with. ``hooks`` are handed to the client that sends the lines (tracing: see
+    docs/observability.md). In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
     is the same without one.
     """
     kwargs = dict(locals())

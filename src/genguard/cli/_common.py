@@ -256,3 +256,33 @@ def prepare_out(out: str) -> str:
     if not os.access(out, os.W_OK | os.X_OK):
         fail_usage(f"cannot write into the --out folder {out!r}: permission denied")
     return out
+
+
+def otel_option(func: F) -> F:
+    """Decorate a command with ``--otel console|otlp``: trace its calls with OpenTelemetry (the otel extra).
+
+    >>> @click.command()
+    ... @otel_option
+    ... def hello(otel): ...
+    """
+    return click.option(
+        "--otel",
+        type=click.Choice(["console", "otlp"]),
+        default=None,
+        help="Trace every call with OpenTelemetry (GenAI conventions): spans and metrics to stderr (console) "
+        "or over OTLP/HTTP to OTEL_EXPORTER_OTLP_ENDPOINT (otlp). Needs pip install 'genguard[otel]'.",
+    )(func)
+
+
+def otel_hooks(otel: str | None) -> tuple[Any, ...]:
+    """The hooks ``--otel`` asks for: none, or one exporting where it says (a usage error if it cannot)."""
+    if otel is None:
+        return ()
+    try:
+        from ..integrations.otel import setup
+    except ImportError as exc:
+        fail_usage(f"--otel needs the otel extra: pip install 'genguard[otel]' ({exc})")
+    try:
+        return (setup(otel),)
+    except ImportError as exc:
+        fail_usage(str(exc))

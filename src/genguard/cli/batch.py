@@ -10,7 +10,15 @@ from typing import Any
 
 import click
 
-from ._common import EXIT_USAGE, connection_options, echo_json, fail_usage, keys_argument
+from ._common import (
+    EXIT_USAGE,
+    connection_options,
+    echo_json,
+    fail_usage,
+    keys_argument,
+    otel_hooks,
+    otel_option,
+)
 
 _EPILOG = """\b
 Exit codes: 0 every line ok; 1 the run finished and some lines failed (see errors.jsonl);
@@ -185,6 +193,7 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     "e.g. --simulate 'rpm=1200,chaos=server_error:0.02;truncated:0.01'.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@otel_option
 def batch(
     input_path: Path | None,
     out: Path,
@@ -208,6 +217,7 @@ def batch(
     export: Path | None,
     simulate: str | None,
     as_json: bool,
+    otel: str | None,
 ) -> None:
     """Run every request of INPUT, at the provider's rate limit, into --out; run it again to resume.
 
@@ -257,6 +267,7 @@ def batch(
         "fallbacks": tuple(fallback),
         "timeout": timeout,
         "progress": "none" if as_json else progress,
+        "hooks": otel_hooks(otel),
     }
     with _simulator(simulate) as sim_url:
         if sim_url is not None:

@@ -7,6 +7,8 @@ import threading
 
 import click
 
+from ._common import otel_hooks, otel_option
+
 
 @click.command()
 @click.option(
@@ -48,8 +50,10 @@ import click
     is_flag=True,
     help="Send the client's own Authorization key upstream instead of the proxy's.",
 )
+@otel_option
 def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallbacks: tuple[str, ...], strict: bool,
-          forward_client_key: bool, max_attempts: int, max_wait: float, deadline: float | None) -> None:  # fmt: skip
+          forward_client_key: bool, max_attempts: int, max_wait: float, deadline: float | None,
+          otel: str | None) -> None:  # fmt: skip
     """Serve an OpenAI-compatible gateway that retries right and names every failure.
 
     Point any SDK or language at the printed base URL. Chat completions go through genguard's policy
@@ -75,7 +79,7 @@ def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallba
     except (ConfigError, ValueError) as exc:
         fail_usage(str(exc))
     config = ProxyConfig(upstream=upstream, api_keys=keys, fallbacks=fallbacks, strict=strict,
-                         forward_client_key=forward_client_key,
+                         forward_client_key=forward_client_key, hooks=otel_hooks(otel),
                          retry=RetryPolicy(max_attempts=max_attempts, max_wait=max_wait, deadline=deadline))  # fmt: skip
     server = Proxy(config, host=host, port=port)
     try:

@@ -233,6 +233,9 @@ class BaseClient:
         validators: Validators = (),
         messages: Sequence[Any] | None = None,
         params: Mapping[str, Any] | None = None,
+        endpoint: str = "chat",
+        url: str | None = None,
+        stream: bool = False,
     ) -> Loop:
         plan = CallPlan(
             models=(model, *(self.fallbacks if fallbacks is None else fallbacks)),
@@ -245,6 +248,11 @@ class BaseClient:
             params=params,
             retire_key=self._retire_key,
             no_key_error=self._no_key_error,
+            endpoint=endpoint,
+            url=url or self.base_url,
+            # send_with_retries' builder chooses the method; chat and send_json always POST
+            method="POST" if url else None,
+            stream=stream,
         )
         return run_loop(plan)
 
@@ -269,8 +277,9 @@ class BaseClient:
         else:
             validators = self._build_validators(validate, labels=labels, min_words=min_words, pattern=pattern)
         loop = self._plan(
-            model, fallbacks=fallbacks, retry=retry, validators=validators, messages=messages, params=params
-        )
+            model, fallbacks=fallbacks, retry=retry, validators=validators, messages=messages, params=params,
+            url=self._chat_url, stream=stream,
+        )  # fmt: skip
         return loop, chat_body(model, messages, params, stream=stream)
 
     def _retry_loop(
@@ -283,7 +292,7 @@ class BaseClient:
     ) -> Loop:
         # send_with_retries' loop: validators only when asked for, never the client's chat ones.
         validators = self._build_validators(validate) if validate is not None else ()
-        return self._plan(model, fallbacks=fallbacks, retry=retry, validators=validators)
+        return self._plan(model, fallbacks=fallbacks, retry=retry, validators=validators, endpoint=endpoint)
 
     def _retry_request(self, build: Callable[[str | None, str], httpx.Request], send: Send) -> httpx.Request:
         request = build(send.key, send.model)
@@ -430,6 +439,10 @@ class Client(BaseClient):
         except StopIteration as stop:
             result: Outcome = stop.value
             return result
+        finally:
+            # A call cut short (cancelled, interrupted) ends its loop now, not when it is collected: its hooks
+            # are told of the end at the moment it came.
+            loop.close()
 
     def chat(
         self,
@@ -649,6 +662,10 @@ class AsyncClient(BaseClient):
         except StopIteration as stop:
             result: Outcome = stop.value
             return result
+        finally:
+            # A call cut short (cancelled, interrupted) ends its loop now, not when it is collected: its hooks
+            # are told of the end at the moment it came.
+            loop.close()
 
     async def chat(
         self,
@@ -749,8 +766,10 @@ class AsyncClient(BaseClient):
             validators=validators,
             messages=messages,
             params=body if endpoint == "chat" else None,
+            endpoint=endpoint,
+            url=(url := self.url(path)),
         )
-        return await self._exchange_loop(loop, self.url(path), dict(body), endpoint, keep_body=True)
+        return await self._exchange_loop(loop, url, dict(body), endpoint, keep_body=True)
 
     def stream(
         self,

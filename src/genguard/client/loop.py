@@ -9,6 +9,9 @@ Each attempt is one step of the policy: ``RetryPolicy.step(outcome, state)`` ret
 :class:`~genguard.client.retry.Decision` and the next state, as urllib3's ``Retry.increment`` does. What is left
 here is what the policy does not own: validators, the body patch for a re-ask or a raised ``max_tokens``,
 usage and cost (a :class:`Spend`), the log line and the hooks, which receive the attempt's frozen record.
+A hook that also has a ``call_ended`` method is handed a :class:`CallRecord` once the call ended: what was
+asked, the final Outcome, and when the call and each attempt began and ended (tracing builds its spans
+from it).
 
 >>> from genguard import Outcome
 >>> plan = CallPlan(models=("m",), keys=(), policy=RetryPolicy(jitter=0.0))
@@ -31,9 +34,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Protocol
 
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
@@ -42,10 +45,13 @@ from .log import log_attempt, log_silent, logger, mask
 from .retry import RetryPolicy, RetryState
 from .testing import testing_attempts
 
-__all__ = ["CallPlan", "Hook", "Loop", "Send", "Sleep", "Spend", "run"]
+__all__ = ["CallEnded", "CallPlan", "CallRecord", "Hook", "Loop", "Send", "Sleep", "Spend", "run"]
 
 Hook = Callable[[Attempt], None]
-"""A hook receives each attempt's frozen :class:`~genguard.Attempt` record (for metrics, tracing...)."""
+"""A hook receives each attempt's frozen :class:`~genguard.Attempt` record (for metrics, tracing...).
+
+A hook object may also have a ``call_ended(record)`` method (:class:`CallEnded`): it is then handed each
+call's :class:`CallRecord` when the call ends."""
 
 NO_PATCH: Mapping[str, Any] = MappingProxyType({})
 
@@ -89,13 +95,46 @@ class Spend:
 
 
 @dataclass(frozen=True, slots=True)
+class CallRecord:
+    """One call as it ended, for hooks with a ``call_ended`` method: what was asked, how it ended, and when.
+
+    Times are wall-clock nanoseconds since the epoch (what tracing wants), measured on the monotonic clock
+    from the call's start. ``attempt_times[i]`` is when attempt ``attempts[i]`` was handed to the client to
+    send and when its outcome came back (a stream's: when it was read to its end). ``outcome`` is ``None``
+    when the caller stopped the call before it ended (a stream closed early). No API key is in it.
+    """
+
+    endpoint: str
+    model: str
+    url: str | None
+    method: str | None
+    stream: bool
+    messages: Sequence[Any] | None
+    params: Mapping[str, Any] | None
+    outcome: Outcome | None
+    attempts: tuple[Attempt, ...]
+    started_ns: int
+    ended_ns: int
+    attempt_times: tuple[tuple[int, int], ...]
+
+
+class CallEnded(Protocol):
+    """A hook that is also told of each call's end (see :class:`CallRecord`)."""
+
+    def __call__(self, attempt: Attempt) -> None: ...
+
+    def call_ended(self, record: CallRecord) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class CallPlan:
     """What one call is made of: the models to try in order, the keys, the policy and the checks.
 
     ``key_start`` is the first key not yet refused; ``retire_key(i)`` is told when key ``i`` becomes the one to
     use, so later calls skip the refused ones too. ``no_key_error`` makes the error raised when the server
     wants a key and none is configured. ``messages`` and ``params`` are what a re-ask or a raised
-    ``max_tokens`` rewrites.
+    ``max_tokens`` rewrites. ``endpoint``, ``url``, ``method`` and ``stream`` say what the call is, for the
+    :class:`CallRecord`.
     """
 
     models: tuple[str, ...]
@@ -108,10 +147,21 @@ class CallPlan:
     params: Mapping[str, Any] | None = None
     retire_key: Callable[[int], None] | None = None
     no_key_error: Callable[[], Exception] | None = field(default=None, compare=False)
+    endpoint: str = "chat"
+    url: str | None = None
+    method: str | None = "POST"
+    stream: bool = False
 
 
 def run(plan: CallPlan) -> Loop:
     """The retry loop of one call; see the module docstring."""
+    enders = [end for end in (getattr(h, "call_ended", None) for h in plan.hooks) if end is not None]
+    if enders:
+        return _timed(plan, _loop(plan), enders)
+    return _loop(plan)
+
+
+def _loop(plan: CallPlan) -> Loop:
     policy = plan.policy
     state = RetryState.start(plan.models, len(plan.keys), key_index=plan.key_start)
     secrets = plan.keys
@@ -168,6 +218,55 @@ def run(plan: CallPlan) -> Loop:
         elif action == "raise_max_tokens":
             state = state.evolve(patch={**state.patch, **raised_max_tokens(plan.params or {}, outcome)})
     return _final(outcome, state, spend, secrets)
+
+
+def _timed(plan: CallPlan, inner: Loop, enders: Sequence[Callable[[CallRecord], None]]) -> Loop:
+    """``inner`` with its attempts timed; each of ``enders`` is handed the call's record when it ends, or
+    when the caller closes it early (the attempts then as far as they went)."""
+    wall0, mono0 = time.time_ns(), time.monotonic_ns()
+    times: list[tuple[int, int]] = []
+    attempts: list[Attempt] = []
+
+    def now() -> int:
+        return wall0 + time.monotonic_ns() - mono0
+
+    def ended(outcome: Outcome | None) -> None:
+        record = CallRecord(
+            plan.endpoint, plan.models[0], plan.url, plan.method, plan.stream, plan.messages, plan.params,
+            outcome, outcome.history if outcome is not None else tuple(attempts), wall0, now(), tuple(times),
+        )  # fmt: skip
+        for end in enders:
+            end(record)
+
+    reply: Any = None
+    began = 0
+    action: Send | Sleep | None = None
+    try:
+        while True:
+            try:
+                action = inner.send(reply)
+            except StopIteration as stop:
+                final: Outcome = stop.value
+                ended(final)
+                return final
+            if type(action) is Sleep and attempts:
+                attempts[-1] = replace(attempts[-1], wait_s=action.seconds)
+            began = now()
+            reply = yield action
+            if type(action) is Send:
+                times.append((began, now()))
+                got: Outcome = reply[0]
+                attempts.append(
+                    Attempt(action.number, got.code, got.status, 0.0, action.model, got.request_id)
+                )
+            action = None
+    except GeneratorExit:
+        inner.close()
+        if type(action) is Send:  # closed while this attempt was under way
+            times.append((began, now()))
+            attempts.append(Attempt(action.number, None, None, 0.0, action.model))
+        ended(None)
+        raise
 
 
 def _final(outcome: Outcome, state: RetryState, spend: Spend, secrets: Sequence[str]) -> Outcome:

@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..client.clients import AsyncClient
+from ..client.loop import Hook
 from ..client.retry import RetryPolicy
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
 from ..core.exceptions import ConfigError
@@ -50,6 +51,7 @@ class ProxyConfig:
     - ``fallbacks``: models tried in turn once the asked model's retries are spent.
     - ``strict``: a filtered, truncated or empty 200 becomes an error response (422) every SDK raises.
     - ``retry``: the policy (default ``RetryPolicy()``).
+    - ``hooks``: handed to the clients that call upstream (tracing: see docs/observability.md).
     """
 
     upstream: str
@@ -60,6 +62,7 @@ class ProxyConfig:
     retry: RetryPolicy | None = None
     timeout: float = 600.0
     stall_timeout: float = 60.0
+    hooks: tuple[Hook, ...] = ()
 
 
 def sdk_retry_count(value: str | None) -> int:
@@ -91,7 +94,7 @@ class _Proxy:
             api_key: Any = key if key is not None else (list(self.config.api_keys) or None)
             client = AsyncClient(
                 self.upstream, api_key=api_key, retry=self.policy, timeout=self.config.timeout,
-                stall_timeout=self.config.stall_timeout,
+                stall_timeout=self.config.stall_timeout, hooks=self.config.hooks,
             )  # fmt: skip
             self._clients[key] = client
         return client
