@@ -27,7 +27,7 @@ import inspect
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from types import ModuleType, TracebackType
@@ -295,21 +295,6 @@ class _Guard:
         )
 
     def method(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        if inspect.iscoroutinefunction(fn):
-
-            @functools.wraps(fn)
-            async def acall(*args: Any, **kwargs: Any) -> Any:
-                call = _Call(self.call_options(kwargs))
-                token = _CALL.set(call)
-                try:
-                    result = await fn(*args, **kwargs)
-                finally:
-                    _CALL.reset(token)
-                _raise_if_failed(call)
-                return result
-
-            return acall
-
         @functools.wraps(fn)
         def call_(*args: Any, **kwargs: Any) -> Any:
             call = _Call(self.call_options(kwargs))
@@ -318,10 +303,24 @@ class _Guard:
                 result = fn(*args, **kwargs)
             finally:
                 _CALL.reset(token)
+            if inspect.isawaitable(result):
+                # An async method (or a sync one returning a coroutine, as the SDK's argument checks do): its
+                # request is sent when awaited, so the call's options must be in force then.
+                return _awaited(call, result)
             _raise_if_failed(call)
             return result
 
         return call_
+
+
+async def _awaited(call: _Call, pending: Awaitable[Any]) -> Any:
+    token = _CALL.set(call)
+    try:
+        result = await pending
+    finally:
+        _CALL.reset(token)
+    _raise_if_failed(call)
+    return result
 
 
 def _raise_if_failed(call: _Call) -> None:
@@ -500,10 +499,9 @@ class _SyncGuardedStream(_GuardedStreamBase):
         except self.guard.errors as exc:
             if self.final is not None:
                 raise
-            final = self._on_error(exc)
-            if final.ok:  # the generation had finished: the drop after it lost nothing
+            if self._on_error(exc).ok:  # the generation had finished: the drop after it lost nothing
                 return
-            raise failure_error(final) from exc
+            raise  # the SDK's own APIConnectionError/APITimeoutError follows; check() on it gives the Outcome
         if self.final is None:
             final = self._on_end()
             if not final.ok:
@@ -528,10 +526,9 @@ class _AsyncGuardedStream(_GuardedStreamBase):
         except self.guard.errors as exc:
             if self.final is not None:
                 raise
-            final = self._on_error(exc)
-            if final.ok:
+            if self._on_error(exc).ok:
                 return
-            raise failure_error(final) from exc
+            raise
         if self.final is None:
             final = self._on_end()
             if not final.ok:
