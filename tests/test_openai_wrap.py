@@ -533,3 +533,72 @@ async def test_async_retries_quota_rotation_and_validators(sim: Simulator) -> No
                 model="gpt-4o-mini", messages=ask("async label"), labels=["a", "b"]
             )
         assert silent.value.code == "unexpected_label"
+
+
+# -- the SDK's other ways of calling ----------------------------------------------------------------------
+
+
+@pytest.mark.timeout(30)
+def test_isinstance_holds_for_libraries_that_check_the_client(client: openai.OpenAI) -> None:
+    from openai.resources.chat import Completions
+
+    assert isinstance(client, openai.OpenAI)
+    assert isinstance(client.chat.completions, Completions)
+
+
+@pytest.mark.timeout(30)
+def test_parse_and_the_stream_helper_are_guarded_too(client: openai.OpenAI) -> None:
+    import pydantic
+
+    class Pet(pydantic.BaseModel):
+        name: str
+
+    parsed = client.chat.completions.parse(model="gpt-4o-mini", messages=ask("a pet"), response_format=Pet)
+    assert isinstance(parsed.choices[0].message.parsed, Pet)
+    # parse() raises the SDK's own error for a cut answer, as without genguard; check reads it.
+    with pytest.raises(openai.LengthFinishReasonError) as caught:
+        client.chat.completions.parse(
+            model="gpt-4o-mini",
+            messages=ask("a pet"),
+            response_format=Pet,
+            extra_headers=scenario("truncated"),
+        )
+    assert genguard.check(caught.value).code == "truncated"
+    with client.chat.completions.stream(model="gpt-4o-mini", messages=ask("helper")) as ok:
+        assert ok.get_final_completion().choices[0].finish_reason == "stop"
+    helper = client.chat.completions.stream(
+        model="gpt-4o-mini", messages=ask("helper cut"), extra_headers=scenario("incomplete_stream")
+    )
+    with pytest.raises(genguard.SoftFailure) as cut, helper as events:
+        read_events(events)
+    assert cut.value.code == "incomplete_stream"
+
+
+def read_events(events: Any) -> None:
+    for _ in events:
+        pass
+
+
+@pytest.mark.timeout(30)
+def test_the_clients_own_raw_response_view_is_guarded(client: openai.OpenAI) -> None:
+    with pytest.raises(genguard.SoftFailure) as caught:
+        client.with_raw_response.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("view"), extra_headers=scenario("content_filtered")
+        )
+    assert caught.value.code == "content_filtered"
+    with client.with_streaming_response.chat.completions.create(model="gpt-4o-mini", messages=ask("s")) as r:
+        r.read()
+        assert genguard.check(r).ok
+
+
+@pytest.mark.timeout(30)
+def test_a_copy_with_another_key_sends_that_key(sim: Simulator) -> None:
+    good = "sk-good-copy-key-000111"
+    sim.configure(api_keys=(good,))
+    with openai.OpenAI(base_url=sim.base_url, api_key="sk-old-copy-key-999888") as sdk:
+        client = genguard.wrap(sdk, retry=FAST)
+        with pytest.raises(openai.AuthenticationError):
+            client.chat.completions.create(model="gpt-4o-mini", messages=ask("old key"))
+        copy = client.with_options(api_key=good)
+        assert copy.chat.completions.create(model="gpt-4o-mini", messages=ask("new key")).choices
+    assert requests(sim) == 2  # a refused key with nothing to rotate to is not sent again

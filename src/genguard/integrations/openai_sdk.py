@@ -131,11 +131,18 @@ def _check_fallbacks(fallbacks: Any) -> tuple[str, ...]:
 
 
 class _Keys:
-    __slots__ = ("keys", "start")
+    __slots__ = ("keys", "own", "start")
 
-    def __init__(self, keys: tuple[str, ...]) -> None:
+    def __init__(self, keys: tuple[str, ...], *, own: bool = False) -> None:
         self.keys = keys
+        self.own = own  # the client's own key, not keys given to wrap: a copy with another key has its own
         self.start = 0  # the first key not yet refused: later calls skip the refused ones too
+
+    @classmethod
+    def of(cls, client: Any) -> _Keys:
+        """The client's own key, alone: never rotated, but masked wherever genguard writes a message."""
+        key = getattr(client, "api_key", None)
+        return cls((key,) if isinstance(key, str) and key else (), own=True)
 
     def retire(self, index: int) -> None:
         self.start = max(self.start, index)
@@ -168,7 +175,9 @@ class _Guard:
         self.hooks = hooks
         self.is_async = is_async
         sdk_key = getattr(original, "api_key", None)
-        self.secrets = tuple(k for k in (*keys.keys, sdk_key if isinstance(sdk_key, str) else "") if k)
+        # The key the SDK already puts in its own header (its own way: Bearer, Azure's api-key...).
+        self.sdk_key: str | None = sdk_key if isinstance(sdk_key, str) and sdk_key else None
+        self.secrets = tuple(k for k in (*keys.keys, self.sdk_key or "") if k)
 
     # -- the loop of one request ---------------------------------------------------------------------
 
@@ -199,7 +208,7 @@ class _Guard:
     def attempt(self, request: Any, action: Send, body: dict[str, Any] | None) -> Any:
         """The request of one attempt: the SDK's, with this attempt's key, model and body changes."""
         headers = request.headers.copy()
-        if action.key is not None:
+        if action.key is not None and action.key != self.sdk_key:
             if "api-key" in headers:  # Azure's header
                 headers["api-key"] = action.key
             else:
@@ -562,8 +571,13 @@ def _stream_class(module: ModuleType, is_async: bool) -> Any:
 
 
 def _is_resource(value: object) -> bool:
-    # The SDK's resources (client.chat, .completions, .images...) and their with_raw_response views.
-    return type(value).__module__.startswith("openai.resources.")
+    # The SDK's resources (client.chat, .completions, .images...), their with_raw_response and
+    # with_streaming_response views, and the client's own such views.
+    cls = type(value)
+    return cls.__module__.startswith("openai.resources.") or (
+        cls.__module__.startswith("openai.")
+        and cls.__name__.endswith(("WithRawResponse", "WithStreamedResponse"))
+    )
 
 
 class _Guarded:
@@ -597,6 +611,11 @@ class _Guarded:
 
     def __setattr__(self, name: str, value: Any) -> None:
         setattr(self._target, name, value)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type[Any]:
+        # isinstance(wrapped, openai.OpenAI) holds, as libraries that take an SDK client check it.
+        return type(self._target)
 
     def __dir__(self) -> list[str]:
         return dir(self._target)
@@ -644,7 +663,8 @@ def _copy(guard: _Guard, **options: Any) -> Any:
 
         settings = replace(settings, retry=replace(settings.retry, max_attempts=max_retries + 1, history=()))
     original = guard.original.with_options(**options)
-    return _build(original, guard.keys, settings, guard.hooks, is_async=guard.is_async)
+    keys = _Keys.of(original) if guard.keys.own else guard.keys
+    return _build(original, keys, settings, guard.hooks, is_async=guard.is_async)
 
 
 def wrap(
@@ -691,15 +711,13 @@ def wrap(
     for i, hook in enumerate(hooks):
         if not callable(hook):
             raise TypeError(f"hooks[{i}] must be a callable that takes a genguard.Attempt, got {hook!r}")
-    keys = resolve_keys(api_key) if api_key is not None else ()
+    keys = _Keys(resolve_keys(api_key)) if api_key is not None else _Keys.of(client)
     options = _Options(
         validators=_validators(validate, labels, min_words, pattern),
         retry=_check_retry(retry) or RetryPolicy(),
         fallbacks=_check_fallbacks(fallbacks),
     )
-    wrapped: _C = _build(
-        client, _Keys(keys), options, tuple(hooks), is_async=isinstance(client, openai.AsyncOpenAI)
-    )
+    wrapped: _C = _build(client, keys, options, tuple(hooks), is_async=isinstance(client, openai.AsyncOpenAI))
     return wrapped
 
 
@@ -799,6 +817,11 @@ def check(obj: object, *, secrets: Iterable[str] = ()) -> Outcome:
         kept = _kept(_response_of(obj), getattr(obj, "request", None))
         if kept is not None:
             return kept
+        completion = getattr(obj, "completion", None)
+        if completion is not None and not isinstance(completion, BaseException):
+            # LengthFinishReasonError, ContentFilterFinishReasonError: chat.completions.parse() raises them
+            # with the completion they could not parse.
+            return check(completion, secrets=masked)
         return classify_exception(obj, secrets=masked)
     if isinstance(obj, dict):
         return classify_http(200, None, orjson.dumps(obj, default=str), secrets=masked)
