@@ -208,7 +208,9 @@ def test_an_error_event_in_a_stream_stays_the_sdks_exception_and_check_reads_it(
 
 
 @pytest.mark.timeout(30)
-def test_a_stream_left_early_is_not_raised(client: openai.OpenAI) -> None:
+def test_a_stream_left_early_is_not_raised(sim: Simulator, client: openai.OpenAI) -> None:
+    # Paced, so that the end has not arrived yet when the caller leaves after the first chunk.
+    sim.configure(tokens_per_s=50)
     stream = client.chat.completions.create(
         model="gpt-4o-mini", messages=ask("Tell a long story"), stream=True
     )
@@ -602,3 +604,20 @@ def test_a_copy_with_another_key_sends_that_key(sim: Simulator) -> None:
         copy = client.with_options(api_key=good)
         assert copy.chat.completions.create(model="gpt-4o-mini", messages=ask("new key")).choices
     assert requests(sim) == 2  # a refused key with nothing to rotate to is not sent again
+
+
+@pytest.mark.timeout(30)
+def test_a_stream_read_inside_an_except_block_still_raises(client: openai.OpenAI) -> None:
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", messages=ask("in except"), stream=True, extra_headers=scenario("truncated")
+    )
+    with pytest.raises(genguard.SoftFailure) as caught:
+        read_while_handling(stream)
+    assert caught.value.code == "truncated"
+
+
+def read_while_handling(stream: Any) -> None:
+    try:
+        raise KeyError("the application's own, already handled")
+    except KeyError:
+        read(stream)  # a fallback path of the application's, say

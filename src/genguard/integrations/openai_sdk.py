@@ -463,6 +463,13 @@ class _GuardedStreamBase:
         self.call = call
         self.outer: Any = None
         self.final: Outcome | None = None
+        # The exception the caller was already handling when reading began (reading inside an except block):
+        # at close, only another one in flight means the stream is being left because of it.
+        self.ambient: BaseException | None = None
+
+    def _leaving(self) -> bool:
+        current = sys.exc_info()[1]
+        return current is not None and current is not self.ambient
 
     def _settle(self, outcome: Outcome, *, record: bool = True) -> Outcome:
         final = _end_stream(self.loop, outcome) if record else outcome
@@ -500,6 +507,7 @@ class _GuardedStreamBase:
 
 class _SyncGuardedStream(_GuardedStreamBase):
     def __iter__(self) -> Iterator[bytes]:
+        self.ambient = sys.exc_info()[1]
         feed = self.reader.feed
         try:
             for chunk in self.inner.iter_bytes():
@@ -519,7 +527,7 @@ class _SyncGuardedStream(_GuardedStreamBase):
     def close(self) -> None:
         try:
             final = self._on_close()
-            if final is not None and not final.ok and sys.exc_info()[0] is None:
+            if final is not None and not final.ok and not self._leaving():
                 raise failure_error(final)
         finally:
             self.inner.close()
@@ -527,6 +535,7 @@ class _SyncGuardedStream(_GuardedStreamBase):
 
 class _AsyncGuardedStream(_GuardedStreamBase):
     async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.ambient = sys.exc_info()[1]
         feed = self.reader.feed
         try:
             async for chunk in self.inner.aiter_bytes():
@@ -546,7 +555,7 @@ class _AsyncGuardedStream(_GuardedStreamBase):
     async def aclose(self) -> None:
         try:
             final = self._on_close()
-            if final is not None and not final.ok and sys.exc_info()[0] is None:
+            if final is not None and not final.ok and not self._leaving():
                 raise failure_error(final)
         finally:
             await self.inner.aclose()
