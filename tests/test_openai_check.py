@@ -99,10 +99,16 @@ def test_a_finished_stream_of_a_wrapped_client(sim: Simulator) -> None:
         client = genguard.wrap(sdk)
         stream = client.chat.completions.create(model="gpt-4o-mini", messages=ask("wrapped"), stream=True)
         text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        unread = client.chat.completions.create(
+            model="gpt-4o-mini", messages=ask("unread"), stream=True, extra_headers=scenario("rate_limited:1")
+        )
+        read_here = genguard.check(unread)
     outcome = genguard.check(stream)
     assert outcome.ok
     assert outcome.text == text
     assert outcome.attempts == 1
+    assert read_here.ok
+    assert [a.code for a in read_here.history] == ["rate_limited", None]
 
 
 @pytest.mark.timeout(30)

@@ -589,7 +589,9 @@ async def arun_batch(
         items: Iterable[Line | InputProblem] | None = lines
         try:
             if items is None and source is not None:
-                items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
+                items = read_lines(
+                    source, template=opts.template, model=opts.model, params=opts.params or None
+                )
             if items is not None:
                 invalid = _load(journal, items, opts)
         except (ValueError, OSError) as exc:

@@ -894,4 +894,6 @@ def _check_stream(stream: Any, secrets: tuple[str, ...], *, is_async: bool) -> O
             "genguard.check cannot read an unread AsyncStream without awaiting: read it (async for chunk in "
             "stream) collecting the chunks and pass the list, or use a client made by genguard.wrap"
         )
-    return _read_chunks(stream, secrets)
+    outcome = _read_chunks(stream, secrets)
+    # A wrapped client's stream, read here, kept the call's whole Outcome (attempts, history) as it ended.
+    return _kept(response) or outcome
