@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 
 from ..client.clients import AsyncClient
+from ..client.loop import Hook
 from ..client.retry import RetryPolicy
 from ..core.arguments import codes
 from ..core.exceptions import ConfigError
@@ -117,6 +118,7 @@ class BatchOptions:
     timeout: float = 120.0
     progress: str = "auto"  # auto, plain, none
     worker: str = ""
+    hooks: tuple[Hook, ...] = ()  # the client's hooks besides the runner's own (OpenTelemetry...)
 
     def __post_init__(self) -> None:
         # A misspelt code would reset no line and say nothing: refused here, for the command and the API alike.
@@ -589,9 +591,7 @@ async def arun_batch(
         items: Iterable[Line | InputProblem] | None = lines
         try:
             if items is None and source is not None:
-                items = read_lines(
-                    source, template=opts.template, model=opts.model, params=opts.params or None
-                )
+                items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
             if items is not None:
                 invalid = _load(journal, items, opts)
         except (ValueError, OSError) as exc:
@@ -622,7 +622,7 @@ async def arun_batch(
             retry=opts.retry,
             max_concurrency=opts.concurrency,
             gate=_TimedGate(limiter, lambda: run.stop_reason is not None),
-            hooks=[_event_hook],
+            hooks=[_event_hook, *opts.hooks],
         )
         shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))
         run = _Run(journal, writer, client, opts, limiter, shown)
