@@ -29,7 +29,6 @@ from typing import Any
 import orjson
 
 from ..client.clients import AsyncClient
-from ..client.loop import Hook
 from ..client.retry import RetryPolicy
 from ..core.arguments import codes
 from ..core.exceptions import ConfigError
@@ -118,7 +117,6 @@ class BatchOptions:
     timeout: float = 120.0
     progress: str = "auto"  # auto, plain, none
     worker: str = ""
-    hooks: tuple[Hook, ...] = ()  # the client's hooks besides the runner's own (OpenTelemetry...)
 
     def __post_init__(self) -> None:
         # A misspelt code would reset no line and say nothing: refused here, for the command and the API alike.
@@ -622,7 +620,7 @@ async def arun_batch(
             retry=opts.retry,
             max_concurrency=opts.concurrency,
             gate=_TimedGate(limiter, lambda: run.stop_reason is not None),
-            hooks=[_event_hook, *opts.hooks],
+            hooks=[_event_hook],
         )
         shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))
         run = _Run(journal, writer, client, opts, limiter, shown)
