@@ -53,6 +53,7 @@ if TYPE_CHECKING:
     from .core.secrets import redact
     from .core.sse import ServerSentEvent, SSEDecoder
     from .core.waits import retry_wait
+    from .integrations.openai_sdk import check, wrap
 
 __version__ = "0.1.0"
 
@@ -85,6 +86,7 @@ _LAZY: dict[str, str] = {
     "TaskState": ".core.media_body",
     "TestingState": ".client.testing",
     "Videos": ".client.videos",
+    "check": ".integrations.openai_sdk",
     "classify_error": ".core.error_verdict",
     "classify_exception": ".client.transport",
     "classify_http": ".core.classify",
@@ -100,6 +102,7 @@ _LAZY: dict[str, str] = {
     "retry_wait": ".core.waits",
     "set_testing": ".client.testing",
     "validators": ".validators",
+    "wrap": ".integrations.openai_sdk",
 }
 
 
@@ -162,6 +165,7 @@ __all__ = [
     "__version__",
     "abatch",
     "batch",
+    "check",
     "classify_error",
     "classify_exception",
     "classify_http",
@@ -179,4 +183,5 @@ __all__ = [
     "retry_wait",
     "set_testing",
     "validators",
+    "wrap",
 ]

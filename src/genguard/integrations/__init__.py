@@ -1,2 +1,3 @@
 """Integrations with other tools, each in its own module and imported by its own name (their dependencies are
-optional extras): ``genguard.integrations.otel`` for OpenTelemetry."""
+optional extras): ``genguard.integrations.openai_sdk`` for the official openai SDK (``genguard.wrap``,
+``genguard.check``) and ``genguard.integrations.otel`` for OpenTelemetry."""
