@@ -578,3 +578,28 @@ async def test_a_cancelled_call_ends_its_span_at_once_as_cancelled(sim: Simulato
     assert 0.25e9 <= call.end_time - call.start_time < 5e9
     [attempt] = tel.attempts(call)
     assert "http.response.status_code" not in (attempt.attributes or {})
+
+
+@pytest.mark.timeout(30)
+def test_a_wrapped_openai_client_records_the_same_spans(sim: Simulator, tel: Telemetry) -> None:
+    openai = pytest.importorskip("openai")
+    sdk = openai.OpenAI(
+        base_url=sim.base_url, api_key=KEY, default_headers={"x-genguard-scenario": "rate_limited:1"}
+    )
+    sim.configure(retry_after_s=0.05)
+    wrapped = genguard.wrap(sdk, hooks=[tel.hook])
+    completion = wrapped.chat.completions.create(model=MODEL, messages=MSG)
+    assert completion.choices[0].message.content
+    call = tel.call()
+    assert call.name == f"chat {MODEL}"
+    assert call.kind is SpanKind.CLIENT
+    a = call.attributes or {}
+    assert a["gen_ai.operation.name"] == "chat"
+    assert a["gen_ai.request.model"] == MODEL
+    assert a["gen_ai.request.stream"] is False
+    assert a["server.port"] == _port(sim)
+    assert a["genguard.attempts"] == 2
+    first, second = tel.attempts(call)
+    assert (first.attributes or {})["http.response.status_code"] == 429
+    assert (second.attributes or {})["http.request.resend_count"] == 1
+    _check_timing(call, [first, second])

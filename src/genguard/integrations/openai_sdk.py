@@ -69,8 +69,6 @@ _ENDPOINTS: tuple[tuple[str, re.Pattern[str], Endpoint], ...] = (
 
 _CLOSED_EARLY = "the caller stopped reading the stream before it ended"
 
-_PLAN_FIELDS = frozenset(CallPlan.__dataclass_fields__)
-
 
 def _endpoint(method: str, path: str) -> Endpoint | None:
     for verb, pattern, endpoint in _ENDPOINTS:
@@ -194,12 +192,6 @@ class _Guard:
         else:
             body, models = None, ("",)  # no model to fall back from: the body is sent as it came
         chat = endpoint == "chat" and body is not None
-        described = {
-            "endpoint": endpoint or "chat",
-            "url": str(request.url.copy_with(query=None)),
-            "method": request.method,
-            "stream": body is not None and body.get("stream") is True,
-        }
         plan = CallPlan(
             models=models,
             keys=self.keys.keys,
@@ -210,8 +202,11 @@ class _Guard:
             messages=body.get("messages") if chat and body is not None else None,
             params=body if chat else None,
             retire_key=self.keys.retire,
-            # What the call is, for hooks told of each call's end (tracing), where CallPlan has those fields.
-            **{k: v for k, v in described.items() if k in _PLAN_FIELDS},
+            # What the call is, for hooks told of each call's end (tracing).
+            endpoint=endpoint or "chat",
+            url=str(request.url.copy_with(query=None)),
+            method=request.method,
+            stream=body is not None and body.get("stream") is True,
         )
         return run(plan), endpoint, body, call
 
