@@ -116,7 +116,7 @@ def test_events_are_passed_on_whole_in_every_line_ending_and_done_is_held(end: s
 
     chunk = '{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}'
     wire = f"data: {chunk}{end}{end}: keep-alive{end}{end}data: [DONE]{end}{end}".encode()
-    attempt = _Attempt(None, contextlib.AsyncExitStack())  # type: ignore[arg-type]
+    attempt = _Attempt(contextlib.AsyncExitStack())
     attempt.reader = ChatStreamReader(status=200, headers={})
     sent = b""
     has_text = False
@@ -136,7 +136,7 @@ def test_a_last_event_without_its_blank_line_is_still_passed_on() -> None:
     from genguard.core.chat_stream import ChatStreamReader
     from genguard.proxy._stream import _Attempt
 
-    attempt = _Attempt(None, contextlib.AsyncExitStack())  # type: ignore[arg-type]
+    attempt = _Attempt(contextlib.AsyncExitStack())
     attempt.reader = ChatStreamReader(status=200, headers={})
     assert attempt.take(b'data: {"choices":[]}')[0] == b""
     assert attempt.flush() == b'data: {"choices":[]}\n\n'

@@ -8,7 +8,8 @@ from typing import Any, Self
 
 import uvicorn
 
-from ._app import ProxyConfig, create_app
+from ._app import create_app
+from ._config import ProxyConfig
 
 
 class Proxy:

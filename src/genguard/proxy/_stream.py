@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from ..client.clients import AsyncClient
+from ..client.gate import estimate_tokens
 from ..client.loop import Loop, Send, Sleep
-from ..client.retry import RetryPolicy
-from ..client.streams import _new_reader
 from ..client.testing import is_testing
-from ..client.transport import TRANSPORT_ERRORS
+from ..client.transport import TRANSPORT_ERRORS, classify_exception
+from ..core.chat_stream import ChatStreamReader
+from ..core.classify import classify_http
 from ..core.headers import request_id
 from ..core.outcome import Outcome
 from ._outcome_http import error_body, error_status, outcome_headers
+from ._upstream import KeyRing, Upstream
 
 _SSE = "text/event-stream"
 _DONE = b"data: [DONE]"
@@ -68,10 +70,11 @@ def _error_event(outcome: Outcome) -> bytes:
 class _Attempt:
     """One attempt's open stream: the reader, the events not yet sent, the bytes held back."""
 
-    def __init__(self, client: AsyncClient, stack: contextlib.AsyncExitStack) -> None:
-        self.client = client
+    def __init__(self, stack: contextlib.AsyncExitStack) -> None:
         self.stack = stack
         self.reader: Any = None
+        self.status = 0
+        self.headers: Mapping[str, str] = {}
         self.chunks: AsyncIterator[bytes] | None = None
         self.held = bytearray()  # complete events read before the commit point
         self.pending = bytearray()  # an event not yet complete
@@ -102,23 +105,31 @@ class _Attempt:
         return rest + b"\n\n"
 
 
+Finished = Callable[[Outcome, int, list[tuple[float, float]]], None]
+"""Told the final outcome, the status the client got and each attempt's timings, once the stream ended."""
+
+
 async def stream_chat(
-    client: AsyncClient, body: dict[str, Any], model: str, policy: RetryPolicy, fallbacks: Sequence[str],
-    *, strict: bool = False,
-) -> Response:  # fmt: skip
+    upstream: Upstream,
+    raw: bytes,
+    body: dict[str, Any],
+    model: str,
+    loop: Loop,
+    ring: KeyRing,
+    *,
+    strict: bool = False,
+    passed_headers: Callable[[Mapping[str, str] | None], dict[str, str]],
+    finished: Finished,
+) -> Response:
     """Answer a ``stream: true`` chat request (see the module's docstring)."""
-    messages: Any = body.get("messages")
-    params = {k: v for k, v in body.items() if k not in ("model", "messages")}
-    try:
-        loop, send_body = client._chat_loop(
-            model, messages, params, None, None, None, None, policy, fallbacks, stream=True
-        )
-    except (TypeError, ValueError) as exc:
-        failure = Outcome.failure("bad_request", status=400, message=str(exc))
-        return Response(error_body(failure), status_code=400, headers=outcome_headers(failure, model),
-                        media_type="application/json")  # fmt: skip
+    if "stream_options" not in body:
+        # Usage comes only when asked for in a stream; cost and the journal need it.
+        body = {**body, "stream_options": {"include_usage": True}}
+        raw = orjson.dumps(body)
+    tokens = estimate_tokens(body) if upstream.gate is not None else 0
     last: tuple[Outcome, bytes | None, _Attempt | None] | None = None
     ids: list[str] = []  # every attempt's request id so far, for the committed stream's headers
+    timings: list[tuple[float, float]] = []
     try:
         action = next(loop)
         while True:
@@ -128,17 +139,21 @@ async def stream_chat(
                 action = loop.send(None)
                 continue
             assert isinstance(action, Send)
-            stack = contextlib.AsyncExitStack()
-            attempt = _Attempt(client, stack)
-            outcome, data, committed = await _open(client, action, send_body, attempt)
+            attempt = _Attempt(contextlib.AsyncExitStack())
+            sent = time.monotonic()
+            content = Upstream.content(action, raw, body, model)
+            outcome, data, committed = await _open(upstream, action, content, attempt, ring.keys, tokens)
+            timings.append((time.time(), time.monotonic() - sent))
             if committed:
-                return _committed(loop, action, attempt, ids, strict=strict)
+                return _committed(loop, action, attempt, ids, ring.keys, strict=strict,
+                                  passed=passed_headers(attempt.headers), finished=finished,
+                                  timings=timings)  # fmt: skip
             ids.append(attempt.request_id or "-")
             if last is not None and last[2] is not None:
                 await last[2].stack.aclose()
             last = (outcome, data, attempt if data is None else None)
             if data is not None:
-                await stack.aclose()
+                await attempt.stack.aclose()
             action = loop.send((outcome, False))
     except StopIteration as stop:
         final: Outcome = stop.value
@@ -146,32 +161,47 @@ async def stream_chat(
     _, data, attempt_left = last
     if attempt_left is not None:
         await attempt_left.stack.aclose()
-    headers = outcome_headers(final, model)
+    headers = passed_headers(attempt.headers if attempt.status else None)
+    headers.update(outcome_headers(final, model))
     if data is not None and final.status is not None and final.status >= 300:
-        return Response(data, status_code=final.status, headers=headers, media_type="application/json")
-    if attempt_left is not None and (final.ok or (final.code in _WELL_FORMED and not strict)):
+        response = Response(data, status_code=final.status, headers=headers, media_type="application/json")
+    elif attempt_left is not None and (final.ok or (final.code in _WELL_FORMED and not strict)):
         tail = (b"data: [DONE]\n\n" if attempt_left.done else b"") + _comment(final)
-        return Response(bytes(attempt_left.held) + tail, status_code=200, headers=headers, media_type=_SSE)
-    return Response(error_body(final, data), status_code=error_status(final), headers=headers,
-                    media_type="application/json")  # fmt: skip
+        response = Response(
+            bytes(attempt_left.held) + tail, status_code=200, headers=headers, media_type=_SSE
+        )
+    else:
+        response = Response(error_body(final, data), status_code=error_status(final), headers=headers,
+                            media_type="application/json")  # fmt: skip
+    finished(final, response.status_code, timings)
+    return response
 
 
 async def _open(
-    client: AsyncClient, action: Send, body: dict[str, Any], attempt: _Attempt
+    upstream: Upstream, action: Send, content: bytes, attempt: _Attempt, secrets: tuple[str, ...], tokens: int
 ) -> tuple[Outcome, bytes | None, bool]:
     """Send one attempt and read up to its first text: (outcome, error body, committed)."""
-    content = client._chat_content(action, body)
-    timeout = client._timeout(client.stall_timeout, action.timeout)
-    headers = client.headers_for(action.key)
+    timeout = upstream.timeout_for(upstream.stall_timeout, action.timeout)
+    gate = upstream.gate
+    if gate is not None:
+        await gate.acquire(tokens)
     try:
         reply = await attempt.stack.enter_async_context(
-            client._wire.stream("POST", client._chat_url, headers, content, timeout)
-        )
+            upstream.wire.stream("POST", upstream.url("/chat/completions"), upstream.headers(action.key),
+                                 content, timeout)
+        )  # fmt: skip
+        attempt.status, attempt.headers = reply.status, reply.headers
         attempt.request_id = request_id(reply.headers)
         if reply.status >= 300 or _SSE not in reply.headers.get("content-type", ""):
             data = b"".join([chunk async for chunk in reply.chunks])
-            return client._classify_reply(reply.status, reply.headers, data, "chat"), data, False
-        attempt.reader = _new_reader(client, reply.status, reply.headers)
+            outcome = classify_http(reply.status, reply.headers, data, endpoint="chat", secrets=secrets)
+            if gate is not None:
+                gate.observe(reply.status, reply.headers, tokens_reserved=tokens,
+                             rate_limited=reply.status == 429 and outcome.code == "rate_limited")  # fmt: skip
+            return outcome, data, False
+        if gate is not None:
+            gate.observe(reply.status, reply.headers, tokens_reserved=tokens, rate_limited=False)
+        attempt.reader = ChatStreamReader(status=reply.status, headers=reply.headers)
         attempt.chunks = reply.chunks.__aiter__()
         async for raw in attempt.chunks:
             events, has_text = attempt.take(raw)
@@ -181,24 +211,31 @@ async def _open(
         attempt.held += attempt.flush()
         return attempt.reader.finish(transport_error=None), None, False
     except TRANSPORT_ERRORS as exc:
-        error = client._classify_exception(exc, "chat")
+        if gate is not None and not attempt.status:
+            gate.observe(0, {}, tokens_reserved=tokens)
+        error = classify_exception(exc, endpoint="chat", secrets=secrets)
         if attempt.reader is None:
             return error, None, False
         return attempt.reader.finish(transport_error=error), None, False
 
 
-def _committed(loop: Loop, action: Send, attempt: _Attempt, ids: list[str], *, strict: bool) -> Response:
+def _committed(
+    loop: Loop, action: Send, attempt: _Attempt, ids: list[str], secrets: tuple[str, ...], *, strict: bool,
+    passed: dict[str, str], finished: Finished, timings: list[tuple[float, float]],
+) -> Response:  # fmt: skip
     # The outcome is not known yet: the headers say so, and what is known (attempts so far, this model, the
     # request ids); the final outcome is the stream's last line.
-    headers = {
+    headers = passed
+    headers.update({
         "x-genguard-code": "pending",
         "x-genguard-kind": "pending",
         "x-genguard-attempts": str(len(ids) + 1),
         "x-genguard-model": action.model,
         "x-genguard-request-ids": ",".join([*ids, attempt.request_id or "-"]),
-    }
+    })  # fmt: skip
 
     async def body() -> AsyncIterator[bytes]:
+        final: Outcome | None = None
         try:
             yield bytes(attempt.held)
             error: Outcome | None = None
@@ -209,7 +246,7 @@ def _committed(loop: Loop, action: Send, attempt: _Attempt, ids: list[str], *, s
                     if events:
                         yield events
             except TRANSPORT_ERRORS as exc:
-                error = attempt.client._classify_exception(exc, "chat")
+                error = classify_exception(exc, endpoint="chat", secrets=secrets)
             rest = attempt.flush()
             if rest:
                 yield rest
@@ -226,6 +263,9 @@ def _committed(loop: Loop, action: Send, attempt: _Attempt, ids: list[str], *, s
                 yield _error_event(final) + _comment(final)
         finally:
             await attempt.stack.aclose()
+            if final is None:  # the client went away before the end
+                final = Outcome.failure("connection_error", message="the client closed the stream")
+            finished(final, 200, timings)
 
     return StreamingResponse(body(), status_code=200, headers=headers, media_type=_SSE,
                              background=BackgroundTask(attempt.stack.aclose))  # fmt: skip
