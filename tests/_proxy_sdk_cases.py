@@ -99,9 +99,9 @@ def _same(seen: Seen) -> Case:
 
 _OK = Case(plain=Answered("stop"), stream=Answered("stop", "pending"))  # a stream commits at its first text
 INVALID_RESPONSE_BUG = (
-    "a 2xx HTML page is passed on as a 200 application/json body in a plain call (the stream path answers "
-    "502): the Node SDK throws SyntaxError and the Python SDK returns a str or raises a decode error, no "
-    "APIError and no outcome headers the SDK exposes"
+    "proxy/_app.py _Proxy.answer passes a 2xx HTML page (invalid_response, a hard failure) on as a 200 labelled "
+    "application/json in a plain call, unless --strict (the stream path answers 502): the Node SDK throws "
+    "SyntaxError, the Python SDK json.JSONDecodeError, neither an APIError; should be the proxy's own 502"
 )
 
 CASES: dict[str, Case] = {
@@ -231,6 +231,11 @@ def case_for(name: str) -> Case:
             "application should see through the proxy (Answered or Raised, plain and streamed)"
         )
     return case
+
+
+def missing_rows() -> set[str]:
+    """Scenarios the simulator plays that the table has no row for."""
+    return set(SCENARIOS) - set(CASES)
 
 
 @contextlib.contextmanager
