@@ -363,6 +363,11 @@ def create_app(config: ProxyConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # The price table loads on first use (~1 s): at start, not in the first client's answer.
+        from ..core.outcome import Usage
+        from ..core.pricing import cost_usd
+
+        cost_usd("gpt-4o-mini", Usage(prompt_tokens=1, completion_tokens=1))
         try:
             yield
         finally:

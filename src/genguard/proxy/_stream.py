@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
@@ -38,23 +39,24 @@ _DONE = b"data: [DONE]"
 _WELL_FORMED = frozenset({"content_filtered", "truncated", "empty_output"})
 
 
-_BLANK_LINES = (b"\n\n", b"\r\n\r\n", b"\r\r")
+# An event ends at its first blank line, in any of SSE's line ends; found left to right in one pass (cutting
+# event by event, searching the rest each time, is quadratic in a read that holds hundreds of events).
+_BLANK_LINE = re.compile(rb"\r\n\r\n|\n\n|\r\r")
 
 
 def _events(pending: bytearray) -> list[bytes]:
     """Whole events (each with its blank line) taken from the front of ``pending``; SSE allows LF, CRLF and CR
     line ends, and an event's end is the first blank line in any of them."""
+    data = bytes(pending)
     out: list[bytes] = []
-    while True:
-        cut = -1
-        for blank in _BLANK_LINES:
-            at = pending.find(blank)
-            if at >= 0 and (cut < 0 or at + len(blank) < cut):
-                cut = at + len(blank)
-        if cut < 0:
-            return out
-        out.append(bytes(pending[:cut]))
-        del pending[:cut]
+    start = 0
+    for match in _BLANK_LINE.finditer(data):
+        end = match.end()
+        out.append(data[start:end])
+        start = end
+    if start:
+        del pending[:start]
+    return out
 
 
 def _comment(outcome: Outcome) -> bytes:
@@ -84,9 +86,20 @@ class _Attempt:
     def take(self, raw: bytes) -> tuple[bytes, bool]:
         """Feed ``raw``: the whole events it completed (``[DONE]`` held back) and whether text arrived."""
         texts = self.reader.feed(raw)
-        self.pending += raw
+        pending = self.pending
+        pending += raw
+        if b"\r" not in pending and _DONE not in pending:
+            # The common case, LF line ends and no [DONE] yet: everything up to the last blank line goes on in
+            # one piece. Cutting event by event costs a search and a move of the rest per event, which over a
+            # read holding hundreds of events is quadratic.
+            cut = pending.rfind(b"\n\n")
+            if cut < 0:
+                return b"", bool(texts)
+            whole = bytes(pending[: cut + 2])
+            del pending[: cut + 2]
+            return whole, bool(texts)
         out = bytearray()
-        for event in _events(self.pending):
+        for event in _events(pending):
             if event.strip(b"\r\n") == _DONE:
                 self.done = True
             else:
