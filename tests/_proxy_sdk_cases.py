@@ -301,3 +301,54 @@ def check(seen: Seen, got: dict[str, Any], sim_requests: int, *, error_class: st
     else:
         assert got["chunks"] == 0, where
         assert headers.get("retry-after-ms") == seen.retry_after_ms, where
+
+
+# The table of docs/proxy.md ("What each failure looks like from Node and from Python") is rendered from the
+# rows above, and a test holds the doc to it, so the doc says what the tests prove.
+INVALID_RESPONSE_NOW = (
+    "the HTML page as a 200: Node `SyntaxError`, Python `json.JSONDecodeError` (a known defect)"
+)
+
+
+def cell(seen: Seen) -> str:
+    """What the application sees, in the doc's words."""
+    retried = "; retried by genguard first" if seen.attempts > 1 else ""
+    if isinstance(seen, Answered):
+        words = "the answer"
+        if seen.finish != "stop":
+            words += f", `finish_reason: {seen.finish or 'null'}`"
+        if not seen.text:
+            words += ", no text"
+        if seen.code not in ("ok", "pending"):
+            words += f", `x-genguard-code: {seen.code}`"
+        return words + retried
+    if seen.bug:
+        return INVALID_RESPONSE_NOW
+    if seen.inband:
+        return f"text, then `APIError` / `openai.APIError` mid-stream, `code: {seen.error_code}`"
+    words = f"`{node_class(seen)}` / `openai.{python_class(seen)}`, {seen.status}"
+    if seen.retry_after_ms:
+        words += ", `retry-after-ms`"
+    return words + retried
+
+
+def strict_cell(case: Case) -> str:
+    parts = []
+    if case.strict_plain is not None and case.strict_plain != case.plain:
+        parts.append(f"plain: {cell(case.strict_plain)}")
+    if case.strict_stream is not None and case.strict_stream != case.stream:
+        parts.append(f"streamed: {cell(case.strict_stream)}")
+    return "; ".join(parts) or "the same"
+
+
+def doc_rows() -> list[str]:
+    """The markdown rows, scenarios that look alike to an application sharing one."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for name, case in CASES.items():
+        plain, stream = cell(case.plain), cell(case.stream)
+        key = (plain, "the same" if stream == plain else stream, strict_cell(case))
+        groups.setdefault(key, []).append(name)
+    return [
+        "| " + ", ".join(f"`{n}`" for n in names) + " | " + " | ".join(key) + " |"
+        for key, names in groups.items()
+    ]

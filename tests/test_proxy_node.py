@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import queue
+import re
 import shutil
 import subprocess
 import tempfile
@@ -26,6 +28,7 @@ from _proxy_sdk_cases import (
     Raised,
     case_for,
     check,
+    doc_rows,
     node_class,
     play,
     proxies,
@@ -235,3 +238,93 @@ def test_a_stream_broken_after_text_raises_in_node_in_every_dialect(
     assert got["text"]
     assert len(got["requests"]) == 1
     assert sim.stats()["requests"] == 1
+
+
+def _doc_section(title: str) -> str:
+    text = DOC.read_text()
+    start = text.index(title)
+    # The next heading of level 2 or 3 (a shell comment in a code block is "# ...", never one of them).
+    ends = [at for at in (text.find("\n## ", start + 1), text.find("\n### ", start + 1)) if at >= 0]
+    return text[start : min(ends, default=len(text))]
+
+
+def _doc_block(title: str, lang: str) -> str:
+    found = re.findall(rf"```{lang}\n(.*?)```", _doc_section(title), re.S)
+    assert len(found) == 1, f"one ```{lang} block under {title!r} in {DOC}"
+    return str(found[0])
+
+
+def test_the_docs_table_is_the_table_the_tests_prove() -> None:
+    section = _doc_section("### What each failure looks like from Node and from Python")
+    marker = section.index("<!-- sdk-table")
+    rows = [line for line in section[marker:].splitlines()[3:] if line.startswith("| ")]
+    assert rows == doc_rows(), "regenerate the table from tests/_proxy_sdk_cases.py doc_rows()"
+
+
+SAFE_COMPLETE = [
+    # (scenario, stream, strict, what safeComplete returns: the fields the doc's table names)
+    ("ok", False, False, {"ok": True, "attempts": 1}),
+    ("ok", True, False, {"ok": True, "attempts": 1}),
+    ("rate_limited:1", False, False, {"ok": True, "attempts": 2}),
+    ("rate_limited:1", True, False, {"ok": True, "attempts": 2}),
+    ("quota_exceeded", False, False, {"ok": False, "code": "quota_exceeded", "kind": "hard", "status": 429}),
+    ("quota_exceeded", True, False, {"ok": False, "code": "quota_exceeded", "kind": "hard", "status": 429}),
+    ("truncated", False, False, {"ok": False, "code": "truncated", "kind": "soft", "status": 200}),
+    ("truncated", True, False, {"ok": False, "code": "truncated", "kind": "soft", "status": 200}),
+    ("truncated", False, True, {"ok": False, "code": "truncated", "kind": "soft", "status": 422}),
+    ("truncated", True, True, {"ok": False, "code": "truncated", "kind": "soft", "status": None}),
+    (
+        "incomplete_stream",
+        True,
+        False,
+        {"ok": False, "code": "incomplete_stream", "kind": "soft", "status": None},
+    ),
+    ("timeout", False, False, {"ok": False, "code": "timeout", "kind": "hard", "status": 504}),
+]
+
+
+@pytest.mark.parametrize(("scenario", "stream", "strict", "expected"), SAFE_COMPLETE)
+def test_the_docs_safe_complete_returns_every_outcome_as_a_value(
+    node: str,
+    sim: Simulator,
+    gateways: Any,
+    scenario: str,
+    stream: bool,
+    strict: bool,
+    expected: dict[str, Any],
+) -> None:
+    code = _doc_block("### `safeComplete`", "js")
+    sim.configure(scenario=scenario, retry_after_s=0.05)
+    proxy = gateways[strict, scenario == "timeout"]
+    env = {**os.environ, "GENGUARD_PROXY_URL": proxy.base_url}
+    # Evaluated as a module from tests/node, so `import "openai"` finds the locked package there.
+    run = subprocess.run([node, "--input-type=module", "-e", code, "--", *(["--stream"] if stream else [])],
+                         cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    result = json.loads(run.stdout)
+    assert {k: result.get(k) for k in expected} == expected, result
+    if result["ok"]:
+        assert result["text"]
+        assert result["model"] == "gpt-4o-mini"
+    else:
+        assert isinstance(result["message"], str)
+        # Text that arrived before a failure is kept: a truncated answer has some, an error before any has none.
+        assert bool(result["partial"]) == (result["status"] in (200, None))
+
+
+def test_the_docs_curl_examples(sim: Simulator, gateways: Any) -> None:
+    curl = shutil.which("curl")
+    if curl is None:
+        pytest.skip("curl is not installed: the docs' curl examples need it")
+    script = _doc_block("### curl", "sh").replace("http://127.0.0.1:8080/v1", gateways[False, False].base_url)
+    run = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert "x-genguard-code: ok" in [line.strip().lower() for line in lines]
+    assert "data: [DONE]" in lines
+    comment = [line for line in lines if line.startswith(": genguard ")]
+    assert len(comment) == 1
+    assert json.loads(comment[0].removeprefix(": genguard "))["ok"] is True
+    assert sim.stats()["requests"] == 2
