@@ -29,7 +29,6 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import httpx
 import orjson
@@ -84,6 +83,13 @@ def serve_genguard(upstream: str, loop: str, http: str) -> None:
         print(f"listening on http://127.0.0.1:{port}/v1", flush=True)
         await task
 
+    if loop == "auto":  # as uvicorn's own run() picks it
+        try:
+            import uvloop
+
+            loop = "uvloop"
+        except ImportError:
+            loop = "asyncio"
     if loop == "uvloop":
         import uvloop
 
@@ -217,7 +223,10 @@ def main() -> None:
     with serve(sim_args) as (sim_url, sim_pid):
         me = [py, os.path.abspath(__file__)]
         with (
-            serve([*me, "--serve-genguard", sim_url, "--loop", args.loop, "--http", args.http]) as (gg_url, gg_pid),
+            serve([*me, "--serve-genguard", sim_url, "--loop", args.loop, "--http", args.http]) as (
+                gg_url,
+                gg_pid,
+            ),
             serve([*me, "--serve-bare", sim_url]) as (bare_url, bare_pid),
         ):
             urls = {"direct": sim_url, "genguard": gg_url, "bare": bare_url}
@@ -230,9 +239,15 @@ def main() -> None:
                 print(f"{name:<10} {p50 * 1e3:8.3f} {p99 * 1e3:8.3f} {(p50 - base50) * 1e3:10.3f} "
                       f"{(p99 - base99) * 1e3:10.3f}")  # fmt: skip
             print(f"\nthroughput: {args.throughput} calls, 64 in flight")
-            rates = {name: asyncio.run(_throughput(url, args.throughput, 64)) for name, url in urls.items()}
-            for name, rate in rates.items():
-                print(f"{name:<10} {rate:9.0f} req/s  {rate / rates['direct']:.2f}x direct")
+            pids = {"direct": sim_pid, "genguard": gg_pid, "bare": bare_pid}
+            rates: dict[str, float] = {}
+            for name, url in urls.items():
+                before = cpu_seconds(pids[name])
+                rates[name] = asyncio.run(_throughput(url, args.throughput, 64))
+                cpu = (cpu_seconds(pids[name]) - before) / (args.throughput + 2)
+                what = "the simulator's" if name == "direct" else "the proxy's"
+                print(f"{name:<10} {rates[name]:9.0f} req/s  {rates[name] / rates['direct']:.2f}x direct;  "
+                      f"{what} CPU {cpu * 1e6:.0f} us per call")  # fmt: skip
             stream_model = {"genguard": gg_url, "bare": bare_url}
             print(f"\nstreams: {args.streams} streamed calls of a 2,000-word reply")
             BODY["model"] = "gpt-4o"
@@ -243,7 +258,9 @@ def main() -> None:
                 chunks = asyncio.run(_streams(url, args.streams))
                 used = cpu_seconds(pid) - before
                 per_chunk[name] = used / chunks
-                print(f"{name:<10} {chunks} chunks, {used:.2f} s CPU, {per_chunk[name] * 1e6:.1f} µs per chunk")
+                print(
+                    f"{name:<10} {chunks} chunks, {used:.2f} s CPU, {per_chunk[name] * 1e6:.1f} µs per chunk"
+                )
             print(f"genguard / bare per chunk: {per_chunk['genguard'] / per_chunk['bare']:.2f}x")
 
 
