@@ -123,3 +123,38 @@ def test_a_streamed_answer_failing_its_validator_ends_in_an_error_event_under_st
             seen.extend(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
     assert seen  # the text was sent on before the check could run; the end says it failed
     assert info.value.code == "invalid_json"
+
+
+# -- a shared rate limiter --
+
+
+class CountingGate:
+    """A gate that lets everything go and remembers what it was asked and told."""
+
+    def __init__(self) -> None:
+        self.acquired: list[int] = []
+        self.observed: list[tuple[int, bool | None]] = []
+
+    async def acquire(self, tokens: int) -> None:
+        self.acquired.append(tokens)
+
+    def observe(self, status: int, headers: Any, **kw: Any) -> None:
+        self.observed.append((status, kw.get("rate_limited")))
+
+
+def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim: Simulator) -> None:
+    import genguard
+
+    gate = CountingGate()
+    assert isinstance(gate, genguard.Gate)
+    sim.configure(scenario="rate_limited:1", retry_after_s=0.05)
+    with Proxy(upstream=sim.base_url, api_keys=(UPSTREAM,), gate=gate) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="x", timeout=10)
+        client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        other: Any = [{"role": "user", "content": "another request"}]  # the simulator's 429 is per request
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=other, stream=True))
+        client.embeddings.create(model="text-embedding-3-small", input="a cat")
+    # Each call: a 429 (a rate limit the limiter must learn from), then a 200.
+    assert gate.observed == [(429, True), (200, False)] * 3
+    assert len(gate.acquired) == 6
+    assert all(t > 0 for t in gate.acquired)  # a token estimate for each attempt
