@@ -59,6 +59,7 @@ class Raised:
     error_code: str | None = None
     retry_after_ms: str | None = None
     bug: str | None = None  # a known proxy defect: the row is what should happen, the test is xfail(strict)
+    now: str | None = None  # with a bug: what an application sees meanwhile, in the doc's words
 
     @property
     def inband(self) -> bool:
@@ -104,6 +105,19 @@ INVALID_RESPONSE_BUG = (
     "SyntaxError, the Python SDK json.JSONDecodeError, neither an APIError; should be the proxy's own 502"
 )
 
+INVALID_RESPONSE_NOW = (
+    "the HTML page as a 200: Node `SyntaxError`, Python `json.JSONDecodeError` (a known defect)"
+)
+STREAM_ERROR_BUG = (
+    "proxy/_stream.py passes the upstream's own in-stream error event on after the commit point, so the SDK "
+    "raises on it, before genguard's event: the code an app reads depends on the upstream's dialect "
+    "(server_error, the number 500 or 502, none at all) and is never genguard's stream_error"
+)
+STREAM_ERROR_NOW = (
+    "text, then `APIError` / `openai.APIError` mid-stream, carrying the upstream's own error "
+    "(`code: server_error` from an OpenAI-style upstream), not genguard's `stream_error` (a known defect)"
+)
+
 CASES: dict[str, Case] = {
     "ok": _OK,
     # Final at once: one attempt, the provider's status and body, x-should-retry false.
@@ -142,7 +156,12 @@ CASES: dict[str, Case] = {
     ),
     "invalid_response": Case(
         plain=Raised(
-            502, "invalid_response", RETRIED, error_code="invalid_response", bug=INVALID_RESPONSE_BUG
+            502,
+            "invalid_response",
+            RETRIED,
+            error_code="invalid_response",
+            bug=INVALID_RESPONSE_BUG,
+            now=INVALID_RESPONSE_NOW,
         ),
         stream=Raised(502, "invalid_response", RETRIED, error_code="invalid_response"),
         strict_plain=Raised(502, "invalid_response", RETRIED, error_code="invalid_response"),
@@ -175,8 +194,7 @@ CASES: dict[str, Case] = {
     ),
     "stream_error": Case(
         plain=Answered("error", "stream_error", RETRIED),
-        # The provider's own in-stream error event is passed on, and the SDK raises on it.
-        stream=Raised(None, "pending", error_code="server_error"),
+        stream=Raised(None, "pending", error_code="stream_error", bug=STREAM_ERROR_BUG, now=STREAM_ERROR_NOW),
         strict_plain=Raised(502, "stream_error", RETRIED, error_code="stream_error"),
     ),
     # Silent failures need the application's expectations (labels, a schema), which a chat request through
@@ -305,9 +323,6 @@ def check(seen: Seen, got: dict[str, Any], sim_requests: int, *, error_class: st
 
 # The table of docs/proxy.md ("What each failure looks like from Node and from Python") is rendered from the
 # rows above, and a test holds the doc to it, so the doc says what the tests prove.
-INVALID_RESPONSE_NOW = (
-    "the HTML page as a 200: Node `SyntaxError`, Python `json.JSONDecodeError` (a known defect)"
-)
 
 
 def cell(seen: Seen) -> str:
@@ -322,8 +337,8 @@ def cell(seen: Seen) -> str:
         if seen.code not in ("ok", "pending"):
             words += f", `x-genguard-code: {seen.code}`"
         return words + retried
-    if seen.bug:
-        return INVALID_RESPONSE_NOW
+    if seen.now:
+        return seen.now
     if seen.inband:
         return f"text, then `APIError` / `openai.APIError` mid-stream, `code: {seen.error_code}`"
     words = f"`{node_class(seen)}` / `openai.{python_class(seen)}`, {seen.status}"

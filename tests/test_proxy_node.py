@@ -9,6 +9,7 @@ once per session when ``tests/node/node_modules`` does not match ``package-lock.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import queue
@@ -24,6 +25,7 @@ from typing import IO, Any
 import pytest
 
 from _proxy_sdk_cases import (
+    STREAM_ERROR_BUG,
     UPSTREAM_KEY,
     Raised,
     case_for,
@@ -64,7 +66,8 @@ def node() -> str:
     found = shutil.which("node")
     if found is None:
         pytest.skip("node is not installed: the official Node SDK tests of the proxy need node (and npm)")
-    lock_path = Path(tempfile.gettempdir()) / f"genguard-npm-ci-{abs(hash(str(NODE_DIR)))}.lock"
+    folder = hashlib.sha256(str(NODE_DIR).encode()).hexdigest()[:16]  # the same name in every worker
+    lock_path = Path(tempfile.gettempdir()) / f"genguard-npm-ci-{folder}.lock"
     with open(lock_path, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two pytest workers never install into one folder at once
         if not _lock_matches_install():
@@ -238,6 +241,20 @@ def test_a_stream_broken_after_text_raises_in_node_in_every_dialect(
     assert got["text"]
     assert len(got["requests"]) == 1
     assert sim.stats()["requests"] == 1
+    if scenario == "incomplete_stream":
+        assert got["error"]["code"] == "incomplete_stream"
+
+
+@pytest.mark.xfail(strict=True, reason=STREAM_ERROR_BUG)
+@pytest.mark.parametrize("dialect", sorted(DIALECTS))
+def test_an_upstreams_in_stream_error_reaches_node_as_genguards_stream_error(
+    app: NodeApp, sim: Simulator, gateways: Any, dialect: str
+) -> None:
+    sim.configure(scenario="stream_error", dialect=dialect)
+    got = app.call(gateways[False, False].base_url, "stream", prompt=f"genguard's event in {dialect}")
+    assert got["text"]
+    assert got["error"]["code"] == "stream_error", got["error"]
+    assert got["error"]["type"] == "genguard_soft_failure"
 
 
 def _doc_section(title: str) -> str:
