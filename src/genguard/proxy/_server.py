@@ -13,9 +13,15 @@ from ._config import ProxyConfig
 
 
 class Proxy:
-    """A running proxy: ``start()``/``stop()`` or a context manager; ``base_url`` ends in ``/v1``.
+    """genguard proxy in a thread of this process: ``start()``/``stop()`` or a context manager.
 
-    >>> with Proxy(upstream=sim.base_url, api_keys=("sk-test",)) as proxy:  # doctest: +SKIP
+    Give a :class:`genguard.ProxyConfig`, or its fields as keywords (``upstream``, ``api_keys``,
+    ``client_keys``, ``fallbacks``, ``strict``, ``validators``, ``retry``, ``recorder``, ``gate``...).
+    It listens on ``host`` (127.0.0.1) and ``port`` (0: a free one); ``base_url`` ends in ``/v1``, to give
+    an SDK. Stopping it closes its recorder.
+
+    >>> import genguard, openai
+    >>> with genguard.Proxy(upstream=sim.base_url, api_keys=("sk-test",), strict=True) as proxy:  # doctest: +SKIP
     ...     client = openai.OpenAI(base_url=proxy.base_url, api_key="unused")
     """
 
