@@ -192,3 +192,27 @@ def test_a_body_without_a_model_is_a_400_naming_what_is_missing(proxy: Proxy) ->
     assert reply.status_code == 400
     assert "'model'" in reply.json()["error"]["message"]
     assert reply.headers["x-should-retry"] == "false"
+
+
+def test_a_form_with_a_file_is_written_again_for_the_fallback_model(sim: Simulator) -> None:
+    with Proxy(upstream=sim.base_url, api_keys=(KEY,), fallbacks=("sora-2",)) as proxy:
+        raw = sdk(proxy).videos.with_raw_response.create(
+            model="no-such-video-model",  # type: ignore[arg-type]
+            prompt="a fox",
+            input_reference=("ref.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "image/png"),
+        )
+    assert raw.parse().model == "sora-2"
+    assert raw.headers["x-genguard-attempts"] == "2"
+
+
+def test_an_image_edit_form_goes_through_the_policy(sim: Simulator, proxy: Proxy) -> None:
+    # The simulator has no edits endpoint: its 404 comes back as the provider's, named, and final for the SDK.
+    with pytest.raises(openai.NotFoundError) as info:
+        sdk(proxy).images.edit(
+            model="gpt-image-1", image=("cat.png", b"\x89PNG\r\n\x1a\n", "image/png"), prompt="hat"
+        )
+    headers = info.value.response.headers
+    assert headers["x-genguard-code"] == "not_found"
+    assert headers["x-genguard-model"] == "gpt-image-1"  # read from the form
+    assert headers["x-should-retry"] == "false"
+    assert headers["x-genguard-attempts"] == "1"  # a 404 is not retried
