@@ -225,3 +225,15 @@ def test_keys_rotate_on_auth_failure_and_never_show(sim: Simulator, caplog: pyte
     for key in (first, second):
         assert key not in seen
         assert key[9:] not in seen
+
+
+def test_a_200_that_is_no_completion_is_the_proxys_502_the_sdk_raises(sim: Simulator, proxy: Proxy) -> None:
+    # An HTML page as a 200 (a login portal, a misrouted load balancer): passed on, no SDK could read it.
+    sim.configure(scenario="invalid_response")
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk(proxy, max_retries=0).chat.completions.create(model=MODEL, messages=MSG)
+    assert info.value.status_code == 502
+    assert info.value.code == "invalid_response"
+    assert info.value.response.headers["x-should-retry"] == "false"
+    body: Any = info.value.body
+    assert "<html" in body["genguard"]["original"].lower()  # the page, for debugging

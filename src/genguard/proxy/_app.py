@@ -30,7 +30,7 @@ from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
 from ._config import ProxyConfig, ProxyExchange
-from ._outcome_http import error_body, error_status, outcome_headers
+from ._outcome_http import BROKEN_2XX, error_body, error_status, outcome_headers
 from ._upstream import Answer, KeyRing, Upstream
 
 __all__ = ["create_app", "sdk_retry_count"]
@@ -278,10 +278,11 @@ class _Proxy:
         if (
             data is not None
             and status is not None
-            and (status >= 400 or outcome.ok or not self.config.strict)
+            and (status >= 400 or outcome.ok or (not self.config.strict and outcome.code not in BROKEN_2XX))
         ):
             # The provider's own body: its error for an error status, the answer for a 200 (a soft or silent
-            # failure too, unless strict), the outcome in the headers either way.
+            # failure too, unless strict), the outcome in the headers either way. A 2xx that is no answer of
+            # the endpoint (an HTML page) is never passed on: no SDK could read it, so it is the proxy's 502.
             return Response(data, status_code=status, headers=headers, media_type=_JSON)
         return Response(error_body(outcome, data), status_code=error_status(outcome), headers=headers,
                         media_type=_JSON)  # fmt: skip

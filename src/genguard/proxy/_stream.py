@@ -59,6 +59,26 @@ def _events(pending: bytearray) -> list[bytes]:
     return out
 
 
+def _is_error_event(event: bytes) -> bool:
+    """Whether an event is the upstream's own error (``event: error``, or data that is an object with an
+    ``error``): held back, since the SDKs raise on the first error event they read and the client must read
+    genguard's, whose code does not depend on the provider's dialect (the upstream's words are in its message).
+    """
+    data: list[bytes] = []
+    for line in event.replace(b"\r\n", b"\n").replace(b"\r", b"\n").split(b"\n"):
+        field, _, value = line.partition(b":")
+        value = value.removeprefix(b" ")
+        if field == b"event" and value.strip() == b"error":
+            return True
+        if field == b"data":
+            data.append(value)
+    try:
+        parsed = orjson.loads(b"\n".join(data)) if data else None
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(parsed, dict) and parsed.get("error") is not None
+
+
 def _comment(outcome: Outcome) -> bytes:
     # The text was streamed already: repeated here it would double every stream's size.
     data = {k: v for k, v in outcome.to_dict().items() if k not in ("text", "tool_calls")}
@@ -88,9 +108,9 @@ class _Attempt:
         texts = self.reader.feed(raw)
         pending = self.pending
         pending += raw
-        if b"\r" not in pending and _DONE not in pending:
-            # The common case, LF line ends and no [DONE] yet: everything up to the last blank line goes on in
-            # one piece. Cutting event by event costs a search and a move of the rest per event, which over a
+        if b"\r" not in pending and _DONE not in pending and b"error" not in pending:
+            # The common case, LF line ends, no [DONE] and no error yet: everything up to the last blank line
+            # goes on in one piece. Cutting event by event costs a search and a move of the rest per event, which over a
             # read holding hundreds of events is quadratic.
             cut = pending.rfind(b"\n\n")
             if cut < 0:
@@ -102,7 +122,7 @@ class _Attempt:
         for event in _events(pending):
             if event.strip(b"\r\n") == _DONE:
                 self.done = True
-            else:
+            elif b"error" not in event or not _is_error_event(event):
                 out += event
         return bytes(out), bool(texts)
 
@@ -114,6 +134,8 @@ class _Attempt:
             return b""
         if rest == _DONE:
             self.done = True
+            return b""
+        if b"error" in rest and _is_error_event(rest):
             return b""
         return rest + b"\n\n"
 
