@@ -237,3 +237,11 @@ def test_a_200_that_is_no_completion_is_the_proxys_502_the_sdk_raises(sim: Simul
     assert info.value.response.headers["x-should-retry"] == "false"
     body: Any = info.value.body
     assert "<html" in body["genguard"]["original"].lower()  # the page, for debugging
+
+
+def test_a_key_the_provider_quotes_in_its_answer_is_masked() -> None:
+    from genguard.proxy._outcome_http import mask_keys
+
+    body = b'{"error": {"message": "Incorrect API key provided: sk-proxy-upstream-key-0123456789."}}'
+    assert mask_keys(body, (KEY, "sk-other")) == b'{"error": {"message": "Incorrect API key provided: ***."}}'
+    assert mask_keys(b"no key here", (KEY,)) == b"no key here"

@@ -30,7 +30,7 @@ from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
 from ._config import ProxyConfig, ProxyExchange
-from ._outcome_http import BROKEN_2XX, error_body, error_status, outcome_headers
+from ._outcome_http import BROKEN_2XX, error_body, error_status, mask_keys, outcome_headers
 from ._upstream import Answer, KeyRing, Upstream
 
 __all__ = ["create_app", "sdk_retry_count"]
@@ -228,7 +228,7 @@ class _Proxy:
             failure = Outcome.failure("auth_failed", status=401, endpoint=endpoint, message=str(exc))
             finished(failure, 401, [])
             return _error(failure, model)
-        response = self.answer(answer, model, exchange_id)
+        response = self.answer(answer, model, exchange_id, ring.keys)
         finished(answer.outcome, response.status_code, answer.timings)
         return response
 
@@ -262,18 +262,20 @@ class _Proxy:
                 task_model = data.get("model") if isinstance(data, dict) else None
         model = task_model if isinstance(task_model, str) and task_model else "unknown"
         answer.outcome = answer.outcome.with_extra(model=model)
-        response = self.answer(answer, model, exchange_id)
+        response = self.answer(answer, model, exchange_id, ring.keys)
         if self.recorder is not None:
             self.recorder.add(ProxyExchange(exchange_id, request.url.path, model, False, answer.outcome,
                                       response.status_code, time.monotonic() - started, tuple(answer.timings)))  # fmt: skip
         return response
 
-    def answer(self, answer: Answer, model: str, exchange_id: str) -> Response:
+    def answer(self, answer: Answer, model: str, exchange_id: str, keys: tuple[str, ...] = ()) -> Response:
         outcome = answer.outcome
         headers = passed_headers(answer.headers)
         headers.update(outcome_headers(outcome, model))
         headers["x-genguard-exchange-id"] = exchange_id
         data = answer.body
+        if data is not None and keys:
+            data = mask_keys(data, keys)
         status = outcome.status
         if (
             data is not None

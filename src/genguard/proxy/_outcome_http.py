@@ -85,3 +85,12 @@ def error_body(outcome: Outcome, original: bytes | None = None) -> bytes:
         }
     }
     return orjson.dumps(body)
+
+
+def mask_keys(data: bytes, keys: tuple[str, ...]) -> bytes:
+    """``data`` with every upstream key masked: a provider may quote the key it refused in its error."""
+    for key in keys:
+        raw = key.encode()
+        if raw in data:
+            data = data.replace(raw, b"***")
+    return data

@@ -29,7 +29,7 @@ from ..core.chat_stream import ChatStreamReader
 from ..core.classify import classify_http
 from ..core.headers import request_id
 from ..core.outcome import Outcome
-from ._outcome_http import error_body, error_status, outcome_headers
+from ._outcome_http import error_body, error_status, mask_keys, outcome_headers
 from ._upstream import KeyRing, Upstream
 
 _SSE = "text/event-stream"
@@ -198,6 +198,8 @@ async def stream_chat(
         await attempt_left.stack.aclose()
     headers = passed_headers(attempt.headers if attempt.status else None)
     headers.update(outcome_headers(final, model))
+    if data is not None:
+        data = mask_keys(data, ring.keys)
     if data is not None and final.status is not None and final.status >= 300:
         response = Response(data, status_code=final.status, headers=headers, media_type="application/json")
     elif attempt_left is not None and (final.ok or (final.code in _WELL_FORMED and not strict)):
