@@ -225,6 +225,7 @@ def test_a_429_is_answered_after_the_servers_wait_from_one_async_call(
     assert stats["verdict"]["ignored_retry_after"] == 0
 
 
+@pytest.mark.slow
 def test_async_calls_at_once_each_get_their_answer_and_their_own_outcome(
     sim: Simulator, gateways: Any
 ) -> None:
@@ -243,6 +244,7 @@ def test_async_calls_at_once_each_get_their_answer_and_their_own_outcome(
     assert sim.stats()["by_status"] == {"429": 20, "200": 20}
 
 
+@pytest.mark.slow
 def test_an_async_retry_after_its_own_timeout_gets_one_attempt(sim: Simulator) -> None:
     sim.configure(scenario="rate_limited", retry_after_s=0.4)
     with Proxy(upstream=sim.base_url, api_keys=(UPSTREAM_KEY,)) as proxy:
