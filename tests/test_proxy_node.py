@@ -211,12 +211,13 @@ def test_a_wait_longer_than_max_wait_is_answered_at_once_with_retry_after_ms(
     assert sim.stats()["requests"] == 1
 
 
-def test_a_node_retry_after_its_own_timeout_gets_one_attempt(app: NodeApp, sim: Simulator) -> None:
+@pytest.mark.parametrize("mode", ["plain", "stream"])
+def test_a_node_retry_after_its_own_timeout_gets_one_attempt(app: NodeApp, sim: Simulator, mode: str) -> None:
     # genguard waits out 429s longer than the SDK's 0.5 s timeout: the SDK gives up and sends the call again,
     # saying so in x-stainless-retry-count; that request gets one attempt, so the loops do not multiply.
     sim.configure(scenario="rate_limited", retry_after_s=0.4)
     with Proxy(upstream=sim.base_url, api_keys=(UPSTREAM_KEY,)) as proxy:
-        got = app.call(proxy.base_url, "plain", prompt="sdk timeout", timeout=500, maxRetries=1)
+        got = app.call(proxy.base_url, mode, prompt=f"sdk timeout {mode}", timeout=500, maxRetries=1)
     assert not got["ok"], got
     assert [r["retryCount"] for r in got["requests"]] == ["0", "1"]
     assert "status" not in got["requests"][0]  # the first one timed out in the SDK
@@ -345,3 +346,26 @@ def test_the_docs_curl_examples(sim: Simulator, gateways: Any) -> None:
     assert len(comment) == 1
     assert json.loads(comment[0].removeprefix(": genguard "))["ok"] is True
     assert sim.stats()["requests"] == 2
+
+
+TOOL = {
+    "type": "function",
+    "function": {
+        "name": "lookup",
+        "parameters": {"type": "object", "properties": {"q": {"type": "string"}}, "required": ["q"]},
+    },
+}
+
+
+@pytest.mark.parametrize("mode", ["plain", "stream"])
+def test_a_tool_call_reaches_node_whole(app: NodeApp, sim: Simulator, gateways: Any, mode: str) -> None:
+    # A streamed answer of tool calls only has no text to commit on: the proxy holds it to its end and sends it
+    # whole, and the Node SDK joins the argument pieces as from any provider.
+    got = app.call(gateways[False, False].base_url, mode, prompt=f"tool {mode}", tools=[TOOL])
+    assert got["ok"], got
+    assert got["finish"] == "tool_calls"
+    assert [c["name"] for c in got["toolCalls"]] == ["lookup"]
+    assert isinstance(json.loads(got["toolCalls"][0]["arguments"])["q"], str)
+    assert got["headers"]["x-genguard-code"] == "ok"  # held to its end: the outcome was known when sent
+    assert len(got["requests"]) == 1
+    assert sim.stats()["requests"] == 1

@@ -245,10 +245,11 @@ def test_async_calls_at_once_each_get_their_answer_and_their_own_outcome(
 
 
 @pytest.mark.slow
-def test_an_async_retry_after_its_own_timeout_gets_one_attempt(sim: Simulator) -> None:
+@pytest.mark.parametrize("mode", ["plain", "stream"])
+def test_an_async_retry_after_its_own_timeout_gets_one_attempt(sim: Simulator, mode: str) -> None:
     sim.configure(scenario="rate_limited", retry_after_s=0.4)
     with Proxy(upstream=sim.base_url, api_keys=(UPSTREAM_KEY,)) as proxy:
-        got = call("async", proxy.base_url, "plain", "async sdk timeout", timeout=0.5, max_retries=1)
+        got = call("async", proxy.base_url, mode, f"async sdk timeout {mode}", timeout=0.5, max_retries=1)
     assert not got["ok"], got
     assert [r["retryCount"] for r in got["requests"]] == ["0", "1"]
     assert "status" not in got["requests"][0]  # the first one timed out in the SDK

@@ -3,7 +3,8 @@
 //   node call.mjs BASE_URL [plain|stream] [PROMPT]   one call, one JSON line
 //   node call.mjs                                    one call per JSON line read on stdin, one JSON line each
 //
-// A stdin line is {"baseURL", "mode": "plain"|"stream", "prompt", "model"?, "maxRetries"?, "timeout"? (ms)};
+// A stdin line is {"baseURL", "mode": "plain"|"stream", "prompt", "model"?, "maxRetries"?, "timeout"? (ms),
+// "tools"? (passed on as the request's tools; the answer then carries "toolCalls": [{name, arguments}])};
 // the SDK's own retries stay at its default (2) unless maxRetries says otherwise. Each answer line is
 // {"ok": true, "text", "finish", "chunks", ...} or {"ok": false, "error": {"class", "status", "code", ...}},
 // with the genguard headers of the answer and "requests": every HTTP request the SDK made for the call
@@ -41,7 +42,7 @@ function countingFetch(log) {
   };
 }
 
-async function call({ baseURL, mode = "plain", prompt = "Hello from node", model = "gpt-4o-mini", maxRetries, timeout = 20000 }) {
+async function call({ baseURL, mode = "plain", prompt = "Hello from node", model = "gpt-4o-mini", maxRetries, timeout = 20000, tools }) {
   const requests = [];
   const client = new OpenAI({
     baseURL, apiKey: "sk-node-app-key", timeout, fetch: countingFetch(requests),
@@ -53,10 +54,12 @@ async function call({ baseURL, mode = "plain", prompt = "Hello from node", model
   let chunks = 0;
   let text = "";
   let finish = null;
+  const toolCalls = [];
+  const request = { model, messages, ...(tools ? { tools } : {}) };
   try {
     if (mode === "stream") {
       const { data: stream, response } = await client.chat.completions
-        .create({ model, messages, stream: true })
+        .create({ ...request, stream: true })
         .withResponse();
       out.headers = pick(response.headers);
       for await (const chunk of stream) {
@@ -64,15 +67,24 @@ async function call({ baseURL, mode = "plain", prompt = "Hello from node", model
         for (const choice of chunk.choices) {
           text += choice.delta?.content ?? "";
           finish = choice.finish_reason ?? finish;
+          for (const part of choice.delta?.tool_calls ?? []) {
+            // A tool call streams as pieces of its arguments, joined by the call's index.
+            const call = (toolCalls[part.index] ??= { name: "", arguments: "" });
+            call.name += part.function?.name ?? "";
+            call.arguments += part.function?.arguments ?? "";
+          }
         }
       }
     } else {
-      const { data, response } = await client.chat.completions.create({ model, messages }).withResponse();
+      const { data, response } = await client.chat.completions.create(request).withResponse();
       out.headers = pick(response.headers);
       text = data.choices[0].message.content;
       finish = data.choices[0].finish_reason;
+      for (const c of data.choices[0].message.tool_calls ?? []) {
+        toolCalls.push({ name: c.function.name, arguments: c.function.arguments });
+      }
     }
-    Object.assign(out, { ok: true, text, finish, chunks });
+    Object.assign(out, { ok: true, text, finish, chunks, toolCalls });
   } catch (err) {
     out.ok = false;
     out.chunks = chunks;
