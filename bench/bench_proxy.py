@@ -231,15 +231,21 @@ def main() -> None:
         ):
             urls = {"direct": sim_url, "genguard": gg_url, "bare": bare_url}
             print(f"loop={args.loop} http={args.http}; {args.calls} sequential calls each, interleaved")
+            pids = {"direct": sim_pid, "genguard": gg_pid, "bare": bare_pid}
+            cpu0 = {name: cpu_seconds(pid) for name, pid in pids.items()}
             times = latency(urls, args.calls)
-            print(f"{'contender':<10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10}")
+            # Each server's CPU over the phase, per call it served (direct's simulator served them all).
+            served = {"direct": 3 * (args.calls + 20), "genguard": args.calls + 20, "bare": args.calls + 20}
+            cpu = {name: (cpu_seconds(pid) - cpu0[name]) / served[name] for name, pid in pids.items()}
+            print(
+                f"{'contender':<10} {'p50 ms':>8} {'p99 ms':>8} {'added p50':>10} {'added p99':>10} {'CPU/call':>9}"
+            )
             base50, base99 = percentile(times["direct"], 0.5), percentile(times["direct"], 0.99)
             for name, values in times.items():
                 p50, p99 = percentile(values, 0.5), percentile(values, 0.99)
                 print(f"{name:<10} {p50 * 1e3:8.3f} {p99 * 1e3:8.3f} {(p50 - base50) * 1e3:10.3f} "
-                      f"{(p99 - base99) * 1e3:10.3f}")  # fmt: skip
+                      f"{(p99 - base99) * 1e3:10.3f} {cpu[name] * 1e6:6.0f} us")  # fmt: skip
             print(f"\nthroughput: {args.throughput} calls, 64 in flight")
-            pids = {"direct": sim_pid, "genguard": gg_pid, "bare": bare_pid}
             rates: dict[str, float] = {}
             for name, url in urls.items():
                 before = cpu_seconds(pids[name])
