@@ -82,15 +82,20 @@ def test_a_journal_folder_goes_on_after_a_restart(sim: Simulator, tmp_path: Path
 
 @pytest.mark.slow
 def test_the_command_records_with_journal(sim: Simulator, tmp_path: Path) -> None:
+    import os
     import signal
 
+    # The client key from the environment, as a service manager would give it.
+    env = {**os.environ, "GENGUARD_PROXY_CLIENT_KEY": "gg-env-client-key,gg-another"}
     command = [sys.executable, "-m", "genguard", "proxy", "--upstream", sim.base_url, "--port", "0",
                "--api-key", KEY, "--journal", str(tmp_path)]  # fmt: skip
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         assert proc.stdout is not None
         base_url = proc.stdout.readline().strip().removeprefix("listening on ")
-        client = openai.OpenAI(base_url=base_url, api_key="x", timeout=10)
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base_url, api_key="x", timeout=10).models.list()
+        client = openai.OpenAI(base_url=base_url, api_key="gg-another", timeout=10)
         client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
     finally:
         proc.send_signal(signal.SIGINT)
