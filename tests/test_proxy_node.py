@@ -15,6 +15,7 @@ import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -286,6 +287,7 @@ SAFE_COMPLETE = [
     ("rate_limited:1", False, False, {"ok": True, "attempts": 2}),
     ("rate_limited:1", True, False, {"ok": True, "attempts": 2}),
     ("quota_exceeded", False, False, {"ok": False, "code": "quota_exceeded", "kind": "hard", "status": 429}),
+    ("rate_limited", False, False, {"ok": False, "code": "rate_limited", "status": 429, "retryAfterMs": 50}),
     ("quota_exceeded", True, False, {"ok": False, "code": "quota_exceeded", "kind": "hard", "status": 429}),
     ("truncated", False, False, {"ok": False, "code": "truncated", "kind": "soft", "status": 200}),
     ("truncated", True, False, {"ok": False, "code": "truncated", "kind": "soft", "status": 200}),
@@ -298,6 +300,8 @@ SAFE_COMPLETE = [
         {"ok": False, "code": "incomplete_stream", "kind": "soft", "status": None},
     ),
     ("timeout", False, False, {"ok": False, "code": "timeout", "kind": "hard", "status": 504}),
+    # No proxy listening: the SDK's own connection error, after its own retries.
+    (None, False, False, {"ok": False, "code": "connection_error", "kind": "hard", "status": None}),
 ]
 
 
@@ -306,15 +310,20 @@ def test_the_docs_safe_complete_returns_every_outcome_as_a_value(
     node: str,
     sim: Simulator,
     gateways: Any,
-    scenario: str,
+    scenario: str | None,
     stream: bool,
     strict: bool,
     expected: dict[str, Any],
 ) -> None:
     code = _doc_block("### `safeComplete`", "js")
-    sim.configure(scenario=scenario, retry_after_s=0.05)
-    proxy = gateways[strict, scenario == "timeout"]
-    env = {**os.environ, "GENGUARD_PROXY_URL": proxy.base_url}
+    if scenario is None:
+        with socket.socket() as free:  # a port nothing listens on once it is closed
+            free.bind(("127.0.0.1", 0))
+            base_url = f"http://127.0.0.1:{free.getsockname()[1]}/v1"
+    else:
+        sim.configure(scenario=scenario, retry_after_s=0.05)
+        base_url = gateways[strict, scenario == "timeout"].base_url
+    env = {**os.environ, "GENGUARD_PROXY_URL": base_url}
     # Evaluated as a module from tests/node, so `import "openai"` finds the locked package there.
     run = subprocess.run([node, "--input-type=module", "-e", code, "--", *(["--stream"] if stream else [])],
                          cwd=NODE_DIR, env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -326,8 +335,10 @@ def test_the_docs_safe_complete_returns_every_outcome_as_a_value(
         assert result["model"] == "gpt-4o-mini"
     else:
         assert isinstance(result["message"], str)
-        # Text that arrived before a failure is kept: a truncated answer has some, an error before any has none.
-        assert bool(result["partial"]) == (result["status"] in (200, None))
+        # Text that arrived before a failure is kept: a truncated answer or a stream broken mid-way has some,
+        # an error before any text has none.
+        midway = result["status"] == 200 or (result["status"] is None and scenario is not None)
+        assert bool(result["partial"]) == midway, result
 
 
 def test_the_docs_curl_examples(sim: Simulator, gateways: Any) -> None:
