@@ -216,3 +216,15 @@ def test_an_image_edit_form_goes_through_the_policy(sim: Simulator, proxy: Proxy
     assert headers["x-genguard-model"] == "gpt-image-1"  # read from the form
     assert headers["x-should-retry"] == "false"
     assert headers["x-genguard-attempts"] == "1"  # a 404 is not retried
+
+
+def test_images_and_videos_without_a_model_go_to_the_providers_default(sim: Simulator, proxy: Proxy) -> None:
+    raw = sdk(proxy).images.with_raw_response.generate(prompt="a red fox", response_format="url")
+    assert raw.parse().data
+    assert raw.headers["x-genguard-model"] == "(default)"
+    video = sdk(proxy).videos.with_raw_response.create(prompt="a fox running")
+    assert video.parse().model == "sora-2"  # the simulator's default
+    assert video.headers["x-genguard-model"] == "sora-2"  # named by the provider's own answer
+    assert video.headers["x-genguard-code"] == "ok"
+    reply = httpx.post(proxy.base_url + "/embeddings", json={"input": "hi"})
+    assert reply.status_code == 400  # an embedding names its model

@@ -48,6 +48,8 @@ _HOP_RESPONSE = frozenset(
 # Of a provider's answer, not passed on to the client: hop headers, the ones the proxy writes itself (its body
 # may be its own), and the provider's retry verdict, which genguard's replaces.
 _NOT_PASSED = _HOP_RESPONSE | {"content-type", "date", "server", "x-should-retry", "set-cookie"}
+DEFAULT_MODEL = "(default)"
+"""The model named in headers and the record for an image or video request that names none."""
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _WHAT = {
     "chat": "a JSON object with a 'model' (a model name) and 'messages'",
@@ -180,15 +182,21 @@ class _Proxy:
                 if fallbacks:
                     reencode = await _form_encoder(form)
             model = named if isinstance(named, str) and named else None
+            well_formed = True
         else:
             content_type = _JSON
             try:
                 parsed = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 parsed = None
+            well_formed = isinstance(parsed, dict)
             named = parsed.get("model") if isinstance(parsed, dict) else None
             model = named if isinstance(named, str) and named else None
-            body = parsed if model is not None else None
+            body = parsed if well_formed else None
+        if model is None and well_formed and endpoint in ("image", "video") and named is None:
+            # Images and video tasks may leave the model to the provider's default: sent as they came (a
+            # fallback names its model), labelled DEFAULT_MODEL in the headers and the record.
+            model = DEFAULT_MODEL
         if model is None:
             failure = Outcome.failure(
                 "bad_request", status=400, endpoint=endpoint, message=f"the body must be {_WHAT[endpoint]}"
@@ -202,10 +210,11 @@ class _Proxy:
         stream = endpoint == "chat" and body is not None and bool(body.get("stream"))
         validators = self.validators_for(model) if endpoint == "chat" else ()
         url_path = request.scope["path"]
+        asked: str = model
 
         def finished(outcome: Outcome, status: int, timings: list[tuple[float, float]]) -> None:
             if self.recorder is not None:
-                self.recorder.add(ProxyExchange(exchange_id, url_path, model, stream, outcome, status,
+                self.recorder.add(ProxyExchange(exchange_id, url_path, asked, stream, outcome, status,
                                           time.monotonic() - started, tuple(timings)))  # fmt: skip
 
         try:
@@ -228,6 +237,11 @@ class _Proxy:
             failure = Outcome.failure("auth_failed", status=401, endpoint=endpoint, message=str(exc))
             finished(failure, 401, [])
             return _error(failure, model)
+        if model == DEFAULT_MODEL and answer.outcome.extra.get("model") == DEFAULT_MODEL:
+            named = _model_in(answer.body)  # the provider's default, when its answer says which
+            if named is not None:
+                model = named
+                answer.outcome = answer.outcome.with_extra(model=named)
         response = self.answer(answer, model, exchange_id, ring.keys)
         finished(answer.outcome, response.status_code, answer.timings)
         return response
@@ -255,12 +269,7 @@ class _Proxy:
             return _error(
                 Outcome.failure("auth_failed", status=401, endpoint="video", message=str(exc)), "unknown"
             )
-        task_model: Any = None
-        if answer.body is not None:
-            with contextlib.suppress(orjson.JSONDecodeError):
-                data = orjson.loads(answer.body)
-                task_model = data.get("model") if isinstance(data, dict) else None
-        model = task_model if isinstance(task_model, str) and task_model else "unknown"
+        model = _model_in(answer.body) or "unknown"
         answer.outcome = answer.outcome.with_extra(model=model)
         response = self.answer(answer, model, exchange_id, ring.keys)
         if self.recorder is not None:
@@ -332,6 +341,18 @@ class _Proxy:
             self.recorder.close()
 
 
+def _model_in(body: bytes | None) -> str | None:
+    """The ``model`` a JSON answer names, if any."""
+    if not body:
+        return None
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    named = data.get("model") if isinstance(data, dict) else None
+    return named if isinstance(named, str) and named else None
+
+
 async def _form_encoder(form: Any) -> Callable[[str], tuple[bytes, str]]:
     """How to write ``form`` again with another model: (the bytes, their content type with its boundary)."""
     fields: list[tuple[str, str]] = []
@@ -343,9 +364,10 @@ async def _form_encoder(form: Any) -> Callable[[str], tuple[bytes, str]]:
             files.append((name, (value.filename, await value.read(), value.content_type)))
 
     def encode(model: str) -> tuple[bytes, str]:
-        data: dict[str, list[str]] = {}
+        data: dict[str, list[str]] = {"model": [model]}
         for k, v in fields:
-            data.setdefault(k, []).append(model if k == "model" else v)
+            if k != "model":
+                data.setdefault(k, []).append(v)
         request = httpx.Request("POST", "http://form.invalid/", data=data, files=files or None)
         return request.read(), request.headers["content-type"]
 
