@@ -14,6 +14,7 @@ Measures:
 2. throughput: N plain calls with 64 in flight (aiohttp client), requests per second, ratio to direct.
 3. per streamed chunk: S streamed calls of a long reply through genguard and through bare; the proxy process's
    CPU time (user + system, from /proc) divided by the chunks the client received.
+4. the proxy's own logic per plain call (parse, retry loop, classification, headers), the network taken out.
 
 Run: ``.venv/bin/python bench/bench_proxy.py`` (``--calls``, ``--throughput``, ``--streams``, ``--loop``).
 The machine may be shared: figures are noisy; the ratios in one run are what to read.
@@ -29,6 +30,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import orjson
@@ -196,6 +198,41 @@ async def _streams(url: str, n: int) -> int:
     return events
 
 
+def logic_cost(n: int = 20000) -> float:
+    """CPU seconds per call of what the proxy itself does (parse the request, the retry loop, classify the
+    answer, the headers) with the network taken out: an upstream that answers at once from memory."""
+    from genguard.client.retry import RetryPolicy
+    from genguard.proxy._app import passed_headers
+    from genguard.proxy._outcome_http import outcome_headers
+    from genguard.proxy._upstream import KeyRing, Upstream
+
+    reply = orjson.dumps({
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": REPLY}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 8, "total_tokens": 13},
+    })  # fmt: skip
+    headers = {"content-type": "application/json", "x-request-id": "req_1", "openai-processing-ms": "5"}
+
+    class Memory:
+        async def exchange(self, *args: Any) -> tuple[int, dict[str, str], bytes]:
+            return 200, headers, reply
+
+    upstream = Upstream("http://127.0.0.1:9/v1", timeout=60, stall_timeout=30)
+    upstream.wire = Memory()  # type: ignore[assignment]
+    ring, policy, raw = KeyRing((KEY,)), RetryPolicy(), orjson.dumps(BODY)
+
+    async def run() -> float:
+        started = time.process_time()
+        for _ in range(n):
+            body = orjson.loads(raw)
+            answer = await upstream.call("POST", "/chat/completions", raw, body, endpoint="chat",
+                                         models=(BODY["model"],), ring=ring, policy=policy)  # fmt: skip
+            passed_headers(answer.headers).update(outcome_headers(answer.outcome, "gpt-4o-mini"))
+        return (time.process_time() - started) / n
+
+    return asyncio.run(run())
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -268,6 +305,7 @@ def main() -> None:
                     f"{name:<10} {chunks} chunks, {used:.2f} s CPU, {per_chunk[name] * 1e6:.1f} µs per chunk"
                 )
             print(f"genguard / bare per chunk: {per_chunk['genguard'] / per_chunk['bare']:.2f}x")
+    print(f"\nthe proxy's own logic, no network: {logic_cost() * 1e6:.0f} us CPU per plain call")
 
 
 if __name__ == "__main__":
