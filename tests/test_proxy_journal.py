@@ -102,3 +102,25 @@ def test_the_command_records_with_journal(sim: Simulator, tmp_path: Path) -> Non
         _, err = proc.communicate(timeout=15)
     assert KEY not in err
     assert report(tmp_path)["lines"]["ok"] == 1
+
+
+def test_exchanges_a_killed_proxy_never_recorded_do_not_take_the_next_ones_place(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    from genguard.bulk.journal import SQLiteJournal
+    from genguard.bulk.model import Line, line_key
+
+    # What a proxy killed between loading its exchanges and recording them leaves behind.
+    with SQLiteJournal(tmp_path / "journal.sqlite") as journal:
+        body = {"model": "m", "stream": False}
+        journal.load([Line(f"px_dead_{i}", "/v1/chat/completions", body, i, "proxy",
+                           line_key("/v1/chat/completions", body)) for i in (1, 2)])  # fmt: skip
+        journal.commit()
+    with Proxy(upstream=sim.base_url, api_keys=(KEY,), recorder=ProxyJournal(tmp_path)) as proxy:
+        client = openai.OpenAI(base_url=proxy.base_url, api_key="x")
+        for _ in range(3):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+    lines = report(tmp_path)["lines"]
+    assert lines["ok"] == 3  # every exchange of this proxy recorded
+    assert lines["in_flight"] == 2  # the two whose outcome is unknown, counted as not finished
+    assert lines["pending"] == 0

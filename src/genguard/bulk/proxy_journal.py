@@ -35,6 +35,7 @@ log = logging.getLogger("genguard.proxy")
 
 _BATCH = 256
 _EVERY_S = 0.05
+_NEVER = 1e12  # seconds: a lease no clock reaches
 
 
 class ProxyJournal:
@@ -58,7 +59,13 @@ class ProxyJournal:
         if upstream:
             self._journal.set_meta({"source": "genguard proxy", "upstream": mask_url(upstream)})
         # Lines are never removed: a journal used before goes on after its last line.
-        self._number = self._journal.counts().total
+        counts = self._journal.counts()
+        self._number = counts.total
+        if counts.pending:
+            # Exchanges a stopped proxy loaded but never recorded (killed between the two): their outcome is
+            # unknown. Parked in flight for good, so the report counts them as not finished and no later claim
+            # takes them in place of this proxy's own.
+            self._journal.claim(counts.pending, worker="proxy-unrecorded", lease_s=_NEVER)
         self._queue: queue.SimpleQueue[ProxyExchange | None] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="genguard-proxy-journal", daemon=True)
         self._thread.start()
@@ -106,7 +113,8 @@ class ProxyJournal:
             lines.append(Line(x.exchange_id, x.path, body, self._number, "proxy", line_key(x.path, body)))
         journal.load(lines)
         journal.commit()
-        claimed = {c.custom_id: c for c in journal.claim(len(lines), worker="proxy", lease_s=3600)}
+        # A lease that never ends: a line left in flight by a killed proxy is never claimed again (see above).
+        claimed = {c.custom_id: c for c in journal.claim(len(lines), worker="proxy", lease_s=_NEVER)}
         results: list[Result] = []
         for x in batch:
             c = claimed.get(x.exchange_id)
