@@ -124,3 +124,43 @@ def test_exchanges_a_killed_proxy_never_recorded_do_not_take_the_next_ones_place
     assert lines["ok"] == 3  # every exchange of this proxy recorded
     assert lines["in_flight"] == 2  # the two whose outcome is unknown, counted as not finished
     assert lines["pending"] == 0
+
+
+@pytest.mark.slow
+def test_a_proxy_killed_mid_traffic_leaves_a_journal_the_report_reads(sim: Simulator, tmp_path: Path) -> None:
+    import signal
+    import threading
+
+    command = [sys.executable, "-m", "genguard", "proxy", "--upstream", sim.base_url, "--port", "0",
+               "--api-key", KEY, "--journal", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    answered: list[int] = []
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip().removeprefix("listening on ")
+
+        def traffic() -> None:
+            client = openai.OpenAI(base_url=base_url, api_key="x", timeout=5, max_retries=0)
+            while True:
+                try:
+                    client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+                except openai.APIConnectionError:
+                    return
+                answered.append(1)
+
+        workers = [threading.Thread(target=traffic) for _ in range(4)]
+        for w in workers:
+            w.start()
+        while len(answered) < 40:
+            threading.Event().wait(0.01)
+        threading.Event().wait(0.5)  # the writer commits every 50 ms: some lines are surely written by now
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    for w in workers:
+        w.join(10)
+    lines = report(tmp_path)["lines"]
+    # What was recorded is whole; at most the last ~50 ms of answers were still queued.
+    assert 0 < lines["ok"] <= len(answered)
+    assert lines["failed"] == 0
+    assert lines["pending"] == 0
