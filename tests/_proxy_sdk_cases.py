@@ -342,3 +342,11 @@ def doc_rows() -> list[str]:
         "| " + ", ".join(f"`{n}`" for n in names) + " | " + " | ".join(key) + " |"
         for key, names in groups.items()
     ]
+
+
+SHORT_KEY_BUG = (
+    "proxy/_outcome_http.py mask_keys replaces every occurrence of an upstream key in every body the proxy "
+    "passes on, 200 answers included, whatever the key's length: a local server's dummy key (none, EMPTY, x) "
+    "rewrites the answer's text ('I have none of them' -> 'I have *** of them'), and a key equal to a JSON "
+    "name (content) renames the field, so the SDK sees a message without content"
+)

@@ -18,6 +18,7 @@ import pytest
 
 from _proxy_sdk_cases import (
     CASES,
+    SHORT_KEY_BUG,
     UPSTREAM_KEY,
     Raised,
     case_for,
@@ -269,3 +270,14 @@ def test_a_wait_longer_than_max_wait_is_answered_at_once(sim: Simulator, sdk: st
     assert got["error"]["headers"]["retry-after-ms"] == "30000"
     assert len(got["requests"]) == 1
     assert sim.stats()["requests"] == 1
+
+
+@pytest.mark.xfail(strict=True, reason=SHORT_KEY_BUG)
+@pytest.mark.parametrize("key", ["none", "content"])
+def test_a_dummy_upstream_key_leaves_the_answer_as_the_upstream_sent_it(sim: Simulator, key: str) -> None:
+    reply = "I have none of them, and the content is fine"
+    sim.configure(reply=reply)
+    with Proxy(upstream=sim.base_url, api_keys=(key,)) as proxy:
+        got = call("async", proxy.base_url, "plain", f"async dummy key {key}")
+    assert got["ok"], got
+    assert got["text"] == reply
