@@ -239,9 +239,28 @@ def test_a_200_that_is_no_completion_is_the_proxys_502_the_sdk_raises(sim: Simul
     assert "<html" in body["genguard"]["original"].lower()  # the page, for debugging
 
 
-def test_a_key_the_provider_quotes_in_its_answer_is_masked() -> None:
+def test_a_key_the_provider_quotes_in_its_error_is_masked() -> None:
     from genguard.proxy._outcome_http import mask_keys
 
     body = b'{"error": {"message": "Incorrect API key provided: sk-proxy-upstream-key-0123456789."}}'
-    assert mask_keys(body, (KEY, "sk-other")) == b'{"error": {"message": "Incorrect API key provided: ***."}}'
-    assert mask_keys(b"no key here", (KEY,)) == b"no key here"
+    assert (
+        mask_keys(body, (KEY, "sk-other"), 401)
+        == b'{"error": {"message": "Incorrect API key provided: ***."}}'
+    )
+    assert mask_keys(b"no key here", (KEY,), 401) == b"no key here"
+
+
+@pytest.mark.parametrize("key", ["none", "content", "EMPTY"])
+def test_a_dummy_upstream_key_leaves_answers_as_sent(sim: Simulator, key: str) -> None:
+    # Local servers take any key; their guides use none or EMPTY. Masking those would rewrite the answers.
+    reply = "I have none of them, and the content is fine"
+    sim.configure(reply=reply)
+    with Proxy(upstream=sim.base_url, api_keys=(key,)) as proxy:
+        completion = sdk(proxy).chat.completions.create(model=MODEL, messages=MSG)
+        chunks = list(sdk(proxy).chat.completions.create(model=MODEL, messages=MSG, stream=True))
+    assert completion.choices[0].message.content == reply
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply
+    # The error body of a refused key is masked only for keys long enough to be one.
+    from genguard.proxy._outcome_http import mask_keys
+
+    assert mask_keys(b'{"error": "none of it"}', (key,), 401) == b'{"error": "none of it"}'

@@ -283,9 +283,9 @@ class _Proxy:
         headers.update(outcome_headers(outcome, model))
         headers["x-genguard-exchange-id"] = exchange_id
         data = answer.body
-        if data is not None and keys:
-            data = mask_keys(data, keys)
         status = outcome.status
+        if data is not None and keys:
+            data = mask_keys(data, keys, answer.status)
         if (
             data is not None
             and status is not None

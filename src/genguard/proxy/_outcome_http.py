@@ -87,10 +87,19 @@ def error_body(outcome: Outcome, original: bytes | None = None) -> bytes:
     return orjson.dumps(body)
 
 
-def mask_keys(data: bytes, keys: tuple[str, ...]) -> bytes:
-    """``data`` with every upstream key masked: a provider may quote the key it refused in its error."""
+MIN_SECRET = 8
+"""Keys shorter than this are not masked in bodies: a local server's dummy key (``none``, ``EMPTY``, ``x``) is
+no secret, and masking it would rewrite the answer's words (or its JSON names) everywhere it occurs."""
+
+
+def mask_keys(data: bytes, keys: tuple[str, ...], status: int | None) -> bytes:
+    """An error body (``status`` not 2xx) with every upstream key of ``MIN_SECRET`` characters or more masked:
+    a provider may quote the key it refused. An answer (2xx) is passed on as the provider sent it."""
+    if status is not None and status < 300:
+        return data
     for key in keys:
-        raw = key.encode()
-        if raw in data:
-            data = data.replace(raw, b"***")
+        if len(key) >= MIN_SECRET:
+            raw = key.encode()
+            if raw in data:
+                data = data.replace(raw, b"***")
     return data

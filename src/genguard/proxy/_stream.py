@@ -199,7 +199,7 @@ async def stream_chat(
     headers = passed_headers(attempt.headers if attempt.status else None)
     headers.update(outcome_headers(final, model))
     if data is not None:
-        data = mask_keys(data, ring.keys)
+        data = mask_keys(data, ring.keys, final.status)
     if data is not None and final.status is not None and final.status >= 300:
         response = Response(data, status_code=final.status, headers=headers, media_type="application/json")
     elif attempt_left is not None and (final.ok or (final.code in _WELL_FORMED and not strict)):
