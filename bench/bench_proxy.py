@@ -74,7 +74,7 @@ def serve_genguard(upstream: str, loop: str, http: str) -> None:
 
     app = create_app(ProxyConfig(upstream=upstream, api_keys=(KEY,)))
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", access_log=False, loop=loop,
-                            http=http, lifespan="on")  # fmt: skip
+                            http=http, lifespan="on", proxy_headers=False, server_header=False)  # fmt: skip
     server = uvicorn.Server(config)
 
     async def main() -> None:

@@ -49,6 +49,9 @@ class Proxy:
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="on",
             timeout_graceful_shutdown=1, timeout_keep_alive=30,
+            # No proxy stands in front of this one (it listens on loopback): X-Forwarded-* is not read. No Server
+            # header: it would name uvicorn to clients that talk to a provider.
+            proxy_headers=False, server_header=False,
         )  # fmt: skip
         server = uvicorn.Server(config)
         failed: list[BaseException] = []
