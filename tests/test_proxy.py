@@ -225,3 +225,42 @@ def test_keys_rotate_on_auth_failure_and_never_show(sim: Simulator, caplog: pyte
     for key in (first, second):
         assert key not in seen
         assert key[9:] not in seen
+
+
+def test_a_200_that_is_no_completion_is_the_proxys_502_the_sdk_raises(sim: Simulator, proxy: Proxy) -> None:
+    # An HTML page as a 200 (a login portal, a misrouted load balancer): passed on, no SDK could read it.
+    sim.configure(scenario="invalid_response")
+    with pytest.raises(openai.APIStatusError) as info:
+        sdk(proxy, max_retries=0).chat.completions.create(model=MODEL, messages=MSG)
+    assert info.value.status_code == 502
+    assert info.value.code == "invalid_response"
+    assert info.value.response.headers["x-should-retry"] == "false"
+    body: Any = info.value.body
+    assert "<html" in body["genguard"]["original"].lower()  # the page, for debugging
+
+
+def test_a_key_the_provider_quotes_in_its_error_is_masked() -> None:
+    from genguard.proxy._outcome_http import mask_keys
+
+    body = b'{"error": {"message": "Incorrect API key provided: sk-proxy-upstream-key-0123456789."}}'
+    assert (
+        mask_keys(body, (KEY, "sk-other"), 401)
+        == b'{"error": {"message": "Incorrect API key provided: ***."}}'
+    )
+    assert mask_keys(b"no key here", (KEY,), 401) == b"no key here"
+
+
+@pytest.mark.parametrize("key", ["none", "content", "EMPTY"])
+def test_a_dummy_upstream_key_leaves_answers_as_sent(sim: Simulator, key: str) -> None:
+    # Local servers take any key; their guides use none or EMPTY. Masking those would rewrite the answers.
+    reply = "I have none of them, and the content is fine"
+    sim.configure(reply=reply)
+    with Proxy(upstream=sim.base_url, api_keys=(key,)) as proxy:
+        completion = sdk(proxy).chat.completions.create(model=MODEL, messages=MSG)
+        chunks = list(sdk(proxy).chat.completions.create(model=MODEL, messages=MSG, stream=True))
+    assert completion.choices[0].message.content == reply
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == reply
+    # The error body of a refused key is masked only for keys long enough to be one.
+    from genguard.proxy._outcome_http import mask_keys
+
+    assert mask_keys(b'{"error": "none of it"}', (key,), 401) == b'{"error": "none of it"}'

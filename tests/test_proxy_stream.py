@@ -116,7 +116,7 @@ def test_events_are_passed_on_whole_in_every_line_ending_and_done_is_held(end: s
 
     chunk = '{"choices":[{"index":0,"delta":{"content":"Hi"},"finish_reason":null}]}'
     wire = f"data: {chunk}{end}{end}: keep-alive{end}{end}data: [DONE]{end}{end}".encode()
-    attempt = _Attempt(None, contextlib.AsyncExitStack())  # type: ignore[arg-type]
+    attempt = _Attempt(contextlib.AsyncExitStack())
     attempt.reader = ChatStreamReader(status=200, headers={})
     sent = b""
     has_text = False
@@ -136,7 +136,7 @@ def test_a_last_event_without_its_blank_line_is_still_passed_on() -> None:
     from genguard.core.chat_stream import ChatStreamReader
     from genguard.proxy._stream import _Attempt
 
-    attempt = _Attempt(None, contextlib.AsyncExitStack())  # type: ignore[arg-type]
+    attempt = _Attempt(contextlib.AsyncExitStack())
     attempt.reader = ChatStreamReader(status=200, headers={})
     assert attempt.take(b'data: {"choices":[]}')[0] == b""
     assert attempt.flush() == b'data: {"choices":[]}\n\n'
@@ -169,3 +169,38 @@ def test_a_streamed_request_that_is_an_sdk_retry_gets_one_attempt(sim: Simulator
     assert reply.headers["x-should-retry"] == "false"
     assert reply.headers["retry-after-ms"] == "200"
     assert sim.stats()["requests"] == 1
+
+
+@pytest.mark.parametrize("dialect", ["openai", "anthropic", "google", "vllm"])
+def test_an_upstream_error_after_content_reaches_the_sdk_as_genguards_stream_error(
+    sim: Simulator, proxy: Proxy, dialect: str
+) -> None:
+    # The upstream's own error event is held back: the SDK raises on the first error event it reads, and its
+    # code must not depend on the provider's dialect.
+    sim.configure(scenario="stream_error", dialect=dialect)
+    seen: list[Any] = []
+    with pytest.raises(openai.APIError) as info:
+        seen.extend(sdk(proxy).chat.completions.create(model=MODEL, messages=MSG, stream=True))
+    assert seen
+    assert info.value.code == "stream_error"
+    _, body = raw_stream(proxy)
+    errors = [line for line in body.splitlines() if line.startswith("data: ") and '"error"' in line]
+    assert len(errors) == 1  # genguard's only
+    assert outcome_comment(body)["code"] == "stream_error"
+
+
+@pytest.mark.parametrize(
+    ("event", "is_error"),
+    [
+        (b'data: {"error": {"message": "boom", "code": 500}}\n\n', True),
+        (b'event: error\ndata: {"type": "error", "error": {"type": "overloaded_error"}}\n\n', True),
+        (b"event: error\r\ndata: not json\r\n\r\n", True),
+        (b'data: {"choices": [{"delta": {"content": "an error in the text"}}]}\n\n', False),
+        (b'data: {"error": null, "choices": []}\n\n', False),
+        (b"data: error\n\n", False),
+    ],
+)
+def test_error_events_are_told_from_text_that_mentions_errors(event: bytes, is_error: bool) -> None:
+    from genguard.proxy._stream import _is_error_event
+
+    assert _is_error_event(event) is is_error

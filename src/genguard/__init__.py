@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from . import validators
     from .bulk.api import abatch, batch
     from .bulk.journal import BatchCounts
+    from .bulk.proxy_journal import ProxyJournal
     from .bulk.runner import BatchResult
     from .client.clients import AsyncClient, Client
     from .client.gate import Gate
@@ -54,6 +55,8 @@ if TYPE_CHECKING:
     from .core.sse import ServerSentEvent, SSEDecoder
     from .core.waits import retry_wait
     from .integrations.openai_sdk import check, wrap
+    from .proxy._config import ProxyConfig, ProxyExchange, ProxyRecorder
+    from .proxy._server import Proxy
 
 __version__ = "0.1.0"
 
@@ -79,6 +82,11 @@ _LAZY: dict[str, str] = {
     "ImageRuleBook": ".core.image_rules",
     "Images": ".client.images",
     "ProgressHook": ".client.videos",
+    "Proxy": ".proxy._server",
+    "ProxyConfig": ".proxy._config",
+    "ProxyExchange": ".proxy._config",
+    "ProxyJournal": ".bulk.proxy_journal",
+    "ProxyRecorder": ".proxy._config",
     "RetryPolicy": ".client.retry",
     "RetryState": ".client.retry",
     "SSEDecoder": ".core.sse",
@@ -150,6 +158,11 @@ __all__ = [
     "Images",
     "Outcome",
     "ProgressHook",
+    "Proxy",
+    "ProxyConfig",
+    "ProxyExchange",
+    "ProxyJournal",
+    "ProxyRecorder",
     "RawResponse",
     "RetryPolicy",
     "RetryState",

@@ -16,7 +16,8 @@ _NO_ANSWER_STATUS = {"timeout": 504, "connection_error": 502}
 # A 2xx that genguard judged unusable, under --strict: 422 is an error every official SDK raises
 # (UnprocessableEntityError in Python) and none retries, with x-should-retry false besides.
 STRICT_STATUS = 422
-_BROKEN_2XX = frozenset({"incomplete_stream", "stream_error", "invalid_response"})
+# A 2xx that is broken (cut, errored, unreadable) rather than well-formed but unusable: the upstream's failure.
+BROKEN_2XX = frozenset({"incomplete_stream", "stream_error", "invalid_response"})
 
 
 def _header_text(value: str) -> str:
@@ -55,7 +56,7 @@ def error_status(outcome: Outcome) -> int:
     if status is not None and 200 <= status < 300:
         # A broken 2xx (cut, errored or unreadable) is the upstream's failure, as a gateway reports one; a
         # well-formed but unusable answer (under strict) is the client's request judged unusable.
-        return 502 if outcome.code in _BROKEN_2XX else STRICT_STATUS
+        return 502 if outcome.code in BROKEN_2XX else STRICT_STATUS
     return _NO_ANSWER_STATUS.get(outcome.code or "", 502)
 
 
@@ -84,3 +85,21 @@ def error_body(outcome: Outcome, original: bytes | None = None) -> bytes:
         }
     }
     return orjson.dumps(body)
+
+
+MIN_SECRET = 8
+"""Keys shorter than this are not masked in bodies: a local server's dummy key (``none``, ``EMPTY``, ``x``) is
+no secret, and masking it would rewrite the answer's words (or its JSON names) everywhere it occurs."""
+
+
+def mask_keys(data: bytes, keys: tuple[str, ...], status: int | None) -> bytes:
+    """An error body (``status`` not 2xx) with every upstream key of ``MIN_SECRET`` characters or more masked:
+    a provider may quote the key it refused. An answer (2xx) is passed on as the provider sent it."""
+    if status is not None and status < 300:
+        return data
+    for key in keys:
+        if len(key) >= MIN_SECRET:
+            raw = key.encode()
+            if raw in data:
+                data = data.replace(raw, b"***")
+    return data

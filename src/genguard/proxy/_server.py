@@ -8,13 +8,20 @@ from typing import Any, Self
 
 import uvicorn
 
-from ._app import ProxyConfig, create_app
+from ._app import create_app
+from ._config import ProxyConfig
 
 
 class Proxy:
-    """A running proxy: ``start()``/``stop()`` or a context manager; ``base_url`` ends in ``/v1``.
+    """genguard proxy in a thread of this process: ``start()``/``stop()`` or a context manager.
 
-    >>> with Proxy(upstream=sim.base_url, api_keys=("sk-test",)) as proxy:  # doctest: +SKIP
+    Give a :class:`genguard.ProxyConfig`, or its fields as keywords (``upstream``, ``api_keys``,
+    ``client_keys``, ``fallbacks``, ``strict``, ``validators``, ``retry``, ``recorder``, ``gate``...).
+    It listens on ``host`` (127.0.0.1) and ``port`` (0: a free one); ``base_url`` ends in ``/v1``, to give
+    an SDK. Stopping it closes its recorder.
+
+    >>> import genguard, openai
+    >>> with genguard.Proxy(upstream=sim.base_url, api_keys=("sk-test",), strict=True) as proxy:  # doctest: +SKIP
     ...     client = openai.OpenAI(base_url=proxy.base_url, api_key="unused")
     """
 
@@ -42,6 +49,9 @@ class Proxy:
         config = uvicorn.Config(
             self.app, host=self.host, port=self.port, log_level="warning", access_log=False, lifespan="on",
             timeout_graceful_shutdown=1, timeout_keep_alive=30,
+            # No proxy stands in front of this one (it listens on loopback): X-Forwarded-* is not read. No Server
+            # header: it would name uvicorn to clients that talk to a provider.
+            proxy_headers=False, server_header=False,
         )  # fmt: skip
         server = uvicorn.Server(config)
         failed: list[BaseException] = []
