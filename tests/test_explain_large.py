@@ -139,6 +139,11 @@ def _captures() -> list[tuple[str, bytes, bool, list[list[str]]]]:
     app = json.loads(_har(body))
     app["log"]["entries"][0]["request"]["url"] = "https://app.example.com/api/ask"
     del app["log"]["entries"][0]["response"]["content"]["mimeType"]
+    # A stream from the app's own URL, with no media type: the model's words come 60 KB in, still within the
+    # 64 KiB its start is judged by.
+    pings = b"event: ping\ndata: {}\n\n" * (60_000 // 22)
+    app_stream = json.loads(_har(pings + sse, mime=""))
+    app_stream["log"]["entries"][0]["request"]["url"] = "https://app.example.com/api/ask"
     b64 = json.loads(_har(b""))
     b64["log"]["entries"][0]["response"]["content"].update(
         text=base64.b64encode(body).decode(), encoding="base64"
@@ -168,6 +173,7 @@ def _captures() -> list[tuple[str, bytes, bool, list[list[str]]]]:
         # A HAR entry from the app's own URL, with no media type: its body's start and whole decide.
         ("app.har", orjson.dumps(app), True, plain),
         ("stream.har", _har(sse, mime="text/event-stream"), False, plain),
+        ("appstream.har", orjson.dumps(app_stream), False, plain),
         # An error body is read again whole by explain; the rest never leaves the whole read.
         (
             "error.http",
@@ -227,12 +233,24 @@ def test_a_large_capture_reads_as_its_bytes_do(tmp_path: Path, monkeypatch: pyte
             ), (name, flags)
 
 
-def test_a_pipe_is_read_whole(tmp_path: Path) -> None:
-    # Standard input cannot be read twice: its JSON is parsed from its bytes, with the same verdict.
+def test_a_pipe_is_read_whole_and_a_file_on_stdin_in_pieces(tmp_path: Path) -> None:
+    # A pipe cannot be read twice: its JSON is parsed from its bytes, with the same verdict.
     data = _body(capture.LARGE + MIB)
     [x] = read_capture_file(io.BufferedReader(_Pipe(data)), source="<stdin>").exchanges
     assert x.parsed is None
     assert x.body == data
+    # `genguard explain - < big.json` gets the file itself, buffered as sys.stdin.buffer is.
+    path = tmp_path / "big.json"
+    path.write_bytes(b"\n  " + data)
+    with path.open("rb") as fh:
+        [x] = read_capture_file(fh, source="<stdin>").exchanges
+        assert x.parsed is not None
+        assert x.body == b""
+        assert x.parsed.read() == data
+        assert (
+            explain_exchange(x).to_dict()
+            == explain_exchange(read_captures(data, source="<stdin>")[0]).to_dict()
+        )
 
 
 class _Pipe(io.RawIOBase):

@@ -865,10 +865,13 @@ def _big_har_text(content: dict[str, Any]) -> BigText | None:
 
 
 def _big_head(big: BigText) -> bytes:
-    """The start of a body left in the file: enough to recognise its form."""
+    """The first :data:`WINDOW` bytes of a body left in the file: what its form is told by."""
+    head = b""
     for piece in big.utf8_pieces():
-        return piece[:WINDOW]
-    return b""
+        head += piece
+        if len(head) >= WINDOW:
+            break
+    return head[:WINDOW]
 
 
 def _big_bytes(big: BigText) -> bytes:
@@ -961,12 +964,8 @@ def _not_an_api_exchange(entry: dict[str, Any], where: str) -> str | None:
         kind = "json" if body.lstrip()[:1] in (b"{", b"[") else "sse" if is_sse(body) else ""
     named = _RESOURCE_TYPES.get(resource) or (kind if kind in _ASSETS else None)
     if kind in ("json", "sse"):
-        if api:
-            return None
-        if big is not None:
-            # A stream is judged by its start, JSON by the whole of it.
-            body = _big_head(big) if kind == "sse" else _har_text(content, where)
-        if _speaks_api(request, _har_text(content, where) if body is None else body, kind):
+        said = big if big is not None else _har_text(content, where) if body is None else body
+        if api or _speaks_api(request, said, kind):
             return None
         return named or "other request"
     if kind in _ASSETS or named in _ASSETS:
@@ -1017,20 +1016,26 @@ def _media_kind(content_type: str) -> str:
     return "other"
 
 
-def _speaks_api(request: dict[str, Any], body: bytes, kind: str) -> bool:
+def _speaks_api(request: dict[str, Any], body: bytes | BigText, kind: str) -> bool:
     """Whether JSON or a stream from a URL that does not look like an API is one all the same (an app's own
     gateway): the request asked a model, or the body is an error or a completion."""
     if kind == "sse":
-        start = body[:WINDOW]
+        start = (_big_head(body) if isinstance(body, BigText) else body)[:WINDOW]
         return any(word in start for word in _STREAM_WORDS)
     post = request.get("postData")
     sent = post.get("text") if isinstance(post, dict) else None
     if isinstance(sent, str) and any(f'"{key}"' in sent for key in ("model", "messages", "prompt")):
         return True
-    try:
-        doc, _ = parse_json_body(body)
-    except orjson.JSONDecodeError:
-        return False
+    if isinstance(body, BigText):
+        # Parsed from the HAR's string, as the exchange will be: never decoded whole.
+        doc = parse_pieces(body.source_of_content())
+        if doc is None:
+            return False
+    else:
+        try:
+            doc, _ = parse_json_body(body)
+        except orjson.JSONDecodeError:
+            return False
     if is_error_body(doc):
         return True
     return isinstance(doc, dict) and (
