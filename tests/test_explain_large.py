@@ -111,6 +111,12 @@ def test_what_is_not_json_is_left_to_the_whole_read(data: bytes) -> None:
     assert parse_pieces(_source(data, 64), big=10) is None
 
 
+def test_a_document_mostly_of_small_values_is_left_to_the_whole_read() -> None:
+    data = json.dumps({"t": "x" * 1000, "values": list(range(100))}).encode()
+    assert parse_pieces(_source(data, 64), big=100, most=len(data) // 4) is None
+    assert parse_pieces(_source(data, 64), big=100, most=len(data) // 2) == orjson.loads(data)
+
+
 def test_a_big_text_can_be_read_as_a_document_of_its_own() -> None:
     inner = _body(1000)
     outer = json.dumps({"body": inner.decode()}).encode()
@@ -193,6 +199,18 @@ def _captures() -> list[tuple[str, bytes, bool, list[list[str]]]]:
             plain,
         ),
         ("base64.har", orjson.dumps(b64), False, plain),
+        # Mostly structure and numbers: nothing to save by reading it in pieces.
+        (
+            "embedding.json",
+            orjson.dumps(
+                {
+                    "object": "list",
+                    "data": [{"object": "embedding", "index": 0, "embedding": [0.0125] * (LARGE // 5)}],
+                }
+            ),
+            False,
+            plain,
+        ),
     ]
 
 

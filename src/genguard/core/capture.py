@@ -61,6 +61,9 @@ _LINE_LIMIT = 1 << 20
 # A JSON body at least this large, in a file that can be read again, is parsed from pieces of the file
 # (core/large_json.py): its bytes are never held whole beside what they parse to.
 LARGE = 1 << 23
+# ...when its huge strings are most of it: a body with more than a quarter of it in structure and small values
+# (numbers, many small strings) is read whole, as reading it in pieces would save little.
+_MOSTLY = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,7 +569,7 @@ def _large_body(inp: _Input) -> tuple[Any, Callable[[], bytes]] | None:
     source, size, restore = region
     if size < LARGE:
         return None
-    doc = parse_pieces(source, keep=_is_har_body)
+    doc = parse_pieces(source, keep=_is_har_body, most=size // _MOSTLY)
     if doc is None:
         restore()
         return None
@@ -849,7 +852,7 @@ def _har_exchange(entry: dict[str, Any], i: int, where: str) -> Exchange:
     if ctype == "text/event-stream" or (ctype in ("", "text/plain") and is_sse(head)):
         return _exchange(status, headers, b"", where, url=url, index=i, chunks=big.utf8_pieces())
     if head.lstrip()[:1] in (b"{", b"["):
-        doc = parse_pieces(big.source_of_content())
+        doc = parse_pieces(big.source_of_content(), most=big.size // _MOSTLY)
         if doc is not None:
             parsed = ParsedBody(doc, lambda: b"".join(big.utf8_pieces()))
             return _exchange(status, headers, b"", where, url=url, index=i, parsed=parsed)
@@ -1028,9 +1031,12 @@ def _speaks_api(request: dict[str, Any], body: bytes | BigText, kind: str) -> bo
         return True
     if isinstance(body, BigText):
         # Parsed from the HAR's string, as the exchange will be: never decoded whole.
-        doc = parse_pieces(body.source_of_content())
+        doc = parse_pieces(body.source_of_content(), most=body.size // _MOSTLY)
         if doc is None:
-            return False
+            try:
+                doc, _ = parse_json_body(_big_bytes(body))
+            except orjson.JSONDecodeError:
+                return False
     else:
         try:
             doc, _ = parse_json_body(body)

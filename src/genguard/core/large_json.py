@@ -10,8 +10,9 @@ the string is the only full copy ever held. A piece is cut between two character
 (``\\n``, ``\\u00e9``, a surrogate pair) or a UTF-8 character, and is decoded by orjson itself, so the
 result is the one ``orjson.loads`` gives for the whole.
 
-Anything odd (a string never closed, bytes that are not UTF-8, a skeleton that does not parse) makes
-:func:`parse_pieces` return ``None``: the caller then reads the bytes whole, as it would have anyway.
+Anything odd (a string never closed, bytes that are not UTF-8, a skeleton that does not parse), or a
+skeleton larger than the caller allows (a document of many small values), makes :func:`parse_pieces`
+return ``None``: the caller then reads the bytes whole, as it would have anyway.
 
 >>> data = b'{"a": "x\\\\ny", "n": 1}'
 >>> parse_pieces(lambda at: iter([data[at : at + 9], data[at + 9 :]]), big=1)
@@ -68,6 +69,11 @@ class BigText:
         self.source = source
         self.start = start
         self.end = end
+
+    @property
+    def size(self) -> int:
+        """The string's length in the document, escapes and all."""
+        return self.end - self.start
 
     def parts(self) -> Iterator[str]:
         """The decoded string in parts of at most 64 KiB; raises :class:`ValueError` when it does not decode."""
@@ -148,9 +154,12 @@ def _safe_cut(buf: bytes) -> int:
     return end
 
 
-def scan(pieces: Iterator[bytes], big: int = BIG_STRING) -> tuple[bytes, list[tuple[int, int]], str] | None:
+def scan(
+    pieces: Iterator[bytes], big: int = BIG_STRING, most: int | None = None
+) -> tuple[bytes, list[tuple[int, int]], str] | None:
     """The document's skeleton (every string longer than ``big`` bytes replaced by a placeholder), the
-    spans of those strings' content, and the placeholders' prefix; ``None`` when a string never ends."""
+    spans of those strings' content, and the placeholders' prefix; ``None`` when a string never ends or
+    the skeleton grows past ``most`` bytes."""
     token = f"\x00genguard-big-{secrets.token_hex(8)}-"
     mark = orjson.dumps(token)[:-1]
     skeleton = bytearray()
@@ -185,7 +194,7 @@ def scan(pieces: Iterator[bytes], big: int = BIG_STRING) -> tuple[bytes, list[tu
                 in_string, pos = False, end + 1
                 continue
             if end < n - 1:
-                return None  # a backslash before a raw newline: not JSON
+                return None  # never: the pattern stops only at a quote or at a backslash ending the piece
             if not is_big:
                 small += piece[pos:end]
                 if len(small) > big:
@@ -194,21 +203,28 @@ def scan(pieces: Iterator[bytes], big: int = BIG_STRING) -> tuple[bytes, list[tu
             # A backslash at the piece's end escapes the next piece's first byte: read it with that piece.
             carry = piece[end:]
             break
+        if most is not None and len(skeleton) > most:
+            return None
     if in_string or carry:
         return None
     return bytes(skeleton), spans, token
 
 
 def parse_pieces(
-    source: Source, *, big: int = BIG_STRING, keep: Callable[[list[Any]], bool] | None = None
+    source: Source,
+    *,
+    big: int = BIG_STRING,
+    keep: Callable[[list[Any]], bool] | None = None,
+    most: int | None = None,
 ) -> Any:
     """The document ``source`` holds, parsed with each huge string decoded in place; ``None`` when it is
-    not JSON (or not UTF-8), for the caller to read it whole instead.
+    not JSON (or not UTF-8), or when more than ``most`` bytes of it are not in huge strings (a document of
+    many small values saves nothing read this way), for the caller to read it whole instead.
 
     ``keep``, when given, is called with the path (keys and indexes) of each huge string: when it returns
     true the string is left as a :class:`BigText`, not decoded.
     """
-    found = scan(source(0), big)
+    found = scan(source(0), big, most)
     if found is None:
         return None
     skeleton, spans, token = found
