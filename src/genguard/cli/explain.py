@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import secrets
 import sys
 from collections.abc import Mapping
 from typing import IO, Any
@@ -134,18 +135,35 @@ def _emit(outcome: Outcome, source: str, *, as_json: bool, color: bool, first: b
     if as_json:
         # Written as bytes, every string masked on its own: a large text is neither copied into a str of the
         # whole line nor encoded again on the way out.
-        line = orjson.dumps(
-            _masked(outcome.with_extra(source=source).to_dict()),
-            default=str,
-            option=orjson.OPT_APPEND_NEWLINE,
-        )
+        data = _masked(outcome.with_extra(source=source).to_dict())
+        text = data.get("text")
+        big = isinstance(text, str) and len(text) > _TEXT_PART
+        mark = f"\x00{secrets.token_hex(8)}\x00"
+        if big:
+            # A large text is written a part at a time, in the place a mark holds for it in the line.
+            data["text"] = mark
+        line = orjson.dumps(data, default=str, option=orjson.OPT_APPEND_NEWLINE)
+        del data
         sys.stdout.flush()
-        sys.stdout.buffer.write(escape_json_controls(line))
-        sys.stdout.buffer.flush()
+        out = sys.stdout.buffer
+        if big:
+            before, _, after = line.partition(orjson.dumps(mark))
+            out.write(escape_json_controls(before) + b'"')
+            for start in range(0, len(text), _TEXT_PART):
+                # orjson escapes a character at a time: the parts' escapes are the whole text's.
+                out.write(escape_json_controls(orjson.dumps(text[start : start + _TEXT_PART])[1:-1]))
+            out.write(b'"' + escape_json_controls(after))
+        else:
+            out.write(escape_json_controls(line))
+        out.flush()
         return
     if not first:
         click.echo()
     click.echo(render_outcome(outcome, source=source, color=color), color=color)
+
+
+# A text longer than this is written to --json in parts of this many characters, never dumped whole.
+_TEXT_PART = 1 << 16
 
 
 def _masked(value: Any) -> Any:

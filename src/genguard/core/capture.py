@@ -27,7 +27,7 @@ import codecs
 import io
 import re
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import IO, Any, Literal
@@ -37,6 +37,7 @@ import orjson
 
 from .error_body import is_error_body
 from .exceptions import CaptureError
+from .large_json import BigText, Source, parse_pieces
 from .secrets import SECRET_HEADERS, mask_url
 
 EndpointHint = Literal["chat", "image", "video"]
@@ -57,6 +58,29 @@ WINDOW = 1 << 16
 PIECE = 1 << 20
 # A head line longer than this is no header: it is cut there rather than read to the end of a huge body.
 _LINE_LIMIT = 1 << 20
+# A JSON body at least this large, in a file that can be read again, is parsed from pieces of the file
+# (core/large_json.py): its bytes are never held whole beside what they parse to.
+LARGE = 1 << 23
+# ...when its huge strings are most of it: a body with more than a quarter of it in structure and small values
+# (numbers, many small strings) is read whole, as reading it in pieces would save little.
+_MOSTLY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedBody:
+    """A JSON body too large to hold twice, parsed piece by piece from the file it is still in: ``doc`` is
+    what ``orjson.loads`` gives for its bytes, and :meth:`read` reads those bytes again, whole.
+
+    >>> ParsedBody({"choices": []}, lambda: b'{"choices": []}').read()
+    b'{"choices": []}'
+    """
+
+    doc: Any
+    reread: Callable[[], bytes]
+
+    def read(self) -> bytes:
+        """The body's bytes, read again from where they are."""
+        return self.reread()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +90,8 @@ class Exchange:
     ``status`` is ``None`` when the capture does not say (a bare body); ``headers`` has lower-case names.
     ``body_chunks`` is set only for a stream read from a file and too large for the first window: its body
     is still in the file, to be read once, in pieces (``body`` is then empty); :meth:`iter_body` reads
-    either.
+    either. ``parsed`` is set only for a JSON body of :data:`LARGE` bytes or more read from a file: it is
+    already parsed, and ``body`` is empty.
 
     >>> [x] = read_captures(b"HTTP/2 429\\r\\nretry-after: 2\\r\\n\\r\\n{}", source="a.txt")
     >>> (x.status, x.headers["retry-after"], x.body)
@@ -81,6 +106,7 @@ class Exchange:
     url: str | None = None
     endpoint_hint: EndpointHint | None = None
     body_chunks: Iterator[bytes] | None = None
+    parsed: ParsedBody | None = None
 
     @property
     def content_type(self) -> str:
@@ -93,9 +119,15 @@ class Exchange:
         if self.body_chunks is not None:
             yield from self.body_chunks
             return
-        body = self.body
-        for start in range(0, len(body), size):
-            yield body[start : start + size]
+        if self.parsed is not None:
+            yield from _slices(self.parsed.read(), size)
+            return
+        yield from _slices(self.body, size)
+
+
+def _slices(body: bytes, size: int) -> Iterator[bytes]:
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +198,10 @@ def _read(inp: _Input, source: str, status: int | None) -> CaptureFile:
                 body, chunks = b"", inp.pieces()
             ctype = _headers({"content-type": "text/event-stream"})
             return CaptureFile(_drain([Exchange(status, ctype, body, source, body_chunks=chunks)]), {})
+        if head[:1] in (b"{", b"[") and head[:2] != b"{ ":
+            large = _read_large_json(inp, source, status)
+            if large is not None:
+                return large
         data = inp.rest()
         if _REQUEST_LINE.match(data):
             return CaptureFile(_drain([_read_request_response(data, source)]), {})
@@ -364,6 +400,38 @@ class _Input:
         self._eof = True
         return data
 
+    def region(self) -> tuple[Source, int, Callable[[], None]] | None:
+        """All that is left as a :data:`~genguard.core.large_json.Source` read from the file (which can be
+        read again from any offset), its size, and what puts the file back as this reader left it; ``None``
+        when the file cannot be read twice (a pipe, a transcoded file, bytes)."""
+        file = self._file
+        if file is None or isinstance(file, _Transcoded) or not self._seekable:
+            return None
+        try:
+            here = file.tell()
+            end = file.seek(0, io.SEEK_END)
+            file.seek(here)
+        except (OSError, ValueError):
+            return None
+        start = here - len(self._buf)
+        size = end - start
+
+        def open_at(offset: int) -> Iterator[bytes]:
+            at = start + offset
+            while at < end:
+                # Sought before each read: a reader of one string may run inside a reader of another.
+                file.seek(at)
+                chunk = self._read(min(PIECE, end - at))
+                if not chunk:
+                    return
+                at += len(chunk)
+                yield chunk
+
+        def restore() -> None:
+            file.seek(here)
+
+        return open_at, size, restore
+
     def pieces(self) -> Iterator[bytes]:
         """All that is left, in pieces of at most :data:`PIECE` bytes, read as they are taken."""
         if self._buf:
@@ -480,7 +548,47 @@ def _read_raw_http_input(inp: _Input, source: str) -> Exchange:
     start = inp.peek(inp.window)
     if not inp.fits(inp.window) and _streams_in_pieces(headers, start):
         return _exchange(status, headers, b"", source, url=None, chunks=inp.pieces())
+    if (
+        start.lstrip()[:1] in (b"{", b"[")
+        and not headers.get("content-encoding", "").strip()
+        and "chunked" not in headers.get("transfer-encoding", "").lower()
+    ):
+        large = _large_body(inp)
+        if large is not None:
+            doc, reread = large
+            return _exchange(status, headers, b"", source, url=None, parsed=ParsedBody(doc, reread))
     return _exchange(status, headers, inp.rest(), source, url=None)
+
+
+def _large_body(inp: _Input) -> tuple[Any, Callable[[], bytes]] | None:
+    """What is left of ``inp`` parsed as JSON piece by piece, and how to read its bytes again, when it is
+    :data:`LARGE` or more and in a file that can be read again; ``None`` (the file as it was) otherwise."""
+    region = inp.region()
+    if region is None:
+        return None
+    source, size, restore = region
+    if size < LARGE:
+        return None
+    doc = parse_pieces(source, keep=_is_har_body, most=size // _MOSTLY)
+    if doc is None:
+        restore()
+        return None
+    return doc, lambda: b"".join(source(0))
+
+
+def _is_har_body(path: list[Any]) -> bool:
+    # A HAR entry's body is read as a document of its own when its exchange is made, never decoded whole.
+    return len(path) == 6 and path[:2] == ["log", "entries"] and path[3:] == ["response", "content", "text"]
+
+
+def _read_large_json(inp: _Input, source: str, status: int | None) -> CaptureFile | None:
+    large = _large_body(inp)
+    if large is None:
+        return None
+    doc, reread = large
+    if isinstance(doc, dict) and isinstance(doc.get("log"), dict) and "entries" in doc["log"]:
+        return _read_har(doc["log"], source)
+    return CaptureFile(_drain([Exchange(status, _JSON, b"", source, parsed=ParsedBody(doc, reread))]), {})
 
 
 def _streams_in_pieces(headers: Mapping[str, str], start: bytes) -> bool:
@@ -521,15 +629,16 @@ def _exchange(
     url: str | None,
     index: int = 0,
     chunks: Iterator[bytes] | None = None,
+    parsed: ParsedBody | None = None,
 ) -> Exchange:
     headers = _drop_request_secrets(headers)
-    if chunks is None:
+    if chunks is None and parsed is None:
         if "chunked" in headers.get("transfer-encoding", "").lower():
             body = _dechunk(body)
         body = _decompress(body, headers.get("content-encoding", ""))
     safe_url = mask_url(url) if url else None
     return Exchange(
-        status, _headers(headers), body, source, index, safe_url, endpoint_hint_for(safe_url), chunks
+        status, _headers(headers), body, source, index, safe_url, endpoint_hint_for(safe_url), chunks, parsed
     )
 
 
@@ -721,8 +830,11 @@ def _har_exchange(entry: dict[str, Any], i: int, where: str) -> Exchange:
     headers = _har_headers(response)
     content = response.get("content")
     body = b""
+    big: BigText | None = None
     if isinstance(content, dict):
-        body = _har_text(content, where)
+        big = _big_har_text(content)
+        if big is None:
+            body = _har_text(content, where)
         mime = content.get("mimeType")
         if "content-type" not in headers and isinstance(mime, str) and mime:
             headers["content-type"] = mime
@@ -731,7 +843,42 @@ def _har_exchange(entry: dict[str, Any], i: int, where: str) -> Exchange:
     headers.pop("transfer-encoding", None)
     request = entry.get("request")
     url = request.get("url") if isinstance(request, dict) else None
-    return _exchange(status, headers, body, where, url=url if isinstance(url, str) else None, index=i)
+    url = url if isinstance(url, str) else None
+    if big is None:
+        return _exchange(status, headers, body, where, url=url, index=i)
+    # A body too large to hold twice: a stream is read from the file in pieces, JSON is parsed from them.
+    head = _big_head(big)
+    ctype = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if ctype == "text/event-stream" or (ctype in ("", "text/plain") and is_sse(head)):
+        return _exchange(status, headers, b"", where, url=url, index=i, chunks=big.utf8_pieces())
+    if head.lstrip()[:1] in (b"{", b"["):
+        doc = parse_pieces(big.source_of_content(), most=big.size // _MOSTLY)
+        if doc is not None:
+            parsed = ParsedBody(doc, lambda: b"".join(big.utf8_pieces()))
+            return _exchange(status, headers, b"", where, url=url, index=i, parsed=parsed)
+    return _exchange(status, headers, _big_bytes(big), where, url=url, index=i)
+
+
+def _big_har_text(content: dict[str, Any]) -> BigText | None:
+    """The HAR body left in the file (a huge one, not base64), else ``None``."""
+    text = content.get("text")
+    if isinstance(text, BigText) and str(content.get("encoding", "")).lower() != "base64":
+        return text
+    return None
+
+
+def _big_head(big: BigText) -> bytes:
+    """The first :data:`WINDOW` bytes of a body left in the file: what its form is told by."""
+    head = b""
+    for piece in big.utf8_pieces():
+        head += piece
+        if len(head) >= WINDOW:
+            break
+    return head[:WINDOW]
+
+
+def _big_bytes(big: BigText) -> bytes:
+    return b"".join(big.utf8_pieces())
 
 
 def _har_headers(message: dict[str, Any]) -> dict[str, str]:
@@ -748,6 +895,10 @@ def _har_text(content: dict[str, Any], where: str) -> bytes:
     text = content.get("text")
     if text is None:
         return b""
+    if isinstance(text, BigText):
+        if str(content.get("encoding", "")).lower() != "base64":
+            return _big_bytes(text)
+        text = text.text()
     if not isinstance(text, str):
         raise CaptureError(f"{where}: response.content.text must be a string")
     if str(content.get("encoding", "")).lower() == "base64":
@@ -809,12 +960,15 @@ def _not_an_api_exchange(entry: dict[str, Any], where: str) -> str | None:
     content = content if isinstance(content, dict) else {}
     kind = _media_kind(_har_headers(response).get("content-type") or str(content.get("mimeType") or ""))
     body = None
+    big = _big_har_text(content)
     if not kind:
-        body = _har_text(content, where)
+        # Of a body left in the file, its start says what it is.
+        body = _big_head(big) if big is not None else _har_text(content, where)
         kind = "json" if body.lstrip()[:1] in (b"{", b"[") else "sse" if is_sse(body) else ""
     named = _RESOURCE_TYPES.get(resource) or (kind if kind in _ASSETS else None)
     if kind in ("json", "sse"):
-        if api or _speaks_api(request, _har_text(content, where) if body is None else body, kind):
+        said = big if big is not None else _har_text(content, where) if body is None else body
+        if api or _speaks_api(request, said, kind):
             return None
         return named or "other request"
     if kind in _ASSETS or named in _ASSETS:
@@ -865,20 +1019,29 @@ def _media_kind(content_type: str) -> str:
     return "other"
 
 
-def _speaks_api(request: dict[str, Any], body: bytes, kind: str) -> bool:
+def _speaks_api(request: dict[str, Any], body: bytes | BigText, kind: str) -> bool:
     """Whether JSON or a stream from a URL that does not look like an API is one all the same (an app's own
     gateway): the request asked a model, or the body is an error or a completion."""
     if kind == "sse":
-        start = body[:WINDOW]
+        start = (_big_head(body) if isinstance(body, BigText) else body)[:WINDOW]
         return any(word in start for word in _STREAM_WORDS)
     post = request.get("postData")
     sent = post.get("text") if isinstance(post, dict) else None
     if isinstance(sent, str) and any(f'"{key}"' in sent for key in ("model", "messages", "prompt")):
         return True
-    try:
-        doc, _ = parse_json_body(body)
-    except orjson.JSONDecodeError:
-        return False
+    if isinstance(body, BigText):
+        # Parsed from the HAR's string, as the exchange will be: never decoded whole.
+        doc = parse_pieces(body.source_of_content(), most=body.size // _MOSTLY)
+        if doc is None:
+            try:
+                doc, _ = parse_json_body(_big_bytes(body))
+            except orjson.JSONDecodeError:
+                return False
+    else:
+        try:
+            doc, _ = parse_json_body(body)
+        except orjson.JSONDecodeError:
+            return False
     if is_error_body(doc):
         return True
     return isinstance(doc, dict) and (

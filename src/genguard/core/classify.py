@@ -14,6 +14,7 @@ Transport exceptions are the client's to map (:func:`genguard.classify_exception
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import orjson
 
@@ -29,7 +30,7 @@ from .outcome import Outcome, RawResponse
 from .secrets import redact
 from .taxonomy import Endpoint
 
-__all__ = ["classify_http"]
+__all__ = ["classify_document", "classify_http"]
 
 
 def classify_http(
@@ -78,6 +79,23 @@ def _classify(
             request_id(headers),
             endpoint or "chat",
         )
+    return classify_document(status, headers, data, endpoint=endpoint, secrets=secrets)
+
+
+def classify_document(
+    status: int,
+    headers: Mapping[str, str] | None,
+    data: Any,
+    *,
+    endpoint: Endpoint | None = None,
+    secrets: Iterable[str] = (),
+) -> Outcome:
+    """:func:`classify_http` of a 2xx body already parsed (``data`` is what ``orjson.loads`` gave for it):
+    for a body too large to parse twice.
+
+    >>> classify_document(200, {}, {"choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}).text
+    'hi'
+    """
     if is_error_body(data):
         return classify_error(status, headers, data, endpoint=endpoint or "chat", secrets=secrets)
     if endpoint is None:

@@ -22,7 +22,7 @@ import orjson
 
 from .capture import Exchange, is_sse, parse_json_body
 from .chat_stream import ChatStreamReader
-from .classify import classify_http
+from .classify import classify_document, classify_http
 from .error_body import is_error_body, read_error
 from .error_verdict import classify_error, invalid_response
 from .headers import request_id
@@ -64,6 +64,17 @@ def explain_exchange(
     ctype = merged.get("content-type", "").split(";", 1)[0].strip().lower()
     where = endpoint or exchange.endpoint_hint
     streamed = exchange.body_chunks is not None
+    parsed = exchange.parsed
+    if parsed is not None and (
+        ctype == "text/event-stream" or not (code is None or 200 <= code < 300) or is_error_body(parsed.doc)
+    ):
+        # An error, or a body the overrides make a stream: read as any other, from its bytes (rarely large).
+        body, parsed = parsed.read(), None
+    if parsed is not None:
+        # A large JSON body already parsed from its file: judged from that, its bytes never held.
+        where = where or detect_media(parsed.doc) or "chat"
+        outcome = classify_document(200 if code is None else code, merged, parsed.doc, endpoint=where)
+        return apply_validators(outcome, validators) if validators else outcome
     if code is None and exchange.url is not None and not streamed and (not body or body.isspace()):
         # Only a HAR entry has a URL but no status: status 0, the browser or proxy never got a response.
         return Outcome.failure(
