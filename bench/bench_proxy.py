@@ -233,6 +233,27 @@ def logic_cost(n: int = 20000) -> float:
     return asyncio.run(run())
 
 
+def throughput_behind_latency(args: argparse.Namespace, sim_args: list[str]) -> None:
+    """Throughput at 64 in flight against an upstream that takes ``--upstream-ms`` to answer, as a provider
+    does: direct is then bound by the latency, not by the simulator's CPU, and what a proxy costs shows as its
+    share of that bound rather than as a third process competing for two cores with an upstream that answers
+    at once."""
+    me = [sys.executable, os.path.abspath(__file__)]
+    with (
+        serve([*sim_args, "--ttft-ms", str(args.upstream_ms)]) as (sim_url, _),
+        serve([*me, "--serve-genguard", sim_url, "--loop", args.loop, "--http", args.http]) as (gg_url, _),
+        serve([*me, "--serve-bare", sim_url]) as (bare_url, _),
+    ):
+        urls = {"direct": sim_url, "genguard": gg_url, "bare": bare_url}
+        print(
+            f"\nthroughput: {args.throughput} calls, 64 in flight, the upstream answering in {args.upstream_ms:g} ms"
+        )
+        rates: dict[str, float] = {}
+        for name, url in urls.items():
+            rates[name] = asyncio.run(_throughput(url, args.throughput, 64))
+            print(f"{name:<10} {rates[name]:9.0f} req/s  {rates[name] / rates['direct']:.2f}x direct")
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
@@ -243,6 +264,8 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=2000, help="sequential calls per contender")
     parser.add_argument("--throughput", type=int, default=4000, help="calls per contender at 64 in flight")
     parser.add_argument("--streams", type=int, default=20, help="streamed calls of ~2,000 chunks")
+    parser.add_argument("--upstream-ms", type=float, default=50.0,
+                        help="throughput again against an upstream that takes this long to answer (0: skip)")  # fmt: skip
     parser.add_argument("--loop", default="auto", choices=["auto", "asyncio", "uvloop"])
     parser.add_argument("--http", default="auto", choices=["auto", "h11", "httptools"])
     parser.add_argument("--serve-genguard", metavar="UPSTREAM", help=argparse.SUPPRESS)
@@ -305,6 +328,9 @@ def main() -> None:
                     f"{name:<10} {chunks} chunks, {used:.2f} s CPU, {per_chunk[name] * 1e6:.1f} µs per chunk"
                 )
             print(f"genguard / bare per chunk: {per_chunk['genguard'] / per_chunk['bare']:.2f}x")
+    if args.upstream_ms > 0:
+        BODY["model"] = "gpt-4o-mini"
+        throughput_behind_latency(args, sim_args)
     print(f"\nthe proxy's own logic, no network: {logic_cost() * 1e6:.0f} us CPU per plain call")
 
 
