@@ -101,6 +101,7 @@ async def abatch(
     fallbacks: Sequence[str] = (),
     timeout: float = 120.0,
     progress: str = "auto",
+    limiter: str | None = None,
 ) -> BatchResult:
     """The batch runner, awaited: :func:`batch` in an event loop (a notebook cell: ``await genguard.abatch(...)``)."""
     kwargs = dict(locals())
@@ -138,6 +139,7 @@ def batch(
     fallbacks: Sequence[str] = (),
     timeout: float = 120.0,
     progress: str = "auto",
+    limiter: str | None = None,
 ) -> BatchResult:
     """Run (or resume) a batch of requests into the folder ``out``, as ``genguard batch`` does.
 
@@ -145,7 +147,8 @@ def batch(
     and ``model``), or an iterable of request bodies or batch lines, or ``None`` to resume what ``out`` holds.
     Calling it again with the same ``out`` resumes: lines that ended are not sent again. The result's
     ``results()`` yields ``(custom_id, Outcome, provider body)`` in input order; ``exit_code`` is what the
-    command would exit with. In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
+    command would exit with. ``limiter`` (``"redis://host:6379/0?name=NAME"``) shares one rate limit with every
+    worker given the same URL. In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
     is the same without one.
     """
     kwargs = dict(locals())
