@@ -26,8 +26,8 @@ from genguard.sim import Simulator
 redis = pytest.importorskip("redis")
 
 R = 30  # requests a second the simulator admits, over one-second windows
-KILL_AT_S = 6.0  # after the three workers have all sent their first request
-SURVIVORS_S = 7.0  # how long the two left run after the kill
+KILL_AT_S = 5.0  # after the three workers have all sent their first request
+SURVIVORS_S = 6.0  # how long the two left run after the kill
 PREFIX = "genguard-test"
 
 
@@ -121,10 +121,10 @@ def test_three_workers_share_one_limit_and_the_survivors_take_a_killed_ones_shar
     # lease's burst allowance), and use it.
     assert 0.9 * R <= total_before <= 1.05 * R, (before_each, total_before)
     assert 0.9 * R <= total_after <= 1.05 * R, (after_each, total_after)
-    # Each worker had a real part, and the two left took the killed one's (from 2/3 of R to all of it).
-    assert min(before_each) >= 0.15 * R, before_each
-    assert total_after >= 1.25 * sum(before_each[:2]), (before_each, after_each)
-    assert min(after_each) >= 0.3 * R, after_each
+    # The workers take turns: each had about a third, and each of the two left about half after the kill.
+    assert min(before_each) >= 0.25 * R, before_each
+    for b, a in zip(before_each[:2], after_each, strict=True):
+        assert a >= 1.25 * b, (before_each, after_each)
     ok = stats["by_status"].get("200", 0)
     limited = stats["by_status"].get("429", 0)
     assert ok > 10 * R

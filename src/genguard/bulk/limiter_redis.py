@@ -126,9 +126,13 @@ if tat_r > now - interval then pace_bound = 1 end
 local start = math.max(now, num('pause_until', 0), tat_r - burst)
 local spacing = interval
 local tokens = 0
--- Slots are leased only for the near future: the pace may change before a later one comes, and a worker's
--- callers must not book its whole queue ahead at once. Further off, the reply is the wait alone.
-if start - now > horizon then want = 0 end
+-- Slots are leased only for the near future: a lease of each worker's ahead at most (each leases again only
+-- once its chunk is spent, so the workers take turns), and the pace may change before a later one comes.
+-- Further off, the reply is the wait alone.
+redis.call('ZADD', workers, now, worker)
+redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 10)
+local seen = redis.call('ZCARD', workers)
+if start - now > 2 * horizon * (seen + 1) then want = 0 end
 if want > 0 then
   if tps < math.huge and want_tokens > 0 then
     start = math.max(start, tat_t - burst)
@@ -140,11 +144,9 @@ if want > 0 then
 end
 redis.call('HSET', key, 'tat_r', fmt(tat_r), 'tat_t', fmt(tat_t))
 redis.call('EXPIRE', key, ttl)
-redis.call('ZADD', workers, now, worker)
-redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 10)
 redis.call('EXPIRE', workers, ttl)
 return {fmt(now), fmt(start - now), fmt(spacing), want, fmt(tokens), pace_bound, published,
-        redis.call('ZCARD', workers), redis.call('HGETALL', key)}
+        seen, redis.call('HGETALL', key)}
 """
 
 
@@ -278,7 +280,6 @@ class RedisGate:
         self._left = 0
         self._next_at = 0.0
         self._spacing = 0.0
-        self._not_before = 0.0  # no slot to lease before then (the pace is further off than a lease)
         self._unspent = 0  # slots of the last chunk dropped unspent, to give back
         self._chunk_end = ""  # the pace's arrival time right after this chunk, to give it back
         self._epoch = 0  # bumped when the chunk in hand is dropped: callers sleeping on a slot of it re-plan
@@ -327,8 +328,12 @@ class RedisGate:
                 now = time.monotonic()
                 self._lapse(now)
                 if self._left <= 0:
-                    if now < self._not_before:
-                        await asyncio.sleep(self._not_before - now)
+                    # The chunk is spent (or the pace is further off than a lease): lease the next one only
+                    # when its time is near, so that a worker books no more than a lease or two ahead and
+                    # the workers take turns.
+                    ahead = self._next_at - now - self.lease_s
+                    if ahead > 0:
+                        await asyncio.sleep(ahead)
                     await self._lease()
                     continue
                 at, epoch = self._next_at, self._epoch
@@ -437,15 +442,18 @@ class RedisGate:
         clock (tests)."""
         async with self._lease_lock:
             if want is None:
-                if self._local is None and self._left > 0:
+                if self._local is None and (
+                    self._left > 0 or self._next_at - time.monotonic() > self.lease_s
+                ):
                     return True  # another caller leased while this one waited for the lock
                 if self._local is not None and time.monotonic() < self._retry_at:
                     return False  # another caller just found Redis still away
             gov = self.governor
             s = gov.state
             if want is None:
-                rps = min(s.rate, gov._ceiling())
-                by_rate = max(1, min(self.max_chunk, math.ceil(rps * self.lease_s)))
+                # The pace the last lease was given (the local one may be ahead of it, or behind).
+                rps = 1.0 / self._spacing if self._spacing > 0 else min(s.rate, gov._ceiling())
+                by_rate = max(1, min(self.max_chunk, int(rps * self.lease_s)))
                 want = max(1, min(by_rate, max(self._waiting, self._used * 2)))
             learned = self._learned()
             changed = {k: v for k, v in learned.items() if self._sent_learned.get(k) != v}
@@ -511,8 +519,6 @@ class RedisGate:
         self._used = 0
         self._spacing = float(spacing)
         self._next_at = got_at + float(wait)
-        if not self._left:
-            self._not_before = self._next_at - self.lease_s
         self._chunk_end = fields.get("tat_r", "")
         self._tokens_left = float(tokens)
         return server_now, bool(int(pace_bound))
