@@ -32,6 +32,7 @@ hash of the provider's base URL and API key (never the key itself).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import math
@@ -46,7 +47,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from ..core.secrets import mask_url
 from .limiter import AsyncRateLimiter, RateGovernor, RateSnapshot
 
-__all__ = ["LimiterUnavailable", "RedisGate", "RedisLimiterSettings", "limiter_settings", "open_gate"]
+__all__ = [
+    "Lease",
+    "LimiterUnavailable",
+    "RedisGate",
+    "RedisLimiterSettings",
+    "limiter_settings",
+    "open_gate",
+]
 
 log = logging.getLogger("genguard.limiter")
 
@@ -85,7 +93,7 @@ local horizon = tonumber(ARGV[19])
 
 if redis.call('HEXISTS', key, 'rate') == 0 then
   redis.call('HSET', key, 'rate', fmt(start_rps), 'starting', '1', 'learned', '0', 'growing', '0',
-             'version', '0', 'ok', '0', 'cut_at', fmt(now), 'created_at', fmt(now))
+             'version', '0', 'ok', '0', 'ok_at_cut', '0', 'cut_at', fmt(now), 'created_at', fmt(now))
 end
 -- What the worker learned, compare-and-set: a worker that learned from an older version adopts the newer.
 local published = 0
@@ -104,7 +112,8 @@ if pause_push > num('pause_until', 0) then redis.call('HSET', key, 'pause_until'
 if ok_delta ~= 0 then redis.call('HINCRBY', key, 'ok', ok_delta) end
 
 local rps = math.max(math.min(num('rate', start_rps), num('header_rps', math.huge)), min_rps)
-if cap_rps > 0 then rps = math.min(rps, cap_rps) end
+local own_cap = cap_rps > 0 and cap_rps < rps
+if own_cap then rps = cap_rps end
 local tps = num('header_tps', math.huge)
 if cap_tps > 0 then tps = math.min(tps, cap_tps) end
 
@@ -122,7 +131,8 @@ end
 
 local interval = 1 / rps
 local pace_bound = 0
-if tat_r > now - interval then pace_bound = 1 end
+-- The shared pace holds this worker back (and may be probed upwards) unless its own cap does.
+if tat_r > now - interval and not own_cap then pace_bound = 1 end
 local start = math.max(now, num('pause_until', 0), tat_r - burst)
 local spacing = interval
 local tokens = 0
@@ -138,9 +148,10 @@ if want > 0 then
     start = math.max(start, tat_t - burst)
     tat_t = math.max(tat_t, start) + want_tokens / tps
     tokens = want_tokens
+    -- Within the chunk the slots are spread at the slower of the two paces; each bucket books its own.
     spacing = math.max(interval, want_tokens / want / tps)
   end
-  tat_r = math.max(tat_r, start) + want * spacing
+  tat_r = math.max(tat_r, start) + want * interval
 end
 redis.call('HSET', key, 'tat_r', fmt(tat_r), 'tat_t', fmt(tat_t))
 redis.call('EXPIRE', key, ttl)
@@ -148,6 +159,20 @@ redis.call('EXPIRE', workers, ttl)
 return {fmt(now), fmt(start - now), fmt(spacing), want, fmt(tokens), pace_bound, published,
         seen, redis.call('HGETALL', key)}
 """
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One answer of the lease script: ``granted`` slots, the first ``wait_s`` seconds from ``server_now`` (the
+    Redis server's clock), ``spacing_s`` apart, with ``tokens`` estimated tokens; ``workers`` seen in the last
+    10 s. ``granted`` is 0 when the pace is further off than a lease or two: ``wait_s`` is then how far."""
+
+    server_now: float
+    wait_s: float
+    spacing_s: float
+    granted: int
+    tokens: float
+    workers: int
 
 
 class LimiterUnavailable(Exception):
@@ -271,9 +296,12 @@ class RedisGate:
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         # The governor's clock is the Redis server's, estimated from the last lease: its times are shared.
         self._offset = time.time() - time.monotonic()
-        self.governor = RateGovernor(rpm=rpm, tpm=tpm, clock=self._server_now, burst_s=burst_s,
-                                     start_rps=start_rps)  # fmt: skip
-        self._cap_rps, self._cap_tps = self.governor._cap_rps, self.governor._cap_tps
+        # The governor learns the provider's limit, the one it shares: this worker's own rpm/tpm cap only its
+        # own leases (in the script) and its snapshot, never what the others are told.
+        self.governor = RateGovernor(clock=self._server_now, burst_s=burst_s, start_rps=start_rps)
+        self.rpm, self.tpm = rpm, tpm
+        self._cap_rps = math.inf if rpm is None else rpm / 60.0
+        self._cap_tps = math.inf if tpm is None else tpm / 60.0
         self._script = redis.register_script(_LEASE)
         self._lease_lock = asyncio.Lock()
         # The chunk in hand: ``_left`` slots, the next at ``_next_at`` (monotonic), ``_spacing`` apart.
@@ -301,6 +329,7 @@ class RedisGate:
         self._local: AsyncRateLimiter | None = None  # set while Redis is away
         self._retry_at = 0.0
         self.leases = 0
+        self.last_lease: Lease | None = None
 
     # -- the clock --------------------------------------------------------------------------------------
 
@@ -407,8 +436,19 @@ class RedisGate:
         self._tokens_left += tokens
 
     def snapshot(self) -> RateSnapshot:
-        """The shared governor's :meth:`RateGovernor.snapshot` as this worker last saw it."""
-        return self.governor.snapshot()
+        """The shared governor's :meth:`RateGovernor.snapshot` as this worker last saw it, within its own
+        ``rpm``/``tpm``."""
+        snap = self.governor.snapshot()
+        rpm, rpm_source, tpm, tpm_source = snap.rpm, snap.rpm_source, snap.tpm, snap.tpm_source
+        if self.rpm is not None and (rpm is None or self.rpm <= rpm):
+            rpm, rpm_source = self.rpm, "given"
+        if self.tpm is not None and (tpm is None or self.tpm <= tpm):
+            tpm, tpm_source = self.tpm, "given"
+        tps = min(snap.tokens_per_s or math.inf, self._cap_tps)
+        return dataclasses.replace(
+            snap, requests_per_s=min(snap.requests_per_s, self._cap_rps), tokens_per_s=None if tps == math.inf
+            else tps, rpm=rpm, rpm_source=rpm_source, tpm=tpm, tpm_source=tpm_source,
+        )  # fmt: skip
 
     # -- the lease ------------------------------------------------------------------------------------
 
@@ -452,7 +492,7 @@ class RedisGate:
             s = gov.state
             if want is None:
                 # The pace the last lease was given (the local one may be ahead of it, or behind).
-                rps = 1.0 / self._spacing if self._spacing > 0 else min(s.rate, gov._ceiling())
+                rps = 1.0 / self._spacing if self._spacing > 0 else min(s.rate, gov._ceiling(), self._cap_rps)
                 by_rate = max(1, min(self.max_chunk, int(rps * self.lease_s)))
                 want = max(1, min(by_rate, max(self._waiting, self._used * 2)))
             learned = self._learned()
@@ -511,6 +551,9 @@ class RedisGate:
         if not fixed:
             self._offset = server_now - (sent_at + got_at) / 2
         self.workers_seen = int(workers)
+        self.last_lease = Lease(
+            server_now, float(wait), float(spacing), int(granted), float(tokens), int(workers)
+        )
         fields = {_s(raw[i]): _s(raw[i + 1]) for i in range(0, len(raw), 2)}
         if int(published):
             self._sent_learned.update(changed)
@@ -581,9 +624,7 @@ class RedisGate:
             gov = self.governor
             rps = min(gov.state.rate, gov._ceiling())
             gov._cap_rps = min(self._cap_rps, rps / share)
-            tps = gov._tps()
-            if tps < math.inf:
-                gov._cap_tps = min(self._cap_tps, tps / share)
+            gov._cap_tps = min(self._cap_tps, gov._tps() / share)
             gov.state.tat_requests = min(gov.state.tat_requests, self._server_now())
             self._local = AsyncRateLimiter(gov)
             self._drop()
@@ -596,7 +637,7 @@ class RedisGate:
 
     def _back_to_shared(self) -> None:
         gov = self.governor
-        gov._cap_rps, gov._cap_tps = self._cap_rps, self._cap_tps
+        gov._cap_rps = gov._cap_tps = math.inf
         self._local = None
         log.warning("genguard: the shared rate limiter at %s answers again; sharing its budget", self.display)
 
