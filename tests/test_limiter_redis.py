@@ -455,3 +455,57 @@ def test_batch_with_a_limiter_that_cannot_be_reached_exits_2_and_sends_nothing(
                    "--limiter", "http://127.0.0.1:6379")  # fmt: skip
     assert wrong.exit_code == 2
     assert "only redis://" in wrong.stderr
+
+
+# -- the proxy ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(60)
+def test_two_proxies_given_one_limiter_share_one_budget(prefix: str) -> None:
+    import httpx
+
+    from genguard.proxy import Proxy, ProxyConfig
+
+    rate = 20
+    seconds = 4.5
+    url = _url(prefix, "proxies")
+    with Simulator(rpm=rate * 60, rate_window_s=1.0, ttft_ms=10.0) as upstream:
+        config = ProxyConfig(upstream=upstream.base_url, api_keys=(KEY,), open_gate=lambda: open_gate(url))
+        with Proxy(config) as one, Proxy(config) as two:
+            answers: list[list[tuple[float, int]]] = [[], []]
+            t0 = time.monotonic()
+
+            async def hammer(i: int, base: str) -> None:
+                async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+
+                    async def caller() -> None:
+                        while time.monotonic() - t0 < seconds:
+                            r = await http.post("/chat/completions", json={
+                                "model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}],
+                                "max_tokens": 8})  # fmt: skip
+                            answers[i].append((time.monotonic() - t0, r.status_code))
+
+                    await asyncio.gather(*(caller() for _ in range(8)))
+
+            async def both() -> None:
+                await asyncio.gather(hammer(0, one.base_url), hammer(1, two.base_url))
+
+            run(both)
+        stats = upstream.stats()
+    # Past the first connections and the first answer's headers (the first second and a half).
+    each = [
+        sum(1 for at, status in a if 1.5 <= at < seconds and status == 200) / (seconds - 1.5) for a in answers
+    ]
+    assert 0.85 * rate <= sum(each) <= 1.1 * rate, each
+    assert min(each) >= 0.3 * rate, each  # the two take turns
+    assert stats["by_status"].get("429", 0) <= 0.05 * stats["by_status"]["200"], stats["by_status"]
+
+
+def test_proxy_with_a_limiter_that_cannot_be_reached_exits_2() -> None:
+    port = _free_port()
+    result = CliRunner().invoke(cli, ["proxy", "--upstream", "http://127.0.0.1:9/v1", "--api-key", KEY,
+                                      "--limiter", f"redis://:pr0xypw@127.0.0.1:{port}/0"])  # fmt: skip
+    assert result.exit_code == 2
+    assert f"redis://127.0.0.1:{port}/0" in result.stderr
+    assert "pr0xypw" not in result.output + result.stderr

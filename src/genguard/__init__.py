@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from . import validators
     from .bulk.api import abatch, batch
     from .bulk.journal import BatchCounts
+    from .bulk.limiter import RateSnapshot
+    from .bulk.limiter_redis import LimiterUnavailable, RedisGate, open_gate
     from .bulk.runner import BatchResult
     from .client.clients import AsyncClient, Client
     from .client.gate import Gate
@@ -77,6 +79,10 @@ _LAZY: dict[str, str] = {
     "ImageModelRules": ".core.image_rules",
     "ImageRuleBook": ".core.image_rules",
     "Images": ".client.images",
+    "LimiterUnavailable": ".bulk.limiter_redis",
+    "RateSnapshot": ".bulk.limiter",
+    "RedisGate": ".bulk.limiter_redis",
+    "open_gate": ".bulk.limiter_redis",
     "ProgressHook": ".client.videos",
     "RetryPolicy": ".client.retry",
     "RetryState": ".client.retry",
@@ -145,9 +151,12 @@ __all__ = [
     "ImageModelRules",
     "ImageRuleBook",
     "Images",
+    "LimiterUnavailable",
     "Outcome",
     "ProgressHook",
+    "RateSnapshot",
     "RawResponse",
+    "RedisGate",
     "RetryPolicy",
     "RetryState",
     "SSEDecoder",
@@ -170,6 +179,7 @@ __all__ = [
     "is_testing",
     "load_image_rules",
     "normalise_finish_reason",
+    "open_gate",
     "parse_task",
     "read_captures",
     "read_chat_stream",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+from typing import Any
 
 import click
 
@@ -44,12 +45,19 @@ import click
 @click.option("--deadline", type=click.FloatRange(0, min_open=True),
               help="Seconds for a whole call, waits included (default: none).")  # fmt: skip
 @click.option(
+    "--limiter",
+    metavar="URL",
+    help="Share one rate limit with every proxy and worker given the same URL: "
+    "redis://host:6379/0?name=NAME.",
+)
+@click.option(
     "--forward-client-key",
     is_flag=True,
     help="Send the client's own Authorization key upstream instead of the proxy's.",
 )
 def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallbacks: tuple[str, ...], strict: bool,
-          forward_client_key: bool, max_attempts: int, max_wait: float, deadline: float | None) -> None:  # fmt: skip
+          forward_client_key: bool, max_attempts: int, max_wait: float, deadline: float | None,
+          limiter: str | None) -> None:  # fmt: skip
     """Serve an OpenAI-compatible gateway that retries right and names every failure.
 
     Point any SDK or language at the printed base URL. Chat completions go through genguard's policy
@@ -76,7 +84,8 @@ def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallba
         fail_usage(str(exc))
     config = ProxyConfig(upstream=upstream, api_keys=keys, fallbacks=fallbacks, strict=strict,
                          forward_client_key=forward_client_key,
-                         retry=RetryPolicy(max_attempts=max_attempts, max_wait=max_wait, deadline=deadline))  # fmt: skip
+                         retry=RetryPolicy(max_attempts=max_attempts, max_wait=max_wait, deadline=deadline),
+                         open_gate=None if limiter is None else _gate_opener(limiter, upstream, keys))  # fmt: skip
     server = Proxy(config, host=host, port=port)
     try:
         server.start()
@@ -90,3 +99,25 @@ def proxy(host: str, port: int, upstream: str, api_keys: tuple[str, ...], fallba
     finally:
         server.stop()
         sys.stdout.flush()
+
+
+def _gate_opener(url: str, upstream: str, keys: tuple[str, ...]) -> Any:
+    """Check now that the shared limiter answers (exit 2 if not, its password masked); the proxy opens its
+    own connection in the server's event loop."""
+    import asyncio
+
+    from ..bulk.limiter_redis import LimiterUnavailable, open_gate
+    from ._common import fail_usage
+
+    def opener() -> Any:
+        return open_gate(url, base_url=upstream, api_key=next(iter(keys), None))
+
+    async def check() -> None:
+        gate = await opener()
+        await gate.aclose()
+
+    try:
+        asyncio.run(check())
+    except (LimiterUnavailable, ValueError) as exc:
+        fail_usage(f"--limiter: {exc}")
+    return opener

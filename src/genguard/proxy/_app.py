@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from ..client.clients import AsyncClient
+from ..client.gate import Gate
 from ..client.retry import RetryPolicy
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
 from ..core.exceptions import ConfigError
@@ -50,6 +51,9 @@ class ProxyConfig:
     - ``fallbacks``: models tried in turn once the asked model's retries are spent.
     - ``strict``: a filtered, truncated or empty 200 becomes an error response (422) every SDK raises.
     - ``retry``: the policy (default ``RetryPolicy()``).
+    - ``open_gate``: makes the rate limiter every upstream call passes (called once, in the server's event
+      loop): ``lambda: genguard.open_gate("redis://127.0.0.1:6379/0?name=team")`` shares one budget with every
+      other proxy and worker given the same limiter.
     """
 
     upstream: str
@@ -60,6 +64,7 @@ class ProxyConfig:
     retry: RetryPolicy | None = None
     timeout: float = 600.0
     stall_timeout: float = 60.0
+    open_gate: Callable[[], Awaitable[Gate]] | None = None
 
 
 def sdk_retry_count(value: str | None) -> int:
@@ -83,6 +88,11 @@ class _Proxy:
         self._clients: dict[str | None, AsyncClient] = {}
         self._forward: httpx.AsyncClient | None = None
         self.upstream = config.upstream.rstrip("/")
+        self.gate: Gate | None = None
+
+    async def start(self) -> None:
+        if self.config.open_gate is not None:
+            self.gate = await self.config.open_gate()
 
     def client(self, key: str | None) -> AsyncClient:
         # One client per upstream key set: the proxy's own, or (forward_client_key) each client's.
@@ -91,7 +101,7 @@ class _Proxy:
             api_key: Any = key if key is not None else (list(self.config.api_keys) or None)
             client = AsyncClient(
                 self.upstream, api_key=api_key, retry=self.policy, timeout=self.config.timeout,
-                stall_timeout=self.config.stall_timeout,
+                stall_timeout=self.config.stall_timeout, gate=self.gate,
             )  # fmt: skip
             self._clients[key] = client
         return client
@@ -191,6 +201,10 @@ class _Proxy:
         if self._forward is not None:
             await self._forward.aclose()
             self._forward = None
+        close = getattr(self.gate, "aclose", None)
+        if close is not None:
+            await close()
+        self.gate = None
 
 
 def _error(outcome: Outcome, model: str) -> Response:
@@ -204,6 +218,7 @@ def create_app(config: ProxyConfig) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await proxy.start()
         try:
             yield
         finally:
