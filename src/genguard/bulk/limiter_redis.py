@@ -66,6 +66,9 @@ _WORKER_SEEN_S = 10.0
 _LEARNED = ("rate", "target", "learned", "starting", "cut_at", "last_cut", "grown_at", "growing",
             "header_rps", "header_tps")  # fmt: skip
 
+# Written only along with a change of another field.
+_RIDE_ALONG = frozenset({"grown_at", "growing"})
+
 # KEYS: the state hash, the workers' sorted set. ARGV: see RedisGate._lease (one place builds them).
 # Times are Unix seconds on the server's clock (ARGV[1] replaces it in tests), kept as '%.6f' strings: a Lua
 # number returned to Redis would be cut to an integer, and tostring() keeps only 14 digits.
@@ -89,7 +92,7 @@ local expected = tonumber(ARGV[10])
 local back_end, back_to = ARGV[11], tonumber(ARGV[12])
 local pause_push, tat_r_push, tat_t_push = tonumber(ARGV[13]), tonumber(ARGV[14]), tonumber(ARGV[15])
 local ttl, start_rps, min_rps = tonumber(ARGV[16]), tonumber(ARGV[17]), tonumber(ARGV[18])
-local horizon = tonumber(ARGV[19])
+local horizon, known = tonumber(ARGV[19]), tonumber(ARGV[20])
 
 if redis.call('HEXISTS', key, 'rate') == 0 then
   redis.call('HSET', key, 'rate', fmt(start_rps), 'starting', '1', 'learned', '0', 'growing', '0',
@@ -97,9 +100,9 @@ if redis.call('HEXISTS', key, 'rate') == 0 then
 end
 -- What the worker learned, compare-and-set: a worker that learned from an older version adopts the newer.
 local published = 0
-if expected >= 0 and #ARGV > 19 then
+if expected >= 0 and #ARGV > 20 then
   if num('version', 0) == expected then
-    for i = 20, #ARGV, 2 do
+    for i = 21, #ARGV, 2 do
       if ARGV[i + 1] == '' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
     end
     redis.call('HINCRBY', key, 'version', 1)
@@ -156,8 +159,15 @@ end
 redis.call('HSET', key, 'tat_r', fmt(tat_r), 'tat_t', fmt(tat_t))
 redis.call('EXPIRE', key, ttl)
 redis.call('EXPIRE', workers, ttl)
-return {fmt(now), fmt(start - now), fmt(spacing), want, fmt(tokens), pace_bound, published,
-        seen, redis.call('HGETALL', key)}
+-- The whole state only when it changed since the worker's last look: most leases need the pace alone.
+local state
+if num('version', 0) == known then
+  state = {'tat_r', fmt(tat_r), 'tat_t', fmt(tat_t), 'ok', redis.call('HGET', key, 'ok'),
+           'version', redis.call('HGET', key, 'version'), 'pause_until', redis.call('HGET', key, 'pause_until') or '0'}
+else
+  state = redis.call('HGETALL', key)
+end
+return {fmt(now), fmt(start - now), fmt(spacing), want, fmt(tokens), pace_bound, published, seen, state}
 """
 
 
@@ -324,7 +334,6 @@ class RedisGate:
         self._pushed_pause = 0.0
         self._pushed_tat_r = 0.0
         self._pushed_tat_t = 0.0
-        self._shared: dict[str, str] = {}
         self.workers_seen = 0
         self._local: AsyncRateLimiter | None = None  # set while Redis is away
         self._retry_at = 0.0
@@ -497,6 +506,8 @@ class RedisGate:
                 want = max(1, min(by_rate, max(self._waiting, self._used * 2)))
             learned = self._learned()
             changed = {k: v for k, v in learned.items() if self._sent_learned.get(k) != v}
+            if not changed.keys() - _RIDE_ALONG:
+                changed = {}  # the probe's clock moved, the pace did not: no news
             pending_settle = self._settle
             # Tokens leased but booked by no request go back; those booked beyond the lease are paid.
             settle = pending_settle - self._tokens_left
@@ -515,7 +526,7 @@ class RedisGate:
                 _fmt(0.0 if self._cap_tps == math.inf else self._cap_tps),
                 _fmt(self.burst_s), self._version if changed and self._version >= 0 else -1, back_end,
                 _fmt(back_to), _fmt(max(pause, 0.0)), _fmt(max(tat_r, 0.0)), _fmt(max(tat_t, 0.0)), _TTL_S,
-                _fmt(self.start_rps), _fmt(gov.min_rps), _fmt(self.lease_s),
+                _fmt(self.start_rps), _fmt(gov.min_rps), _fmt(self.lease_s), self._version,
             ]  # fmt: skip
             if changed:
                 for k, v in (changed | self._described()).items():
@@ -570,7 +581,6 @@ class RedisGate:
         """Bring the governor up to the shared state. What this worker learned that did not make it (another
         wrote first) is kept to be written with the next lease when it is the more careful (a slower pace, a
         limit read from headers); else the shared state wins."""
-        self._shared = fields
         s = self.governor.state
         self._ok_total = int(fields.get("ok", "0"))
         s.tat_requests = _f(fields.get("tat_r")) or -math.inf
@@ -662,7 +672,7 @@ class RedisGate:
     def _probe_args(self) -> list[Any]:
         # A lease of nothing: creates the state if new, registers the worker, grants no slot.
         return ["0", self.worker, 0, "0", "0", 0, "0", "0", _fmt(self.burst_s), -1, "", "0", "0", "0", "0",
-                _TTL_S, _fmt(self.start_rps), _fmt(self.governor.min_rps), _fmt(self.lease_s)]  # fmt: skip
+                _TTL_S, _fmt(self.start_rps), _fmt(self.governor.min_rps), _fmt(self.lease_s), -1]  # fmt: skip
 
     async def aclose(self) -> None:
         """Give the unspent slots back, write what was learned, and close the connection."""
