@@ -129,3 +129,51 @@ def test_three_workers_share_one_limit_and_the_survivors_take_a_killed_ones_shar
     limited = stats["by_status"].get("429", 0)
     assert ok > 10 * R
     assert limited / ok <= 0.05, stats["by_status"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+def test_three_workers_learn_one_limit_from_429s_alone_when_the_provider_sends_no_headers(
+    tmp_path: Path, limiter_url: str
+) -> None:
+    """No rate-limit headers: the limit is found by probing and cut at 429s, and what one worker learns holds
+    for the three (each finding it alone would send three times too much)."""
+    seconds = 13.0
+    with Simulator(rpm=R * 60, rate_window_s=1.0, ttft_ms=20.0, ratelimit_headers=False) as sim:
+        procs: list[subprocess.Popen[bytes]] = []
+        outs = [tmp_path / f"run{w}" for w in range(3)]
+        try:
+            for w, out in enumerate(outs):
+                src = write_input(tmp_path / f"in{w}.jsonl", lines_of(1500, prefix=f"w{w}"))
+                argv = [sys.executable, "-m", "genguard", "batch", str(src), "--out", str(out),
+                        "--base-url", sim.base_url, "--api-key", "sk-proof-key-0123456789",
+                        "--limiter", limiter_url, "--progress", "none", "--concurrency", "32",
+                        "--deadline", str(seconds)]  # fmt: skip
+                procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+            all_sending = max(_first_event(out, time.monotonic() + 30) for out in outs)
+            for p in procs:
+                _, err = p.communicate(timeout=60)
+                assert p.returncode in (0, 3), err.decode()
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait(10)
+        stats = sim.stats()
+    events = [_events(out) for out in outs]
+    ended = min(max(at for at, _ in e) for e in events)
+    # Past the search for the limit (the pace doubles from 4 a second, the first 429s cut it, it closes in).
+    window = (all_sending + 6.0, ended - 0.5)
+    assert window[1] - window[0] > 4
+    each = [_rate(e, *window) for e in events]
+    limited = [_rate(e, *window, status=429) for e in events]
+    print(
+        f"R={R}, no headers: {each} = {sum(each):.1f}/s, 429s {sum(limited):.2f}/s; all: {stats['by_status']}"
+    )
+    # At most R a second, and the one-second bucket the provider may have had full when the window began.
+    assert 0.85 * R <= sum(each) <= R * (1 + 1.0 / (window[1] - window[0])), each
+    assert min(each) >= 0.25 * R, each
+    assert sum(limited) <= 0.05 * sum(each), (limited, each)
+    # The search itself costs a few 429s (each waited out and sent again, none lost): over a run this short
+    # they weigh more than they would over a real one.
+    assert stats["by_status"].get("429", 0) <= 0.1 * stats["by_status"]["200"], stats["by_status"]
