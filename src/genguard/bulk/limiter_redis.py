@@ -419,7 +419,7 @@ class RedisGate:
             booked = self._mean_tokens if tokens_reserved is None else tokens_reserved
             self._settle += tokens_used - booked
         # The governor counts successes since its last cut; in Redis they are all workers'.
-        s.ok_since_cut = self._ok_total + self._ok - self._ok_at_cut
+        s.ok_since_cut = max(self._ok_total + self._ok - self._ok_at_cut, 0)
         gov.observe(status, headers, rate_limited=rate_limited)
         limited = status == 429 if rate_limited is None else rate_limited
         if 200 <= status < 400 and not limited:
@@ -616,7 +616,7 @@ class RedisGate:
         s.header_rps = _f(fields.get("header_rps"))
         s.header_tps = _f(fields.get("header_tps"))
         self._ok_at_cut = int(fields.get("ok_at_cut") or 0)
-        s.ok_since_cut = self._ok_total + self._ok - self._ok_at_cut
+        s.ok_since_cut = max(self._ok_total + self._ok - self._ok_at_cut, 0)
         self._sent_learned = {k: fields.get(k, "") for k in mine}
 
     def _more_careful(self, fields: dict[str, str]) -> bool:
