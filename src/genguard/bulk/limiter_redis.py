@@ -675,10 +675,11 @@ class RedisGate:
                 _TTL_S, _fmt(self.start_rps), _fmt(self.governor.min_rps), _fmt(self.lease_s), -1]  # fmt: skip
 
     async def aclose(self) -> None:
-        """Give the unspent slots back, write what was learned, and close the connection."""
+        """Give the unspent slots back, write what was learned, leave the workers seen, and close the
+        connection."""
         try:
-            if self._local is None:
-                await self._lease(want=0)
+            if self._local is None and await self._lease(want=0):
+                await self.redis.zrem(self.workers_key, self.worker)
         except Exception as exc:
             if not _is_redis_error(exc):
                 raise
