@@ -8,8 +8,11 @@ and tokens per minute lives in Redis, so that every process given the same limit
   the Redis server, on the server's clock (``TIME``): no two workers' clocks are ever compared.
 - **Leases**: a worker takes a small chunk of evenly spaced slots at once (about ``lease_s`` seconds of the
   pace, as many as it has callers waiting) and spends them locally, so a request costs a fraction of a round
-  trip. A slot not spent within ``lease_s`` of its time lapses (a late burst would break the pace); the
-  unspent ones go back when the gate closes, or lapse with a killed worker (a chunk, a tenth of a second).
+  trip. It takes the next chunk only when its last is nearly spent, so the workers take turns and none books
+  more than a lease or two ahead (a lease further off than that answers the wait alone). A slot not spent
+  within ``lease_s`` of its time lapses (a late burst would break the pace); the unspent ones go back when
+  the gate closes, or lapse with a killed worker (a chunk, a tenth of a second). A worker's own ``rpm`` and
+  ``tpm`` cap its own leases, never what the others are told.
 - **What it learns** is the :class:`RateGovernor`'s, shared: each worker feeds its own governor every answer
   (headers, Retry-After, 429s), with its state first brought up to the shared one; whatever the governor
   decides (the limit read from headers, a cut after a 429, a pause, the probe upwards) is written back with
