@@ -197,7 +197,9 @@ def test_unspent_slots_go_back_when_no_one_leased_after_them_else_they_lapse(pre
         try:
             await a._lease(want=5)
             await a.aclose()  # five unspent, the last booked: back
-            assert redis.Redis().zscore(a.workers_key, a.worker) is None  # no longer counted among the workers
+            assert (
+                redis.Redis().zscore(a.workers_key, a.worker) is None
+            )  # no longer counted among the workers
             assert redis.Redis().zscore(b.workers_key, b.worker) is not None
             back = await lease(b, 1)
             await c._lease(want=5)
