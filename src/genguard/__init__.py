@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     from . import validators
     from .bulk.api import abatch, batch
     from .bulk.journal import BatchCounts
+    from .bulk.limiter import RateSnapshot
+    from .bulk.limiter_redis import LimiterUnavailable, RedisGate, open_gate
     from .bulk.proxy_journal import ProxyJournal
     from .bulk.runner import BatchResult
     from .client.clients import AsyncClient, Client
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
     from .client.testing import TestingState, is_testing, set_testing
     from .client.transport import classify_exception
     from .client.videos import AsyncVideos, ProgressHook, Videos
-    from .core.capture import Exchange, read_captures
+    from .core.capture import Exchange, ParsedBody, read_captures
     from .core.chat_stream import ChatStreamReader, read_chat_stream
     from .core.classify import classify_http
     from .core.error_body import ErrorInfo, read_error
@@ -74,6 +76,7 @@ _LAZY: dict[str, str] = {
     "Decision": ".client.retry",
     "ErrorInfo": ".core.error_body",
     "Exchange": ".core.capture",
+    "ParsedBody": ".core.capture",
     "BatchCounts": ".bulk.journal",
     "BatchResult": ".bulk.runner",
     "Gate": ".client.gate",
@@ -81,6 +84,10 @@ _LAZY: dict[str, str] = {
     "ImageModelRules": ".core.image_rules",
     "ImageRuleBook": ".core.image_rules",
     "Images": ".client.images",
+    "LimiterUnavailable": ".bulk.limiter_redis",
+    "RateSnapshot": ".bulk.limiter",
+    "RedisGate": ".bulk.limiter_redis",
+    "open_gate": ".bulk.limiter_redis",
     "ProgressHook": ".client.videos",
     "Proxy": ".proxy._server",
     "ProxyConfig": ".proxy._config",
@@ -156,14 +163,18 @@ __all__ = [
     "ImageModelRules",
     "ImageRuleBook",
     "Images",
+    "LimiterUnavailable",
     "Outcome",
+    "ParsedBody",
     "ProgressHook",
     "Proxy",
     "ProxyConfig",
     "ProxyExchange",
     "ProxyJournal",
     "ProxyRecorder",
+    "RateSnapshot",
     "RawResponse",
+    "RedisGate",
     "RetryPolicy",
     "RetryState",
     "SSEDecoder",
@@ -187,6 +198,7 @@ __all__ = [
     "is_testing",
     "load_image_rules",
     "normalise_finish_reason",
+    "open_gate",
     "parse_task",
     "read_captures",
     "read_chat_stream",

@@ -105,6 +105,7 @@ async def abatch(
     timeout: float = 120.0,
     progress: str = "auto",
     hooks: Sequence[Hook] = (),
+    limiter: str | None = None,
 ) -> BatchResult:
     """The batch runner, awaited: :func:`batch` in an event loop (a notebook cell: ``await genguard.abatch(...)``)."""
     kwargs = dict(locals())
@@ -143,6 +144,7 @@ def batch(
     timeout: float = 120.0,
     progress: str = "auto",
     hooks: Sequence[Hook] = (),
+    limiter: str | None = None,
 ) -> BatchResult:
     """Run (or resume) a batch of requests into the folder ``out``, as ``genguard batch`` does.
 
@@ -151,7 +153,8 @@ def batch(
     Calling it again with the same ``out`` resumes: lines that ended are not sent again. The result's
     ``results()`` yields ``(custom_id, Outcome, provider body)`` in input order; ``exit_code`` is what the
     command would exit with. ``hooks`` are handed to the client that sends the lines (tracing: see
-    docs/observability.md). In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
+    docs/observability.md). ``limiter`` (``"redis://host:6379/0?name=NAME"``) shares one rate limit with every
+    worker given the same URL. In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
     is the same without one.
     """
     kwargs = dict(locals())

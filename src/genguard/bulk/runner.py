@@ -24,7 +24,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -43,6 +43,9 @@ from .limiter import AsyncRateLimiter, RateGovernor
 from .model import AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
 from .progress import NoProgress, Progress, Snapshot, progress_for
+
+if TYPE_CHECKING:
+    from .limiter_redis import RedisGate
 
 __all__ = [
     "EXIT_FAILED",
@@ -119,6 +122,7 @@ class BatchOptions:
     progress: str = "auto"  # auto, plain, none
     worker: str = ""
     hooks: tuple[Hook, ...] = ()  # the client's hooks besides the runner's own (OpenTelemetry...)
+    limiter: str | None = None  # a shared limiter's URL (redis://...): one budget for every worker
 
     def __post_init__(self) -> None:
         # A misspelt code would reset no line and say nothing: refused here, for the command and the API alike.
@@ -180,7 +184,9 @@ class _TimedGate:
     After the run stops (``stopped()``), no attempt is let go, a retry's included: it raises :class:`_NotSent`.
     """
 
-    def __init__(self, inner: AsyncRateLimiter, stopped: Callable[[], bool] = lambda: False) -> None:
+    def __init__(
+        self, inner: AsyncRateLimiter | RedisGate, stopped: Callable[[], bool] = lambda: False
+    ) -> None:
         self.inner = inner
         self.stopped = stopped
 
@@ -302,7 +308,7 @@ def _estimate_cost(body: Mapping[str, Any]) -> float:
 
 class _Run:
     def __init__(self, journal: SQLiteJournal, writer: OutputWriter, client: AsyncClient, opts: BatchOptions,
-                 limiter: AsyncRateLimiter, progress: Progress) -> None:  # fmt: skip
+                 limiter: AsyncRateLimiter | RedisGate, progress: Progress) -> None:  # fmt: skip
         self.journal = journal
         self.writer = writer
         self.client = client
@@ -613,8 +619,7 @@ async def arun_batch(
         # when the first answer is priced, where it stalled the event loop with the first requests in flight
         # (their answers unread, the limiter's timers late: every resumed run paused half a second).
         cost_usd("gpt-4o-mini", Usage(1, 1, 2))
-        governor = RateGovernor(rpm=opts.rpm, tpm=opts.tpm)
-        limiter = AsyncRateLimiter(governor)
+        limiter = await _open_limiter(opts)
         client = AsyncClient(
             opts.base_url,
             api_key=list(opts.api_keys) or None,
@@ -648,6 +653,8 @@ async def arun_batch(
             if installed:
                 loop.remove_signal_handler(signal.SIGINT)
             await client.aclose()
+            if not isinstance(limiter, AsyncRateLimiter):
+                await limiter.aclose()
             writer.sync()
         counts = journal.counts()
         snap = run.snapshot()
@@ -670,6 +677,18 @@ async def arun_batch(
             writer.close()
         journal.close()
         lock.close()
+
+
+async def _open_limiter(opts: BatchOptions) -> AsyncRateLimiter | RedisGate:
+    if not opts.limiter:
+        return AsyncRateLimiter(RateGovernor(rpm=opts.rpm, tpm=opts.tpm))
+    from .limiter_redis import LimiterUnavailable, open_gate
+
+    try:
+        return await open_gate(opts.limiter, base_url=opts.base_url, api_key=next(iter(opts.api_keys), None),
+                               rpm=opts.rpm, tpm=opts.tpm)  # fmt: skip
+    except (LimiterUnavailable, ValueError) as exc:
+        raise SetupError(str(exc)) from None
 
 
 class SetupError(Exception):

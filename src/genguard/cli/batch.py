@@ -110,6 +110,12 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     "--tpm", type=click.IntRange(min=1), help="Never send more (estimated) tokens per minute than this."
 )
 @click.option(
+    "--limiter",
+    metavar="URL",
+    help="Share one rate limit with every worker given the same URL: redis://host:6379/0?name=NAME "
+    "(see docs/scale-limiter.md).",
+)
+@click.option(
     "--max-cost",
     type=click.FloatRange(min=0, min_open=True),
     metavar="USD",
@@ -202,6 +208,7 @@ def batch(
     concurrency: int,
     rpm: int | None,
     tpm: int | None,
+    limiter: str | None,
     max_cost: float | None,
     deadline: float | None,
     retry_failed: str | None,
@@ -255,6 +262,7 @@ def batch(
         "concurrency": concurrency,
         "rpm": rpm,
         "tpm": tpm,
+        "limiter": limiter,
         "max_cost": max_cost,
         "deadline": deadline,
         "retry_failed": codes,

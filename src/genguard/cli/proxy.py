@@ -48,13 +48,17 @@ CLIENT_KEY_ENV = "GENGUARD_PROXY_CLIENT_KEY"
               help="Seconds for a whole call, waits included (default: none).")  # fmt: skip
 @click.option("--forward-client-key/--no-forward-client-key", default=None,
               help="Send the client's own Authorization key upstream instead of the proxy's.")  # fmt: skip
+@click.option("--limiter", metavar="URL",
+              help="Share one rate limit with every proxy and worker given the same URL: "
+              "redis://host:6379/0?name=NAME.")  # fmt: skip
 @click.option("--journal", metavar="DIR", type=click.Path(file_okay=False),
               help="Record every exchange in DIR (genguard report DIR shows it). Default: no record.")  # fmt: skip
 @otel_option
 def proxy(config_file: str | None, upstream: str | None, api_keys: tuple[str, ...], client_keys: tuple[str, ...],
           fallbacks: tuple[str, ...], validate: tuple[str, ...], host: str | None, port: int | None,
           strict: bool | None, max_attempts: int | None, max_wait: float | None, deadline: float | None,
-          forward_client_key: bool | None, journal: str | None, otel: str | None) -> None:  # fmt: skip
+          forward_client_key: bool | None, limiter: str | None, journal: str | None,
+          otel: str | None) -> None:  # fmt: skip
     """Serve an OpenAI-compatible gateway that retries right and names every failure.
 
     Point any SDK or language at the printed base URL. Chat completions, embeddings, images and video tasks
@@ -126,6 +130,9 @@ def proxy(config_file: str | None, upstream: str | None, api_keys: tuple[str, ..
         "retry": retry,
         "hooks": otel_hooks(otel),
     }
+    limiter = limiter or settings.get("limiter")
+    if limiter:
+        fields["open_gate"] = _gate_opener(limiter, upstream, keys)
     for name in ("timeout", "stall_timeout"):
         if name in settings:
             fields[name] = float(settings[name])
@@ -155,3 +162,25 @@ def proxy(config_file: str | None, upstream: str | None, api_keys: tuple[str, ..
     finally:
         server.stop()
         sys.stdout.flush()
+
+
+def _gate_opener(url: str, upstream: str, keys: tuple[str, ...]) -> Any:
+    """Check now that the shared limiter answers (exit 2 if not, its password masked); the proxy opens its
+    own connection in the server's event loop."""
+    import asyncio
+
+    from ..bulk.limiter_redis import LimiterUnavailable, open_gate
+    from ._common import fail_usage
+
+    def opener() -> Any:
+        return open_gate(url, base_url=upstream, api_key=next(iter(keys), None))
+
+    async def check() -> None:
+        gate = await opener()
+        await gate.aclose()
+
+    try:
+        asyncio.run(check())
+    except (LimiterUnavailable, ValueError) as exc:
+        fail_usage(f"--limiter: {exc}")
+    return opener

@@ -334,8 +334,18 @@ class _Proxy:
         return StreamingResponse(reply.aiter_bytes(), status_code=reply.status_code, headers=out,
                                  background=BackgroundTask(reply.aclose))  # fmt: skip
 
+    async def start(self) -> None:
+        """What must be made in the server's event loop: the shared limiter's connection."""
+        if self.config.open_gate is not None and self.upstream.gate is None:
+            self.upstream.gate = await self.config.open_gate()
+
     async def aclose(self) -> None:
         await self.upstream.aclose()
+        if self.config.open_gate is not None:
+            close = getattr(self.upstream.gate, "aclose", None)
+            if close is not None:
+                await close()
+            self.upstream.gate = None
         if self._forward is not None:
             await self._forward.aclose()
             self._forward = None
@@ -397,6 +407,7 @@ def create_app(config: ProxyConfig) -> Starlette:
         from ..core.pricing import cost_usd
 
         cost_usd("gpt-4o-mini", Usage(prompt_tokens=1, completion_tokens=1))
+        await proxy.start()
         try:
             yield
         finally:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -80,7 +80,10 @@ class ProxyConfig:
       stream that goes quiet.
     - ``recorder``: told every exchange (:class:`genguard.ProxyJournal` records them in a folder that
       ``genguard report`` reads); ``None``: no record.
-    - ``gate``: a rate limiter every attempt upstream asks first (:class:`genguard.Gate`).
+    - ``gate``: a rate limiter every attempt upstream asks first (:class:`genguard.Gate`); or ``open_gate``,
+      which makes one in the server's event loop (a limiter holding connections bound to a loop):
+      ``lambda: genguard.open_gate("redis://127.0.0.1:6379/0?name=team")`` shares one budget with every
+      other proxy and worker given the same limiter.
     - ``hooks``: told of every attempt and every call upstream (tracing: ``genguard.integrations.otel``).
 
     >>> ProxyConfig(upstream="http://127.0.0.1:8000/v1", validators={"gpt-4o-mini": "json"}).validators
@@ -99,6 +102,7 @@ class ProxyConfig:
     stall_timeout: float = 60.0
     recorder: ProxyRecorder | None = None
     gate: Gate | None = None
+    open_gate: Callable[[], Awaitable[Gate]] | None = None
     max_concurrency: int = 512
     hooks: tuple[Hook, ...] = ()
 
@@ -131,6 +135,7 @@ _TOP: Mapping[str, type | tuple[type, ...]] = {
     "host": str,
     "port": int,
     "journal": str,
+    "limiter": str,
     "timeout": (int, float),
     "stall_timeout": (int, float),
     "retry": dict,
