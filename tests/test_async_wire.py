@@ -225,3 +225,25 @@ async def test_keep_raw_keeps_the_response_on_every_path(sim: Simulator) -> None
         assert KEY not in repr(o.raw)
     async with AsyncClient(sim.base_url, api_key=KEY) as c:
         assert (await c.chat(model="m", messages=MSGS)).raw is None  # off by default: memory stays flat
+
+
+async def test_a_stream_passes_the_gate_as_a_plain_call_does(sim: Simulator) -> None:
+    gate = RecordingGate()
+    async with AsyncClient(
+        sim.base_url, api_key=KEY, gate=gate, headers={"x-genguard-scenario": "rate_limited:1"},
+        retry=RetryPolicy(max_attempts=3, backoff_base=0.01, jitter=0),
+    ) as c:  # fmt: skip
+        o = await c.chat(model="m", messages=MSGS, max_tokens=100, stream=True)
+        assert o.ok
+        assert o.attempts == 2
+        assert len(gate.acquired) == 2
+        assert gate.acquired[0] >= 100
+        assert [status for status, _, _ in gate.observed] == [429, 200]
+        assert all(limit is not None for _, limit, _ in gate.observed)
+        assert [f["rate_limited"] for f in gate.flags] == [True, False]
+        # A stream its reader stops early still tells the gate, so its slot is not held for ever.
+        async with c.stream(model="m", messages=MSGS) as s:
+            async for _ in s:
+                break
+        assert len(gate.acquired) == 3
+        assert len(gate.observed) == 3

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..core.outcome import Outcome
+from .gate import estimate_tokens
 from .loop import Sleep
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS
@@ -238,13 +239,19 @@ class AsyncChatStream(_StreamBase):
                 self._partial = None
                 committed = False
                 outcome: Outcome | None = None
-                async for item in self._attempt(action):
-                    if isinstance(item, str):
-                        if self._interactive:
-                            committed = True
-                            yield item
-                    else:
-                        outcome = item
+                attempt = self._attempt(action)
+                try:
+                    async for item in attempt:
+                        if isinstance(item, str):
+                            if self._interactive:
+                                committed = True
+                                yield item
+                        else:
+                            outcome = item
+                finally:
+                    # Closed now, not when collected: a reader that stops early frees the connection and the
+                    # gate's slot at once.
+                    await attempt.aclose()  # type: ignore[attr-defined]
                 assert outcome is not None
                 self._partial = outcome
                 action = loop.send((outcome, committed))
@@ -252,6 +259,34 @@ class AsyncChatStream(_StreamBase):
             self._outcome = stop.value
 
     async def _attempt(self, action: Send) -> AsyncIterator[str | Outcome]:
+        # The gate (a rate limiter) sees a stream as it sees a plain call: asked before the attempt, told after
+        # it with the answer's status, headers and usage; an attempt cut off by its reader frees its slot too.
+        gate = self._client.gate
+        if gate is None:
+            async for item in self._on_wire(action, []):
+                yield item
+            return
+        tokens = estimate_tokens(self._body)
+        await gate.acquire(tokens)
+        seen: list[Any] = []
+        outcome: Outcome | None = None
+        try:
+            async for item in self._on_wire(action, seen):
+                if not isinstance(item, str):
+                    outcome = item
+                yield item
+        finally:
+            status, headers = seen if seen else (0, {})
+            gate.observe(
+                status,
+                headers,
+                tokens_used=outcome.usage.total_tokens if outcome is not None and outcome.usage else None,
+                tokens_reserved=tokens,
+                # A 429 that says the quota is gone or the request is too large is no rate limit.
+                rate_limited=status == 429 and outcome is not None and outcome.code == "rate_limited",
+            )
+
+    async def _on_wire(self, action: Send, seen: list[Any]) -> AsyncIterator[str | Outcome]:
         client = self._client
         content = client._chat_content(action, self._body)
         timeout = client._timeout(client.stall_timeout, action.timeout)
@@ -259,6 +294,7 @@ class AsyncChatStream(_StreamBase):
         reader = None
         try:
             async with client._wire.stream("POST", client._chat_url, headers, content, timeout) as reply:
+                seen[:] = (reply.status, reply.headers)
                 if reply.status >= 300 or "text/event-stream" not in reply.headers.get("content-type", ""):
                     data = b"".join([chunk async for chunk in reply.chunks])
                     yield client._classify_reply(reply.status, reply.headers, data, "chat")
