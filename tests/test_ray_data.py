@@ -9,6 +9,7 @@ Rows choose their failure with the simulator's ``x-genguard-scenario`` header, c
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import sys
 from collections.abc import Iterator
@@ -450,3 +451,16 @@ def test_sqlite_is_what_a_path_opens(tmp_path: Path) -> None:
         assert sqlite3.connect(tmp_path / "j.sqlite").execute("PRAGMA journal_mode").fetchone() == ("wal",)
     finally:
         journal.close()
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_the_example_in_docs_ray_md_runs_and_prints_what_it_says(
+    ray_session: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "ray.md").read_text()
+    block = re.findall(r"```python\n(.*?)```", page, flags=re.S)[0]
+    exec(compile(block, "docs/ray.md", "exec"), {"__name__": "docs_ray"})
+    shown = re.search(r"# (\d+ rows, .*)", block)
+    assert shown is not None
+    assert capsys.readouterr().out.strip() == shown.group(1)
