@@ -74,6 +74,7 @@ def _ray(url: str, rows: list[dict[str, Any]], args: argparse.Namespace, journal
         ds,
         actors=args.actors,
         batch_size=args.batch_size,
+        batches_per_actor=args.batches_per_actor,
         base_url=url,
         api_key=KEY,
         model=MODEL,
@@ -101,11 +102,17 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=4000)
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batches-per-actor", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     rows = _rows(args.rows)
-    result: dict[str, Any] = {"rows": args.rows, "actors": args.actors, "batch_size": args.batch_size}
+    result: dict[str, Any] = {
+        "rows": args.rows,
+        "actors": args.actors,
+        "batch_size": args.batch_size,
+        "batches_per_actor": args.batches_per_actor,
+    }
 
     t0 = time.perf_counter()
     import ray
@@ -146,7 +153,10 @@ def main() -> None:
     print(f"ray: import {result['ray_import_s']} s, init {result['ray_init_s']} s, "
           f"{result['ray_rss_mb_after_init']} MB resident after init, "
           f"{result['ray_rss_mb_with_actors']} MB with the actors")  # fmt: skip
-    print(f"{args.rows} rows, {args.actors} actors, batches of {args.batch_size}; best of {args.rounds}")
+    print(
+        f"{args.rows} rows, {args.actors} actors, batches of {args.batch_size}, "
+        f"{args.batches_per_actor} at once per actor; best of {args.rounds}"
+    )
     print(f"{'contender':<16}{'rows/s':>10}{'x asyncio':>11}")
     for name, rate in best.items():
         print(f"{name:<16}{rate:>10.1f}{rate / floor:>11.2f}")

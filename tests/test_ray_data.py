@@ -8,6 +8,7 @@ Rows choose their failure with the simulator's ``x-genguard-scenario`` header, c
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sqlite3
@@ -157,6 +158,31 @@ def test_requests_from_a_body_column_or_messages_column(sim: Simulator) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_prefix_names_the_columns_apart_and_a_url_column_reaches_embeddings(sim: Simulator) -> None:
+    table = pa.Table.from_pylist(
+        [
+            {"custom_id": "e1", "url": "/v1/embeddings", "body": '{"input": "a river"}', "text": "mine"},
+            {"custom_id": "e2", "url": "/v1/videos", "body": '{"prompt": "a river"}', "text": "mine too"},
+        ]
+    )
+    udf = GenguardUDF(
+        base_url=sim.base_url, api_key=KEY, model="text-embedding-3-small", keep_response=True, prefix="gg_"
+    )
+    try:
+        out = udf(table)
+    finally:
+        udf.close()
+    assert out.column_names == [*table.column_names, *(f"gg_{n}" for n, _ in OUTPUT_COLUMNS), "gg_response"]
+    e1, e2 = out.to_pylist()
+    assert e1["text"] == "mine"  # the row's own column, untouched
+    assert e1["gg_ok"] is True
+    assert json.loads(e1["gg_response"])["data"][0]["embedding"]
+    assert e2["gg_code"] == "invalid_input"
+    assert "/v1/videos" in e2["gg_message"]
+    assert sim.stats()["requests"] == 1
+
+
+@pytest.mark.timeout(60)
 def test_a_journal_skips_rows_already_ended_and_resends_only_the_rest(sim: Simulator, tmp_path: Path) -> None:
     journal = tmp_path / "run.sqlite"
     first = pa.Table.from_pylist(_items(ROWS[:4], "journal"))
@@ -273,6 +299,8 @@ def test_settings_that_would_fail_every_row_raise_before_anything_is_sent(
     assert sim.stats()["requests"] == 0
     with pytest.raises(ConfigError, match="unknown option 'modle'"):
         map_requests(None, base_url=sim.base_url, modle="m")
+    with pytest.raises(ConfigError, match="batches_per_actor must be a whole number"):
+        map_requests(None, base_url=sim.base_url, batches_per_actor=0)
 
 
 @pytest.mark.timeout(30)

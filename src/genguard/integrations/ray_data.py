@@ -435,7 +435,7 @@ class GenguardUDF:
             )
         rows = _rows(batch, columns, self._needed(columns))
         values = self._batch(rows, columns)
-        return _with_columns(batch, values, self._output_types())
+        return _with_columns(batch, values, self._output_types(), o.prefix)
 
     def _output_names(self) -> list[str]:
         return [name for name, _ in self._output_types()]
@@ -814,15 +814,14 @@ def _rows(batch: Any, columns: Sequence[str], needed: Sequence[str]) -> list[dic
             c: [_plain(v) for v in (batch[c].tolist() if hasattr(batch[c], "tolist") else batch[c])]
             for c in needed
         }
-        n = len(batch[columns[0]]) if columns else 0
+        n = len(batch) if hasattr(batch, "columns") else len(batch[columns[0]]) if columns else 0
     return [{c: data[c][i] for c in needed} for i in range(n)]
 
 
 def _with_columns(
-    batch: Any, values: Sequence[Mapping[str, Any]], types: Sequence[tuple[str, ColumnType]]
+    batch: Any, values: Sequence[Mapping[str, Any]], types: Sequence[tuple[str, ColumnType]], prefix: str
 ) -> Any:
-    prefix_len = len(types[0][0]) - len(OUTPUT_COLUMNS[0][0])
-    columns = {name: [v[name[prefix_len:]] for v in values] for name, _ in types}
+    columns = {name: [v[name.removeprefix(prefix)] for v in values] for name, _ in types}
     if hasattr(batch, "column_names") and hasattr(batch, "append_column"):
         import pyarrow as pa
 
@@ -854,11 +853,14 @@ def map_requests(
     *,
     actors: int = 2,
     batch_size: int = 64,
+    batches_per_actor: int = 4,
     batch_format: Literal["pyarrow", "pandas", "numpy"] = "pyarrow",
     **options: Any,
 ) -> Any:
     """``ds.map_batches(GenguardUDF, ...)`` with the options checked here first (a wrong one fails before any
-    actor starts) and settings fit for I/O: ``actors`` actors at ``num_cpus=0``, ``batch_size`` rows a batch.
+    actor starts) and settings fit for I/O: ``actors`` actors at ``num_cpus=0``, ``batch_size`` rows a batch,
+    ``batches_per_actor`` batches in progress on each actor at once (so that a row waiting out a long
+    Retry-After holds up its own batch only; Ray 2.50 and later, earlier ones run one at a time).
 
     ``options`` are :class:`GenguardUDF`'s. Lazy, as ``map_batches`` is: the requests go when the dataset is
     consumed (``take_all``, ``write_parquet``, ``materialize``...).
@@ -869,7 +871,11 @@ def map_requests(
 
     import ray.data
 
-    for name, value in (("actors", actors), ("batch_size", batch_size)):
+    for name, value in (
+        ("actors", actors),
+        ("batch_size", batch_size),
+        ("batches_per_actor", batches_per_actor),
+    ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ConfigError(f"{name} must be a whole number of at least 1, got {value!r}")
     known = list(inspect.signature(GenguardUDF).parameters)
@@ -885,13 +891,20 @@ def map_requests(
         # Actors need not share the driver's working directory: a relative path could name another file.
         options["journal"] = str(Path(journal).absolute())
     _options(**_defaults(options))
+    try:
+        # GenguardUDF may be called from several threads at once: its rows run on the actor's own event loop.
+        compute = ray.data.ActorPoolStrategy(
+            size=actors, max_concurrent_calls_per_actor=batches_per_actor, enable_true_multi_threading=True
+        )
+    except TypeError:  # before Ray 2.50
+        compute = ray.data.ActorPoolStrategy(size=actors)
     return ds.map_batches(
         GenguardUDF,
         fn_constructor_kwargs=options,
         batch_size=batch_size,
         batch_format=batch_format,
         num_cpus=0,
-        compute=ray.data.ActorPoolStrategy(size=actors),
+        compute=compute,
     )
 
 
