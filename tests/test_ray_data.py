@@ -492,3 +492,16 @@ def test_the_example_in_docs_ray_md_runs_and_prints_what_it_says(
     shown = re.search(r"# (\d+ rows, .*)", block)
     assert shown is not None
     assert capsys.readouterr().out.strip() == shown.group(1)
+
+
+@pytest.mark.timeout(60)
+def test_a_sqlite_journal_is_refused_on_a_cluster_of_several_nodes(
+    ray_session: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = ray.data.from_items([{"custom_id": "a", "prompt": "x"}])
+    journal = str(tmp_path / "j.sqlite")
+    assert map_requests(ds, base_url=sim.base_url, api_key=KEY, journal=journal) is not None  # one node: fine
+    two = [{"NodeID": "a", "Alive": True}, {"NodeID": "b", "Alive": True}, {"NodeID": "c", "Alive": False}]
+    monkeypatch.setattr(ray, "nodes", lambda: two)
+    with pytest.raises(ConfigError, match="this Ray cluster has 2 nodes"):
+        map_requests(ds, base_url=sim.base_url, api_key=KEY, journal=journal)

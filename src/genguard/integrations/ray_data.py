@@ -890,6 +890,15 @@ def map_requests(
     ):
         # Actors need not share the driver's working directory: a relative path could name another file.
         options["journal"] = str(Path(journal).absolute())
+        listed: list[dict[str, Any]] = ray.nodes() if ray.is_initialized() else []  # type: ignore[no-untyped-call]
+        nodes = len([node for node in listed if node.get("Alive")])
+        if nodes > 1:
+            # Each node would open a file of its own under the same path: rows done on one would be paid
+            # again on another.
+            raise ConfigError(
+                f"journal={str(journal)!r} is a SQLite file, which only the actors of one machine share, and "
+                f"this Ray cluster has {nodes} nodes: give the PostgreSQL journal (journal='postgresql://...')"
+            )
     _options(**_defaults(options))
     try:
         # GenguardUDF may be called from several threads at once: its rows run on the actor's own event loop.
