@@ -8,11 +8,15 @@ Rows choose their failure with the simulator's ``x-genguard-scenario`` header, c
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import sqlite3
+import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -421,17 +425,61 @@ def test_on_ray_a_dataset_comes_back_whole_and_a_rerun_sends_nothing_done(
         )
 
 
-class _Boom(Exception):
-    pass
+def _map_worker_pids_of_other_jobs() -> list[int]:
+    from ray._private import state
+
+    ours = ray.get_runtime_context().get_job_id()
+    return [
+        a["Pid"]
+        for a in state.actors().values()
+        if "MapWorker" in a["ActorClassName"] and a["JobID"] != ours and a["Pid"]
+    ]
 
 
-def _fail_on_row(cid: str) -> Any:
-    def check(batch: pa.Table) -> pa.Table:
-        if cid in batch.column("custom_id").to_pylist():
-            raise _Boom(f"the pipeline stops at {cid}")
-        return batch
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"  # a zombie no longer runs
+    except FileNotFoundError:
+        return True
 
-    return check
+
+def _crash_items(n: int) -> list[dict[str, Any]]:
+    return [{"custom_id": f"r{i:03}", "prompt": f"crash test row {i}", "headers": None} for i in range(n)]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+def test_on_ray_a_rerun_after_a_partial_run_sends_only_the_missing_rows(
+    ray_session: None, sim: Simulator, tmp_path: Path
+) -> None:
+    items = _crash_items(40)
+    kwargs = _udf_kwargs(sim, journal=str(tmp_path / "run.sqlite"))
+    first = map_requests(ray.data.from_items(items[:25]), actors=2, batch_size=5, **kwargs).take_all()
+    assert sim.stats()["requests"] == 25
+    sim.reset()
+
+    again = map_requests(ray.data.from_items(items), actors=2, batch_size=5, **kwargs).take_all()
+
+    assert sim.stats()["requests"] == 15
+    assert sorted(r["custom_id"] for r in again if r["from_journal"]) == sorted(r["custom_id"] for r in first)
+    assert len(again) == 40
+    assert all(r["ok"] for r in again)
+
+
+# A pipeline's driver, run as its own process on the test's Ray: killed with SIGKILL halfway, as a crashed
+# notebook or job is. Its actors die with it (Ray ties them to the job that made them).
+_DRIVER = r"""
+import json, sys
+import ray
+from genguard import RetryPolicy
+from genguard.integrations.ray_data import map_requests
+
+address, items, kwargs = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
+ray.init(address=address, log_to_driver=False, configure_logging=False)
+kwargs["retry"] = RetryPolicy(max_attempts=1)
+map_requests(ray.data.from_items(items), actors=2, batch_size=5, **kwargs).take_all()
+"""
 
 
 @pytest.mark.slow
@@ -439,29 +487,59 @@ def _fail_on_row(cid: str) -> Any:
 def test_on_ray_a_rerun_after_the_pipeline_died_sends_only_the_rows_not_ended(
     ray_session: None, sim: Simulator, tmp_path: Path
 ) -> None:
-    items = [{"custom_id": f"r{n:03}", "prompt": f"crash test row {n}", "headers": None} for n in range(60)]
+    items = _crash_items(200)
+    # One row hangs (the simulator stalls it for a minute): the driver is killed long before it could end.
+    items[3]["headers"] = '{"x-genguard-scenario": "timeout"}'
+    sim.configure(stall_s=60.0)
     journal = tmp_path / "run.sqlite"
-    kwargs = _udf_kwargs(sim, journal=str(journal))
-    # The pipeline dies upstream of the adapter at row r040: that row never reaches it; rows before it may.
-    dying = ray.data.from_items(items).map_batches(_fail_on_row("r040"), batch_format="pyarrow")
-    with pytest.raises(Exception, match="the pipeline stops at r040"):
-        map_requests(dying, actors=2, batch_size=5, **kwargs).take_all()
-    with SQLiteJournal(journal) as j:
-        ended = j.counts().ended
-        assert "r040" not in {e.custom_id for e in j.ended()}
-    assert ended < len(items)
-    sent_first = sim.stats()["requests"]
-    assert ended <= sent_first  # a row cut off in flight was sent, not recorded
+    options = {"base_url": sim.base_url, "api_key": KEY, "model": "gpt-4o-mini", "headers_column": "headers",
+               "journal": str(journal)}  # fmt: skip
+    address = ray.get_runtime_context().gcs_address
+    driver = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER, address, json.dumps(items), json.dumps(options)]
+    )
+    try:
+        while not journal.exists() or _ended(journal) < 5:  # the test's timeout bounds this
+            assert driver.poll() is None, "the driver ended before it was killed"
+            time.sleep(0.05)
+        actors = _map_worker_pids_of_other_jobs()
+    finally:
+        driver.kill()
+        driver.wait()
+    # Ray ends a dead job's actors by itself, a moment later; they may still send or record meanwhile, so they
+    # are killed here too (after the driver: while it lived, Ray would have restarted them), and waited for.
+    assert actors
+    for pid in actors:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    while not all(_gone(pid) for pid in actors):  # the test's timeout bounds this
+        time.sleep(0.05)
+    ended = _ended(journal)
+    assert 5 <= ended < len(items)
+    assert ended <= sim.stats()["requests"]  # a row cut off in flight was sent, not recorded
     sim.reset()
+    sim.configure(stall_s=5.0)
+    items[3]["headers"] = None
 
-    again = map_requests(ray.data.from_items(items), actors=2, batch_size=5, **kwargs).take_all()
+    again = map_requests(
+        ray.data.from_items(items), actors=2, batch_size=5, **_udf_kwargs(sim, journal=str(journal))
+    )
+    rows = again.take_all()
 
-    assert len(again) == len(items)
-    assert all(r["ok"] for r in again)
-    assert sum(1 for r in again if r["from_journal"]) == ended
+    assert len(rows) == len(items)
+    assert all(r["ok"] for r in rows)
+    assert sum(1 for r in rows if r["from_journal"]) == ended
+    assert sum(r["attempts"] for r in rows if not r["from_journal"]) == len(items) - ended
     assert sim.stats()["requests"] == len(items) - ended
-    with SQLiteJournal(journal) as j:
-        assert j.counts().ended == len(items)
+    assert _ended(journal) == len(items)
+
+
+def _ended(journal: Path) -> int:
+    j = resolve_journal(journal)()  # waits its turn if an actor is creating the file right now
+    try:
+        return j.counts().ended
+    finally:
+        j.close()
 
 
 @pytest.mark.timeout(30)
