@@ -296,6 +296,12 @@ def test_settings_that_would_fail_every_row_raise_before_anything_is_sent(
             udf(pa.Table.from_pylist([{"prompt": "x"}]))
         with pytest.raises(ConfigError, match="prefix="):
             udf(pa.Table.from_pylist([{"custom_id": "a", "prompt": "x", "text": "mine"}]))
+        prefixed = GenguardUDF(base_url=sim.base_url, api_key=KEY, model="m", prefix="gg_")
+        try:
+            with pytest.raises(ConfigError, match="already has the column 'gg_code'"):
+                prefixed(pa.Table.from_pylist([{"prompt": "x", "gg_code": "mine"}]))
+        finally:
+            prefixed.close()
         with pytest.raises(ConfigError, match="no column to build requests"):
             udf(pa.Table.from_pylist([{"custom_id": "a", "question": "x"}]))
     finally:

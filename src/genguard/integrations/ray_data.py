@@ -427,7 +427,7 @@ class GenguardUDF:
         of numpy arrays)."""
         columns = _column_names(batch)
         o = self._opts
-        taken = [f"{o.prefix}{name}" for name in self._output_names() if f"{o.prefix}{name}" in columns]
+        taken = [name for name in self._output_names() if name in columns]
         if taken:
             raise ConfigError(
                 f"the dataset already has the column {taken[0]!r}, which the outcome would overwrite: pass "
