@@ -589,3 +589,15 @@ def test_a_sqlite_journal_is_refused_on_a_cluster_of_several_nodes(
     monkeypatch.setattr(ray, "nodes", lambda: two)
     with pytest.raises(ConfigError, match="this Ray cluster has 2 nodes"):
         map_requests(ds, base_url=sim.base_url, api_key=KEY, journal=journal)
+
+
+@pytest.mark.timeout(30)
+def test_the_options_checked_in_the_driver_are_the_class_options_with_the_same_defaults() -> None:
+    import inspect
+
+    from genguard.integrations.ray_data import _options
+
+    def defaults(fn: Any) -> dict[str, Any]:
+        return {n: p.default for n, p in inspect.signature(fn).parameters.items()}
+
+    assert defaults(GenguardUDF) == defaults(_options)

@@ -217,27 +217,28 @@ class _Options:
 
 
 def _options(
-    base_url: str | None,
-    api_key: str | Sequence[str] | None,
-    model: str | None,
-    params: Mapping[str, Any] | None,
-    url: str,
-    body_column: str | None,
-    messages_column: str | None,
-    prompt_column: str | None,
-    id_column: str,
-    headers_column: str | None,
-    journal: JournalSpec | None,
-    rerun_changed: bool,
-    gate: Callable[[], Gate] | None,
-    limiter: str | None,
-    concurrency: int,
-    timeout: float,
-    retry: RetryPolicy | None,
-    fallbacks: Sequence[str],
-    validate: Any,
-    keep_response: bool,
-    prefix: str,
+    *,
+    base_url: str | None = None,
+    api_key: str | Sequence[str] | None = None,
+    model: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    url: str = "/v1/chat/completions",
+    body_column: str | None = None,
+    messages_column: str | None = None,
+    prompt_column: str | None = None,
+    id_column: str = "custom_id",
+    headers_column: str | None = None,
+    journal: JournalSpec | None = None,
+    rerun_changed: bool = False,
+    gate: Callable[[], Gate] | None = None,
+    limiter: str | None = None,
+    concurrency: int = 32,
+    timeout: float = 120.0,
+    retry: RetryPolicy | None = None,
+    fallbacks: Sequence[str] = (),
+    validate: Any = None,
+    keep_response: bool = False,
+    prefix: str = "",
 ) -> _Options:
     normal = url if url.startswith("/v1/") else "/v1" + url if url.startswith("/") else url
     if normal.rstrip("/") not in _URLS:
@@ -342,10 +343,28 @@ class GenguardUDF:
         prefix: str = "",
     ) -> None:
         self._opts = _options(
-            base_url, api_key, model, params, url, body_column, messages_column, prompt_column, id_column,
-            headers_column, journal, rerun_changed, gate, limiter, concurrency, timeout, retry, fallbacks,
-            validate, keep_response, prefix,
-        )  # fmt: skip
+            base_url=base_url,
+            api_key=api_key,
+            model=model,
+            params=params,
+            url=url,
+            body_column=body_column,
+            messages_column=messages_column,
+            prompt_column=prompt_column,
+            id_column=id_column,
+            headers_column=headers_column,
+            journal=journal,
+            rerun_changed=rerun_changed,
+            gate=gate,
+            limiter=limiter,
+            concurrency=concurrency,
+            timeout=timeout,
+            retry=retry,
+            fallbacks=fallbacks,
+            validate=validate,
+            keep_response=keep_response,
+            prefix=prefix,
+        )
         # The rows of a batch run on one event loop of the actor's own, in a thread, whatever thread Ray calls
         # from (a threaded actor may even call from several at once).
         self._loop = asyncio.new_event_loop()
@@ -899,7 +918,7 @@ def map_requests(
                 f"journal={str(journal)!r} is a SQLite file, which only the actors of one machine share, and "
                 f"this Ray cluster has {nodes} nodes: give the PostgreSQL journal (journal='postgresql://...')"
             )
-    _options(**_defaults(options))
+    _options(**options)
     try:
         # GenguardUDF may be called from several threads at once: its rows run on the actor's own event loop.
         compute = ray.data.ActorPoolStrategy(
@@ -915,15 +934,3 @@ def map_requests(
         num_cpus=0,
         compute=compute,
     )
-
-
-def _defaults(given: Mapping[str, Any]) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "base_url": None, "api_key": None, "model": None, "params": None, "url": "/v1/chat/completions",
-        "body_column": None, "messages_column": None, "prompt_column": None, "id_column": "custom_id",
-        "headers_column": None, "journal": None, "rerun_changed": False, "gate": None, "limiter": None,
-        "concurrency": 32, "timeout": 120.0, "retry": None, "fallbacks": (), "validate": None,
-        "keep_response": False, "prefix": "",
-    }  # fmt: skip
-    values.update(given)
-    return values
