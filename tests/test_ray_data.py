@@ -578,6 +578,7 @@ def test_the_example_in_docs_ray_md_runs_and_prints_what_it_says(
     assert capsys.readouterr().out.strip() == shown.group(1)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_a_sqlite_journal_is_refused_on_a_cluster_of_several_nodes(
     ray_session: None, sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
