@@ -33,7 +33,13 @@ def test_readme_explain_example_is_what_explain_prints() -> None:
 
 
 # Packages a user imports by their dotted name; everything else is reached as `genguard.Name`.
-PUBLIC_MODULES = {"genguard", "genguard.sim", "genguard.validators", "genguard.integrations.otel"}
+PUBLIC_MODULES = {
+    "genguard",
+    "genguard.sim",
+    "genguard.validators",
+    "genguard.integrations.otel",
+    "genguard.integrations.ray_data",
+}
 
 
 def _pages() -> list[Path]:
@@ -110,7 +116,7 @@ LAYERS = {
     "sim": {"sim", "core"},
     "batch": {"batch", "client", "core"},
     "proxy": {"proxy", "client", "core"},
-    "integrations": {"integrations", "client", "core"},
+    "integrations": {"integrations", "bulk", "client", "core"},
     "validators": {"core"},
 }
 NO_IO_IN_CORE = {"httpx", "aiohttp", "socket", "sqlite3", "urllib.request", "http.client"}

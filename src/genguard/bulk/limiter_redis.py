@@ -47,6 +47,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from ..core.exceptions import ConfigError
 from ..core.secrets import mask_url
 from .limiter import AsyncRateLimiter, RateGovernor, RateSnapshot
 
@@ -188,7 +189,7 @@ class Lease:
     workers: int
 
 
-class LimiterUnavailable(Exception):
+class LimiterUnavailable(ConfigError):
     """The shared limiter's Redis could not be reached or used at the start: nothing was sent. Its message
     names the URL (password masked) and what to do."""
 
