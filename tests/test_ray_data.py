@@ -628,3 +628,16 @@ def test_the_options_checked_in_the_driver_are_the_class_options_with_the_same_d
         return {n: p.default for n, p in inspect.signature(fn).parameters.items()}
 
     assert defaults(GenguardUDF) == defaults(_options)
+
+
+@pytest.mark.timeout(60)
+def test_a_limiter_that_does_not_answer_is_told_in_the_driver_before_any_actor_starts(
+    ray_session: None, sim: Simulator
+) -> None:
+    ds = ray.data.from_items([{"custom_id": "a", "prompt": "x"}])
+    with pytest.raises(ConfigError, match=r"127\.0\.0\.1:9") as caught:
+        map_requests(
+            ds, base_url=sim.base_url, api_key=KEY, model="m", limiter="redis://:hunter2pw@127.0.0.1:9/0"
+        )
+    assert "hunter2pw" not in str(caught.value)  # the URL's password is masked
+    assert sim.stats()["requests"] == 0

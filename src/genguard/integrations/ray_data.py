@@ -287,7 +287,9 @@ def _options(
         headers_column=headers_column,
         journal=None if journal is None else resolve_journal(journal),
         rerun_changed=bool(rerun_changed),
-        gate=gate if limiter is None else resolve_limiter(limiter, base_url=base_url, api_key=_first_key(api_key)),
+        gate=gate
+        if limiter is None
+        else resolve_limiter(limiter, base_url=base_url, api_key=_first_key(api_key)),
         concurrency=concurrency,
         timeout=float(timeout),
         retry=retry,
@@ -929,7 +931,11 @@ def map_requests(
                 f"journal={str(journal)!r} is a SQLite file, which only the actors of one machine share, and "
                 f"this Ray cluster has {nodes} nodes: give the PostgreSQL journal (journal='postgresql://...')"
             )
-    _options(**options)
+    checked = _options(**options)
+    if options.get("limiter") is not None and checked.gate is not None:
+        asyncio.run(
+            _reach(checked.gate)
+        )  # a shared limiter that does not answer: told here, not by each actor
     try:
         # GenguardUDF may be called from several threads at once: its rows run on the actor's own event loop.
         compute = ray.data.ActorPoolStrategy(
@@ -945,6 +951,15 @@ def map_requests(
         num_cpus=0,
         compute=compute,
     )
+
+
+async def _reach(factory: GateFactory) -> None:
+    gate = factory()
+    if inspect.isawaitable(gate):
+        gate = await gate
+    close = getattr(gate, "aclose", None)
+    if close is not None:
+        await close()
 
 
 def _first_key(api_key: str | Sequence[str] | None) -> str | None:
