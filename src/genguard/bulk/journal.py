@@ -57,6 +57,7 @@ __all__ = [
     "Result",
     "SQLiteJournal",
     "migrate",
+    "open_journal",
 ]
 
 JOURNAL_FILE = "journal.sqlite"
@@ -209,6 +210,8 @@ class Journal(Protocol):
     def rollback(self) -> None: ...
 
     def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]: ...
+
+    def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int: ...
 
     def record(self, results: Sequence[Result]) -> list[str]: ...
 
@@ -664,6 +667,19 @@ class SQLiteJournal:
             for i, cid, url, number, key, claims, resent in rows
         ]
 
+    def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int:
+        """Extend ``worker``'s leases of these lines to ``lease_s`` from now; how many it still held."""
+        count = 0
+        until = self._clock() + lease_s
+        with self._write() as db:
+            for chunk in _chunks(custom_ids):
+                count += db.execute(
+                    f"""UPDATE lines SET lease_until = ? WHERE state = 'in_flight' AND worker = ?
+                    AND custom_id IN ({_marks(len(chunk))})""",
+                    (until, worker, *chunk),
+                ).rowcount
+        return count
+
     def record(self, results: Sequence[Result]) -> list[str]:
         """End these lines in one transaction, in order, each with the next ``seq``; the custom_ids that were
         new. A line already ended, or whose key is not the result's (its request changed), is left as it is,
@@ -901,6 +917,35 @@ class SQLiteJournal:
                 "UPDATE output_mark SET seq = ?, output_bytes = ?, errors_bytes = ?, rebuild = ?",
                 (mark.seq, mark.output_bytes, mark.errors_bytes, mark.rebuild),
             )
+
+
+def open_journal(
+    spec: str | os.PathLike[str], *, run: str | None = None, place: str = "", counts_every_s: float = 0.0
+) -> Journal:
+    """The journal ``spec`` names: a ``postgresql://`` URL opens run ``run`` in that database
+    (:class:`~genguard.bulk.journal_pg.PostgresJournal`, for workers on several machines); anything else is a
+    run's folder or an SQLite file (``DIR/journal.sqlite`` when ``spec`` is a folder), for one process.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     journal = open_journal(folder)
+    ...     type(journal).__name__, journal.counts().total
+    ...     journal.close()
+    ('SQLiteJournal', 0)
+    """
+    text = os.fspath(spec)
+    from .journal_pg import is_postgres_url
+
+    if is_postgres_url(text):
+        if not run:
+            raise JournalError("a PostgreSQL journal holds many runs: name this one with --run NAME")
+        from .journal_pg import PostgresJournal
+
+        return PostgresJournal(text, run=run, place=place, counts_every_s=counts_every_s)
+    path = Path(text)
+    if path.is_dir() or not path.suffix:
+        path = path / JOURNAL_FILE
+    return SQLiteJournal(path)
 
 
 class _Tally:
