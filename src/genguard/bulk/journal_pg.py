@@ -829,6 +829,11 @@ class PostgresJournal:
         self._counted = (now, counts)
         return counts
 
+    def fresh_counts(self) -> BatchCounts:
+        """:meth:`counts` counted now, whatever ``counts_every_s`` allows."""
+        self._counted = None
+        return self.counts()
+
     def ended(self, after_seq: int = 0, *, by_input: bool = False) -> Iterator[Ended]:
         """The ended lines with ``seq`` above ``after_seq``, in commit order (or, with ``by_input``, every ended
         line in input order), a page at a time."""
