@@ -1,0 +1,210 @@
+"""A batch run in a shared PostgreSQL journal, as users start it (`genguard batch --journal URL --run NAME`),
+against the simulator over real HTTP and a real PostgreSQL (a schema of each test's own): workers joining a run,
+a dead worker's lines taken over when its leases expire, a different input refused with nothing sent, the run's
+files the same as a single machine's, `genguard report --journal`, and the password kept out of every message.
+(The journal's own contract runs against PostgreSQL in test_bulk_journal.py; kill -9 of workers in
+test_journal_pg_workers.py.)"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from _batch_helpers import check_records, lines_of, records, write_input
+from _pg import PG_URL, pg_schema
+from genguard.bulk.inputs import read_lines
+from genguard.bulk.journal import JournalError, open_journal
+from genguard.bulk.journal_pg import PostgresJournal, masked_url
+from genguard.bulk.runner import BatchOptions, fingerprint, run_batch
+from genguard.cli import cli
+from genguard.sim import Simulator
+
+KEY = "sk-pg-batch-Zq8xW3vT5yU7iO9p"
+
+
+@pytest.fixture
+def url() -> Iterator[str]:
+    with pg_schema() as u:
+        yield u
+
+
+def batch(sim: Simulator | None, *args: str) -> tuple[int, str, str]:
+    argv = ["batch", *args, "--progress", "none", "--api-key", KEY]
+    if sim is not None:
+        argv += ["--base-url", sim.base_url]
+    result = CliRunner().invoke(cli, argv)
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return result.exit_code, result.stdout, result.stderr
+
+
+def _requests(sim: Simulator) -> int:
+    n: int = sim.stats()["requests"]
+    return n
+
+
+def test_workers_joining_a_finished_run_send_nothing_and_say_who_wrote_the_files(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    lines = lines_of(20)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    code, first, _ = batch(sim, str(src), "--journal", url, "--run", "nightly", "--out", str(tmp_path / "a"))
+    assert code == 0, first
+    assert "20/20 lines ended: 20 ok, 0 failed" in first
+    check_records(tmp_path / "a", [line["custom_id"] for line in lines])
+    assert (tmp_path / "a" / "report.html").exists()
+    # A second worker, on another folder, started late: the run is done, nothing is sent or written again.
+    code, second, _ = batch(sim, str(src), "--journal", url, "--run", "nightly", "--out", str(tmp_path / "b"))
+    assert code == 0, second
+    assert _requests(sim) == 20
+    assert "files were written by worker" in second
+    assert not (tmp_path / "b" / "output.jsonl").exists()
+
+
+def test_a_dead_workers_lines_are_taken_over_when_its_leases_expire(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    lines = lines_of(30)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    # A worker that loaded the run, claimed five lines with a one-second lease and died before sending them.
+    with PostgresJournal(url, run="takeover") as journal:
+        journal.load(read_lines(src), fingerprint=fingerprint(read_lines(src)))
+        journal.commit()
+        dead = journal.claim(5, worker="gone:1:abc", lease_s=1.0)
+    opts = BatchOptions(out=tmp_path / "w", base_url=sim.base_url, api_keys=(KEY,), journal=url, run="takeover",
+                        progress="none", lease_s=5.0)  # fmt: skip
+    result = run_batch(src, opts)
+    assert result.exit_code == 0
+    assert (result.counts.ok, result.counts.resent) == (30, 5)
+    assert _requests(sim) == 30  # the dead worker never sent its five: each line was sent once
+    with PostgresJournal(url, run="takeover") as journal:
+        taken = {e.custom_id: e.extra for e in journal.ended()}
+    assert all(taken[c.custom_id]["resent"] == 1 for c in dead)
+    assert {taken[c.custom_id]["worker"] for c in dead} == {result.worker}
+    check_records(tmp_path / "w", [line["custom_id"] for line in lines])
+
+
+def test_another_input_for_the_same_run_is_refused_and_sends_nothing(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(6))
+    assert batch(sim, str(src), "--journal", url, "--run", "r1", "--out", str(tmp_path / "a"))[0] == 0
+    other = write_input(tmp_path / "other.jsonl", lines_of(6, words=2))
+    code, _, err = batch(sim, str(other), "--journal", url, "--run", "r1", "--out", str(tmp_path / "b"))
+    assert code == 2
+    assert "run 'r1'" in err
+    assert "was started with another input" in err
+    assert "another --run name" in err
+    assert _requests(sim) == 6
+    # Under another name it is a run of its own, in the same schema.
+    code, out, _ = batch(sim, str(other), "--journal", url, "--run", "r2", "--out", str(tmp_path / "c"))
+    assert code == 0, out
+    with PostgresJournal(url, run="r1") as one, PostgresJournal(url, run="r2") as two:
+        assert (one.counts().ok, two.counts().ok) == (6, 6)
+        assert {e.custom_id for e in one.ended()} == {e.custom_id for e in two.ended()}
+
+
+def test_a_shared_run_writes_the_files_a_single_machine_run_writes(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    # Every third line asks for too few tokens: it is cut short (truncated), whatever order it is sent in.
+    lines = [
+        {**line, "body": {**line["body"], "max_tokens": 3}} if i % 3 == 0 else line
+        for i, line in enumerate(lines_of(40))
+    ]
+    src = write_input(tmp_path / "in.jsonl", lines)
+    alone_code = batch(sim, str(src), "--out", str(tmp_path / "alone"))[0]
+    shared_code = batch(sim, str(src), "--journal", url, "--run", "same", "--out", str(tmp_path / "shared"))[
+        0
+    ]
+    assert alone_code == shared_code == 1  # the same lines failed the same way
+
+    def content(out: Path) -> dict[str, tuple[str, str | None, object]]:
+        ok, failed = records(out)
+        return {
+            r["custom_id"]: (
+                "ok" if r in ok else "failed",
+                r["genguard"]["code"],
+                r["response"]["body"]["choices"][0]["message"].get("content") if r["response"] else None,
+            )
+            for r in ok + failed
+        }
+
+    alone, shared = content(tmp_path / "alone"), content(tmp_path / "shared")
+    assert alone == shared
+    assert {v[0] for v in alone.values()} == {"ok", "failed"}
+
+    # Every record has the same shape, down to the outcome's fields; only request ids and timings differ.
+    def shapes(out: Path) -> dict[str, tuple[list[str], list[str]]]:
+        ok, failed = records(out)
+        return {r["custom_id"]: (sorted(r), sorted(r["genguard"])) for r in ok + failed}
+
+    assert shapes(tmp_path / "alone") == shapes(tmp_path / "shared")
+
+
+def test_report_writes_a_shared_runs_files_anywhere(sim: Simulator, url: str, tmp_path: Path) -> None:
+    lines = lines_of(10)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    assert batch(sim, str(src), "--journal", url, "--run", "rep", "--out", str(tmp_path / "w"))[0] == 0
+    result = CliRunner().invoke(
+        cli, ["report", "--journal", url, "--run", "rep", "--out", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"Batch run in {tmp_path / 'r'} (finished)" in result.stdout
+    assert "10: 10 ok, 0 failed" in result.stdout
+    for name in ("output.jsonl", "errors.jsonl"):
+        assert (tmp_path / "r" / name).read_bytes() == (tmp_path / "w" / name).read_bytes()
+    assert (tmp_path / "r" / "report.html").exists()
+    # Again: the files are brought up to date, not appended twice.
+    again = CliRunner().invoke(
+        cli, ["report", "--journal", url, "--run", "rep", "--out", str(tmp_path / "r")]
+    )
+    assert again.exit_code == 0
+    check_records(tmp_path / "r", [line["custom_id"] for line in lines])
+    as_json = CliRunner().invoke(cli, ["report", "--journal", url, "--run", "rep", "--out", str(tmp_path / "r"),
+                                       "--json"])  # fmt: skip
+    assert orjson.loads(as_json.stdout)["lines"]["ok"] == 10
+    missing = CliRunner().invoke(
+        cli, ["report", "--journal", url, "--run", "nope", "--out", str(tmp_path / "x")]
+    )
+    assert missing.exit_code == 2
+    assert "holds no line" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--journal", "postgresql://app:hunter2-Secret@127.0.0.1:1/test"], "name this one with --run NAME"),
+        (["--journal", "postgresql://app:hunter2-Secret@127.0.0.1:1/test", "--run", "a b"], "a run name is"),
+        (["--journal", "postgresql://app:hunter2-Secret@127.0.0.1:1/test", "--run", "x"], "cannot connect"),
+        (
+            ["--journal", "postgresql://127.0.0.1:1/test?password=hunter2-Secret", "--run", "x"],
+            "cannot connect",
+        ),
+        (["--journal", "runs/x", "--run", "x"], "give a postgresql:// URL"),
+        (["--run", "x", "--out", "somewhere"], "go with a shared --journal"),
+    ],
+)
+def test_bad_shared_settings_exit_2_naming_what_to_do_without_the_password(
+    sim: Simulator, tmp_path: Path, args: list[str], said: str
+) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(3))
+    code, out, err = batch(sim, str(src), *args)
+    assert code == 2, out + err
+    assert said in err
+    assert "hunter2-Secret" not in out + err
+    assert _requests(sim) == 0
+
+
+def test_the_journal_factory_and_masking() -> None:
+    assert masked_url("postgresql://u:pw@h/db") == "postgresql://u:***@h/db"
+    with pytest.raises(JournalError, match="--run NAME"):
+        open_journal(PG_URL)
+    with pytest.raises(ValueError, match="run="):
+        BatchOptions(out=Path("x"), journal=PG_URL)
+    with pytest.raises(ValueError, match="lease_s"):
+        BatchOptions(out=Path("x"), lease_s=0)
