@@ -208,3 +208,23 @@ def test_the_journal_factory_and_masking() -> None:
         BatchOptions(out=Path("x"), journal=PG_URL)
     with pytest.raises(ValueError, match="lease_s"):
         BatchOptions(out=Path("x"), lease_s=0)
+
+
+def test_the_python_api_runs_a_shared_run_and_reads_its_results_back(
+    sim: Simulator, url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import genguard
+
+    monkeypatch.chdir(tmp_path)  # no out=: the files go to ./NAME, as the command puts them
+    requests = [line["body"] for line in lines_of(5)]
+    result = genguard.batch(
+        requests, journal=url, run="api", base_url=sim.base_url, api_key=KEY, progress="none"
+    )
+    assert (result.exit_code, result.counts.ok, result.run) == (0, 5, "api")
+    assert result.out == Path("api")
+    got = list(result.results())
+    assert [cid for cid, _, _ in got] == ["1", "2", "3", "4", "5"]
+    assert all(outcome.ok and body["choices"] for _, outcome, body in got)
+    assert (tmp_path / "api" / "output.jsonl").exists()
+    with pytest.raises(TypeError, match="out="):
+        genguard.batch(requests, base_url=sim.base_url)
