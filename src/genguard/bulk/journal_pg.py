@@ -382,6 +382,14 @@ class PostgresJournal:
             self._db.close()
 
     @contextmanager
+    def _single(self) -> Iterator[psycopg.Connection[Any]]:
+        """For one statement, which autocommit makes its own transaction."""
+        if self._loading:
+            raise JournalError("a load is waiting for commit() or rollback()")
+        yield self._db
+        self._counted = None
+
+    @contextmanager
     def _write(self) -> Iterator[psycopg.Connection[Any]]:
         if self._loading:
             raise JournalError("a load is waiting for commit() or rollback()")
@@ -607,7 +615,8 @@ class PostgresJournal:
         (counted as resent). Rows another worker is claiming at this instant are skipped, not waited for."""
         if n <= 0:
             return []
-        with self._write() as db:
+        # One statement, its own transaction: one round trip.
+        with self._single() as db:
             rows = db.execute(
                 f"""WITH pending AS (
                     SELECT id, number, state FROM batch_lines WHERE run = %(run)s AND state = 'pending'
@@ -639,7 +648,7 @@ class PostgresJournal:
         ids = list(custom_ids)
         if not ids:
             return 0
-        with self._write() as db:
+        with self._single() as db:
             count = db.execute(
                 f"""UPDATE batch_lines SET lease_until = {_NOW} + %(lease)s
                 WHERE run = %(run)s AND state = 'in_flight' AND worker = %(worker)s AND custom_id = ANY(%(ids)s)""",
@@ -653,81 +662,93 @@ class PostgresJournal:
         raises :class:`JournalError` and nothing is recorded."""
         if not results:
             return []
-        with self._write() as db:
-            state: dict[str, tuple[int, str, str]] = {}
-            # Locked in id order, so two workers recording overlapping lines never deadlock.
-            for line_id, cid, st, key in db.execute(
-                """SELECT id, custom_id, state, key FROM batch_lines WHERE run = %s AND custom_id = ANY(%s)
-                ORDER BY id FOR UPDATE""",
-                (self.run, list({r.custom_id: None for r in results})),
-            ):
-                state[cid] = (int(line_id), st, key)
-            unknown = [r.custom_id for r in results if r.custom_id not in state]
-            if unknown:
-                raise JournalError(
-                    f"no line with custom_id {unknown[0]!r} in the journal ({len(unknown)} unknown)"
-                )
-            ending: list[tuple[int, Result]] = []
-            for r in results:
-                line_id, st, key = state[r.custom_id]
-                if st == "ended" or key != r.key:
-                    continue
-                state[r.custom_id] = (line_id, "ended", key)
-                ending.append((line_id, r))
-            if not ending:
-                return []
-            # The counter row is taken last and held to the commit: numbers are handed out in commit order.
-            (last,) = db.execute(
-                "UPDATE batch_runs SET last_seq = last_seq + %s WHERE run = %s RETURNING last_seq",
-                (len(ending), self.run),
-            ).fetchone() or (0,)
-            seq = int(last) - len(ending)
-            (now,) = db.execute(f"SELECT {_NOW}", {"now": self._now()}).fetchone() or (0.0,)
-            updates: list[tuple[Any, ...]] = []
-            events: list[tuple[Any, ...]] = []
-            for line_id, r in ending:
-                seq += 1
-                o = r.outcome
-                u = o.usage
-                response = r.response
-                status = response.get("status_code") if response is not None else o.status
-                updates.append(
-                    (
-                        seq, o.ok, o.code, status, o.attempts,
-                        None if u is None else u.prompt_tokens,
-                        None if u is None else u.completion_tokens,
-                        None if u is None else u.total_tokens,
-                        r.cost_usd, r.latency_s, now, r.worker,
-                        _dumps(o.to_dict(full=True)), None if response is None else _dumps(response),
-                        self.run, line_id,
+        if self._loading:
+            raise JournalError("a load is waiting for commit() or rollback()")
+        db = self._db
+        # Two round trips whatever the number of lines: the lock-and-read, then every write and the commit in
+        # one pipeline. The seq counter is taken in the second, after the lines' locks, and held to the commit:
+        # numbers are handed out in commit order.
+        try:
+            with db.pipeline():
+                db.execute("BEGIN")
+                # Locked in id order, so two workers recording overlapping lines never deadlock.
+                found = db.execute(
+                    """SELECT id, custom_id, state, key FROM batch_lines WHERE run = %s AND custom_id = ANY(%s)
+                    ORDER BY id FOR UPDATE""",
+                    (self.run, list({r.custom_id: None for r in results})),
+                ).fetchall()
+                state = {cid: (int(line_id), st, key) for line_id, cid, st, key in found}
+                unknown = [r.custom_id for r in results if r.custom_id not in state]
+                if unknown:
+                    raise JournalError(
+                        f"no line with custom_id {unknown[0]!r} in the journal ({len(unknown)} unknown)"
                     )
-                )  # fmt: skip
-                events.extend(
-                    (self.run, e.custom_id, e.number, e.code, e.status, e.wait_s, e.at, e.latency_s)
-                    for e in r.events
-                )
-            db.cursor().executemany(
-                """UPDATE batch_lines SET state = 'ended', seq = %s, ok = %s, code = %s, status_code = %s,
-                    attempts = %s, prompt_tokens = %s, completion_tokens = %s, total_tokens = %s, cost_usd = %s,
-                    latency_s = %s, ended_at = %s, worker = coalesce(%s, worker), lease_until = NULL,
-                    outcome = %s, response = %s
-                WHERE run = %s AND id = %s""",
-                updates,
-            )
-            if events:
-                with db.cursor().copy(
-                    "COPY batch_events (run, custom_id, number, code, status, wait_s, at, latency_s) FROM STDIN"
-                ) as copy:
-                    for item in events:
-                        copy.write_row(item)
+                ending: list[tuple[int, Result]] = []
+                for r in results:
+                    line_id, st, key = state[r.custom_id]
+                    if st == "ended" or key != r.key:
+                        continue
+                    state[r.custom_id] = (line_id, "ended", key)
+                    ending.append((line_id, r))
+                if ending:
+                    self._end(db, ending)
+                db.execute("COMMIT")
+        except BaseException:
+            if not db.closed and db.info.transaction_status != 0:
+                db.execute("ROLLBACK")
+            raise
+        self._counted = None
         return [r.custom_id for _, r in ending]
+
+    def _end(self, db: psycopg.Connection[Any], ending: Sequence[tuple[int, Result]]) -> None:
+        n = len(ending)
+        db.execute("UPDATE batch_runs SET last_seq = last_seq + %s WHERE run = %s", (n, self.run))
+        now = self._now()
+        updates: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        for i, (line_id, r) in enumerate(ending, 1):
+            o = r.outcome
+            u = o.usage
+            response = r.response
+            status = response.get("status_code") if response is not None else o.status
+            updates.append(
+                (
+                    self.run, n - i, o.ok, o.code, status, o.attempts,
+                    None if u is None else u.prompt_tokens,
+                    None if u is None else u.completion_tokens,
+                    None if u is None else u.total_tokens,
+                    r.cost_usd, r.latency_s, now, r.worker,
+                    _dumps(o.to_dict(full=True)), None if response is None else _dumps(response),
+                    self.run, line_id,
+                )
+            )  # fmt: skip
+            events.extend(
+                (self.run, e.custom_id, e.number, e.code, e.status, e.wait_s, e.at, e.latency_s)
+                for e in r.events
+            )
+        db.cursor().executemany(
+            """UPDATE batch_lines SET state = 'ended',
+                seq = (SELECT last_seq FROM batch_runs WHERE run = %s) - %s, ok = %s, code = %s,
+                status_code = %s, attempts = %s, prompt_tokens = %s, completion_tokens = %s, total_tokens = %s,
+                cost_usd = %s, latency_s = %s,
+                ended_at = coalesce(%s::float8, extract(epoch FROM clock_timestamp())),
+                worker = coalesce(%s, worker), lease_until = NULL, outcome = %s, response = %s
+            WHERE run = %s AND id = %s""",
+            updates,
+        )
+        if events:
+            db.cursor().executemany(
+                """INSERT INTO batch_events (run, custom_id, number, code, status, wait_s, at, latency_s)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                events,
+            )
 
     def release(self, custom_ids: Iterable[str]) -> int:
         """Put these in-flight lines back to pending, not counted as resent; how many were."""
         ids = list(custom_ids)
         if not ids:
             return 0
-        with self._write() as db:
+        with self._single() as db:
             count = db.execute(
                 """UPDATE batch_lines SET state = 'pending', worker = NULL, lease_until = NULL
                 WHERE run = %s AND state = 'in_flight' AND custom_id = ANY(%s)""",
@@ -738,7 +759,7 @@ class PostgresJournal:
     def recover(self, *, worker: str | None = None) -> int:
         """Lines left in flight (all of them, or ``worker``'s) go back to pending, each counted as resent. With
         workers running, name the worker: the others' lines are theirs until their leases expire."""
-        with self._write() as db:
+        with self._single() as db:
             where = "" if worker is None else " AND worker = %s"
             count = db.execute(
                 f"""UPDATE batch_lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1
@@ -766,7 +787,7 @@ class PostgresJournal:
     def finish(self, worker: str) -> bool:
         """Whether ``worker`` is the one to write the run's files: true once, for the first worker that asks
         after every line ended (until lines leave ``ended`` again). Two workers ending together get one yes."""
-        with self._write() as db:
+        with self._single() as db:
             won = db.execute(
                 """UPDATE batch_runs SET finished_by = %s WHERE run = %s AND finished_by IS NULL
                 AND NOT EXISTS (SELECT 1 FROM batch_lines WHERE run = %s AND state <> 'ended')
@@ -920,7 +941,7 @@ class PostgresJournal:
         return OutputMark(int(row[0]), int(row[1]), int(row[2]), bool(row[3]))
 
     def set_output_mark(self, mark: OutputMark) -> None:
-        with self._write() as db:
+        with self._single() as db:
             db.execute(
                 """INSERT INTO batch_output_marks (run, place, seq, output_bytes, errors_bytes, rebuild)
                 VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run, place) DO UPDATE SET seq = excluded.seq,

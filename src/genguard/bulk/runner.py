@@ -518,6 +518,7 @@ class _Run:
         # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
         room = self.opts.concurrency
+        claim_at = max(1, min(32, room // 2))
         while self.stop_reason is None:
             if self._deadline_passed():
                 self._stop(
@@ -525,7 +526,9 @@ class _Run:
                 )
                 break
             free = room - len(self.tasks)
-            if free > 0:
+            # A shared journal is a round trip away: a claim for each line that ends would cap the run at one
+            # line per round trip. Claimed in batches instead (and at once when nothing is in hand).
+            if free > 0 and (not self.opts.shared or free >= claim_at or not self.tasks):
                 claimed = self.journal.claim(min(free, 256), worker=self.worker, lease_s=self.lease_s)
                 for c in claimed:
                     if self.stop_reason is not None:
