@@ -402,6 +402,23 @@ def test_a_late_answer_from_the_first_holder_still_counts_once(journal: SQLiteJo
     assert (ended.outcome["text"], ended.extra["worker"]) == ("from a", "a")
 
 
+def test_a_renewed_lease_keeps_the_line_and_only_its_holder_can_renew_it(
+    journal: SQLiteJournal, clock: Clock
+) -> None:
+    loaded(journal, 2)
+    held = journal.claim(2, worker="a", lease_s=10)
+    clock.now += 8
+    assert journal.renew([c.custom_id for c in held], worker="a", lease_s=10) == 2
+    assert journal.renew(["id-1", "id-2"], worker="b", lease_s=10) == 0  # not b's to renew
+    clock.now += 8  # 16 s after the claim: past the first lease, within the renewed one
+    assert journal.claim(5, worker="b", lease_s=10) == []
+    clock.now += 3
+    assert [c.custom_id for c in journal.claim(5, worker="b", lease_s=10)] == ["id-1", "id-2"]
+    # a's renewal comes too late: the lines are b's now.
+    assert journal.renew(["id-1", "id-2"], worker="a", lease_s=10) == 0
+    assert journal.renew([], worker="b", lease_s=10) == 0
+
+
 def test_recover_puts_in_flight_lines_back_and_counts_them_as_sent_again(journal: SQLiteJournal) -> None:
     loaded(journal, 5)
     journal.claim(2, worker="a", lease_s=600)

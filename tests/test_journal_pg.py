@@ -228,3 +228,66 @@ def test_the_python_api_runs_a_shared_run_and_reads_its_results_back(
     assert (tmp_path / "api" / "output.jsonl").exists()
     with pytest.raises(TypeError, match="out="):
         genguard.batch(requests, base_url=sim.base_url)
+
+
+def test_one_worker_is_told_to_write_the_files_and_only_when_the_run_has_ended(url: str) -> None:
+    from genguard.bulk.model import Line
+    from genguard.core.outcome import Outcome
+
+    with PostgresJournal(url, run="fin") as a, PostgresJournal(url, run="fin") as b:
+        a.load([Line(f"id-{i}", "/v1/embeddings", {"model": "m", "input": str(i)}, i) for i in (1, 2)])
+        a.commit()
+        claimed = a.claim(2, worker="a", lease_s=60)
+        a.record([claimed[0].result(Outcome.success(endpoint="embedding"))])
+        assert (a.finish("a"), b.finish("b")) == (False, False)  # a line is still in flight
+        a.record([claimed[1].result(Outcome.failure("server_error"))])
+        assert (b.finish("b"), a.finish("a"), b.finish("b")) == (True, False, False)
+        assert a.finished_by() == "b"
+        assert a.reset_failed() == 1  # lines left 'ended': the files will have to be written again
+        assert a.finished_by() is None
+        [again] = b.claim(1, worker="b", lease_s=60)
+        b.record([again.result(Outcome.success(endpoint="embedding"))])
+        assert (a.finish("a"), b.finish("b")) == (True, False)
+
+
+@pytest.mark.timeout(120)
+def test_a_reader_tailing_the_commit_order_sees_every_line_once_while_workers_record(url: str) -> None:
+    """seq is handed out in commit order: a reader asking for what ended after the last seq it saw never skips
+    a line that another worker committed a moment later with a smaller number."""
+    import threading
+
+    from genguard.bulk.model import Line
+    from genguard.core.outcome import Outcome
+
+    total = 1200
+    with PostgresJournal(url, run="tail") as setup:
+        setup.load(
+            [Line(f"id-{i}", "/v1/embeddings", {"model": "m", "input": str(i)}, i) for i in range(total)]
+        )
+        setup.commit()
+    done = threading.Event()
+    errors: list[BaseException] = []
+
+    def work(name: str, size: int) -> None:
+        try:
+            with PostgresJournal(url, run="tail") as j:
+                while claimed := j.claim(size, worker=name, lease_s=60):
+                    j.record([c.result(Outcome.success(endpoint="embedding")) for c in claimed])
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=work, args=(f"w{n}", size)) for n, size in enumerate((7, 13, 5))]
+    seen: list[tuple[int, str]] = []
+    with PostgresJournal(url, run="tail") as reader:
+        for w in workers:
+            w.start()
+        while not done.is_set():
+            if not any(w.is_alive() for w in workers):
+                done.set()  # one more pass after the last commit
+            last = seen[-1][0] if seen else 0
+            seen.extend((e.seq, e.custom_id) for e in reader.ended(after_seq=last))
+    for w in workers:
+        w.join()
+    assert not errors, errors
+    assert [s for s, _ in seen] == list(range(1, total + 1))  # no number skipped, none seen twice
+    assert sorted(c for _, c in seen) == sorted(f"id-{i}" for i in range(total))
