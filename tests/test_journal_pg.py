@@ -17,8 +17,9 @@ from click.testing import CliRunner
 from _batch_helpers import check_records, lines_of, records, write_input
 from _pg import PG_URL, pg_schema
 from genguard.bulk.inputs import read_lines
-from genguard.bulk.journal import JournalError, open_journal
+from genguard.bulk.journal import JournalError
 from genguard.bulk.journal_pg import PostgresJournal, masked_url
+from genguard.bulk.journals import open_journal
 from genguard.bulk.runner import BatchOptions, fingerprint, run_batch
 from genguard.cli import cli
 from genguard.sim import Simulator

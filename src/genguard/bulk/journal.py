@@ -57,7 +57,6 @@ __all__ = [
     "Result",
     "SQLiteJournal",
     "migrate",
-    "open_journal",
 ]
 
 JOURNAL_FILE = "journal.sqlite"
@@ -917,35 +916,6 @@ class SQLiteJournal:
                 "UPDATE output_mark SET seq = ?, output_bytes = ?, errors_bytes = ?, rebuild = ?",
                 (mark.seq, mark.output_bytes, mark.errors_bytes, mark.rebuild),
             )
-
-
-def open_journal(
-    spec: str | os.PathLike[str], *, run: str | None = None, place: str = "", counts_every_s: float = 0.0
-) -> Journal:
-    """The journal ``spec`` names: a ``postgresql://`` URL opens run ``run`` in that database
-    (:class:`~genguard.bulk.journal_pg.PostgresJournal`, for workers on several machines); anything else is a
-    run's folder or an SQLite file (``DIR/journal.sqlite`` when ``spec`` is a folder), for one process.
-
-    >>> import tempfile
-    >>> with tempfile.TemporaryDirectory() as folder:
-    ...     journal = open_journal(folder)
-    ...     type(journal).__name__, journal.counts().total
-    ...     journal.close()
-    ('SQLiteJournal', 0)
-    """
-    text = os.fspath(spec)
-    from .journal_pg import is_postgres_url
-
-    if is_postgres_url(text):
-        if not run:
-            raise JournalError("a PostgreSQL journal holds many runs: name this one with --run NAME")
-        from .journal_pg import PostgresJournal
-
-        return PostgresJournal(text, run=run, place=place, counts_every_s=counts_every_s)
-    path = Path(text)
-    if path.is_dir() or not path.suffix:
-        path = path / JOURNAL_FILE
-    return SQLiteJournal(path)
 
 
 class _Tally:

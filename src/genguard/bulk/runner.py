@@ -46,9 +46,9 @@ from .journal import (
     JournalError,
     Result,
     SQLiteJournal,
-    open_journal,
 )
 from .journal_pg import OtherInput, PostgresJournal, check_run_name, is_postgres_url, masked_url
+from .journals import open_journal
 from .limiter import AsyncRateLimiter, RateGovernor
 from .model import AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter

@@ -347,7 +347,7 @@ def _finish(result: Any, export: Path | None, secrets: tuple[str, ...]) -> Path 
     if result.journal is None:
         path: Path = build_report(result.out, secrets=secrets)
         return path
-    from ..bulk.journal import open_journal
+    from ..bulk.journals import open_journal
 
     journal = open_journal(result.journal, run=result.run)
     try:

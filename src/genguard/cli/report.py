@@ -77,8 +77,8 @@ def report(
 def _shared(
     url: str, run_name: str | None, out: Path | None, as_json: bool, secrets: tuple[str, ...]
 ) -> None:
-    from ..bulk.journal import open_journal
     from ..bulk.journal_pg import check_run_name, is_postgres_url, masked_url
+    from ..bulk.journals import open_journal
     from ..bulk.runner import output_place, write_outputs
 
     if not is_postgres_url(url):
