@@ -292,3 +292,29 @@ def test_a_reader_tailing_the_commit_order_sees_every_line_once_while_workers_re
     assert not errors, errors
     assert [s for s, _ in seen] == list(range(1, total + 1))  # no number skipped, none seen twice
     assert sorted(c for _, c in seen) == sorted(f"id-{i}" for i in range(total))
+
+
+def test_retry_failed_on_a_finished_shared_run_sends_its_failures_again(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    lines = [
+        {**line, "body": {**line["body"], "max_tokens": 3}} if i % 4 == 0 else line
+        for i, line in enumerate(lines_of(12))
+    ]
+    src = write_input(tmp_path / "in.jsonl", lines)
+    run = ["--journal", url, "--run", "retry", "--max-attempts", "1"]
+    code, first, _ = batch(sim, str(src), *run, "--out", str(tmp_path / "a"))
+    assert code == 1, first
+    sent = _requests(sim)
+    with PostgresJournal(url, run="retry") as journal:
+        failed = journal.counts().failed
+    assert failed == 3
+    # A worker started with --retry-failed finds the run finished: it sends the failures again (they fail
+    # again the same way: too few tokens), and the files are written again, each line once.
+    code, again, _ = batch(sim, str(src), *run, "--retry-failed", "truncated", "--out", str(tmp_path / "b"))
+    assert code == 1, again
+    assert _requests(sim) == sent + failed
+    with PostgresJournal(url, run="retry") as journal:
+        assert journal.counts().failed == failed
+        assert journal.finished_by() is not None
+    check_records(tmp_path / "b", [line["custom_id"] for line in lines])

@@ -109,7 +109,7 @@ def test_three_workers_one_killed_again_and_again_end_every_line_once(
         def argv(n: int) -> list[str]:
             return [sys.executable, "-m", "genguard", "batch", str(src), "--journal", url, "--run", "shared",
                     "--out", str(tmp_path / f"w{n}"), "--base-url", sim.base_url, "--api-key", KEY,
-                    "--progress", "none", "--concurrency", str(concurrency), "--lease", "3", "--json"]  # fmt: skip
+                    "--progress", "none", "--concurrency", str(concurrency), "--lease", "4", "--json"]  # fmt: skip
 
         workers = {n: _spawn(argv(n)) for n in range(3)}
         held_at_kills: set[str] = set()
@@ -130,7 +130,7 @@ def test_three_workers_one_killed_again_and_again_end_every_line_once(
                 process.send_signal(signal.SIGKILL)
                 process.communicate(timeout=30)
                 assert process.returncode == -signal.SIGKILL
-                # Dead, its rows stay as they were until its leases (renewed every second, 3 s long) run out.
+                # Dead, its rows stay as they were until its leases (4 s long, renewed every 1.3 s) run out.
                 held = _held_by(journal, process.pid)
                 held_at_kills |= held
                 lost += len(held)
