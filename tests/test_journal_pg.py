@@ -318,3 +318,49 @@ def test_retry_failed_on_a_finished_shared_run_sends_its_failures_again(
         assert journal.counts().failed == failed
         assert journal.finished_by() is not None
     check_records(tmp_path / "b", [line["custom_id"] for line in lines])
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_loses_the_database_stops_with_exit_3_and_its_lines_go_to_the_next(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    import threading
+
+    from _pg import connect
+
+    sim.configure(ttft_ms=200)
+    lines = lines_of(40)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    run = f"cut{tmp_path.name[-12:].replace('_', '')}"
+    admin = connect()
+
+    def cut() -> None:
+        # Once the worker holds lines, its connection is ended from the server's side, as a restart does.
+        for _ in range(500):
+            held = admin.execute(  # type: ignore[attr-defined]
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"genguard:{run}",)
+            ).fetchone()[0]
+            if held and _requests(sim) >= 4:
+                admin.execute(  # type: ignore[attr-defined]
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                    (f"genguard:{run}",),
+                )
+                return
+            threading.Event().wait(0.01)
+
+    cutter = threading.Thread(target=cut)
+    cutter.start()
+    code, out, err = batch(sim, str(src), "--journal", url, "--run", run, "--out", str(tmp_path / "a"),
+                           "--lease", "1", "--concurrency", "4")  # fmt: skip
+    cutter.join()
+    admin.close()  # type: ignore[attr-defined]
+    assert code == 3, out + err
+    assert err.startswith("genguard: the journal at postgresql://"), err
+    assert "this worker stopped (its lines go to the other workers when its leases run out)" in err
+    assert "run the same command again to rejoin" in err
+    assert "Traceback" not in err
+    sim.configure(ttft_ms=0)
+    code, out, err = batch(sim, str(src), "--journal", url, "--run", run, "--out", str(tmp_path / "b"),
+                           "--lease", "1")  # fmt: skip
+    assert code == 0, out + err
+    check_records(tmp_path / "b", [line["custom_id"] for line in lines])

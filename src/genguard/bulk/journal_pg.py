@@ -341,7 +341,10 @@ class PostgresJournal:
         secret = _password(url)
         self._secrets = (secret,) if secret else ()
         try:
-            self._db = psycopg.connect(dsn, autocommit=True, connect_timeout=10, application_name="genguard")
+            # The run's name in pg_stat_activity: which connections work which run, for whoever looks.
+            self._db = psycopg.connect(
+                dsn, autocommit=True, connect_timeout=10, application_name=f"genguard:{run}"[:63]
+            )
         except psycopg.Error as exc:
             raise JournalError(f"cannot connect to the journal at {self.url}: {self._say(exc)}") from None
         try:
@@ -373,11 +376,15 @@ class PostgresJournal:
         self.close()
 
     def close(self) -> None:
+        import psycopg
+
         if self._db.closed:
             return
         try:
             if self._db.info.transaction_status != 0:
                 self._db.execute("ROLLBACK")
+        except psycopg.Error:
+            pass  # a connection already lost has nothing to roll back: the server did it
         finally:
             self._db.close()
 

@@ -246,8 +246,8 @@ def batch(
     import sqlite3
 
     from ..bulk.journal import JOURNAL_FILE, JournalError
+    from ..bulk.runner import EXIT_STOPPED, BadInput, BatchOptions, RunInUse, SetupError, run_batch
     from ..bulk.runner import EXIT_USAGE as _USAGE
-    from ..bulk.runner import BadInput, BatchOptions, RunInUse, SetupError, run_batch
     from ..client.retry import RetryPolicy
     from ..core.exceptions import ConfigError
 
@@ -324,6 +324,20 @@ def batch(
             fail_usage(
                 f"{out / JOURNAL_FILE} is not a genguard journal or is damaged ({exc}); give another --out"
             )
+        except Exception as exc:
+            if journal is None or not type(exc).__module__.startswith("psycopg"):
+                raise
+            # The database went away mid-run (restarted, connection cut): what this worker recorded is kept, and
+            # the lines it held are the others' once their leases run out.
+            from ..core.secrets import redact
+
+            click.echo(
+                f"genguard: the journal at {masked_url(journal)} failed: {redact(str(exc).strip())}; this worker "
+                "stopped (its lines go to the other workers when its leases run out); run the same command "
+                "again to rejoin the run",
+                err=True,
+            )
+            sys.exit(EXIT_STOPPED)
     report = _finish(result, export, opts.api_keys) if result.wrote_outputs else None
     if as_json:
         echo_json(_summary_json(result, report), secrets=opts.api_keys)
