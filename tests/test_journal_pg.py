@@ -364,3 +364,33 @@ def test_a_worker_that_loses_the_database_stops_with_exit_3_and_its_lines_go_to_
                            "--lease", "1")  # fmt: skip
     assert code == 0, out + err
     check_records(tmp_path / "b", [line["custom_id"] for line in lines])
+
+
+def test_the_schema_is_migrated_once_by_workers_starting_together_and_a_newer_one_is_refused(
+    url: str,
+) -> None:
+    import threading
+
+    from genguard.bulk.journal_pg import PG_MIGRATIONS
+
+    opened: list[object] = []
+
+    def open_one() -> None:
+        try:
+            with PostgresJournal(url, run="m") as j:
+                opened.append(j.counts().total)
+        except BaseException as exc:
+            opened.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert opened == [0, 0, 0, 0]
+    with PostgresJournal(url, run="m") as j:
+        assert j._db.execute("SELECT version FROM genguard_schema").fetchall() == [(len(PG_MIGRATIONS),)]
+        j._db.execute("UPDATE genguard_schema SET version = version + 1")
+    with pytest.raises(JournalError, match="written by a newer genguard") as refused:
+        PostgresJournal(url, run="m")
+    assert "upgrade genguard" in str(refused.value)

@@ -257,7 +257,9 @@ def migrate_pg(conn: psycopg.Connection[Any], schema: str, *, where: str = "jour
     conn.execute("BEGIN")
     try:
         conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (lock_key,))
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        # Created only when missing: a role that owns its schema need not be allowed to create one.
+        if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
+            conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
         conn.execute(
             sql.SQL("CREATE TABLE IF NOT EXISTS {}.genguard_schema (version INTEGER NOT NULL)").format(
                 sql.Identifier(schema)
