@@ -394,3 +394,39 @@ def test_the_schema_is_migrated_once_by_workers_starting_together_and_a_newer_on
     with pytest.raises(JournalError, match="written by a newer genguard") as refused:
         PostgresJournal(url, run="m")
     assert "upgrade genguard" in str(refused.value)
+
+
+def test_the_commands_of_scale_md_run_as_shown(sim: Simulator, url: str, tmp_path: Path) -> None:
+    """docs/scale.md's `genguard batch --journal` and `genguard report --journal` commands, run with this test's
+    database, simulator and key in place of the page's placeholders."""
+    import re
+    import shlex
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    commands = [
+        shlex.split(block.replace("\\\n", " "))
+        for block in re.findall(r"```sh\n(.*?)```", page, flags=re.S)
+        for block in [re.sub(r"^#.*\n", "", block, flags=re.M)]
+        if "--journal" in block
+    ]
+    assert [c[:2] for c in commands] == [["genguard", "batch"], ["genguard", "report"]]
+    shown = "postgresql://genguard:PASSWORD@db.internal:5432/batches"
+    write_input(tmp_path / "requests.jsonl", lines_of(8))
+
+    def local(argv: list[str]) -> list[str]:
+        swap = {shown: url, "https://my-gateway.example/v1": sim.base_url, "sk-...": KEY,
+                "requests.jsonl": str(tmp_path / "requests.jsonl"), "results/nightly": str(tmp_path / "results")}  # fmt: skip
+        return [swap.get(a, a) for a in argv[1:]]
+
+    batch_argv, report_argv = (local(c) for c in commands)
+    with pytest.MonkeyPatch.context() as m:
+        m.chdir(tmp_path)  # the worker's files go to ./NAME
+        for _ in range(2):  # two workers, one after the other: the second joins a finished run
+            done = CliRunner().invoke(cli, [*batch_argv, "--progress", "none"])
+            assert done.exit_code == 0, done.output
+        assert (tmp_path / "nightly-2026-12-02" / "output.jsonl").exists()
+        reported = CliRunner().invoke(cli, report_argv)
+        assert reported.exit_code == 0, reported.output
+    assert (tmp_path / "results" / "output.jsonl").read_bytes() == (
+        tmp_path / "nightly-2026-12-02" / "output.jsonl"
+    ).read_bytes()
