@@ -556,11 +556,9 @@ class _Run:
                     # still here when its leases run out. (This worker's own answers are recorded first: they
                     # are lines in flight too.)
                     self.flush(force=True)
-                    counts = _fresh_counts(self.journal)
-                    if counts.pending == 0 and counts.in_flight == 0:
+                    assert isinstance(self.journal, PostgresJournal)
+                    if self.journal.open_lines() == 0:
                         break
-                    self.counts = counts
-                    self.progress.update(self.snapshot())
                     await asyncio.sleep(min(1.0, self.lease_s / 4))
                     continue
             if self.tasks:
