@@ -417,8 +417,8 @@ def _summary_text(result: Any, report: Path | None) -> str:
             lines.append(f"the run's files were written by worker {result.finished_by}, in its --out")
         else:
             lines.append(
-                f"the run is not finished: other workers hold its lines; `genguard report --journal URL --run "
-                f"{result.run} --out DIR` writes the files so far"
+                "the run is not finished: the workers still running end it (or start one with the same command); "
+                f"`genguard report --journal URL --run {result.run} --out DIR` writes the files so far"
             )
     if result.sent:
         lines.append(
