@@ -430,3 +430,25 @@ def test_the_commands_of_scale_md_run_as_shown(sim: Simulator, url: str, tmp_pat
     assert (tmp_path / "results" / "output.jsonl").read_bytes() == (
         tmp_path / "nightly-2026-12-02" / "output.jsonl"
     ).read_bytes()
+
+
+def test_a_worker_stopped_by_its_deadline_leaves_the_rest_to_the_next(
+    sim: Simulator, url: str, tmp_path: Path
+) -> None:
+    sim.configure(ttft_ms=100)
+    lines = lines_of(60)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    run = ["--journal", url, "--run", "dl", "--concurrency", "4"]
+    code, out, _ = batch(sim, str(src), *run, "--deadline", "0.3", "--out", str(tmp_path / "a"))
+    assert code == 3, out
+    assert "the run is not finished: the workers still running end it" in out
+    assert not (tmp_path / "a" / "output.jsonl").exists()
+    with PostgresJournal(url, run="dl") as journal:
+        counts = journal.fresh_counts()
+        assert counts.pending > 0
+        assert counts.in_flight == 0  # the lines it had not sent went back; those on the wire were answered
+    sim.configure(ttft_ms=0)
+    code, out, _ = batch(sim, str(src), *run, "--out", str(tmp_path / "b"))
+    assert code == 0, out
+    assert _requests(sim) == 60
+    check_records(tmp_path / "b", [line["custom_id"] for line in lines])
