@@ -452,3 +452,17 @@ def test_a_worker_stopped_by_its_deadline_leaves_the_rest_to_the_next(
     assert code == 0, out
     assert _requests(sim) == 60
     check_records(tmp_path / "b", [line["custom_id"] for line in lines])
+
+
+def test_joining_a_run_without_input_needs_the_run_to_exist(sim: Simulator, url: str, tmp_path: Path) -> None:
+    code, _, err = batch(sim, "--journal", url, "--run", "typo", "--out", str(tmp_path / "a"))
+    assert code == 2
+    assert "run 'typo'" in err
+    assert "holds no line: give INPUT to start it" in err
+    src = write_input(tmp_path / "in.jsonl", lines_of(4))
+    assert batch(sim, str(src), "--journal", url, "--run", "real", "--out", str(tmp_path / "b"))[0] == 0
+    # Without INPUT, a worker joins the run as it is (here finished: nothing to send).
+    code, out, _ = batch(sim, "--journal", url, "--run", "real", "--out", str(tmp_path / "c"))
+    assert code == 0, out
+    assert "4/4 lines ended" in out
+    assert _requests(sim) == 4

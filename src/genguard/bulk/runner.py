@@ -761,6 +761,12 @@ async def arun_batch(
             writer = OutputWriter(out, journal, fsync=False)
             writer.flush()  # catch up: lines a killed run recorded but had not written yet
         counts = _fresh_counts(journal)
+        if shared and items is None and counts.total == 0:
+            assert opts.journal is not None
+            raise SetupError(
+                f"run {opts.run!r} in {masked_url(opts.journal)} holds no line: give INPUT to start it (or check "
+                "--run and the URL's schema)"
+            )
         if counts.pending == 0 and counts.in_flight == 0:
             wrote, by = _finish_shared(journal, worker, out) if shared else (True, None)
             return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid,
