@@ -366,6 +366,7 @@ class _Run:
         self.worker = worker
         self.lease_s = _lease(opts)
         self.renewed = time.monotonic()
+        self.ahead: deque[Claimed] = deque()  # shared: lines claimed in a batch, not started yet
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.started: set[str] = set()
@@ -481,7 +482,7 @@ class _Run:
         if now - self.renewed >= self.lease_s / 3:
             # A line held longer than its lease (a slow answer, retries) would be taken by another worker.
             self.renewed = now
-            held = [c.custom_id for c in self.tasks.values()]
+            held = [c.custom_id for c in self.tasks.values()] + [c.custom_id for c in self.ahead]
             if held:
                 self.journal.renew(held, worker=self.worker, lease_s=self.lease_s)
         self.counts = self.journal.counts()
@@ -526,10 +527,17 @@ class _Run:
                 )
                 break
             free = room - len(self.tasks)
-            # A shared journal is a round trip away: a claim for each line that ends would cap the run at one
-            # line per round trip. Claimed in batches instead (and at once when nothing is in hand).
-            if free > 0 and (not self.opts.shared or free >= claim_at or not self.tasks):
-                claimed = self.journal.claim(min(free, 256), worker=self.worker, lease_s=self.lease_s)
+            if free > 0:
+                if self.opts.shared:
+                    # A shared journal is a round trip away: a claim for each line that ends would cap the run at
+                    # one line per round trip. So a batch is claimed ahead (never sent before a slot is free,
+                    # given back on a stop), and a claim is made once every batch of lines that end.
+                    if len(self.ahead) < free:
+                        want = min(free - len(self.ahead) + claim_at, 256)
+                        self.ahead.extend(self.journal.claim(want, worker=self.worker, lease_s=self.lease_s))
+                    claimed = [self.ahead.popleft() for _ in range(min(free, len(self.ahead)))]
+                else:
+                    claimed = self.journal.claim(min(free, 256), worker=self.worker, lease_s=self.lease_s)
                 for c in claimed:
                     if self.stop_reason is not None:
                         self.journal.release([c.custom_id])
@@ -579,6 +587,9 @@ class _Run:
 
     async def drain(self) -> None:
         """After a stop: nothing new is sent; in-flight requests may finish (bounded), then are written."""
+        if self.ahead:
+            self.journal.release([c.custom_id for c in self.ahead])  # claimed ahead, never sent
+            self.ahead.clear()
         if self.tasks:
             self.progress.update(self.snapshot())
             for task, claimed in self.tasks.items():
