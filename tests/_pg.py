@@ -7,15 +7,15 @@ import os
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import psycopg
 import pytest
 
 PG_URL = os.environ.get("GENGUARD_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
 
-def connect() -> object:
-    import psycopg
-
+def connect() -> psycopg.Connection[Any]:
     try:
         return psycopg.connect(PG_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
@@ -35,5 +35,5 @@ def pg_schema(prefix: str = "gg_test") -> Iterator[str]:
     try:
         yield f"{PG_URL}?schema={name}"
     finally:
-        db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))  # type: ignore[attr-defined]
-        db.close()  # type: ignore[attr-defined]
+        db.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+        db.close()

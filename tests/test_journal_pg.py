@@ -337,11 +337,11 @@ def test_a_worker_that_loses_the_database_stops_with_exit_3_and_its_lines_go_to_
     def cut() -> None:
         # Once the worker holds lines, its connection is ended from the server's side, as a restart does.
         for _ in range(500):
-            held = admin.execute(  # type: ignore[attr-defined]
+            held = admin.execute(
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (f"genguard:{run}",)
             ).fetchone()[0]
             if held and _requests(sim) >= 4:
-                admin.execute(  # type: ignore[attr-defined]
+                admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
                     (f"genguard:{run}",),
                 )
@@ -353,7 +353,7 @@ def test_a_worker_that_loses_the_database_stops_with_exit_3_and_its_lines_go_to_
     code, out, err = batch(sim, str(src), "--journal", url, "--run", run, "--out", str(tmp_path / "a"),
                            "--lease", "1", "--concurrency", "4")  # fmt: skip
     cutter.join()
-    admin.close()  # type: ignore[attr-defined]
+    admin.close()
     assert code == 3, out + err
     assert err.startswith("genguard: the journal at postgresql://"), err
     assert "this worker stopped (its lines go to the other workers when its leases run out)" in err
