@@ -338,7 +338,7 @@ def batch(
                 err=True,
             )
             sys.exit(EXIT_STOPPED)
-    report = _finish(result, export, opts.api_keys) if result.wrote_outputs else None
+    report = _finish(result, export, opts.api_keys)
     if as_json:
         echo_json(_summary_json(result, report), secrets=opts.api_keys)
     else:
@@ -358,6 +358,8 @@ def _finish(result: Any, export: Path | None, secrets: tuple[str, ...]) -> Path 
                 )
     from ..bulk.report import build_report, journal_summary
 
+    if not result.wrote_outputs:
+        return None  # a shared run's files and report are the finishing worker's
     if result.journal is None:
         path: Path = build_report(result.out, secrets=secrets)
         return path
