@@ -1,5 +1,8 @@
 """The batch journal and its output files: migrations, loading and resuming, leases, idempotent recording, and
-output lines written exactly once when the process is killed at any step (real SQLite files, real SIGKILLs)."""
+output lines written exactly once when the process is killed at any step (real SQLite files, real SIGKILLs).
+
+The tests that take the ``journal`` fixture are the contract of the ``Journal`` interface: each runs against the
+SQLite journal and against the PostgreSQL one (a real server, a schema of the test's own)."""
 
 from __future__ import annotations
 
@@ -20,6 +23,7 @@ from typing import Any
 import orjson
 import pytest
 
+from _pg import PG_URL, pg_schema
 from genguard.bulk import journal as journal_module
 from genguard.bulk.journal import (
     MIGRATIONS,
@@ -30,6 +34,7 @@ from genguard.bulk.journal import (
     Result,
     SQLiteJournal,
 )
+from genguard.bulk.journal_pg import PostgresJournal
 from genguard.bulk.model import AttemptEvent, Line, line_key
 from genguard.bulk.outputs import ERRORS_FILE, OUTPUT_FILE, OutputWriter, output_record, request_id_for
 from genguard.core.outcome import Outcome, Usage
@@ -71,10 +76,40 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def journal(tmp_path: Path, clock: Clock) -> Iterator[SQLiteJournal]:
-    with SQLiteJournal(tmp_path / "journal.sqlite", clock=clock) as j:
-        yield j
+@pytest.fixture(params=["sqlite", "postgres"])
+def journal(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Iterator[SQLiteJournal]:
+    if request.param == "sqlite":
+        with SQLiteJournal(tmp_path / "journal.sqlite", clock=clock) as j:
+            yield j
+        return
+    with pg_schema() as url, PostgresJournal(url, run="contract", clock=clock) as pj:
+        yield pj  # type: ignore[misc]
+
+
+def reopen(j: SQLiteJournal) -> SQLiteJournal:
+    """Another connection to the same journal, as another process would open it."""
+    if isinstance(j, PostgresJournal):
+        return PostgresJournal(f"{PG_URL}?schema={j.schema}", run=j.run)  # type: ignore[return-value]
+    return SQLiteJournal(j.path)
+
+
+def rows(j: SQLiteJournal, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """``sql`` written for the SQLite tables, run on either journal (PostgreSQL's tables hold every run)."""
+    if isinstance(j, PostgresJournal):
+        pg = (
+            sql.replace("?", "%s")
+            .replace("FROM lines", "FROM batch_lines")
+            .replace("FROM history", "FROM batch_history")
+        )
+        if " WHERE " in pg:
+            pg = pg.replace(" WHERE ", " WHERE run = %s AND ")
+        elif " ORDER BY" in pg:
+            pg = pg.replace(" ORDER BY", " WHERE run = %s ORDER BY")
+        else:
+            pg += " WHERE run = %s"
+        got = j._db.execute(pg, (j.run, *params)).fetchall()
+        return [tuple(int(v) if isinstance(v, bool) else v for v in row) for row in got]
+    return j._db.execute(sql, params).fetchall()
 
 
 def loaded(j: SQLiteJournal, n: int) -> SQLiteJournal:
@@ -89,7 +124,7 @@ def finish(j: SQLiteJournal, claimed: list[Claimed], outcome: Outcome | None = N
 
 
 def states(j: SQLiteJournal) -> dict[str, str]:
-    return dict(j._db.execute("SELECT custom_id, state FROM lines"))
+    return dict(rows(j, "SELECT custom_id, state FROM lines"))  # type: ignore[arg-type]
 
 
 # -- migrations ------------------------------------------------------------------------------------------
@@ -254,7 +289,7 @@ def test_rerun_changed_sends_the_new_request_and_archives_the_old_answer(
     [claimed] = journal.claim(5, worker="w", lease_s=60)
     assert claimed.body == body(1, "other")
     assert claimed.key == line_key(CHAT, body(1, "other"))
-    history = journal._db.execute("SELECT custom_id, reason, cost_usd, outcome FROM history").fetchall()
+    history = rows(journal, "SELECT custom_id, reason, cost_usd, outcome FROM history")
     assert [(h[0], h[1], h[2]) for h in history] == [("id-1", "changed", 0.5)]
     assert orjson.loads(history[0][3])["text"] == "fine"
     assert journal.counts().cost_usd == 1.0  # what was paid stays counted
@@ -367,6 +402,23 @@ def test_a_late_answer_from_the_first_holder_still_counts_once(journal: SQLiteJo
     assert (ended.outcome["text"], ended.extra["worker"]) == ("from a", "a")
 
 
+def test_a_renewed_lease_keeps_the_line_and_only_its_holder_can_renew_it(
+    journal: SQLiteJournal, clock: Clock
+) -> None:
+    loaded(journal, 2)
+    held = journal.claim(2, worker="a", lease_s=10)
+    clock.now += 8
+    assert journal.renew([c.custom_id for c in held], worker="a", lease_s=10) == 2
+    assert journal.renew(["id-1", "id-2"], worker="b", lease_s=10) == 0  # not b's to renew
+    clock.now += 8  # 16 s after the claim: past the first lease, within the renewed one
+    assert journal.claim(5, worker="b", lease_s=10) == []
+    clock.now += 3
+    assert [c.custom_id for c in journal.claim(5, worker="b", lease_s=10)] == ["id-1", "id-2"]
+    # a's renewal comes too late: the lines are b's now.
+    assert journal.renew(["id-1", "id-2"], worker="a", lease_s=10) == 0
+    assert journal.renew([], worker="b", lease_s=10) == 0
+
+
 def test_recover_puts_in_flight_lines_back_and_counts_them_as_sent_again(journal: SQLiteJournal) -> None:
     loaded(journal, 5)
     journal.claim(2, worker="a", lease_s=600)
@@ -465,7 +517,7 @@ def test_reset_failed_runs_failures_again_keeping_their_old_answers(journal: SQL
     assert journal.reset_failed() == 0
     counts = journal.counts()
     assert (counts.pending, counts.ok, counts.failed, counts.cost_usd) == (3, 1, 0, pytest.approx(0.1))
-    reasons = journal._db.execute("SELECT custom_id, reason, seq FROM history ORDER BY custom_id").fetchall()
+    reasons = rows(journal, "SELECT custom_id, reason, seq FROM history ORDER BY custom_id")
     assert reasons == [("id-2", "retry_failed", 2), ("id-3", "retry_failed", 3), ("id-4", "retry_failed", 4)]
     # A line ended again takes a new number: the old ones stay taken, even the highest.
     finish(journal, journal.claim(3, worker="w", lease_s=60))
@@ -476,7 +528,7 @@ def test_the_running_counts_match_a_fresh_count_after_every_write(
     journal: SQLiteJournal, clock: Clock, tmp_path: Path
 ) -> None:
     def same() -> None:
-        with SQLiteJournal(tmp_path / "journal.sqlite") as fresh:
+        with reopen(journal) as fresh:
             now, recounted = journal.counts(), fresh.counts()
         assert dataclasses.replace(now, cost_usd=0.0) == dataclasses.replace(recounted, cost_usd=0.0)
         assert now.cost_usd == pytest.approx(recounted.cost_usd)

@@ -520,12 +520,13 @@ def test_proxy_with_a_limiter_that_cannot_be_reached_exits_2() -> None:
 def test_the_docs_python_example_runs_against_the_simulator(sim: Simulator, prefix: str) -> None:
     import re
 
-    page = (Path(__file__).resolve().parents[1] / "docs" / "scale-limiter.md").read_text()
-    [code] = re.findall(r"```python\n(.*?)```", page, flags=re.S)
+    page = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    section = page[page.index("\n## One rate limit for every worker") :].split("\n## ", 2)[1]
+    [code] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     code = code.replace("redis://127.0.0.1:6379/0?name=team-a", _url(prefix, "docs"))
     code = code.replace("http://127.0.0.1:8000/v1", sim.base_url)
     namespace: dict[str, Any] = {}
-    exec(compile(code, "docs/scale-limiter.md", "exec"), namespace)
+    exec(compile(code, "docs/scale.md", "exec"), namespace)
     outcomes = namespace["outcomes"]
     assert [o.ok for o in outcomes] == [True, True]
     state = redis.Redis().hgetall(f"{prefix}:docs")

@@ -340,14 +340,33 @@ def test_a_redis_limiter_url_gives_every_actor_the_shared_budget(sim: Simulator)
         r.close()
 
 
-def test_a_postgres_journal_url_says_what_is_missing() -> None:
-    try:
-        import genguard.bulk.journal_pg  # noqa: F401
-    except ImportError:
-        with pytest.raises(ConfigError, match=r"genguard\.bulk\.journal_pg"):
-            resolve_journal("postgresql://127.0.0.1/test")
-    else:  # the PostgreSQL journal is installed: the URL resolves to a factory
-        assert callable(resolve_journal("postgresql://127.0.0.1/test"))
+@pytest.mark.timeout(60)
+def test_a_postgres_journal_skips_rows_already_ended_across_udfs(sim: Simulator) -> None:
+    from _pg import pg_schema
+
+    with pg_schema("gg_ray") as url:
+        with pytest.raises(ConfigError, match=r"\?run=NAME"):
+            resolve_journal(url)  # a database holds many runs: this pipeline's must be named
+        first = pa.Table.from_pylist(_items(ROWS[:4], "pg"))
+        everything = pa.Table.from_pylist(_items(ROWS, "pg"))
+        one = GenguardUDF(**_udf_kwargs(sim, journal=f"{url}&run=reviews"))
+        try:
+            before = _by_id(one(first).to_pylist())
+        finally:
+            one.close()
+        assert sim.stats()["requests"] == 4
+        sim.reset()
+        # Another actor (another process, another machine: another UDF here) with the same journal and run.
+        two = GenguardUDF(**_udf_kwargs(sim, journal=f"{url}&run=reviews"))
+        try:
+            after = _by_id(two(everything).to_pylist())
+        finally:
+            two.close()
+    assert sim.stats()["requests"] == sum(a for *_, a in ROWS[4:])
+    for cid, *_ in ROWS[:4]:
+        assert after[cid]["from_journal"] is True
+        assert after[cid]["text"] == before[cid]["text"]
+    assert not any(after[cid]["from_journal"] for cid, *_ in ROWS[4:])
 
 
 # -- on a local Ray -------------------------------------------------------------------------------------------
@@ -574,9 +593,15 @@ def _ended(journal: Path) -> int:
         j.close()
 
 
+def _ray_section() -> str:
+    """docs/scale.md's Ray Data section."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
+    return page[page.index("\n## Ray Data\n") :].split("\n## ", 2)[1]
+
+
 @pytest.mark.timeout(30)
 def test_output_columns_are_documented() -> None:
-    page = (Path(__file__).resolve().parents[1] / "docs" / "ray.md").read_text()
+    page = _ray_section()
     missing = [name for name, _ in OUTPUT_COLUMNS if f"`{name}`" not in page]
     assert not missing, missing
 
@@ -593,12 +618,12 @@ def test_sqlite_is_what_a_path_opens(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_the_example_in_docs_ray_md_runs_and_prints_what_it_says(
+def test_the_example_in_docs_scale_md_ray_data_runs_and_prints_what_it_says(
     ray_session: None, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    page = (Path(__file__).resolve().parents[1] / "docs" / "ray.md").read_text()
+    page = _ray_section()
     block = re.findall(r"```python\n(.*?)```", page, flags=re.S)[0]
-    exec(compile(block, "docs/ray.md", "exec"), {"__name__": "docs_ray"})
+    exec(compile(block, "docs/scale.md", "exec"), {"__name__": "docs_ray"})
     shown = re.search(r"# (\d+ rows, .*)", block)
     assert shown is not None
     assert capsys.readouterr().out.strip() == shown.group(1)

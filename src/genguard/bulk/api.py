@@ -86,7 +86,7 @@ def _options(out: str | Path, kwargs: dict[str, Any]) -> BatchOptions:
 async def abatch(
     requests: Requests | None,
     *,
-    out: str | Path,
+    out: str | Path | None = None,
     base_url: str | None = None,
     api_key: str | Sequence[str] | None = None,
     concurrency: int = 64,
@@ -106,11 +106,19 @@ async def abatch(
     progress: str = "auto",
     hooks: Sequence[Hook] = (),
     limiter: str | None = None,
+    journal: str | None = None,
+    run: str | None = None,
+    lease_s: float | None = None,
 ) -> BatchResult:
     """The batch runner, awaited: :func:`batch` in an event loop (a notebook cell: ``await genguard.abatch(...)``)."""
     kwargs = dict(locals())
     kwargs.pop("requests")
-    out_dir = Path(kwargs.pop("out"))
+    given = kwargs.pop("out")
+    if given is None:
+        if not run:
+            raise TypeError("give out= (the run's folder), or journal= and run= for a shared run")
+        given = run
+    out_dir = Path(given)
     opts = _options(out_dir, kwargs)
     source: str | Path | None
     if requests is None or isinstance(requests, str | Path):
@@ -125,7 +133,7 @@ async def abatch(
 def batch(
     requests: Requests | None,
     *,
-    out: str | Path,
+    out: str | Path | None = None,
     base_url: str | None = None,
     api_key: str | Sequence[str] | None = None,
     concurrency: int = 64,
@@ -145,6 +153,9 @@ def batch(
     progress: str = "auto",
     hooks: Sequence[Hook] = (),
     limiter: str | None = None,
+    journal: str | None = None,
+    run: str | None = None,
+    lease_s: float | None = None,
 ) -> BatchResult:
     """Run (or resume) a batch of requests into the folder ``out``, as ``genguard batch`` does.
 
@@ -156,6 +167,11 @@ def batch(
     docs/observability.md). ``limiter`` (``"redis://host:6379/0?name=NAME"``) shares one rate limit with every
     worker given the same URL. In a running event loop (Jupyter) it runs in a worker thread; ``await abatch``
     is the same without one.
+
+    ``journal="postgresql://..."`` with ``run="NAME"`` works one run shared by every process started with the
+    same requests, journal and name, on any machine (``out`` then defaults to ``./NAME``, where this process
+    writes the files if it is the one that sees the run finish); ``lease_s`` is how long a line this process
+    claimed stays its own without a renewal (60 s).
     """
     kwargs = dict(locals())
     coro = abatch(**kwargs)

@@ -210,6 +210,8 @@ class Journal(Protocol):
 
     def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]: ...
 
+    def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int: ...
+
     def record(self, results: Sequence[Result]) -> list[str]: ...
 
     def release(self, custom_ids: Iterable[str]) -> int: ...
@@ -663,6 +665,19 @@ class SQLiteJournal:
             Claimed(cid, url, orjson.loads(body[i]), number, key, worker, claims, resent)
             for i, cid, url, number, key, claims, resent in rows
         ]
+
+    def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int:
+        """Extend ``worker``'s leases of these lines to ``lease_s`` from now; how many it still held."""
+        count = 0
+        until = self._clock() + lease_s
+        with self._write() as db:
+            for chunk in _chunks(custom_ids):
+                count += db.execute(
+                    f"""UPDATE lines SET lease_until = ? WHERE state = 'in_flight' AND worker = ?
+                    AND custom_id IN ({_marks(len(chunk))})""",
+                    (until, worker, *chunk),
+                ).rowcount
+        return count
 
     def record(self, results: Sequence[Result]) -> list[str]:
         """End these lines in one transaction, in order, each with the next ``seq``; the custom_ids that were

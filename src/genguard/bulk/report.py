@@ -44,6 +44,7 @@ __all__ = [
     "ReportError",
     "build_report",
     "empty_summary",
+    "journal_summary",
     "render_html",
     "render_summary",
     "summary",
@@ -95,6 +96,17 @@ def summary(directory: str | os.PathLike[str], *, secrets: Iterable[str] = ()) -
         raise ReportError(f"{path} cannot be read as a batch journal: {exc}") from None
     data["dir"] = str(folder)
     return data
+
+
+def journal_summary(
+    journal: Journal, *, secrets: Iterable[str] = (), meta: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """:func:`summary` of the run an open journal holds (a shared run's, in PostgreSQL); its settings are
+    ``meta``, or every value the journal stored when it can list them."""
+    if meta is None:
+        all_meta = getattr(journal, "all_meta", None)
+        meta = all_meta() if callable(all_meta) else {}
+    return _Reader(tuple(s for s in secrets if s)).read(journal, meta=meta or {})
 
 
 def empty_summary() -> dict[str, Any]:

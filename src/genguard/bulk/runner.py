@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hashlib
 import os
 import signal
 import socket
@@ -38,7 +39,17 @@ from ..core.pricing import cost_usd
 from ..core.secrets import MASK
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
-from .journal import JOURNAL_FILE, BatchCounts, Claimed, Result, SQLiteJournal
+from .journal import (
+    JOURNAL_FILE,
+    BatchCounts,
+    Claimed,
+    Journal,
+    JournalError,
+    Result,
+    SQLiteJournal,
+)
+from .journal_pg import OtherInput, PostgresJournal, check_run_name, is_postgres_url, masked_url
+from .journals import open_journal
 from .limiter import AsyncRateLimiter, RateGovernor
 from .model import AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
@@ -59,7 +70,9 @@ __all__ = [
     "RunInUse",
     "SetupError",
     "arun_batch",
+    "output_place",
     "run_batch",
+    "write_outputs",
 ]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_STOPPED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
@@ -123,11 +136,28 @@ class BatchOptions:
     worker: str = ""
     hooks: tuple[Hook, ...] = ()  # the client's hooks besides the runner's own (OpenTelemetry...)
     limiter: str | None = None  # a shared limiter's URL (redis://...): one budget for every worker
+    journal: str | None = None  # None: DIR/journal.sqlite; a postgresql:// URL: a run shared by many workers
+    run: str | None = None  # the run's name in a shared journal
+    lease_s: float | None = None  # how long a claimed line is this worker's without a renewal
 
     def __post_init__(self) -> None:
         # A misspelt code would reset no line and say nothing: refused here, for the command and the API alike.
         if self.retry_failed:
             codes("retry_failed", self.retry_failed)
+        if self.journal is not None and is_postgres_url(self.journal):
+            if not self.run:
+                raise ValueError(
+                    f"journal {masked_url(self.journal)} holds many runs: name this one with run= (--run NAME), "
+                    "the same on every worker"
+                )
+            check_run_name(self.run)
+        if self.lease_s is not None and not self.lease_s > 0:
+            raise ValueError(f"lease_s must be a positive number of seconds, not {self.lease_s!r}")
+
+    @property
+    def shared(self) -> bool:
+        """Whether the journal is a shared one (PostgreSQL), worked by any number of processes."""
+        return self.journal is not None and is_postgres_url(self.journal)
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +174,11 @@ class BatchResult:
     rate_limited: int = 0
     limit_rps: float | None = None
     invalid: int = 0
+    journal: str | None = None
+    run: str | None = None
+    worker: str = ""
+    wrote_outputs: bool = True  # a shared run's files are written by the one worker that saw it finish
+    finished_by: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -151,10 +186,13 @@ class BatchResult:
 
     def results(self, *, in_input_order: bool = True) -> Iterator[tuple[str, Outcome, Any]]:
         """``(custom_id, Outcome, provider body)`` for every ended line, in input order (or commit order)."""
-        with SQLiteJournal(self.out / JOURNAL_FILE) as journal:
+        journal = open_journal(self.journal or self.out / JOURNAL_FILE, run=self.run)
+        try:
             for ended in journal.ended(by_input=in_input_order):
                 response = ended.response or {}
                 yield ended.custom_id, Outcome.from_dict(ended.outcome), response.get("body")
+        finally:
+            journal.close()
 
 
 # -- per-attempt events, gathered by a client hook for the line whose task is running ------------------
@@ -236,7 +274,22 @@ def _invalid_line(p: InputProblem) -> Line:
     return Line(custom_id, "/invalid", body, p.line, p.source, line_key("/invalid", body))
 
 
-def _load(journal: SQLiteJournal, items: Iterable[Line | InputProblem], opts: BatchOptions) -> int:
+def fingerprint(items: Iterable[Line | InputProblem]) -> str:
+    """What an input asks for, as one hash: its lines' ids, numbers and requests in order (not the file's path,
+    which differs from machine to machine). Workers joining a shared run compare it with the run's."""
+    h = hashlib.sha256()
+    for item in items:
+        if isinstance(item, InputProblem):
+            h.update(f"!{item.line}\t{item.what}\n".encode())
+        else:
+            key = item.key or line_key(item.url, item.body)
+            h.update(f"{item.custom_id}\t{item.number}\t{key}\n".encode())
+    return h.hexdigest()
+
+
+def _load(
+    journal: Journal, items: Iterable[Line | InputProblem], opts: BatchOptions, *, print_: str | None = None
+) -> int:
     problems: list[InputProblem] = []
     count = [0]
     invalid: list[InputProblem] = []
@@ -253,7 +306,10 @@ def _load(journal: SQLiteJournal, items: Iterable[Line | InputProblem], opts: Ba
                 continue
             yield item
 
-    report = journal.load(lines(), rerun_changed=opts.rerun_changed)
+    if print_ is not None and isinstance(journal, PostgresJournal):
+        report = journal.load(lines(), rerun_changed=opts.rerun_changed, fingerprint=print_)
+    else:
+        report = journal.load(lines(), rerun_changed=opts.rerun_changed)
     if count[0] and not opts.skip_invalid:
         journal.rollback()
         raise BadInput(
@@ -307,15 +363,18 @@ def _estimate_cost(body: Mapping[str, Any]) -> float:
 
 
 class _Run:
-    def __init__(self, journal: SQLiteJournal, writer: OutputWriter, client: AsyncClient, opts: BatchOptions,
-                 limiter: AsyncRateLimiter | RedisGate, progress: Progress) -> None:  # fmt: skip
+    def __init__(self, journal: Journal, writer: OutputWriter | None, client: AsyncClient, opts: BatchOptions,
+                 limiter: AsyncRateLimiter | RedisGate, progress: Progress, worker: str) -> None:  # fmt: skip
         self.journal = journal
         self.writer = writer
         self.client = client
         self.opts = opts
         self.limiter = limiter
         self.progress = progress
-        self.worker = opts.worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker = worker
+        self.lease_s = _lease(opts)
+        self.renewed = time.monotonic()
+        self.ahead: deque[Claimed] = deque()  # shared: lines claimed in a batch, not started yet
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.started: set[str] = set()
@@ -426,7 +485,14 @@ class _Run:
             self.journal.record(batch)
             for r in batch:
                 self.started.discard(r.custom_id)
-            self.writer.flush()
+            if self.writer is not None:
+                self.writer.flush()
+        if now - self.renewed >= self.lease_s / 3:
+            # A line held longer than its lease (a slow answer, retries) would be taken by another worker.
+            self.renewed = now
+            held = [c.custom_id for c in self.tasks.values()] + [c.custom_id for c in self.ahead]
+            if held:
+                self.journal.renew(held, worker=self.worker, lease_s=self.lease_s)
         self.counts = self.journal.counts()
         self.progress.update(self.snapshot())
 
@@ -461,6 +527,7 @@ class _Run:
         # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
         room = self.opts.concurrency
+        claim_at = max(1, min(32, room // 2))
         while self.stop_reason is None:
             if self._deadline_passed():
                 self._stop(
@@ -469,9 +536,16 @@ class _Run:
                 break
             free = room - len(self.tasks)
             if free > 0:
-                claimed = self.journal.claim(
-                    min(free, 256), worker=self.worker, lease_s=max(self.opts.timeout * 4, 600.0)
-                )
+                if self.opts.shared:
+                    # A shared journal is a round trip away: a claim for each line that ends would cap the run at
+                    # one line per round trip. So a batch is claimed ahead (never sent before a slot is free,
+                    # given back on a stop), and a claim is made once every batch of lines that end.
+                    if len(self.ahead) < free:
+                        want = min(free - len(self.ahead) + claim_at, 256)
+                        self.ahead.extend(self.journal.claim(want, worker=self.worker, lease_s=self.lease_s))
+                    claimed = [self.ahead.popleft() for _ in range(min(free, len(self.ahead)))]
+                else:
+                    claimed = self.journal.claim(min(free, 256), worker=self.worker, lease_s=self.lease_s)
                 for c in claimed:
                     if self.stop_reason is not None:
                         self.journal.release([c.custom_id])
@@ -492,7 +566,17 @@ class _Run:
                     task = asyncio.create_task(self.line(c, estimate))
                     self.tasks[task] = c
                 if not claimed and not self.tasks:
-                    break
+                    if not self.opts.shared:
+                        break
+                    # Other workers hold lines: wait, since a worker that dies leaves its lines to whoever is
+                    # still here when its leases run out. (This worker's own answers are recorded first: they
+                    # are lines in flight too.)
+                    self.flush(force=True)
+                    assert isinstance(self.journal, PostgresJournal)
+                    if self.journal.open_lines() == 0:
+                        break
+                    await asyncio.sleep(min(1.0, self.lease_s / 4))
+                    continue
             if self.tasks:
                 done, _ = await asyncio.wait(
                     self.tasks, timeout=_FLUSH_EVERY_S, return_when=asyncio.FIRST_COMPLETED
@@ -511,6 +595,9 @@ class _Run:
 
     async def drain(self) -> None:
         """After a stop: nothing new is sent; in-flight requests may finish (bounded), then are written."""
+        if self.ahead:
+            self.journal.release([c.custom_id for c in self.ahead])  # claimed ahead, never sent
+            self.ahead.clear()
         if self.tasks:
             self.progress.update(self.snapshot())
             for task, claimed in self.tasks.items():
@@ -574,6 +661,60 @@ def _exit_code(counts: BatchCounts, stopped: str | None, interrupted: bool) -> i
     return EXIT_OK if counts.failed == 0 else EXIT_FAILED
 
 
+def _lease(opts: BatchOptions) -> float:
+    if opts.lease_s is not None:
+        return opts.lease_s
+    # Alone on a folder, a lease only matters to a reader; shared, it is how long a dead worker's lines wait
+    # for another, and is renewed every third of it while the line is held.
+    return 60.0 if opts.shared else max(opts.timeout * 4, 600.0)
+
+
+def _fresh_counts(journal: Journal) -> BatchCounts:
+    if isinstance(journal, PostgresJournal):
+        return journal.fresh_counts()
+    return journal.counts()
+
+
+def _worker_id(opts: BatchOptions) -> str:
+    if opts.worker:
+        return opts.worker
+    if opts.shared:
+        # host:pid alone can come back (a container restarted with the same pid): the suffix keeps a new life
+        # from renewing or recording as the one that died.
+        return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _open(opts: BatchOptions, out: Path) -> Journal:
+    if not opts.shared:
+        return SQLiteJournal(out / JOURNAL_FILE)
+    assert opts.journal is not None
+    try:
+        # The whole run's counts are a count of every one of its rows: the progress shows them up to 5 s old
+        # rather than have each worker count a million rows on every tick.
+        return open_journal(opts.journal, run=opts.run, place=output_place(out), counts_every_s=5.0)
+    except JournalError as exc:
+        raise SetupError(str(exc)) from None
+
+
+def output_place(out: Path) -> str:
+    """The name a shared journal keeps the output mark of folder ``out`` under: each machine's folder has its
+    own files, so each has its own mark."""
+    return f"{socket.gethostname()}:{out.resolve()}"
+
+
+def write_outputs(journal: Journal, out: Path) -> None:
+    """Bring ``out/output.jsonl`` and ``out/errors.jsonl`` up to date with the journal (a shared run's, at its
+    end, or ``genguard report --journal``), holding the folder's lock while writing."""
+    lock = _lock(out, wait=True)
+    try:
+        with OutputWriter(out, journal, fsync=False) as writer:
+            writer.flush()
+            writer.sync()
+    finally:
+        lock.close()
+
+
 async def arun_batch(
     source: str | Path | None,
     opts: BatchOptions,
@@ -588,33 +729,68 @@ async def arun_batch(
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SetupError(f"--out {out} cannot be created: {exc.strerror or exc}") from exc
-    lock = _lock(out)
-    journal = SQLiteJournal(out / JOURNAL_FILE)
+    shared = opts.shared
+    worker = _worker_id(opts)
+    # Alone, the run holds its folder for its whole life; shared, the journal is the database and the folder
+    # only takes the files at the end, locked while they are written.
+    lock = None if shared else _lock(out)
     writer: OutputWriter | None = None
+    journal: Journal | None = None
     try:
-        resent = journal.recover()
+        journal = _open(opts, out)
+        # Shared, the lines other workers hold are theirs until their leases run out; a line this machine's
+        # killed worker held is taken back the same way.
+        resent = 0 if shared else journal.recover()
         invalid = 0
         items: Iterable[Line | InputProblem] | None = lines
         try:
             if items is None and source is not None:
-                items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
+                items = read_lines(
+                    source, template=opts.template, model=opts.model, params=opts.params or None
+                )
             if items is not None:
-                invalid = _load(journal, items, opts)
+                print_ = None
+                if shared:
+                    if source is not None and lines is None:
+                        print_ = fingerprint(read_lines(source, template=opts.template, model=opts.model,
+                                                        params=opts.params or None))  # fmt: skip
+                    else:
+                        items = list(items)
+                        print_ = fingerprint(items)
+                invalid = _load(journal, items, opts, print_=print_)
+        except OtherInput as exc:
+            raise SetupError(str(exc)) from None
         except (ValueError, OSError) as exc:
             # Wrong reading options, or an input that cannot be opened or read: nothing was sent.
             raise SetupError(str(exc)) from exc
-            if source is not None:
-                journal.set_meta({"input": str(source)})
         if opts.retry_failed is not None:
-            journal.reset_failed(opts.retry_failed or None)
-        # No fsync per flush: a write() is the kernel's once it returns, so a killed process loses nothing, and
-        # the journal's WAL is not synced per commit either (synchronous=NORMAL). An fsync on every 50 ms flush
-        # cost a third of the runner's time with no limit (bench/README.md); the files are synced at the end.
-        writer = OutputWriter(out, journal, fsync=False)
-        writer.flush()  # catch up: lines a killed run recorded but had not written yet
-        counts = journal.counts()
+            if not shared:
+                journal.reset_failed(opts.retry_failed or None)
+            else:
+                # Workers start one after the other: only one that finds the run finished sends its failures
+                # again; those that join later run them, and do not take back the lines that fail again.
+                done = _fresh_counts(journal)
+                if done.pending == 0 and done.in_flight == 0:
+                    journal.reset_failed(opts.retry_failed or None)
+        if not shared:
+            # No fsync per flush: a write() is the kernel's once it returns, so a killed process loses nothing,
+            # and the journal's WAL is not synced per commit either (synchronous=NORMAL). An fsync on every
+            # 50 ms flush cost a third of the runner's time with no limit (bench/README.md); the files are
+            # synced at the end.
+            writer = OutputWriter(out, journal, fsync=False)
+            writer.flush()  # catch up: lines a killed run recorded but had not written yet
+        counts = _fresh_counts(journal)
+        if shared and items is None and counts.total == 0:
+            assert opts.journal is not None
+            raise SetupError(
+                f"run {opts.run!r} in {masked_url(opts.journal)} holds no line: give INPUT to start it (or check "
+                "--run and the URL's schema)"
+            )
         if counts.pending == 0 and counts.in_flight == 0:
-            return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid)
+            wrote, by = _finish_shared(journal, worker, out) if shared else (True, None)
+            return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid,
+                               journal=opts.journal, run=opts.run, worker=worker, wrote_outputs=wrote,
+                               finished_by=by)  # fmt: skip
         # The price table loads on its first use, for half a second: here, before anything is sent, rather than
         # when the first answer is priced, where it stalled the event loop with the first requests in flight
         # (their answers unread, the limiter's timers late: every resumed run paused half a second).
@@ -630,7 +806,7 @@ async def arun_batch(
             hooks=[_event_hook, *opts.hooks],
         )
         shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))
-        run = _Run(journal, writer, client, opts, limiter, shown)
+        run = _Run(journal, writer, client, opts, limiter, shown, worker)
         loop = asyncio.get_running_loop()
         installed = False
         if handle_signals:
@@ -655,11 +831,17 @@ async def arun_batch(
             await client.aclose()
             if not isinstance(limiter, AsyncRateLimiter):
                 await limiter.aclose()
-            writer.sync()
-        counts = journal.counts()
+            if writer is not None:
+                writer.sync()
+        counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
         limits = limiter.snapshot()
+        wrote, by = True, None
+        if shared and counts.pending == 0 and counts.in_flight == 0:
+            wrote, by = _finish_shared(journal, worker, out)
+        elif shared:
+            wrote = False
         return BatchResult(
             out,
             _exit_code(counts, run.stop_reason, run.interrupted),
@@ -671,12 +853,29 @@ async def arun_batch(
             rate_limited=run.rate_limited,
             limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
             invalid=invalid,
+            journal=opts.journal,
+            run=opts.run,
+            worker=worker,
+            wrote_outputs=wrote,
+            finished_by=by,
         )
     finally:
         if writer is not None:
             writer.close()
-        journal.close()
-        lock.close()
+        if journal is not None:
+            journal.close()
+        if lock is not None:
+            lock.close()
+
+
+def _finish_shared(journal: Journal, worker: str, out: Path) -> tuple[bool, str | None]:
+    """At the end of a shared run: the first worker to see every line ended writes the files into its folder;
+    the others say who did. (Whether this worker wrote them, and who did.)"""
+    assert isinstance(journal, PostgresJournal)
+    if journal.finish(worker):
+        write_outputs(journal, out)
+        return True, worker
+    return False, journal.finished_by()
 
 
 async def _open_limiter(opts: BatchOptions) -> AsyncRateLimiter | RedisGate:
@@ -699,12 +898,12 @@ class RunInUse(Exception):
     """Another run holds this folder: two runs would each take the other's lines back and both write outputs."""
 
 
-def _lock(out: Path) -> Any:
+def _lock(out: Path, *, wait: bool = False) -> Any:
     import fcntl
 
     handle = (out / "journal.lock").open("a")
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:
         handle.close()
         raise RunInUse(

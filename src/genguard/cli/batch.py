@@ -92,9 +92,26 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     "--out",
     "-o",
     "out",
-    required=True,
     type=click.Path(file_okay=False, path_type=Path),
-    help="The run's folder: journal, output.jsonl, errors.jsonl, report.html. The same --out resumes.",
+    help="The run's folder: journal, output.jsonl, errors.jsonl, report.html. The same --out resumes. "
+    "With a shared --journal: where this worker writes the files if it is the one that sees the run "
+    "finish (default ./NAME of --run).",
+)
+@click.option(
+    "--journal",
+    metavar="URL",
+    help="A shared journal, postgresql://user:password@host:5432/db (?schema=NAME, default genguard): any "
+    "number of workers on any number of machines, started with the same INPUT and --run, work one run.",
+)
+@click.option(
+    "--run", "run_name", metavar="NAME", help="The run's name in a shared --journal (needed there)."
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With a shared --journal: how long a line this worker claimed stays its own unless renewed "
+    "(renewed every third of it); a dead worker's lines go to the others after this. Default 60.",
 )
 @connection_options()
 @click.option(
@@ -113,7 +130,7 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     "--limiter",
     metavar="URL",
     help="Share one rate limit with every worker given the same URL: redis://host:6379/0?name=NAME "
-    "(see docs/scale-limiter.md).",
+    "(see docs/scale.md).",
 )
 @click.option(
     "--max-cost",
@@ -202,7 +219,10 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
 @otel_option
 def batch(
     input_path: Path | None,
-    out: Path,
+    out: Path | None,
+    journal: str | None,
+    run_name: str | None,
+    lease: float | None,
     base_url: str | None,
     api_key: tuple[str, ...],
     concurrency: int,
@@ -243,21 +263,48 @@ def batch(
     import sqlite3
 
     from ..bulk.journal import JOURNAL_FILE, JournalError
+    from ..bulk.runner import EXIT_STOPPED, BadInput, BatchOptions, RunInUse, SetupError, run_batch
     from ..bulk.runner import EXIT_USAGE as _USAGE
-    from ..bulk.runner import BadInput, BatchOptions, RunInUse, SetupError, run_batch
     from ..client.retry import RetryPolicy
     from ..core.exceptions import ConfigError
 
     assert _USAGE == EXIT_USAGE
+    from ..bulk.journal_pg import check_run_name, is_postgres_url, masked_url
+
     codes = _codes(retry_failed)
     if template is not None and not model:
         fail_usage("--template needs --model: the model each row's prompt is sent to")
     if input_path is not None and not input_path.exists():
         fail_usage(f"{input_path}: no such file")
-    if input_path is None and not (out / "journal.sqlite").exists():
+    shared = journal is not None
+    if journal is not None:
+        if not is_postgres_url(journal):
+            fail_usage(
+                f"--journal {masked_url(journal)}: give a postgresql:// URL (a run's folder is given with --out)"
+            )
+        if not run_name:
+            fail_usage(
+                f"--journal {masked_url(journal)} holds many runs: name this one with --run NAME, the same on "
+                "every worker"
+            )
+        try:
+            check_run_name(run_name)
+        except ValueError as exc:
+            fail_usage(str(exc))
+        out = out or Path(run_name)
+    elif run_name is not None or lease is not None:
+        fail_usage(
+            "--run and --lease go with a shared --journal postgresql://...; alone, --out names the run"
+        )
+    if out is None:
+        fail_usage("give --out DIR: the run's folder (journal, output files, report)")
+    if not shared and input_path is None and not (out / "journal.sqlite").exists():
         fail_usage(f"give an INPUT file: {out} holds no run to resume")
     opts_base: dict[str, Any] = {
         "out": out,
+        "journal": journal,
+        "run": run_name,
+        "lease_s": lease,
         "api_keys": tuple(keys_argument(api_key) or ()),
         "concurrency": concurrency,
         "rpm": rpm,
@@ -296,6 +343,20 @@ def batch(
             fail_usage(
                 f"{out / JOURNAL_FILE} is not a genguard journal or is damaged ({exc}); give another --out"
             )
+        except Exception as exc:
+            if journal is None or not type(exc).__module__.startswith("psycopg"):
+                raise
+            # The database went away mid-run (restarted, connection cut): what this worker recorded is kept, and
+            # the lines it held are the others' once their leases run out.
+            from ..core.secrets import redact
+
+            click.echo(
+                f"genguard: the journal at {masked_url(journal)} failed: {redact(str(exc).strip())}; this worker "
+                "stopped (its lines go to the other workers when its leases run out); run the same command "
+                "again to rejoin the run",
+                err=True,
+            )
+            sys.exit(EXIT_STOPPED)
     report = _finish(result, export, opts.api_keys)
     if as_json:
         echo_json(_summary_json(result, report), secrets=opts.api_keys)
@@ -314,10 +375,22 @@ def _finish(result: Any, export: Path | None, secrets: tuple[str, ...]) -> Path 
                     orjson.dumps({"custom_id": custom_id, "body": body, "genguard": outcome.to_dict()})
                     + b"\n"
                 )
-    from ..bulk.report import build_report
+    from ..bulk.report import build_report, journal_summary
 
-    path: Path = build_report(result.out, secrets=secrets)
-    return path
+    if not result.wrote_outputs:
+        return None  # a shared run's files and report are the finishing worker's
+    if result.journal is None:
+        path: Path = build_report(result.out, secrets=secrets)
+        return path
+    from ..bulk.journals import open_journal
+
+    journal = open_journal(result.journal, run=result.run)
+    try:
+        data = journal_summary(journal, secrets=secrets)
+    finally:
+        journal.close()
+    data["dir"] = str(result.out)
+    return build_report(result.out, secrets=secrets, data=data)
 
 
 def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
@@ -341,6 +414,10 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "report": None if report is None else str(report),
         "output": str(result.out / "output.jsonl"),
         "errors": str(result.out / "errors.jsonl"),
+        "run": result.run,
+        "worker": result.worker,
+        "wrote_outputs": result.wrote_outputs,
+        "finished_by": result.finished_by,
     }
 
 
@@ -356,6 +433,14 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append(f"{c.pending + c.in_flight} lines not sent yet: run the same command again to resume")
     if result.stopped:
         lines.append(f"stopped: {result.stopped}")
+    if result.journal is not None and not result.wrote_outputs:
+        if result.finished_by:
+            lines.append(f"the run's files were written by worker {result.finished_by}, in its --out")
+        else:
+            lines.append(
+                "the run is not finished: the workers still running end it (or start one with the same command); "
+                f"`genguard report --journal URL --run {result.run} --out DIR` writes the files so far"
+            )
     if result.sent:
         lines.append(
             f"this run: {result.sent} requests in {result.elapsed_s:.1f} s, {result.rate_limited} answered 429"
@@ -365,7 +450,8 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append(f"{c.resent} requests were sent again after a crash (they may have been billed twice)")
     if c.cost_usd:
         lines.append(f"cost ${c.cost_usd:.4f}, {c.total_tokens} tokens")
-    lines.append(f"results: {result.out / 'output.jsonl'}, failures: {result.out / 'errors.jsonl'}")
+    if result.wrote_outputs:
+        lines.append(f"results: {result.out / 'output.jsonl'}, failures: {result.out / 'errors.jsonl'}")
     if report is not None:
         lines.append(f"report: {report}")
     return "\n".join(lines)

@@ -141,8 +141,31 @@ def _postgres_journal(url: str) -> Callable[[], Journal]:
             "this install does not have; give a SQLite file's path (one machine), or a callable that opens "
             "your Journal"
         ) from None
-    opener: Callable[[str], Journal] = module.open_journal
-    return lambda: opener(url)
+    from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    run = next((v for k, v in pairs if k == "run"), "")
+    if not run:
+        raise ConfigError(
+            f"journal={module.masked_url(url)!r}: a PostgreSQL journal holds many runs; name this pipeline's "
+            "with ?run=NAME in the URL (postgresql://HOST/DB?run=reviews), the same on every re-run"
+        )
+    rest = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in pairs if k != "run"])))
+    return _PostgresOpener(rest, run)
+
+
+@dataclass(frozen=True, slots=True)
+class _PostgresOpener:
+    """Opens one run of a PostgreSQL journal; a plain value, so that Ray can send it to every actor."""
+
+    url: str
+    run: str
+
+    def __call__(self) -> Journal:
+        from ..bulk.journals import open_journal
+
+        return open_journal(self.url, run=self.run, place=f"ray:{socket.gethostname()}:{os.getpid()}")
 
 
 GateFactory = Callable[[], "Gate | Awaitable[Gate]"]
