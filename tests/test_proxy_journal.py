@@ -64,6 +64,13 @@ def test_traffic_through_the_proxy_shows_in_genguard_report(sim: Simulator, tmp_
     text = CliRunner().invoke(cli, ["report", str(folder)]).output
     assert "7: 6 ok, 1 failed" in text
     assert "quota_exceeded" in text
+    assert text.startswith("Proxy traffic in ")  # not a batch run to resume
+    assert "genguard batch" not in text
+    page = (folder / "report.html").read_text()
+    assert "<h1>Proxy report: proxy-run</h1>" in page
+    assert "1 of 7 exchanges failed" in page
+    assert "errors.jsonl" not in page
+    assert "genguard batch" not in page
     # The journal keeps no prompt, no answer and no key.
     raw_db = (folder / "journal.sqlite").read_bytes()
     assert b"Describe a pet" not in raw_db

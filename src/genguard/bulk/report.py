@@ -541,6 +541,12 @@ def _histogram(values: Sequence[float], of: str) -> dict[str, Any]:
 # -- text ----------------------------------------------------------------------------------------------------
 
 
+def _proxy(data: Mapping[str, Any]) -> bool:
+    """Whether the journal is a proxy's record of its traffic (``genguard proxy --journal``), not a batch run."""
+    meta = data.get("meta") or {}
+    return meta.get("source") == "genguard proxy"
+
+
 def render_summary(data: Mapping[str, Any]) -> str:
     """The figures of :func:`summary` as a few plain lines, for a terminal or a log.
 
@@ -549,16 +555,22 @@ def render_summary(data: Mapping[str, Any]) -> str:
     """
     lines_ = data["lines"]
     where = f" in {data['dir']}" if data.get("dir") else ""
+    what = "Proxy traffic" if _proxy(data) else "Batch run"
     if not lines_["total"]:
-        return f"Batch run{where} (no lines yet)"
+        return f"{what}{where} (no lines yet)"
     if data["finished"]:
         state = "finished"
+    elif _proxy(data):
+        state = (
+            f"{lines_['in_flight']:,} exchanges in flight: the proxy is serving them, or stopped before they "
+            "ended"
+        )
     else:
         state = (
             f"not finished: {lines_['pending']:,} pending, {lines_['in_flight']:,} in flight; "
             "run the same genguard batch command again to resume"
         )
-    out = [f"Batch run{where} ({state})"]
+    out = [f"{what}{where} ({state})"]
 
     def row(label: str, text: str) -> None:
         out.append(f"  {label:<10} {text}")
@@ -792,6 +804,7 @@ def render_html(data: Mapping[str, Any]) -> str:
 
     folder = data.get("dir") or ""
     name = Path(folder).name or folder or "batch run"
+    title = "Proxy report" if _proxy(data) else "Batch report"
     parts = [
         "<!doctype html>",
         '<html lang="en">',
@@ -799,12 +812,12 @@ def render_html(data: Mapping[str, Any]) -> str:
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f'<meta name="generator" content="genguard {_e(__version__)}">',
-        f"<title>Batch report: {_e(name)}</title>",
+        f"<title>{title}: {_e(name)}</title>",
         f"<style>{_CSS}</style>",
         "</head>",
         "<body>",
         '<header class="page">',
-        f"<h1>Batch report: {_e(name)}</h1>",
+        f"<h1>{title}: {_e(name)}</h1>",
         f'<p class="sub">Run in <code>{_e(folder)}</code>; report made {_e(_clock(data.get("generated_at")))}</p>',
         '<nav class="toc" aria-label="Sections"><ol>',
         *(f'<li><a href="#{key}">{title}</a></li>' for key, title in _SECTIONS),
@@ -875,6 +888,16 @@ def _summary_section(data: Mapping[str, Any]) -> str:
     total = lines_["total"]
     if not total:
         status = '<p class="status warn">The journal holds no line yet.</p>'
+    elif _proxy(data) and not data["finished"]:
+        status = (
+            f'<p class="status warn"><strong>{lines_["in_flight"]:,} exchanges were in flight</strong> when '
+            "this was read: the proxy is serving them, or was stopped before they ended.</p>"
+        )
+    elif _proxy(data) and lines_["failed"]:
+        status = (
+            f'<p class="status bad"><strong>{lines_["failed"]:,} of {total:,} exchanges failed</strong> '
+            f"({_pct(lines_['failed'], total)}): what went wrong and how to fix it below.</p>"
+        )
     elif not data["finished"]:
         status = (
             f'<p class="status warn"><strong>This run has not finished:</strong> {lines_["pending"]:,} lines '
@@ -1356,9 +1379,14 @@ def _failures_section(data: Mapping[str, Any]) -> str:
     if not samples:
         return _section("failures", "<p>No line failed.</p>")
     counts = {r["code"]: r["count"] for r in data["by_code"]}
+    where = (
+        "The proxy's journal keeps no prompt and no answer."
+        if _proxy(data)
+        else "Every failed line is in <code>errors.jsonl</code>."
+    )
     out = [
         f"<p>The first {SAMPLES_PER_CODE} failed lines of each code, in the order they ended, with the "
-        "provider's own message (keys masked). Every failed line is in <code>errors.jsonl</code>.</p>"
+        f"provider's own message (keys masked). {where}</p>"
     ]
     for code in sorted(samples, key=lambda c: (-counts.get(c, 0), c)):
         rows = samples[code]
