@@ -33,7 +33,6 @@ when the server wants a key and none is configured).
 
 from __future__ import annotations
 
-import asyncio
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -51,7 +50,7 @@ from .arguments import check_chat, check_client, check_send
 from .bodies import chat_body
 from .gate import Gate, estimate_tokens
 from .keys import ENV_KEYS, resolve_base, resolve_keys, with_query
-from .loop import CallPlan, Hook, Loop, Send, Sleep
+from .loop import CallPlan, Hook, Loop, Send, Sleep, adrive
 from .loop import run as run_loop
 from .retry import RetryPolicy
 from .testing import is_testing
@@ -649,23 +648,10 @@ class AsyncClient(BaseClient):
             await self.http.aclose()
 
     async def _drive(self, loop: Loop, send: Callable[[Send], Awaitable[Outcome]]) -> Outcome:
-        try:
-            action = next(loop)
-            while True:
-                if type(action) is Sleep:
-                    if action.seconds > 0 and not is_testing():
-                        await asyncio.sleep(action.seconds)
-                    action = loop.send(None)
-                else:
-                    assert isinstance(action, Send)
-                    action = loop.send((await send(action), False))
-        except StopIteration as stop:
-            result: Outcome = stop.value
-            return result
-        finally:
-            # A call cut short (cancelled, interrupted) ends its loop now, not when it is collected: its hooks
-            # are told of the end at the moment it came.
-            loop.close()
+        async def attempt(action: Send) -> tuple[Outcome, bool]:
+            return await send(action), False
+
+        return await adrive(loop, attempt)
 
     async def chat(
         self,

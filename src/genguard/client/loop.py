@@ -31,9 +31,10 @@ from it).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Generator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
@@ -43,9 +44,9 @@ from ..core.pricing import cost_usd
 from .bodies import raised_max_tokens, reask_messages
 from .log import log_attempt, log_silent, logger, mask
 from .retry import RetryPolicy, RetryState
-from .testing import testing_attempts
+from .testing import is_testing, testing_attempts
 
-__all__ = ["CallEnded", "CallPlan", "CallRecord", "Hook", "Loop", "Send", "Sleep", "Spend", "run"]
+__all__ = ["CallEnded", "CallPlan", "CallRecord", "Hook", "Loop", "Send", "Sleep", "Spend", "adrive", "run"]
 
 Hook = Callable[[Attempt], None]
 """A hook receives each attempt's frozen :class:`~genguard.Attempt` record (for metrics, tracing...).
@@ -278,3 +279,26 @@ def _final(outcome: Outcome, state: RetryState, spend: Spend, secrets: Sequence[
     # One copy instead of two (replace, then with_extra): the same fields and extra.
     fields["extra"] = {**outcome.extra, "model": state.model, "cost_usd": spend.cost_usd}
     return outcome.replace(**fields)
+
+
+async def adrive(loop: Loop, send: Callable[[Send], Awaitable[tuple[Outcome, bool]]]) -> Outcome:
+    """Perform a loop's actions on asyncio: ``send`` each attempt (its Outcome, and whether the caller already
+    has part of it, a stream's text say), sleep each wait (none under :func:`genguard.set_testing`). The one
+    driver of the async client, the proxy and the wrapped SDK's async transport."""
+    try:
+        action = next(loop)
+        while True:
+            if type(action) is Sleep:
+                if action.seconds > 0 and not is_testing():
+                    await asyncio.sleep(action.seconds)
+                action = loop.send(None)
+            else:
+                assert isinstance(action, Send)
+                action = loop.send(await send(action))
+    except StopIteration as stop:
+        result: Outcome = stop.value
+        return result
+    finally:
+        # A call cut short (cancelled, interrupted) ends its loop now, not when it is collected: its hooks are
+        # told of the end at the moment it came.
+        loop.close()

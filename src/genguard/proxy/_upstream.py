@@ -8,9 +8,8 @@ events; the loop, the classifier and the gate are the same ones every client use
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,9 +18,8 @@ import orjson
 
 from ..client.clients import tls_context
 from ..client.gate import Gate, estimate_tokens
-from ..client.loop import CallPlan, Hook, Loop, Send, Sleep, run
+from ..client.loop import CallPlan, Hook, Loop, Send, adrive, run
 from ..client.retry import RetryPolicy
-from ..client.testing import is_testing
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
 from ..client.wire import AioWire
 from ..core.classify import classify_http
@@ -29,7 +27,7 @@ from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
 
-__all__ = ["Answer", "KeyRing", "Upstream", "drive"]
+__all__ = ["Answer", "KeyRing", "Upstream"]
 
 _NO_KEY = (
     "the upstream wants an API key (it answered 401) and the proxy has none: start it with --api-key, "
@@ -69,23 +67,6 @@ class Answer:
 
 def _no_key() -> Exception:
     return ConfigError(_NO_KEY)
-
-
-async def drive(loop: Loop, send: Callable[[Send], Awaitable[tuple[Outcome, bool]]]) -> Outcome:
-    """Perform the loop's actions: ``send`` one attempt (its outcome, and whether it was committed), sleep."""
-    try:
-        action = next(loop)
-        while True:
-            if type(action) is Sleep:
-                if action.seconds > 0 and not is_testing():
-                    await asyncio.sleep(action.seconds)
-                action = loop.send(None)
-            else:
-                assert isinstance(action, Send)
-                action = loop.send(await send(action))
-    except StopIteration as stop:
-        result: Outcome = stop.value
-        return result
 
 
 class Upstream:
@@ -225,7 +206,7 @@ class Upstream:
 
         loop = self.plan(models, ring, policy, validators=validators, body=body, endpoint=endpoint, path=path,
                          method=method)  # fmt: skip
-        answer.outcome = await drive(loop, send)
+        answer.outcome = await adrive(loop, send)
         return answer
 
     async def aclose(self) -> None:
