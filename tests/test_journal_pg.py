@@ -191,8 +191,9 @@ def test_report_writes_a_shared_runs_files_anywhere(sim: Simulator, url: str, tm
     ],
 )
 def test_bad_shared_settings_exit_2_naming_what_to_do_without_the_password(
-    sim: Simulator, tmp_path: Path, args: list[str], said: str
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
 ) -> None:
+    monkeypatch.chdir(tmp_path)  # --out defaults to ./NAME of --run
     src = write_input(tmp_path / "in.jsonl", lines_of(3))
     code, out, err = batch(sim, str(src), *args)
     assert code == 2, out + err
