@@ -158,3 +158,82 @@ def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim: Simul
     assert gate.observed == [(429, True), (200, False)] * 3
     assert len(gate.acquired) == 6
     assert all(t > 0 for t in gate.acquired)  # a token estimate for each attempt
+
+
+# -- what the client's request says reaches the provider --
+
+
+class _Recorder:
+    """A provider on 127.0.0.1 that records each request's headers and answers one chat completion (plain or
+    streamed) or one embedding."""
+
+    def __init__(self) -> None:
+        import json
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.seen: list[dict[str, str]] = []
+        seen = self.seen
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                seen.append({k.lower(): v for k, v in self.headers.items()})
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                if self.path.endswith("/embeddings"):
+                    self._send("application/json", json.dumps({"object": "list", "model": body["model"],
+                        "data": [{"object": "embedding", "index": 0, "embedding": [0.1, 0.2]}],
+                        "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode())  # fmt: skip
+                elif body.get("stream"):
+                    chunk = {"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": body["model"],
+                             "choices": [{"index": 0, "delta": {"content": "Hello there"}, "finish_reason": None}]}  # fmt: skip
+                    end = {**chunk, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+                    events = f"data: {json.dumps(chunk)}\n\ndata: {json.dumps(end)}\n\ndata: [DONE]\n\n"
+                    self._send("text/event-stream", events.encode())
+                else:
+                    self._send("application/json", json.dumps({"id": "c1", "object": "chat.completion",
+                        "created": 1, "model": body["model"], "choices": [{"index": 0, "finish_reason": "stop",
+                        "message": {"role": "assistant", "content": "Hello there"}}],
+                        "usage": {"prompt_tokens": 3, "completion_tokens": 2, "total_tokens": 5}}).encode())  # fmt: skip
+
+            def _send(self, kind: str, data: bytes) -> None:
+                self.send_response(200)
+                self.send_header("content-type", kind)
+                self.send_header("content-length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        self.base_url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_clients_own_headers_reach_the_provider_with_the_proxys_key() -> None:
+    recorder = _Recorder()
+    try:
+        with Proxy(upstream=recorder.base_url, api_keys=(UPSTREAM,), client_keys=(CLIENT,)) as proxy:
+            client = openai.OpenAI(
+                base_url=proxy.base_url, api_key=CLIENT, organization="org-team-a", project="proj_batch",
+                default_headers={"OpenAI-Beta": "assistants=v2", "X-Trace": "t-42"}, timeout=10,
+            )  # fmt: skip
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+            list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
+            client.embeddings.create(model="text-embedding-3-small", input="a cat")
+    finally:
+        recorder.close()
+    assert len(recorder.seen) == 3
+    for headers in recorder.seen:
+        assert headers["openai-organization"] == "org-team-a"
+        assert headers["openai-project"] == "proj_batch"
+        assert headers["openai-beta"] == "assistants=v2"
+        assert headers["x-trace"] == "t-42"
+        assert headers["authorization"] == f"Bearer {UPSTREAM}"  # the proxy's key, never the client's
+        assert CLIENT not in str(headers)
+        assert headers["content-type"] == "application/json"

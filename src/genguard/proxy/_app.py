@@ -75,6 +75,17 @@ def _bearer(request: Request) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
+# Of a client's request, not sent upstream under the policy: hop headers and its key (both in _HOP_REQUEST),
+# the body's type and what it accepts (the proxy sets them for each attempt).
+_NOT_SENT = _HOP_REQUEST | {"content-type", "accept", "cookie"}
+
+
+def sent_headers(request: Request) -> dict[str, str]:
+    """The client's own headers that go upstream with each attempt under the policy (OpenAI-Organization,
+    OpenAI-Project, OpenAI-Beta, an SDK's own): a gateway changes where a request goes, not what it says."""
+    return {k: v for k, v in request.headers.items() if k not in _NOT_SENT}
+
+
 def passed_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
     """The provider's headers a client gets with the answer: rate limits, request id, processing time..."""
     if not headers:
@@ -227,13 +238,14 @@ class _Proxy:
                 )
                 response = await stream_chat(
                     self.upstream, raw, body, model, loop, ring, strict=self.config.strict,
-                    passed_headers=passed_headers, finished=finished,
+                    passed_headers=passed_headers, finished=finished, sent_headers=sent_headers(request),
                 )  # fmt: skip
                 response.headers["x-genguard-exchange-id"] = exchange_id
                 return response
             answer = await self.upstream.call(
                 "POST", path, raw, body, endpoint=endpoint, models=(model, *fallbacks), ring=ring,
                 policy=policy, validators=validators, content_type=content_type, reencode=reencode,
+                passed=sent_headers(request),
             )  # fmt: skip
         except ConfigError as exc:  # the upstream wants a key and the proxy has none: the operator's fix
             failure = Outcome.failure("auth_failed", status=401, endpoint=endpoint, message=str(exc))
@@ -265,7 +277,7 @@ class _Proxy:
         try:
             answer = await self.upstream.call(
                 "GET", path, b"", None, endpoint="video", models=("unknown",), ring=ring,
-                policy=self.policy_for(request),
+                policy=self.policy_for(request), passed=sent_headers(request),
             )  # fmt: skip
         except ConfigError as exc:
             return _error(

@@ -155,6 +155,7 @@ async def stream_chat(
     strict: bool = False,
     passed_headers: Callable[[Mapping[str, str] | None], dict[str, str]],
     finished: Finished,
+    sent_headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Answer a ``stream: true`` chat request (see the module's docstring)."""
     if "stream_options" not in body:
@@ -177,7 +178,9 @@ async def stream_chat(
             attempt = _Attempt(contextlib.AsyncExitStack())
             sent = time.monotonic()
             content = Upstream.content(action, raw, body, model)
-            outcome, data, committed = await _open(upstream, action, content, attempt, ring.keys, tokens)
+            outcome, data, committed = await _open(
+                upstream, action, content, attempt, ring.keys, tokens, sent_headers
+            )
             timings.append((time.time(), time.monotonic() - sent))
             if committed:
                 return _committed(loop, action, attempt, ids, ring.keys, strict=strict,
@@ -215,7 +218,13 @@ async def stream_chat(
 
 
 async def _open(
-    upstream: Upstream, action: Send, content: bytes, attempt: _Attempt, secrets: tuple[str, ...], tokens: int
+    upstream: Upstream,
+    action: Send,
+    content: bytes,
+    attempt: _Attempt,
+    secrets: tuple[str, ...],
+    tokens: int,
+    passed: Mapping[str, str] | None = None,
 ) -> tuple[Outcome, bytes | None, bool]:
     """Send one attempt and read up to its first text: (outcome, error body, committed)."""
     timeout = upstream.timeout_for(upstream.stall_timeout, action.timeout)
@@ -224,8 +233,8 @@ async def _open(
         await gate.acquire(tokens)
     try:
         reply = await attempt.stack.enter_async_context(
-            upstream.wire.stream("POST", upstream.url("/chat/completions"), upstream.headers(action.key),
-                                 content, timeout)
+            upstream.wire.stream("POST", upstream.url("/chat/completions"),
+                                 upstream.headers(action.key, passed=passed), content, timeout)
         )  # fmt: skip
         attempt.status, attempt.headers = reply.status, reply.headers
         attempt.request_id = request_id(reply.headers)

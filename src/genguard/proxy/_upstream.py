@@ -96,7 +96,15 @@ class Upstream:
     def url(self, path: str) -> str:
         return self.base + "/" + path.lstrip("/")
 
-    def headers(self, key: str | None, content_type: str = "application/json") -> dict[str, str]:
+    def headers(
+        self, key: str | None, content_type: str = "application/json", passed: Mapping[str, str] | None = None
+    ) -> dict[str, str]:
+        """The headers of one attempt: the client's own that pass (``passed``: OpenAI-Organization,
+        OpenAI-Project, OpenAI-Beta, the SDK's own...), then the proxy's content type, accept and key."""
+        own = self._own_headers(key, content_type)
+        return {**passed, **own} if passed else own
+
+    def _own_headers(self, key: str | None, content_type: str) -> dict[str, str]:
         cached = self._headers.get((key, content_type))
         if cached is None:
             cached = {"content-type": content_type, "accept": "application/json"}
@@ -164,6 +172,7 @@ class Upstream:
         validators: tuple[Any, ...] = (),
         content_type: str = "application/json",
         reencode: Callable[[str], tuple[bytes, str]] | None = None,
+        passed: Mapping[str, str] | None = None,
     ) -> Answer:
         """One call through the retry loop: what the client gets is the last answer and the final outcome."""
         url = self.url(path)
@@ -186,7 +195,7 @@ class Upstream:
             sent = time.monotonic()
             try:
                 status, headers, reply = await wire.exchange(
-                    method, url, self.headers(action.key, ctype), data, timeout
+                    method, url, self.headers(action.key, ctype, passed), data, timeout
                 )
             except TRANSPORT_ERRORS as exc:
                 if gate is not None:
