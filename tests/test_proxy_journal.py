@@ -111,6 +111,31 @@ def test_the_command_records_with_journal(sim: Simulator, tmp_path: Path) -> Non
     assert report(tmp_path)["lines"]["ok"] == 1
 
 
+@pytest.mark.slow
+def test_sigterm_stops_the_proxy_as_ctrl_c_does_with_every_exchange_recorded(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    import signal
+
+    # A service manager's stop (systemd, docker stop) is SIGTERM: right after the last answers, every exchange
+    # must still reach the journal, and the process exit cleanly.
+    command = [sys.executable, "-m", "genguard", "proxy", "--upstream", sim.base_url, "--port", "0",
+               "--api-key", KEY, "--journal", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip().removeprefix("listening on ")
+        client = openai.OpenAI(base_url=base_url, api_key="x", timeout=10)
+        for _ in range(5):
+            client.chat.completions.create(model="gpt-4o-mini", messages=MSG)
+        list(client.chat.completions.create(model="gpt-4o-mini", messages=MSG, stream=True))
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    assert report(tmp_path)["lines"]["ok"] == 6
+
+
 def test_exchanges_a_killed_proxy_never_recorded_do_not_take_the_next_ones_place(
     sim: Simulator, tmp_path: Path
 ) -> None:

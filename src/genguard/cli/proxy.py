@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 import sys
 import threading
 from typing import Any
@@ -155,6 +156,13 @@ def proxy(config_file: str | None, upstream: str | None, api_keys: tuple[str, ..
         fail_usage(f"{exc}; choose another --port, or --port 0 for a free one")
     click.echo(f"listening on {server.base_url}", nl=True)
     sys.stdout.flush()
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # a service manager's stop: finish as Ctrl-C does, not in the middle
+
+    # SIGTERM (systemd, docker stop, kill) stops the proxy as Ctrl-C does: the requests in flight get their
+    # grace, and the journal writes what it holds, where the default action would drop both.
+    signal.signal(signal.SIGTERM, on_sigterm)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:
