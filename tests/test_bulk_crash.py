@@ -122,7 +122,11 @@ def _finish(argv: list[str]) -> tuple[int, str]:
     return result.exit_code, result.stdout + result.stderr
 
 
-def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(sim: Simulator, tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(
+    sim: Simulator, tmp_path: Path, signum: signal.Signals
+) -> None:
+    # SIGTERM (kill, docker stop, a service manager) stops a run as Ctrl-C does.
     # Four requests at a time, each answered after 300 ms: Ctrl-C after the first answers lands with four
     # requests on the wire.
     sim.configure(ttft_ms=300)
@@ -136,7 +140,7 @@ def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(sim: Simulator, tmp
     second = CliRunner().invoke(cli, argv[3:])
     assert second.exit_code == 2
     assert "in use by another genguard batch run" in second.stderr
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr.decode()
     assert "interrupted" in stdout.decode()

@@ -819,7 +819,10 @@ async def arun_batch(
                     run._stop("interrupted: finishing the requests in flight (Ctrl-C again to stop at once)")
 
             try:
-                loop.add_signal_handler(signal.SIGINT, on_sigint)
+                # SIGTERM (a service manager's stop, kill, a cluster's pre-emption) as Ctrl-C: the requests in
+                # flight are finished and written, so that the resumed run sends none of them again.
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.add_signal_handler(signum, on_sigint)
                 installed = True
             except (NotImplementedError, RuntimeError):
                 pass
@@ -827,7 +830,8 @@ async def arun_batch(
             await run.run()
         finally:
             if installed:
-                loop.remove_signal_handler(signal.SIGINT)
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(signum)
             await client.aclose()
             if not isinstance(limiter, AsyncRateLimiter):
                 await limiter.aclose()
