@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from .bulk.proxy_journal import ProxyJournal
     from .bulk.runner import BatchResult
     from .client.clients import AsyncClient, Client
-    from .client.gate import Gate
+    from .client.gate import Gate, SyncGate, ThreadedGate
     from .client.images import AsyncImages, Images
     from .client.loop import Hook
     from .client.retry import Decision, RetryPolicy, RetryState
@@ -80,6 +80,8 @@ _LAZY: dict[str, str] = {
     "BatchCounts": ".bulk.journal",
     "BatchResult": ".bulk.runner",
     "Gate": ".client.gate",
+    "SyncGate": ".client.gate",
+    "ThreadedGate": ".client.gate",
     "Hook": ".client.loop",
     "ImageModelRules": ".core.image_rules",
     "ImageRuleBook": ".core.image_rules",
@@ -181,8 +183,10 @@ __all__ = [
     "ServerSentEvent",
     "SilentFailure",
     "SoftFailure",
+    "SyncGate",
     "TaskState",
     "TestingState",
+    "ThreadedGate",
     "ToolCall",
     "Usage",
     "Videos",

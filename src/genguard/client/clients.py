@@ -33,6 +33,7 @@ when the server wants a key and none is configured).
 
 from __future__ import annotations
 
+import inspect
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -48,7 +49,7 @@ from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
 from .arguments import check_chat, check_client, check_send
 from .bodies import chat_body
-from .gate import Gate, estimate_tokens
+from .gate import Gate, SyncGate, estimate_tokens, tell_gate
 from .keys import ENV_KEYS, resolve_base, resolve_keys, with_query
 from .loop import CallPlan, Hook, Loop, Send, Sleep, adrive
 from .loop import run as run_loop
@@ -384,6 +385,8 @@ class Client(BaseClient):
     ``GENGUARD_API_KEY``, else ``OPENAI_API_KEY``; the base URL from ``base_url``, else ``GENGUARD_BASE_URL``
     or ``OPENAI_BASE_URL``. ``stall_timeout`` bounds the silence between two bytes of a stream. Requests go
     through ``http_client`` when one is given (an :class:`httpx.Client`; closing it is then the caller's part).
+    ``gate`` (a :class:`genguard.SyncGate`, such as :class:`genguard.ThreadedGate` over a shared limiter) is
+    asked before every attempt and told every answer.
 
     >>> with Client("http://127.0.0.1:8000/v1", api_key=["sk-a", "sk-b"], fallbacks=["small"]) as c:  # doctest: +SKIP
     ...     outcome = c.chat(model="big", messages=[{"role": "user", "content": "Say hi"}], temperature=0)
@@ -392,6 +395,15 @@ class Client(BaseClient):
     """
 
     http: httpx.Client  # made by BaseClient, or the http_client given
+
+    def __init__(self, base_url: str | None = None, *, gate: SyncGate | None = None, **options: Any) -> None:
+        if gate is not None and (not isinstance(gate, SyncGate) or inspect.iscoroutinefunction(gate.acquire)):
+            raise TypeError(
+                f"gate takes a genguard.SyncGate (a blocking acquire(tokens) and observe(...)), got {gate!r}; "
+                "for an asyncio gate such as genguard.open_gate's, give genguard.ThreadedGate(lambda: gate_maker())"
+            )
+        self.gate: SyncGate | None = gate
+        super().__init__(base_url, **options)
 
     def __enter__(self) -> Self:
         return self
@@ -475,13 +487,23 @@ class Client(BaseClient):
             with ChatStream(self, loop, body, interactive=False) as s:
                 return s.finish()
 
+        gate = self.gate
+        tokens = estimate_tokens(body) if gate is not None else 0
+
         def send(action: Send) -> Outcome:
             request = self._chat_request(action, body, stream=False)
+            if gate is not None:
+                gate.acquire(tokens)
             try:
                 response = self.http.send(request)
             except TRANSPORT_ERRORS as exc:
+                if gate is not None:
+                    gate.observe(0, {}, tokens_reserved=tokens)  # no answer: the slot is free again
                 return self._classify_exception(exc, "chat")
-            return self._classify_response(response, "chat")
+            outcome = self._classify_response(response, "chat")
+            if gate is not None:
+                tell_gate(gate, response.status_code, response.headers, outcome, tokens)
+            return outcome
 
         return self._drive(loop, send)
 
@@ -529,13 +551,23 @@ class Client(BaseClient):
         check_send(build, parse, model, endpoint, fallbacks, retry)
         loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
+        gate = self.gate
+
         def send(action: Send) -> Outcome:
+            request = self._retry_request(build, action)
+            if gate is not None:
+                gate.acquire(0)  # a request of unknown size: it takes a request's place, no tokens
             try:
-                response = self.http.send(self._retry_request(build, action))
+                response = self.http.send(request)
                 response.read()
             except TRANSPORT_ERRORS as exc:
+                if gate is not None:
+                    gate.observe(0, {})
                 return self._classify_exception(exc, endpoint)
-            return parse(response)
+            outcome = parse(response)
+            if gate is not None:
+                tell_gate(gate, response.status_code, response.headers, outcome, 0)
+            return outcome
 
         return self._drive(loop, send)
 
@@ -709,14 +741,7 @@ class AsyncClient(BaseClient):
                 status, headers, data, endpoint=endpoint, secrets=secrets, keep_raw=keep_raw
             )
             if gate is not None:
-                gate.observe(
-                    status,
-                    headers,
-                    tokens_used=outcome.usage.total_tokens if outcome.usage else None,
-                    tokens_reserved=tokens,
-                    # A 429 that says the quota is gone or the request is too large is no rate limit.
-                    rate_limited=status == 429 and outcome.code == "rate_limited",
-                )
+                tell_gate(gate, status, headers, outcome, tokens)
             if keep_body:
                 last[0] = data
             return outcome
@@ -793,12 +818,22 @@ class AsyncClient(BaseClient):
         check_send(build, parse, model, endpoint, fallbacks, retry)
         loop = self._retry_loop(model, endpoint, fallbacks, retry, validate)
 
+        gate = self.gate
+
         async def send(action: Send) -> Outcome:
+            request = self._retry_request(build, action)
+            if gate is not None:
+                await gate.acquire(0)  # a request of unknown size: it takes a request's place, no tokens
             try:
-                response = await self.http.send(self._retry_request(build, action))
+                response = await self.http.send(request)
                 await response.aread()
             except TRANSPORT_ERRORS as exc:
+                if gate is not None:
+                    gate.observe(0, {})
                 return self._classify_exception(exc, endpoint)
-            return parse(response)
+            outcome = parse(response)
+            if gate is not None:
+                tell_gate(gate, response.status_code, response.headers, outcome, 0)
+            return outcome
 
         return await self._drive(loop, send)

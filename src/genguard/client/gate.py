@@ -11,12 +11,16 @@ it calls ``observe(status, headers)`` (the limiter learns from rate-limit header
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import asyncio
+import inspect
+import threading
+from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-__all__ = ["Gate", "estimate_tokens"]
+__all__ = ["Gate", "SyncGate", "ThreadedGate", "estimate_tokens", "tell_gate"]
 
 _DEFAULT_OUTPUT = 256  # what a request without max_tokens is assumed to generate
 
@@ -41,6 +45,99 @@ class Gate(Protocol):
         when known and what ``acquire`` reserved, and whether it was a rate limit (a 429 that says the quota is
         exhausted or the request is too large is not one: waiting would not help, so it must not slow the pace).
         """
+
+
+@runtime_checkable
+class SyncGate(Protocol):
+    """A rate limiter as the blocking :class:`~genguard.Client` sees it: :class:`Gate` with a blocking
+    ``acquire`` (:class:`ThreadedGate` makes one of any :class:`Gate`)."""
+
+    def acquire(self, tokens: int) -> None:
+        """Return when a request of ``tokens`` estimated tokens may be sent."""
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        tokens_used: int | None = None,
+        tokens_reserved: int | None = None,
+        rate_limited: bool | None = None,
+    ) -> None:
+        """As :meth:`Gate.observe`."""
+
+
+class ThreadedGate:
+    """A :class:`Gate` (asyncio) for the blocking :class:`~genguard.Client`: the gate lives on an event loop
+    of its own in a daemon thread, and ``acquire`` blocks the calling thread until the gate lets it go.
+
+    ``gate`` is a Gate, or a zero-argument callable that makes one (or a coroutine that does: a gate holding
+    connections must be made on the loop that uses them), such as the shared Redis limiter:
+
+    >>> gate = ThreadedGate(lambda: genguard.open_gate("redis://127.0.0.1:6379/0?name=team-a"))  # doctest: +SKIP
+    >>> client = genguard.Client(base_url, gate=gate)  # doctest: +SKIP
+    """
+
+    def __init__(self, gate: Gate | Callable[[], Gate | Awaitable[Gate]]) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="genguard-gate", daemon=True)
+        self._thread.start()
+
+        async def make() -> Gate:
+            made: Any = gate if isinstance(gate, Gate) else gate()
+            if inspect.isawaitable(made):
+                made = await made
+            if not isinstance(made, Gate):
+                raise TypeError(f"ThreadedGate needs a genguard.Gate (async acquire, observe), got {made!r}")
+            return made
+
+        try:
+            self.gate: Gate = asyncio.run_coroutine_threadsafe(make(), self._loop).result()
+        except BaseException:
+            self.close()
+            raise
+
+    def acquire(self, tokens: int) -> None:
+        """Block until the gate lets a request of ``tokens`` tokens go."""
+        asyncio.run_coroutine_threadsafe(self.gate.acquire(tokens), self._loop).result()
+
+    def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
+        """Tell the gate of an answer (on its own loop; this returns at once)."""
+        self._loop.call_soon_threadsafe(partial(self.gate.observe, status, dict(headers), **kw))
+
+    def close(self) -> None:
+        """Close the gate (its connections, if it has an ``aclose``) and stop its thread."""
+        if not self._loop.is_running():
+            return
+        close = getattr(getattr(self, "gate", None), "aclose", None)
+        if close is not None:
+            asyncio.run_coroutine_threadsafe(close(), self._loop).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._loop.close()
+
+    def __enter__(self) -> ThreadedGate:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def tell_gate(
+    gate: Gate | SyncGate, status: int, headers: Mapping[str, str], outcome: Any, tokens: int
+) -> None:
+    """Tell ``gate`` of one answer: the one place that says what a client reports (``outcome`` is the
+    answer's :class:`~genguard.Outcome`)."""
+    usage = outcome.usage
+    gate.observe(
+        status,
+        headers,
+        tokens_used=usage.total_tokens if usage else None,
+        tokens_reserved=tokens,
+        # A 429 that says the quota is gone or the request is too large is no rate limit: waiting would not
+        # help, so it must not slow the pace.
+        rate_limited=status == 429 and outcome.code == "rate_limited",
+    )
 
 
 def estimate_tokens(body: Mapping[str, Any]) -> int:

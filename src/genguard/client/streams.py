@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ..core.outcome import Outcome
-from .gate import estimate_tokens
+from .gate import estimate_tokens, tell_gate
 from .loop import Sleep
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS
@@ -141,26 +141,53 @@ class ChatStream(_StreamBase):
                 self._partial = None
                 committed = False
                 outcome: Outcome | None = None
-                for item in self._attempt(action):
-                    if isinstance(item, str):
-                        if self._interactive:
-                            committed = True
-                            yield item
-                    else:
-                        outcome = item
+                attempt = self._attempt(action)
+                try:
+                    for item in attempt:
+                        if isinstance(item, str):
+                            if self._interactive:
+                                committed = True
+                                yield item
+                        else:
+                            outcome = item
+                finally:
+                    attempt.close()  # a reader that stops early frees the connection and the gate's slot now
                 assert outcome is not None
                 self._partial = outcome
                 action = loop.send((outcome, committed))
         except StopIteration as stop:
             self._outcome = stop.value
 
-    def _attempt(self, action: Send) -> Iterator[str | Outcome]:
+    def _attempt(self, action: Send) -> Generator[str | Outcome, None, None]:
+        # As the async stream's: the gate asked before the attempt, told after it (or when its reader stops it).
+        gate = self._client.gate
+        if gate is None:
+            yield from self._on_wire(action, [])
+            return
+        tokens = estimate_tokens(self._body)
+        gate.acquire(tokens)
+        seen: list[Any] = []
+        outcome: Outcome | None = None
+        try:
+            for item in self._on_wire(action, seen):
+                if not isinstance(item, str):
+                    outcome = item
+                yield item
+        finally:
+            status, headers = seen if seen else (0, {})
+            if outcome is None:
+                gate.observe(status, headers, tokens_reserved=tokens)
+            else:
+                tell_gate(gate, status, headers, outcome, tokens)
+
+    def _on_wire(self, action: Send, seen: list[Any]) -> Generator[str | Outcome, None, None]:
         client = self._client
         request = client._chat_request(action, self._body, stream=True)
         reader = None
         response: httpx.Response | None = None
         try:
             response = client.http.send(request, stream=True)
+            seen[:] = (response.status_code, response.headers)
             if response.status_code >= 300 or not _is_event_stream(response):
                 response.read()
                 yield client._classify_response(response, "chat")
@@ -277,14 +304,10 @@ class AsyncChatStream(_StreamBase):
                 yield item
         finally:
             status, headers = seen if seen else (0, {})
-            gate.observe(
-                status,
-                headers,
-                tokens_used=outcome.usage.total_tokens if outcome is not None and outcome.usage else None,
-                tokens_reserved=tokens,
-                # A 429 that says the quota is gone or the request is too large is no rate limit.
-                rate_limited=status == 429 and outcome is not None and outcome.code == "rate_limited",
-            )
+            if outcome is None:  # cut off by its reader: no answer to learn from, the slot is free again
+                gate.observe(status, headers, tokens_reserved=tokens)
+            else:
+                tell_gate(gate, status, headers, outcome, tokens)
 
     async def _on_wire(self, action: Send, seen: list[Any]) -> AsyncIterator[str | Outcome]:
         client = self._client

@@ -21,7 +21,7 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from ..client.gate import estimate_tokens
+from ..client.gate import estimate_tokens, tell_gate
 from ..client.loop import Loop, Send, Sleep
 from ..client.testing import is_testing
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
@@ -242,8 +242,7 @@ async def _open(
             data = b"".join([chunk async for chunk in reply.chunks])
             outcome = classify_http(reply.status, reply.headers, data, endpoint="chat", secrets=secrets)
             if gate is not None:
-                gate.observe(reply.status, reply.headers, tokens_reserved=tokens,
-                             rate_limited=reply.status == 429 and outcome.code == "rate_limited")  # fmt: skip
+                tell_gate(gate, reply.status, reply.headers, outcome, tokens)
             return outcome, data, False
         if gate is not None:
             gate.observe(reply.status, reply.headers, tokens_reserved=tokens, rate_limited=False)

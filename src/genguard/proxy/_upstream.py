@@ -17,7 +17,7 @@ import httpx
 import orjson
 
 from ..client.clients import tls_context
-from ..client.gate import Gate, estimate_tokens
+from ..client.gate import Gate, estimate_tokens, tell_gate
 from ..client.loop import CallPlan, Hook, Loop, Send, adrive, run
 from ..client.retry import RetryPolicy
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
@@ -206,10 +206,7 @@ class Upstream:
             answer.timings.append((time.time(), time.monotonic() - sent))
             outcome = classify_http(status, headers, reply, endpoint=endpoint, secrets=secrets)
             if gate is not None:
-                gate.observe(
-                    status, headers, tokens_used=outcome.usage.total_tokens if outcome.usage else None,
-                    tokens_reserved=tokens, rate_limited=status == 429 and outcome.code == "rate_limited",
-                )  # fmt: skip
+                tell_gate(gate, status, headers, outcome, tokens)
             answer.status, answer.headers, answer.body = status, headers, reply
             return outcome, False
 
