@@ -472,7 +472,9 @@ class RateGovernor:
         s.rate = min(s.rate * factor, ceiling)
         # The next slot was booked at the old pace: bring it forward to the new one, or every doubling would
         # first wait out the interval it replaces (half the start's time, against a server that never limits).
-        s.tat_requests = max(s.tat_requests - 1.0 / rps + 1.0 / min(s.rate, ceiling), now - self.burst_s)
+        # Not a slot a pause or an exhausted budget put further out: that wait is the provider's, not the pace's.
+        if s.pause_until <= now and s.tat_requests <= now + 1.0 / rps:
+            s.tat_requests = max(s.tat_requests - 1.0 / rps + 1.0 / min(s.rate, ceiling), now - self.burst_s)
         s.growing = True
 
     def _read_headers(self, now: float, status: int, headers: Mapping[str, str]) -> None:
