@@ -247,3 +247,16 @@ async def test_a_stream_passes_the_gate_as_a_plain_call_does(sim: Simulator) -> 
                 break
         assert len(gate.acquired) == 3
         assert len(gate.observed) == 3
+
+
+async def test_a_stream_its_reader_stops_frees_its_connection_at_once(sim: Simulator) -> None:
+    # One call at a time: the next one can start only once the stopped stream gave its slot back. Kept alive
+    # by a reference to the stream, nothing is left to the garbage collector.
+    async with AsyncClient(sim.base_url, api_key=KEY, max_concurrency=1) as c:
+        s = c.stream(model="m", messages=MSGS)
+        async with s:
+            async for _ in s:
+                break
+        assert s.outcome.code == "incomplete_stream"
+        o = await asyncio.wait_for(c.chat(model="m", messages=MSGS), timeout=10)
+        assert o.ok

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterator, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from ..core.outcome import Outcome
-from .gate import estimate_tokens, tell_gate
+from .gate import Gate, SyncGate, estimate_tokens, tell_gate
 from .loop import Sleep
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS
@@ -159,21 +159,23 @@ class ChatStream(_StreamBase):
             self._outcome = stop.value
 
     def _attempt(self, action: Send) -> Generator[str | Outcome, None, None]:
-        # As the async stream's: the gate asked before the attempt, told after it (or when its reader stops it).
         gate = self._client.gate
-        if gate is None:
-            yield from self._on_wire(action, [])
-            return
+        return self._on_wire(action, []) if gate is None else self._gated(action, gate)
+
+    def _gated(self, action: Send, gate: SyncGate) -> Generator[str | Outcome, None, None]:
+        # As the async stream's: the gate asked before the attempt, told after it (or when its reader stops it).
         tokens = estimate_tokens(self._body)
         gate.acquire(tokens)
         seen: list[Any] = []
         outcome: Outcome | None = None
+        wire = self._on_wire(action, seen)
         try:
-            for item in self._on_wire(action, seen):
+            for item in wire:
                 if not isinstance(item, str):
                     outcome = item
                 yield item
         finally:
+            wire.close()
             status, headers = seen if seen else (0, {})
             if outcome is None:
                 gate.observe(status, headers, tokens_reserved=tokens)
@@ -278,38 +280,39 @@ class AsyncChatStream(_StreamBase):
                 finally:
                     # Closed now, not when collected: a reader that stops early frees the connection and the
                     # gate's slot at once.
-                    await attempt.aclose()  # type: ignore[attr-defined]
+                    await attempt.aclose()
                 assert outcome is not None
                 self._partial = outcome
                 action = loop.send((outcome, committed))
         except StopIteration as stop:
             self._outcome = stop.value
 
-    async def _attempt(self, action: Send) -> AsyncIterator[str | Outcome]:
+    def _attempt(self, action: Send) -> AsyncGenerator[str | Outcome, None]:
+        gate = self._client.gate
+        return self._on_wire(action, []) if gate is None else self._gated(action, gate)
+
+    async def _gated(self, action: Send, gate: Gate) -> AsyncGenerator[str | Outcome, None]:
         # The gate (a rate limiter) sees a stream as it sees a plain call: asked before the attempt, told after
         # it with the answer's status, headers and usage; an attempt cut off by its reader frees its slot too.
-        gate = self._client.gate
-        if gate is None:
-            async for item in self._on_wire(action, []):
-                yield item
-            return
         tokens = estimate_tokens(self._body)
         await gate.acquire(tokens)
         seen: list[Any] = []
         outcome: Outcome | None = None
+        wire = self._on_wire(action, seen)
         try:
-            async for item in self._on_wire(action, seen):
+            async for item in wire:
                 if not isinstance(item, str):
                     outcome = item
                 yield item
         finally:
+            await wire.aclose()
             status, headers = seen if seen else (0, {})
             if outcome is None:  # cut off by its reader: no answer to learn from, the slot is free again
                 gate.observe(status, headers, tokens_reserved=tokens)
             else:
                 tell_gate(gate, status, headers, outcome, tokens)
 
-    async def _on_wire(self, action: Send, seen: list[Any]) -> AsyncIterator[str | Outcome]:
+    async def _on_wire(self, action: Send, seen: list[Any]) -> AsyncGenerator[str | Outcome, None]:
         client = self._client
         content = client._chat_content(action, self._body)
         timeout = client._timeout(client.stall_timeout, action.timeout)
