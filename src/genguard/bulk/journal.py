@@ -511,9 +511,7 @@ class SQLiteJournal:
         if resuming:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS load_seen (id INTEGER PRIMARY KEY, source, number)")
             db.execute("DELETE FROM temp.load_seen")
-        new = unchanged = rerun = changed_count = duplicate_count = 0
-        changed: list[InputProblem] = []
-        duplicates: list[InputProblem] = []
+        sort = _LoadSort(start, max_problems, rerun_changed)
         now = self._clock()
         for chunk in _chunks(lines):
             ids = list({line.custom_id: None for line in chunk})
@@ -550,27 +548,10 @@ class SQLiteJournal:
                     inserts.append((next_id, line.custom_id, line.number, line.source, line.url, key))
                     bodies.append((next_id, body))
                     next_id += 1
-                    new += 1
+                    sort.new += 1
                     continue
-                line_id, _, first_number, first_source, old_key = row
-                first = seen_before.get(line_id)
-                if line_id > start or first is not None:
-                    duplicate_count += 1
-                    if len(duplicates) < max_problems:
-                        where = first or (first_source, first_number)
-                        duplicates.append(_duplicate(line, *where))
-                    continue
-                seen_before[line_id] = (line.source, line.number)
-                seen_now.append((line_id, line.source, line.number))
-                if old_key == key:
-                    unchanged += 1
-                    continue
-                changed_count += 1
-                if len(changed) < max_problems:
-                    changed.append(_changed(line, first_source, first_number))
-                if rerun_changed:
-                    reruns.append((line_id, line, key, body))
-                    rerun += 1
+                if sort.known(line, key, row, seen_before, seen_now):
+                    reruns.append((row[0], line, key, body))
             if inserts:
                 db.executemany(
                     "INSERT INTO lines (id, custom_id, number, source, url, key) VALUES (?, ?, ?, ?, ?, ?)",
@@ -592,9 +573,7 @@ class SQLiteJournal:
                 "SELECT count(*) FROM lines WHERE id <= ? AND id NOT IN (SELECT id FROM temp.load_seen)",
                 (start,),
             ).fetchone()
-        return LoadReport(
-            new, unchanged, rerun, absent, changed_count, duplicate_count, tuple(changed), tuple(duplicates)
-        )
+        return sort.report(absent)
 
     def _archive(self, line_ids: Sequence[int], reason: str, now: float) -> None:
         """Move the answers of these lines to history and put the lines back to pending (inside a transaction)."""
@@ -991,6 +970,64 @@ def _ended(row: tuple[Any, ...]) -> Ended:
             "source": source,
         },
     )
+
+
+class _LoadSort:
+    """How a load sorts each line against the run's: new, a repeat of a custom_id in this input, unchanged,
+    or changed (sent again with ``rerun_changed``), with the first problems of each kind. One rule for every
+    journal; each keeps its own storage. ``start`` is the highest line id before this load: an id above it was
+    added by this load, so meeting it again is a repeat."""
+
+    def __init__(self, start: int, max_problems: int, rerun_changed: bool) -> None:
+        self.start = start
+        self.max_problems = max_problems
+        self.rerun_changed = rerun_changed
+        self.new = self.unchanged = self.rerun = self.changed_count = self.duplicate_count = 0
+        self.changed: list[InputProblem] = []
+        self.duplicates: list[InputProblem] = []
+
+    def known(
+        self,
+        line: Line,
+        key: str,
+        row: tuple[int, str, int, str, str],
+        seen_before: dict[int, tuple[str, int]],
+        seen_now: list[tuple[int, str, int]],
+    ) -> bool:
+        """Sort a line whose custom_id the run holds (``row``: id, custom_id, number, source, key), noting it in
+        ``seen_before``/``seen_now``; whether it must be sent again (changed, with ``rerun_changed``)."""
+        line_id, _, first_number, first_source, old_key = row
+        first = seen_before.get(line_id)
+        if line_id > self.start or first is not None:
+            self.duplicate_count += 1
+            if len(self.duplicates) < self.max_problems:
+                where = first or (first_source, first_number)
+                self.duplicates.append(_duplicate(line, *where))
+            return False
+        seen_before[line_id] = (line.source, line.number)
+        seen_now.append((line_id, line.source, line.number))
+        if old_key == key:
+            self.unchanged += 1
+            return False
+        self.changed_count += 1
+        if len(self.changed) < self.max_problems:
+            self.changed.append(_changed(line, first_source, first_number))
+        if self.rerun_changed:
+            self.rerun += 1
+            return True
+        return False
+
+    def report(self, absent: int) -> LoadReport:
+        return LoadReport(
+            self.new,
+            self.unchanged,
+            self.rerun,
+            absent,
+            self.changed_count,
+            self.duplicate_count,
+            tuple(self.changed),
+            tuple(self.duplicates),
+        )
 
 
 def _duplicate(line: Line, first_source: str, first_number: int) -> InputProblem:

@@ -41,12 +41,11 @@ from .journal import (
     LoadReport,
     OutputMark,
     Result,
-    _changed,
     _chunks,
     _dumps,
-    _duplicate,
+    _LoadSort,
 )
-from .model import AttemptEvent, Ended, InputProblem, Line, line_key
+from .model import AttemptEvent, Ended, Line, line_key
 
 if TYPE_CHECKING:
     from typing import Self
@@ -487,9 +486,7 @@ class PostgresJournal:
                 "CREATE TEMP TABLE IF NOT EXISTS genguard_load_seen (id BIGINT PRIMARY KEY, source TEXT, number INTEGER)"
             )
             db.execute("TRUNCATE genguard_load_seen")
-        new = unchanged = rerun = changed_count = duplicate_count = 0
-        changed: list[InputProblem] = []
-        duplicates: list[InputProblem] = []
+        sort = _LoadSort(start, max_problems, rerun_changed)
         now = self._now()
         for chunk in _chunks(lines, _CHUNK):
             ids = list({line.custom_id: None for line in chunk})
@@ -531,27 +528,10 @@ class PostgresJournal:
                         )
                     )
                     next_id += 1
-                    new += 1
+                    sort.new += 1
                     continue
-                line_id, _, first_number, first_source, old_key = row
-                first = seen_before.get(line_id)
-                if line_id > start or first is not None:
-                    duplicate_count += 1
-                    if len(duplicates) < max_problems:
-                        where = first or (first_source, first_number)
-                        duplicates.append(_duplicate(line, *where))
-                    continue
-                seen_before[line_id] = (line.source, line.number)
-                seen_now.append((line_id, line.source, line.number))
-                if old_key == key:
-                    unchanged += 1
-                    continue
-                changed_count += 1
-                if len(changed) < max_problems:
-                    changed.append(_changed(line, first_source, first_number))
-                if rerun_changed:
-                    reruns.append((line_id, line, key, _dumps(line.body)))
-                    rerun += 1
+                if sort.known(line, key, row, seen_before, seen_now):
+                    reruns.append((row[0], line, key, _dumps(line.body)))
             if inserts:
                 with db.cursor().copy(
                     "COPY batch_lines (run, id, custom_id, number, source, url, key, body) FROM STDIN"
@@ -575,16 +555,7 @@ class PostgresJournal:
                 AND NOT EXISTS (SELECT 1 FROM genguard_load_seen s WHERE s.id = l.id)""",
                 (run, start),
             ).fetchone() or (0,)
-        return LoadReport(
-            new,
-            unchanged,
-            rerun,
-            int(absent),
-            changed_count,
-            duplicate_count,
-            tuple(changed),
-            tuple(duplicates),
-        )
+        return sort.report(int(absent))
 
     def _archive(self, line_ids: Sequence[int], reason: str, now: float | None) -> int:
         """Move the answers of these lines to history and put the lines back to pending (inside a transaction)."""
