@@ -950,11 +950,12 @@ class _Tally:
 
 
 def _ended(row: tuple[Any, ...]) -> Ended:
+    """An ended line from a row of ``_ENDED_COLUMNS`` (the same columns in every journal)."""
     seq, cid, number, url, outcome, response, cost, latency, worker, attempts, resent, ended_at, source, _ = (
         row
     )
     return Ended(
-        seq,
+        int(seq),
         cid,
         number,
         url,

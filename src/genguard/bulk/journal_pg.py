@@ -43,6 +43,7 @@ from .journal import (
     Result,
     _chunks,
     _dumps,
+    _ended,
     _LoadSort,
 )
 from .model import AttemptEvent, Ended, Line, line_key
@@ -945,26 +946,3 @@ class PostgresJournal:
             for table in ("batch_lines", "batch_events", "batch_history", "batch_meta", "batch_output_marks"):
                 db.execute(f"DELETE FROM {table} WHERE run = %s", (self.run,))
             db.execute("DELETE FROM batch_runs WHERE run = %s", (self.run,))
-
-
-def _ended(row: tuple[Any, ...]) -> Ended:
-    seq, cid, number, url, outcome, response, cost, latency, worker, attempts, resent, ended_at, source, _ = (
-        row
-    )
-    return Ended(
-        int(seq),
-        cid,
-        number,
-        url,
-        orjson.loads(outcome),
-        None if response is None else orjson.loads(response),
-        {
-            "cost_usd": cost,
-            "latency_s": latency,
-            "worker": worker,
-            "attempts": attempts,
-            "resent": resent,
-            "ended_at": ended_at,
-            "source": source,
-        },
-    )
