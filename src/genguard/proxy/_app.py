@@ -139,17 +139,22 @@ class _Proxy:
         response.headers["www-authenticate"] = "Bearer"
         return response
 
-    def ring_for(self, request: Request) -> tuple[KeyRing | None, Response | None]:
+    def ring_for(self, request: Request) -> KeyRing | Response:
+        """The keys this request goes upstream with, or the 401 that says why it cannot."""
         if not self.config.forward_client_key:
-            return self.ring, None
+            return self.ring
         token = _bearer(request)
         if token is None:
             failure = Outcome.failure(
                 "auth_failed", status=401,
                 message="this proxy forwards the client's key and the request carried none (Authorization: Bearer ...)",
             )  # fmt: skip
-            return None, _error(failure, "unknown")
-        return KeyRing((token,)), None
+            return _error(failure, "unknown")
+        return KeyRing((token,))
+
+    def admit(self, request: Request) -> KeyRing | Response:
+        """:meth:`refuse`, then :meth:`ring_for`: the keys a request goes upstream with, or the 401."""
+        return self.refuse(request) or self.ring_for(request)
 
     def policy_for(self, request: Request) -> RetryPolicy:
         retried = sdk_retry_count(request.headers.get("x-stainless-retry-count"))
@@ -213,9 +218,9 @@ class _Proxy:
                 "bad_request", status=400, endpoint=endpoint, message=f"the body must be {_WHAT[endpoint]}"
             )
             return _error(failure, "unknown")
-        ring, refused = self.ring_for(request)
-        if refused is not None or ring is None:
-            return refused or _error(Outcome.failure("auth_failed", status=401), model)
+        ring = self.ring_for(request)
+        if isinstance(ring, Response):
+            return ring
         policy = self.policy_for(request)
         exchange_id = f"{self._prefix}{next(self._ids)}"
         stream = endpoint == "chat" and body is not None and bool(body.get("stream"))
@@ -264,12 +269,9 @@ class _Proxy:
         """``GET /v1/videos/{id}``: the task's state, retried on rate limits and server errors; a failed task
         is a soft failure (an error under strict)."""
         started = time.monotonic()
-        refused = self.refuse(request)
-        if refused is not None:
-            return refused
-        ring, refused = self.ring_for(request)
-        if refused is not None or ring is None:
-            return refused or _error(Outcome.failure("auth_failed", status=401), "unknown")
+        ring = self.admit(request)
+        if isinstance(ring, Response):
+            return ring
         path = "/videos/" + request.path_params["video_id"]
         if request.url.query:
             path += "?" + request.url.query
@@ -315,12 +317,9 @@ class _Proxy:
     # -- everything else, forwarded --
 
     async def forward(self, request: Request) -> Response:
-        refused = self.refuse(request)
-        if refused is not None:
-            return refused
-        ring, refused = self.ring_for(request)
-        if refused is not None or ring is None:
-            return refused or _error(Outcome.failure("auth_failed", status=401), "unknown")
+        ring = self.admit(request)
+        if isinstance(ring, Response):
+            return ring
         # The key plain calls use now: one refused for good there (auth, quota) is not tried here again.
         key = ring.current
         headers = {k: v for k, v in request.headers.items() if k not in _HOP_REQUEST}
