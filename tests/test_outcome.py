@@ -392,6 +392,30 @@ def test_an_outcome_survives_a_full_round_trip_through_json(outcome: genguard.Ou
     assert back.to_dict(full=True) == outcome.to_dict(full=True)
 
 
+@given(_outcomes(), st.none() | st.floats(0, 10, allow_nan=False))
+def test_an_output_line_written_from_the_stored_outcome_is_its_plain_json(
+    outcome: genguard.Outcome, cost: float | None
+) -> None:
+    # The batch writer takes the stored object's public part as it is, without the Outcome round trip: the
+    # bytes must be those of the round trip, key order included.
+    from genguard.bulk.model import Ended
+    from genguard.bulk.outputs import output_record
+
+    stored = orjson.loads(orjson.dumps(outcome.to_dict(full=True)))
+    record = output_record(Ended(1, "c", 1, "/v1/chat/completions", stored, None, {"cost_usd": cost}))
+    expected = genguard.Outcome.from_dict(stored).to_dict() | {"cost_usd": cost}
+    assert orjson.dumps(record["genguard"]) == orjson.dumps(expected)
+    if not outcome.ok:
+        assert record["error"] == {
+            "code": outcome.code,
+            "message": outcome.message or outcome.cause or outcome.code,
+        }
+    # An object another version wrote, with fields missing, is read through the Outcome.
+    older = {k: v for k, v in stored.items() if k not in ("retryable", "fix")}
+    again = output_record(Ended(1, "c", 1, "/v1/chat/completions", older, None, {"cost_usd": cost}))
+    assert again["genguard"] == genguard.Outcome.from_dict(older).to_dict() | {"cost_usd": cost}
+
+
 def test_the_plain_json_object_is_unchanged_and_from_dict_reads_it() -> None:
     o = genguard.Outcome.failure("rate_limited", status=429, retry_after_s=2.0).with_extra(model="m")
     plain = o.to_dict()

@@ -93,7 +93,7 @@ class Claimed:
         self,
         outcome: Outcome,
         *,
-        response: Mapping[str, Any] | None = None,
+        response: Mapping[str, Any] | bytes | None = None,
         cost_usd: float | None = None,
         latency_s: float | None = None,
         events: Sequence[AttemptEvent] = (),
@@ -109,14 +109,15 @@ class Result:
     ``key`` is the line's key when it was claimed: a result for a line whose request changed since
     (``load(rerun_changed=True)``) is not recorded. ``response`` is the final HTTP response as the output line
     carries it, ``{"status_code", "request_id", "body"}`` (``body`` parsed JSON or text), or ``None`` when no
-    response came (timeout, connection failure, invalid input). ``events`` are the line's attempts, for the
-    report.
+    response came (timeout, connection failure, invalid input); it may be given as that object's JSON text
+    already (bytes), which is stored as it is: a large answer (embeddings) is then not parsed and written again.
+    ``events`` are the line's attempts, for the report.
     """
 
     custom_id: str
     key: str
     outcome: Outcome
-    response: Mapping[str, Any] | None = None
+    response: Mapping[str, Any] | bytes | None = None
     cost_usd: float | None = None
     latency_s: float | None = None
     worker: str | None = None
@@ -393,6 +394,15 @@ _ENDED_COLUMNS = """l.seq, l.custom_id, l.number, l.url, r.outcome, r.response, 
 
 def _dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
+
+
+def _response_text(response: Mapping[str, Any] | bytes | None) -> str | None:
+    """A result's response as the journal stores it: JSON text (given as such, or written here)."""
+    if response is None:
+        return None
+    if isinstance(response, bytes):
+        return response.decode()
+    return _dumps(response)
 
 
 def _marks(n: int) -> str:
@@ -696,7 +706,7 @@ class SQLiteJournal:
                 o = r.outcome
                 u = o.usage
                 response = r.response
-                status = response.get("status_code") if response is not None else o.status
+                status = response.get("status_code") if isinstance(response, Mapping) else o.status
                 updates.append(
                     (
                         seq,
@@ -714,9 +724,7 @@ class SQLiteJournal:
                         line_id,
                     )
                 )
-                answers.append(
-                    (line_id, _dumps(o.to_dict(full=True)), None if response is None else _dumps(response))
-                )
+                answers.append((line_id, _dumps(o.to_dict(full=True)), _response_text(response)))
                 events.extend(
                     (e.custom_id, e.number, e.code, e.status, e.wait_s, e.at, e.latency_s) for e in r.events
                 )

@@ -45,6 +45,7 @@ from .journal import (
     _dumps,
     _ended,
     _LoadSort,
+    _response_text,
 )
 from .model import AttemptEvent, Ended, Line, line_key
 
@@ -691,7 +692,7 @@ class PostgresJournal:
             o = r.outcome
             u = o.usage
             response = r.response
-            status = response.get("status_code") if response is not None else o.status
+            status = response.get("status_code") if isinstance(response, Mapping) else o.status
             updates.append(
                 (
                     self.run, n - i, o.ok, o.code, status, o.attempts,
@@ -699,7 +700,7 @@ class PostgresJournal:
                     None if u is None else u.completion_tokens,
                     None if u is None else u.total_tokens,
                     r.cost_usd, r.latency_s, now, r.worker,
-                    _dumps(o.to_dict(full=True)), None if response is None else _dumps(response),
+                    _dumps(o.to_dict(full=True)), _response_text(response),
                     self.run, line_id,
                 )
             )  # fmt: skip
