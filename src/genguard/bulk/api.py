@@ -21,7 +21,7 @@ import orjson
 
 from ..client.loop import Hook
 from ..client.retry import RetryPolicy
-from .runner import BatchOptions, BatchResult, arun_batch
+from .runner import BatchOptions, BatchResult, arun_batch, run_loop
 
 __all__ = ["abatch", "batch"]
 
@@ -178,6 +178,6 @@ def batch(
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        return asyncio.run(coro)
+        return run_loop(coro)
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
+        return pool.submit(run_loop, coro).result()
