@@ -175,10 +175,10 @@ class AioWire(Wire):
                     method, url, headers=headers, data=content, timeout=self._timeout(timeout)
                 ) as response:
                     body = await response.read()
-            except _aiohttp.ClientError as exc:
-                raise as_httpx_error(exc, method, url) from exc
-            except TimeoutError as exc:
-                raise as_httpx_error(exc, method, url) from exc
+            except (_aiohttp.ClientError, TimeoutError) as exc:
+                # Not chained: an aiohttp error's repr holds the request's headers, the API key among them.
+                # Its text is the httpx error's own.
+                raise as_httpx_error(exc, method, url) from None
         return response.status, response.headers, body
 
     @contextlib.asynccontextmanager
@@ -192,7 +192,7 @@ class AioWire(Wire):
                     method, url, headers=headers, data=content, timeout=self._timeout(timeout)
                 )
             except (_aiohttp.ClientError, TimeoutError) as exc:
-                raise as_httpx_error(exc, method, url) from exc
+                raise as_httpx_error(exc, method, url) from None
             try:
                 yield Reply(response.status, response.headers, _chunks(response, method, url))
             finally:
@@ -211,7 +211,7 @@ async def _chunks(response: aiohttp.ClientResponse, method: str, url: str) -> As
         async for chunk in response.content.iter_any():
             yield chunk
     except (_aiohttp.ClientError, TimeoutError) as exc:
-        raise as_httpx_error(exc, method, url) from exc
+        raise as_httpx_error(exc, method, url) from None
 
 
 _aiohttp: Any = None
