@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gzip
 import socket
+import ssl
 import struct
 import threading
 import zlib
@@ -121,6 +122,10 @@ class RawServer:
             w(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a>; rel=preload\r\n\r\n")
             await writer.drain()
             plain(JSON, "x-final: yes")
+        elif name == "/idle-close":  # keep-alive by its headers, closed right after anyway
+            plain(JSON)
+            await writer.drain()
+            return False
         elif name == "/close":
             plain(JSON, "connection: close")
             return False
@@ -182,11 +187,11 @@ class RawServer:
             await reader.read()
             return False
         elif name == "/trickle":
-            # Bytes every 40 ms for 400 ms in all: each wait is short, the whole answer is long.
-            w(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n")
-            for _ in range(10):
+            # A byte every 60 ms, 720 ms in all: each wait is short, the whole answer is long.
+            w(b"HTTP/1.1 200 OK\r\ncontent-length: 12\r\n\r\n")
+            for _ in range(12):
                 await writer.drain()
-                await asyncio.sleep(0.04)
+                await asyncio.sleep(0.06)
                 w(b"x")
         elif name == "/second-drops":
             # Answers the first request of a connection; drops the second unanswered, as a server closing an
@@ -207,14 +212,14 @@ def _reset(writer: asyncio.StreamWriter) -> None:
 
 
 @contextlib.contextmanager
-def serving() -> Iterator[RawServer]:
+def serving(ssl_context: ssl.SSLContext | None = None) -> Iterator[RawServer]:
     server = RawServer()
     loop = asyncio.new_event_loop()
     ready = threading.Event()
     holder: dict[str, asyncio.Server] = {}
 
     async def start() -> None:
-        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0)
+        srv = await asyncio.start_server(server.handle, "127.0.0.1", 0, ssl=ssl_context)
         holder["srv"] = srv
         server.port = srv.sockets[0].getsockname()[1]
         ready.set()

@@ -28,24 +28,35 @@ policy's decision, made with that failure in hand.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 import sys
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 import httptools
 import httpx
 from multidict import CIMultiDict, CIMultiDictProxy
 
-from .. import __version__
 from .wire import AioWire
 
-__all__ = ["USER_AGENT", "H1Wire"]
+__all__ = ["H1Wire", "user_agent"]
 
-USER_AGENT = f"genguard/{__version__} python/{sys.version_info[0]}.{sys.version_info[1]}"
-"""Sent when the caller's headers name no user agent."""
+
+@functools.cache
+def user_agent() -> str:
+    """What the wire sends as ``user-agent`` when the caller's headers name none."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        ours = f"genguard/{version('genguard')}"
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        ours = "genguard"
+    return f"{ours} python/{sys.version_info[0]}.{sys.version_info[1]}"
+
 
 # RFC 9110 9.2.2; aiohttp's list too. Only these are sent again after a reused connection turned out closed.
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"})
@@ -337,10 +348,15 @@ class _Pool:
     """The idle keep-alive connections of one event loop, by (scheme, host, port); the most recent is reused
     first (the least likely to have been closed by the server), and at most ``limit`` are kept."""
 
-    __slots__ = ("closed", "count", "idle", "limit", "loop")
+    __slots__ = ("closed", "connect_options", "count", "idle", "limit", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, limit: int) -> None:
         self.loop = loop
+        # aiohttp's happy eyeballs delay: an unreachable IPv6 address does not cost a whole connect timeout.
+        # asyncio's loop has the option; uvloop's (the proxy under uvicorn) does not.
+        self.connect_options: dict[str, Any] = (
+            {"happy_eyeballs_delay": 0.25} if isinstance(loop, asyncio.BaseEventLoop) else {}
+        )
         self.limit = limit
         self.idle: dict[tuple[str, str, int], list[_Conn]] = {}
         self.count = 0
@@ -403,6 +419,7 @@ class H1Wire(AioWire):
         self._pool: _Pool | None = None
         self._targets: dict[str, _Target] = {}
         self._ssl_default: ssl.SSLContext | None = None
+        self._user_agent = f"user-agent: {user_agent()}"
 
     def pool(self) -> _Pool:
         """The pool of the running loop; a client used from a second ``asyncio.run`` gets a new one."""
@@ -451,7 +468,7 @@ class H1Wire(AioWire):
         if "accept-encoding" not in seen:
             lines.append("accept-encoding: gzip, deflate")
         if "user-agent" not in seen:
-            lines.append(f"user-agent: {USER_AGENT}")
+            lines.append(self._user_agent)
         if content is not None or method in _BODY_METHODS:
             lines.append(f"content-length: {len(content) if content else 0}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
@@ -476,7 +493,7 @@ class H1Wire(AioWire):
                     target.port,
                     ssl=tls,
                     server_hostname=target.host if tls is not None else None,
-                    happy_eyeballs_delay=0.25,  # aiohttp's: an unreachable IPv6 address does not cost a timeout
+                    **pool.connect_options,
                 )
         except TimeoutError:
             raise _error(

@@ -32,7 +32,7 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AioWire", "HttpxWire", "Reply", "Wire", "WireTransport", "default_max_concurrency"]
+__all__ = ["AioWire", "HttpxWire", "Reply", "Wire", "WireTransport", "default_max_concurrency", "plain_wire"]
 
 # 1,000 calls gathered at once must just work: they queue here, locally, instead of timing out in a pool.
 # 128 connections keep a local server and this process both busy without one starving the other (see
@@ -242,6 +242,16 @@ def as_httpx_error(exc: BaseException, method: str, url: str) -> httpx.Transport
     else:
         kind = httpx.TransportError
     return kind(text, request=request)
+
+
+def plain_wire(max_concurrency: int, *, ssl_context: Any = None) -> AioWire:
+    """The wire of a client given no HTTP client of its own: plain exchanges on the lean HTTP/1.1 wire
+    (:class:`~genguard.client.h1.H1Wire`) when ``httptools`` imports, else everything on aiohttp."""
+    try:
+        from .h1 import H1Wire
+    except ImportError:  # httptools missing: aiohttp carries plain calls too, as before the lean wire
+        return AioWire(max_concurrency, ssl_context=ssl_context)
+    return H1Wire(max_concurrency, ssl_context=ssl_context)
 
 
 class WireTransport(httpx.AsyncBaseTransport):
