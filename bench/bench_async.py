@@ -325,13 +325,14 @@ async def _level(url: str, concurrency: int, args: argparse.Namespace) -> dict[s
         for r in range(args.rounds):
             for c in contenders[r % len(contenders) :] + contenders[: r % len(contenders)]:
                 # uvicorn closes a connection idle for 5 s, and each contender idles while the others run:
-                # untimed, as many calls as the level refill its pool, so every timed batch starts from open
-                # connections, and none meets a connection the server is closing at that instant.
-                await _run(c.plain, concurrency, concurrency)
+                # untimed, as many calls of the batch's kind as the level refill its pool, so every timed batch
+                # starts from open connections, and none meets a connection the server is closing at that
+                # instant. Of the kind: genguard's plain calls and streams go over two pools (its lean wire,
+                # aiohttp's), and a refill by plain calls alone left its streams reconnecting in their batch.
                 for kind, n in kinds:
-                    rounds[kind][c.name].append(
-                        await _run(c.plain if kind == "plain" else c.stream, n, concurrency)
-                    )
+                    op = c.plain if kind == "plain" else c.stream
+                    await _run(op, concurrency, concurrency)
+                    rounds[kind][c.name].append(await _run(op, n, concurrency))
     finally:
         for c in contenders:
             await c.close()

@@ -202,7 +202,12 @@ class _Conn(asyncio.Protocol):
         self.waiter = None
         transport = self.transport
         if transport is not None and not transport.is_closing():
-            transport.close()
+            if transport.get_write_buffer_size():
+                # A request not yet all sent (a stalled server that stopped reading): close() would wait for
+                # it to drain, for ever; nothing more of it is wanted.
+                transport.abort()
+            else:
+                transport.close()
 
     def usable(self) -> bool:
         transport = self.transport
@@ -301,8 +306,12 @@ class _Conn(asyncio.Protocol):
     # -- helpers ----------------------------------------------------------------------------------------------
 
     def _framed(self) -> bool:
-        for name, _ in self.headers:
-            if name.lower() in ("content-length", "transfer-encoding"):
+        # Whether the answer said where its body ends (RFC 9112 6.3): a length, or chunked as the last coding.
+        for name, value in self.headers:
+            low = name.lower()
+            if low == "content-length" or (
+                low == "transfer-encoding" and value.rstrip(" \t").lower().endswith("chunked")
+            ):
                 return True
         return self.status in (204, 304)
 
