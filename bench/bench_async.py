@@ -1,5 +1,10 @@
 """Async throughput and client CPU: genguard's AsyncClient vs bare aiohttp, bare httpx and the openai SDK.
 
+AsyncClient sends plain calls on genguard's lean HTTP/1.1 wire (``H1Wire``, on ``httptools``) and streams on
+aiohttp; the "genguard wire" contender is that wire alone in a bare loop (``H1Wire.exchange``, ``orjson.loads``,
+the same check as the bare aiohttp loop), so the cost of AsyncClient's own work (retry loop, classification,
+Outcome) is the difference between the "genguard" and "genguard wire" rows.
+
 A bare uvicorn + Starlette server runs in another process on 127.0.0.1 (uvicorn's defaults plus
 ``backlog=2048`` and ``limit_concurrency=None``) and answers every client the same chat completion, or the
 same stream of ``--chunks`` chunks for ``"stream": true``. This process is the client; its CPU is
@@ -222,12 +227,45 @@ def _contenders(url: str, concurrency: int, chunks: int) -> list[Contender]:
         if not s.outcome.ok or s.outcome.text != stream_text:
             raise RuntimeError(f"genguard: {s.outcome.summary()}")
 
-    return [
+    contenders = [
         Contender("aiohttp", aio_plain, aio_stream, session.close),
         Contender("httpx", hx_plain, hx_stream, hx.aclose),
         Contender("openai SDK", sdk_plain, sdk_stream, sdk.close),
         Contender("genguard", gg_plain, gg_stream, gg.aclose),
     ]
+    wire = _lean_wire(concurrency)
+    if wire is not None:
+        # The lean wire alone, in a loop as bare as aiohttp's: what AsyncClient's own work adds is the
+        # difference between this row and genguard's. Its streams are aiohttp's (inherited).
+        timeout = httpx.Timeout(30.0)
+
+        async def gw_plain() -> None:
+            status, _, raw = await wire.exchange("POST", chat_url, headers, orjson.dumps(plain_body), timeout)
+            if status != 200 or orjson.loads(raw)["choices"][0]["message"]["content"] != PLAIN_TEXT:
+                raise RuntimeError(f"genguard wire: HTTP {status}")
+
+        async def gw_stream() -> None:
+            out: list[str] = []
+            rest = b""
+            async with wire.stream("POST", chat_url, headers, orjson.dumps(stream_body), timeout) as reply:
+                async for chunk in reply.chunks:
+                    *lines, rest = (rest + chunk).split(b"\n")
+                    for line in lines:
+                        _sse_text(line.rstrip(b"\r"), out)
+            if reply.status != 200 or "".join(out) != stream_text:
+                raise RuntimeError(f"genguard wire: HTTP {reply.status}, stream text differs")
+
+        contenders.append(Contender("genguard wire", gw_plain, gw_stream, wire.aclose))
+    return contenders
+
+
+def _lean_wire(concurrency: int) -> Any:
+    """genguard's lean HTTP/1.1 wire (H1Wire), or None in a genguard that has none."""
+    try:
+        from genguard.client.h1 import H1Wire
+    except ImportError:
+        return None
+    return H1Wire(concurrency)
 
 
 async def _run(op: Op, n: int, concurrency: int) -> tuple[float, float, int, str]:
@@ -252,6 +290,14 @@ async def _run(op: Op, n: int, concurrency: int) -> tuple[float, float, int, str
     cpu, wall = time.process_time(), time.perf_counter()
     await asyncio.wait_for(asyncio.gather(*(worker() for _ in range(min(concurrency, n)))), BATCH_LIMIT_S)
     return time.perf_counter() - wall, time.process_time() - cpu, errors, first
+
+
+# (contender, compared with, label): the per-round ratios reported.
+_RATIOS = (
+    ("genguard", "aiohttp", "aiohttp"),
+    ("genguard", "openai SDK", "sdk"),
+    ("genguard wire", "aiohttp", "aiohttp"),
+)
 
 
 def _log(quiet: bool, msg: str) -> None:
@@ -279,13 +325,14 @@ async def _level(url: str, concurrency: int, args: argparse.Namespace) -> dict[s
         for r in range(args.rounds):
             for c in contenders[r % len(contenders) :] + contenders[: r % len(contenders)]:
                 # uvicorn closes a connection idle for 5 s, and each contender idles while the others run:
-                # untimed, as many calls as the level refill its pool, so every timed batch starts from open
-                # connections, and none meets a connection the server is closing at that instant.
-                await _run(c.plain, concurrency, concurrency)
+                # untimed, as many calls of the batch's kind as the level refill its pool, so every timed batch
+                # starts from open connections, and none meets a connection the server is closing at that
+                # instant. Of the kind: genguard's plain calls and streams go over two pools (its lean wire,
+                # aiohttp's), and a refill by plain calls alone left its streams reconnecting in their batch.
                 for kind, n in kinds:
-                    rounds[kind][c.name].append(
-                        await _run(c.plain if kind == "plain" else c.stream, n, concurrency)
-                    )
+                    op = c.plain if kind == "plain" else c.stream
+                    await _run(op, concurrency, concurrency)
+                    rounds[kind][c.name].append(await _run(op, n, concurrency))
     finally:
         for c in contenders:
             await c.close()
@@ -304,12 +351,14 @@ async def _level(url: str, concurrency: int, args: argparse.Namespace) -> dict[s
             per[name]["median_rps"] = statistics.median(per[name]["rps"])
             per[name]["median_cpu_ms_per_request"] = statistics.median(per[name]["cpu_ms_per_request"])
         ratios: dict[str, float] = {}
-        for other, label in (("aiohttp", "aiohttp"), ("openai SDK", "sdk")):
-            g, o = per["genguard"], per[other]
-            ratios[f"genguard/{label} throughput"] = statistics.median(
+        for who, other, label in _RATIOS:
+            if who not in per:
+                continue
+            g, o = per[who], per[other]
+            ratios[f"{who}/{label} throughput"] = statistics.median(
                 a / b for a, b in zip(g["rps"], o["rps"], strict=True)
             )
-            ratios[f"genguard/{label} cpu"] = statistics.median(
+            ratios[f"{who}/{label} cpu"] = statistics.median(
                 a / b for a, b in zip(g["cpu_ms_per_request"], o["cpu_ms_per_request"], strict=True)
             )
         out[kind] = {"calls_per_round": n, "contenders": per, "ratios": ratios}
@@ -378,20 +427,22 @@ def _table(report: dict[str, Any]) -> str:
         lines.append(
             f"\n{title}, calls per contender per round: {per_round}; medians of req/s and client CPU ms/req"
         )
-        head = f"{'in flight':<18}" + "".join(f"{lvl + ':':>8}{'req/s':>7}{'ms/req':>8}" for lvl in levels)
+        head = f"{'in flight':<22}" + "".join(f"{lvl + ':':>8}{'req/s':>7}{'ms/req':>8}" for lvl in levels)
         lines.append(head)
         for name in names:
-            row = f"{name:<18}"
+            row = f"{name:<22}"
             for lvl in levels:
                 c = levels[lvl][kind]["contenders"][name]
                 flag = "!" if c["errors"] else " "
                 row += f"{flag:>8}{c['median_rps']:>7.0f}{c['median_cpu_ms_per_request']:>8.3f}"
             lines.append(row)
-        for label in ("aiohttp", "sdk"):
-            row = f"{'genguard/' + ('SDK' if label == 'sdk' else label):<18}"
+        for who, _other, label in _RATIOS:
+            if f"{who}/{label} throughput" not in next(iter(levels.values()))[kind]["ratios"]:
+                continue
+            row = f"{who + '/' + ('SDK' if label == 'sdk' else label):<22}"
             for lvl in levels:
                 r = levels[lvl][kind]["ratios"]
-                row += f"{'':>8}{r[f'genguard/{label} throughput']:>6.2f}x{r[f'genguard/{label} cpu']:>7.2f}x"
+                row += f"{'':>8}{r[f'{who}/{label} throughput']:>6.2f}x{r[f'{who}/{label} cpu']:>7.2f}x"
             lines.append(row)
         for lvl in levels:
             for name in names:

@@ -56,7 +56,7 @@ from .loop import run as run_loop
 from .retry import RetryPolicy
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS, classify_exception
-from .wire import AioWire, HttpxWire, Wire, WireTransport, default_max_concurrency
+from .wire import AioWire, HttpxWire, Wire, WireTransport, default_max_concurrency, plain_wire
 
 if TYPE_CHECKING:
     from typing import Self
@@ -581,7 +581,9 @@ class AsyncClient(BaseClient):
 
     _is_async = True
 
-    http: httpx.AsyncClient  # for the media helpers: over the aiohttp wire, or the http_client given
+    http: (
+        httpx.AsyncClient
+    )  # for the media helpers: over the wire's aiohttp session, or the http_client given
     _wire: Wire  # what chat calls and streams go through
 
     def __init__(
@@ -640,7 +642,11 @@ class AsyncClient(BaseClient):
             raise TypeError(
                 "AsyncClient needs http_client to be an httpx.AsyncClient or an aiohttp.ClientSession"
             )
-        wire = AioWire(self.max_concurrency, session=http_client, ssl_context=tls_context())
+        wire = (
+            plain_wire(self.max_concurrency, ssl_context=tls_context())
+            if http_client is None
+            else AioWire(self.max_concurrency, session=http_client, ssl_context=tls_context())
+        )
         self._wire = wire
         # Ours either way: closing it closes the wire's own session, never one the caller gave.
         self._owns_http = True

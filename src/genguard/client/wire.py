@@ -1,22 +1,27 @@
 """The async wire: how :class:`~genguard.AsyncClient` moves bytes, chosen by measurement.
 
 At 64 calls in flight on a 2-core machine, bare aiohttp answers about ten times as many requests per second as
-httpx's async pool (whose pool scan grows with concurrency), so the async path runs on aiohttp
-(``bench/bench_async.py`` has the figures). A caller may still pass an :class:`httpx.AsyncClient` (its proxies,
-mounts, event hooks) or an :class:`aiohttp.ClientSession` of their own; each sits behind the same small
-interface:
+httpx's async pool (whose pool scan grows with concurrency), so the async path left httpx; and aiohttp's own
+work per request (its request and response objects, stream reader and timers) is then most of a plain call's
+client CPU, so a plain call (one request, one whole answer) goes over genguard's lean HTTP/1.1 wire,
+:class:`~genguard.client.h1.H1Wire` (an asyncio Protocol and ``httptools``' parser, keep-alive connections of
+its own), while streams stay on aiohttp (``bench/bench_async.py`` has the figures). Without ``httptools``,
+:class:`AioWire` carries plain calls too (:func:`plain_wire` picks). A caller may still pass an
+:class:`httpx.AsyncClient` (its proxies, mounts, event hooks) or an :class:`aiohttp.ClientSession` of their
+own, which then carries everything; each sits behind the same small interface:
 
 - :meth:`Wire.exchange` sends one request and reads the whole answer;
 - :meth:`Wire.stream` sends one request and yields the answer's body as it arrives;
 - every transport failure comes out as the matching :mod:`httpx` exception (one vocabulary for the one place
-  that classifies them: :func:`genguard.classify_exception`).
+  that classifies them: :func:`genguard.classify_exception`), the same one whichever wire carried it (tests
+  run the same cases against AioWire and H1Wire).
 
 Back-pressure is local and never a provider failure: a call waits for one of ``max_concurrency`` slots before
 its clock starts, and no timeout counts the wait for a pooled connection (aiohttp's ``connect`` and ``total``
-stay unset; only ``sock_connect`` and ``sock_read`` apply).
+stay unset; only ``sock_connect`` and ``sock_read`` apply, and H1Wire bounds the same two steps).
 
 httpx's own ``AsyncClient`` stays available on top, for the media helpers that build ``httpx.Request`` values
-(images, videos, downloads): :class:`WireTransport` carries those over the same aiohttp session.
+(images, videos, downloads): :class:`WireTransport` carries those over the same wire's aiohttp session.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AioWire", "HttpxWire", "Reply", "Wire", "WireTransport", "default_max_concurrency"]
+__all__ = ["AioWire", "HttpxWire", "Reply", "Wire", "WireTransport", "default_max_concurrency", "plain_wire"]
 
 # 1,000 calls gathered at once must just work: they queue here, locally, instead of timing out in a pool.
 # 128 connections keep a local server and this process both busy without one starving the other (see
@@ -175,10 +180,10 @@ class AioWire(Wire):
                     method, url, headers=headers, data=content, timeout=self._timeout(timeout)
                 ) as response:
                     body = await response.read()
-            except _aiohttp.ClientError as exc:
-                raise as_httpx_error(exc, method, url) from exc
-            except TimeoutError as exc:
-                raise as_httpx_error(exc, method, url) from exc
+            except (_aiohttp.ClientError, TimeoutError) as exc:
+                # Not chained: an aiohttp error's repr holds the request's headers, the API key among them.
+                # Its text is the httpx error's own.
+                raise as_httpx_error(exc, method, url) from None
         return response.status, response.headers, body
 
     @contextlib.asynccontextmanager
@@ -192,7 +197,7 @@ class AioWire(Wire):
                     method, url, headers=headers, data=content, timeout=self._timeout(timeout)
                 )
             except (_aiohttp.ClientError, TimeoutError) as exc:
-                raise as_httpx_error(exc, method, url) from exc
+                raise as_httpx_error(exc, method, url) from None
             try:
                 yield Reply(response.status, response.headers, _chunks(response, method, url))
             finally:
@@ -211,7 +216,7 @@ async def _chunks(response: aiohttp.ClientResponse, method: str, url: str) -> As
         async for chunk in response.content.iter_any():
             yield chunk
     except (_aiohttp.ClientError, TimeoutError) as exc:
-        raise as_httpx_error(exc, method, url) from exc
+        raise as_httpx_error(exc, method, url) from None
 
 
 _aiohttp: Any = None
@@ -242,6 +247,16 @@ def as_httpx_error(exc: BaseException, method: str, url: str) -> httpx.Transport
     else:
         kind = httpx.TransportError
     return kind(text, request=request)
+
+
+def plain_wire(max_concurrency: int, *, ssl_context: Any = None) -> AioWire:
+    """The wire of a client given no HTTP client of its own: plain exchanges on the lean HTTP/1.1 wire
+    (:class:`~genguard.client.h1.H1Wire`) when ``httptools`` imports, else everything on aiohttp."""
+    try:
+        from .h1 import H1Wire
+    except ImportError:  # httptools missing: aiohttp carries plain calls too, as before the lean wire
+        return AioWire(max_concurrency, ssl_context=ssl_context)
+    return H1Wire(max_concurrency, ssl_context=ssl_context)
 
 
 class WireTransport(httpx.AsyncBaseTransport):

@@ -1,4 +1,5 @@
-"""The proxy's side toward the provider: one aiohttp pool, the keys, the retry loop with the gate around each attempt.
+"""The proxy's side toward the provider: one wire (plain calls on the lean HTTP/1.1 pool, streams on aiohttp),
+the keys, the retry loop with the gate around each attempt.
 
 The proxy drives genguard's retry loop (:func:`genguard.client.loop.run`) itself rather than through
 ``AsyncClient.send_json``: it must hand the client the provider's own headers (rate limits, request id) of the
@@ -21,7 +22,7 @@ from ..client.gate import Gate, estimate_tokens, tell_gate
 from ..client.loop import CallPlan, Hook, Loop, Send, adrive, run
 from ..client.retry import RetryPolicy
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
-from ..client.wire import AioWire
+from ..client.wire import plain_wire
 from ..core.classify import classify_http
 from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
@@ -89,7 +90,7 @@ class Upstream:
         self.connect_timeout = float(connect_timeout)
         self.gate = gate
         self.hooks = tuple(hooks)
-        self.wire = AioWire(max_concurrency, ssl_context=tls_context())
+        self.wire = plain_wire(max_concurrency, ssl_context=tls_context())
         self._headers: dict[tuple[str | None, str], dict[str, str]] = {}
         self._timeouts: dict[float, httpx.Timeout] = {}
 
