@@ -32,7 +32,10 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    as genguard's concurrency, each reading input lines, posting their bodies and appending
    ``{"custom_id", "response"}`` to a JSONL file. Lines per second, the whole run each (genguard's journal,
    outputs and its ramp from an unknown limit included), and this process's CPU per line, in alternating
-   rounds after an untimed warm-up of each; ratios per round, median over rounds (target >= 0.9).
+   rounds after an untimed warm-up of each; ratios per round, median over rounds (target >= 0.9). Each case
+   of ``--overhead-cases`` runs both contenders on the same event loop (asyncio's, or uvloop, on which
+   ``genguard batch`` runs) against a server that answers at once or after a set time: at once, the run is a
+   race of CPU per line between two Python programs; a provider takes hundreds of milliseconds.
 
 3. Memory. Peak RSS of a fresh subprocess, read by the subprocess itself at its end (``VmHWM``; not
    ``ru_maxrss``, which Linux carries over fork and exec, so a child of this bench would report at least the
@@ -101,7 +104,7 @@ with Simulator(**json.loads(sys.argv[1])) as sim:
 BARE_SERVER = (
     _WATCH_PARENT
     + r"""
-import socket, sys
+import asyncio, socket, sys
 import orjson, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -113,8 +116,12 @@ ANSWER = orjson.dumps({
     "usage": {"prompt_tokens": 14, "completion_tokens": 3, "total_tokens": 17},
 })
 
+LATENCY_S = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0
+
 async def chat(request):
     orjson.loads(await request.body())
+    if LATENCY_S:
+        await asyncio.sleep(LATENCY_S)
     return Response(ANSWER, media_type="application/json", headers={"x-request-id": "req_1"})
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -465,42 +472,55 @@ async def run_bare(url: str, path: Path, save: Path, concurrency: int) -> float:
     return time.perf_counter() - start
 
 
-def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def _on_loop(kind: str, coro: Any) -> Any:
+    """Run ``coro`` on a fresh event loop of ``kind``: ``asyncio`` (the default loop) or ``uvloop``."""
+    if kind == "asyncio":
+        return asyncio.run(coro)
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)
+
+
+def _overhead_case(
+    args: argparse.Namespace, work: Path, log: Callable[[str], None], loop: str, latency_ms: float
+) -> dict[str, Any]:
     n = args.overhead_lines
-    path = write_input(work / "overhead.jsonl", n)
+    path = work / "overhead.jsonl"
     names = ("genguard", "bare aiohttp")
     rate: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
-    with _server(BARE_SERVER) as url:
+    with _server(BARE_SERVER, str(latency_ms)) as url:
         # One untimed run each first: imports, the server's first connections, the page cache.
         warm = write_input(work / "warm.jsonl", 200)
-        asyncio.run(run_genguard(url, warm, work / "warm-gg", concurrency=args.concurrency))
-        asyncio.run(run_bare(url, warm, work / "warm-bare.jsonl", args.concurrency))
+        _on_loop(loop, run_genguard(url, warm, work / "warm-gg", concurrency=args.concurrency))
+        shutil.rmtree(work / "warm-gg", ignore_errors=True)
+        _on_loop(loop, run_bare(url, warm, work / "warm-bare.jsonl", args.concurrency))
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
                 # This process's CPU only: the server's is its own process's.
                 used = time.process_time()
                 if name == "genguard":
                     out_dir = work / f"oh-gg-{r}"
-                    run = asyncio.run(run_genguard(url, path, out_dir, concurrency=args.concurrency))
+                    run = _on_loop(loop, run_genguard(url, path, out_dir, concurrency=args.concurrency))
                     if run.ok != n:
                         raise SystemExit(f"genguard ended {run.ok} of {n} lines ok ({run.note})")
                     wall = run.wall_s
                 else:
-                    wall = asyncio.run(run_bare(url, path, work / f"oh-bare-{r}.jsonl", args.concurrency))
+                    wall = _on_loop(loop, run_bare(url, path, work / f"oh-bare-{r}.jsonl", args.concurrency))
                 used = time.process_time() - used
                 shutil.rmtree(work / f"oh-gg-{r}", ignore_errors=True)
                 rate[name].append(n / wall)
                 cpu[name].append(used * 1e3 / n)
                 log(
-                    f"overhead round {r + 1} {name:<12} {n / wall:7.0f} lines/s, {used * 1e3 / n:.3f} ms CPU a line"
+                    f"overhead {loop} {latency_ms:g} ms, round {r + 1}: {name:<12} {n / wall:7.0f} lines/s, "
+                    f"{used * 1e3 / n:.3f} ms CPU a line"
                 )
     ratios = [g / b for g, b in zip(rate["genguard"], rate["bare aiohttp"], strict=True)]
     cpu_ratios = [g / b for g, b in zip(cpu["genguard"], cpu["bare aiohttp"], strict=True)]
     return {
-        "lines": n,
-        "concurrency": args.concurrency,
-        "rounds": args.rounds,
+        "loop": loop,
+        "latency_ms": latency_ms,
         "lines_per_s": rate,
         "cpu_ms_per_line": cpu,
         "median_lines_per_s": {k: statistics.median(v) for k, v in rate.items()},
@@ -508,6 +528,22 @@ def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -
         "ratio": statistics.median(ratios),
         "ratios": ratios,
         "cpu_ratio": statistics.median(cpu_ratios),
+    }
+
+
+def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    write_input(work / "overhead.jsonl", args.overhead_lines)
+    cases = []
+    for case in args.overhead_cases.split(","):
+        loop, _, latency = case.partition(":")
+        if loop not in ("asyncio", "uvloop"):
+            raise SystemExit(f"--overhead-cases: {case!r}: the loop is asyncio or uvloop (e.g. uvloop:0)")
+        cases.append(_overhead_case(args, work, log, loop, float(latency or 0)))
+    return {
+        "lines": args.overhead_lines,
+        "concurrency": args.concurrency,
+        "rounds": args.rounds,
+        "cases": cases,
     }
 
 
@@ -629,18 +665,20 @@ def table(report: dict[str, Any]) -> str:
         )
     if "overhead" in report:
         o = report["overhead"]
-        m = o["median_lines_per_s"]
         lines.append(
-            f"\noverhead: {o['lines']} lines, concurrency {o['concurrency']}, no limit, {o['rounds']} rounds "
-            f"alternating"
+            f"\noverhead: {o['lines']} lines, concurrency {o['concurrency']}, no rate limit, {o['rounds']} rounds "
+            "alternating; both contenders on the same event loop"
         )
-        c = o["median_cpu_ms_per_line"]
-        for name in ("genguard", "bare aiohttp"):
-            lines.append(f"{name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
-        lines.append(
-            f"genguard/bare: throughput {o['ratio']:.2f} (per round {', '.join(f'{x:.2f}' for x in o['ratios'])}; "
-            f"target >= 0.9), CPU a line {o['cpu_ratio']:.2f}"
-        )
+        for case in o["cases"]:
+            m, c = case["median_lines_per_s"], case["median_cpu_ms_per_line"]
+            lines.append(f"{case['loop']}, server answers after {case['latency_ms']:g} ms:")
+            for name in ("genguard", "bare aiohttp"):
+                lines.append(f"  {name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
+            per = ", ".join(f"{x:.2f}" for x in case["ratios"])
+            lines.append(
+                f"  genguard/bare: throughput {case['ratio']:.2f} (per round {per}; target >= 0.9), "
+                f"CPU a line {case['cpu_ratio']:.2f}"
+            )
     if "memory" in report:
         mem = report["memory"]
         lines.append("\nmemory: peak RSS of a fresh process (VmHWM)")
@@ -678,6 +716,12 @@ def main() -> None:
     )
     parser.add_argument("--overhead-lines", type=int, help="lines per overhead run (default 3000)")
     parser.add_argument("--rounds", type=int, help="overhead rounds (default 3)")
+    parser.add_argument(
+        "--overhead-cases",
+        default="asyncio:0,uvloop:0,asyncio:20",
+        help="overhead: LOOP:MS,... each an event loop (asyncio or uvloop) for both contenders and the bare "
+        "server's answer time in ms (default asyncio:0,uvloop:0,asyncio:20)",
+    )
     parser.add_argument(
         "--concurrency", type=int, default=64, help="overhead: genguard's and the bare loop's"
     )
