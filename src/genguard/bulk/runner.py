@@ -93,7 +93,7 @@ _RUN_STOPPERS = {
 }
 _FLUSH_EVERY_S = 0.05
 _FLUSH_AT = 64
-_CLAIM_WAIT_S = 0.002  # the longest a free slot waits for others before a claim (see _Run.run)
+_CLAIM_WAIT_S = 0.003  # the longest a free slot waits for others before a claim (see _Run.run)
 # Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
 # answers would only mangle the text.
 _MIN_SECRET = 8
@@ -536,6 +536,14 @@ class _Run:
             note=self.stop_reason,
         )
 
+    def _fast(self, more: int) -> bool:
+        """Whether lines end fast enough that ``more`` of them are likely to end within _CLAIM_WAIT_S."""
+        ends = self.ended_times
+        if len(ends) < 16:
+            return False
+        span = ends[-1] - ends[0]
+        return span > 0 and (len(ends) - 1) / span * _CLAIM_WAIT_S >= more
+
     def _ended(self, task: asyncio.Task[None]) -> None:
         # Each line's task says it ended, and wakes the loop: asyncio.wait would add and take back a callback
         # on every task in flight at every wake, 64 of each per line that ends at the default concurrency.
@@ -564,8 +572,9 @@ class _Run:
         room = self.opts.concurrency
         claim_at = max(1, min(32, room // 2))
         # Alone, a claim is a transaction committed before the send: one per line that ends made the claims a
-        # sixth of the runner's CPU with no rate limit. A few free slots wait a moment (at most _CLAIM_WAIT_S,
-        # nothing against a provider's latency) so that one claim fills several.
+        # sixth of the runner's CPU with no rate limit. When lines end fast enough to free several slots within
+        # _CLAIM_WAIT_S, the first free ones wait for them, so that one claim fills several; when they end
+        # slower (a provider's latency), a free slot is filled at once.
         gather = max(1, min(8, room // 8))
         freed_at: float | None = None
         wait_s = _FLUSH_EVERY_S
@@ -577,7 +586,7 @@ class _Run:
                 break
             free = room - len(self.tasks)
             wait_s = _FLUSH_EVERY_S
-            if 0 < free < gather and self.tasks and not self.opts.shared:
+            if 0 < free < gather and self.tasks and not self.opts.shared and self._fast(gather - free):
                 now = time.monotonic()
                 if freed_at is None:
                     freed_at = now
