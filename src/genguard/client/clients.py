@@ -56,7 +56,7 @@ from .loop import run as run_loop
 from .retry import RetryPolicy
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS, classify_exception
-from .wire import AioWire, HttpxWire, Wire, WireTransport, default_max_concurrency, plain_wire
+from .wire import AioWire, HttpxWire, Wire, WireTransport, default_max_concurrency
 
 if TYPE_CHECKING:
     from typing import Self
@@ -843,3 +843,13 @@ class AsyncClient(BaseClient):
             return outcome
 
         return await self._drive(loop, send)
+
+
+def plain_wire(max_concurrency: int, *, ssl_context: Any = None) -> AioWire:
+    """The wire of a client given no HTTP client of its own: plain exchanges on the lean HTTP/1.1 wire
+    (:class:`~genguard.client.h1.H1Wire`) when ``httptools`` imports, else everything on aiohttp."""
+    try:
+        from .h1 import H1Wire
+    except ImportError:  # httptools missing: aiohttp carries plain calls too, as before the lean wire
+        return AioWire(max_concurrency, ssl_context=ssl_context)
+    return H1Wire(max_concurrency, ssl_context=ssl_context)

@@ -6,7 +6,7 @@ work per request (its request and response objects, stream reader and timers) is
 client CPU, so a plain call (one request, one whole answer) goes over genguard's lean HTTP/1.1 wire,
 :class:`~genguard.client.h1.H1Wire` (an asyncio Protocol and ``httptools``' parser, keep-alive connections of
 its own), while streams stay on aiohttp (``bench/bench_async.py`` has the figures). Without ``httptools``,
-:class:`AioWire` carries plain calls too (:func:`plain_wire` picks). A caller may still pass an
+:class:`AioWire` carries plain calls too (:func:`genguard.client.clients.plain_wire` picks). A caller may still pass an
 :class:`httpx.AsyncClient` (its proxies, mounts, event hooks) or an :class:`aiohttp.ClientSession` of their
 own, which then carries everything; each sits behind the same small interface:
 
@@ -37,7 +37,7 @@ import httpx
 if TYPE_CHECKING:
     import aiohttp
 
-__all__ = ["AioWire", "HttpxWire", "Reply", "Wire", "WireTransport", "default_max_concurrency", "plain_wire"]
+__all__ = ["AioWire", "HttpxWire", "Reply", "Wire", "WireTransport", "default_max_concurrency"]
 
 # 1,000 calls gathered at once must just work: they queue here, locally, instead of timing out in a pool.
 # 128 connections keep a local server and this process both busy without one starving the other (see
@@ -247,16 +247,6 @@ def as_httpx_error(exc: BaseException, method: str, url: str) -> httpx.Transport
     else:
         kind = httpx.TransportError
     return kind(text, request=request)
-
-
-def plain_wire(max_concurrency: int, *, ssl_context: Any = None) -> AioWire:
-    """The wire of a client given no HTTP client of its own: plain exchanges on the lean HTTP/1.1 wire
-    (:class:`~genguard.client.h1.H1Wire`) when ``httptools`` imports, else everything on aiohttp."""
-    try:
-        from .h1 import H1Wire
-    except ImportError:  # httptools missing: aiohttp carries plain calls too, as before the lean wire
-        return AioWire(max_concurrency, ssl_context=ssl_context)
-    return H1Wire(max_concurrency, ssl_context=ssl_context)
 
 
 class WireTransport(httpx.AsyncBaseTransport):

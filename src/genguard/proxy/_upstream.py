@@ -17,12 +17,11 @@ from typing import Any
 import httpx
 import orjson
 
-from ..client.clients import tls_context
+from ..client.clients import plain_wire, tls_context
 from ..client.gate import Gate, estimate_tokens, tell_gate
 from ..client.loop import CallPlan, Hook, Loop, Send, adrive, run
 from ..client.retry import RetryPolicy
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
-from ..client.wire import plain_wire
 from ..core.classify import classify_http
 from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
