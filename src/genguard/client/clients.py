@@ -581,9 +581,8 @@ class AsyncClient(BaseClient):
 
     _is_async = True
 
-    http: (
-        httpx.AsyncClient
-    )  # for the media helpers: over the wire's aiohttp session, or the http_client given
+    # For the media helpers: over the wire's aiohttp session, or the http_client given.
+    http: httpx.AsyncClient
     _wire: Wire  # what chat calls and streams go through
 
     def __init__(
