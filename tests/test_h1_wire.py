@@ -28,6 +28,7 @@ KEY = "sk-h1-wire-secret-0123456789abcdef"
 AUTH = {"authorization": f"Bearer {KEY}", "content-type": "application/json"}
 T = httpx.Timeout(5.0, connect=5.0)
 SHORT = httpx.Timeout(0.3, connect=5.0)
+LONG = httpx.Timeout(60.0, connect=5.0)
 WIRES: dict[str, type[AioWire]] = {"aiohttp": AioWire, "h1": H1Wire}
 
 
@@ -245,7 +246,8 @@ async def test_a_reused_connection_found_closed_is_retried_only_when_idempotent(
 
 
 async def test_a_cancelled_call_closes_its_connection(wire: AioWire, server: RawServer) -> None:
-    call = asyncio.ensure_future(wire.exchange("POST", server.base + "/stall", AUTH, b"{}", T))
+    # A read timeout far past the wait below: only the cancellation can close the connection in time.
+    call = asyncio.ensure_future(wire.exchange("POST", server.base + "/stall", AUTH, b"{}", LONG))
     await _wait(server.got_request)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -367,11 +369,12 @@ async def test_a_pooled_connection_the_server_closed_is_not_used(h1: H1Wire, ser
 
 
 async def test_cancelled_or_failed_connections_never_reach_the_pool(h1: H1Wire, server: RawServer) -> None:
-    call = asyncio.ensure_future(h1.exchange("POST", server.base + "/stall", AUTH, b"{}", T))
+    call = asyncio.ensure_future(h1.exchange("POST", server.base + "/stall", AUTH, b"{}", LONG))
     await _wait(server.got_request)
     call.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await call
+    assert h1.pool().count == 0
     with pytest.raises(httpx.ReadTimeout):
         await h1.exchange("POST", server.base + "/stall-body", AUTH, b"{}", SHORT)
     assert h1.pool().count == 0

@@ -545,10 +545,8 @@ class H1Wire(AioWire):
                         again = False  # the server had closed it while idle: once more, on a new connection
                         continue
                     raise _error(failed.kind, str(failed), method, url) from None
-                except (
-                    BaseException
-                ):  # cancelled mid-answer: what is left of it must not meet the next request
-                    conn.close()
+                except BaseException:
+                    conn.close()  # cancelled mid-answer: what is left of it must not meet the next request
                     raise
                 status, pairs, chunks = conn.status, conn.headers, conn.body
                 if conn.keep:
