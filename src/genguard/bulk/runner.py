@@ -402,6 +402,9 @@ class _Run:
         counts = journal.counts()
         self.spent = counts.cost_usd
         self.ended_times: deque[float] = deque(maxlen=512)
+        self.mean_latency = 1.0  # seconds a line takes, a moving mean of the recent ones
+        self.busy = False  # whether this process used a whole core lately (see _gather_s)
+        self.cpu_at, self.cpu_was = time.monotonic(), time.process_time()
         self.t0 = time.monotonic()
         self.last_flush = self.t0
         self.counts = counts
@@ -474,12 +477,14 @@ class _Run:
                 except orjson.JSONDecodeError:
                     body = raw.decode("utf-8", "replace")
                 response = {"status_code": outcome.status, "request_id": outcome.request_id, "body": body}
+        latency = time.monotonic() - start
+        self.mean_latency += (latency - self.mean_latency) * 0.05
         self.results.append(
             claimed.result(
                 outcome,
                 response=response,
                 cost_usd=cost if isinstance(cost, float) else None,
-                latency_s=time.monotonic() - start,
+                latency_s=latency,
                 events=events,
             )
         )
@@ -536,13 +541,21 @@ class _Run:
             note=self.stop_reason,
         )
 
-    def _fast(self, more: int) -> bool:
-        """Whether lines end fast enough that ``more`` of them are likely to end within _CLAIM_WAIT_S."""
+    def _gather_s(self, now: float, more: int) -> float:
+        """How long a free slot may wait for ``more`` others before a claim: 0 unless lines end fast enough to
+        free them within the wait. The wait is _CLAIM_WAIT_S while this process uses a whole core (the CPU, not
+        the slots, then bounds the run, and a claim that fills several saves it); otherwise at most 2% of a
+        line's time, so that a slot idle for it costs a fast local server little."""
         ends = self.ended_times
         if len(ends) < 16:
-            return False
+            return 0.0
+        if now - self.cpu_at >= 0.05:
+            cpu = time.process_time()
+            self.busy = (cpu - self.cpu_was) / (now - self.cpu_at) >= 0.9
+            self.cpu_was, self.cpu_at = cpu, now
         span = ends[-1] - ends[0]
-        return span > 0 and (len(ends) - 1) / span * _CLAIM_WAIT_S >= more
+        wait = _CLAIM_WAIT_S if self.busy else min(_CLAIM_WAIT_S, 0.02 * self.mean_latency)
+        return wait if span > 0 and (len(ends) - 1) / span * wait >= more else 0.0
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         # Each line's task says it ended, and wakes the loop: asyncio.wait would add and take back a callback
@@ -573,8 +586,8 @@ class _Run:
         claim_at = max(1, min(32, room // 2))
         # Alone, a claim is a transaction committed before the send: one per line that ends made the claims a
         # sixth of the runner's CPU with no rate limit. When lines end fast enough to free several slots within
-        # _CLAIM_WAIT_S, the first free ones wait for them, so that one claim fills several; when they end
-        # slower (a provider's latency), a free slot is filled at once.
+        # a short wait (_gather_s), the first free ones wait for them, so that one claim fills several; when
+        # they end slower (a provider's latency), a free slot is filled at once.
         gather = max(1, min(8, room // 8))
         freed_at: float | None = None
         wait_s = _FLUSH_EVERY_S
@@ -586,12 +599,13 @@ class _Run:
                 break
             free = room - len(self.tasks)
             wait_s = _FLUSH_EVERY_S
-            if 0 < free < gather and self.tasks and not self.opts.shared and self._fast(gather - free):
+            if 0 < free < gather and self.tasks and not self.opts.shared:
                 now = time.monotonic()
+                most = self._gather_s(now, gather - free)
                 if freed_at is None:
                     freed_at = now
-                if now - freed_at < _CLAIM_WAIT_S:
-                    wait_s = _CLAIM_WAIT_S - (now - freed_at)
+                if now - freed_at < most:
+                    wait_s = most - (now - freed_at)
                     free = 0
             if free > 0:
                 freed_at = None
