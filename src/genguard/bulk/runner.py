@@ -92,9 +92,9 @@ _RUN_STOPPERS = {
     ),
 }
 _FLUSH_EVERY_S = 0.05
-_FLUSH_AT = (
-    256  # or every _FLUSH_EVERY_S: a commit and an output mark per 64 lines were 4% of the CPU with no limit
-)
+# Answers recorded at once, or every _FLUSH_EVERY_S: each flush is a commit and an output mark (every 64 lines,
+# 4% of the CPU a line with no limit).
+_FLUSH_AT = 256
 _CLAIM_WAIT_S = 0.003  # the longest a free slot waits for others before a claim (see _Run.run)
 # Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
 # answers would only mangle the text.
