@@ -6,9 +6,9 @@ work per request (its request and response objects, stream reader and timers) is
 client CPU, so a plain call (one request, one whole answer) goes over genguard's lean HTTP/1.1 wire,
 :class:`~genguard.client.h1.H1Wire` (an asyncio Protocol and ``httptools``' parser, keep-alive connections of
 its own), while streams stay on aiohttp (``bench/bench_async.py`` has the figures). Without ``httptools``,
-:class:`AioWire` carries plain calls too (:func:`genguard.client.clients.plain_wire` picks). A caller may still pass an
-:class:`httpx.AsyncClient` (its proxies, mounts, event hooks) or an :class:`aiohttp.ClientSession` of their
-own, which then carries everything; each sits behind the same small interface:
+:class:`AioWire` carries plain calls too (:func:`genguard.client.clients.plain_wire` picks). A caller may still
+pass an :class:`httpx.AsyncClient` (its proxies, mounts, event hooks) or an :class:`aiohttp.ClientSession` of
+their own, which then carries everything; each sits behind the same small interface:
 
 - :meth:`Wire.exchange` sends one request and reads the whole answer;
 - :meth:`Wire.stream` sends one request and yields the answer's body as it arrives;
