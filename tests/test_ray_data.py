@@ -476,15 +476,16 @@ def test_on_ray_a_dataset_comes_back_whole_and_a_rerun_sends_nothing_done(
         )
 
 
-def _map_worker_pids_of_other_jobs() -> list[int]:
+def _map_workers_of_other_jobs() -> list[dict[str, Any]]:
+    """Ray's records of the map actors of other jobs than the test's own, alive or not."""
     from ray._private import state
 
     ours = ray.get_runtime_context().get_job_id()
-    return [
-        a["Pid"]
-        for a in state.actors().values()
-        if "MapWorker" in a["ActorClassName"] and a["JobID"] != ours and a["Pid"]
-    ]
+    return [a for a in state.actors().values() if "MapWorker" in a["ActorClassName"] and a["JobID"] != ours]
+
+
+def _map_worker_pids_of_other_jobs() -> list[int]:
+    return [a["Pid"] for a in _map_workers_of_other_jobs() if a["Pid"]]
 
 
 def _gone(pid: int) -> bool:
@@ -566,6 +567,13 @@ def test_on_ray_a_rerun_after_the_pipeline_died_sends_only_the_rows_not_ended(
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         while not all(_gone(pid) for pid in actors):  # the test's timeout bounds this
+            time.sleep(0.05)
+        # An actor Ray was restarting when the pids were read had none yet: none may live on to record a row.
+        while live := [a for a in _map_workers_of_other_jobs() if a["State"] != "DEAD"]:
+            for a in live:
+                if a["Pid"] and not _gone(a["Pid"]):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(a["Pid"], signal.SIGKILL)
             time.sleep(0.05)
         ended = _ended(journal)
         assert 5 <= ended < len(items)
