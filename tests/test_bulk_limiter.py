@@ -240,6 +240,27 @@ def test_against_a_server_that_never_limits_the_start_passes_a_thousand_a_second
     assert gov.snapshot().requests_per_s >= 1000
 
 
+def test_against_a_server_that_answers_at_once_the_start_doubles_as_fast_as_the_clock_allows() -> None:
+    # The round trip (under a millisecond) is much shorter than the start's interval (250 ms): doubling once
+    # per answer would spend an interval on each doubling, half a second before the pace reached 16 a second.
+    clock = Clock()
+    gov = governor(clock)
+    taken = drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.6, latency=(0.0005, 0.001))
+    assert all(status == 200 for _, status in taken)
+    # 4 a second, 16 doublings a second from the second answer (at 250 ms): past 1,000 a second by 0.55 s.
+    assert gov.snapshot().requests_per_s >= 1000
+
+
+def test_a_shared_pace_does_not_take_an_idle_worker_for_an_idle_pace() -> None:
+    # A worker of a shared limiter books its own requests only: with none of its own on the wire, the others'
+    # may be, and the start keeps doubling once per answer.
+    clock = Clock()
+    gov = governor(clock)
+    gov.sees_all = False
+    drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.6, latency=(0.0005, 0.001))
+    assert gov.snapshot().requests_per_s < 100
+
+
 # -- limits from headers -----------------------------------------------------------------------------------
 
 

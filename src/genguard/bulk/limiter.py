@@ -10,8 +10,8 @@ Where the limits come from, best first:
    ``ratelimit-*`` and others, see :func:`read_rate_limits`): the per-minute limit sets the pace, remaining and
    reset say where the provider's bucket stands now;
 2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it;
-3. the 429s themselves. Before anything is known the pace starts low and doubles about once per round trip; the
-   first 429 halves it. After that, the successes counted between two 429s measure the limit (the provider's
+3. the 429s themselves. Before anything is known the pace starts low and doubles about once per round trip
+   (as fast as ``start_growth`` allows when answers come back within the interval); the first 429 halves it. After that, the successes counted between two 429s measure the limit (the provider's
    bucket is empty at both, so everything it let through in between was its refill): each 429 cuts the pace
    just below that measure (by 10% at least, once per round trip), the pace closes in on it again within a
    second or two and then probes above it slowly, a little faster the longer nothing is refused. It rises
@@ -273,7 +273,8 @@ class RateGovernor:
     that was sent, with whatever came back.
 
     ``start_rps`` is the pace before anything is known: it then doubles about once per round trip (at most
-    ``start_growth`` times a second) while requests wait for it, until the first 429 or the first limit header.
+    ``start_growth`` times a second, and that often when each answer comes back before the next slot) while
+    requests wait for it, until the first 429 or the first limit header.
     ``burst_s`` is how early (in seconds) a request may go to catch up with the pace after a late one.
 
     >>> t = [0.0]
@@ -296,6 +297,7 @@ class RateGovernor:
     min_sample: int = 8  # the successes between two cuts needed to measure the limit
     round_trip_s: float = 10.0  # after this, a 429 counts even if not all sent before the last cut came back
     min_rps: float = 1 / 60  # a floor, so that one bad minute cannot stop a run for hours
+    sees_all: bool = True  # whether every request at this pace is booked here (not so for a shared pace)
 
     def __init__(
         self,
@@ -468,7 +470,13 @@ class RateGovernor:
             s.growing = False
             return
         in_flight = max(s.reserved - s.settled, 0)
-        factor = min(1.0 + 1.0 / (in_flight + 1), math.exp(self.start_growth * math.log(2) * (now - last)))
+        cap = math.exp(self.start_growth * math.log(2) * (now - last))
+        # With nothing else on the wire the answer came back before the next slot: the round trip is shorter
+        # than the interval, and doubling once per answer would cost an interval a doubling (half a second
+        # from 4 a second, against a server that answers at once). The clock's bound alone holds then. A
+        # shared pace's worker cannot tell: the others' requests are not booked here.
+        alone = in_flight == 0 and self.sees_all
+        factor = cap if alone else min(1.0 + 1.0 / (in_flight + 1), cap)
         s.rate = min(s.rate * factor, ceiling)
         # The next slot was booked at the old pace: bring it forward to the new one, or every doubling would
         # first wait out the interval it replaces (half the start's time, against a server that never limits).

@@ -313,6 +313,7 @@ class RedisGate:
         # The governor learns the provider's limit, the one it shares: this worker's own rpm/tpm cap only its
         # own leases (in the script) and its snapshot, never what the others are told.
         self.governor = RateGovernor(clock=self._server_now, burst_s=burst_s, start_rps=start_rps)
+        self.governor.sees_all = False  # the other workers' requests are paced here too
         self.rpm, self.tpm = rpm, tpm
         self._cap_rps = math.inf if rpm is None else rpm / 60.0
         self._cap_tps = math.inf if tpm is None else tpm / 60.0
