@@ -27,8 +27,11 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    a perfect client reaches N / ((N - R) / R) / R, a little above 1, on a run this short.
 
 2. Overhead. No limit: a bare uvicorn + Starlette server answering every request the same chat completion
-   (no rate-limit headers; the simulator without rpm still advertises a nominal 10,000 rpm, which genguard
-   would rightly pace to). genguard's ``abatch`` against a bare asyncio loop on aiohttp with as many workers
+   (the simulator without rpm still advertises a nominal 10,000 rpm, which genguard would rightly pace to).
+   Without rate-limit headers, as a local model server answers, genguard's limiter probes for a limit from
+   4 requests a second; a case ending in ``:headers`` has the server state one that never binds (10 million
+   a minute, in OpenAI's headers on every answer), so that genguard paces at it from the first answer and
+   what is left is the runner's own cost. genguard's ``abatch`` against a bare asyncio loop on aiohttp with as many workers
    as genguard's concurrency, each reading input lines, posting their bodies and appending
    ``{"custom_id", "response"}`` to a JSONL file. Lines per second, the whole run each (genguard's journal,
    outputs and its ramp from an unknown limit included), and this process's CPU per line, in alternating
@@ -117,12 +120,17 @@ ANSWER = orjson.dumps({
 })
 
 LATENCY_S = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0
+HEADERS = {"x-request-id": "req_1"}
+if len(sys.argv) > 2 and sys.argv[2] == "headers":
+    # A limit that never binds, stated on every answer as OpenAI states its own.
+    HEADERS.update({"x-ratelimit-limit-requests": "10000000", "x-ratelimit-remaining-requests": "9999999",
+                    "x-ratelimit-reset-requests": "6ms"})
 
 async def chat(request):
     orjson.loads(await request.body())
     if LATENCY_S:
         await asyncio.sleep(LATENCY_S)
-    return Response(ANSWER, media_type="application/json", headers={"x-request-id": "req_1"})
+    return Response(ANSWER, media_type="application/json", headers=HEADERS)
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -483,14 +491,19 @@ def _on_loop(kind: str, coro: Any) -> Any:
 
 
 def _overhead_case(
-    args: argparse.Namespace, work: Path, log: Callable[[str], None], loop: str, latency_ms: float
+    args: argparse.Namespace,
+    work: Path,
+    log: Callable[[str], None],
+    loop: str,
+    latency_ms: float,
+    headers: bool = False,
 ) -> dict[str, Any]:
     n = args.overhead_lines
     path = work / "overhead.jsonl"
     names = ("genguard", "bare aiohttp")
     rate: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
-    with _server(BARE_SERVER, str(latency_ms)) as url:
+    with _server(BARE_SERVER, str(latency_ms), *(["headers"] if headers else [])) as url:
         # One untimed run each first: imports, the server's first connections, the page cache.
         warm = write_input(work / "warm.jsonl", 200)
         _on_loop(loop, run_genguard(url, warm, work / "warm-gg", concurrency=args.concurrency))
@@ -513,7 +526,8 @@ def _overhead_case(
                 rate[name].append(n / wall)
                 cpu[name].append(used * 1e3 / n)
                 log(
-                    f"overhead {loop} {latency_ms:g} ms, round {r + 1}: {name:<12} {n / wall:7.0f} lines/s, "
+                    f"overhead {_case_name(loop, latency_ms, headers)}, round {r + 1}: {name:<12} "
+                    f"{n / wall:7.0f} lines/s, "
                     f"{used * 1e3 / n:.3f} ms CPU a line"
                 )
     ratios = [g / b for g, b in zip(rate["genguard"], rate["bare aiohttp"], strict=True)]
@@ -521,6 +535,7 @@ def _overhead_case(
     return {
         "loop": loop,
         "latency_ms": latency_ms,
+        "headers": headers,
         "lines_per_s": rate,
         "cpu_ms_per_line": cpu,
         "median_lines_per_s": {k: statistics.median(v) for k, v in rate.items()},
@@ -531,14 +546,29 @@ def _overhead_case(
     }
 
 
+def _case_name(loop: str, latency_ms: float, headers: bool) -> str:
+    stated = ", a limit in its headers" if headers else ", no rate-limit headers"
+    return f"{loop}, server answers after {latency_ms:g} ms{stated}"
+
+
 def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     write_input(work / "overhead.jsonl", args.overhead_lines)
     cases = []
     for case in args.overhead_cases.split(","):
-        loop, _, latency = case.partition(":")
-        if loop not in ("asyncio", "uvloop"):
-            raise SystemExit(f"--overhead-cases: {case!r}: the loop is asyncio or uvloop (e.g. uvloop:0)")
-        cases.append(_overhead_case(args, work, log, loop, float(latency or 0)))
+        loop, _, rest = case.partition(":")
+        latency, _, stated = rest.partition(":")
+        if loop not in ("asyncio", "uvloop") or stated not in ("", "headers"):
+            raise SystemExit(
+                f"--overhead-cases: {case!r}: each case is LOOP:MS or LOOP:MS:headers, the loop asyncio or uvloop "
+                "(e.g. uvloop:0, asyncio:50:headers)"
+            )
+        try:
+            ms = float(latency or 0)
+        except ValueError:
+            raise SystemExit(
+                f"--overhead-cases: {case!r}: {latency!r} is not a number of milliseconds"
+            ) from None
+        cases.append(_overhead_case(args, work, log, loop, ms, headers=stated == "headers"))
     return {
         "lines": args.overhead_lines,
         "concurrency": args.concurrency,
@@ -671,7 +701,7 @@ def table(report: dict[str, Any]) -> str:
         )
         for case in o["cases"]:
             m, c = case["median_lines_per_s"], case["median_cpu_ms_per_line"]
-            lines.append(f"{case['loop']}, server answers after {case['latency_ms']:g} ms:")
+            lines.append(f"{_case_name(case['loop'], case['latency_ms'], case['headers'])}:")
             for name in ("genguard", "bare aiohttp"):
                 lines.append(f"  {name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
             per = ", ".join(f"{x:.2f}" for x in case["ratios"])
@@ -718,9 +748,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, help="overhead rounds (default 3)")
     parser.add_argument(
         "--overhead-cases",
-        default="asyncio:0,uvloop:0,asyncio:20",
-        help="overhead: LOOP:MS,... each an event loop (asyncio or uvloop) for both contenders and the bare "
-        "server's answer time in ms (default asyncio:0,uvloop:0,asyncio:20)",
+        default="asyncio:0,uvloop:0,asyncio:20,asyncio:50,asyncio:50:headers",
+        help="overhead: LOOP:MS[:headers],... each an event loop (asyncio or uvloop) for both contenders, the "
+        "bare server's answer time in ms, and with :headers a limit that never binds stated in OpenAI's "
+        "rate-limit headers on every answer (default asyncio:0,uvloop:0,asyncio:20,asyncio:50,asyncio:50:headers)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=64, help="overhead: genguard's and the bare loop's"
