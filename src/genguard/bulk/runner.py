@@ -581,7 +581,8 @@ class _Run:
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
         room = self.opts.concurrency
         claim_at = max(1, min(32, room // 2))
-        # Alone, a claim is a transaction committed before the send (~150 us of WAL work, whatever its size).
+        # Alone, a claim is a transaction committed before the send (35-50 us, a fifth of a line's CPU against
+        # a server that answers at once; one of eight lines costs about twice that).
         # When lines end fast enough to free several slots within a short wait (_gather_s), the first free ones
         # wait for them, so that one claim fills several; when they end slower (a provider's latency), a free
         # slot is filled at once.
