@@ -5,7 +5,6 @@ what only the lean wire has (its pool, its request head) and how AsyncClient and
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import ssl
 import subprocess
@@ -245,13 +244,18 @@ async def test_a_reused_connection_found_closed_is_retried_only_when_idempotent(
         assert [r.conn for r in server.requests] == [1, 1]
 
 
-async def test_a_cancelled_call_closes_its_connection(wire: AioWire, server: RawServer) -> None:
-    # A read timeout far past the wait below: only the cancellation can close the connection in time.
+async def _cancel_a_stalled_call(wire: AioWire, server: RawServer) -> None:
+    """A POST the server never answers, cancelled once the server has it (a read timeout far past any wait
+    here: only the cancellation can end it)."""
     call = asyncio.ensure_future(wire.exchange("POST", server.base + "/stall", AUTH, b"{}", LONG))
     await _wait(server.got_request)
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call
+
+
+async def test_a_cancelled_call_closes_its_connection(wire: AioWire, server: RawServer) -> None:
+    await _cancel_a_stalled_call(wire, server)
     await _wait(server.conn_closed)  # closed by the client, not left in a pool with an answer still coming
     assert (await wire.exchange("POST", server.base + "/ok", AUTH, b"{}", T))[::2] == (200, JSON)
     assert server.accepted == 2
@@ -369,11 +373,7 @@ async def test_a_pooled_connection_the_server_closed_is_not_used(h1: H1Wire, ser
 
 
 async def test_cancelled_or_failed_connections_never_reach_the_pool(h1: H1Wire, server: RawServer) -> None:
-    call = asyncio.ensure_future(h1.exchange("POST", server.base + "/stall", AUTH, b"{}", LONG))
-    await _wait(server.got_request)
-    call.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await call
+    await _cancel_a_stalled_call(h1, server)
     assert h1.pool().count == 0
     with pytest.raises(httpx.ReadTimeout):
         await h1.exchange("POST", server.base + "/stall-body", AUTH, b"{}", SHORT)
