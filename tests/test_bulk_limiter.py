@@ -261,6 +261,37 @@ def test_a_shared_pace_does_not_take_an_idle_worker_for_an_idle_pace() -> None:
     assert gov.snapshot().requests_per_s < 100
 
 
+def test_against_a_slow_server_the_first_answer_sets_a_pace_that_keeps_a_window_on_the_wire() -> None:
+    # A round trip of 250 ms is as long as the start's interval: doubling once per answer from 4 a second took
+    # three round trips to reach what 8 requests on the wire give (32 a second), a second lost in a short run.
+    clock = Clock()
+    gov = governor(clock)
+    drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.3, latency=(0.25, 0.25))
+    assert gov.snapshot().requests_per_s >= 0.95 * gov.start_window / 0.25
+    clock = Clock()
+    gov = governor(clock)
+    taken = drive(gov, clock, FakeProvider(clock, 1e9), seconds=2.0, latency=(0.25, 0.25))
+    assert len(taken) >= 200  # 99 when the start ignored the round trip
+
+
+def test_the_window_from_the_first_answer_stays_within_the_clocks_bound() -> None:
+    # A round trip of 10 ms would make 8 on the wire 800 a second: against a hidden limit of 2 a second and no
+    # Retry-After, finding it again from there costs a hundred 429s (110 in this run when the jump was free).
+    clock = Clock()
+    gov = governor(clock)
+    taken = drive(gov, clock, FakeProvider(clock, 2, headers=False), seconds=5.0, latency=(0.01, 0.015))
+    assert sum(1 for _, status in taken if status == 429) <= 20
+
+
+def test_a_shared_pace_takes_no_window_from_one_workers_first_answer() -> None:
+    # Each worker of a shared limiter sees its own first answer: the jump belongs to a pace that books them all.
+    clock = Clock()
+    gov = governor(clock)
+    gov.sees_all = False
+    drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.3, latency=(0.25, 0.25))
+    assert gov.snapshot().requests_per_s < 16
+
+
 # -- limits from headers -----------------------------------------------------------------------------------
 
 

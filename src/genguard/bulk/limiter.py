@@ -216,6 +216,7 @@ class GovernorState:
     header_rps: float | None = None
     header_tps: float | None = None
     starting: bool = True
+    first_at: float | None = None
     grown_at: float | None = None
     growing: bool = False
     reserved: int = 0
@@ -272,9 +273,10 @@ class RateGovernor:
     ``cancel(tokens)`` gives back a booking that was never sent; ``observe(...)`` is called once per booking
     that was sent, with whatever came back.
 
-    ``start_rps`` is the pace before anything is known: it then doubles about once per round trip (at most
-    ``start_growth`` times a second, and that often when each answer comes back before the next slot) while
-    requests wait for it, until the first 429 or the first limit header.
+    ``start_rps`` is the pace before anything is known. The first answer's round trip raises it to keep
+    ``start_window`` requests on the wire (within the same bound); it then doubles about once per round trip (at
+    most ``start_growth`` times a second, and that often when each answer comes back before the next slot)
+    while requests wait for it, until the first 429 or the first limit header.
     ``burst_s`` is how early (in seconds) a request may go to catch up with the pace after a late one.
 
     >>> t = [0.0]
@@ -298,6 +300,7 @@ class RateGovernor:
     round_trip_s: float = 10.0  # after this, a 429 counts even if not all sent before the last cut came back
     min_rps: float = 1 / 60  # a floor, so that one bad minute cannot stop a run for hours
     sees_all: bool = True  # whether every request at this pace is booked here (not so for a shared pace)
+    start_window: float = 8.0  # requests on the wire the first answer's round trip sets the pace to, at least
 
     def __init__(
         self,
@@ -349,6 +352,8 @@ class RateGovernor:
         s = self.state
         wait = self._delay(now, tokens)
         send_at = now + wait
+        if s.first_at is None:
+            s.first_at = send_at
         rps = min(s.rate, self._ceiling())
         interval = 1.0 / rps
         # Raise the pace only while it is what holds the workers back: a run limited by its own concurrency
@@ -477,7 +482,15 @@ class RateGovernor:
         # shared pace's worker cannot tell: the others' requests are not booked here.
         alone = in_flight == 0 and self.sees_all
         factor = cap if alone else min(1.0 + 1.0 / (in_flight + 1), cap)
-        s.rate = min(s.rate * factor, ceiling)
+        rate = s.rate * factor
+        if s.ok_since_cut == 1 and self.sees_all and s.first_at is not None and now > s.first_at:
+            # The first answer measures a round trip: from then on the pace keeps at least ``start_window``
+            # requests on the wire, as TCP's slow start begins with a window of several segments, not one:
+            # against a server that answers in 250 ms, 32 a second at once, not 4 doubled over three round
+            # trips. Still within the clock's bound: a round trip of a few milliseconds would set a pace of
+            # thousands a second, and a hidden limit would then take many round trips of 429s to find.
+            rate = max(rate, min(self.start_window / (now - s.first_at), s.rate * cap))
+        s.rate = min(rate, ceiling)
         # The next slot was booked at the old pace: bring it forward to the new one, or every doubling would
         # first wait out the interval it replaces (half the start's time, against a server that never limits).
         # Not a slot a pause or an exhausted budget put further out: that wait is the provider's, not the pace's.
