@@ -251,14 +251,24 @@ def test_against_a_server_that_answers_at_once_the_start_doubles_as_fast_as_the_
     assert gov.snapshot().requests_per_s >= 1000
 
 
-def test_a_shared_pace_does_not_take_an_idle_worker_for_an_idle_pace() -> None:
-    # A worker of a shared limiter books its own requests only: with none of its own on the wire, the others'
-    # may be, and the start keeps doubling once per answer.
+@pytest.mark.parametrize(
+    ("latency", "seconds", "most_rps"),
+    [
+        # With none of its own requests on the wire, the others' may be: no idle pace to double at once.
+        ((0.0005, 0.001), 0.6, 100),
+        # Its own first answer is one of many: the window belongs to a pace that books them all.
+        ((0.25, 0.25), 0.3, 16),
+    ],
+)
+def test_a_shared_pace_keeps_to_doubling_once_per_answer(
+    latency: tuple[float, float], seconds: float, most_rps: float
+) -> None:
+    # A worker of a shared limiter books its own requests only, so it cannot tell what the others send.
     clock = Clock()
     gov = governor(clock)
     gov.sees_all = False
-    drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.6, latency=(0.0005, 0.001))
-    assert gov.snapshot().requests_per_s < 100
+    drive(gov, clock, FakeProvider(clock, 1e9), seconds=seconds, latency=latency)
+    assert gov.snapshot().requests_per_s < most_rps
 
 
 def test_against_a_slow_server_the_first_answer_sets_a_pace_that_keeps_a_window_on_the_wire() -> None:
@@ -281,15 +291,6 @@ def test_the_window_from_the_first_answer_stays_within_the_clocks_bound() -> Non
     gov = governor(clock)
     taken = drive(gov, clock, FakeProvider(clock, 2, headers=False), seconds=5.0, latency=(0.01, 0.015))
     assert sum(1 for _, status in taken if status == 429) <= 20
-
-
-def test_a_shared_pace_takes_no_window_from_one_workers_first_answer() -> None:
-    # Each worker of a shared limiter sees its own first answer: the jump belongs to a pace that books them all.
-    clock = Clock()
-    gov = governor(clock)
-    gov.sees_all = False
-    drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.3, latency=(0.25, 0.25))
-    assert gov.snapshot().requests_per_s < 16
 
 
 # -- limits from headers -----------------------------------------------------------------------------------
