@@ -73,6 +73,10 @@ def parse_duration(text: str) -> float | None:
     """
     if not isinstance(text, str):
         return None
+    if len(text) > 64:
+        text = text.strip()  # the cache keeps short values only: a server's odd ones cannot fill memory
+        if len(text) > 64:
+            return None
     return _duration(text)
 
 
