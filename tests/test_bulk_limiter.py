@@ -310,6 +310,31 @@ def test_the_limit_read_from_headers_sets_the_pace() -> None:
     assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([0.05] * 38)
 
 
+def test_a_limit_read_from_the_first_answer_paces_the_next_request_at_once() -> None:
+    # The first request booked the next slot at the start's 4 a second (250 ms on): an answer after 20 ms that
+    # states 1,200 a minute must not leave the next request waiting for that slot.
+    clock = Clock()
+    gov = governor(clock)
+    gov.reserve()
+    clock.advance(0.02)
+    gov.observe(200, OPENAI)
+    assert gov.delay() == 0.0
+    times = send_times(gov, clock, 4)
+    # Now (within the burst allowance after the first request), then every 50 ms.
+    assert times[0] == clock.now
+    assert [b - a for a, b in itertools.pairwise(times[1:])] == pytest.approx([0.05, 0.05])
+
+
+def test_a_limit_read_with_an_empty_bucket_still_holds_the_next_request() -> None:
+    # The same first answer, but its per-minute bucket is empty and it was refused: the hold stands.
+    clock = Clock()
+    gov = governor(clock)
+    gov.reserve()
+    clock.advance(0.02)
+    gov.observe(429, {**OPENAI, "x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s"})
+    assert gov.delay() == pytest.approx(0.05)  # a twentieth of a second refills it
+
+
 def test_anthropic_headers_set_the_pace_too() -> None:
     clock = Clock()
     gov = governor(clock)

@@ -491,12 +491,20 @@ class RateGovernor:
             # thousands a second, and a hidden limit would then take many round trips of 429s to find.
             rate = max(rate, min(self.start_window / (now - s.first_at), s.rate * cap))
         s.rate = min(rate, ceiling)
-        # The next slot was booked at the old pace: bring it forward to the new one, or every doubling would
-        # first wait out the interval it replaces (half the start's time, against a server that never limits).
-        # Not a slot a pause or an exhausted budget put further out: that wait is the provider's, not the pace's.
-        if s.pause_until <= now and s.tat_requests <= now + 1.0 / rps:
-            s.tat_requests = max(s.tat_requests - 1.0 / rps + 1.0 / min(s.rate, ceiling), now - self.burst_s)
+        # Every doubling would first wait out the interval it replaces (half the start's time, against a server
+        # that never limits).
+        self._bring_forward(now, rps)
         s.growing = True
+
+    def _bring_forward(self, now: float, old_rps: float) -> None:
+        """The next slot was booked at ``old_rps``: move it to the pace now, so that a faster pace begins at
+        once. Only a slot still ahead (none booked, nothing waits) and not one a pause or an exhausted budget
+        put further out: that wait is the provider's."""
+        s = self.state
+        rps = min(s.rate, self._ceiling())
+        ahead = now - self.burst_s < s.tat_requests <= now + 1.0 / old_rps
+        if rps > old_rps and ahead and s.pause_until <= now:
+            s.tat_requests = max(s.tat_requests - 1.0 / old_rps + 1.0 / rps, now - self.burst_s)
 
     def _read_headers(self, now: float, status: int, headers: Mapping[str, str]) -> None:
         s = self.state
@@ -507,6 +515,8 @@ class RateGovernor:
         readings = read_rate_limits(headers, now=self.unix_time())
         if not readings:
             return
+        old_rps = min(s.rate, self._ceiling())
+        holds: list[tuple[RateLimitReading, float | None]] = []
         rps = tps = math.inf
         split_tokens = True
         for r in readings:
@@ -528,13 +538,19 @@ class RateGovernor:
             # A per-minute bucket's count is as old as the request's latency and the pace already keeps to
             # its refill: it decides only when the request was refused. A budget's count decides always.
             if r.remaining is not None and (per_s is None or status == 429):
-                self._hold(now, r, per_s)
+                holds.append((r, per_s))
         if rps < math.inf:
             s.header_rps = rps
             s.starting = False
             # A limit read from the provider beats any guess: go straight to it, unless 429s have shown that
             # less gets through (a key shared with other clients).
             s.rate = min(self._ceiling(), s.rate if s.learned else math.inf)
+            # The slot booked at the start's 4 a second would hold the next request up to 250 ms after the
+            # first answer said the limit (a fifth of a 3,000-line run against a fast server).
+            self._bring_forward(now, old_rps)
+        # After the slot moved: an empty bucket holds the next request back from wherever the pace put it.
+        for r, per_s in holds:
+            self._hold(now, r, per_s)
         if tps < math.inf:
             s.header_tps = tps
 
