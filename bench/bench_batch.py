@@ -31,7 +31,9 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    Without rate-limit headers, as a local model server answers, genguard's limiter probes for a limit from
    4 requests a second; a case ending in ``:headers`` has the server state one that never binds (10 million
    a minute, in OpenAI's headers on every answer), so that genguard paces at it from the first answer and
-   what is left is the runner's own cost. genguard's ``abatch`` against a bare asyncio loop on aiohttp with as many workers
+   what is left is the runner's own cost. A case ending in ``:jitter`` (after ``:headers`` or alone) has each
+   answer take 0.5-1.5 times the stated time, as a provider's answers vary: with a fixed time the slots stay in
+   lock-step, each round of answers coming back together and waiting on the others' CPU. genguard's ``abatch`` against a bare asyncio loop on aiohttp with as many workers
    as genguard's concurrency, each reading input lines, posting their bodies and appending
    ``{"custom_id", "response"}`` to a JSONL file. Lines per second, the whole run each (genguard's journal,
    outputs and its ramp from an unknown limit included), and this process's CPU per line, in alternating
@@ -107,7 +109,7 @@ with Simulator(**json.loads(sys.argv[1])) as sim:
 BARE_SERVER = (
     _WATCH_PARENT
     + r"""
-import asyncio, socket, sys
+import asyncio, random, socket, sys
 import orjson, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response
@@ -120,8 +122,11 @@ ANSWER = orjson.dumps({
 })
 
 LATENCY_S = float(sys.argv[1]) / 1000 if len(sys.argv) > 1 else 0.0
+# With "jitter" each answer takes 0.5-1.5 times LATENCY_S (seeded), as a provider's answers vary: a fixed time
+# keeps every slot in lock-step, so that each round of answers comes back at once.
+JITTER = random.Random(1) if "jitter" in sys.argv[2:] else None
 HEADERS = {"x-request-id": "req_1"}
-if len(sys.argv) > 2 and sys.argv[2] == "headers":
+if "headers" in sys.argv[2:]:
     # A limit that never binds, stated on every answer as OpenAI states its own.
     HEADERS.update({"x-ratelimit-limit-requests": "10000000", "x-ratelimit-remaining-requests": "9999999",
                     "x-ratelimit-reset-requests": "6ms"})
@@ -129,7 +134,7 @@ if len(sys.argv) > 2 and sys.argv[2] == "headers":
 async def chat(request):
     orjson.loads(await request.body())
     if LATENCY_S:
-        await asyncio.sleep(LATENCY_S)
+        await asyncio.sleep(LATENCY_S * (0.5 + JITTER.random()) if JITTER else LATENCY_S)
     return Response(ANSWER, media_type="application/json", headers=HEADERS)
 
 sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
@@ -497,13 +502,15 @@ def _overhead_case(
     loop: str,
     latency_ms: float,
     headers: bool = False,
+    jitter: bool = False,
 ) -> dict[str, Any]:
     n = args.overhead_lines
     path = work / "overhead.jsonl"
     names = ("genguard", "bare aiohttp")
     rate: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
-    with _server(BARE_SERVER, str(latency_ms), *(["headers"] if headers else [])) as url:
+    flags = [name for name, on in (("headers", headers), ("jitter", jitter)) if on]
+    with _server(BARE_SERVER, str(latency_ms), *flags) as url:
         # One untimed run each first: imports, the server's first connections, the page cache.
         warm = write_input(work / "warm.jsonl", 200)
         _on_loop(loop, run_genguard(url, warm, work / "warm-gg", concurrency=args.concurrency))
@@ -526,7 +533,7 @@ def _overhead_case(
                 rate[name].append(n / wall)
                 cpu[name].append(used * 1e3 / n)
                 log(
-                    f"overhead {_case_name(loop, latency_ms, headers)}, round {r + 1}: {name:<12} "
+                    f"overhead {_case_name(loop, latency_ms, headers, jitter)}, round {r + 1}: {name:<12} "
                     f"{n / wall:7.0f} lines/s, "
                     f"{used * 1e3 / n:.3f} ms CPU a line"
                 )
@@ -536,6 +543,7 @@ def _overhead_case(
         "loop": loop,
         "latency_ms": latency_ms,
         "headers": headers,
+        "jitter": jitter,
         "lines_per_s": rate,
         "cpu_ms_per_line": cpu,
         "median_lines_per_s": {k: statistics.median(v) for k, v in rate.items()},
@@ -546,9 +554,10 @@ def _overhead_case(
     }
 
 
-def _case_name(loop: str, latency_ms: float, headers: bool) -> str:
+def _case_name(loop: str, latency_ms: float, headers: bool, jitter: bool = False) -> str:
     stated = ", a limit in its headers" if headers else ", no rate-limit headers"
-    return f"{loop}, server answers after {latency_ms:g} ms{stated}"
+    when = f"{latency_ms * 0.5:g}-{latency_ms * 1.5:g} ms" if jitter and latency_ms else f"{latency_ms:g} ms"
+    return f"{loop}, server answers after {when}{stated}"
 
 
 def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
@@ -556,11 +565,11 @@ def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -
     cases = []
     for case in args.overhead_cases.split(","):
         loop, _, rest = case.partition(":")
-        latency, _, stated = rest.partition(":")
-        if loop not in ("asyncio", "uvloop") or stated not in ("", "headers"):
+        latency, *flags = rest.split(":")
+        if loop not in ("asyncio", "uvloop") or not set(flags) <= {"headers", "jitter"}:
             raise SystemExit(
-                f"--overhead-cases: {case!r}: each case is LOOP:MS or LOOP:MS:headers, the loop asyncio or uvloop "
-                "(e.g. uvloop:0, asyncio:50:headers)"
+                f"--overhead-cases: {case!r}: each case is LOOP:MS with :headers, :jitter or both after it, the "
+                "loop asyncio or uvloop (e.g. uvloop:0, asyncio:50:headers, asyncio:20:headers:jitter)"
             )
         try:
             ms = float(latency or 0)
@@ -568,7 +577,9 @@ def overhead(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -
             raise SystemExit(
                 f"--overhead-cases: {case!r}: {latency!r} is not a number of milliseconds"
             ) from None
-        cases.append(_overhead_case(args, work, log, loop, ms, headers=stated == "headers"))
+        cases.append(
+            _overhead_case(args, work, log, loop, ms, headers="headers" in flags, jitter="jitter" in flags)
+        )
     return {
         "lines": args.overhead_lines,
         "concurrency": args.concurrency,
@@ -701,7 +712,9 @@ def table(report: dict[str, Any]) -> str:
         )
         for case in o["cases"]:
             m, c = case["median_lines_per_s"], case["median_cpu_ms_per_line"]
-            lines.append(f"{_case_name(case['loop'], case['latency_ms'], case['headers'])}:")
+            lines.append(
+                f"{_case_name(case['loop'], case['latency_ms'], case['headers'], case.get('jitter', False))}:"
+            )
             for name in ("genguard", "bare aiohttp"):
                 lines.append(f"  {name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
             per = ", ".join(f"{x:.2f}" for x in case["ratios"])
@@ -749,9 +762,10 @@ def main() -> None:
     parser.add_argument(
         "--overhead-cases",
         default="asyncio:0,uvloop:0,asyncio:20,asyncio:50,asyncio:50:headers",
-        help="overhead: LOOP:MS[:headers],... each an event loop (asyncio or uvloop) for both contenders, the "
-        "bare server's answer time in ms, and with :headers a limit that never binds stated in OpenAI's "
-        "rate-limit headers on every answer (default asyncio:0,uvloop:0,asyncio:20,asyncio:50,asyncio:50:headers)",
+        help="overhead: LOOP:MS[:headers][:jitter],... each an event loop (asyncio or uvloop) for both "
+        "contenders, the bare server's answer time in ms, with :headers a limit that never binds stated in "
+        "OpenAI's rate-limit headers on every answer, with :jitter each answer's time drawn from 0.5-1.5 times "
+        "MS (default asyncio:0,uvloop:0,asyncio:20,asyncio:50,asyncio:50:headers)",
     )
     parser.add_argument(
         "--concurrency", type=int, default=64, help="overhead: genguard's and the bare loop's"
