@@ -498,8 +498,8 @@ class RateGovernor:
 
     def _bring_forward(self, now: float, old_rps: float) -> None:
         """The next slot was booked at ``old_rps``: move it to the pace now, so that a faster pace begins at
-        once. Only a slot still ahead (none booked, nothing waits) and not one a pause or an exhausted budget
-        put further out: that wait is the provider's."""
+        once. Only a slot still ahead (one already due holds nobody back), and not one a pause or an exhausted
+        budget put further out: that wait is the provider's."""
         s = self.state
         rps = min(s.rate, self._ceiling())
         ahead = now - self.burst_s < s.tat_requests <= now + 1.0 / old_rps
