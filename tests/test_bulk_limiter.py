@@ -606,6 +606,24 @@ def test_actual_usage_reconciles_the_token_bookings() -> None:
     assert gov.delay(100) - (before - 8.0) == pytest.approx(6.0)
 
 
+def test_a_429_for_tokens_halves_what_an_answer_gives_back() -> None:
+    # OpenAI's token limit counts max_tokens whatever the answer used: giving the unused part back paced the run
+    # too fast for it, one 429 every few seconds (8 of 128 requests against the simulator's tpm).
+    clock = Clock()
+    gov = governor(clock, tpm=600, burst_s=0.0)
+    for _ in range(3):
+        gov.reserve(100)
+    gov.observe(429, {"x-ratelimit-limit-tokens": "600", "x-ratelimit-remaining-tokens": "12"})
+    before = gov.delay(100)
+    gov.observe(200, {}, tokens_used=20, tokens_reserved=100)
+    assert before - gov.delay(100) == pytest.approx(4.0)  # half of the 80 unused tokens, at 10 a second
+    # A 429 for requests with tokens to spare takes nothing more off.
+    gov.reserve(100)
+    clock.advance(20.0)
+    gov.observe(429, {"x-ratelimit-remaining-requests": "0", "x-ratelimit-remaining-tokens": "500"})
+    assert gov.state.refund == 0.5
+
+
 def test_a_booking_given_back_frees_its_turn() -> None:
     clock = Clock()
     gov = governor(clock, rpm=60, burst_s=0.0)

@@ -230,6 +230,7 @@ class GovernorState:
     limited: int = 0
     learned: bool = False
     mean_tokens: float = 0.0
+    refund: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -429,10 +430,15 @@ class RateGovernor:
             booked = s.mean_tokens if tokens_reserved is None else tokens_reserved
             tps = self._tps()
             if booked and tps < math.inf:
-                # Pay what the request really cost: an estimate too high gives its excess back, one too low
-                # delays the requests after it. Without the request's own estimate, the mean one is right on
-                # average.
-                s.tat_tokens = max(s.tat_tokens + (tokens_used - booked) / tps, now - self.burst_s)
+                # Pay what the request really cost: an estimate too low delays the requests after it, one too
+                # high gives back the share ``refund`` of its excess (all of it, until a 429 for tokens says the
+                # provider charges more than was used: OpenAI's token limit counts max_tokens whatever the
+                # answer's length, Anthropic's gives the unused part back). Without the request's own
+                # estimate, the mean one is right on average.
+                extra = tokens_used - booked
+                s.tat_tokens = max(
+                    s.tat_tokens + (extra if extra > 0 else extra * s.refund) / tps, now - self.burst_s
+                )
         limited = status == 429 if rate_limited is None else rate_limited
         if limited and headers and self._room_left(headers):
             # A 429 while the provider's own counters show room is not this pace hitting the limit (an upstream's
@@ -444,11 +450,19 @@ class RateGovernor:
         if headers:
             self._read_headers(now, status, headers)
         if limited:
-            self._limited(now)
+            self._limited(now, tokens=headers is not None and self._out_of_tokens(headers))
         elif 200 <= status < 400:
             s.ok_since_cut += 1
             if s.starting:
                 self._start_growth(now)
+
+    def _out_of_tokens(self, headers: Mapping[str, str]) -> bool:
+        """Whether ``headers`` show a token bucket without room for a request of the mean booking."""
+        need = max(self.state.mean_tokens, 1.0)
+        return any(
+            r.kind == "tokens" and r.remaining is not None and r.remaining < need
+            for r in read_rate_limits(headers, now=self.unix_time())
+        )
 
     def _room_left(self, headers: Mapping[str, str]) -> bool:
         """Whether every request and token counter in ``headers`` still has room for a request."""
@@ -588,7 +602,7 @@ class RateGovernor:
         # that asked for the pause has room for one request then, not for a burst.
         s.tat_requests = max(s.tat_requests, until + self.burst_s)
 
-    def _limited(self, now: float) -> None:
+    def _limited(self, now: float, *, tokens: bool = False) -> None:
         s = self.state
         s.limited += 1
         s.limited_since_cut += 1
@@ -596,6 +610,10 @@ class RateGovernor:
             # Sent before the last cut: it says nothing about the pace since then. (The clock bounds the wait
             # for those answers, in case a caller never reports one, a dropped connection say.)
             return
+        if tokens:
+            # Refused for tokens while the bookings were paid back down to the answers' usage: the provider
+            # counts more than that. Give back half as much from now on (none after a few such cuts).
+            s.refund = 0.0 if s.refund < 0.1 else s.refund * 0.5
         old = min(s.rate, self._ceiling())
         n, elapsed = s.ok_since_cut, now - s.cut_at
         recount = True
