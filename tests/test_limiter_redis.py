@@ -142,6 +142,27 @@ def test_tokens_are_booked_at_the_lease_and_settled_with_what_the_answers_used(p
     assert round(third.wait_s, 6) == round(1.95 - 0.8, 6)
 
 
+@pytest.mark.timeout(20)
+def test_after_a_429_for_tokens_an_answer_gives_back_half_its_excess(prefix: str) -> None:
+    async def go() -> float:
+        gate = await open_gate(_url(prefix, lease_ms=1000), tpm=6000)  # 100 tokens a second
+        gate.observe(200, {"x-ratelimit-limit-requests": "6000"})
+        gate._mean_tokens = 50.0
+        try:
+            await lease(gate, 2, now=100.0)
+            gate._left = 0
+            # Refused with 3 tokens left where a request books 50: the provider counts more than was used.
+            gate.observe(429, {"x-ratelimit-limit-tokens": "6000", "x-ratelimit-remaining-tokens": "3"})
+            for _ in range(2):
+                gate.observe(200, {}, tokens_used=10, tokens_reserved=50)
+            return gate._settle  # what the next lease pays to Redis (negative: given back)
+        finally:
+            await gate.aclose()
+
+    # Two answers that used 10 tokens each of the 50 booked: half of the 80 comes back, not all of it.
+    assert run(go) == pytest.approx(-40.0)
+
+
 # -- leasing over real time --------------------------------------------------------------------------------
 
 

@@ -422,9 +422,12 @@ class RedisGate:
         if tokens_used is not None:
             # Paid (or given back) in Redis with the next lease, not on this worker's own clock.
             booked = self._mean_tokens if tokens_reserved is None else tokens_reserved
-            self._settle += tokens_used - booked
-        # The governor counts successes since its last cut; in Redis they are all workers'.
+            extra = tokens_used - booked  # an excess given back only in the share the governor still trusts
+            self._settle += extra if extra > 0 else extra * s.refund
+        # The governor counts successes since its last cut; in Redis they are all workers'. Its mean booking
+        # says whether a 429's token count leaves room for a request.
         s.ok_since_cut = max(self._ok_total + self._ok - self._ok_at_cut, 0)
+        s.mean_tokens = self._mean_tokens
         gov.observe(status, headers, rate_limited=rate_limited)
         limited = status == 429 if rate_limited is None else rate_limited
         if 200 <= status < 400 and not limited:
