@@ -172,6 +172,18 @@ def _iso(offset: float) -> str:
             [RateLimitReading("requests", 5000, 4999, 600.0, None)],
         ),
         (
+            # OpenAI's counter of the tokens answers used, beside the bucket that refuses: not that bucket.
+            {
+                "x-ratelimit-limit-tokens": "1500000",
+                "x-ratelimit-remaining-tokens": "43244",
+                "x-ratelimit-reset-tokens": "23h18m29.144s",
+                "x-ratelimit-limit-tokens_usage_based": "1500000",
+                "x-ratelimit-remaining-tokens_usage_based": "1212010",
+                "x-ratelimit-reset-tokens_usage_based": "4h36m28.223s",
+            },
+            [RateLimitReading("tokens", 1500000, 43244, 83909.144, 60.0)],
+        ),
+        (
             {
                 "x-ratelimit-limit-requests": "soon",
                 "x-ratelimit-foo": "1",

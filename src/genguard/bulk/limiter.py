@@ -79,6 +79,9 @@ class RateLimitReading:
 _FIELDS = frozenset({"limit", "remaining", "reset"})
 _PERIODS = {"second": 1.0, "sec": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0,
             "hour": 3600.0, "h": 3600.0, "day": 86400.0, "d": 86400.0}  # fmt: skip
+_KNOWN_PARTS = _FIELDS | frozenset(
+    {"token", "tokens", "requests", "request", "req", "input", "output", *_PERIODS}
+)
 _PARAM = re.compile(r'([a-z-]+)\s*=\s*"?([^;,"\s]*)"?', re.IGNORECASE)
 _POLICY_LEAD = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(?:;|,|$)")
 
@@ -103,14 +106,17 @@ def _describe(raw: str) -> _Name | None:
         return None
     parts = rest.split("-")
     fields = [p for p in parts if p in _FIELDS]
-    if len(fields) != 1:
+    if len(fields) != 1 or not _KNOWN_PARTS.issuperset(parts):
+        # A word we do not know names another counter: OpenAI's ``x-ratelimit-remaining-tokens_usage_based``
+        # counts the tokens answers used beside the bucket that refuses, and read as the same bucket its
+        # larger count hid an exhausted one.
         return None
     kind: Kind = "requests"
     part = ""
     window: float | None = None
     named = False
     for p in parts:
-        if p.startswith("token"):
+        if p in ("token", "tokens"):
             kind, named = "tokens", True
         elif p in ("requests", "request", "req"):
             named = True
