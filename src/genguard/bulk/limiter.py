@@ -80,7 +80,7 @@ _FIELDS = frozenset({"limit", "remaining", "reset"})
 _PERIODS = {"second": 1.0, "sec": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0,
             "hour": 3600.0, "h": 3600.0, "day": 86400.0, "d": 86400.0}  # fmt: skip
 _KNOWN_PARTS = _FIELDS | frozenset(
-    {"token", "tokens", "requests", "request", "req", "input", "output", *_PERIODS}
+    {"token", "tokens", "requests", "request", "req", "input", "output", "per", *_PERIODS}
 )
 _PARAM = re.compile(r'([a-z-]+)\s*=\s*"?([^;,"\s]*)"?', re.IGNORECASE)
 _POLICY_LEAD = re.compile(r"\s*(\d+(?:\.\d*)?)\s*(?:;|,|$)")
