@@ -172,6 +172,15 @@ def _iso(offset: float) -> str:
             [RateLimitReading("requests", 5000, 4999, 600.0, None)],
         ),
         (
+            # OpenRouter's way: the reset a Unix time in milliseconds.
+            {
+                "X-RateLimit-Limit": "20",
+                "X-RateLimit-Remaining": "0",
+                "X-RateLimit-Reset": str(int((UNIX + 42.5) * 1000)),
+            },
+            [RateLimitReading("requests", 20, 0, 42.5, None)],
+        ),
+        (
             # OpenAI's counter of the tokens answers used, beside the bucket that refuses: not that bucket.
             {
                 "x-ratelimit-limit-tokens": "1500000",

@@ -57,6 +57,7 @@ _HINT_PART_RE = re.compile(rf"({_NUM})\s*({_WORD_UNIT_RE})(?![a-z])", re.IGNOREC
 
 # A reset given as a bare number this large is a Unix timestamp, not a number of seconds.
 _EPOCH_THRESHOLD = 1e9
+_EPOCH_MS_THRESHOLD = 1e12
 
 
 def _finite(value: float) -> float | None:
@@ -184,7 +185,10 @@ def _reset_seconds(value: str, current: float) -> float | None:
     s = value.strip()
     seconds = parse_duration(s)
     if seconds is not None:
-        # Some servers give the reset as a Unix time rather than a countdown.
+        # Some servers give the reset as a Unix time rather than a countdown, and some in milliseconds
+        # (OpenRouter's X-RateLimit-Reset): a number past 1e12 seconds would be 30,000 years from now.
+        if seconds > _EPOCH_MS_THRESHOLD:
+            return seconds / 1000.0 - current
         return seconds - current if seconds > _EPOCH_THRESHOLD else seconds
     return _timestamp_wait(s, current)
 
@@ -201,11 +205,14 @@ def _timestamp_wait(value: str, current: float) -> float | None:
 
 def parse_reset(value: str, *, now: float | None = None) -> float | None:
     """Seconds until a rate-limit bucket resets, from one reset header's value in any form providers send: a
-    Go-style duration or a number of seconds (``x-ratelimit-reset-*``, ``ratelimit-reset``), a Unix time, or an
-    RFC 3339 timestamp (``anthropic-ratelimit-*-reset``). Never negative; ``None`` when unreadable.
+    Go-style duration or a number of seconds (``x-ratelimit-reset-*``, ``ratelimit-reset``), a Unix time in
+    seconds or milliseconds (OpenRouter's ``X-RateLimit-Reset``), or an RFC 3339 timestamp
+    (``anthropic-ratelimit-*-reset``). Never negative; ``None`` when unreadable.
 
     >>> parse_reset("6m0s"), parse_reset("2024-01-01T00:00:30Z", now=1704067200.0)
     (360.0, 30.0)
+    >>> parse_reset("1704067212500", now=1704067200.0)
+    12.5
     """
     if not isinstance(value, str):
         return None
