@@ -245,7 +245,8 @@ def test_a_run_does_not_start_with_a_burst_before_anything_is_known() -> None:
     clock = Clock()
     gov = governor(clock)
     times = send_times(gov, clock, 64)
-    assert most_in_window(times, 1.0) <= 17  # the cautious start (16 a second), not 64 at once
+    # The start's window of 8 at once, then the cautious pace (4 a second, no answer yet), not 64 at once.
+    assert most_in_window(times, 1.0) <= RateGovernor.start_window + 5
     assert gov.snapshot().rpm is None
 
 
@@ -303,6 +304,58 @@ def test_against_a_slow_server_the_first_answer_sets_a_pace_that_keeps_a_window_
     gov = governor(clock)
     taken = drive(gov, clock, FakeProvider(clock, 1e9), seconds=2.0, latency=(0.25, 0.25))
     assert len(taken) >= 200  # 99 when the start ignored the round trip
+
+
+def test_the_start_puts_a_window_on_the_wire_at_once_and_doubles_it_each_round_trip() -> None:
+    # A model server of one's own (vLLM, Ollama) sends no rate-limit headers and never limits: before anything
+    # is known, 8 requests go at once and each answer lets one more go (one round trip: twice as many), within
+    # the clock's bound; the pace from 4 a second sent 2 in the first 0.3 s.
+    clock = Clock()
+    gov = governor(clock)
+    assert [gov.reserve() for _ in range(8)] == [0.0] * 8
+    assert gov.delay() > 0.1  # the ninth waits for the pace's next slot or for an answer, whichever is first
+    clock.advance(0.005)
+    gov.observe(200, {})
+    assert gov.delay() == 0.0
+    clock = Clock()
+    gov = governor(clock)
+    taken = drive(gov, clock, FakeProvider(clock, 1e9), seconds=0.3, latency=(0.002, 0.008))
+    assert len(taken) >= 2000  # 64 workers, 5 ms a round trip: 3,840 at most
+    assert gov.state.window >= 64
+    assert gov.snapshot().rpm is None
+
+
+def test_the_windows_first_429_sets_where_the_pace_heads_from_what_got_through() -> None:
+    # A hidden limit of 50 a second (a second's burst) behind a 250 ms round trip: the window finds the burst's
+    # end within a round trip or two, and what got through until then says where the limit is, far above the
+    # start's pace. From the pace alone, 90 429s in the first 5 s.
+    clock = Clock()
+    gov = governor(clock)
+    taken = drive(gov, clock, FakeProvider(clock, 50, headers=True), seconds=5.0, latency=(0.25, 0.25))
+    assert sum(1 for _, status in taken if status == 429) <= 65
+    assert sum(1 for _, status in taken if status == 200) >= 0.95 * (50 + 50 * 4.75)
+    assert gov.snapshot().rpm == pytest.approx(3000, rel=0.3)
+
+
+def test_the_window_waits_out_a_pause_and_an_empty_budget() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.reserve()
+    gov.observe(503, {"retry-after": "2"})
+    assert gov.delay() == pytest.approx(2.0)  # the window has room, but the server asked for a pause
+    clock.advance(2.0)
+    assert gov.delay() == 0.0
+    gov.reserve()
+    gov.observe(200, {"x-ratelimit-limit-requests-day": "1000", "x-ratelimit-remaining-requests-day": "0",
+                      "x-ratelimit-reset-requests-day": "600"})  # fmt: skip
+    assert gov.delay() == pytest.approx(600.0)
+
+
+def test_an_rpm_given_paces_the_start_without_a_window() -> None:
+    clock = Clock()
+    gov = governor(clock, rpm=600)
+    times = send_times(gov, clock, 8)
+    assert most_in_window(times, 0.1) <= 2  # spaced, not 8 at once
 
 
 def test_the_window_from_the_first_answer_stays_within_the_clocks_bound() -> None:
@@ -689,6 +742,35 @@ def test_waiters_go_first_come_first_served_at_the_pace() -> None:
             clock.advance(1.0)
             await settle()
         assert order == [(i, float(i)) for i in range(5)]
+        await asyncio.gather(*tasks)
+
+    run(main())
+
+
+def test_an_answer_lets_the_next_waiter_through_the_starts_window_at_once() -> None:
+    async def main() -> None:
+        clock = Clock()
+        limiter = AsyncRateLimiter(governor(clock), call_later=clock.call_later)
+        sent: list[float] = []
+
+        async def worker() -> None:
+            await limiter.acquire()
+            sent.append(clock.now)
+
+        tasks = [asyncio.create_task(worker()) for _ in range(12)]
+        await settle()
+        assert sent == [0.0] * 8  # the window; the others wait for the pace (0.2 s) or an answer
+        clock.advance(0.01)
+        await settle()
+        assert len(sent) == 8
+        limiter.observe(200, {})
+        await settle()
+        # The answer's place and the window's growth by one, now: not at the pace's next slot.
+        assert sent[8:] == [pytest.approx(0.01)] * 2
+        for _ in range(3):
+            limiter.observe(200, {})
+        await settle()
+        assert len(sent) == 12
         await asyncio.gather(*tasks)
 
     run(main())

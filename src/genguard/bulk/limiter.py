@@ -10,8 +10,13 @@ Where the limits come from, best first:
    ``ratelimit-*`` and others, see :func:`read_rate_limits`): the per-minute limit sets the pace, remaining and
    reset say where the provider's bucket stands now;
 2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it;
-3. the 429s themselves. Before anything is known the pace starts low and doubles about once per round trip
-   (as fast as ``start_growth`` allows when answers come back within the interval); the first 429 halves it. After that, the successes counted between two 429s measure the limit (the provider's
+3. the 429s themselves. Before anything is known, a window of requests goes whatever the pace (8 at once,
+   one more for each answer while it is full: twice as many each round trip, within a clock's bound), as TCP's
+   slow start does, so that a server that never limits (a model server of one's own) is at full speed within a
+   few round trips; beside it a pace starts low and doubles about once per round trip. The first 429 closes the
+   window: the pace heads for what got through until then and is halved meanwhile (a 429 after the first
+   success or none says nothing yet: the pace goes on probing). After that, the successes counted between two
+   429s measure the limit (the provider's
    bucket is empty at both, so everything it let through in between was its refill): each 429 cuts the pace
    just below that measure (by 10% at least, once per round trip), the pace closes in on it again within a
    second or two and then probes above it slowly, a little faster the longer nothing is refused. It rises
@@ -237,6 +242,8 @@ class GovernorState:
     learned: bool = False
     mean_tokens: float = 0.0
     refund: float = 1.0
+    window: float = 0.0
+    bound: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -280,16 +287,19 @@ class RateGovernor:
     ``cancel(tokens)`` gives back a booking that was never sent; ``observe(...)`` is called once per booking
     that was sent, with whatever came back.
 
-    ``start_rps`` is the pace before anything is known. The first answer's round trip raises it to keep
-    ``start_window`` requests on the wire (within the same bound); it then doubles about once per round trip (at
-    most ``start_growth`` times a second, and that often when each answer comes back before the next slot)
-    while requests wait for it, until the first 429 or the first limit header.
+    Before anything is known (no limit read, no 429, no ``rpm`` given) a window lets requests go whatever the
+    pace: ``start_window`` on the wire at once, one more for each success while it is full (it doubles each
+    round trip), at most ``window_growth`` doublings a second. A pause or an empty budget holds it too.
+    ``start_rps`` is the pace beside it, for the requests the window does not let go. The first answer's round
+    trip raises it to keep ``start_window`` requests on the wire (within the same bound); it then doubles about
+    once per round trip (at most ``start_growth`` times a second, and that often when each answer comes back
+    before the next slot) while requests wait for it, until the first 429 or the first limit header.
     ``burst_s`` is how early (in seconds) a request may go to catch up with the pace after a late one.
 
     >>> t = [0.0]
     >>> gov = RateGovernor(clock=lambda: t[0])
-    >>> gov.reserve(), gov.reserve() > 0
-    (0.0, True)
+    >>> [gov.reserve() for _ in range(9)][-2:]  # the window's eighth, then the pace's next slot (less the burst)
+    [0.0, 0.2]
     >>> gov.observe(429, {"retry-after": "3"})
     >>> round(gov.delay(), 3), gov.snapshot().rate_limited
     (3.0, 1)
@@ -307,7 +317,9 @@ class RateGovernor:
     round_trip_s: float = 10.0  # after this, a 429 counts even if not all sent before the last cut came back
     min_rps: float = 1 / 60  # a floor, so that one bad minute cannot stop a run for hours
     sees_all: bool = True  # whether every request at this pace is booked here (not so for a shared pace)
-    start_window: float = 8.0  # requests on the wire the first answer's round trip sets the pace to, at least
+    start_measure_s: float = 0.25  # the successes before the first 429 are counted over this long at least
+    start_window: float = 8.0  # requests on the wire at the start whatever the pace, and the first pace's floor
+    window_growth: float = 32.0  # doublings per second of that window, at most, while nothing is known
 
     def __init__(
         self,
@@ -327,7 +339,7 @@ class RateGovernor:
         self._cap_rps = math.inf if rpm is None else rpm / 60.0
         self._cap_tps = math.inf if tpm is None else tpm / 60.0
         start = _positive(start_rps, "start_rps") or 1.0
-        self.state = GovernorState(rate=min(start, self._cap_rps), cut_at=clock())
+        self.state = GovernorState(rate=min(start, self._cap_rps), cut_at=clock(), window=self.start_window)
 
     # -- the pace ---------------------------------------------------------------------------------------
 
@@ -343,9 +355,17 @@ class RateGovernor:
         """Seconds until a request of about ``tokens`` tokens may be sent (0.0: now), booking nothing."""
         return self._delay(self.clock(), tokens)
 
+    def _windowed(self) -> bool:
+        """Whether the start's window lets one more request go whatever the pace: before anything is known,
+        with no ``rpm`` given, while fewer than ``state.window`` requests booked here are unanswered."""
+        s = self.state
+        return (
+            s.starting and self.sees_all and self._cap_rps == math.inf and s.reserved - s.settled < s.window
+        )
+
     def _delay(self, now: float, tokens: int) -> float:
         s = self.state
-        due = max(s.pause_until, s.tat_requests - self.burst_s)
+        due = s.pause_until if self._windowed() else max(s.pause_until, s.tat_requests - self.burst_s)
         if tokens > 0 and self._tps() < math.inf:
             due = max(due, s.tat_tokens - self.burst_s)
         return max(0.0, due - now)
@@ -366,8 +386,11 @@ class RateGovernor:
         # Raise the pace only while it is what holds the workers back: a run limited by its own concurrency
         # or latency learns nothing about the provider's limit.
         pace_bound = s.tat_requests > now - interval
+        s.bound = pace_bound
         self._grow(now, pace_bound)
-        s.tat_requests = max(s.tat_requests, send_at) + interval
+        if not (s.tat_requests - self.burst_s > send_at and self._windowed()):
+            # (One the window lets go leaves the pace's schedule as it was.)
+            s.tat_requests = max(s.tat_requests, send_at) + interval
         if tokens > 0:
             tps = self._tps()
             if tps < math.inf:
@@ -487,11 +510,23 @@ class RateGovernor:
         ``start_growth`` doublings a second: a pace raised on a clock alone would overshoot by the whole
         latency's worth of doublings before the first answer came back."""
         s = self.state
+        if s.window and s.reserved - s.settled + 1 >= s.window and s.first_at is not None:
+            # The window grows by one a success while it is full, so it doubles once per round trip, and no
+            # faster than the clock's bound: against a server that answers in a few milliseconds it would
+            # reach the workers' number before a hidden limit's first 429 came back, and all of them would get
+            # one.
+            bound = self.start_window * math.exp(self.window_growth * math.log(2) * (now - s.first_at))
+            s.window = min(s.window + 1.0, max(bound, s.window))
         ceiling = self._ceiling()
         rps = min(s.rate, ceiling)
         # The first answer may raise the pace too, by the time since the run began (``cut_at`` is then its start).
         last, s.grown_at = (s.cut_at if s.grown_at is None else s.grown_at), now
-        if rps >= ceiling or s.tat_requests < now - 1.0 / rps:
+        # Time spent paused raised nothing: the clock's bound counts from the pause's end.
+        last = max(last, min(s.pause_until, now))
+        # Whether the last request waited for its turn (a shared pace books elsewhere: whether its schedule is
+        # still ahead). If not, the pace holds nobody back.
+        bound = s.bound if self.sees_all else s.tat_requests >= now - 1.0 / rps
+        if rps >= ceiling or not bound:
             s.growing = False
             return
         in_flight = max(s.reserved - s.settled, 0)
@@ -595,7 +630,7 @@ class RateGovernor:
             return
         # As after a pause: the next request goes then, not a burst's worth earlier.
         if r.kind == "requests":
-            s.tat_requests = max(s.tat_requests, now + wait + self.burst_s)
+            self._pause(now + wait)  # (a pause: the start's window waits for it too)
         elif self._tps() < math.inf:
             s.tat_tokens = max(s.tat_tokens, now + wait + self.burst_s)
         else:
@@ -622,12 +657,26 @@ class RateGovernor:
             s.refund = 0.0 if s.refund < 0.1 else s.refund * 0.5
         old = min(s.rate, self._ceiling())
         n, elapsed = s.ok_since_cut, now - s.cut_at
+        if s.starting and s.window and n < 2:
+            # Refused before the start's window let through enough to measure anything (a provider that allows
+            # no burst): close the window and go on probing at the pace, which has not been refused yet. The
+            # window's other requests on the wire now say nothing more.
+            s.window = 0.0
+            s.marker = s.reserved
+            s.last_cut = now
+            return
         recount = True
         if not s.learned:
             if s.starting:
                 # The pace doubles about once a round trip until the first 429: half of it was still
                 # accepted a round trip ago.
                 s.rate = s.target = max(old * self.min_decrease, self.min_rps)
+                if self.sees_all and s.first_at is not None and now > s.first_at:
+                    # The window let more go than the pace: half of what got through since the first request
+                    # is where the pace heads (more than the limit, by the provider's burst: the next cut
+                    # measures it).
+                    accepted = min(n / max(now - s.first_at, self.start_measure_s), self._ceiling())
+                    s.target = max(s.target, accepted)
             else:
                 s.target = old
                 s.rate = max(old * self.decrease, self.min_rps)
