@@ -318,7 +318,7 @@ class RateGovernor:
     min_rps: float = 1 / 60  # a floor, so that one bad minute cannot stop a run for hours
     sees_all: bool = True  # whether every request at this pace is booked here (not so for a shared pace)
     start_measure_s: float = 0.25  # the successes before the first 429 are counted over this long at least
-    start_window: float = 8.0  # requests on the wire at the start whatever the pace, and the first pace's floor
+    start_window: float = 8.0  # requests on the wire at the start whatever the pace; the first pace's floor
     window_growth: float = 32.0  # doublings per second of that window, at most, while nothing is known
 
     def __init__(
