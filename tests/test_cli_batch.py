@@ -234,6 +234,29 @@ def test_simulate_runs_the_demo_without_a_key(tmp_path: Path, flag: str) -> None
     check_records(tmp_path / "run", [f"q-{i:04d}" for i in range(1, 7)])
 
 
+def test_simulate_without_rate_limit_headers_finds_the_limit_from_429s(tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(120))
+    out = tmp_path / "run"
+    argv = ["batch", str(src), "--out", str(out), "--simulate", "rpm=1200,chaos=off,headers=off", "--json"]
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    assert "no rate-limit headers" in result.stderr
+    summary = orjson.loads(result.stdout)
+    assert summary["rate_limited"] >= 1  # nothing else says where the limit is
+    assert summary["limit_source"] == "429s"
+    assert summary["limit_rps"] == pytest.approx(20, rel=0.5)
+    check_records(out, [f"q-{i:04d}" for i in range(1, 121)])
+
+
+@pytest.mark.parametrize("spec", ["headers=maybe", "colour=blue"])
+def test_a_bad_simulate_setting_exits_2_naming_it(tmp_path: Path, spec: str) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(2))
+    result = CliRunner().invoke(cli, ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", spec])
+    assert result.exit_code == 2
+    assert spec.split("=")[0] in result.stderr
+    assert not (tmp_path / "run" / "output.jsonl").exists()
+
+
 def test_a_placeholder_key_leaves_the_answers_whole(sim: Simulator, tmp_path: Path) -> None:
     # "k" is in every answer (its JSON too): a local server's placeholder key is no secret to mask.
     sim.configure(reply="ok, keep it")

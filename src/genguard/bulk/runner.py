@@ -180,6 +180,7 @@ class BatchResult:
     elapsed_s: float = 0.0
     rate_limited: int = 0
     limit_rps: float | None = None
+    limit_source: str | None = None  # where limit_rps came from: "given", "headers" or "429s"
     invalid: int = 0
     journal: str | None = None
     run: str | None = None
@@ -936,6 +937,7 @@ async def arun_batch(
             elapsed_s=time.monotonic() - run.t0,
             rate_limited=run.rate_limited,
             limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
+            limit_source=limits.rpm_source,
             invalid=invalid,
             journal=opts.journal,
             run=opts.run,

@@ -42,6 +42,9 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
     return given
 
 
+_SWITCH = dict.fromkeys(("on", "true", "yes", "1"), True) | dict.fromkeys(("off", "false", "no", "0"), False)
+
+
 @contextlib.contextmanager
 def _simulator(spec: str | None) -> Iterator[str | None]:
     if spec is None:
@@ -67,9 +70,16 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
                 settings[name] = int(value)
             elif name in ("ttft_ms", "tokens_per_s", "rate_window_s"):
                 settings[name] = float(value)
+            elif name == "headers":
+                # A provider that states no limit (a gateway, a local server): genguard finds it from 429s.
+                flag = value.strip().lower()
+                if flag not in _SWITCH:
+                    fail_usage(f"--simulate: headers={value!r}: use headers=on or headers=off")
+                settings["ratelimit_headers"] = _SWITCH[flag]
             else:
                 fail_usage(
-                    f"--simulate: unknown setting {name!r}; use rpm=N, tpm=N, chaos=CODE:P;CODE:P, seed=N"
+                    f"--simulate: unknown setting {name!r}; use rpm=N, tpm=N, chaos=CODE:P;CODE:P, seed=N, "
+                    "ttft_ms=N, headers=off"
                 )
     try:
         simulator = Simulator(**settings)
@@ -78,6 +88,7 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     with simulator as sim:
         click.echo(
             f"simulator: {sim.base_url} (rpm {settings.get('rpm')} over one-second windows, "
+            f"{'' if settings.get('ratelimit_headers', True) else 'no rate-limit headers, '}"
             f"chaos {settings.get('chaos') or 'off'})",
             err=True,
         )
@@ -213,7 +224,8 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     default=None,
     metavar="[SETTINGS]",
     help="Run against the embedded simulator (no key, no network): rpm=3000 by default; "
-    "e.g. --simulate 'rpm=1200,chaos=server_error:0.02;truncated:0.01'.",
+    "e.g. --simulate 'rpm=1200,chaos=server_error:0.02;truncated:0.01'; headers=off for a provider that "
+    "states no rate limit (genguard finds it from the 429s), ttft_ms=N for its latency.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @otel_option
@@ -408,6 +420,8 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "sent": result.sent,
         "resent_after_crash": c.resent,
         "rate_limited": result.rate_limited,
+        "limit_rps": result.limit_rps,
+        "limit_source": result.limit_source,
         "cost_usd": c.cost_usd,
         "tokens": c.total_tokens,
         "elapsed_s": round(result.elapsed_s, 3),
@@ -445,6 +459,7 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append(
             f"this run: {result.sent} requests in {result.elapsed_s:.1f} s, {result.rate_limited} answered 429"
             + (f", limit found ~{result.limit_rps:.1f} req/s" if result.limit_rps else "")
+            + (f" (from {result.limit_source})" if result.limit_rps and result.limit_source else "")
         )
     if c.resent:
         lines.append(f"{c.resent} requests were sent again after a crash (they may have been billed twice)")
