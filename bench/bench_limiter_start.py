@@ -9,6 +9,7 @@ number on the wire. Deterministic: the same tree prints the same table.
 
     .venv/bin/python bench/bench_limiter_start.py
     PYTHONPATH=/path/to/other/tree/src .venv/bin/python bench/bench_limiter_start.py   # another version's
+    .venv/bin/python bench/bench_limiter_start.py --set start_window=4 window_growth=16      # other constants
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
+from genguard.bulk.limiter import RateGovernor
 from test_bulk_limiter import Clock, FakeProvider, drive, governor
 
 ROUND_TRIPS = {"2-8 ms": (0.002, 0.008), "10-15 ms": (0.01, 0.015), "250 ms": (0.25, 0.25)}
@@ -30,7 +32,15 @@ def main() -> None:
         "--rates", type=float, nargs="+", default=[2, 5, 20, 50], help="hidden limits, a second"
     )
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="NAME=VALUE", help="try other RateGovernor constants"
+    )
     args = parser.parse_args()
+    for setting in args.set:
+        name, _, value = setting.partition("=")
+        if not hasattr(RateGovernor, name):
+            parser.error(f"--set: RateGovernor has no constant {name!r}")
+        setattr(RateGovernor, name, type(getattr(RateGovernor, name))(value))
     print(
         f"{'R':>6} {'round trip':>10} {'Retry-After':>11} {'429s<5s':>8} {'429s':>6} {'ok':>7} {'ok<1s':>6}"
     )

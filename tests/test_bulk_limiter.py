@@ -94,6 +94,9 @@ def most_in_window(times: list[float], window: float) -> int:
     return best
 
 
+# A 429 whose counter shows the bucket empty: the limit, believed at once (one without counters may be a fault).
+REFUSED = {"x-ratelimit-remaining-requests": "0"}
+
 OPENAI = {
     "x-ratelimit-limit-requests": "1200",
     "x-ratelimit-remaining-requests": "1199",
@@ -364,7 +367,8 @@ def test_the_window_from_the_first_answer_stays_within_the_clocks_bound() -> Non
     clock = Clock()
     gov = governor(clock)
     taken = drive(gov, clock, FakeProvider(clock, 2, headers=False), seconds=5.0, latency=(0.01, 0.015))
-    assert sum(1 for _, status in taken if status == 429) <= 20
+    # (21 here: 13 from the pace alone, and a second refusal to tell a limit from a fault on each cut.)
+    assert sum(1 for _, status in taken if status == 429) <= 24
 
 
 # -- limits from headers -----------------------------------------------------------------------------------
@@ -466,9 +470,12 @@ def test_retry_after_pauses_every_request_then_resumes_at_the_pace(
     gov = governor(clock, rpm=600)
     send_times(gov, clock, 3)
     gov.observe(429, headers)
+    assert gov.snapshot().paused_s == 0.0  # one alone may be a fault: its own request waits, no other
+    for _ in range(2):
+        gov.observe(429, headers)  # a limit refuses again
     snap = gov.snapshot()
     assert snap.paused_s == pytest.approx(pause)
-    assert snap.rate_limited == 1
+    assert snap.rate_limited == 3
     times = send_times(gov, clock, 10)
     assert min(times) == pytest.approx(clock.now + pause)
     # No burst to make up for the pause: the bucket that asked for it has room for one request then.
@@ -576,11 +583,63 @@ def test_the_limit_is_found_from_429s_alone(rate: int, retry_after: bool) -> Non
     late = [status for at, status in answers if at >= 20.0]
     ok, limited = late.count(200), late.count(429)
     assert ok / 40.0 >= 0.9 * rate  # goodput near the hidden limit...
-    assert limited / ok <= 0.05  # ...with few 429s
+    # ...with few 429s. (At 5 a second, 0.055: with no counter, each cut waits for a second refusal to tell
+    # the limit from a fault, one more 429 a cut; 0.045 when one was believed alone.)
+    assert limited / ok <= (0.06 if rate < 10 else 0.05)
     snap = gov.snapshot()
     assert snap.rpm_source == "429s"
     assert snap.rpm == pytest.approx(rate * 60, rel=0.15)
     assert snap.rate_limited == sum(1 for _, s in answers if s == 429)
+
+
+class FaultyProvider(FakeProvider):
+    """A provider that also refuses one request in ``1 / share`` at random, whatever the pace, with a
+    Retry-After of a second: an upstream's hiccup, not its limit (and no counter to tell them apart)."""
+
+    def __init__(self, clock: Clock, rate: float, share: float, seed: int = 3) -> None:
+        super().__init__(clock, rate, headers=True)
+        self.share = share
+        self.rng = random.Random(seed)
+
+    def admit(self) -> tuple[int, Mapping[str, str]]:
+        if self.rng.random() < self.share:
+            return 429, {"retry-after": "1"}
+        return super().admit()
+
+
+@pytest.mark.parametrize("rate", [5, 50])
+def test_random_429s_neither_pause_the_run_nor_drag_the_pace_down(rate: int) -> None:
+    # Believed, each took a tenth off the pace and paused every request for a second: one request in a hundred
+    # refused at random held a limit of 50 a second to 13, of 5 to 4.
+    clock = Clock()
+    gov = governor(clock)
+    answers = drive(gov, clock, FaultyProvider(clock, rate, share=0.01), seconds=60.0)
+    late = [status for at, status in answers if at >= 20.0]
+    assert late.count(200) / 40.0 >= 0.9 * rate
+
+
+def test_a_lone_429_without_counters_waits_for_another_before_it_is_believed() -> None:
+    clock = Clock()
+    gov = paced(clock, 600)
+    gov.state.header_rps = None  # as if learned: no counter will explain a 429
+
+    def answer(status: int, n: int = 1) -> None:
+        for _ in range(n):
+            clock.advance(gov.reserve() + 0.1)
+            gov.observe(status, {"retry-after": "5"} if status == 429 else {})
+
+    answer(200, 60)
+    before = gov.snapshot().requests_per_s
+    answer(429)
+    assert gov.snapshot().requests_per_s >= before  # not cut...
+    assert gov.snapshot().paused_s == 0.0  # ...nor paused: only its own request waits its Retry-After
+    answer(429, 2)
+    assert gov.snapshot().paused_s == pytest.approx(5.0)
+    assert gov.snapshot().requests_per_s < before
+    assert gov.snapshot().rate_limited == 3
+    answer(200, 60)  # the next one, far from those: alone again
+    answer(429)
+    assert gov.snapshot().paused_s == 0.0
 
 
 def test_the_limit_is_found_when_the_provider_allows_no_burst_at_all() -> None:
@@ -597,15 +656,15 @@ def test_a_cut_comes_once_per_round_trip_not_once_per_429() -> None:
     gov = governor(clock, rpm=6000)
     for _ in range(50):
         gov.reserve()
-    gov.observe(429, {})
+    gov.observe(429, REFUSED)
     first = gov.snapshot().requests_per_s
     for _ in range(20):  # the rest of those sent before the cut, refused too
-        gov.observe(429, {})
+        gov.observe(429, REFUSED)
     assert gov.snapshot().requests_per_s == first
     gov.reserve()
     for _ in range(30):
         gov.observe(200, {})
-    gov.observe(429, {})  # one sent after the cut
+    gov.observe(429, REFUSED)  # one sent after the cut
     assert gov.snapshot().requests_per_s < first
 
 
@@ -614,13 +673,13 @@ def test_answers_never_reported_do_not_block_cuts_for_ever() -> None:
     gov = governor(clock)
     for _ in range(10):
         gov.reserve()
-    gov.observe(429, {})
+    gov.observe(429, REFUSED)
     first = gov.snapshot().requests_per_s
     clock.advance(1.0)
-    gov.observe(429, {})  # nine of the ten never come back: the caller lost them
+    gov.observe(429, REFUSED)  # nine of the ten never come back: the caller lost them
     assert gov.snapshot().requests_per_s == first
     clock.advance(RateGovernor.round_trip_s)
-    gov.observe(429, {})
+    gov.observe(429, REFUSED)
     assert gov.snapshot().requests_per_s < first
 
 
@@ -822,7 +881,7 @@ def test_a_pause_learned_while_waiting_holds_every_waiter() -> None:
         tasks = [asyncio.create_task(worker()) for _ in range(3)]
         await settle()
         assert sent == [0.0]
-        limiter.observe(429, {"retry-after": "5"})  # the first one's answer
+        limiter.observe(429, {"retry-after": "5", **REFUSED})  # the first one's answer
         await settle()
         clock.advance(1.0)  # past when the second was due before the pause
         await settle()

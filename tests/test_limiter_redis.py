@@ -277,7 +277,9 @@ def test_a_cut_learned_from_429s_holds_for_all_and_the_measure_counts_every_work
                 a.observe(200, {})
             before = a.governor.state.rate
             await a.acquire(0)
-            a.observe(429, {})  # no headers: the governor halves its opening pace
+            # No limit header; a counter showing the bucket empty makes it the limit, not a fault: the governor
+            # halves its opening pace.
+            a.observe(429, {"x-ratelimit-remaining-requests": "0"})
             cut = a.governor.state.rate
             await lease(a, 1)
             await lease(b, 1)
@@ -311,7 +313,7 @@ def test_a_pause_asked_by_one_workers_429_holds_back_the_others(prefix: str) -> 
         b = await open_gate(_url(prefix))
         try:
             await a.acquire(0)
-            a.observe(429, {"retry-after": "2"})
+            a.observe(429, {"retry-after": "2", "x-ratelimit-remaining-requests": "0"})
             await lease(a, 1)
             seen = await lease(b, 1)
             return seen, b.snapshot().paused_s

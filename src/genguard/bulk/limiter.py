@@ -9,7 +9,9 @@ Where the limits come from, best first:
 1. rate-limit headers on every response (``x-ratelimit-*-requests|tokens``, ``anthropic-ratelimit-*``,
    ``ratelimit-*`` and others, see :func:`read_rate_limits`): the per-minute limit sets the pace, remaining and
    reset say where the provider's bucket stands now;
-2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it;
+2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it
+   (unless the 429 is taken for a fault: the provider's counters show room, or none are sent and it came alone,
+   not with enough others among the last answers; then only its own request waits);
 3. the 429s themselves. Before anything is known, a window of requests goes whatever the pace (8 at once,
    one more for each answer while it is full: twice as many each round trip, within a clock's bound), as TCP's
    slow start does, so that a server that never limits (a model server of one's own) is at full speed within a
@@ -43,7 +45,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, Protocol
 
@@ -244,6 +246,7 @@ class GovernorState:
     refund: float = 1.0
     window: float = 0.0
     bound: bool = False
+    refused_at: deque[int] = field(default_factory=deque)
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +303,7 @@ class RateGovernor:
     >>> gov = RateGovernor(clock=lambda: t[0])
     >>> [gov.reserve() for _ in range(9)][-2:]  # the window's eighth, then the pace's next slot (less the burst)
     [0.0, 0.2]
-    >>> gov.observe(429, {"retry-after": "3"})
+    >>> gov.observe(429, {"retry-after": "3", "x-ratelimit-remaining-requests": "0"})  # the counter: a limit
     >>> round(gov.delay(), 3), gov.snapshot().rate_limited
     (3.0, 1)
     """
@@ -319,6 +322,9 @@ class RateGovernor:
     sees_all: bool = True  # whether every request at this pace is booked here (not so for a shared pace)
     start_measure_s: float = 0.25  # the successes before the first 429 are counted over this long at least
     start_window: float = 8.0  # requests on the wire at the start whatever the pace; the first pace's floor
+    confirm_answers: int = 48  # a 429 no counter explains is believed with enough others in this many answers
+    fault_share: float = 0.01  # enough that faults on this share of answers seldom confirm one another:
+    false_cut_s: float = 30.0  # less than once in this many seconds
     window_growth: float = 32.0  # doublings per second of that window, at most, while nothing is known
 
     def __init__(
@@ -469,13 +475,18 @@ class RateGovernor:
                     s.tat_tokens + (extra if extra > 0 else extra * s.refund) / tps, now - self.burst_s
                 )
         limited = status == 429 if rate_limited is None else rate_limited
-        if limited and headers and self._room_left(headers):
+        if limited:
+            room = self._room(headers) if headers else None
             # A 429 while the provider's own counters show room is not this pace hitting the limit (an upstream's
             # limit, a fault): the request that got it waits its Retry-After; pausing or slowing every other
-            # request for it would starve the run. Its counters still tell the limit, read as an answer's are.
-            s.limited += 1
-            self._read_headers(now, 200, headers)
-            return
+            # request for it would starve the run. Without counters, a 429 alone among many answers is taken
+            # for such a fault too, until another follows it (a limit refuses again within a few answers).
+            # Its headers still tell the limit, read as an answer's are.
+            if room or (room is None and not self._confirmed(now)):
+                s.limited += 1
+                if headers:
+                    self._read_headers(now, 200, headers)
+                return
         if headers:
             self._read_headers(now, status, headers)
         if limited:
@@ -493,11 +504,37 @@ class RateGovernor:
             for r in read_rate_limits(headers, now=self.unix_time())
         )
 
-    def _room_left(self, headers: Mapping[str, str]) -> bool:
-        """Whether every request and token counter in ``headers`` still has room for a request."""
+    def _confirmed(self, now: float) -> bool:
+        """Whether a 429 that no rate-limit counter explains is believed: one of enough within the last
+        ``confirm_answers`` answers. A provider's limit, once reached, refuses again within a few answers (its
+        bucket is empty); a fault refuses one request here and there, at any pace: believed, each took a tenth
+        off the pace and paused every request for its Retry-After, and 1 request in 100 refused at random held a
+        limit of 50 a second to 13. How many are enough grows with the pace: as many as make faults on
+        ``fault_share`` of the answers confirm one another less than once per ``false_cut_s`` seconds (2 at a
+        few requests a second, 4 at a hundred)."""
+        s = self.state
+        if s.starting and not self.sees_all:
+            # A shared pace's start doubles each round trip whatever this worker's own 429s say: waiting for
+            # more of them overshoots (three workers sent four times the 429s).
+            return True
+        if s.settled <= s.marker and now - s.last_cut < self.round_trip_s:
+            return True  # sent before the last cut: one of the refusals that made it
+        recent = s.refused_at
+        recent.append(s.settled)
+        while recent and s.settled - recent[0] > self.confirm_answers:
+            recent.popleft()
+        pace = min(s.rate, self._ceiling(), 1e6)
+        p, need = self.fault_share, 2
+        while pace * p * math.comb(self.confirm_answers, need - 1) * p ** (need - 1) * self.false_cut_s > 1:
+            need += 1
+        return len(recent) >= need
+
+    def _room(self, headers: Mapping[str, str]) -> bool | None:
+        """Whether every request and token counter in ``headers`` still has room for a request (``None``: the
+        headers hold no counter)."""
         readings = [r for r in read_rate_limits(headers, now=self.unix_time()) if r.remaining is not None]
         if not readings:
-            return False
+            return None
         for r in readings:
             need = 1.0 if r.kind == "requests" else max(self.state.mean_tokens, 1.0)
             if r.remaining is not None and r.remaining < need:
@@ -705,6 +742,7 @@ class RateGovernor:
             s.cut_at = now
         s.marker = s.reserved
         s.last_cut = now
+        s.refused_at.clear()  # the refusals at the old pace say nothing of the new one
         s.starting = False
         s.learned = True
         s.growing = False
