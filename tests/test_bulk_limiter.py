@@ -779,6 +779,19 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
+def start_senders(
+    limiter: AsyncRateLimiter, clock: Clock, n: int
+) -> tuple[list[float], list[asyncio.Task[None]]]:
+    """``n`` tasks that each wait their turn and note when it came (in ``sent``)."""
+    sent: list[float] = []
+
+    async def sender() -> None:
+        await limiter.acquire()
+        sent.append(clock.now)
+
+    return sent, [asyncio.create_task(sender()) for _ in range(n)]
+
+
 def test_the_async_limiter_is_a_client_gate() -> None:
     assert isinstance(AsyncRateLimiter(RateGovernor()), Gate)
 
@@ -810,13 +823,7 @@ def test_an_answer_lets_the_next_waiter_through_the_starts_window_at_once() -> N
     async def main() -> None:
         clock = Clock()
         limiter = AsyncRateLimiter(governor(clock), call_later=clock.call_later)
-        sent: list[float] = []
-
-        async def worker() -> None:
-            await limiter.acquire()
-            sent.append(clock.now)
-
-        tasks = [asyncio.create_task(worker()) for _ in range(12)]
+        sent, tasks = start_senders(limiter, clock, 12)
         await settle()
         assert sent == [0.0] * 8  # the window; the others wait for the pace (0.2 s) or an answer
         clock.advance(0.01)
@@ -872,13 +879,7 @@ def test_a_pause_learned_while_waiting_holds_every_waiter() -> None:
     async def main() -> None:
         clock = Clock()
         limiter = AsyncRateLimiter(governor(clock, rpm=600, burst_s=0.0), call_later=clock.call_later)
-        sent: list[float] = []
-
-        async def worker() -> None:
-            await limiter.acquire()
-            sent.append(clock.now)
-
-        tasks = [asyncio.create_task(worker()) for _ in range(3)]
+        sent, tasks = start_senders(limiter, clock, 3)
         await settle()
         assert sent == [0.0]
         limiter.observe(429, {"retry-after": "5", **REFUSED})  # the first one's answer
