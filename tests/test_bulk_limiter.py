@@ -361,6 +361,17 @@ def test_an_rpm_given_paces_the_start_without_a_window() -> None:
     assert most_in_window(times, 0.1) <= 2  # spaced, not 8 at once
 
 
+def test_a_shared_pace_has_no_window_and_its_first_429_halves_it() -> None:
+    clock = Clock()
+    gov = governor(clock)
+    gov.sees_all = False  # a worker of a shared limiter: the others' requests are not booked here
+    waits = [gov.reserve() for _ in range(3)]
+    assert waits[1] > 0  # paced from the first: no window
+    start = gov.snapshot().requests_per_s
+    gov.observe(429, REFUSED)
+    assert gov.snapshot().requests_per_s == pytest.approx(start / 2)
+
+
 def test_the_window_from_the_first_answer_stays_within_the_clocks_bound() -> None:
     # A round trip of 10 ms would make 8 on the wire 800 a second: against a hidden limit of 2 a second and no
     # Retry-After, finding it again from there costs a hundred 429s (110 in this run when the jump was free).

@@ -694,7 +694,7 @@ class RateGovernor:
             s.refund = 0.0 if s.refund < 0.1 else s.refund * 0.5
         old = min(s.rate, self._ceiling())
         n, elapsed = s.ok_since_cut, now - s.cut_at
-        if s.starting and s.window and n < 2:
+        if s.starting and s.window and self.sees_all and n < 2:
             # Refused before the start's window let through enough to measure anything (a provider that allows
             # no burst): close the window and go on probing at the pace, which has not been refused yet. The
             # window's other requests on the wire now say nothing more.
@@ -709,9 +709,9 @@ class RateGovernor:
                 # accepted a round trip ago.
                 s.rate = s.target = max(old * self.min_decrease, self.min_rps)
                 if self.sees_all and s.first_at is not None and now > s.first_at:
-                    # The window let more go than the pace: half of what got through since the first request
-                    # is where the pace heads (more than the limit, by the provider's burst: the next cut
-                    # measures it).
+                    # The window let more go than the pace: what got through since the first request (over a
+                    # quarter second at least) is where the pace heads, more than the limit by the provider's
+                    # burst: the next cut measures it.
                     accepted = min(n / max(now - s.first_at, self.start_measure_s), self._ceiling())
                     s.target = max(s.target, accepted)
             else:
