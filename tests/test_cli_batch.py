@@ -248,6 +248,16 @@ def test_simulate_without_rate_limit_headers_finds_the_limit_from_429s(tmp_path:
     check_records(out, [f"q-{i:04d}" for i in range(1, 121)])
 
 
+@pytest.mark.parametrize(("args", "source"), [([], "(from headers)"), (["--rpm", "3000"], "(from --rpm)")])
+def test_the_summary_says_where_the_limit_came_from(tmp_path: Path, args: list[str], source: str) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(4))
+    argv = ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", "rpm=6000,chaos=off",
+            "--progress", "none", *args]  # fmt: skip
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 0, result.output
+    assert source in result.stdout
+
+
 @pytest.mark.parametrize("spec", ["headers=maybe", "colour=blue"])
 def test_a_bad_simulate_setting_exits_2_naming_it(tmp_path: Path, spec: str) -> None:
     src = write_input(tmp_path / "in.jsonl", lines_of(2))

@@ -42,6 +42,8 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
     return given
 
 
+# Where the limit came from, as the summary says it ("headers" and "429s" as they are).
+_FROM = {"given": "--rpm"}
 _SWITCH = dict.fromkeys(("on", "true", "yes", "1"), True) | dict.fromkeys(("off", "false", "no", "0"), False)
 
 
@@ -456,10 +458,11 @@ def _summary_text(result: Any, report: Path | None) -> str:
                 f"`genguard report --journal URL --run {result.run} --out DIR` writes the files so far"
             )
     if result.sent:
+        source = _FROM.get(result.limit_source or "", result.limit_source)
         lines.append(
             f"this run: {result.sent} requests in {result.elapsed_s:.1f} s, {result.rate_limited} answered 429"
             + (f", limit found ~{result.limit_rps:.1f} req/s" if result.limit_rps else "")
-            + (f" (from {result.limit_source})" if result.limit_rps and result.limit_source else "")
+            + (f" (from {source})" if result.limit_rps and source else "")
         )
     if c.resent:
         lines.append(f"{c.resent} requests were sent again after a crash (they may have been billed twice)")
