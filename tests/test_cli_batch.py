@@ -248,6 +248,17 @@ def test_simulate_without_rate_limit_headers_finds_the_limit_from_429s(tmp_path:
     check_records(out, [f"q-{i:04d}" for i in range(1, 121)])
 
 
+@pytest.mark.parametrize("chaos", ["rate_limited:0.5;truncated:0.25", "rate_limited=0.5;truncated=0.25"])
+def test_simulate_takes_chaos_as_help_shows_it(tmp_path: Path, chaos: str) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(8))
+    argv = ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", f"rpm=60000,chaos={chaos}",
+            "--progress", "none"]  # fmt: skip
+    result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 1, result.output  # some lines end truncated, as the chaos says
+    assert "rate_limited=0.5,truncated=0.25" in result.stderr
+    assert "truncated" in result.stdout
+
+
 @pytest.mark.parametrize(("args", "source"), [([], "(from headers)"), (["--rpm", "3000"], "(from --rpm)")])
 def test_the_summary_says_where_the_limit_came_from(tmp_path: Path, args: list[str], source: str) -> None:
     src = write_input(tmp_path / "in.jsonl", lines_of(4))

@@ -67,7 +67,9 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
             name, _, value = part.partition("=")
             name = name.strip().replace("-", "_")
             if name == "chaos":
-                settings["chaos"] = value.replace(";", ",") if value not in ("", "off", "none") else ""
+                # CODE:P;CODE:P (as --help shows) or CODE=P;...: the simulator's own form is CODE=P,CODE=P.
+                entries = [e.strip().replace(":", "=", 1) for e in value.split(";") if e.strip()]
+                settings["chaos"] = ",".join(entries) if value not in ("", "off", "none") else ""
             elif name in ("rpm", "tpm", "seed"):
                 settings[name] = int(value)
             elif name in ("ttft_ms", "tokens_per_s", "rate_window_s"):
