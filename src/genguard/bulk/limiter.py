@@ -475,8 +475,9 @@ class RateGovernor:
                     s.tat_tokens + (extra if extra > 0 else extra * s.refund) / tps, now - self.burst_s
                 )
         limited = status == 429 if rate_limited is None else rate_limited
+        readings = read_rate_limits(headers, now=self.unix_time()) if headers else []
         if limited:
-            room = self._room(headers) if headers else None
+            room = self._room(readings)
             # A 429 while the provider's own counters show room is not this pace hitting the limit (an upstream's
             # limit, a fault): the request that got it waits its Retry-After; pausing or slowing every other
             # request for it would starve the run. Without counters, a 429 alone among many answers is taken
@@ -485,24 +486,21 @@ class RateGovernor:
             if room or (room is None and not self._confirmed(now)):
                 s.limited += 1
                 if headers:
-                    self._read_headers(now, 200, headers)
+                    self._read_headers(now, 200, headers, readings)
                 return
         if headers:
-            self._read_headers(now, status, headers)
+            self._read_headers(now, status, headers, readings)
         if limited:
-            self._limited(now, tokens=headers is not None and self._out_of_tokens(headers))
+            self._limited(now, tokens=any(r.kind == "tokens" and self._short(r) for r in readings))
         elif 200 <= status < 400:
             s.ok_since_cut += 1
             if s.starting:
                 self._start_growth(now)
 
-    def _out_of_tokens(self, headers: Mapping[str, str]) -> bool:
-        """Whether ``headers`` show a token bucket without room for a request of the mean booking."""
-        need = max(self.state.mean_tokens, 1.0)
-        return any(
-            r.kind == "tokens" and r.remaining is not None and r.remaining < need
-            for r in read_rate_limits(headers, now=self.unix_time())
-        )
+    def _short(self, r: RateLimitReading) -> bool:
+        """Whether the bucket ``r`` has no room left for one more request (of the mean booking's tokens)."""
+        need = 1.0 if r.kind == "requests" else max(self.state.mean_tokens, 1.0)
+        return r.remaining is not None and r.remaining < need
 
     def _confirmed(self, now: float) -> bool:
         """Whether a 429 that no rate-limit counter explains is believed: one of enough within the last
@@ -529,17 +527,12 @@ class RateGovernor:
             need += 1
         return len(recent) >= need
 
-    def _room(self, headers: Mapping[str, str]) -> bool | None:
-        """Whether every request and token counter in ``headers`` still has room for a request (``None``: the
-        headers hold no counter)."""
-        readings = [r for r in read_rate_limits(headers, now=self.unix_time()) if r.remaining is not None]
-        if not readings:
+    def _room(self, readings: list[RateLimitReading]) -> bool | None:
+        """Whether every request and token counter read still has room for a request (``None``: the headers
+        held no counter)."""
+        if all(r.remaining is None for r in readings):
             return None
-        for r in readings:
-            need = 1.0 if r.kind == "requests" else max(self.state.mean_tokens, 1.0)
-            if r.remaining is not None and r.remaining < need:
-                return False
-        return True
+        return not any(self._short(r) for r in readings)
 
     def _start_growth(self, now: float) -> None:
         """Before anything is known, each success raises the pace by its share of those in flight, so that
@@ -598,13 +591,15 @@ class RateGovernor:
         if rps > old_rps and ahead and s.pause_until <= now:
             s.tat_requests = max(s.tat_requests - 1.0 / old_rps + 1.0 / rps, now - self.burst_s)
 
-    def _read_headers(self, now: float, status: int, headers: Mapping[str, str]) -> None:
+    def _read_headers(
+        self, now: float, status: int, headers: Mapping[str, str], readings: list[RateLimitReading]
+    ) -> None:
+        """Learn from one answer's headers (``readings``: its rate-limit counters, read once in observe)."""
         s = self.state
         if status == 429 or status >= 500:
             wait = wait_from_headers(headers, now=self.unix_time())
             if wait is not None and wait > 0:
                 self._pause(now + wait)
-        readings = read_rate_limits(headers, now=self.unix_time())
         if not readings:
             return
         old_rps = min(s.rate, self._ceiling())
