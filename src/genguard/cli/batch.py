@@ -44,7 +44,6 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
 
 # Where the limit came from, as the summary says it ("headers" and "429s" as they are).
 _FROM = {"given": "--rpm"}
-_SWITCH = dict.fromkeys(("on", "true", "yes", "1"), True) | dict.fromkeys(("off", "false", "no", "0"), False)
 
 
 @contextlib.contextmanager
@@ -76,10 +75,10 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
                 settings[name] = float(value)
             elif name == "headers":
                 # A provider that states no limit (a gateway, a local server): genguard finds it from 429s.
-                flag = value.strip().lower()
-                if flag not in _SWITCH:
+                try:
+                    settings["ratelimit_headers"] = click.BOOL.convert(value.strip(), None, None)
+                except click.BadParameter:
                     fail_usage(f"--simulate: headers={value!r}: use headers=on or headers=off")
-                settings["ratelimit_headers"] = _SWITCH[flag]
             else:
                 fail_usage(
                     f"--simulate: unknown setting {name!r}; use rpm=N, tpm=N, chaos=CODE:P;CODE:P, seed=N, "
