@@ -269,7 +269,7 @@ def test_the_summary_says_where_the_limit_came_from(tmp_path: Path, args: list[s
     assert source in result.stdout
 
 
-@pytest.mark.parametrize("spec", ["headers=maybe", "colour=blue"])
+@pytest.mark.parametrize("spec", ["headers=maybe", "headers=", "colour=blue", "rpm=fast", "ttft_ms=soon"])
 def test_a_bad_simulate_setting_exits_2_naming_it(tmp_path: Path, spec: str) -> None:
     src = write_input(tmp_path / "in.jsonl", lines_of(2))
     result = CliRunner().invoke(cli, ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", spec])

@@ -42,6 +42,11 @@ def _codes(value: str | None) -> tuple[str, ...] | None:
     return given
 
 
+# --simulate's numeric settings, and how each is read.
+_NUMBERS: dict[str, type[int] | type[float]] = {
+    "rpm": int, "tpm": int, "seed": int, "ttft_ms": float, "tokens_per_s": float, "rate_window_s": float,
+}  # fmt: skip
+
 # Where the limit came from, as the summary says it ("headers" and "429s" as they are).
 _FROM = {"given": "--rpm"}
 
@@ -69,14 +74,15 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
                 # CODE:P;CODE:P (as --help shows) or CODE=P;...: the simulator's own form is CODE=P,CODE=P.
                 entries = [e.strip().replace(":", "=", 1) for e in value.split(";") if e.strip()]
                 settings["chaos"] = ",".join(entries) if value not in ("", "off", "none") else ""
-            elif name in ("rpm", "tpm", "seed"):
-                settings[name] = int(value)
-            elif name in ("ttft_ms", "tokens_per_s", "rate_window_s"):
-                settings[name] = float(value)
+            elif name in _NUMBERS:
+                try:
+                    settings[name] = _NUMBERS[name](value)
+                except ValueError:
+                    fail_usage(f"--simulate: {name}={value!r} is not a number: e.g. {name}=1200")
             elif name == "headers":
                 # A provider that states no limit (a gateway, a local server): genguard finds it from 429s.
                 try:
-                    settings["ratelimit_headers"] = click.BOOL.convert(value.strip(), None, None)
+                    settings["ratelimit_headers"] = click.BOOL.convert(value.strip() or "?", None, None)
                 except click.BadParameter:
                     fail_usage(f"--simulate: headers={value!r}: use headers=on or headers=off")
             else:
