@@ -629,6 +629,23 @@ def test_random_429s_neither_pause_the_run_nor_drag_the_pace_down(rate: int) -> 
     assert late.count(200) / 40.0 >= 0.9 * rate
 
 
+def test_a_shared_pace_believes_every_429() -> None:
+    # Its worker sees its own share of the answers only: waiting for refusals among them overshot (three
+    # workers over Redis sent a quarter of their successes in 429s, against 7-8 % when each was believed).
+    clock = Clock()
+    gov = paced(clock, 600)
+    gov.sees_all = False
+    gov.state.header_rps = None
+    for _ in range(60):
+        clock.advance(gov.reserve() + 0.1)
+        gov.observe(200, {})
+    before = gov.snapshot().requests_per_s
+    gov.reserve()
+    gov.observe(429, {"retry-after": "5"})
+    assert gov.snapshot().paused_s == pytest.approx(5.0)
+    assert gov.snapshot().requests_per_s < before
+
+
 def test_a_lone_429_without_counters_waits_for_another_before_it_is_believed() -> None:
     clock = Clock()
     gov = paced(clock, 600)

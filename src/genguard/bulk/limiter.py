@@ -511,9 +511,10 @@ class RateGovernor:
         ``fault_share`` of the answers confirm one another less than once per ``false_cut_s`` seconds (2 at a
         few requests a second, 4 at a hundred)."""
         s = self.state
-        if s.starting and not self.sees_all:
-            # A shared pace's start doubles each round trip whatever this worker's own 429s say: waiting for
-            # more of them overshoots (three workers sent four times the 429s).
+        if not self.sees_all:
+            # A worker of a shared pace sees its own share of the answers only: counting refusals among them
+            # is slower by as many workers, and waiting for them overshot (three workers sent four times the
+            # 429s at the start, and a quarter more than before after it). Every 429 is believed, as before.
             return True
         if s.settled <= s.marker and now - s.last_cut < self.round_trip_s:
             return True  # sent before the last cut: one of the refusals that made it
