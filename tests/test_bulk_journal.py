@@ -37,6 +37,7 @@ from genguard.bulk.journal import (
 from genguard.bulk.journal_pg import PostgresJournal
 from genguard.bulk.model import AttemptEvent, Line, line_key
 from genguard.bulk.outputs import ERRORS_FILE, OUTPUT_FILE, OutputWriter, output_record, request_id_for
+from genguard.bulk.sentlog import SENT_FILE, SentLog, read_sent
 from genguard.core.outcome import Outcome, Usage
 
 CHAT = "/v1/chat/completions"
@@ -429,6 +430,46 @@ def test_recover_puts_in_flight_lines_back_and_counts_them_as_sent_again(journal
     counts = journal.counts()
     assert (counts.pending, counts.in_flight, counts.resent) == (5, 0, 3)
     assert [c.resent for c in journal.claim(5, worker="a", lease_s=60)] == [1, 1, 1, 0, 0]
+
+
+def test_recover_with_a_sent_log_counts_only_the_lines_it_names(
+    journal: SQLiteJournal, tmp_path: Path
+) -> None:
+    loaded(journal, 6)
+    claimed = journal.claim(5, worker="a", lease_s=600)  # claimed ahead: not all of them sent
+    finish(journal, claimed[:1])
+    log = SentLog(tmp_path / SENT_FILE)
+    for c in claimed[:3]:
+        log.add(c.custom_id)  # id-1 ended since: its name left over in the log counts for nothing
+    assert read_sent(log.path) == {"id-1", "id-2", "id-3"}
+    assert journal.recover(sent=read_sent(log.path)) == 2
+    counts = journal.counts()
+    assert (counts.pending, counts.in_flight, counts.resent) == (5, 0, 2)
+    assert [c.resent for c in journal.claim(5, worker="a", lease_s=60)] == [1, 1, 0, 0, 0]
+    log.close()
+
+
+def test_a_sent_log_is_rewritten_with_the_lines_not_recorded_and_survives_a_torn_write(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / SENT_FILE
+    log = SentLog(path, rotate_at=64)
+    for i in range(10):
+        log.add(f"line\n{i}")  # any custom_id, a newline in it too
+    log.forget(f"line\n{i}" for i in range(8))
+    log.maybe_rotate()
+    assert path.stat().st_size < 64
+    assert read_sent(path) == {"line\n8", "line\n9"}
+    log.add("more")
+    with path.open("ab") as f:
+        f.write(b'"cut of')  # a process killed in the middle of a write: that request never left
+    assert read_sent(path) == {"line\n8", "line\n9", "more"}
+    log.close()
+    assert read_sent(path) == {"line\n8", "line\n9", "more"}  # still unrecorded: the file stays
+    log = SentLog(path)
+    assert read_sent(path) == set()  # a new run starts its own
+    log.close()
+    assert not path.exists()  # nothing left unrecorded: no file
 
 
 def test_release_puts_lines_back_without_counting_them_as_resent(journal: SQLiteJournal) -> None:

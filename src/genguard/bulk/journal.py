@@ -217,7 +217,7 @@ class Journal(Protocol):
 
     def release(self, custom_ids: Iterable[str]) -> int: ...
 
-    def recover(self, *, worker: str | None = None) -> int: ...
+    def recover(self, *, worker: str | None = None, sent: Collection[str] | None = None) -> int: ...
 
     def reset_failed(self, codes: Collection[str] | None = None) -> int: ...
 
@@ -774,19 +774,35 @@ class SQLiteJournal:
             self._tally.move("in_flight", "pending", count)
         return count
 
-    def recover(self, *, worker: str | None = None) -> int:
-        """After a crash: lines left in flight (all of them, or ``worker``'s) go back to pending, each counted
-        as resent (its request may have reached the provider); how many."""
+    def recover(self, *, worker: str | None = None, sent: Collection[str] | None = None) -> int:
+        """After a crash: lines left in flight (all of them, or ``worker``'s) go back to pending; how many of them
+        are counted as resent: those whose request may have reached the provider, which are those named in
+        ``sent`` (the run's sent log, :mod:`genguard.bulk.sentlog`), or all of them when it is ``None``."""
+        where = "state = 'in_flight'" + ("" if worker is None else " AND worker = ?")
+        args: tuple[str, ...] = () if worker is None else (worker,)
         with self._write() as db:
-            where = "state = 'in_flight'" + ("" if worker is None else " AND worker = ?")
-            count: int = db.execute(
-                f"UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1 WHERE {where}",
-                () if worker is None else (worker,),
-            ).rowcount
+            if sent is None:
+                resent = moved = db.execute(
+                    f"UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1 WHERE {where}",
+                    args,
+                ).rowcount
+            else:
+                ids = [cid for (cid,) in db.execute(f"SELECT custom_id FROM lines WHERE {where}", args)]
+                gone = [cid for cid in ids if cid in sent]
+                for chunk in _chunks(gone):
+                    db.execute(
+                        f"UPDATE lines SET resent = resent + 1 WHERE custom_id IN ({_marks(len(chunk))})",
+                        chunk,
+                    )
+                moved = db.execute(
+                    f"UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL WHERE {where}",
+                    args,
+                ).rowcount
+                resent = len(gone)
         if self._tally is not None:
-            self._tally.move("in_flight", "pending", count)
-            self._tally.resent += count
-        return count
+            self._tally.move("in_flight", "pending", moved)
+            self._tally.resent += resent
+        return resent
 
     def reset_failed(self, codes: Collection[str] | None = None) -> int:
         """Failed lines (all, or those ending with one of ``codes``) back to pending, their answers kept in the

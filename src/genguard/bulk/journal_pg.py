@@ -738,17 +738,20 @@ class PostgresJournal:
             ).rowcount
         return count
 
-    def recover(self, *, worker: str | None = None) -> int:
-        """Lines left in flight (all of them, or ``worker``'s) go back to pending, each counted as resent. With
-        workers running, name the worker: the others' lines are theirs until their leases expire."""
+    def recover(self, *, worker: str | None = None, sent: Collection[str] | None = None) -> int:
+        """Lines left in flight (all of them, or ``worker``'s) go back to pending; how many are counted as resent:
+        those named in ``sent`` (a sent log), or all of them when it is ``None``. With workers running, name the
+        worker: the others' lines are theirs until their leases expire."""
+        where = "" if worker is None else " AND worker = %s"
+        args: tuple[str, ...] = (self.run,) if worker is None else (self.run, worker)
         with self._single() as db:
-            where = "" if worker is None else " AND worker = %s"
-            count = db.execute(
-                f"""UPDATE batch_lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1
-                WHERE run = %s AND state = 'in_flight'{where}""",
-                (self.run,) if worker is None else (self.run, worker),
-            ).rowcount
-        return count
+            rows = db.execute(
+                f"""UPDATE batch_lines SET state = 'pending', worker = NULL, lease_until = NULL,
+                resent = resent + (CASE WHEN %s::text[] IS NULL OR custom_id = ANY(%s::text[]) THEN 1 ELSE 0 END)
+                WHERE run = %s AND state = 'in_flight'{where} RETURNING custom_id""",
+                (None if sent is None else list(sent), None if sent is None else list(sent), *args),
+            ).fetchall()
+        return sum(1 for (cid,) in rows if sent is None or cid in sent)
 
     def reset_failed(self, codes: Collection[str] | None = None) -> int:
         """Failed lines (all, or those ending with one of ``codes``) back to pending, their answers kept in
