@@ -89,10 +89,18 @@ def _journal(out: Path) -> dict[str, Any]:
     try:
         states = dict(db.execute("SELECT state, count(*) FROM lines GROUP BY state").fetchall())
         ended = {r[0] for r in db.execute("SELECT custom_id FROM lines WHERE state = 'ended'")}
+        in_flight = {r[0] for r in db.execute("SELECT custom_id FROM lines WHERE state = 'in_flight'")}
         (resent,) = db.execute("SELECT total(resent) FROM lines").fetchone()
     finally:
         db.close()
-    return {"states": states, "ended": ended, "resent": int(resent)}
+    return {"states": states, "ended": ended, "in_flight": in_flight, "resent": int(resent)}
+
+
+def _told_sent(out: Path) -> set[str]:
+    """The lines the sent log (DIR/journal.sent) names: those whose request may have left, one JSON string a
+    line, written before the request."""
+    path = out / "journal.sent"
+    return {orjson.loads(raw) for raw in path.read_bytes().splitlines()} if path.exists() else set()
 
 
 def _whole_lines(path: Path) -> list[dict[str, Any]]:
@@ -190,6 +198,35 @@ def test_ctrl_c_twice_stops_at_once_and_stays_consistent(
     assert _answered(sim) - 30 <= 4
 
 
+def test_a_kill_counts_as_sent_again_only_the_lines_whose_request_left(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # One request a second (--rpm 60), each answered after 10 s: at the kill, the run has claimed more lines
+    # than it sent (its slots wait for the pace, and lines are claimed ahead of the slots).
+    sim.configure(ttft_ms=10_000)
+    lines = lines_of(12)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    argv = _command(src, out, sim, "--concurrency", "4")
+    process = _spawn([*argv, "--rpm", "60"])
+    _wait_until(lambda: _requests(sim) >= 1, process)
+    time.sleep(0.3)  # the next request leaves a second after the first
+    process.kill()
+    process.communicate()
+    left = _requests(sim)
+    at_kill = _check_consistent(out, 12)
+    assert len(at_kill["in_flight"]) > left, at_kill
+    assert len(at_kill["in_flight"] & _told_sent(out)) == left
+    sim.configure(ttft_ms=0)
+    code, text = _finish(argv)
+    assert code == 0, text
+    # Counted: the requests that left. The lines that waited for their turn were sent once, by this run.
+    assert f"{left} requests were sent again after a crash" in text
+    assert _journal(out)["resent"] == left
+    check_records(out, [line["custom_id"] for line in lines])
+    assert _requests(sim) == 12 + left  # each line once, and again those whose request left before the kill
+
+
 def test_kill_9_at_random_instants_loses_nothing_and_writes_nothing_twice(
     tmp_path: Path, reference: Reference
 ) -> None:
@@ -203,10 +240,14 @@ def test_kill_9_at_random_instants_loses_nothing_and_writes_nothing_twice(
     # kill lands on a live run.
     with Simulator(rpm=3000, rate_window_s=1.0, ttft_ms=50) as sim:
         argv = _command(src, out, sim, "--concurrency", str(concurrency))
-        held: list[int] = []  # the lines in flight in the journal at each kill
+        # The lines in flight at the last kill whose request may have left: the next life that gets as far as
+        # its recovery counts them as sent again (a life killed earlier, in its start-up, leaves them so).
+        owed: set[str] = set()
         for i in range(kills):
             before = _requests(sim)
-            ended_before = len(_journal(out)["ended"]) if (out / "journal.sqlite").exists() else 0
+            was = _journal(out) if (out / "journal.sqlite").exists() else None
+            ended_before = len(was["ended"]) if was else 0
+            resent_before = was["resent"] if was else 0
             process = _spawn(argv)
             if i % 3 == 2:
                 # Anywhere from start-up (loading, recovering, repairing the files) to the first answers.
@@ -219,13 +260,24 @@ def test_kill_9_at_random_instants_loses_nothing_and_writes_nothing_twice(
             process.communicate()
             assert process.returncode == -signal.SIGKILL
             at_kill = _check_consistent(out, total)
-            # In hand at a kill: the lines claimed for the run's slots (its concurrency at most), and those
-            # answered whose outcome waited for the next flush (every 50 ms), which is at most what the
-            # simulator received in this life and the journal did not record.
-            in_flight = at_kill["states"].get("in_flight", 0)
+            # In hand at a kill: the lines in the run's slots (its concurrency at most), those answered whose
+            # outcome waited for the next flush (every 50 ms), which is at most what the simulator received in
+            # this life and the journal did not record, and those claimed ahead of the slots (fewer than the
+            # slots). Of them, those whose request may have left are named in the sent log: no more than the
+            # slots and the unrecorded answers.
+            in_flight = at_kill["in_flight"]
             unrecorded = _requests(sim) - before - (len(at_kill["ended"]) - ended_before)
-            assert in_flight <= concurrency + max(unrecorded, 0)
-            held.append(in_flight)
+            assert len(in_flight) <= 2 * concurrency + max(unrecorded, 0)
+            told = in_flight & _told_sent(out)
+            assert len(told) <= concurrency + max(unrecorded, 0)
+            recovered = at_kill["resent"] - resent_before
+            if recovered == 0 and owed:
+                # Killed in its start-up, before its recovery: it sent nothing, and left the last kill's lines.
+                assert _requests(sim) == before
+                assert told == owed
+            else:
+                assert recovered == len(owed)
+            owed = told
         assert 0 < len(_journal(out)["ended"]) < total
         sim.configure(rpm=None)  # the rest at full speed
         code, text = _finish(argv)
@@ -236,11 +288,12 @@ def test_kill_9_at_random_instants_loses_nothing_and_writes_nothing_twice(
     # Whole lines only, each line once, each with the answer to its own request.
     by_id = check_records(out, [line["custom_id"] for line in lines])
     assert check_own_answers(by_id, {line["custom_id"]: line["body"] for line in lines}, reference) == total
-    # The only requests answered twice are those of lines taken back from in flight after a kill: the journal
-    # counts them (each kill took back at most the lines in hand), and the last run says how many.
+    # The only requests answered twice are those of lines taken back from in flight after a kill whose
+    # request may have left: the journal counts them (the lines claimed and not sent are not), and the last
+    # run says how many.
     # (A 429 is a request sent again too, by design: none is expected at this pace, but it would not count.)
     sent = sum(by_status.values()) - by_status.get("429", 0)
-    assert sent - total <= journal["resent"] == sum(held)
+    assert sent - total <= journal["resent"] == at_kill["resent"] + len(owed)
     assert by_status.get("200", 0) - total <= journal["resent"]
     assert journal["resent"] > 0
     assert f"{journal['resent']} requests were sent again after a crash" in text

@@ -55,6 +55,7 @@ from .limiter import AsyncRateLimiter, RateGovernor
 from .model import ENDPOINTS, AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
 from .progress import NoProgress, Progress, Snapshot, progress_for
+from .sentlog import SENT_FILE, SentLog, read_sent
 
 if TYPE_CHECKING:
     from .limiter_redis import RedisGate
@@ -96,7 +97,6 @@ _FLUSH_EVERY_S = 0.05
 # 4% of the CPU a line with no limit, but cost as much throughput against a server answering after 20 ms (the
 # event loop blocked longer at each flush), so 64.
 _FLUSH_AT = 64
-_CLAIM_WAIT_S = 0.003  # the longest a free slot waits for others before a claim (see _Run.run)
 # Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
 # answers would only mangle the text.
 _MIN_SECRET = 8
@@ -216,7 +216,21 @@ _SENT_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("genguar
 # takes it out when the attempt ends. A line cut off there (the grace after a stop ran out, a second Ctrl-C) may
 # have reached the provider and stays in flight, counted as sent again when resumed; one cut off while waiting
 # for its turn or for a retry goes back to pending.
-_ON_WIRE: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("genguard_on_wire", default=None)
+_ON_WIRE: contextvars.ContextVar[_OnWire | None] = contextvars.ContextVar("genguard_on_wire", default=None)
+
+
+class _OnWire(set[str]):
+    """The lines with an attempt on the wire now; each is named in the sent log (if any) before its first
+    attempt leaves, and stays named there until its answer is recorded."""
+
+    def __init__(self, log: SentLog | None = None) -> None:
+        super().__init__()
+        self.log = log
+
+    def add(self, custom_id: str) -> None:
+        if self.log is not None:
+            self.log.add(custom_id)
+        super().add(custom_id)
 
 
 class _NotSent(Exception):
@@ -376,7 +390,8 @@ def _estimate_cost(body: Mapping[str, Any]) -> float:
 
 class _Run:
     def __init__(self, journal: Journal, writer: OutputWriter | None, client: AsyncClient, opts: BatchOptions,
-                 limiter: AsyncRateLimiter | RedisGate, progress: Progress, worker: str) -> None:  # fmt: skip
+                 limiter: AsyncRateLimiter | RedisGate, progress: Progress, worker: str,
+                 sent_log: SentLog | None = None) -> None:  # fmt: skip
         self.journal = journal
         self.writer = writer
         self.client = client
@@ -386,12 +401,22 @@ class _Run:
         self.worker = worker
         self.lease_s = _lease(opts)
         self.renewed = time.monotonic()
-        self.ahead: deque[Claimed] = deque()  # shared: lines claimed in a batch, not started yet
+        self.ahead: deque[Claimed] = deque()  # lines claimed in a batch, not started yet
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
-        self.done: list[asyncio.Task[None]] = []  # tasks that ended since the loop last looked
         self.wake: asyncio.Future[None] | None = None
-        self.started: set[str] = set()
+        # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
+        # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
+        self.room = opts.concurrency
+        self.claim_at = max(1, min(32, self.room // 2))  # lines claimed ahead of the free slots
+        self.exhausted = False  # no line was left to claim
+        self.all_claimed = False
+        self.failure: BaseException | None = (
+            None  # what a line's task or a claim raised: the run ends with it
+        )
+        self.draining = False
+        self.started = _OnWire(sent_log)
+        self.sent_log = sent_log
         self.stop_reason: str | None = None
         self.interrupted = False
         self.sent = 0
@@ -401,8 +426,6 @@ class _Run:
         self.spent = counts.cost_usd
         self.ended_times: deque[float] = deque(maxlen=512)
         self.mean_latency = 1.0  # seconds a line takes, a moving mean of the recent ones
-        self.busy = False  # whether this process used a whole core lately (see _gather_s)
-        self.cpu_at, self.cpu_was = time.monotonic(), time.process_time()
         self.t0 = time.monotonic()
         self.last_flush = self.t0
         self.counts = counts
@@ -491,6 +514,7 @@ class _Run:
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
             self.stop_reason = reason
+            self._wake_loop()
 
     # -- the loop --
 
@@ -504,6 +528,9 @@ class _Run:
             self.journal.record(batch)
             for r in batch:
                 self.started.discard(r.custom_id)
+            if self.sent_log is not None:
+                self.sent_log.forget(r.custom_id for r in batch)
+                self.sent_log.maybe_rotate()
             if self.writer is not None:
                 self.writer.flush()
         if now - self.renewed >= self.lease_s / 3:
@@ -539,32 +566,93 @@ class _Run:
             note=self.stop_reason,
         )
 
-    def _gather_s(self, now: float, more: int) -> float:
-        """How long a free slot may wait for ``more`` others before a claim: 0 unless lines end fast enough to
-        free them within the wait. The wait is _CLAIM_WAIT_S while this process uses a whole core (the CPU, not
-        the slots, then bounds the run, and a claim that fills several saves it); otherwise at most 2% of a
-        line's time, so that a slot idle for it costs a fast local server little."""
-        ends = self.ended_times
-        if len(ends) < 16:
-            return 0.0
-        if now - self.cpu_at >= 0.05:
-            cpu = time.process_time()
-            self.busy = (cpu - self.cpu_was) / (now - self.cpu_at) >= 0.9
-            self.cpu_was, self.cpu_at = cpu, now
-        span = ends[-1] - ends[0]
-        wait = _CLAIM_WAIT_S if self.busy else min(_CLAIM_WAIT_S, 0.02 * self.mean_latency)
-        return wait if span > 0 and (len(ends) - 1) / span * wait >= more else 0.0
+    def _fill(self) -> None:
+        """Start a worker in each free slot, each with its first line. A worker goes on with the next line as
+        soon as one ends, in the same step of the event loop: a task for each line, filled by this loop, left
+        a slot idle for two or three turns of the event loop (a sixth of the slots, against a server answering
+        in 20 ms)."""
+        while len(self.tasks) < self.room:
+            first = self._next()
+            if first is None:
+                break
+            task = asyncio.create_task(self._work(first))
+            task.add_done_callback(self._ended)
+            self.tasks[task] = first[0]
+
+    async def _work(self, first: tuple[Claimed, float]) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        job: tuple[Claimed, float] | None = first
+        while job is not None:
+            self.tasks[me] = job[0]  # the line this worker holds: drain() and the lease renewal read it
+            await self.line(*job)
+            if len(self.results) >= _FLUSH_AT:
+                self._wake_loop()
+            job = self._next()
+
+    def _next(self) -> tuple[Claimed, float] | None:
+        """The next line to send with its reserved cost (``--max-cost``), ``None`` when none is left or the run
+        stopped. Lines are claimed in batches,
+        ahead of the slots: a claim is a transaction committed before the send (50-250 us; one per line cost a
+        quarter of the runner's CPU against a server that answers in 20 ms). The lines claimed and not started
+        are given back on a stop, and after a kill the sent log (:mod:`.sentlog`) tells them from lines sent.
+        No more lines start than may be sent at once: one beyond that would pass the limiter, then wait for a
+        connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile."""
+        if self.stop_reason is not None or self.failure is not None:
+            return None
+        if self._deadline_passed():
+            self._stop(
+                f"the deadline of {self.opts.deadline:g} s passed; run the same command again to go on"
+            )
+            return None
+        ahead = self.ahead
+        if not ahead and not self.all_claimed:
+            want = min(max(self.room - len(self.tasks), 1) + self.claim_at, 256)
+            got = self.journal.claim(want, worker=self.worker, lease_s=self.lease_s)
+            # Alone, no line comes back to pending while the run goes on: one claim short is the last.
+            self.all_claimed = len(got) < want and not self.opts.shared
+            ahead.extend(got)
+        self.exhausted = not ahead
+        if not ahead:
+            return None
+        claimed = ahead.popleft()
+        max_cost = self.opts.max_cost
+        estimate = 0.0
+        if max_cost is not None:
+            estimate = _estimate_cost(claimed.body)
+            if self.spent + self.reserved + estimate > max_cost:
+                self._stop(
+                    f"the cost cap of ${max_cost:g} would be passed (spent ${self.spent:.4f}, "
+                    f"${self.reserved:.4f} reserved in flight); raise --max-cost and run the same command again "
+                    "to go on"
+                )
+                ahead.appendleft(claimed)  # given back with the others claimed ahead (drain)
+                return None
+            self.reserved += estimate
+        return claimed, estimate
 
     def _ended(self, task: asyncio.Task[None]) -> None:
-        # Each line's task says it ended, and wakes the loop: asyncio.wait would add and take back a callback
-        # on every task in flight at every wake, 64 of each per line that ends at the default concurrency.
-        self.done.append(task)
+        line = self.tasks.pop(task, None)
+        if line is None:
+            return
+        if task.cancelled() or task.exception() is not None:
+            # Cut off on the wire (a second Ctrl-C, a failure): it stays in flight. Waiting for its turn or
+            # for a retry: back to pending, unsent.
+            if line.custom_id not in self.started:
+                self.journal.release([line.custom_id])
+            if not task.cancelled() and not self.draining and self.failure is None:
+                self.failure = task.exception()
+                self._wake_loop()
+        if not self.tasks:
+            self._wake_loop()
+
+    def _wake_loop(self) -> None:
         wake = self.wake
         if wake is not None and not wake.done():
             wake.set_result(None)
 
     async def _woken(self, timeout: float) -> None:
-        """Until a line ends, or ``timeout`` seconds."""
+        """Until woken (_wake_loop), or ``timeout`` seconds."""
         loop = asyncio.get_running_loop()
         self.wake = wake = loop.create_future()
         timer = loop.call_later(timeout, _wake_up, wake)
@@ -578,97 +666,35 @@ class _Run:
         return self.opts.deadline is not None and time.monotonic() - self.t0 >= self.opts.deadline
 
     async def run(self) -> None:
-        # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
-        # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
-        room = self.opts.concurrency
-        claim_at = max(1, min(32, room // 2))
-        # Alone, a claim is a transaction committed before the send (35-50 us, a fifth of a line's CPU against
-        # a server that answers at once; one of eight lines costs about twice that).
-        # When lines end fast enough to free several slots within a short wait (_gather_s), the first free ones
-        # wait for them, so that one claim fills several; when they end slower (a provider's latency), a free
-        # slot is filled at once.
-        gather = max(1, min(8, room // 8))
-        freed_at: float | None = None
-        while self.stop_reason is None:
-            if self._deadline_passed():
-                self._stop(
-                    f"the deadline of {self.opts.deadline:g} s passed; run the same command again to go on"
-                )
+        # The loop starts the first lines, records the answers (flush) every _FLUSH_EVERY_S or _FLUSH_AT answers,
+        # and sees the run's end; a worker goes on with the next line as soon as its line ends (_work).
+        while self.stop_reason is None and self.failure is None:
+            self._fill()
+            if self.stop_reason is not None:
                 break
-            free = room - len(self.tasks)
-            wait_s = _FLUSH_EVERY_S
-            if 0 < free < gather and self.tasks and not self.opts.shared:
-                now = time.monotonic()
-                most = self._gather_s(now, gather - free)
-                if freed_at is None:
-                    freed_at = now
-                if now - freed_at < most:
-                    wait_s = most - (now - freed_at)
-                    free = 0
-            if free > 0:
-                freed_at = None
-                if self.opts.shared:
-                    # A shared journal is a round trip away: a claim for each line that ends would cap the run at
-                    # one line per round trip. So a batch is claimed ahead (never sent before a slot is free,
-                    # given back on a stop), and a claim is made once every batch of lines that end.
-                    if len(self.ahead) < free:
-                        want = min(free - len(self.ahead) + claim_at, 256)
-                        self.ahead.extend(self.journal.claim(want, worker=self.worker, lease_s=self.lease_s))
-                    claimed = [self.ahead.popleft() for _ in range(min(free, len(self.ahead)))]
-                else:
-                    claimed = self.journal.claim(min(free, 256), worker=self.worker, lease_s=self.lease_s)
-                for c in claimed:
-                    if self.stop_reason is not None:
-                        self.journal.release([c.custom_id])
-                        continue
-                    estimate = _estimate_cost(c.body) if self.opts.max_cost is not None else 0.0
-                    if (
-                        self.opts.max_cost is not None
-                        and self.spent + self.reserved + estimate > self.opts.max_cost
-                    ):
-                        self._stop(
-                            f"the cost cap of ${self.opts.max_cost:g} would be passed (spent ${self.spent:.4f}, "
-                            f"${self.reserved:.4f} reserved in flight); raise --max-cost and run the same command "
-                            "again to go on"
-                        )
-                        self.journal.release([c.custom_id])
-                        continue
-                    self.reserved += estimate
-                    task = asyncio.create_task(self.line(c, estimate))
-                    task.add_done_callback(self._ended)
-                    self.tasks[task] = c
-                if not claimed and not self.tasks:
-                    if not self.opts.shared:
-                        break
-                    # Other workers hold lines: wait, since a worker that dies leaves its lines to whoever is
-                    # still here when its leases run out. (This worker's own answers are recorded first: they
-                    # are lines in flight too.)
-                    self.flush(force=True)
-                    assert isinstance(self.journal, PostgresJournal)
-                    if self.journal.open_lines() == 0:
-                        break
-                    await asyncio.sleep(min(1.0, self.lease_s / 4))
-                    continue
+            if self.exhausted and not self.tasks:
+                if not self.opts.shared:
+                    break
+                # Other workers hold lines: wait, since a worker that dies leaves its lines to whoever is
+                # still here when its leases run out. (This worker's own answers are recorded first: they
+                # are lines in flight too.)
+                self.flush(force=True)
+                assert isinstance(self.journal, PostgresJournal)
+                if self.journal.open_lines() == 0:
+                    break
+                await asyncio.sleep(min(1.0, self.lease_s / 4))
+                continue
             if self.tasks:
-                if not self.done:
-                    await self._woken(wait_s)
-                done, self.done = self.done, []
-                for task in done:
-                    line = self.tasks.pop(task, None)
-                    if line is None:  # drain() took it already
-                        continue
-                    if task.cancelled():
-                        # A second Ctrl-C before this loop saw the first: as drain() does, a line cut off on the
-                        # wire stays in flight, one that was waiting goes back to pending.
-                        if line.custom_id not in self.started:
-                            self.journal.release([line.custom_id])
-                        continue
-                    task.result()
+                await self._woken(_FLUSH_EVERY_S)
             self.flush()
+        if self.failure is not None:
+            self.draining = True
+            raise self.failure
         await self.drain()
 
     async def drain(self) -> None:
         """After a stop: nothing new is sent; in-flight requests may finish (bounded), then are written."""
+        self.draining = True
         if self.ahead:
             self.journal.release([c.custom_id for c in self.ahead])  # claimed ahead, never sent
             self.ahead.clear()
@@ -676,19 +702,15 @@ class _Run:
             self.progress.update(self.snapshot())
             for task, claimed in self.tasks.items():
                 if claimed.custom_id not in self.started:
-                    task.cancel()  # waiting for its turn or for a retry: back to pending, unsent
+                    task.cancel()  # waiting for its turn or for a retry: back to pending, unsent (_ended)
             _, pending = await asyncio.wait(self.tasks, timeout=_GRACE_S)
             for task in pending:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
-            for task in list(self.tasks):
-                claimed = self.tasks.pop(task)
-                unfinished = task.cancelled() or task.exception() is not None
-                # Not started: back to pending. Started: it may have reached the provider, so it stays in
-                # flight and the resumed run counts it as sent again.
-                if unfinished and claimed.custom_id not in self.started:
-                    self.journal.release([claimed.custom_id])
+            # Each task's _ended ran before asyncio.wait saw it end (its callback came first): a line not
+            # started went back to pending; one started may have reached the provider, so it stays in flight
+            # and the resumed run counts it as sent again.
         self.flush(force=True)
 
     def cancel_all(self) -> None:
@@ -813,7 +835,10 @@ async def arun_batch(
         journal = _open(opts, out)
         # Shared, the lines other workers hold are theirs until their leases run out; a line this machine's
         # killed worker held is taken back the same way.
-        resent = 0 if shared else journal.recover()
+        resent = 0
+        if not shared:
+            resent = journal.recover(sent=read_sent(out / SENT_FILE))
+            (out / SENT_FILE).unlink(missing_ok=True)  # read: each run starts its own
         invalid = 0
         items: Iterable[Line | InputProblem] | None = lines
         try:
@@ -879,7 +904,8 @@ async def arun_batch(
             hooks=[_event_hook, *opts.hooks],
         )
         shown = progress or (NoProgress() if opts.progress == "none" else progress_for(opts.progress))
-        run = _Run(journal, writer, client, opts, limiter, shown, worker)
+        sent_log = None if shared else SentLog(out / SENT_FILE)
+        run = _Run(journal, writer, client, opts, limiter, shown, worker, sent_log)
         loop = asyncio.get_running_loop()
         installed = False
         if handle_signals:
@@ -918,6 +944,8 @@ async def arun_batch(
                 await limiter.aclose()
             if writer is not None:
                 writer.sync()
+            if sent_log is not None:
+                sent_log.close()
         counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
