@@ -6,6 +6,7 @@ it with the rest pending, to be finished by the same command."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -170,6 +171,22 @@ def test_a_run_stopped_by_its_deadline_sends_nothing_more_and_resumes(sim: Simul
     assert _requests(sim) == 10
     assert done.counts.resent == 0
     check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_a_deadline_stops_the_run_while_every_line_waits_for_its_turn(sim: Simulator, tmp_path: Path) -> None:
+    # One request every 10 s (--rpm 6): after the first, every slot waits for the pace, and no line ends to
+    # look at the clock; the deadline of 0.3 s still stops the run then, not when the next line ends.
+    lines = lines_of(10)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    start = time.monotonic()
+    stopped = _run(src, out, sim, concurrency=4, deadline=0.3, rpm=6)
+    assert time.monotonic() - start < 5.0  # the second request's turn comes at 10 s
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "deadline" in stopped.stopped
+    assert _requests(sim) == stopped.counts.ended == 1
+    assert (stopped.counts.pending, stopped.counts.in_flight) == (9, 0)
 
 
 # -- sending failed or changed lines again, and input refused ---------------------------------------------------

@@ -3,7 +3,8 @@
 A line goes ``pending`` -> ``in_flight`` (claimed by a worker, with a lease that expires) -> ``ended``
 (recorded, with a commit sequence number ``seq``). The output files are written from the journal in ``seq``
 order (see :mod:`genguard.bulk.outputs`), so a line is written once whatever instant the process dies at, and
-the only requests sent again after a crash are the ones that were in flight (counted in ``resent``).
+the only requests sent again after a crash are the ones that were in flight (counted in ``resent``; with a
+sent log, only those whose request had left: :mod:`genguard.bulk.sentlog`).
 
 :class:`Journal` is the interface the runner codes against; :class:`SQLiteJournal` implements it in one file
 (``DIR/journal.sqlite``) for one process. A PostgreSQL journal for workers on several machines implements the

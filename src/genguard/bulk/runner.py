@@ -3,8 +3,8 @@
 Every line ends exactly once. The journal (``DIR/journal.sqlite``) is the truth: a line is claimed before it
 is sent, recorded with its outcome when it ends, and the output files are appended from the journal's commit
 order (``outputs.OutputWriter``), so a run killed at any instant resumes by running the same command again:
-lines that ended are not sent again, and only those that were in flight at the kill are (the report counts
-them, since they may have been billed twice).
+lines that ended are not sent again, and only those whose request had left at the kill are (the report counts
+them, since they may have been billed twice; ``sentlog`` tells them from lines claimed and not sent).
 
 Failures are judged per line by the taxonomy (retry what can succeed, with the server's wait; record the
 rest, soft and silent ones included, with cause and fix), except those that concern the whole run: an
@@ -598,12 +598,7 @@ class _Run:
         are given back on a stop, and after a kill the sent log (:mod:`.sentlog`) tells them from lines sent.
         No more lines start than may be sent at once: one beyond that would pass the limiter, then wait for a
         connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile."""
-        if self.stop_reason is not None or self.failure is not None:
-            return None
-        if self._deadline_passed():
-            self._stop(
-                f"the deadline of {self.opts.deadline:g} s passed; run the same command again to go on"
-            )
+        if self.stop_reason is not None or self.failure is not None or self._deadline_passed():
             return None
         ahead = self.ahead
         if not ahead and not self.all_claimed:
@@ -663,12 +658,18 @@ class _Run:
             self.wake = None
 
     def _deadline_passed(self) -> bool:
-        return self.opts.deadline is not None and time.monotonic() - self.t0 >= self.opts.deadline
+        """Whether the deadline passed; if so, the run stops."""
+        if self.opts.deadline is None or time.monotonic() - self.t0 < self.opts.deadline:
+            return False
+        self._stop(f"the deadline of {self.opts.deadline:g} s passed; run the same command again to go on")
+        return True
 
     async def run(self) -> None:
         # The loop starts the first lines, records the answers (flush) every _FLUSH_EVERY_S or _FLUSH_AT answers,
         # and sees the run's end; a worker goes on with the next line as soon as its line ends (_work).
         while self.stop_reason is None and self.failure is None:
+            if self._deadline_passed():  # also while every slot waits (a long answer, a pause)
+                break
             self._fill()
             if self.stop_reason is not None:
                 break
