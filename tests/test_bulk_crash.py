@@ -6,6 +6,7 @@ requests answered twice are those of lines in flight at a kill."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -98,9 +99,13 @@ def _journal(out: Path) -> dict[str, Any]:
 
 def _told_sent(out: Path) -> set[str]:
     """The lines the sent log (DIR/journal.sent) names: those whose request may have left, one JSON string a
-    line, written before the request."""
+    line, written before the request, zeros after the last (a torn last entry names nothing)."""
     path = out / "journal.sent"
-    return {orjson.loads(raw) for raw in path.read_bytes().splitlines()} if path.exists() else set()
+    names = set()
+    for raw in path.read_bytes().rstrip(b"\0").splitlines() if path.exists() else []:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            names.add(orjson.loads(raw))
+    return names
 
 
 def _whole_lines(path: Path) -> list[dict[str, Any]]:

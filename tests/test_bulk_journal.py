@@ -453,19 +453,25 @@ def test_a_sent_log_is_rewritten_with_the_lines_not_recorded_and_survives_a_torn
     tmp_path: Path,
 ) -> None:
     path = tmp_path / SENT_FILE
-    log = SentLog(path, rotate_at=64)
-    for i in range(10):
+    log = SentLog(path, size=64)
+    for i in range(6):
         log.add(f"line\n{i}")  # any custom_id, a newline in it too
-    log.forget(f"line\n{i}" for i in range(8))
-    log.maybe_rotate()
-    assert path.stat().st_size < 64
-    assert read_sent(path) == {"line\n8", "line\n9"}
-    log.add("more")
-    with path.open("ab") as f:
-        f.write(b'"cut of')  # a process killed in the middle of a write: that request never left
-    assert read_sent(path) == {"line\n8", "line\n9", "more"}
+    log.forget(f"line\n{i}" for i in range(5))
+    for i in range(6, 10):
+        log.add(f"line\n{i}")  # full: written again with the lines not forgotten
+    assert read_sent(path) == {f"line\n{i}" for i in range(5, 10)}
+    assert path.stat().st_size == 64  # what was forgotten is gone: the file did not grow
+    named = read_sent(path)
+    # A process killed in the middle of its copy: that request never left. Whatever part of an entry is there,
+    # it is not a name.
+    data = path.read_bytes()
+    end = len(data.rstrip(b"\0"))
+    for torn in (b'"cut of', b'\0\0t off"\n', b'"cu\0\0ff"\n'):
+        path.write_bytes(data[:end] + torn + data[end + len(torn) :])
+        assert read_sent(path) == named
     log.close()
-    assert read_sent(path) == {"line\n8", "line\n9", "more"}  # still unrecorded: the file stays
+    assert read_sent(path) == named  # still unrecorded: the file stays, compact
+    assert path.stat().st_size < 64
     log = SentLog(path)
     assert read_sent(path) == set()  # a new run starts its own
     log.close()

@@ -530,7 +530,6 @@ class _Run:
                 self.started.discard(r.custom_id)
             if self.sent_log is not None:
                 self.sent_log.forget(r.custom_id for r in batch)
-                self.sent_log.maybe_rotate()
             if self.writer is not None:
                 self.writer.flush()
         if now - self.renewed >= self.lease_s / 3:
