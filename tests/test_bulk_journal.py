@@ -25,6 +25,7 @@ import pytest
 
 from _pg import PG_URL, pg_schema
 from genguard.bulk import journal as journal_module
+from genguard.bulk import sentlog
 from genguard.bulk.journal import (
     MIGRATIONS,
     Claimed,
@@ -476,6 +477,23 @@ def test_a_sent_log_is_rewritten_with_the_lines_not_recorded_and_survives_a_torn
     assert read_sent(path) == set()  # a new run starts its own
     log.close()
     assert not path.exists()  # nothing left unrecorded: no file
+
+
+def test_a_sent_log_on_a_file_system_that_cannot_map_files_writes_each_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: object) -> None:
+        raise OSError(19, "No such device")  # what mmap says on a file system without it
+
+    monkeypatch.setattr(sentlog.mmap, "mmap", refuse)
+    path = tmp_path / SENT_FILE
+    log = SentLog(path, size=64)
+    for i in range(10):
+        log.add(f"line-{i}")
+    assert path.read_bytes() == b"".join(f'"line-{i}"\n'.encode() for i in range(10))
+    log.forget(f"line-{i}" for i in range(9))
+    log.close()
+    assert read_sent(path) == {"line-9"}
 
 
 def test_release_puts_lines_back_without_counting_them_as_resent(journal: SQLiteJournal) -> None:

@@ -64,6 +64,7 @@ class SentLog:
         self.size = size
         self.named: set[str] = set()  # in the file, answer not recorded yet
         self._map: mmap.mmap | None = None
+        self._fd = -1  # a file system that cannot map files (some FUSE mounts): a write() per entry instead
         self._at = 0
         self._open(b"")
 
@@ -72,17 +73,33 @@ class SentLog:
         size = max(self.size, 2 * len(entries))
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        new: mmap.mmap | None = None
         try:
             os.ftruncate(fd, size)
             new = mmap.mmap(fd, size)
-        finally:
+        except OSError:
+            os.ftruncate(fd, 0)
+            os.write(fd, entries)
+        except BaseException:
+            os.close(fd)
+            raise
+        if new is not None:
             os.close(fd)  # the mapping keeps the file
-        new[: len(entries)] = entries
+            new[: len(entries)] = entries
         # Either file names every line that may have left: the old one more, the new one exactly those.
         os.replace(tmp, self.path)
+        self._release()
+        if new is None:
+            self._fd = fd
+        self._map, self._at = new, len(entries)
+
+    def _release(self) -> None:
         if self._map is not None:
             self._map.close()
-        self._map, self._at = new, len(entries)
+            self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
     def add(self, custom_id: str) -> None:
         """Say that a request of this line is about to leave (once per line: later attempts are already told)."""
@@ -92,10 +109,13 @@ class SentLog:
         entry = orjson.dumps(custom_id) + b"\n"
         at = self._at
         end = at + len(entry)
-        if self._map is None or end > len(self._map):
+        if self._map is None:
+            os.write(self._fd, entry)
+        elif end > len(self._map):
             self._open(b"".join(orjson.dumps(name) + b"\n" for name in self.named))
             return
-        self._map[at:end] = entry
+        else:
+            self._map[at:end] = entry
         self._at = end
 
     def forget(self, custom_ids: Iterable[str]) -> None:
@@ -107,10 +127,9 @@ class SentLog:
     def close(self) -> None:
         """At the run's end: kept, written again, if lines that may have left are still unrecorded (cut off on
         the wire by a second Ctrl-C); removed otherwise."""
-        if self._map is None:
+        if self._map is None and self._fd < 0:
             return
-        self._map.close()
-        self._map = None
+        self._release()
         if self.named:
             data = b"".join(orjson.dumps(name) + b"\n" for name in self.named)
             tmp = self.path.with_name(self.path.name + ".tmp")
