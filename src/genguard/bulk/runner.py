@@ -410,10 +410,10 @@ class _Run:
         self.room = opts.concurrency
         self.claim_at = max(1, min(32, self.room // 2))  # lines claimed ahead of the free slots
         self.exhausted = False  # no line was left to claim
-        self.all_claimed = False
-        self.failure: BaseException | None = (
-            None  # what a line's task or a claim raised: the run ends with it
-        )
+        self.all_claimed = False  # alone: the last claim found fewer lines than it asked for
+        self.claim_after = 0.0  # shared: after a claim that found nothing, the next one waits until then
+        # What a line's task or a claim raised: the run ends with it.
+        self.failure: BaseException | None = None
         self.draining = False
         self.started = _OnWire(sent_log)
         self.sent_log = sent_log
@@ -425,7 +425,6 @@ class _Run:
         counts = journal.counts()
         self.spent = counts.cost_usd
         self.ended_times: deque[float] = deque(maxlen=512)
-        self.mean_latency = 1.0  # seconds a line takes, a moving mean of the recent ones
         self.t0 = time.monotonic()
         self.last_flush = self.t0
         self.counts = counts
@@ -499,7 +498,6 @@ class _Run:
                     body = raw.decode("utf-8", "replace")
                 response = {"status_code": outcome.status, "request_id": outcome.request_id, "body": body}
         latency = time.monotonic() - start
-        self.mean_latency += (latency - self.mean_latency) * 0.05
         self.results.append(
             claimed.result(
                 outcome,
@@ -591,21 +589,27 @@ class _Run:
 
     def _next(self) -> tuple[Claimed, float] | None:
         """The next line to send with its reserved cost (``--max-cost``), ``None`` when none is left or the run
-        stopped. Lines are claimed in batches,
-        ahead of the slots: a claim is a transaction committed before the send (50-250 us; one per line cost a
-        quarter of the runner's CPU against a server that answers in 20 ms). The lines claimed and not started
-        are given back on a stop, and after a kill the sent log (:mod:`.sentlog`) tells them from lines sent.
-        No more lines start than may be sent at once: one beyond that would pass the limiter, then wait for a
-        connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile."""
+        stopped. Lines are claimed in batches, ahead of the slots: a claim is a transaction committed before
+        the send (50-250 us; one per line cost a quarter of the runner's CPU against a server that answers in
+        20 ms), and a shared journal is a round trip away. The lines claimed and not started are given back on
+        a stop, and after a kill the sent log (:mod:`.sentlog`) tells them from lines sent. No more lines
+        start than may be sent at once: one beyond that would pass the limiter, then wait for a connection,
+        booked and bound to be sent after a stop, its place in the pace lost meanwhile."""
         if self.stop_reason is not None or self.failure is not None or self._deadline_passed():
             return None
         ahead = self.ahead
         if not ahead and not self.all_claimed:
-            want = min(max(self.room - len(self.tasks), 1) + self.claim_at, 256)
-            got = self.journal.claim(want, worker=self.worker, lease_s=self.lease_s)
-            # Alone, no line comes back to pending while the run goes on: one claim short is the last.
-            self.all_claimed = len(got) < want and not self.opts.shared
-            ahead.extend(got)
+            shared = self.opts.shared
+            if not shared or time.monotonic() >= self.claim_after:
+                want = min(max(self.room - len(self.tasks), 1) + self.claim_at, 256)
+                got = self.journal.claim(want, worker=self.worker, lease_s=self.lease_s)
+                ahead.extend(got)
+                if not shared:
+                    # Alone, no line comes back to pending while the run goes on: one claim short is the last.
+                    self.all_claimed = len(got) < want
+                elif not got:
+                    # The other workers hold the rest: each worker ending its last line would ask again.
+                    self.claim_after = time.monotonic() + min(1.0, self.lease_s / 4)
         self.exhausted = not ahead
         if not ahead:
             return None
@@ -683,6 +687,7 @@ class _Run:
                 if self.journal.open_lines() == 0:
                     break
                 await asyncio.sleep(min(1.0, self.lease_s / 4))
+                self.claim_after = 0.0  # waited: look again now
                 continue
             if self.tasks:
                 await self._woken(_FLUSH_EVERY_S)
