@@ -48,6 +48,18 @@ def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
 
 
+def _started(
+    sim: Simulator, tmp_path: Path, n: int, *extra: str
+) -> tuple[list[dict[str, Any]], Path, list[str], subprocess.Popen[bytes]]:
+    """A run of ``n`` lines, four requests at a time, started as a subprocess: its lines, folder, the command
+    that resumes it (without ``extra``), and the process."""
+    lines = lines_of(n)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    argv = _command(src, out, sim, "--concurrency", "4")
+    return lines, out, argv, _spawn([*argv, *extra])
+
+
 def _wait_until(what: Callable[[], bool], process: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     end = time.monotonic() + timeout
     while not what():
@@ -143,11 +155,7 @@ def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(
     # Four requests at a time, each answered after 300 ms: Ctrl-C after the first answers lands with four
     # requests on the wire.
     sim.configure(ttft_ms=300)
-    lines = lines_of(40)
-    src = write_input(tmp_path / "in.jsonl", lines)
-    out = tmp_path / "run"
-    argv = _command(src, out, sim, "--concurrency", "4")
-    process = _spawn(argv)
+    lines, out, argv, process = _started(sim, tmp_path, 40)
     _wait_until(lambda: _requests(sim) >= 6, process)
     # A second run on the same folder meanwhile is refused: each would take the other's lines back.
     second = CliRunner().invoke(cli, argv[3:])
@@ -178,11 +186,7 @@ def test_ctrl_c_twice_stops_at_once_and_stays_consistent(
     sim: Simulator, tmp_path: Path, gap_s: float
 ) -> None:
     sim.configure(ttft_ms=1000)
-    lines = lines_of(30)
-    src = write_input(tmp_path / "in.jsonl", lines)
-    out = tmp_path / "run"
-    argv = _command(src, out, sim, "--concurrency", "4")
-    process = _spawn(argv)
+    lines, out, argv, process = _started(sim, tmp_path, 30)
     _wait_until(lambda: _requests(sim) >= 4, process)
     _interrupt(process)
     time.sleep(gap_s)
@@ -209,11 +213,7 @@ def test_a_kill_counts_as_sent_again_only_the_lines_whose_request_left(
     # One request a second (--rpm 60), each answered after 10 s: at the kill, the run has claimed more lines
     # than it sent (its slots wait for the pace, and lines are claimed ahead of the slots).
     sim.configure(ttft_ms=10_000)
-    lines = lines_of(12)
-    src = write_input(tmp_path / "in.jsonl", lines)
-    out = tmp_path / "run"
-    argv = _command(src, out, sim, "--concurrency", "4")
-    process = _spawn([*argv, "--rpm", "60"])
+    lines, out, argv, process = _started(sim, tmp_path, 12, "--rpm", "60")
     _wait_until(lambda: _requests(sim) >= 1, process)
     time.sleep(0.3)  # the next request leaves a second after the first
     process.kill()
