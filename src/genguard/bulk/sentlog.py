@@ -75,11 +75,14 @@ class SentLog:
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         new: mmap.mmap | None = None
         try:
-            os.ftruncate(fd, size)
-            new = mmap.mmap(fd, size)
-        except OSError:
-            os.ftruncate(fd, 0)
-            os.write(fd, entries)
+            try:
+                # Blocks allocated now, not when a page is first written through the map: on a full disk that
+                # write would kill the process (SIGBUS) instead of raising here.
+                os.posix_fallocate(fd, 0, size)
+                new = mmap.mmap(fd, size)
+            except OSError:  # no room for it, or no mapping on this file system: a write() per entry
+                os.ftruncate(fd, 0)
+                os.write(fd, entries)
         except BaseException:
             os.close(fd)
             raise
