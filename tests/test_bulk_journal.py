@@ -479,13 +479,17 @@ def test_a_sent_log_is_rewritten_with_the_lines_not_recorded_and_survives_a_torn
     assert not path.exists()  # nothing left unrecorded: no file
 
 
-def test_a_sent_log_on_a_file_system_that_cannot_map_files_writes_each_entry(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("lacking", ["mmap", "posix_fallocate"])
+def test_a_sent_log_that_cannot_map_its_file_writes_each_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lacking: str
 ) -> None:
     def refuse(*args: object) -> None:
         raise OSError(19, "No such device")  # what mmap says on a file system without it
 
-    monkeypatch.setattr(sentlog.mmap, "mmap", refuse)
+    if lacking == "mmap":
+        monkeypatch.setattr(sentlog.mmap, "mmap", refuse)
+    else:
+        monkeypatch.delattr(sentlog.os, "posix_fallocate")  # macOS has none
     path = tmp_path / SENT_FILE
     log = SentLog(path, size=64)
     for i in range(10):

@@ -5,7 +5,8 @@ claim, 50-250 us: one per line cost a quarter of the runner's CPU against a serv
 A line claimed is in flight in the journal whether or not its request has left; what has left is told here,
 before it leaves: the line's ``custom_id``, one JSON string a line. The file is mapped in memory (shared with
 the file): an entry is a copy into the page cache, which the kernel keeps when the process is killed, with no
-system call (a ``write`` per line cost 6 us in a busy run). After a kill, the resumed run reads it: a line in
+system call (a ``write`` per line cost 6 us in a busy run; where a file cannot be mapped, each entry is
+written so). After a kill, the resumed run reads it: a line in
 flight that is named here may have reached the provider (it is sent again, counted as re-sent, as it may have
 been billed twice); one that is not was never sent (it goes back to pending, uncounted).
 
@@ -47,6 +48,21 @@ def read_sent(path: Path) -> set[str] | None:
     return names
 
 
+def _mapped(fd: int, size: int) -> mmap.mmap | None:
+    """The file mapped in memory, its blocks allocated first (allocated when a page is first written through
+    the map, a full disk would kill the process with SIGBUS instead of raising here); ``None`` where that
+    cannot be done: no room, a file system that cannot map files (some FUSE mounts), a system without
+    ``posix_fallocate`` (macOS)."""
+    allocate = getattr(os, "posix_fallocate", None)
+    if allocate is None:
+        return None
+    try:
+        allocate(fd, 0, size)
+        return mmap.mmap(fd, size)
+    except OSError:
+        return None
+
+
 class SentLog:
     """An open sent log, empty at first (a run starts one once the journal has read the last).
 
@@ -73,14 +89,9 @@ class SentLog:
         size = max(self.size, 2 * len(entries))
         tmp = self.path.with_name(self.path.name + ".tmp")
         fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
-        new: mmap.mmap | None = None
         try:
-            try:
-                # Blocks allocated now, not when a page is first written through the map: on a full disk that
-                # write would kill the process (SIGBUS) instead of raising here.
-                os.posix_fallocate(fd, 0, size)
-                new = mmap.mmap(fd, size)
-            except OSError:  # no room for it, or no mapping on this file system: a write() per entry
+            new = _mapped(fd, size)
+            if new is None:  # a write() per entry
                 os.ftruncate(fd, 0)
                 os.write(fd, entries)
         except BaseException:
