@@ -6,9 +6,9 @@ A line claimed is in flight in the journal whether or not its request has left; 
 before it leaves: the line's ``custom_id``, one JSON string a line. The file is mapped in memory (shared with
 the file): an entry is a copy into the page cache, which the kernel keeps when the process is killed, with no
 system call (a ``write`` per line cost 6 us in a busy run; where a file cannot be mapped, each entry is
-written so). After a kill, the resumed run reads it: a line in
-flight that is named here may have reached the provider (it is sent again, counted as re-sent, as it may have
-been billed twice); one that is not was never sent (it goes back to pending, uncounted).
+written so). After a kill, the resumed run reads it: a line in flight that is named here may have reached
+the provider (it is sent again, counted as re-sent, as it may have been billed twice); one that is not was
+never sent (it goes back to pending, uncounted).
 
 The file has a fixed size, zeros past the last entry. When it is full it is written again with the lines whose
 answer is not recorded yet (a new file put in place with one rename), and at a run's end it is removed when
