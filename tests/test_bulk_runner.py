@@ -28,6 +28,7 @@ from _batch_helpers import (
     states,
     write_input,
 )
+from genguard.bulk import runner as runner_module
 from genguard.bulk.journal import BatchCounts
 from genguard.bulk.runner import (
     EXIT_FAILED,
@@ -187,6 +188,29 @@ def test_a_deadline_stops_the_run_while_every_line_waits_for_its_turn(sim: Simul
     assert "deadline" in stopped.stopped
     assert _requests(sim) == stopped.counts.ended == 1
     assert (stopped.counts.pending, stopped.counts.in_flight) == (9, 0)
+
+
+@pytest.mark.parametrize("progress", ["plain", "none"])
+def test_a_large_input_says_how_far_its_reading_got_before_anything_is_sent(
+    sim: Simulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    progress: str,
+) -> None:  # fmt: skip
+    # A million lines take 20 s to read and check before the first request: the run says so as it goes (here
+    # every 10 lines, at once), except when asked for no progress (--json, --progress none).
+    monkeypatch.setattr(runner_module, "_LOAD_NOTE_LINES", 10)
+    monkeypatch.setattr(runner_module, "_LOAD_NOTE_EVERY_S", 0.0)
+    src = write_input(tmp_path / "in.jsonl", lines_of(25))
+    done = _run(src, tmp_path / "run", sim, progress=progress)
+    assert done.exit_code == EXIT_OK
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("reading the input")]
+    if progress == "none":
+        assert said == []
+    else:
+        assert [line.split(" lines checked")[0] for line in said] == [
+            "reading the input: 10",
+            "reading the input: 20",
+        ]
+        assert all(line.endswith("nothing sent yet") for line in said)
 
 
 # -- sending failed or changed lines again, and input refused ---------------------------------------------------

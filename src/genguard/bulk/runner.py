@@ -21,6 +21,7 @@ import hashlib
 import os
 import signal
 import socket
+import sys
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
@@ -97,6 +98,11 @@ _FLUSH_EVERY_S = 0.05
 # 4% of the CPU a line with no limit, but cost as much throughput against a server answering after 20 ms (the
 # event loop blocked longer at each flush), so 64.
 _FLUSH_AT = 64
+# A large input is read and checked whole before the first request (20 us a line: 20 s for a million): the
+# load says how far it got on stderr, looking at the clock every _LOAD_NOTE_LINES lines, at most every
+# _LOAD_NOTE_EVERY_S seconds, so that a run that has sent nothing yet does not look stuck.
+_LOAD_NOTE_LINES = 10_000
+_LOAD_NOTE_EVERY_S = 2.0
 # Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
 # answers would only mangle the text.
 _MIN_SECRET = 8
@@ -316,8 +322,20 @@ def _load(
     count = [0]
     invalid: list[InputProblem] = []
 
+    say = opts.progress != "none"
+    start = said = time.monotonic()
+
     def lines() -> Iterator[Line]:
-        for item in items:
+        nonlocal said
+        for seen, item in enumerate(items, 1):
+            if (
+                say
+                and seen % _LOAD_NOTE_LINES == 0
+                and (now := time.monotonic()) - said >= _LOAD_NOTE_EVERY_S
+            ):
+                said = now
+                print(f"reading the input: {seen:,} lines checked in {now - start:.0f} s, nothing sent yet",
+                      file=sys.stderr, flush=True)  # fmt: skip
             if isinstance(item, InputProblem):
                 count[0] += 1
                 if opts.skip_invalid:
