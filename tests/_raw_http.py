@@ -39,12 +39,14 @@ class RawServer:
     got_request: threading.Event = field(default_factory=threading.Event)
     conn_closed: threading.Event = field(default_factory=threading.Event)
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    epoch: int = 0  # one per reset(): a connection counts only in the epoch it was accepted in
 
     @property
     def base(self) -> str:
         return f"http://{self.host}:{self.port}"
 
     def reset(self) -> None:
+        self.epoch += 1
         self.accepted = self.closed = 0
         self.requests.clear()
         self.got_request.clear()
@@ -53,6 +55,7 @@ class RawServer:
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
         number = self.accepted
+        epoch = self.epoch
         served = 0
         self.writers.add(writer)
         try:
@@ -74,8 +77,11 @@ class RawServer:
         finally:
             self.writers.discard(writer)
             writer.close()
-            self.closed += 1
-            self.conn_closed.set()
+            # A connection of an earlier test (a pool it closed as it ended) may be seen closing after the next
+            # test's reset(): it counts for none, and wakes no one.
+            if epoch == self.epoch:
+                self.closed += 1
+                self.conn_closed.set()
 
     async def answer(
         self, method: str, path: str, served: int, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
