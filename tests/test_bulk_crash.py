@@ -210,12 +210,12 @@ def test_ctrl_c_twice_stops_at_once_and_stays_consistent(
 def test_a_kill_counts_as_sent_again_only_the_lines_whose_request_left(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    # One request a second (--rpm 60), each answered after 10 s: at the kill, the run has claimed more lines
+    # One request every 2 s (--rpm 30), each answered after 10 s: at the kill, the run has claimed more lines
     # than it sent (its slots wait for the pace, and lines are claimed ahead of the slots).
     sim.configure(ttft_ms=10_000)
-    lines, out, argv, process = _started(sim, tmp_path, 12, "--rpm", "60")
+    lines, out, argv, process = _started(sim, tmp_path, 12, "--rpm", "30")
     _wait_until(lambda: _requests(sim) >= 1, process)
-    time.sleep(0.3)  # the next request leaves a second after the first
+    time.sleep(0.3)  # the next request leaves 2 s after the first
     process.kill()
     process.communicate()
     left = _requests(sim)
