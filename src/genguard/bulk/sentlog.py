@@ -82,13 +82,18 @@ class SentLog:
         self._map: mmap.mmap | None = None
         self._fd = -1  # a file system that cannot map files (some FUSE mounts): a write() per entry instead
         self._at = 0
+        self._tmp = path.with_name(
+            path.name + ".tmp"
+        )  # each new file is made here, then renamed over the log
         self._open(b"")
+
+    def _entries(self) -> bytes:
+        return b"".join(orjson.dumps(name) + b"\n" for name in self.named)
 
     def _open(self, entries: bytes) -> None:
         """A new file holding ``entries``, with room for at least as much again, put in place of the old."""
         size = max(self.size, 2 * len(entries))
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(self._tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             new = _mapped(fd, size)
             if new is None:  # a write() per entry
@@ -101,7 +106,7 @@ class SentLog:
             os.close(fd)  # the mapping keeps the file
             new[: len(entries)] = entries
         # Either file names every line that may have left: the old one more, the new one exactly those.
-        os.replace(tmp, self.path)
+        os.replace(self._tmp, self.path)
         self._release()
         if new is None:
             self._fd = fd
@@ -126,7 +131,7 @@ class SentLog:
         if self._map is None:
             os.write(self._fd, entry)
         elif end > len(self._map):
-            self._open(b"".join(orjson.dumps(name) + b"\n" for name in self.named))
+            self._open(self._entries())
             return
         else:
             self._map[at:end] = entry
@@ -134,9 +139,7 @@ class SentLog:
 
     def forget(self, custom_ids: Iterable[str]) -> None:
         """These lines' answers are in the journal (or they went back to pending): the next rewrite drops them."""
-        named = self.named
-        for custom_id in custom_ids:
-            named.discard(custom_id)
+        self.named.difference_update(custom_ids)
 
     def close(self) -> None:
         """At the run's end: kept, written again, if lines that may have left are still unrecorded (cut off on
@@ -145,9 +148,7 @@ class SentLog:
             return
         self._release()
         if self.named:
-            data = b"".join(orjson.dumps(name) + b"\n" for name in self.named)
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            tmp.write_bytes(data)
-            os.replace(tmp, self.path)
+            self._tmp.write_bytes(self._entries())
+            os.replace(self._tmp, self.path)
         else:
             self.path.unlink(missing_ok=True)
