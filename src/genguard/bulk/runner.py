@@ -238,6 +238,12 @@ class _OnWire(set[str]):
             self.log.add(custom_id)
         super().add(custom_id)
 
+    def recorded(self, custom_ids: Sequence[str]) -> None:
+        """These lines' answers are in the journal: off the wire, and out of the sent log's next rewrite."""
+        self.difference_update(custom_ids)
+        if self.log is not None:
+            self.log.forget(custom_ids)
+
 
 class _NotSent(Exception):
     """The run stopped while this attempt waited for its turn: it was not sent."""
@@ -434,7 +440,6 @@ class _Run:
         self.failure: BaseException | None = None
         self.draining = False
         self.started = _OnWire(sent_log)
-        self.sent_log = sent_log
         self.stop_reason: str | None = None
         self.interrupted = False
         self.sent = 0
@@ -542,10 +547,7 @@ class _Run:
         if self.results:
             batch, self.results = self.results, []
             self.journal.record(batch)
-            for r in batch:
-                self.started.discard(r.custom_id)
-            if self.sent_log is not None:
-                self.sent_log.forget(r.custom_id for r in batch)
+            self.started.recorded([r.custom_id for r in batch])
             if self.writer is not None:
                 self.writer.flush()
         if now - self.renewed >= self.lease_s / 3:
