@@ -68,7 +68,9 @@ def output_record(ended: Ended) -> dict[str, Any]:
     if stored.keys() >= _PUBLIC_KEYS:
         # What Outcome.to_dict(full=True) wrote: the public object is it without the journal's own fields, in
         # the same order (a test holds this equal to the round trip below, which costs five times as much).
-        genguard = {k: v for k, v in stored.items() if k not in _JOURNAL_ONLY}
+        genguard = dict(stored)
+        for k in _JOURNAL_ONLY:
+            genguard.pop(k, None)
     else:  # written by another version: the Outcome fills in what is missing
         genguard = Outcome.from_dict(stored).to_dict()
     genguard["cost_usd"] = ended.extra.get("cost_usd")
