@@ -150,6 +150,14 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     assert line_of(tmp_path, b"\xef\xbb\xbf" + jsonl(batch()).encode()).number == 1
 
 
+def test_stream_false_or_null_is_sent_as_written(tmp_path: Path) -> None:
+    path = write(tmp_path, "in.jsonl", jsonl(batch("a", body={**CHAT_BODY, "stream": False}),
+                                             batch("b", body={**CHAT_BODY, "stream": None})))  # fmt: skip
+    first, second = read_lines(path, params={"stream": False})
+    assert isinstance(first, Line) and isinstance(second, Line)
+    assert (first.body["stream"], second.body["stream"]) == (False, None)
+
+
 def test_unicode_text_is_kept(tmp_path: Path) -> None:
     body = {"model": "m", "messages": [{"role": "user", "content": "café \u2028 ☕ 𝄞"}]}
     assert line_of(tmp_path, json.dumps(body, ensure_ascii=False) + "\n").body == body
@@ -221,6 +229,10 @@ BAD_JSON_LINES = [
     ("images-no-model", obj(batch(url="/v1/images/generations", body={"prompt": "a cat"})), ['no "model"'], [], "r1"),
     ("images-empty-prompt", obj(batch(url="/v1/images/generations", body={"model": "i", "prompt": " "})), ["prompt is a blank string"], [], "r1"),
     ("videos-no-prompt", obj(batch(url="/v1/videos", body={"model": "v"})), ['no "prompt"'], [], "r1"),
+    ("stream-true", obj(batch(body={**CHAT_BODY, "stream": True})), ["stream is true"], ['remove "stream"'], "r1"),
+    ("stream-string", obj(batch(body={**CHAT_BODY, "stream": "yes"})), ["stream is a string"], ['remove "stream"'], "r1"),
+    ("images-stream", obj(batch(url="/v1/images/generations", body={"model": "i", "prompt": "a cat", "stream": True})), ["stream is true"], [], "r1"),
+    ("bare-stream", obj({**CHAT_BODY, "stream": True}), ["stream is true"], [], "2"),
     ("bare-messages-and-input", obj({"model": "m", "messages": MESSAGES, "input": "x"}), ["messages and input"], ["Batch shape"], "2"),
     ("bare-input-and-prompt", obj({"model": "m", "input": "x", "prompt": "y"}), ["input and prompt"], ["Batch shape"], "2"),
     ("bare-unknown", obj({"model": "m", "text": "x"}), ["neither a Batch line nor a request body", '"model", "text"'], ["Batch shape"], "2"),
@@ -427,6 +439,7 @@ def test_an_empty_table_has_no_lines(tmp_path: Path) -> None:
         ("in.csv", {"template": "{text!x}", "model": "m"}, "unknown conversion"),
         ("in.csv", {"template": "{text}"}, "needs a model"),
         ("in.jsonl", {"params": {"when": object()}}, "params must be JSON"),
+        ("in.jsonl", {"params": {"stream": True}}, 'params: stream is true; a batch reads each answer whole'),
     ],
 )
 def test_wrong_arguments_raise_value_error_before_reading(

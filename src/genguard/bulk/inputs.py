@@ -224,6 +224,8 @@ class _Rows:
             orjson.dumps(self.params)
         except TypeError as exc:
             raise ValueError(f"params must be JSON values: {exc}") from None
+        if self.params.get("stream") not in (None, False):
+            raise ValueError(f"params: stream is {_a(self.params['stream'])}; {_NO_STREAM}")
         self.fields: tuple[str, ...] = ()
         if template is not None:
             self.fields = _template_fields(template)
@@ -413,6 +415,8 @@ def _id_value(value: Any, name: str) -> str:
     )
 
 
+_NO_STREAM = 'a batch reads each answer whole: remove "stream" from the body (or set it to false)'
+
 # What each endpoint's body needs before it is worth sending: the keys it must have, checked in this order.
 _REQUIRED: Mapping[Kind, tuple[str, ...]] = {
     "chat": ("model", "messages"),
@@ -439,6 +443,11 @@ def _check_body(kind: Kind, body: dict[str, Any]) -> None:
     model = body.get("model")
     if model is not None and not (isinstance(model, str) and model.strip()):
         raise _Bad(f"model is {_a(model)}", 'name the model as a string, e.g. "model": "gpt-4o-mini"')
+    stream = body.get("stream")
+    if stream is not None and stream is not False:
+        # Sent as it is, it came back as server-sent events, read as an invalid answer and retried: OpenAI's Batch
+        # API refuses such a line too.
+        raise _Bad(f"stream is {_a(stream)}", _NO_STREAM)
     if kind == "chat":
         _check_messages(body["messages"])
     elif kind == "embedding":
