@@ -154,7 +154,8 @@ def test_stream_false_or_null_is_sent_as_written(tmp_path: Path) -> None:
     path = write(tmp_path, "in.jsonl", jsonl(batch("a", body={**CHAT_BODY, "stream": False}),
                                              batch("b", body={**CHAT_BODY, "stream": None})))  # fmt: skip
     first, second = read_lines(path, params={"stream": False})
-    assert isinstance(first, Line) and isinstance(second, Line)
+    assert isinstance(first, Line)
+    assert isinstance(second, Line)
     assert (first.body["stream"], second.body["stream"]) == (False, None)
 
 
@@ -439,7 +440,7 @@ def test_an_empty_table_has_no_lines(tmp_path: Path) -> None:
         ("in.csv", {"template": "{text!x}", "model": "m"}, "unknown conversion"),
         ("in.csv", {"template": "{text}"}, "needs a model"),
         ("in.jsonl", {"params": {"when": object()}}, "params must be JSON"),
-        ("in.jsonl", {"params": {"stream": True}}, 'params: stream is true; a batch reads each answer whole'),
+        ("in.jsonl", {"params": {"stream": True}}, "params: stream is true; a batch reads each answer whole"),
     ],
 )
 def test_wrong_arguments_raise_value_error_before_reading(

@@ -1,17 +1,22 @@
 """The batch runner over real HTTP against the simulator: every line ends exactly once with its own answer,
 a resumed run sends only what is left, per-line failures are named and retried as the taxonomy says, and a
-failure that concerns the whole run (quota on every key, every key refused, the cost cap, the deadline) stops
-it with the rest pending, to be finished by the same command."""
+failure that concerns the whole run (quota on every key, every key refused, a provider not there or hung, the
+cost cap, the deadline) stops it with the rest pending, to be finished by the same command."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
 import genguard
@@ -459,6 +464,136 @@ def test_every_key_refused_stops_the_run(sim: Simulator, tmp_path: Path) -> None
     done = _run(src, out, sim, api_keys=(KEY3,))
     assert done.exit_code == EXIT_OK
     check_records(out, [line["custom_id"] for line in lines])
+
+
+# -- a provider that is not there, or answers nothing --------------------------------------------------------
+
+
+FAST_RETRY = RetryPolicy(max_attempts=3, backoff_base=0.05, jitter=0.0)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def _server(handle: Callable[[BaseHTTPRequestHandler, bytes], None]) -> Iterator[str]:
+    """A threaded HTTP server on 127.0.0.1 whose POSTs ``handle(handler, body)`` answers; yields its base URL."""
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            handle(self, self.rfile.read(int(self.headers.get("content-length", 0))))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_provider_that_cannot_be_reached_stops_the_run_with_every_line_pending(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    lines = lines_of(20)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    gone = f"http://127.0.0.1:{_free_port()}/v1"  # nothing listens: every connection is refused
+    opts = BatchOptions(
+        out=out, base_url=gone, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
+    )
+    stopped = run_batch(src, opts)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert f"the provider at {gone} cannot be reached" in stopped.stopped
+    assert "connection_error" in stopped.stopped
+    assert "check --base-url" in stopped.stopped
+    # No line ended failed, and none was reached: nothing to count as sent twice.
+    assert (stopped.counts.ended, stopped.counts.pending, stopped.counts.in_flight) == (0, 20, 0)
+    assert records(out) == ([], [])
+    done = _run(src, out, sim)
+    assert done.exit_code == EXIT_OK
+    assert done.counts.resent == 0
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_a_provider_that_answers_nothing_stops_the_run_and_counts_what_it_may_have_billed(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    held: list[BaseHTTPRequestHandler] = []
+
+    def hang(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        held.append(handler)
+        time.sleep(3)  # longer than the client waits: it gives up first
+
+    lines = lines_of(20)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    with _server(hang) as url:
+        opts = BatchOptions(out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none",
+                            retry=FAST_RETRY, timeout=0.3)  # fmt: skip
+        stopped = run_batch(src, opts)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "answered nothing" in stopped.stopped
+    assert "--timeout 0.3 s" in stopped.stopped
+    # The requests reached the server: the lines whose every attempt was cut off stay in flight, to be sent
+    # again counted as possibly billed twice; none ended failed.
+    cut = stopped.counts.in_flight
+    assert cut >= 1
+    assert held
+    assert (stopped.counts.ended, stopped.counts.pending + cut) == (0, 20)
+    assert records(out) == ([], [])
+    done = _run(src, out, sim)
+    assert done.exit_code == EXIT_OK
+    assert done.counts.resent == cut
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_a_line_whose_connection_breaks_while_the_provider_answers_others_ends_failed(tmp_path: Path) -> None:
+    answer = orjson.dumps({
+        "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    })  # fmt: skip
+
+    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        if b"poison" in body:
+            handler.close_connection = (
+                True  # the connection closes with no answer: a line the server breaks on
+            )
+            return
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(answer)))
+        handler.end_headers()
+        handler.wfile.write(answer)
+
+    lines = lines_of(6)
+    lines[0]["body"]["messages"][0]["content"] = "poison"  # the first line: it fails before any other answers
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    with _server(serve) as url:
+        opts = BatchOptions(
+            out=out, base_url=url, api_keys=(KEY,), concurrency=1, progress="none", retry=FAST_RETRY
+        )
+        result = run_batch(src, opts)
+    # A server that takes the connection is there: the line ends failed, the run goes on to the end.
+    assert result.stopped is None
+    assert result.exit_code == EXIT_FAILED
+    assert (result.counts.ok, dict(result.counts.by_code)) == (5, {"connection_error": 1})
+    by_id = check_records(out, [line["custom_id"] for line in lines])
+    assert by_id[lines[0]["custom_id"]]["genguard"]["attempts"] == 3
 
 
 def test_max_cost_stops_before_the_cap_is_passed(sim: Simulator, tmp_path: Path) -> None:

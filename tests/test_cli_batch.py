@@ -4,6 +4,7 @@ API keys kept out of everything the run writes or prints."""
 
 from __future__ import annotations
 
+import socket
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,10 @@ import pytest
 from click.testing import CliRunner
 
 from _batch_helpers import check_records, lines_of, records, write_input
+from genguard.bulk.journal import BatchCounts
+from genguard.bulk.runner import BatchResult
 from genguard.cli import cli
+from genguard.cli.batch import _summary_text
 from genguard.sim import Simulator
 
 KEY = "sk-cli-batch-Zq8xW3vT5yU7iO9p"
@@ -286,6 +290,33 @@ def test_a_placeholder_key_leaves_the_answers_whole(sim: Simulator, tmp_path: Pa
     assert code == 0
     ok, _ = records(tmp_path / "run")
     assert [r["genguard"]["text"] for r in ok] == ["ok, keep it"] * 3
+
+
+def test_a_provider_that_cannot_be_reached_exits_3_with_every_line_to_resume(tmp_path: Path) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        gone = f"http://127.0.0.1:{s.getsockname()[1]}/v1"  # closed again at once: connections are refused
+    src = write_input(tmp_path / "in.jsonl", lines_of(5))
+    code, stdout, _ = batch(
+        None, str(src), "--out", str(tmp_path / "run"), "--base-url", gone, "--max-attempts", "2"
+    )
+    assert code == 3
+    assert "0/5 lines ended" in stdout
+    assert "5 lines not sent yet" in stdout
+    assert f"stopped: the provider at {gone} cannot be reached" in stdout
+    assert "check --base-url, the network and that the server is up" in stdout
+
+
+def test_the_summary_tells_lines_cut_off_on_the_wire_from_lines_not_sent(tmp_path: Path) -> None:
+    counts = BatchCounts(pending=7, in_flight=3)
+    text = _summary_text(BatchResult(tmp_path, 3, counts, stopped="stopped for a test"), None)
+    assert (
+        "7 lines not sent yet, 3 cut off on the wire (sent again when resumed: they may be billed twice)"
+        in text
+    )
+    # Shared, the lines in flight are the other workers'.
+    shared = BatchResult(tmp_path, 3, counts, journal="postgresql://h/db", run="r", wrote_outputs=False)
+    assert "10 lines not sent yet" in _summary_text(shared, None)
 
 
 def test_an_out_folder_holding_something_else_exits_2(sim: Simulator, tmp_path: Path) -> None:

@@ -8,8 +8,9 @@ them, since they may have been billed twice; ``sentlog`` tells them from lines c
 
 Failures are judged per line by the taxonomy (retry what can succeed, with the server's wait; record the
 rest, soft and silent ones included, with cause and fix), except those that concern the whole run: an
-exhausted quota or a refused key on every key, the cost cap, the deadline, Ctrl-C. Those stop the run with
-the lines not yet ended left pending, and a message saying how to resume.
+exhausted quota or a refused key on every key, a provider that cannot be reached or answers nothing, the cost
+cap, the deadline, Ctrl-C. Those stop the run with the lines not yet ended left pending, and a message saying
+how to resume.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import contextvars
 import gc
 import hashlib
+import math
 import os
 import signal
 import socket
@@ -34,11 +36,12 @@ import orjson
 from ..client.clients import AsyncClient
 from ..client.loop import Hook
 from ..client.retry import RetryPolicy
+from ..client.transport import never_connected
 from ..core.arguments import codes
 from ..core.exceptions import ConfigError
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
-from ..core.secrets import MASK
+from ..core.secrets import MASK, mask_url
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
 from .journal import (
@@ -449,6 +452,7 @@ class _Run:
         self.spent = counts.cost_usd
         self.ended_times: deque[float] = deque(maxlen=512)
         self.t0 = time.monotonic()
+        self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
         self.last_flush = self.t0
         self.counts = counts
         self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
@@ -497,7 +501,30 @@ class _Run:
         cost = outcome.extra.get("cost_usd")
         if isinstance(cost, float):
             self.spent += cost
+        now = time.monotonic()
+        if any(a.status is not None for a in outcome.history):
+            self.answered_at = now
         stopper = _RUN_STOPPERS.get(outcome.code or "")
+        unsent = all(never_connected(a.message) for a in outcome.history)
+        if (
+            stopper is None
+            and (outcome.code == "timeout" or (outcome.code == "connection_error" and unsent))
+            and self.answered_at < start
+        ):
+            # Nothing answered while this line tried every attempt it had, each refused, unresolved or cut off by
+            # --timeout: the provider is down, not there, or hung, not this line wrong. Recorded, every line
+            # would end failed in turn, one backoff after another. (A connection that was made and then broke is
+            # a server that is there: that line ends failed, as a line that a server answers badly does.)
+            what, fix = self._unreachable(outcome.code or "", now - start)
+            said = f": {outcome.message}" if outcome.message else ""
+            self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
+            if unsent:
+                self.started.discard(claimed.custom_id)
+                self.journal.release([claimed.custom_id])
+            # Otherwise its request may have reached the server (a read cut off by --timeout): the line stays in
+            # flight and named in the sent log, and the resumed run sends it again counted as "may have been
+            # billed twice".
+            return
         if stopper is not None:
             what, fix = stopper
             said = f": {outcome.message}" if outcome.message else ""
@@ -531,6 +558,19 @@ class _Run:
             )
         )
         self.ended_times.append(time.monotonic())
+
+    def _unreachable(self, code: str, waited_s: float) -> tuple[str, str]:
+        where = mask_url(self.client.base_url)
+        if code == "timeout":
+            return (
+                f"the provider at {where} answered nothing for {waited_s:.0f} s, each attempt cut off after "
+                f"--timeout {self.opts.timeout:g} s",
+                "check that the server is up and serving (or raise --timeout for answers that take longer)",
+            )
+        return (
+            f"the provider at {where} cannot be reached: nothing answered for {waited_s:.0f} s",
+            "check --base-url, the network and that the server is up",
+        )
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:

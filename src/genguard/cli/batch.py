@@ -452,7 +452,14 @@ def _summary_text(result: Any, report: Path | None) -> str:
             f"{code} {n}" for code, n in sorted(c.by_code.items(), key=lambda kv: -kv[1]) if code
         )
         lines.append(f"failures by code: {codes} (each with its cause and fix in errors.jsonl)")
-    if c.pending or c.in_flight:
+    if c.in_flight and result.journal is None:
+        # Alone, a line left in flight was cut off after its request left (a second Ctrl-C, a provider that
+        # stopped answering): the resumed run sends it again.
+        lines.append(
+            f"{c.pending} lines not sent yet, {c.in_flight} cut off on the wire (sent again when resumed: they "
+            "may be billed twice): run the same command again to resume"
+        )
+    elif c.pending or c.in_flight:
         lines.append(f"{c.pending + c.in_flight} lines not sent yet: run the same command again to resume")
     if result.stopped:
         lines.append(f"stopped: {result.stopped}")

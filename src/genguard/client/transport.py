@@ -30,7 +30,7 @@ from ..core.outcome import Outcome
 from ..core.secrets import redact
 from ..core.taxonomy import Endpoint
 
-__all__ = ["TRANSPORT_ERRORS", "classify_exception"]
+__all__ = ["TRANSPORT_ERRORS", "classify_exception", "never_connected"]
 
 TRANSPORT_ERRORS: tuple[type[Exception], ...] = (
     httpx.TransportError,
@@ -51,6 +51,19 @@ _WHAT: tuple[tuple[str, str], ...] = (
     ("WriteError", "the connection failed while sending"),
     ("RemoteProtocolError", "the server broke the HTTP protocol (closed mid-answer?)"),
 )
+
+
+def never_connected(message: str | None) -> bool:
+    """Whether a transport failure's message (as :func:`classify_exception` wrote it: the exception's class name
+    first) says no connection was made, so that no byte of the request reached the server: refused, unresolved,
+    or not connected in time.
+
+    >>> never_connected(classify_exception(httpx.ConnectError("[Errno 111] Connection refused")).message)
+    True
+    >>> never_connected(classify_exception(httpx.ReadTimeout("timed out")).message)
+    False
+    """
+    return message is not None and message.startswith(("ConnectError:", "ConnectTimeout:"))
 
 
 def transport_errors(module: ModuleType) -> tuple[type[Exception], ...]:
