@@ -297,6 +297,44 @@ def test_rerun_changed_sends_the_new_request_and_archives_the_old_answer(
     assert journal.counts().cost_usd == 1.0  # what was paid stays counted
 
 
+def test_a_changed_failure_that_retry_failed_sends_again_takes_its_new_request(
+    journal: SQLiteJournal,
+) -> None:
+    loaded(journal, 4)
+    claimed = journal.claim(4, worker="w", lease_s=60)
+    journal.record([
+        claimed[0].result(ok()),
+        claimed[1].result(Outcome.failure("truncated", status=200), response=response()),
+        claimed[2].result(Outcome.failure("content_filtered", status=200), response=response()),
+        claimed[3].result(Outcome.failure("truncated", status=200), response=response()),
+    ])  # fmt: skip
+    # Lines 1-3 changed (max_tokens raised, say); line 4 did not.
+    changed = [Line(f"id-{i}", CHAT, body(i, "longer"), i, "in.jsonl") for i in (1, 2, 3)]
+    edited = [*changed, *lines(1, start=4)]
+    # Retrying the truncated ones: line 2 takes its new request; line 1 (ok) and line 3 (another code) are still
+    # changed lines to refuse.
+    report = journal.load(edited, retry_failed=("truncated",))
+    assert (report.changed_count, report.rerun, report.ok) == (3, 1, False)
+    assert sorted(p.custom_id for p in report.changed) == ["id-1", "id-2", "id-3"]
+    journal.rollback()
+    # Every failure retried, and line 1 left as it was: both changed failures take their new requests.
+    report = journal.load([lines(1).__next__(), *changed[1:], *lines(1, start=4)], retry_failed=())
+    assert (report.changed_count, report.rerun, report.ok) == (2, 2, True)
+    journal.commit()
+    assert states(journal) == {"id-1": "ended", "id-2": "pending", "id-3": "pending", "id-4": "ended"}
+    assert {c.custom_id: c.body for c in journal.claim(5, worker="w", lease_s=60)} == {
+        "id-2": body(2, "longer"),
+        "id-3": body(3, "longer"),
+    }
+    assert [r[0] for r in rows(journal, "SELECT custom_id FROM history ORDER BY custom_id")] == [
+        "id-2",
+        "id-3",
+    ]
+    # Without retry_failed a changed failure is refused as before.
+    assert not journal.load([Line("id-4", CHAT, body(4, "longer"), 4, "in.jsonl")]).ok
+    journal.rollback()
+
+
 def test_an_answer_for_the_old_request_never_lands_on_a_changed_line(journal: SQLiteJournal) -> None:
     loaded(journal, 1)
     [old] = journal.claim(1, worker="w", lease_s=60)

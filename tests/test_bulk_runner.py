@@ -329,6 +329,31 @@ def test_retry_failed_sends_only_those_lines_again(sim: Simulator, tmp_path: Pat
     assert _requests(sim) == 25
 
 
+def test_retry_failed_after_raising_max_tokens_sends_the_new_requests(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(8)
+    for line in lines[:3]:
+        line["body"]["max_tokens"] = 1
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    first = _run(src, out, sim)
+    assert dict(first.counts.by_code) == {"truncated": 3}
+    # The user raises max_tokens for the truncated lines and sends only them again: no --rerun-changed needed.
+    for line in lines[:3]:
+        line["body"]["max_tokens"] = 500
+    write_input(src, lines)
+    again = _run(src, out, sim, retry_failed=("truncated",))
+    assert (again.exit_code, again.sent, again.counts.ok) == (EXIT_OK, 3, 8)
+    by_id = check_records(out, [line["custom_id"] for line in lines])
+    assert {cid for cid, r in by_id.items() if r["genguard"]["finish_reason"] == "stop"} == set(by_id)
+    # A changed line that did not fail is still refused: its answer was for the old request.
+    lines[5]["body"]["max_tokens"] = 7
+    write_input(src, lines)
+    with pytest.raises(BadInput) as refused:
+        _run(src, out, sim, retry_failed=("truncated",))
+    assert "q-0006" in str(refused.value)
+    assert "--rerun-changed" in str(refused.value)
+
+
 def test_a_changed_line_is_refused_or_rerun(sim: Simulator, tmp_path: Path, reference: Reference) -> None:
     lines = lines_of(5)
     src = write_input(tmp_path / "in.jsonl", lines)

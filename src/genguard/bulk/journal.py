@@ -203,7 +203,12 @@ class Journal(Protocol):
     :meth:`commit` or :meth:`rollback` so that the caller can refuse an input after seeing the report."""
 
     def load(
-        self, lines: Iterable[Line], *, rerun_changed: bool = False, max_problems: int = 1000
+        self,
+        lines: Iterable[Line],
+        *,
+        rerun_changed: bool = False,
+        max_problems: int = 1000,
+        retry_failed: Collection[str] | None = None,
     ) -> LoadReport: ...
 
     def commit(self) -> None: ...
@@ -490,15 +495,22 @@ class SQLiteJournal:
     # -- loading --
 
     def load(
-        self, lines: Iterable[Line], *, rerun_changed: bool = False, max_problems: int = 1000
+        self,
+        lines: Iterable[Line],
+        *,
+        rerun_changed: bool = False,
+        max_problems: int = 1000,
+        retry_failed: Collection[str] | None = None,
     ) -> LoadReport:
         """Add the input's lines, streaming, in one transaction left open for :meth:`commit` or
         :meth:`rollback`.
 
         A ``custom_id`` already in the journal with the same key is left as it is (a resumed run). With another
         key it is reported as changed; with ``rerun_changed`` it goes back to pending with the new request and
-        its old answer moves to the history table (never an old answer beside a new request). A ``custom_id``
-        repeated within ``lines`` is a duplicate: the first is loaded, the repeat reported with both places.
+        its old answer moves to the history table (never an old answer beside a new request). So does a changed
+        line that ended failed when ``retry_failed`` sends it again (its codes as for :meth:`reset_failed`, an
+        empty collection for every failure; ``None``: no retry). A ``custom_id`` repeated within ``lines`` is a
+        duplicate: the first is loaded, the repeat reported with both places.
         """
         if self._loading:
             raise JournalError("a load is already waiting for commit() or rollback()")
@@ -506,12 +518,18 @@ class SQLiteJournal:
         db.execute("BEGIN IMMEDIATE")
         self._loading = True
         try:
-            return self._load(lines, rerun_changed, max_problems)
+            return self._load(lines, rerun_changed, max_problems, retry_failed)
         except BaseException:
             self.rollback()
             raise
 
-    def _load(self, lines: Iterable[Line], rerun_changed: bool, max_problems: int) -> LoadReport:
+    def _load(
+        self,
+        lines: Iterable[Line],
+        rerun_changed: bool,
+        max_problems: int,
+        retry_failed: Collection[str] | None,
+    ) -> LoadReport:
         db = self._db
         # Lines with an id above `start` were added by this load, so a custom_id found among them is a repeat;
         # lines older than the load are remembered in a temporary table when seen (on disk, so a million of
@@ -522,16 +540,17 @@ class SQLiteJournal:
         if resuming:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS load_seen (id INTEGER PRIMARY KEY, source, number)")
             db.execute("DELETE FROM temp.load_seen")
-        sort = _LoadSort(start, max_problems, rerun_changed)
+        sort = _LoadSort(start, max_problems, rerun_changed, retry_failed)
         now = self._clock()
         for chunk in _chunks(lines):
             ids = list({line.custom_id: None for line in chunk})
-            known: dict[str, tuple[int, str, int, str, str]] = {}
+            known: dict[str, _KnownRow] = {}
             for cid_chunk in _chunks(ids):
                 known.update(
-                    (row[1], row)
+                    (row[1], (*row[:5], bool(row[5]), row[6]))
                     for row in db.execute(
-                        f"SELECT id, custom_id, number, source, key FROM lines WHERE custom_id IN ({_marks(len(cid_chunk))})",
+                        f"""SELECT id, custom_id, number, source, key, state = 'ended' AND ok = 0, code FROM lines
+                        WHERE custom_id IN ({_marks(len(cid_chunk))})""",
                         cid_chunk,
                     )
                 )
@@ -555,7 +574,15 @@ class SQLiteJournal:
                 key = line.key or line_key(line.url, line.body)
                 row = known.get(line.custom_id)
                 if row is None:
-                    known[line.custom_id] = (next_id, line.custom_id, line.number, line.source, key)
+                    known[line.custom_id] = (
+                        next_id,
+                        line.custom_id,
+                        line.number,
+                        line.source,
+                        key,
+                        False,
+                        None,
+                    )
                     inserts.append((next_id, line.custom_id, line.number, line.source, line.url, key))
                     bodies.append((next_id, body))
                     next_id += 1
@@ -998,16 +1025,23 @@ def _ended(row: tuple[Any, ...]) -> Ended:
     )
 
 
+# A line the journal holds, as a load sorts it: id, custom_id, number, source, key, ended failed, code.
+_KnownRow = tuple[int, str, int, str, str, bool, "str | None"]
+
+
 class _LoadSort:
     """How a load sorts each line against the run's: new, a repeat of a custom_id in this input, unchanged,
     or changed (sent again with ``rerun_changed``), with the first problems of each kind. One rule for every
     journal; each keeps its own storage. ``start`` is the highest line id before this load: an id above it was
     added by this load, so meeting it again is a repeat."""
 
-    def __init__(self, start: int, max_problems: int, rerun_changed: bool) -> None:
+    def __init__(
+        self, start: int, max_problems: int, rerun_changed: bool, retry_failed: Collection[str] | None = None
+    ) -> None:
         self.start = start
         self.max_problems = max_problems
         self.rerun_changed = rerun_changed
+        self.retry_failed = None if retry_failed is None else frozenset(retry_failed)
         self.new = self.unchanged = self.rerun = self.changed_count = self.duplicate_count = 0
         self.changed: list[InputProblem] = []
         self.duplicates: list[InputProblem] = []
@@ -1016,13 +1050,14 @@ class _LoadSort:
         self,
         line: Line,
         key: str,
-        row: tuple[int, str, int, str, str],
+        row: _KnownRow,
         seen_before: dict[int, tuple[str, int]],
         seen_now: list[tuple[int, str, int]],
     ) -> bool:
-        """Sort a line whose custom_id the run holds (``row``: id, custom_id, number, source, key), noting it in
-        ``seen_before``/``seen_now``; whether it must be sent again (changed, with ``rerun_changed``)."""
-        line_id, _, first_number, first_source, old_key = row
+        """Sort a line whose custom_id the run holds (``row``: id, custom_id, number, source, key, whether it
+        ended failed, its code), noting it in ``seen_before``/``seen_now``; whether it must be sent again
+        (changed, with ``rerun_changed``, or a failure that ``retry_failed`` sends again anyway)."""
+        line_id, _, first_number, first_source, old_key, failed, code = row
         first = seen_before.get(line_id)
         if line_id > self.start or first is not None:
             self.duplicate_count += 1
@@ -1038,7 +1073,12 @@ class _LoadSort:
         self.changed_count += 1
         if len(self.changed) < self.max_problems:
             self.changed.append(_changed(line, first_source, first_number))
-        if self.rerun_changed:
+        retried = (
+            failed and self.retry_failed is not None and (not self.retry_failed or code in self.retry_failed)
+        )
+        if self.rerun_changed or retried:
+            # A failure --retry-failed sends again takes its new request (a max_tokens raised for the truncated
+            # ones): its answer is set aside either way, so no old answer stays beside a new request.
             self.rerun += 1
             return True
         return False

@@ -44,6 +44,7 @@ from .journal import (
     _chunks,
     _dumps,
     _ended,
+    _KnownRow,
     _LoadSort,
     _response_text,
 )
@@ -429,7 +430,7 @@ class PostgresJournal:
     # -- loading --
 
     def load(self, lines: Iterable[Line], *, rerun_changed: bool = False, max_problems: int = 1000,
-             fingerprint: str | None = None) -> LoadReport:  # fmt: skip
+             retry_failed: Collection[str] | None = None, fingerprint: str | None = None) -> LoadReport:  # fmt: skip
         """Add the input's lines in one transaction left open for :meth:`commit` or :meth:`rollback`, as
         :meth:`SQLiteJournal.load <genguard.bulk.journal.SQLiteJournal.load>` does, under an advisory lock of
         the run: workers that start together load one at a time.
@@ -464,7 +465,7 @@ class PostgresJournal:
                         "same INPUT, or another --run name for this one (--rerun-changed makes this INPUT the "
                         "run's, sending its changed lines again)"
                     )
-            report = self._load(lines, rerun_changed, max_problems)
+            report = self._load(lines, rerun_changed, max_problems, retry_failed)
             if fingerprint is not None:
                 db.execute("UPDATE batch_runs SET fingerprint = %s WHERE run = %s", (fingerprint, self.run))
             if report.new or report.rerun:
@@ -474,7 +475,13 @@ class PostgresJournal:
             self.rollback()
             raise
 
-    def _load(self, lines: Iterable[Line], rerun_changed: bool, max_problems: int) -> LoadReport:
+    def _load(
+        self,
+        lines: Iterable[Line],
+        rerun_changed: bool,
+        max_problems: int,
+        retry_failed: Collection[str] | None,
+    ) -> LoadReport:
         db = self._db
         run = self.run
         (start,) = db.execute(
@@ -488,14 +495,15 @@ class PostgresJournal:
                 "CREATE TEMP TABLE IF NOT EXISTS genguard_load_seen (id BIGINT PRIMARY KEY, source TEXT, number INTEGER)"
             )
             db.execute("TRUNCATE genguard_load_seen")
-        sort = _LoadSort(start, max_problems, rerun_changed)
+        sort = _LoadSort(start, max_problems, rerun_changed, retry_failed)
         now = self._now()
         for chunk in _chunks(lines, _CHUNK):
             ids = list({line.custom_id: None for line in chunk})
-            known: dict[str, tuple[int, str, int, str, str]] = {
-                row[1]: (int(row[0]), row[1], row[2], row[3], row[4])
+            known: dict[str, _KnownRow] = {
+                row[1]: (int(row[0]), row[1], row[2], row[3], row[4], bool(row[5]), row[6])
                 for row in db.execute(
-                    "SELECT id, custom_id, number, source, key FROM batch_lines WHERE run = %s AND custom_id = ANY(%s)",
+                    """SELECT id, custom_id, number, source, key, state = 'ended' AND NOT coalesce(ok, true), code
+                    FROM batch_lines WHERE run = %s AND custom_id = ANY(%s)""",
                     (run, ids),
                 )
             }
@@ -516,7 +524,15 @@ class PostgresJournal:
                 key = line.key or line_key(line.url, line.body)
                 row = known.get(line.custom_id)
                 if row is None:
-                    known[line.custom_id] = (next_id, line.custom_id, line.number, line.source, key)
+                    known[line.custom_id] = (
+                        next_id,
+                        line.custom_id,
+                        line.number,
+                        line.source,
+                        key,
+                        False,
+                        None,
+                    )
                     inserts.append(
                         (
                             run,

@@ -356,9 +356,10 @@ def _load(
             yield item
 
     if print_ is not None and isinstance(journal, PostgresJournal):
-        report = journal.load(lines(), rerun_changed=opts.rerun_changed, fingerprint=print_)
+        report = journal.load(lines(), rerun_changed=opts.rerun_changed, retry_failed=opts.retry_failed,
+                              fingerprint=print_)  # fmt: skip
     else:
-        report = journal.load(lines(), rerun_changed=opts.rerun_changed)
+        report = journal.load(lines(), rerun_changed=opts.rerun_changed, retry_failed=opts.retry_failed)
     if count[0] and not opts.skip_invalid:
         journal.rollback()
         raise BadInput(
