@@ -307,6 +307,23 @@ def test_a_provider_that_cannot_be_reached_exits_3_with_every_line_to_resume(tmp
     assert "check --base-url, the network and that the server is up" in stdout
 
 
+def test_another_input_into_the_same_out_says_what_the_run_already_held(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    first = write_input(tmp_path / "a.jsonl", lines_of(4, prefix="a"))
+    second = write_input(tmp_path / "b.jsonl", lines_of(3, prefix="b"))
+    out = str(tmp_path / "run")
+    assert batch(sim, str(first), "--out", out)[0] == 0
+    code, stdout, _ = batch(sim, str(second), "--out", out)
+    assert code == 0
+    assert "7/7 lines ended: 7 ok, 0 failed" in stdout
+    assert "4 of them are not in this input (an earlier input's, run into the same --out)" in stdout
+    code, stdout, _ = batch(sim, str(second), "--out", out, "--json")
+    assert orjson.loads(stdout)["absent"] == 4
+    # The same input again has nothing to say about it.
+    assert "not in this input" not in batch(sim, str(first), "--out", str(tmp_path / "alone"))[1]
+
+
 def test_the_summary_tells_lines_cut_off_on_the_wire_from_lines_not_sent(tmp_path: Path) -> None:
     counts = BatchCounts(pending=7, in_flight=3)
     text = _summary_text(BatchResult(tmp_path, 3, counts, stopped="stopped for a test"), None)

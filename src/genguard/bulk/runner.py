@@ -191,6 +191,7 @@ class BatchResult:
     limit_rps: float | None = None
     limit_source: str | None = None  # where limit_rps came from: "given", "headers" or "429s"
     invalid: int = 0
+    absent: int = 0  # lines of this run that the input given does not hold (an earlier input's); kept
     journal: str | None = None
     run: str | None = None
     worker: str = ""
@@ -326,7 +327,9 @@ def fingerprint(items: Iterable[Line | InputProblem]) -> str:
 
 def _load(
     journal: Journal, items: Iterable[Line | InputProblem], opts: BatchOptions, *, print_: str | None = None
-) -> int:
+) -> tuple[int, int]:
+    """Load the input into the journal, or raise :class:`BadInput` with nothing changed; the bad lines recorded
+    as failed (``--skip-invalid``), and the run's lines this input does not hold."""
     problems: list[InputProblem] = []
     count = [0]
     invalid: list[InputProblem] = []
@@ -389,7 +392,7 @@ def _load(
             for line in (_invalid_line(p),)
         ]
         journal.record(results)
-    return len(invalid)
+    return len(invalid), report.absent
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -905,7 +908,7 @@ async def arun_batch(
         if not shared:
             resent = journal.recover(sent=read_sent(out / SENT_FILE))
             (out / SENT_FILE).unlink(missing_ok=True)  # read: each run starts its own
-        invalid = 0
+        invalid = absent = 0
         items: Iterable[Line | InputProblem] | None = lines
         try:
             if items is None and source is not None:
@@ -921,7 +924,7 @@ async def arun_batch(
                     else:
                         items = list(items)
                         print_ = fingerprint(items)
-                invalid = _load(journal, items, opts, print_=print_)
+                invalid, absent = _load(journal, items, opts, print_=print_)
         except OtherInput as exc:
             raise SetupError(str(exc)) from None
         except (ValueError, OSError) as exc:
@@ -953,8 +956,8 @@ async def arun_batch(
         if counts.pending == 0 and counts.in_flight == 0:
             wrote, by = _finish_shared(journal, worker, out) if shared else (True, None)
             return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid,
-                               journal=opts.journal, run=opts.run, worker=worker, wrote_outputs=wrote,
-                               finished_by=by)  # fmt: skip
+                               absent=absent, journal=opts.journal, run=opts.run, worker=worker,
+                               wrote_outputs=wrote, finished_by=by)  # fmt: skip
         # The price table loads on its first use, for half a second: here, before anything is sent, rather than
         # when the first answer is priced, where it stalled the event loop with the first requests in flight
         # (their answers unread, the limiter's timers late: every resumed run paused half a second).
@@ -1033,6 +1036,7 @@ async def arun_batch(
             limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
             limit_source=limits.rpm_source,
             invalid=invalid,
+            absent=absent,
             journal=opts.journal,
             run=opts.run,
             worker=worker,

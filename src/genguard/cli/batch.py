@@ -425,6 +425,7 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "ok": c.ok,
         "failed": c.failed,
         "pending": c.pending + c.in_flight,
+        "absent": result.absent,
         "by_code": dict(c.by_code),
         "sent": result.sent,
         "resent_after_crash": c.resent,
@@ -447,6 +448,11 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
 def _summary_text(result: Any, report: Path | None) -> str:
     c = result.counts
     lines = [f"{c.ended}/{c.total} lines ended: {c.ok} ok, {c.failed} failed"]
+    if result.absent:
+        lines.append(
+            f"{result.absent} of them are not in this input (an earlier input's, run into the same --out): they "
+            "stay in its results; another --out keeps runs apart"
+        )
     if c.failed:
         codes = ", ".join(
             f"{code} {n}" for code, n in sorted(c.by_code.items(), key=lambda kv: -kv[1]) if code
