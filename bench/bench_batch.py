@@ -40,7 +40,9 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    rounds after an untimed warm-up of each; ratios per round, median over rounds (target >= 0.9). Each case
    of ``--overhead-cases`` runs both contenders on the same event loop (asyncio's, or uvloop, on which
    ``genguard batch`` runs) against a server that answers at once or after a set time: at once, the run is a
-   race of CPU per line between two Python programs; a provider takes hundreds of milliseconds.
+   race of CPU per line between two Python programs; a provider takes hundreds of milliseconds. With
+   ``--client-loop`` a third contender runs the bare loop with genguard's ``AsyncClient`` in aiohttp's place
+   (no journal, no limiter): what the batch adds over the client it sends with.
 
 3. Memory. Peak RSS of a fresh subprocess, read by the subprocess itself at its end (``VmHWM``; not
    ``ru_maxrss``, which Linux carries over fork and exec, so a child of this bench would report at least the
@@ -485,6 +487,38 @@ async def run_bare(url: str, path: Path, save: Path, concurrency: int) -> float:
     return time.perf_counter() - start
 
 
+async def run_client_loop(url: str, path: Path, save: Path, concurrency: int) -> float:
+    """The bare loop with genguard's ``AsyncClient`` in aiohttp's place (each answer read, classified and
+    priced, no journal, no limiter): what the batch runner adds over the client it sends with."""
+    import orjson
+
+    from genguard import AsyncClient
+
+    start = time.perf_counter()
+    async with AsyncClient(url, api_key=KEY, max_concurrency=concurrency) as client:
+        with path.open("rb") as lines, save.open("wb") as results:
+
+            async def worker() -> None:
+                for raw in lines:
+                    line = orjson.loads(raw)
+                    outcome, body = await client.send_json("/chat/completions", line["body"], endpoint="chat")
+                    results.write(
+                        orjson.dumps(
+                            {
+                                "custom_id": line["custom_id"],
+                                "response": {
+                                    "status_code": outcome.status,
+                                    "body": orjson.Fragment(body or b"null"),
+                                },
+                            }
+                        )
+                        + b"\n"
+                    )
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return time.perf_counter() - start
+
+
 def _on_loop(kind: str, coro: Any) -> Any:
     """Run ``coro`` on a fresh event loop of ``kind``: ``asyncio`` (the default loop) or ``uvloop``."""
     if kind == "asyncio":
@@ -506,7 +540,7 @@ def _overhead_case(
 ) -> dict[str, Any]:
     n = args.overhead_lines
     path = work / "overhead.jsonl"
-    names = ("genguard", "bare aiohttp")
+    names = ("genguard", "bare aiohttp", "client loop")
     rate: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
     flags = [name for name, on in (("headers", headers), ("jitter", jitter)) if on]
@@ -518,6 +552,8 @@ def _overhead_case(
         _on_loop(loop, run_bare(url, warm, work / "warm-bare.jsonl", args.concurrency))
         for r in range(args.rounds):
             for name in names if r % 2 == 0 else names[::-1]:
+                if name == "client loop" and not args.client_loop:
+                    continue
                 # This process's CPU only: the server's is its own process's.
                 used = time.process_time()
                 if name == "genguard":
@@ -526,6 +562,9 @@ def _overhead_case(
                     if run.ok != n:
                         raise SystemExit(f"genguard ended {run.ok} of {n} lines ok ({run.note})")
                     wall = run.wall_s
+                elif name == "client loop":
+                    save = work / f"oh-client-{r}.jsonl"
+                    wall = _on_loop(loop, run_client_loop(url, path, save, args.concurrency))
                 else:
                     wall = _on_loop(loop, run_bare(url, path, work / f"oh-bare-{r}.jsonl", args.concurrency))
                 used = time.process_time() - used
@@ -539,6 +578,8 @@ def _overhead_case(
                 )
     ratios = [g / b for g, b in zip(rate["genguard"], rate["bare aiohttp"], strict=True)]
     cpu_ratios = [g / b for g, b in zip(cpu["genguard"], cpu["bare aiohttp"], strict=True)]
+    if not rate["client loop"]:
+        del rate["client loop"], cpu["client loop"]
     return {
         "loop": loop,
         "latency_ms": latency_ms,
@@ -715,7 +756,7 @@ def table(report: dict[str, Any]) -> str:
             lines.append(
                 f"{_case_name(case['loop'], case['latency_ms'], case['headers'], case.get('jitter', False))}:"
             )
-            for name in ("genguard", "bare aiohttp"):
+            for name in m:
                 lines.append(f"  {name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
             per = ", ".join(f"{x:.2f}" for x in case["ratios"])
             lines.append(
@@ -758,6 +799,12 @@ def main() -> None:
         "by default they run in the retry-after case only)",
     )
     parser.add_argument("--overhead-lines", type=int, help="lines per overhead run (default 3000)")
+    parser.add_argument(
+        "--client-loop",
+        action="store_true",
+        help="overhead: also run the bare loop with genguard's AsyncClient in aiohttp's place (no journal, no "
+        "limiter): what the batch runner adds over the client it sends with",
+    )
     parser.add_argument("--rounds", type=int, help="overhead rounds (default 3)")
     parser.add_argument(
         "--overhead-cases",
