@@ -621,6 +621,29 @@ def test_a_line_whose_connection_breaks_while_the_provider_answers_others_ends_f
     assert by_id[lines[0]["custom_id"]]["genguard"]["attempts"] == 3
 
 
+def test_a_wait_longer_than_a_line_takes_stops_the_run_with_every_line_pending(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A daily limit spent: every request is told to come back in an hour, past max_wait (600 s by default).
+    sim.configure(scenario="rate_limited", retry_after_s=3600)
+    lines = lines_of(30)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    stopped = _run(src, out, sim, concurrency=4)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "the provider asks to wait 60 min before the next request" in stopped.stopped
+    assert "(at most 10 min)" in stopped.stopped
+    assert "wait until " in stopped.stopped
+    # Not one line burnt: none ended, and no more were sent than were in hand when the answer came.
+    assert (stopped.counts.ended, stopped.counts.pending) == (0, 30)
+    assert _requests(sim) <= 4
+    assert records(out) == ([], [])
+    sim.configure(scenario="ok")
+    done = _run(src, out, sim)
+    assert (done.exit_code, done.counts.ok, done.counts.resent) == (EXIT_OK, 30, 0)
+
+
 def test_max_cost_stops_before_the_cap_is_passed(sim: Simulator, tmp_path: Path) -> None:
     lines = lines_of(30, max_tokens=60)
     src = write_input(tmp_path / "in.jsonl", lines)

@@ -457,6 +457,7 @@ class _Run:
         self.ended_times: deque[float] = deque(maxlen=512)
         self.t0 = time.monotonic()
         self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
+        self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
         self.last_flush = self.t0
         self.counts = counts
         self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
@@ -509,6 +510,15 @@ class _Run:
         if any(a.status is not None for a in outcome.history):
             self.answered_at = now
         stopper = _RUN_STOPPERS.get(outcome.code or "")
+        later = outcome.retry_after_s
+        if stopper is None and outcome.retryable and later is not None and later > self.max_wait:
+            # The provider asks every request to come back later than genguard waits (a daily limit spent, a
+            # maintenance window): recorded, each line would end failed in turn with the same answer.
+            stopper = (
+                f"the provider asks to wait {_span(later)} before the next request, longer than a line waits "
+                f"(at most {_span(self.max_wait)})",
+                f"wait until {_clock_in(later)}",
+            )
         unsent = all(never_connected(a.message) for a in outcome.history)
         if (
             stopper is None
@@ -785,6 +795,29 @@ class _Run:
     def cancel_all(self) -> None:
         for task in self.tasks:
             task.cancel()
+
+
+def _span(seconds: float) -> str:
+    """A wait as a person says it.
+
+    >>> _span(45), _span(600), _span(3600), _span(7200), _span(12000)
+    ('45 s', '10 min', '60 min', '2 h', '3 h 20 min')
+    """
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    if minutes < 120:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min" if minutes % 60 else f"{minutes // 60} h"
+
+
+def _clock_in(seconds: float) -> str:
+    """The local time ``seconds`` from now, with the date when it is not today."""
+    now = time.time()
+    then = time.localtime(now + seconds)
+    if time.strftime("%Y-%m-%d", then) == time.strftime("%Y-%m-%d", time.localtime(now)):
+        return time.strftime("%H:%M", then)
+    return time.strftime("%Y-%m-%d %H:%M", then)
 
 
 def _wake_up(wake: asyncio.Future[None]) -> None:
