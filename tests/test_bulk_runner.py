@@ -621,6 +621,64 @@ def test_a_line_whose_connection_breaks_while_the_provider_answers_others_ends_f
     assert by_id[lines[0]["custom_id"]]["genguard"]["attempts"] == 3
 
 
+def _not_an_api(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    # A web server at the wrong --base-url: a page, not an API's JSON.
+    page = b"<html><body><h1>404 Not Found</h1></body></html>"
+    handler.send_response(404)
+    handler.send_header("content-type", "text/html")
+    handler.send_header("content-length", str(len(page)))
+    handler.end_headers()
+    handler.wfile.write(page)
+
+
+def test_lines_all_failing_alike_before_any_generation_stop_the_run(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(60)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    with _server(_not_an_api) as url:
+        opts = BatchOptions(out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none")
+        stopped = run_batch(src, opts)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "lines ended so far all failed with not_found (HTTP 404" in stopped.stopped
+    assert "check --base-url" in stopped.stopped
+    assert "--retry-failed not_found" in stopped.stopped
+    # The lines that ended keep their answers; the rest were spared.
+    failed = stopped.counts.failed
+    assert 10 <= failed <= 10 + 4
+    assert (stopped.counts.ok, dict(stopped.counts.by_code), stopped.counts.pending) == (
+        0,
+        {"not_found": failed},
+        60 - failed,
+    )
+    # At the right URL the rest is sent, then the failures again.
+    done = _run(src, out, sim)
+    assert (done.exit_code, done.counts.ok, done.counts.failed, done.sent) == (
+        EXIT_FAILED,
+        60 - failed,
+        failed,
+        60 - failed,
+    )
+    again = _run(src, out, sim, retry_failed=("not_found",))
+    assert (again.exit_code, again.counts.ok, again.sent) == (EXIT_OK, 60, failed)
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_failures_alike_after_a_generation_are_the_lines_own(sim: Simulator, tmp_path: Path) -> None:
+    # One line answered, then every other refused the same way: the provider works, these lines are wrong.
+    lines = lines_of(16)
+    for line in lines[1:]:
+        line["body"]["temperature"] = 5  # out of range: 400 bad_request, never retried
+    src = write_input(tmp_path / "in.jsonl", lines)
+    result = _run(src, tmp_path / "run", sim, concurrency=1)
+    assert result.stopped is None
+    assert (result.exit_code, result.counts.ok, dict(result.counts.by_code)) == (
+        EXIT_FAILED,
+        1,
+        {"bad_request": 15},
+    )
+
+
 def test_a_wait_longer_than_a_line_takes_stops_the_run_with_every_line_pending(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -96,6 +96,8 @@ _RUN_STOPPERS = {
         "check the key (and that it belongs to this base URL), or pass another --api-key",
     ),
 }
+# Lines in a row ending with the same hard failure, before any line of the run had a generation, that stop it.
+_SAME_FAILURE_LINES = 10
 _FLUSH_EVERY_S = 0.05
 # Answers recorded at once, or every _FLUSH_EVERY_S. Each flush is a commit and an output mark: 256 at once saved
 # 4% of the CPU a line with no limit, but cost as much throughput against a server answering after 20 ms (the
@@ -458,6 +460,8 @@ class _Run:
         self.t0 = time.monotonic()
         self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
+        self.generated = False  # a line of this run had a generation (ok, or a soft or silent failure)
+        self.failing: tuple[str | None, int] = (None, 0)  # until then: the last hard code, and its lines in a row
         self.last_flush = self.t0
         self.counts = counts
         self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
@@ -547,6 +551,10 @@ class _Run:
             self.started.discard(claimed.custom_id)
             self.journal.release([claimed.custom_id])
             return
+        if outcome.ok or outcome.kind != "hard":
+            self.generated = True
+        elif not self.generated:
+            self._same_hard_failure(outcome)
         if raw is not None and any(k in raw for k in self.secrets):
             outcome, raw = _masked(outcome, raw, self.secret_texts)
         response: dict[str, Any] | bytes | None = None
@@ -572,6 +580,26 @@ class _Run:
             )
         )
         self.ended_times.append(time.monotonic())
+
+    def _same_hard_failure(self, outcome: Outcome) -> None:
+        """No line of this run has had a generation yet: count the lines ending with this same hard failure, and
+        stop the run when _SAME_FAILURE_LINES of them have. A wrong --base-url (a web server's 404 or 501), a
+        model the provider does not have, a parameter it refuses: every line would fail alike, one after the
+        other, retried when retryable (300 lines against a plain web server: 1,800 requests in 81 s). These
+        lines end failed, as they did; the rest stay pending."""
+        code, count = self.failing
+        count = count + 1 if outcome.code == code else 1
+        self.failing = (outcome.code, count)
+        if count < _SAME_FAILURE_LINES:
+            return
+        status = f"HTTP {outcome.status}" if outcome.status is not None else ""
+        said = ": ".join(x for x in (status, outcome.message) if x)
+        self._stop(
+            f"the {count} lines ended so far all failed with {outcome.code}{f' ({said})' if said else ''}, and "
+            "none has had a generation: the provider or the settings are more likely at fault than the lines; "
+            "check --base-url, the model and the parameters against errors.jsonl, then run the same command "
+            f"again to go on (--retry-failed {outcome.code} sends these lines again)"
+        )
 
     def _unreachable(self, code: str, waited_s: float) -> tuple[str, str]:
         where = mask_url(self.client.base_url)
