@@ -8,9 +8,10 @@ them, since they may have been billed twice; ``sentlog`` tells them from lines c
 
 Failures are judged per line by the taxonomy (retry what can succeed, with the server's wait; record the
 rest, soft and silent ones included, with cause and fix), except those that concern the whole run: an
-exhausted quota or a refused key on every key, a provider that cannot be reached or answers nothing, the cost
-cap, the deadline, Ctrl-C. Those stop the run with the lines not yet ended left pending, and a message saying
-how to resume.
+exhausted quota or a refused key on every key, a provider that cannot be reached or answers nothing, a wait
+asked for that is longer than a line waits, the first lines of a run all failing alike before any generation,
+the cost cap, the deadline, Ctrl-C. Those stop the run with the lines not yet ended left pending, and a
+message saying how to resume.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ _RUN_STOPPERS = {
         "check the key (and that it belongs to this base URL), or pass another --api-key",
     ),
 }
+_NO_ANSWER = frozenset({"connection_error", "timeout"})  # a line's end with no answer from the server
 # Lines in a row ending with the same hard failure, before any line of the run had a generation, that stop it.
 _SAME_FAILURE_LINES = 10
 _FLUSH_EVERY_S = 0.05
@@ -511,7 +513,7 @@ class _Run:
         if isinstance(cost, float):
             self.spent += cost
         now = time.monotonic()
-        if any(a.status is not None for a in outcome.history):
+        if outcome.status is not None or any(a.status is not None for a in outcome.history):
             self.answered_at = now
         stopper = _RUN_STOPPERS.get(outcome.code or "")
         later = outcome.retry_after_s
@@ -523,7 +525,7 @@ class _Run:
                 f"(at most {_span(self.max_wait)})",
                 f"wait until {_clock_in(later)}",
             )
-        unsent = all(never_connected(a.message) for a in outcome.history)
+        unsent = outcome.code in _NO_ANSWER and all(never_connected(a.message) for a in outcome.history)
         if (
             stopper is None
             and (outcome.code == "timeout" or (outcome.code == "connection_error" and unsent))
