@@ -35,6 +35,7 @@ from _batch_helpers import (
 )
 from genguard.bulk import runner as runner_module
 from genguard.bulk.journal import BatchCounts
+from genguard.bulk.report import render_html, render_summary, summary
 from genguard.bulk.runner import (
     EXIT_FAILED,
     EXIT_OK,
@@ -171,12 +172,17 @@ def test_a_run_stopped_by_its_deadline_sends_nothing_more_and_resumes(sim: Simul
     assert _requests(sim) == 1
     assert (stopped.counts.ended, stopped.counts.pending, stopped.counts.in_flight) == (1, 9, 0)
     check_records(out, [lines[0]["custom_id"]])
+    # Why it stopped stays with the run, for whoever reads its report later.
+    data = summary(out)
+    assert f"  stopped    {stopped.stopped}" in render_summary(data)
+    assert "It stopped: the deadline of 0.1 s passed" in render_html(data)
     sim.configure(ttft_ms=0)
     done = _run(src, out, sim, concurrency=1)
     assert done.exit_code == EXIT_OK
     assert _requests(sim) == 10
     assert done.counts.resent == 0
     check_records(out, [line["custom_id"] for line in lines])
+    assert "  stopped  " not in render_summary(summary(out))
 
 
 def test_a_deadline_stops_the_run_while_every_line_waits_for_its_turn(sim: Simulator, tmp_path: Path) -> None:

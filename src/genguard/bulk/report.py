@@ -56,6 +56,7 @@ SAMPLES_PER_CODE = 5
 MOST_ATTEMPTS_SHOWN = 5
 MESSAGE_LIMIT = 600  # characters of a provider message kept in a sample: enough to read, not a whole page
 META_VALUE_LIMIT = 300
+STOP_LIMIT = 1500  # why the last run stopped: the provider's message and what to do, whole
 MAX_BUCKETS = 120  # bars of the throughput chart: one per second for two minutes, coarser beyond
 HISTOGRAM_BINS = 24
 ATTEMPTS_SHOWN = 10  # the attempts-per-line chart gathers 10 and more in its last bar
@@ -356,17 +357,20 @@ class _Reader:
             },
             "resent": t.resent,
             "samples": {self.mask(code): rows for code, rows in sorted(self.samples.items())},
-            "meta": {self.mask(k): self.meta_value(v) for k, v in meta.items()},
+            "meta": {
+                self.mask(k): self.meta_value(v, STOP_LIMIT if k == "stopped" else META_VALUE_LIMIT)
+                for k, v in meta.items()
+            },
         }
 
-    def meta_value(self, value: Any) -> Any:
+    def meta_value(self, value: Any, limit: int = META_VALUE_LIMIT) -> Any:
         if isinstance(value, bool | int | float) or value is None:
             return value
         text = value if isinstance(value, str) else orjson.dumps(value).decode()
         text = self.mask(text)
         if text.startswith(("http://", "https://")):
             text = mask_url(text)
-        return text if len(text) <= META_VALUE_LIMIT else text[:META_VALUE_LIMIT] + "…"
+        return text if len(text) <= limit else text[:limit] + "…"
 
     def read_events(
         self, events: Iterable[AttemptEvent]
@@ -574,6 +578,10 @@ def render_summary(data: Mapping[str, Any]) -> str:
 
     def row(label: str, text: str) -> None:
         out.append(f"  {label:<10} {text}")
+
+    stopped = _stopped(data)
+    if stopped:
+        row("stopped", stopped)
 
     row("lines", f"{lines_['total']:,}: {lines_['ok']:,} ok, {lines_['failed']:,} failed")
     if data["by_code"]:
@@ -883,6 +891,14 @@ def _pct(part: float, whole: float) -> str:
     return f"{share:.1f}%" if share < 99.95 or part == whole else "99.9%"
 
 
+def _stopped(data: Mapping[str, Any]) -> str | None:
+    """Why the last run of an unfinished batch stopped, as it said it (``None``: killed, or still going)."""
+    if data["finished"]:
+        return None
+    reason = (data.get("meta") or {}).get("stopped")
+    return reason if isinstance(reason, str) and reason else None
+
+
 def _summary_section(data: Mapping[str, Any]) -> str:
     lines_ = data["lines"]
     total = lines_["total"]
@@ -899,10 +915,12 @@ def _summary_section(data: Mapping[str, Any]) -> str:
             f"({_pct(lines_['failed'], total)}): what went wrong and how to fix it below.</p>"
         )
     elif not data["finished"]:
+        stopped = _stopped(data)
+        why = f" It stopped: {_e(stopped)}." if stopped else ""
         status = (
             f'<p class="status warn"><strong>This run has not finished:</strong> {lines_["pending"]:,} lines '
-            f"pending and {lines_['in_flight']:,} in flight. Run the same <code>genguard batch</code> command "
-            "again to resume: lines that ended are not sent again.</p>"
+            f"pending and {lines_['in_flight']:,} in flight.{why} Run the same <code>genguard batch</code> "
+            "command again to resume: lines that ended are not sent again.</p>"
         )
     elif lines_["failed"]:
         status = (

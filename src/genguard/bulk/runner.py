@@ -463,7 +463,10 @@ class _Run:
         self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
         self.generated = False  # a line of this run had a generation (ok, or a soft or silent failure)
-        self.failing: tuple[str | None, int] = (None, 0)  # until then: the last hard code, and its lines in a row
+        self.failing: tuple[str | None, int] = (
+            None,
+            0,
+        )  # until then: the last hard code, and its lines in a row
         self.last_flush = self.t0
         self.counts = counts
         self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
@@ -1063,6 +1066,8 @@ async def arun_batch(
         frozen = gc.get_freeze_count() == 0
         if frozen:
             gc.freeze()
+        if not shared:
+            journal.set_meta({"stopped": None})  # why the last run stopped, for the report: not yet known
         try:
             await run.run()
         finally:
@@ -1078,6 +1083,9 @@ async def arun_batch(
                 writer.sync()
             if sent_log is not None:
                 sent_log.close()
+        if not shared:
+            # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
+            journal.set_meta({"stopped": run.stop_reason})
         counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
