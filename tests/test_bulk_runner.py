@@ -657,17 +657,29 @@ def test_lines_all_failing_alike_before_any_generation_stop_the_run(sim: Simulat
         {"not_found": failed},
         60 - failed,
     )
-    # At the right URL the rest is sent, then the failures again.
-    done = _run(src, out, sim)
-    assert (done.exit_code, done.counts.ok, done.counts.failed, done.sent) == (
-        EXIT_FAILED,
-        60 - failed,
-        failed,
-        60 - failed,
-    )
-    again = _run(src, out, sim, retry_failed=("not_found",))
-    assert (again.exit_code, again.counts.ok, again.sent) == (EXIT_OK, 60, failed)
+    # Run again unchanged, it takes these failures for the lines' own and goes on past them; so does a run
+    # sending failures again.
+    with _server(_not_an_api) as url:
+        opts = BatchOptions(out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none")
+        onward = run_batch(src, opts)
+        assert (onward.stopped, onward.exit_code, dict(onward.counts.by_code)) == (
+            None,
+            EXIT_FAILED,
+            {"not_found": 60},
+        )
+        again = run_batch(src, replace(opts, retry_failed=("not_found",)))
+        assert (again.stopped, again.sent, dict(again.counts.by_code)) == (None, 60, {"not_found": 60})
+    # At the right URL, the failures sent again end ok.
+    done = _run(src, out, sim, retry_failed=("not_found",))
+    assert (done.exit_code, done.counts.ok, done.sent) == (EXIT_OK, 60, 60)
     check_records(out, [line["custom_id"] for line in lines])
+    # Another run folder, another word: it stops at ten again.
+    other = write_input(tmp_path / "other.jsonl", lines_of(30, prefix="o"))
+    with _server(_not_an_api) as url:
+        opts = BatchOptions(
+            out=tmp_path / "other", base_url=url, api_keys=(KEY,), concurrency=4, progress="none"
+        )
+        assert run_batch(other, opts).exit_code == EXIT_STOPPED
 
 
 def test_failures_alike_after_a_generation_are_the_lines_own(sim: Simulator, tmp_path: Path) -> None:

@@ -462,7 +462,11 @@ class _Run:
         self.t0 = time.monotonic()
         self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
-        self.generated = False  # a line of this run had a generation (ok, or a soft or silent failure)
+        # Until a line of this run has a generation (ok, or a soft or silent failure), lines failing alike stop
+        # it; not in a run sending failures again, nor in the run after such a stop, taken as the user's word
+        # that these failures are the lines' own.
+        self.generated = opts.retry_failed is not None or journal.get_meta("failing_alike") is not None
+        self.failing_alike: str | None = None  # the code of the lines that stopped this run
         self.failing: tuple[str | None, int] = (
             None,
             0,
@@ -599,11 +603,13 @@ class _Run:
             return
         status = f"HTTP {outcome.status}" if outcome.status is not None else ""
         said = ": ".join(x for x in (status, outcome.message) if x)
+        self.failing_alike = outcome.code or "unknown"
         self._stop(
             f"the {count} lines ended so far all failed with {outcome.code}{f' ({said})' if said else ''}, and "
             "none has had a generation: the provider or the settings are more likely at fault than the lines; "
             "check --base-url, the model and the parameters against errors.jsonl, then run the same command "
-            f"again to go on (--retry-failed {outcome.code} sends these lines again)"
+            "again (if these failures are the lines' own, it goes on past them; --retry-failed "
+            f"{outcome.code} sends these lines again)"
         )
 
     def _unreachable(self, code: str, waited_s: float) -> tuple[str, str]:
@@ -1085,7 +1091,7 @@ async def arun_batch(
                 sent_log.close()
         if not shared:
             # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
-            journal.set_meta({"stopped": run.stop_reason})
+            journal.set_meta({"stopped": run.stop_reason, "failing_alike": run.failing_alike})
         counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
