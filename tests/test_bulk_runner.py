@@ -697,6 +697,19 @@ def test_failures_alike_after_a_generation_are_the_lines_own(sim: Simulator, tmp
     )
 
 
+def test_refusals_of_the_lines_own_content_do_not_stop_the_run(sim: Simulator, tmp_path: Path) -> None:
+    # Every prompt too long for the model: the provider read each request and judged it, so it is there.
+    sim.configure(context_window_for={"gpt-4o": 200})
+    lines = lines_of(14)
+    for line in lines:
+        line["body"]["model"] = "gpt-4o"
+        line["body"]["messages"][0]["content"] += " and more" * 200
+    src = write_input(tmp_path / "in.jsonl", lines)
+    result = _run(src, tmp_path / "run", sim, concurrency=1)
+    assert result.stopped is None
+    assert (result.exit_code, dict(result.counts.by_code)) == (EXIT_FAILED, {"context_length_exceeded": 14})
+
+
 def test_a_wait_longer_than_a_line_takes_stops_the_run_with_every_line_pending(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -9,7 +9,7 @@ them, since they may have been billed twice; ``sentlog`` tells them from lines c
 Failures are judged per line by the taxonomy (retry what can succeed, with the server's wait; record the
 rest, soft and silent ones included, with cause and fix), except those that concern the whole run: an
 exhausted quota or a refused key on every key, a provider that cannot be reached or answers nothing, a wait
-asked for that is longer than a line waits, the first lines of a run all failing alike before any generation,
+asked for that is longer than a line waits, the first lines of a run all failing alike before any is served,
 the cost cap, the deadline, Ctrl-C. Those stop the run with the lines not yet ended left pending, and a
 message saying how to resume.
 """
@@ -98,7 +98,9 @@ _RUN_STOPPERS = {
     ),
 }
 _NO_ANSWER = frozenset({"connection_error", "timeout"})  # a line's end with no answer from the server
-# Lines in a row ending with the same hard failure, before any line of the run had a generation, that stop it.
+# Hard failures that judge the line's own content: the provider read the request, so it is there and set right.
+_ABOUT_THE_LINE = frozenset({"prompt_blocked", "context_length_exceeded", "request_too_large"})
+# Lines in a row ending with the same hard failure, before any line of the run was served, that stop it.
 _SAME_FAILURE_LINES = 10
 _FLUSH_EVERY_S = 0.05
 # Answers recorded at once, or every _FLUSH_EVERY_S. Each flush is a commit and an output mark: 256 at once saved
@@ -462,10 +464,10 @@ class _Run:
         self.t0 = time.monotonic()
         self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
-        # Until a line of this run has a generation (ok, or a soft or silent failure), lines failing alike stop
-        # it; not in a run sending failures again, nor in the run after such a stop, taken as the user's word
-        # that these failures are the lines' own.
-        self.generated = opts.retry_failed is not None or journal.get_meta("failing_alike") is not None
+        # Until a line of this run is served (a generation, ok or not, or a refusal of its own content), lines
+        # failing alike stop it; not in a run sending failures again, nor in the run after such a stop, taken as
+        # the user's word that these failures are the lines' own.
+        self.served = opts.retry_failed is not None or journal.get_meta("failing_alike") is not None
         self.failing_alike: str | None = None  # the code of the lines that stopped this run
         self.failing: tuple[str | None, int] = (
             None,
@@ -560,9 +562,9 @@ class _Run:
             self.started.discard(claimed.custom_id)
             self.journal.release([claimed.custom_id])
             return
-        if outcome.ok or outcome.kind != "hard":
-            self.generated = True
-        elif not self.generated:
+        if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
+            self.served = True
+        elif not self.served:
             self._same_hard_failure(outcome)
         if raw is not None and any(k in raw for k in self.secrets):
             outcome, raw = _masked(outcome, raw, self.secret_texts)
@@ -591,7 +593,7 @@ class _Run:
         self.ended_times.append(time.monotonic())
 
     def _same_hard_failure(self, outcome: Outcome) -> None:
-        """No line of this run has had a generation yet: count the lines ending with this same hard failure, and
+        """No line of this run has been served yet: count the lines ending with this same hard failure, and
         stop the run when _SAME_FAILURE_LINES of them have. A wrong --base-url (a web server's 404 or 501), a
         model the provider does not have, a parameter it refuses: every line would fail alike, one after the
         other, retried when retryable (300 lines against a plain web server: 1,800 requests in 81 s). These
@@ -606,7 +608,7 @@ class _Run:
         self.failing_alike = outcome.code or "unknown"
         self._stop(
             f"the {count} lines ended so far all failed with {outcome.code}{f' ({said})' if said else ''}, and "
-            "none has had a generation: the provider or the settings are more likely at fault than the lines; "
+            "none was served: the provider or the settings are more likely at fault than the lines; "
             "check --base-url, the model and the parameters against errors.jsonl, then run the same command "
             "again (if these failures are the lines' own, it goes on past them; --retry-failed "
             f"{outcome.code} sends these lines again)"
