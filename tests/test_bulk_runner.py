@@ -567,27 +567,37 @@ def test_a_provider_that_answers_nothing_stops_the_run_and_counts_what_it_may_ha
         held.append(handler)
         time.sleep(3)  # longer than the client waits: it gives up first
 
-    lines = lines_of(20)
+    lines = lines_of(6)
     src = write_input(tmp_path / "in.jsonl", lines)
     out = tmp_path / "run"
     with _server(hang) as url:
-        opts = BatchOptions(out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none",
+        opts = BatchOptions(out=out, base_url=url, api_keys=(KEY,), concurrency=2, progress="none",
                             retry=FAST_RETRY, timeout=0.3)  # fmt: skip
         stopped = run_batch(src, opts)
-    assert stopped.exit_code == EXIT_STOPPED
-    assert stopped.stopped is not None
-    assert "answered nothing" in stopped.stopped
-    assert "--timeout 0.3 s" in stopped.stopped
-    # The requests reached the server: the lines whose every attempt was cut off stay in flight, to be sent
-    # again counted as possibly billed twice; none ended failed.
-    cut = stopped.counts.in_flight
-    assert cut >= 1
-    assert held
-    assert (stopped.counts.ended, stopped.counts.pending + cut) == (0, 20)
-    assert records(out) == ([], [])
-    done = _run(src, out, sim)
-    assert done.exit_code == EXIT_OK
-    assert done.counts.resent == cut
+        assert stopped.exit_code == EXIT_STOPPED
+        assert stopped.stopped is not None
+        assert "answered nothing" in stopped.stopped
+        assert "--timeout 0.3 s" in stopped.stopped
+        # The requests reached the server: the lines whose every attempt was cut off stay in flight, to be
+        # sent again counted as possibly billed twice; none ended failed.
+        cut = stopped.counts.in_flight
+        assert cut >= 1
+        assert held
+        assert (stopped.counts.ended, stopped.counts.pending + cut) == (0, 6)
+        assert records(out) == ([], [])
+        # Run again unchanged, the lines that time out are taken for slow ones: they end failed, sent no more
+        # than their attempts.
+        onward = run_batch(
+            src, replace(opts, retry=RetryPolicy(max_attempts=2, backoff_base=0.05, jitter=0.0))
+        )
+        assert (onward.stopped, onward.exit_code, dict(onward.counts.by_code)) == (
+            None,
+            EXIT_FAILED,
+            {"timeout": 6},
+        )
+        assert onward.counts.resent == cut
+    done = _run(src, out, sim, retry_failed=("timeout",))
+    assert (done.exit_code, done.counts.ok, done.sent) == (EXIT_OK, 6, 6)
     check_records(out, [line["custom_id"] for line in lines])
 
 

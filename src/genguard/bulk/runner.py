@@ -469,6 +469,10 @@ class _Run:
         # the user's word that these failures are the lines' own.
         self.served = opts.retry_failed is not None or journal.get_meta("failing_alike") is not None
         self.failing_alike: str | None = None  # the code of the lines that stopped this run
+        # The same for a stop on lines that timed out with no answer from anywhere: the run after it takes them
+        # for the lines' own (an answer longer than --timeout), and does not send them again and again.
+        self.went_on_timeouts = opts.retry_failed is not None or bool(journal.get_meta("timed_out"))
+        self.timed_out = False
         self.failing: tuple[str | None, int] = (
             None,
             0,
@@ -537,7 +541,7 @@ class _Run:
         unsent = outcome.code in _NO_ANSWER and all(never_connected(a.message) for a in outcome.history)
         if (
             stopper is None
-            and (outcome.code == "timeout" or (outcome.code == "connection_error" and unsent))
+            and ((outcome.code == "timeout" and not self.went_on_timeouts) or unsent)
             and self.answered_at < start
         ):
             # Nothing answered while this line tried every attempt it had, each refused, unresolved or cut off by
@@ -545,6 +549,7 @@ class _Run:
             # would end failed in turn, one backoff after another. (A connection that was made and then broke is
             # a server that is there: that line ends failed, as a line that a server answers badly does.)
             what, fix = self._unreachable(outcome.code or "", now - start)
+            self.timed_out = outcome.code == "timeout"
             said = f": {outcome.message}" if outcome.message else ""
             self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
             if unsent:
@@ -620,7 +625,8 @@ class _Run:
             return (
                 f"the provider at {where} answered nothing for {waited_s:.0f} s, each attempt cut off after "
                 f"--timeout {self.opts.timeout:g} s",
-                "check that the server is up and serving (or raise --timeout for answers that take longer)",
+                "check that the server is up and serving, or raise --timeout for answers that take longer (run "
+                "unchanged, the next run takes such lines for slow ones and ends them failed)",
             )
         return (
             f"the provider at {where} cannot be reached: nothing answered for {waited_s:.0f} s",
@@ -1093,7 +1099,8 @@ async def arun_batch(
                 sent_log.close()
         if not shared:
             # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
-            journal.set_meta({"stopped": run.stop_reason, "failing_alike": run.failing_alike})
+            journal.set_meta({"stopped": run.stop_reason, "failing_alike": run.failing_alike,
+                              "timed_out": run.timed_out or None})  # fmt: skip
         counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
