@@ -171,6 +171,8 @@ def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(
     assert len(journal["ended"]) == _answered(sim) == _requests(sim)
     check_records(out, sorted(journal["ended"]))
     assert 0 < len(journal["ended"]) < 40
+    report = CliRunner().invoke(cli, ["report", str(out)])
+    assert "  stopped    interrupted (Ctrl-C or SIGTERM)" in report.stdout
     sim.configure(ttft_ms=0)
     code, text = _finish(argv)
     assert code == 0, text

@@ -473,10 +473,8 @@ class _Run:
         # for the lines' own (an answer longer than --timeout), and does not send them again and again.
         self.went_on_timeouts = opts.retry_failed is not None or bool(journal.get_meta("timed_out"))
         self.timed_out = False
-        self.failing: tuple[str | None, int] = (
-            None,
-            0,
-        )  # until then: the last hard code, and its lines in a row
+        # Until a line is served: the last hard failure's code, and how many lines in a row ended with it.
+        self.failing: tuple[str | None, int] = (None, 0)
         self.last_flush = self.t0
         self.counts = counts
         self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
@@ -549,7 +547,7 @@ class _Run:
             # would end failed in turn, one backoff after another. (A connection that was made and then broke is
             # a server that is there: that line ends failed, as a line that a server answers badly does.)
             what, fix = self._unreachable(outcome.code or "", now - start)
-            self.timed_out = outcome.code == "timeout"
+            self.timed_out = outcome.code == "timeout" and not unsent  # connected, then no answer in time
             said = f": {outcome.message}" if outcome.message else ""
             self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
             if unsent:
@@ -1099,7 +1097,8 @@ async def arun_batch(
                 sent_log.close()
         if not shared:
             # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
-            journal.set_meta({"stopped": run.stop_reason, "failing_alike": run.failing_alike,
+            stopped = "interrupted (Ctrl-C or SIGTERM)" if run.interrupted else run.stop_reason
+            journal.set_meta({"stopped": stopped, "failing_alike": run.failing_alike,
                               "timed_out": run.timed_out or None})  # fmt: skip
         counts = _fresh_counts(journal)
         snap = run.snapshot()
