@@ -1447,10 +1447,12 @@ def _run_section(data: Mapping[str, Any]) -> str:
         ["Last answer", _e(_clock(t["last_at"]))],
     ]
     for name, value in data["meta"].items():
+        if value is None:
+            continue  # a note the last run cleared (why it stopped: it did not)
         if isinstance(value, int | float) and not isinstance(value, bool) and name.endswith("_at"):
             shown = _clock(value)
         else:
-            shown = "–" if value is None else str(value)
+            shown = str(value)
         rows.append([f"<code>{_e(name)}</code>", f'<span class="mono">{_e(shown)}</span>'])
     return _section(
         "run", _table("How the run was made, from its journal", [("Setting", ""), ("Value", "")], rows)
