@@ -22,7 +22,8 @@ from ._common import (
 
 _EPILOG = """\b
 Exit codes: 0 every line ok; 1 the run finished and some lines failed (see errors.jsonl);
-2 bad input or usage, nothing sent; 3 the run stopped before the end (quota, refused keys, cost cap,
+2 bad input or usage, nothing sent; 3 the run stopped before the end (quota, refused keys, a provider
+not there or answering nothing, a wait asked for past 10 min, its first lines all failing alike, cost cap,
 deadline) and resumes with the same command; 130 interrupted (Ctrl-C), resumable too.
 """
 
