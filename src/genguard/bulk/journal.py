@@ -518,18 +518,12 @@ class SQLiteJournal:
         db.execute("BEGIN IMMEDIATE")
         self._loading = True
         try:
-            return self._load(lines, rerun_changed, max_problems, retry_failed)
+            return self._load(lines, _LoadSort(max_problems, rerun_changed, retry_failed))
         except BaseException:
             self.rollback()
             raise
 
-    def _load(
-        self,
-        lines: Iterable[Line],
-        rerun_changed: bool,
-        max_problems: int,
-        retry_failed: Collection[str] | None,
-    ) -> LoadReport:
+    def _load(self, lines: Iterable[Line], sort: _LoadSort) -> LoadReport:
         db = self._db
         # Lines with an id above `start` were added by this load, so a custom_id found among them is a repeat;
         # lines older than the load are remembered in a temporary table when seen (on disk, so a million of
@@ -540,7 +534,7 @@ class SQLiteJournal:
         if resuming:
             db.execute("CREATE TEMP TABLE IF NOT EXISTS load_seen (id INTEGER PRIMARY KEY, source, number)")
             db.execute("DELETE FROM temp.load_seen")
-        sort = _LoadSort(start, max_problems, rerun_changed, retry_failed)
+        sort.start = start
         now = self._clock()
         for chunk in _chunks(lines):
             ids = list({line.custom_id: None for line in chunk})
@@ -574,15 +568,7 @@ class SQLiteJournal:
                 key = line.key or line_key(line.url, line.body)
                 row = known.get(line.custom_id)
                 if row is None:
-                    known[line.custom_id] = (
-                        next_id,
-                        line.custom_id,
-                        line.number,
-                        line.source,
-                        key,
-                        False,
-                        None,
-                    )
+                    known[line.custom_id] = _new_row(next_id, line, key)
                     inserts.append((next_id, line.custom_id, line.number, line.source, line.url, key))
                     bodies.append((next_id, body))
                     next_id += 1
@@ -1029,6 +1015,11 @@ def _ended(row: tuple[Any, ...]) -> Ended:
 _KnownRow = tuple[int, str, int, str, str, bool, "str | None"]
 
 
+def _new_row(line_id: int, line: Line, key: str) -> _KnownRow:
+    """The row of a line this load adds, as a later line with its custom_id is sorted against."""
+    return (line_id, line.custom_id, line.number, line.source, key, False, None)
+
+
 class _LoadSort:
     """How a load sorts each line against the run's: new, a repeat of a custom_id in this input, unchanged,
     or changed (sent again with ``rerun_changed``), with the first problems of each kind. One rule for every
@@ -1036,9 +1027,9 @@ class _LoadSort:
     added by this load, so meeting it again is a repeat."""
 
     def __init__(
-        self, start: int, max_problems: int, rerun_changed: bool, retry_failed: Collection[str] | None = None
+        self, max_problems: int, rerun_changed: bool, retry_failed: Collection[str] | None = None
     ) -> None:
-        self.start = start
+        self.start = 0  # set by the load when it has read it
         self.max_problems = max_problems
         self.rerun_changed = rerun_changed
         self.retry_failed = None if retry_failed is None else frozenset(retry_failed)

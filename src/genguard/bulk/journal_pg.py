@@ -46,6 +46,7 @@ from .journal import (
     _ended,
     _KnownRow,
     _LoadSort,
+    _new_row,
     _response_text,
 )
 from .model import AttemptEvent, Ended, Line, line_key
@@ -465,7 +466,7 @@ class PostgresJournal:
                         "same INPUT, or another --run name for this one (--rerun-changed makes this INPUT the "
                         "run's, sending its changed lines again)"
                     )
-            report = self._load(lines, rerun_changed, max_problems, retry_failed)
+            report = self._load(lines, _LoadSort(max_problems, rerun_changed, retry_failed))
             if fingerprint is not None:
                 db.execute("UPDATE batch_runs SET fingerprint = %s WHERE run = %s", (fingerprint, self.run))
             if report.new or report.rerun:
@@ -475,13 +476,7 @@ class PostgresJournal:
             self.rollback()
             raise
 
-    def _load(
-        self,
-        lines: Iterable[Line],
-        rerun_changed: bool,
-        max_problems: int,
-        retry_failed: Collection[str] | None,
-    ) -> LoadReport:
+    def _load(self, lines: Iterable[Line], sort: _LoadSort) -> LoadReport:
         db = self._db
         run = self.run
         (start,) = db.execute(
@@ -495,7 +490,7 @@ class PostgresJournal:
                 "CREATE TEMP TABLE IF NOT EXISTS genguard_load_seen (id BIGINT PRIMARY KEY, source TEXT, number INTEGER)"
             )
             db.execute("TRUNCATE genguard_load_seen")
-        sort = _LoadSort(start, max_problems, rerun_changed, retry_failed)
+        sort.start = start
         now = self._now()
         for chunk in _chunks(lines, _CHUNK):
             ids = list({line.custom_id: None for line in chunk})
@@ -524,15 +519,7 @@ class PostgresJournal:
                 key = line.key or line_key(line.url, line.body)
                 row = known.get(line.custom_id)
                 if row is None:
-                    known[line.custom_id] = (
-                        next_id,
-                        line.custom_id,
-                        line.number,
-                        line.source,
-                        key,
-                        False,
-                        None,
-                    )
+                    known[line.custom_id] = _new_row(next_id, line, key)
                     inserts.append(
                         (
                             run,
