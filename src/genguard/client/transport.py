@@ -60,10 +60,14 @@ def never_connected(message: str | None) -> bool:
 
     >>> never_connected(classify_exception(httpx.ConnectError("[Errno 111] Connection refused")).message)
     True
+    >>> never_connected(classify_exception(ConnectionRefusedError(111, "Connection refused")).message)
+    True
     >>> never_connected(classify_exception(httpx.ReadTimeout("timed out")).message)
     False
     """
-    return message is not None and message.startswith(("ConnectError:", "ConnectTimeout:"))
+    return message is not None and message.startswith(
+        ("ConnectError:", "ConnectTimeout:", "ConnectionRefusedError:")
+    )
 
 
 def transport_errors(module: ModuleType) -> tuple[type[Exception], ...]:
