@@ -558,6 +558,66 @@ def test_a_provider_that_cannot_be_reached_stops_the_run_with_every_line_pending
     check_records(out, [line["custom_id"] for line in lines])
 
 
+def test_a_provider_that_goes_down_mid_run_stops_it_without_failing_the_lines_on_the_wire(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    answer = orjson.dumps({
+        "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    })  # fmt: skip
+    served = [0]
+    closing = threading.Event()
+
+    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        served[0] += 1
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(answer)))
+        handler.send_header(
+            "connection", "close"
+        )  # a new connection for every request: refused once it is gone
+        handler.end_headers()
+        handler.wfile.write(answer)
+        if served[0] >= 8:
+            closing.set()
+
+    lines = lines_of(40)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("H", (BaseHTTPRequestHandler,), {
+        "protocol_version": "HTTP/1.1", "log_message": lambda self, *a: None,
+        "do_POST": lambda self: serve(self, self.rfile.read(int(self.headers.get("content-length", 0)))),
+    }))  # fmt: skip
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def go_down() -> None:
+        closing.wait(30)
+        server.shutdown()
+        server.server_close()  # the port stops listening: every connection from now on is refused
+
+    threading.Thread(target=go_down, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    opts = BatchOptions(
+        out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
+    )
+    stopped = run_batch(src, opts)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert "cannot be reached" in stopped.stopped
+    # The lines on the wire when it went away did not end failed: refused, they went back to pending; cut off
+    # as it closed (a reset, the request perhaps read), they stay in flight, sent again counted as possibly
+    # billed twice.
+    c = stopped.counts
+    assert c.failed == 0
+    assert c.ok >= 8
+    assert c.ok + c.pending + c.in_flight == 40
+    done = _run(src, out, sim)
+    assert (done.exit_code, done.counts.ok, done.counts.resent) == (EXIT_OK, 40, c.in_flight)
+    check_records(out, [line["custom_id"] for line in lines])
+
+
 def test_a_provider_that_answers_nothing_stops_the_run_and_counts_what_it_may_have_billed(
     sim: Simulator, tmp_path: Path
 ) -> None:

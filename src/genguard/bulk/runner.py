@@ -242,6 +242,9 @@ class _OnWire(set[str]):
     def __init__(self, log: SentLog | None = None) -> None:
         super().__init__()
         self.log = log
+        # When an attempt of any line last had an answer (any HTTP status), on the clock of AttemptEvent.at:
+        # whether the provider is there (see _Run.line).
+        self.answered_at = -math.inf
 
     def add(self, custom_id: str) -> None:
         if self.log is not None:
@@ -289,22 +292,19 @@ class _TimedGate:
 
 
 def _event_hook(attempt: Attempt) -> None:
+    at = time.time()
     wire = _ON_WIRE.get()
     if wire is not None:
         wire.discard(_CURRENT_ID.get())
+        if attempt.status is not None:
+            wire.answered_at = at
     events = _CURRENT.get()
     if events is not None:
         sent = _SENT_AT.get()
         latency = None if sent is None else time.monotonic() - sent
         events.append(
             AttemptEvent(
-                _CURRENT_ID.get(),
-                attempt.number,
-                attempt.code,
-                attempt.status,
-                attempt.wait_s,
-                time.time(),
-                latency,
+                _CURRENT_ID.get(), attempt.number, attempt.code, attempt.status, attempt.wait_s, at, latency
             )
         )
 
@@ -462,7 +462,6 @@ class _Run:
         self.spent = counts.cost_usd
         self.ended_times: deque[float] = deque(maxlen=512)
         self.t0 = time.monotonic()
-        self.answered_at = -math.inf  # when an answer (any HTTP status) last came: is the provider there?
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
         # Until a line of this run is served (a generation, ok or not, or a refusal of its own content), lines
         # failing alike stop it; not in a run sending failures again, nor in the run after such a stop, taken as
@@ -524,8 +523,6 @@ class _Run:
         if isinstance(cost, float):
             self.spent += cost
         now = time.monotonic()
-        if outcome.status is not None or any(a.status is not None for a in outcome.history):
-            self.answered_at = now
         stopper = _RUN_STOPPERS.get(outcome.code or "")
         later = outcome.retry_after_s
         if stopper is None and outcome.retryable and later is not None and later > self.max_wait:
@@ -536,26 +533,33 @@ class _Run:
                 f"(at most {_span(self.max_wait)})",
                 f"wait until {_clock_in(later)}",
             )
-        unsent = outcome.code in _NO_ANSWER and all(never_connected(a.message) for a in outcome.history)
+        history = outcome.history
+        refused = outcome.code in _NO_ANSWER and bool(history) and never_connected(history[-1].message)
         if (
             stopper is None
-            and ((outcome.code == "timeout" and not self.went_on_timeouts) or unsent)
-            and self.answered_at < start
+            and ((outcome.code == "timeout" and not self.went_on_timeouts) or refused)
+            and events
+            and self.started.answered_at < (events[-1] if refused else events[0]).at
         ):
-            # Nothing answered while this line tried every attempt it had, each refused, unresolved or cut off by
-            # --timeout: the provider is down, not there, or hung, not this line wrong. Recorded, every line
-            # would end failed in turn, one backoff after another. (A connection that was made and then broke is
-            # a server that is there: that line ends failed, as a line that a server answers badly does.)
-            what, fix = self._unreachable(outcome.code or "", now - start)
+            # Its last attempt found no server and nothing answered since (or, cut off by --timeout each time,
+            # nothing answered since its first attempt): the provider is down, not there, or hung, not this line
+            # wrong. Recorded, every line would end failed in turn, one backoff after another. (A refusal is the
+            # host's, not the request's; a line whose every attempt connected and then broke has a server there:
+            # it ends failed, as a line that a server answers badly does.)
+            unsent = all(never_connected(a.message) for a in history)
+            began = time.time() - (now - start)
+            what, fix = self._unreachable(
+                outcome.code or "", time.time() - max(self.started.answered_at, began)
+            )
             self.timed_out = outcome.code == "timeout" and not unsent  # connected, then no answer in time
             said = f": {outcome.message}" if outcome.message else ""
             self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
             if unsent:
                 self.started.discard(claimed.custom_id)
                 self.journal.release([claimed.custom_id])
-            # Otherwise its request may have reached the server (a read cut off by --timeout): the line stays in
-            # flight and named in the sent log, and the resumed run sends it again counted as "may have been
-            # billed twice".
+            # Otherwise a request of it may have reached the server (a read cut off by --timeout, a connection
+            # reset as the server went away): the line stays in flight and named in the sent log, and the
+            # resumed run sends it again counted as "may have been billed twice".
             return
         if stopper is not None:
             what, fix = stopper
