@@ -522,9 +522,11 @@ class _Run:
         cost = outcome.extra.get("cost_usd")
         if isinstance(cost, float):
             self.spent += cost
-        now = time.monotonic()
         stopper = _RUN_STOPPERS.get(outcome.code or "")
+        release = True  # a stopped line goes back to pending: it had no answer to keep
         later = outcome.retry_after_s
+        history = outcome.history
+        refused = outcome.code in _NO_ANSWER and bool(history) and never_connected(history[-1].message)
         if stopper is None and outcome.retryable and later is not None and later > self.max_wait:
             # The provider asks every request to come back later than genguard waits (a daily limit spent, a
             # maintenance window): recorded, each line would end failed in turn with the same answer.
@@ -533,9 +535,7 @@ class _Run:
                 f"(at most {_span(self.max_wait)})",
                 f"wait until {_clock_in(later)}",
             )
-        history = outcome.history
-        refused = outcome.code in _NO_ANSWER and bool(history) and never_connected(history[-1].message)
-        if (
+        elif (
             stopper is None
             and ((outcome.code == "timeout" and not self.went_on_timeouts) or refused)
             and events
@@ -547,27 +547,23 @@ class _Run:
             # host's, not the request's; a line whose every attempt connected and then broke has a server there:
             # it ends failed, as a line that a server answers badly does.)
             unsent = all(never_connected(a.message) for a in history)
-            began = time.time() - (now - start)
-            what, fix = self._unreachable(
+            began = time.time() - (time.monotonic() - start)
+            stopper = self._unreachable(
                 outcome.code or "", time.time() - max(self.started.answered_at, began)
             )
             self.timed_out = outcome.code == "timeout" and not unsent  # connected, then no answer in time
-            said = f": {outcome.message}" if outcome.message else ""
-            self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
-            if unsent:
-                self.started.discard(claimed.custom_id)
-                self.journal.release([claimed.custom_id])
-            # Otherwise a request of it may have reached the server (a read cut off by --timeout, a connection
-            # reset as the server went away): the line stays in flight and named in the sent log, and the
-            # resumed run sends it again counted as "may have been billed twice".
-            return
+            # A request that may have reached the server (a read cut off by --timeout, a connection reset as the
+            # server went away) leaves its line in flight and named in the sent log: the resumed run sends it
+            # again counted as "may have been billed twice".
+            release = unsent
         if stopper is not None:
             what, fix = stopper
             said = f": {outcome.message}" if outcome.message else ""
             self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
-            # No answer to keep: the line waits for the resumed run, as the lines not sent yet do.
-            self.started.discard(claimed.custom_id)
-            self.journal.release([claimed.custom_id])
+            if release:
+                # No answer to keep: the line waits for the resumed run, as the lines not sent yet do.
+                self.started.discard(claimed.custom_id)
+                self.journal.release([claimed.custom_id])
             return
         if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
             self.served = True
