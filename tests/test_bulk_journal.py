@@ -274,6 +274,52 @@ def test_a_changed_line_is_reported_with_where_it_is_and_kept_as_it_was(journal:
     assert ended.outcome["text"] == "fine"
 
 
+def test_a_line_not_ended_takes_its_changed_request_without_asking(journal: SQLiteJournal) -> None:
+    # No answer to mix with the new request: a line never sent, and one cut off on the wire and taken back.
+    loaded(journal, 3)
+    [c1, c2] = journal.claim(2, worker="w", lease_s=60)
+    finish(journal, [c1])
+    journal.recover()  # id-2 was in flight at a kill
+    report = journal.load(
+        [*lines(1), *(Line(f"id-{i}", CHAT, body(i, "other"), i, "in.jsonl") for i in (2, 3))]
+    )
+    assert (report.renewed, report.changed_count, report.unchanged, report.ok) == (2, 0, 1, True)
+    assert report.problems == ()
+    journal.commit()
+    assert {c.custom_id: c.body for c in journal.claim(5, worker="w", lease_s=60)} == {
+        "id-2": body(2, "other"),
+        "id-3": body(3, "other"),
+    }
+    assert finish(journal, [c2]) == []  # the old request's answer, late: it is not the line's
+    assert rows(journal, "SELECT count(*) FROM history") == [(0,)]
+
+
+def test_keep_changed_keeps_the_answers_of_lines_that_ended(journal: SQLiteJournal, tmp_path: Path) -> None:
+    # New settings for the lines not run yet only: the lines that ended keep their answers and the requests
+    # those answer; the others take the new requests.
+    loaded(journal, 3)
+    finish(journal, journal.claim(1, worker="w", lease_s=60))
+    with OutputWriter(tmp_path, journal) as writer:
+        writer.flush()
+    edited = [Line(f"id-{i}", CHAT, body(i, "other"), i, "in.jsonl") for i in (1, 2, 3)]
+    report = journal.load(edited)
+    assert (report.changed_count, report.kept, report.renewed, report.ok) == (1, 0, 2, False)
+    journal.rollback()
+    report = journal.load(edited, keep_changed=True)
+    assert (report.changed_count, report.kept, report.rerun, report.renewed, report.ok) == (1, 1, 0, 2, True)
+    journal.commit()
+    assert states(journal) == {"id-1": "ended", "id-2": "pending", "id-3": "pending"}
+    assert not journal.output_mark().rebuild  # id-1's line in output.jsonl stays
+    [ended] = journal.ended()
+    assert (ended.custom_id, ended.outcome["text"]) == ("id-1", "fine")
+    assert rows(journal, "SELECT key FROM lines WHERE custom_id = 'id-1'") == [(line_key(CHAT, body(1)),)]
+    assert {c.custom_id: c.body["messages"] for c in journal.claim(5, worker="w", lease_s=60)} == {
+        f"id-{i}": body(i, "other")["messages"] for i in (2, 3)
+    }
+    with pytest.raises(ValueError, match="give one of them"):
+        journal.load(edited, keep_changed=True, rerun_changed=True)
+
+
 def test_rerun_changed_sends_the_new_request_and_archives_the_old_answer(
     journal: SQLiteJournal, tmp_path: Path
 ) -> None:

@@ -161,6 +161,45 @@ def test_a_changed_line_exits_2_unless_rerun_changed(sim: Simulator, tmp_path: P
     assert (code, _requests(sim)) == (0, 5)
 
 
+def test_new_settings_for_the_lines_not_run_yet_keep_what_ended(sim: Simulator, tmp_path: Path) -> None:
+    # Three lines ended, three loaded and not sent (a run that stopped at once), then max_tokens set on all six.
+    lines = lines_of(6)
+    out = tmp_path / "run"
+    assert batch(sim, str(write_input(tmp_path / "first.jsonl", lines[:3])), "--out", str(out))[0] == 0
+    src = write_input(tmp_path / "in.jsonl", lines)
+    assert batch(sim, str(src), "--out", str(out), "--deadline", "1e-9")[0] == 3  # stops before a send
+    assert _requests(sim) == 3
+    for line in lines:
+        line["body"]["max_tokens"] = 77
+    write_input(src, lines)
+    code, _, err = batch(sim, str(src), "--out", str(out))
+    assert code == 2
+    assert [f"{src}:{i}:" in err for i in range(1, 7)] == [True] * 3 + [
+        False
+    ] * 3  # only the lines that ended
+    assert "--keep-changed" in err
+    assert batch(sim, str(src), "--out", str(out), "--keep-changed", "--rerun-changed")[0] == 2
+    assert _requests(sim) == 3
+    code, stdout, _ = batch(sim, str(src), "--out", str(out), "--keep-changed", "--json")
+    assert code == 0
+    summary = orjson.loads(stdout)
+    assert (summary["ok"], summary["renewed"], summary["kept_changed"]) == (6, 3, 3)
+    assert _requests(sim) == 6
+    with sqlite3.connect(out / "journal.sqlite") as db:
+        sent = dict(db.execute("SELECT custom_id, body FROM lines JOIN bodies USING (id)").fetchall())
+    assert [orjson.loads(sent[line["custom_id"]]).get("max_tokens") for line in lines] == [80] * 3 + [77] * 3
+    # The run goes on keeping them: resumed unchanged, it does not refuse what it took.
+    code, stdout, _ = batch(sim, str(src), "--out", str(out))
+    assert code == 0
+    assert "3 lines that ended kept their answers" in stdout
+    assert _requests(sim) == 6
+    # Until --rerun-changed sends them again with their new requests.
+    assert batch(sim, str(src), "--out", str(out), "--rerun-changed")[0] == 0
+    assert _requests(sim) == 9
+    code, stdout, _ = batch(sim, str(src), "--out", str(out))
+    assert (code, "kept their answers" in stdout, _requests(sim)) == (0, False, 9)
+
+
 def test_usage_errors_exit_2(sim: Simulator, tmp_path: Path) -> None:
     code, _, err = batch(sim, str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "run"))
     assert code == 2

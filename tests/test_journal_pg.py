@@ -100,7 +100,12 @@ def test_another_input_for_the_same_run_is_refused_and_sends_nothing(
     assert "run 'r1'" in err
     assert "was started with another input" in err
     assert "another --run name" in err
+    assert "--keep-changed" in err
     assert _requests(sim) == 6
+    # --keep-changed makes it the run's input and sends nothing: every line ended, and keeps its answer.
+    code, out, _ = batch(sim, str(other), "--journal", url, "--run", "r1", "--out", str(tmp_path / "b"),
+                         "--keep-changed", "--json")  # fmt: skip
+    assert (code, orjson.loads(out)["kept_changed"], _requests(sim)) == (0, 6, 6)
     # Under another name it is a run of its own, in the same schema.
     code, out, _ = batch(sim, str(other), "--journal", url, "--run", "r2", "--out", str(tmp_path / "c"))
     assert code == 0, out

@@ -97,6 +97,7 @@ async def abatch(
     retry_failed: bool | Sequence[str] | None = None,
     skip_invalid: bool = False,
     rerun_changed: bool = False,
+    keep_changed: bool = False,
     template: str | None = None,
     model: str | None = None,
     validate: Any = None,
@@ -144,6 +145,7 @@ def batch(
     retry_failed: bool | Sequence[str] | None = None,
     skip_invalid: bool = False,
     rerun_changed: bool = False,
+    keep_changed: bool = False,
     template: str | None = None,
     model: str | None = None,
     validate: Any = None,
@@ -172,6 +174,11 @@ def batch(
     same requests, journal and name, on any machine (``out`` then defaults to ``./NAME``, where this process
     writes the files if it is the one that sees the run finish); ``lease_s`` is how long a line this process
     claimed stays its own without a renewal (60 s).
+
+    Resumed with requests that changed since the run began: a line not ended yet takes its new request; one that
+    ended refuses the run (:class:`BadInput`), unless ``rerun_changed=True`` sends it again (its old answer set
+    aside in the journal's history) or ``keep_changed=True`` keeps its answer (e.g. new settings for the lines
+    not run yet only).
     """
     kwargs = dict(locals())
     coro = abatch(**kwargs)

@@ -131,9 +131,11 @@ class LoadReport:
     each; ``changed_count`` and ``duplicate_count`` count them all.
 
     ``new`` lines were added as pending; ``unchanged`` were in the journal with the same key and were left as
-    they were (a resumed run); ``changed`` lines are in the journal with another url or body (with
-    ``rerun_changed`` they went back to pending: ``rerun`` of them); ``duplicates`` repeat a ``custom_id`` of
-    this input (only the first was loaded); ``absent`` lines are in the journal but not in this input.
+    they were (a resumed run); ``renewed`` had not ended and take this input's other url or body (they had no
+    answer to set aside); ``changed`` lines ended with an answer to another url or body than this input's (with
+    ``rerun_changed`` they went back to pending: ``rerun`` of them; with ``keep_changed`` they keep their
+    answers: ``kept`` of them); ``duplicates`` repeat a ``custom_id`` of this input (only the first was loaded);
+    ``absent`` lines are in the journal but not in this input.
     """
 
     new: int = 0
@@ -144,11 +146,13 @@ class LoadReport:
     duplicate_count: int = 0
     changed: tuple[InputProblem, ...] = ()
     duplicates: tuple[InputProblem, ...] = ()
+    renewed: int = 0
+    kept: int = 0
 
     @property
     def ok(self) -> bool:
         """Whether the load can be committed as it is: no duplicate, and no changed line left unhandled."""
-        return self.duplicate_count == 0 and self.changed_count == self.rerun
+        return self.duplicate_count == 0 and self.changed_count == self.rerun + self.kept
 
     @property
     def problems(self) -> tuple[InputProblem, ...]:
@@ -209,6 +213,7 @@ class Journal(Protocol):
         rerun_changed: bool = False,
         max_problems: int = 1000,
         retry_failed: Collection[str] | None = None,
+        keep_changed: bool = False,
     ) -> LoadReport: ...
 
     def commit(self) -> None: ...
@@ -501,16 +506,19 @@ class SQLiteJournal:
         rerun_changed: bool = False,
         max_problems: int = 1000,
         retry_failed: Collection[str] | None = None,
+        keep_changed: bool = False,
     ) -> LoadReport:
         """Add the input's lines, streaming, in one transaction left open for :meth:`commit` or
         :meth:`rollback`.
 
         A ``custom_id`` already in the journal with the same key is left as it is (a resumed run). With another
-        key it is reported as changed; with ``rerun_changed`` it goes back to pending with the new request and
-        its old answer moves to the history table (never an old answer beside a new request). So does a changed
-        line that ended failed when ``retry_failed`` sends it again (its codes as for :meth:`reset_failed`, an
-        empty collection for every failure; ``None``: no retry). A ``custom_id`` repeated within ``lines`` is a
-        duplicate: the first is loaded, the repeat reported with both places.
+        key, a line that has not ended takes the new request (``renewed``: it has no answer to mix with it); one
+        that ended is reported as changed. With ``rerun_changed`` it goes back to pending with the new request
+        and its old answer moves to the history table (never an old answer beside a new request); with
+        ``keep_changed`` it keeps its answer and the request it answered (``kept``). A changed line that ended
+        failed goes back to pending with its new request when ``retry_failed`` sends it again (its codes as for
+        :meth:`reset_failed`, an empty collection for every failure; ``None``: no retry). A ``custom_id``
+        repeated within ``lines`` is a duplicate: the first is loaded, the repeat reported with both places.
         """
         if self._loading:
             raise JournalError("a load is already waiting for commit() or rollback()")
@@ -518,7 +526,7 @@ class SQLiteJournal:
         db.execute("BEGIN IMMEDIATE")
         self._loading = True
         try:
-            return self._load(lines, _LoadSort(max_problems, rerun_changed, retry_failed))
+            return self._load(lines, _LoadSort(max_problems, rerun_changed, retry_failed, keep_changed))
         except BaseException:
             self.rollback()
             raise
@@ -541,9 +549,10 @@ class SQLiteJournal:
             known: dict[str, _KnownRow] = {}
             for cid_chunk in _chunks(ids):
                 known.update(
-                    (row[1], (*row[:5], bool(row[5]), row[6]))
+                    (row[1], (*row[:5], bool(row[5]), row[6], bool(row[7])))
                     for row in db.execute(
-                        f"""SELECT id, custom_id, number, source, key, state = 'ended' AND ok = 0, code FROM lines
+                        f"""SELECT id, custom_id, number, source, key, state = 'ended' AND ok = 0, code,
+                            state = 'ended' FROM lines
                         WHERE custom_id IN ({_marks(len(cid_chunk))})""",
                         cid_chunk,
                     )
@@ -1012,28 +1021,37 @@ def _ended(row: tuple[Any, ...]) -> Ended:
 
 
 # A line the journal holds, as a load sorts it: id, custom_id, number, source, key, ended failed, code.
-_KnownRow = tuple[int, str, int, str, str, bool, "str | None"]
+_KnownRow = tuple[int, str, int, str, str, bool, "str | None", bool]
 
 
 def _new_row(line_id: int, line: Line, key: str) -> _KnownRow:
     """The row of a line this load adds, as a later line with its custom_id is sorted against."""
-    return (line_id, line.custom_id, line.number, line.source, key, False, None)
+    return (line_id, line.custom_id, line.number, line.source, key, False, None, False)
 
 
 class _LoadSort:
     """How a load sorts each line against the run's: new, a repeat of a custom_id in this input, unchanged,
-    or changed (sent again with ``rerun_changed``), with the first problems of each kind. One rule for every
+    renewed (another request for a line not ended), or changed (an ended line's: sent again with
+    ``rerun_changed``, kept with ``keep_changed``), with the first problems of each kind. One rule for every
     journal; each keeps its own storage. ``start`` is the highest line id before this load: an id above it was
     added by this load, so meeting it again is a repeat."""
 
     def __init__(
-        self, max_problems: int, rerun_changed: bool, retry_failed: Collection[str] | None = None
+        self,
+        max_problems: int,
+        rerun_changed: bool,
+        retry_failed: Collection[str] | None = None,
+        keep_changed: bool = False,
     ) -> None:
+        if rerun_changed and keep_changed:
+            raise ValueError("rerun_changed and keep_changed ask for opposite things: give one of them")
         self.start = 0  # set by the load when it has read it
         self.max_problems = max_problems
         self.rerun_changed = rerun_changed
+        self.keep_changed = keep_changed
         self.retry_failed = None if retry_failed is None else frozenset(retry_failed)
         self.new = self.unchanged = self.rerun = self.changed_count = self.duplicate_count = 0
+        self.renewed = self.kept = 0
         self.changed: list[InputProblem] = []
         self.duplicates: list[InputProblem] = []
 
@@ -1046,9 +1064,10 @@ class _LoadSort:
         seen_now: list[tuple[int, str, int]],
     ) -> bool:
         """Sort a line whose custom_id the run holds (``row``: id, custom_id, number, source, key, whether it
-        ended failed, its code), noting it in ``seen_before``/``seen_now``; whether it must be sent again
-        (changed, with ``rerun_changed``, or a failure that ``retry_failed`` sends again anyway)."""
-        line_id, _, first_number, first_source, old_key, failed, code = row
+        ended failed, its code, whether it ended), noting it in ``seen_before``/``seen_now``; whether it takes
+        its new request (not ended yet; or ended and changed, with ``rerun_changed``, or a failure that
+        ``retry_failed`` sends again anyway)."""
+        line_id, _, first_number, first_source, old_key, failed, code, ended = row
         first = seen_before.get(line_id)
         if line_id > self.start or first is not None:
             self.duplicate_count += 1
@@ -1061,6 +1080,10 @@ class _LoadSort:
         if old_key == key:
             self.unchanged += 1
             return False
+        if not ended:
+            # No answer yet (never sent, or cut off by a kill and taken back): the new request is the line's.
+            self.renewed += 1
+            return True
         self.changed_count += 1
         if len(self.changed) < self.max_problems:
             self.changed.append(_changed(line, first_source, first_number))
@@ -1072,6 +1095,8 @@ class _LoadSort:
             # ones): its answer is set aside either way, so no old answer stays beside a new request.
             self.rerun += 1
             return True
+        if self.keep_changed:
+            self.kept += 1
         return False
 
     def report(self, absent: int) -> LoadReport:
@@ -1084,6 +1109,8 @@ class _LoadSort:
             self.duplicate_count,
             tuple(self.changed),
             tuple(self.duplicates),
+            self.renewed,
+            self.kept,
         )
 
 
@@ -1103,7 +1130,7 @@ def _changed(line: Line, old_source: str, old_number: int) -> InputProblem:
         line.number,
         f"custom_id {line.custom_id!r} asks for another request than the one this run's journal holds "
         f"(loaded from {old_source}:{old_number}): its url or body changed",
-        "pass --rerun-changed to send the new request (the old answer is set aside), "
-        "or write to another output directory",
+        "pass --rerun-changed to send the new request (the old answer is set aside), --keep-changed to keep "
+        "the answer it has, or write to another output directory",
         line.custom_id,
     )

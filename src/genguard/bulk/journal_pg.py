@@ -431,15 +431,16 @@ class PostgresJournal:
     # -- loading --
 
     def load(self, lines: Iterable[Line], *, rerun_changed: bool = False, max_problems: int = 1000,
-             retry_failed: Collection[str] | None = None, fingerprint: str | None = None) -> LoadReport:  # fmt: skip
+             retry_failed: Collection[str] | None = None, keep_changed: bool = False,
+             fingerprint: str | None = None) -> LoadReport:  # fmt: skip
         """Add the input's lines in one transaction left open for :meth:`commit` or :meth:`rollback`, as
         :meth:`SQLiteJournal.load <genguard.bulk.journal.SQLiteJournal.load>` does, under an advisory lock of
         the run: workers that start together load one at a time.
 
         ``fingerprint`` says what the input is (a hash of every line). The same fingerprint as the run's: the
         lines are there already, ``lines`` is not read, and the report counts them all as unchanged (a worker
-        joining). Another fingerprint raises :class:`OtherInput` (nothing changes), unless ``rerun_changed``
-        says to take this input as the run's new one.
+        joining). Another fingerprint raises :class:`OtherInput` (nothing changes), unless ``rerun_changed`` or
+        ``keep_changed`` says to take this input as the run's new one.
         """
         if self._loading:
             raise JournalError("a load is already waiting for commit() or rollback()")
@@ -460,16 +461,17 @@ class PostgresJournal:
                         "SELECT count(*) FROM batch_lines WHERE run = %s", (self.run,)
                     ).fetchone() or (0,)
                     return LoadReport(unchanged=int(n))
-                if not rerun_changed:
+                if not (rerun_changed or keep_changed):
                     raise OtherInput(
                         f"run {self.run!r} in {self.url} was started with another input: give every worker the "
                         "same INPUT, or another --run name for this one (--rerun-changed makes this INPUT the "
-                        "run's, sending its changed lines again)"
+                        "run's, sending its changed lines again; --keep-changed too, keeping the answers of the "
+                        "lines that ended)"
                     )
-            report = self._load(lines, _LoadSort(max_problems, rerun_changed, retry_failed))
+            report = self._load(lines, _LoadSort(max_problems, rerun_changed, retry_failed, keep_changed))
             if fingerprint is not None:
                 db.execute("UPDATE batch_runs SET fingerprint = %s WHERE run = %s", (fingerprint, self.run))
-            if report.new or report.rerun:
+            if report.new or report.rerun or report.renewed:
                 db.execute("UPDATE batch_runs SET finished_by = NULL WHERE run = %s", (self.run,))
             return report
         except BaseException:
@@ -495,9 +497,10 @@ class PostgresJournal:
         for chunk in _chunks(lines, _CHUNK):
             ids = list({line.custom_id: None for line in chunk})
             known: dict[str, _KnownRow] = {
-                row[1]: (int(row[0]), row[1], row[2], row[3], row[4], bool(row[5]), row[6])
+                row[1]: (int(row[0]), row[1], row[2], row[3], row[4], bool(row[5]), row[6], bool(row[7]))
                 for row in db.execute(
-                    """SELECT id, custom_id, number, source, key, state = 'ended' AND NOT coalesce(ok, true), code
+                    """SELECT id, custom_id, number, source, key, state = 'ended' AND NOT coalesce(ok, true), code,
+                        state = 'ended'
                     FROM batch_lines WHERE run = %s AND custom_id = ANY(%s)""",
                     (run, ids),
                 )

@@ -51,6 +51,7 @@ from .journal import (
     Claimed,
     Journal,
     JournalError,
+    LoadReport,
     Result,
     SQLiteJournal,
 )
@@ -147,6 +148,7 @@ class BatchOptions:
     retry_failed: tuple[str, ...] | None = None  # None: no; (): every failure; else those codes
     skip_invalid: bool = False
     rerun_changed: bool = False
+    keep_changed: bool = False  # lines that ended keep their answers though the input changed their requests
     template: str | None = None
     model: str | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
@@ -163,6 +165,11 @@ class BatchOptions:
     lease_s: float | None = None  # how long a claimed line is this worker's without a renewal
 
     def __post_init__(self) -> None:
+        if self.rerun_changed and self.keep_changed:
+            raise ValueError(
+                "rerun_changed (--rerun-changed) sends the changed lines again and keep_changed (--keep-changed) "
+                "keeps their answers: give one of them"
+            )
         # A misspelt code would reset no line and say nothing: refused here, for the command and the API alike.
         if self.retry_failed:
             codes("retry_failed", self.retry_failed)
@@ -198,6 +205,8 @@ class BatchResult:
     limit_source: str | None = None  # where limit_rps came from: "given", "headers" or "429s"
     invalid: int = 0
     absent: int = 0  # lines of this run that the input given does not hold (an earlier input's); kept
+    renewed: int = 0  # lines not ended whose request changed in the input: they take the new one
+    kept_changed: int = 0  # lines that ended whose request changed, kept with their answers (keep_changed)
     journal: str | None = None
     run: str | None = None
     worker: str = ""
@@ -333,9 +342,9 @@ def fingerprint(items: Iterable[Line | InputProblem]) -> str:
 
 def _load(
     journal: Journal, items: Iterable[Line | InputProblem], opts: BatchOptions, *, print_: str | None = None
-) -> tuple[int, int]:
+) -> tuple[int, LoadReport]:
     """Load the input into the journal, or raise :class:`BadInput` with nothing changed; the bad lines recorded
-    as failed (``--skip-invalid``), and the run's lines this input does not hold."""
+    as failed (``--skip-invalid``), and what the load found (new, renewed, kept, absent lines)."""
     problems: list[InputProblem] = []
     count = [0]
     invalid: list[InputProblem] = []
@@ -364,11 +373,14 @@ def _load(
                 continue
             yield item
 
+    # A run told once to keep the answers of changed lines goes on keeping them: resumed unchanged after a kill,
+    # it does not refuse what it took before (--rerun-changed sends them again, and ends that).
+    keep = opts.keep_changed or (not opts.rerun_changed and bool(journal.get_meta("keep_changed")))
+    changed = {"rerun_changed": opts.rerun_changed, "keep_changed": keep}
     if print_ is not None and isinstance(journal, PostgresJournal):
-        report = journal.load(lines(), rerun_changed=opts.rerun_changed, retry_failed=opts.retry_failed,
-                              fingerprint=print_)  # fmt: skip
+        report = journal.load(lines(), retry_failed=opts.retry_failed, fingerprint=print_, **changed)
     else:
-        report = journal.load(lines(), rerun_changed=opts.rerun_changed, retry_failed=opts.retry_failed)
+        report = journal.load(lines(), retry_failed=opts.retry_failed, **changed)
     if count[0] and not opts.skip_invalid:
         journal.rollback()
         raise BadInput(
@@ -378,15 +390,21 @@ def _load(
         )
     if not report.ok:
         journal.rollback()
-        total = report.duplicate_count + report.changed_count - report.rerun
+        total = report.duplicate_count + report.changed_count - report.rerun - report.kept
         hint = (
             "A custom_id must be unique in the input."
             if report.duplicate_count
-            else "These lines changed since this run began: run with --rerun-changed to send them again "
-            "(their old answers are kept in the journal's history), or use another --out."
+            else "These lines ended with answers to other requests than this input's: run with --rerun-changed "
+            "to send them again (their old answers are kept in the journal's history), with --keep-changed to "
+            "keep those answers (the lines not ended yet take this input's requests either way), or use "
+            "another --out."
         )
         raise BadInput(report.problems, total, hint)
     journal.commit()
+    if opts.keep_changed:
+        journal.set_meta({"keep_changed": True})
+    elif opts.rerun_changed and journal.get_meta("keep_changed"):
+        journal.set_meta({"keep_changed": None})
     if invalid:
         results = [
             Result(
@@ -398,7 +416,7 @@ def _load(
             for line in (_invalid_line(p),)
         ]
         journal.record(results)
-    return len(invalid), report.absent
+    return len(invalid), report
 
 
 # -- the run -----------------------------------------------------------------------------------------------------
@@ -986,7 +1004,8 @@ async def arun_batch(
         if not shared:
             resent = journal.recover(sent=read_sent(out / SENT_FILE))
             (out / SENT_FILE).unlink(missing_ok=True)  # read: each run starts its own
-        invalid = absent = 0
+        invalid = 0
+        loaded = LoadReport()
         items: Iterable[Line | InputProblem] | None = lines
         try:
             if items is None and source is not None:
@@ -1002,7 +1021,7 @@ async def arun_batch(
                     else:
                         items = list(items)
                         print_ = fingerprint(items)
-                invalid, absent = _load(journal, items, opts, print_=print_)
+                invalid, loaded = _load(journal, items, opts, print_=print_)
         except OtherInput as exc:
             raise SetupError(str(exc)) from None
         except (ValueError, OSError) as exc:
@@ -1034,7 +1053,8 @@ async def arun_batch(
         if counts.pending == 0 and counts.in_flight == 0:
             wrote, by = _finish_shared(journal, worker, out) if shared else (True, None)
             return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid,
-                               absent=absent, journal=opts.journal, run=opts.run, worker=worker,
+                               absent=loaded.absent, renewed=loaded.renewed, kept_changed=loaded.kept,
+                               journal=opts.journal, run=opts.run, worker=worker,
                                wrote_outputs=wrote, finished_by=by)  # fmt: skip
         # The price table loads on its first use, for half a second: here, before anything is sent, rather than
         # when the first answer is priced, where it stalled the event loop with the first requests in flight
@@ -1121,7 +1141,9 @@ async def arun_batch(
             limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
             limit_source=limits.rpm_source,
             invalid=invalid,
-            absent=absent,
+            absent=loaded.absent,
+            renewed=loaded.renewed,
+            kept_changed=loaded.kept,
             journal=opts.journal,
             run=opts.run,
             worker=worker,

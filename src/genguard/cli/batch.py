@@ -181,7 +181,14 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
 @click.option(
     "--rerun-changed",
     is_flag=True,
-    help="Lines whose request changed since the run began are sent again (default: refuse).",
+    help="Lines that ended, and whose request changed in INPUT since, are sent again (default: refuse; lines "
+    "not ended take the new request either way).",
+)
+@click.option(
+    "--keep-changed",
+    is_flag=True,
+    help="Lines that ended keep their answers though INPUT changed their requests: new settings for the lines "
+    "not run yet only.",
 )
 @click.option(
     "--template",
@@ -256,6 +263,7 @@ def batch(
     retry_failed: str | None,
     skip_invalid: bool,
     rerun_changed: bool,
+    keep_changed: bool,
     template: str | None,
     model: str | None,
     validate: tuple[str, ...],
@@ -296,6 +304,11 @@ def batch(
     codes = _codes(retry_failed)
     if template is not None and not model:
         fail_usage("--template needs --model: the model each row's prompt is sent to")
+    if rerun_changed and keep_changed:
+        fail_usage(
+            "--rerun-changed sends the changed lines that ended again and --keep-changed keeps their answers: "
+            "give one of them"
+        )
     if input_path is not None and not input_path.exists():
         fail_usage(f"{input_path}: no such file")
     shared = journal is not None
@@ -337,6 +350,7 @@ def batch(
         "retry_failed": codes,
         "skip_invalid": skip_invalid,
         "rerun_changed": rerun_changed,
+        "keep_changed": keep_changed,
         "template": template,
         "model": model,
         "validate": list(validate) or None,
@@ -427,6 +441,8 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "failed": c.failed,
         "pending": c.pending + c.in_flight,
         "absent": result.absent,
+        "renewed": result.renewed,
+        "kept_changed": result.kept_changed,
         "by_code": dict(c.by_code),
         "sent": result.sent,
         "resent_after_crash": c.resent,
@@ -453,6 +469,13 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append(
             f"{result.absent} of them are not in this input (an earlier input's, run into the same --out): they "
             "stay in its results; another --out keeps runs apart"
+        )
+    if result.renewed:
+        lines.append(f"{result.renewed} lines not ended yet took the changed requests this input gives them")
+    if result.kept_changed:
+        lines.append(
+            f"{result.kept_changed} lines that ended kept their answers, though this input changed their requests "
+            "(--keep-changed): the journal holds the requests they answered"
         )
     if c.failed:
         codes = ", ".join(
