@@ -23,6 +23,7 @@ from ._config import SimConfig
 from ._core import HeadersMiddleware, SimState
 from ._dialects import JSON, error_response
 from ._embeddings import embeddings
+from ._responses import responses
 
 
 async def _stats(request: Request) -> Response:
@@ -68,6 +69,7 @@ def create_app(config: SimConfig | None = None, *, clock: Clock = SYSTEM_CLOCK) 
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/responses", responses, methods=["POST"]),
         Route("/_genguard/stats", _stats, methods=["GET"]),
         Route("/_genguard/reset", _reset, methods=["POST"]),
         *_media_routes(),

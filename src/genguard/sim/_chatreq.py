@@ -102,11 +102,14 @@ def _number(value: Any) -> str:
     return str(value)
 
 
-def _check_number(req: dict[str, Any], name: str) -> None:
+def _check_number(
+    req: dict[str, Any], name: str, bounds: tuple[bool, float | None, float | None] | None = None
+) -> None:
+    # ``bounds`` (integer?, minimum, maximum) for a parameter of another endpoint; else the chat one's.
     value = req.get(name)
     if value is None:
         return
-    integer, lo, hi = _NUMBERS[name]
+    integer, lo, hi = _NUMBERS[name] if bounds is None else bounds
     if (
         isinstance(value, bool)
         or not isinstance(value, int | float)
