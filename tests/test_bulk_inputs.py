@@ -121,6 +121,20 @@ def test_method_may_be_left_out_or_written_in_lower_case(tmp_path: Path) -> None
     assert [line.custom_id for line in lines if isinstance(line, Line)] == ["a", "b"]
 
 
+@pytest.mark.parametrize(
+    ("url", "body"),
+    [
+        ("/v1/responses", {"model": "m", "input": "Say hi."}),
+        ("/responses", {"model": "m", "instructions": "Be brief.", "max_output_tokens": 50,
+                        "input": [{"role": "user", "content": [{"type": "input_text", "text": "hi"}]}]}),
+        ("/v1/completions", {"model": "m", "prompt": "Once upon a time", "max_tokens": 20}),
+    ],
+)  # fmt: skip
+def test_responses_and_completions_lines_are_read(tmp_path: Path, url: str, body: dict[str, Any]) -> None:
+    line = line_of(tmp_path, jsonl(batch(url=url, body=body)))
+    assert (line.url, line.body) == ("/v1" + url.removeprefix("/v1"), body)
+
+
 def test_an_integer_custom_id_becomes_its_decimal_string(tmp_path: Path) -> None:
     assert line_of(tmp_path, jsonl(batch(7))).custom_id == "7"
 
@@ -201,7 +215,7 @@ BAD_JSON_LINES = [
     ("bool-custom-id", obj(batch(True)), ["custom_id is true, not a string"], [], None),
     ("null-custom-id", obj(batch(None)), ["custom_id is null"], [], None),
     ("list-custom-id", obj(batch(["a"])), ["custom_id is a list"], [], None),
-    ("unknown-url", obj(batch(url="/v1/completions")), ['unknown url "/v1/completions"'], list(ENDPOINTS), "r1"),
+    ("unknown-url", obj(batch(url="/v1/audio/speech")), ['unknown url "/v1/audio/speech"'], list(ENDPOINTS), "r1"),
     ("url-with-host", obj(batch(url="https://api.openai.com/v1/chat/completions")), ["unknown url"], ["without the host"], "r1"),
     ("url-not-string", obj(batch(url=3)), ["url is a number"], ["/v1/chat/completions"], "r1"),
     ("no-url", obj({"custom_id": "r1", "body": CHAT_BODY}), ["no url"], ["/v1/embeddings"], "r1"),
@@ -230,6 +244,16 @@ BAD_JSON_LINES = [
     ("images-no-model", obj(batch(url="/v1/images/generations", body={"prompt": "a cat"})), ['no "model"'], [], "r1"),
     ("images-empty-prompt", obj(batch(url="/v1/images/generations", body={"model": "i", "prompt": " "})), ["prompt is a blank string"], [], "r1"),
     ("videos-no-prompt", obj(batch(url="/v1/videos", body={"model": "v"})), ['no "prompt"'], [], "r1"),
+    ("responses-no-input", obj(batch(url="/v1/responses", body={"model": "m"})), ['no "input"'], ['"input": the prompt'], "r1"),
+    ("responses-messages", obj(batch(url="/v1/responses", body=CHAT_BODY)), ['no "input"'], ["a list of messages"], "r1"),
+    ("responses-empty-input", obj(batch(url="/v1/responses", body={"model": "m", "input": " "})), ["input is a blank string"], [], "r1"),
+    ("responses-empty-list", obj(batch(url="/responses", body={"model": "m", "input": []})), ["input is an empty list"], [], "r1"),
+    ("responses-item-string", obj(batch(url="/v1/responses", body={"model": "m", "input": ["hi"]})), ["input[0] is a string"], [], "r1"),
+    ("responses-number-input", obj(batch(url="/v1/responses", body={"model": "m", "input": 3})), ["input is a number"], [], "r1"),
+    ("responses-background", obj(batch(url="/v1/responses", body={"model": "m", "input": "hi", "background": True})), ["background is true"], ['remove "background"'], "r1"),
+    ("responses-stream", obj(batch(url="/v1/responses", body={"model": "m", "input": "hi", "stream": True})), ["stream is true"], [], "r1"),
+    ("completions-no-prompt", obj(batch(url="/v1/completions", body={"model": "m"})), ['no "prompt"'], ["the text to complete"], "r1"),
+    ("completions-empty-prompt", obj(batch(url="/v1/completions", body={"model": "m", "prompt": ""})), ["prompt is an empty string"], [], "r1"),
     ("stream-true", obj(batch(body={**CHAT_BODY, "stream": True})), ["stream is true"], ['remove "stream"'], "r1"),
     ("stream-string", obj(batch(body={**CHAT_BODY, "stream": "yes"})), ["stream is a string"], ['remove "stream"'], "r1"),
     ("images-stream", obj(batch(url="/v1/images/generations", body={"model": "i", "prompt": "a cat", "stream": True})), ["stream is true"], [], "r1"),
@@ -549,7 +573,7 @@ BAD_SAMPLE_SAYS = {
     "no custom_id": "the line has no custom_id",
     "an empty custom_id": "custom_id is empty",
     "a custom_id that is not a string": "custom_id is a number, not a string",
-    "an unknown url": 'unknown url "/v1/completions"',
+    "an unknown url": 'unknown url "/v1/audio/speech"',
     "a method other than POST": 'method is "GET", not POST',
     "a body that is not an object": "body is a string, not a JSON object",
     "a body without model": 'the body has no "model"',

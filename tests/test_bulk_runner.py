@@ -136,6 +136,46 @@ def test_failed_lines_exit_1_each_with_its_own_answer(
         assert r["genguard"]["fix"]
 
 
+def test_responses_api_lines_are_judged_as_chat_answers_are(sim: Simulator, tmp_path: Path) -> None:
+    # Chat and Responses API lines in one input; a third of the answers are cut short. A Responses answer cut
+    # short says so in its status ("incomplete", max_output_tokens), not in a finish_reason: it must fail too.
+    sim.configure(chaos="truncated=0.3")
+    responses = [
+        {"custom_id": f"resp-{i}", "method": "POST", "url": "/v1/responses",
+         "body": {"model": "gpt-4o-mini", "instructions": "Answer in one sentence.", "max_output_tokens": 200,
+                  "input": [{"role": "user", "content": f"Question {i}: why is the sky blue at noon?"}]}}
+        for i in range(20)
+    ]  # fmt: skip
+    lines = [*lines_of(10), *responses]
+    src = write_input(tmp_path / "in.jsonl", lines)
+    result = _run(src, tmp_path / "run", sim)
+    assert result.finished
+    by_id = check_records(tmp_path / "run", [line["custom_id"] for line in lines])
+    assert _requests(sim) == 30  # truncated is final: one request a line
+    judged = {cid: r for cid, r in by_id.items() if cid.startswith("resp-")}
+    truncated = [r for r in judged.values() if r["genguard"]["code"] == "truncated"]
+    assert 0 < len(truncated) < len(judged)
+    for r in judged.values():
+        body = r["response"]["body"]
+        assert (r["response"]["status_code"], body["object"]) == (200, "response")
+        g = r["genguard"]
+        if body["status"] == "incomplete":
+            assert body["incomplete_details"] == {"reason": "max_output_tokens"}
+            assert (g["ok"], g["kind"], g["code"]) == (False, "soft", "truncated")
+        else:
+            assert body["status"] == "completed"
+            assert (g["ok"], g["text"]) == (True, body["output"][0]["content"][0]["text"])
+        # Usage read from input_tokens/output_tokens, and priced.
+        assert g["usage"]["prompt_tokens"] == body["usage"]["input_tokens"]
+        assert g["usage"]["completion_tokens"] == body["usage"]["output_tokens"]
+        u = body["usage"]
+        priced = cost_usd("gpt-4o-mini", Usage(u["input_tokens"], u["output_tokens"], u["total_tokens"]))
+        assert g["cost_usd"] == pytest.approx(priced)
+    assert result.counts.by_code["truncated"] == sum(
+        1 for r in by_id.values() if r["genguard"]["code"] == "truncated"
+    )
+
+
 # -- resuming ------------------------------------------------------------------------------------------------------
 
 

@@ -551,3 +551,110 @@ def test_a_native_anthropic_message_is_a_chat_answer() -> None:
     outcome = classify_http(200, {}, body)
     assert outcome.ok
     assert [(c.name, c.arguments) for c in outcome.tool_calls or ()] == [("lookup", '{"q":"x"}')]
+
+
+def _response(**fields: Any) -> bytes:
+    """An OpenAI Responses API body as ``POST /v1/responses`` returns it (a reasoning model's, with a reasoning
+    item before its message), with ``fields`` replaced."""
+    body: dict[str, Any] = {
+        "id": "resp_67ccd2bed1ec8190", "object": "response", "created_at": 1741476542, "status": "completed",
+        "error": None, "incomplete_details": None, "instructions": None, "max_output_tokens": None,
+        "model": "o4-mini-2025-04-16",
+        "output": [
+            {"type": "reasoning", "id": "rs_1", "summary": []},
+            {"type": "message", "id": "msg_1", "status": "completed", "role": "assistant",
+             "content": [{"type": "output_text", "text": "In a peaceful grove beneath a silver moon, ",
+                          "annotations": []},
+                         {"type": "output_text", "text": "a unicorn named Lumina slept.", "annotations": []}]},
+        ],
+        "parallel_tool_calls": True, "tool_choice": "auto", "tools": [], "text": {"format": {"type": "text"}},
+        "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 87,
+                  "output_tokens_details": {"reasoning_tokens": 64}, "total_tokens": 123},
+    }  # fmt: skip
+    body.update(fields)
+    return orjson.dumps(body)
+
+
+def test_a_responses_api_answer_is_a_chat_answer() -> None:
+    outcome = classify_http(200, {"x-request-id": "req_r1"}, _response())
+    assert outcome.ok
+    assert outcome.text == "In a peaceful grove beneath a silver moon, a unicorn named Lumina slept."
+    assert (
+        outcome.usage and outcome.usage.prompt_tokens,
+        outcome.usage and outcome.usage.completion_tokens,
+    ) == (
+        36,
+        87,
+    )
+    assert (outcome.request_id, outcome.finish_reason) == ("req_r1", "stop")
+
+
+@pytest.mark.parametrize(
+    ("reason", "code"),
+    [
+        ("max_output_tokens", "truncated"),
+        ("content_filter", "content_filtered"),
+        ("something_new", "truncated"),
+    ],
+)
+def test_an_incomplete_response_is_a_soft_failure_with_its_reason(reason: str, code: str) -> None:
+    # A reasoning model that spent its max_output_tokens thinking returns no message at all.
+    for output in ([], [{"type": "reasoning", "id": "rs_1", "summary": []}]):
+        outcome = classify_http(
+            200, {}, _response(status="incomplete", incomplete_details={"reason": reason}, output=output)
+        )
+        assert (outcome.kind, outcome.code) == ("soft", code)
+        assert reason in (outcome.message or "")
+
+
+def test_a_failed_response_is_judged_by_its_error() -> None:
+    failed = _response(
+        status="failed", output=[], error={"code": "server_error", "message": "The model failed."}
+    )
+    outcome = classify_http(200, {}, failed)
+    assert (outcome.kind, outcome.code, outcome.retryable) == ("hard", "server_error", True)
+    assert outcome.message == "The model failed."
+    blocked = _response(
+        status="failed",
+        output=[],
+        error={"code": "invalid_prompt",
+               "message": "Invalid prompt: your prompt was flagged as potentially violating our usage policy."},
+    )  # fmt: skip
+    assert classify_http(200, {}, blocked).code == "prompt_blocked"
+
+
+def test_a_refusal_a_tool_call_and_nothing_at_all() -> None:
+    refused = _response(
+        output=[{"type": "message", "role": "assistant",
+                 "content": [{"type": "refusal", "refusal": "I can't help with that."}]}]
+    )  # fmt: skip
+    outcome = classify_http(200, {}, refused)
+    assert (outcome.code, outcome.message) == ("content_filtered", "I can't help with that.")
+    called = _response(
+        output=[{"type": "function_call", "id": "fc_1", "call_id": "call_1", "name": "get_weather",
+                 "arguments": '{"city": "Paris"}', "status": "completed"}]
+    )  # fmt: skip
+    outcome = classify_http(200, {}, called)
+    assert outcome.ok
+    assert [(c.id, c.name, c.arguments) for c in outcome.tool_calls or ()] == [
+        ("call_1", "get_weather", '{"city": "Paris"}')
+    ]
+    assert classify_http(200, {}, _response(output=[])).code == "empty_output"
+    blank = [{"type": "message", "content": [{"type": "output_text", "text": "  "}]}]
+    assert classify_http(200, {}, _response(output=blank)).code == "empty_output"
+
+
+@pytest.mark.parametrize("state", ["queued", "in_progress", "cancelled"])
+def test_a_response_that_is_not_finished_is_no_answer(state: str) -> None:
+    outcome = classify_http(200, {}, _response(status=state, output=[]))
+    assert outcome.code == "invalid_response"
+    assert state in (outcome.message or "")
+
+
+def test_a_legacy_completion_is_a_chat_answer() -> None:
+    body = {"id": "cmpl-1", "object": "text_completion", "model": "gpt-3.5-turbo-instruct",
+            "choices": [{"text": "\n\nThis is a test", "index": 0, "logprobs": None, "finish_reason": "length"}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}  # fmt: skip
+    assert classify_http(200, {}, orjson.dumps(body)).code == "truncated"
+    body["choices"][0]["finish_reason"] = "stop"  # type: ignore[index]
+    assert classify_http(200, {}, orjson.dumps(body)).text == "\n\nThis is a test"

@@ -187,7 +187,7 @@ BAD_LINES: list[tuple[str, bytes]] = [
         "a custom_id that is not a string",
         _line({"custom_id": 1.5, "method": "POST", "url": CHAT_URL, "body": CHAT}),
     ),
-    ("an unknown url", _line({"custom_id": "url", "method": "POST", "url": "/v1/completions", "body": CHAT})),
+    ("an unknown url", _line({"custom_id": "url", "method": "POST", "url": "/v1/audio/speech", "body": CHAT})),
     ("a method other than POST", _line({"custom_id": "get", "method": "GET", "url": CHAT_URL, "body": CHAT})),
     (
         "a body that is not an object",

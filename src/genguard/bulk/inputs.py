@@ -63,7 +63,10 @@ _URLS: Mapping[str, str] = {
     **{url.removeprefix("/v1"): url for url in ENDPOINTS},
     **{url: url for url in ENDPOINTS},
 }
-_URL_OF: Mapping[str, str] = {kind: url for url, kind in ENDPOINTS.items()}
+# The url a bare body or a template row goes to, by its kind (a chat body has messages: chat completions).
+_URL_OF: Mapping[str, str] = {kind: url for url, kind in reversed(list(ENDPOINTS.items()))}
+_RESPONSES = "/v1/responses"
+_COMPLETIONS = "/v1/completions"
 _KNOWN_URLS = ", ".join(ENDPOINTS)
 _BATCH_EXAMPLE = (
     '{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", '
@@ -292,7 +295,7 @@ class _Rows:
     def _line(self, source: str, number: int, custom_id: str, url: str, body: dict[str, Any]) -> Line:
         if self.template is None and self.defaults:
             body = {**self.defaults, **body}
-        _check_body(ENDPOINTS[url], body)
+        _check_body(url, body)
         return Line(custom_id, url, body, number, source, line_key(url, body))
 
 
@@ -417,12 +420,17 @@ def _id_value(value: Any, name: str) -> str:
 
 _NO_STREAM = 'a batch reads each answer whole: remove "stream" from the body (or set it to false)'
 
-# What each endpoint's body needs before it is worth sending: the keys it must have, checked in this order.
+# What each endpoint's body needs before it is worth sending: the keys it must have, checked in this order, and
+# how to write each.
 _REQUIRED: Mapping[Kind, tuple[str, ...]] = {
     "chat": ("model", "messages"),
     "embedding": ("model", "input"),
     "image": ("model", "prompt"),
     "video": ("prompt",),  # the videos API picks a model when none is named
+}
+_REQUIRED_AT: Mapping[str, tuple[str, ...]] = {
+    _RESPONSES: ("model", "input"),
+    _COMPLETIONS: ("model", "prompt"),
 }
 _ADD: Mapping[str, str] = {
     "model": '"model": "<model name>" (or give a default model)',
@@ -430,15 +438,22 @@ _ADD: Mapping[str, str] = {
     "input": '"input": the text to embed',
     "prompt": '"prompt": the text that describes the image',
 }
+_ADD_AT: Mapping[str, Mapping[str, str]] = {
+    _RESPONSES: {"input": '"input": the prompt, a string or a list of messages'},
+    _COMPLETIONS: {"prompt": '"prompt": the text to complete'},
+}
 
 
-def _check_body(kind: Kind, body: dict[str, Any]) -> None:
-    for required in _REQUIRED[kind]:
-        if body.get(required) is None:
-            missing = [key for key in _REQUIRED[kind] if body.get(key) is None]
+def _check_body(url: str, body: dict[str, Any]) -> None:
+    kind = ENDPOINTS[url]
+    required = _REQUIRED_AT.get(url) or _REQUIRED[kind]
+    for key in required:
+        if body.get(key) is None:
+            missing = [k for k in required if body.get(k) is None]
+            how = {**_ADD, **_ADD_AT.get(url, {})}
             raise _Bad(
-                "the body has no " + " and no ".join(f'"{key}"' for key in missing),
-                "add " + " and ".join(_ADD[key] for key in missing),
+                "the body has no " + " and no ".join(f'"{k}"' for k in missing),
+                "add " + " and ".join(how[k] for k in missing),
             )
     model = body.get("model")
     if model is not None and not (isinstance(model, str) and model.strip()):
@@ -448,7 +463,13 @@ def _check_body(kind: Kind, body: dict[str, Any]) -> None:
         # Sent as it is, it came back as server-sent events, read as an invalid answer and retried: OpenAI's Batch
         # API refuses such a line too.
         raise _Bad(f"stream is {_a(stream)}", _NO_STREAM)
-    if kind == "chat":
+    if url == _RESPONSES:
+        _check_responses(body)
+    elif url == _COMPLETIONS:
+        prompt = body["prompt"]
+        if not (isinstance(prompt, str | list) and prompt):
+            raise _Bad(f"prompt is {_a(prompt)}", "make prompt the text to complete (or a list of texts)")
+    elif kind == "chat":
         _check_messages(body["messages"])
     elif kind == "embedding":
         given = body["input"]
@@ -460,6 +481,33 @@ def _check_body(kind: Kind, body: dict[str, Any]) -> None:
         prompt = body["prompt"]
         if not (isinstance(prompt, str) and prompt.strip()):
             raise _Bad(f"prompt is {_a(prompt)}", "make prompt a non-empty string")
+
+
+def _check_responses(body: dict[str, Any]) -> None:
+    given = body["input"]
+    if isinstance(given, str):
+        if not given.strip():
+            raise _Bad(f"input is {_a(given)}", "give input the prompt")
+    elif isinstance(given, list):
+        if not given:
+            raise _Bad(
+                "input is an empty list", 'give at least one item, e.g. {"role": "user", "content": "..."}'
+            )
+        for i, item in enumerate(given):
+            if not isinstance(item, dict):
+                raise _Bad(
+                    f"input[{i}] is {_a(item)}, not an object",
+                    'write each item as {"role": ..., "content": ...} (or a typed item such as a function_call_output)',
+                )
+    else:
+        raise _Bad(f"input is {_a(given)}", "make input the prompt: a string or a list of messages")
+    background = body.get("background")
+    if background is not None and background is not False:
+        # Answered at once with status "queued": the answer itself would have to be fetched later.
+        raise _Bad(
+            f"background is {_a(background)}",
+            'a batch reads each answer whole: remove "background" from the body (or set it to false)',
+        )
 
 
 def _check_messages(messages: Any) -> None:

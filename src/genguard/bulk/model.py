@@ -11,9 +11,12 @@ import orjson
 
 __all__ = ["ENDPOINTS", "AttemptEvent", "Ended", "InputProblem", "Line", "LineState", "line_key"]
 
-# The request URLs a batch line may name, as the OpenAI Batch API spells them, and the endpoint kind each is.
+# The request URLs a batch line may name, as the OpenAI Batch API spells them, and the endpoint kind each is: a
+# Responses API or legacy completions answer is a text generation, judged as a chat answer is.
 ENDPOINTS: Mapping[str, Literal["chat", "embedding", "image", "video"]] = {
     "/v1/chat/completions": "chat",
+    "/v1/responses": "chat",
+    "/v1/completions": "chat",
     "/v1/embeddings": "embedding",
     "/v1/images/generations": "image",
     "/v1/videos": "video",

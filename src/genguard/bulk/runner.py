@@ -431,12 +431,12 @@ def _path_of(url: str) -> str:
 
 
 def _estimate_cost(body: Mapping[str, Any]) -> float:
-    from ..client.gate import estimate_tokens
+    from ..client.gate import estimate_tokens, output_limit
 
     model = body.get("model")
     if not isinstance(model, str):
         return 0.0
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
+    limit = output_limit(body)
     output = limit if isinstance(limit, int) and not isinstance(limit, bool) else 256
     total = estimate_tokens(body)
     cost = cost_usd(model, Usage(max(total - output, 0), output, total))

@@ -723,7 +723,7 @@ class AsyncClient(BaseClient):
         # The one send path of JSON calls on the wire: the gate before each attempt and after each answer.
         wire = self._wire
         gate = self.gate
-        tokens = estimate_tokens(body) if gate is not None else 0
+        tokens = estimate_tokens(body, text=endpoint == "chat") if gate is not None else 0
         classify_http = _import_classify().classify_http
         secrets = self.keys
         keep_raw = self._keep_raw

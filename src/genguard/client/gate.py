@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-__all__ = ["Gate", "SyncGate", "ThreadedGate", "estimate_tokens", "tell_gate"]
+__all__ = ["Gate", "SyncGate", "ThreadedGate", "estimate_tokens", "output_limit", "tell_gate"]
 
 _DEFAULT_OUTPUT = 256  # what a request without max_tokens is assumed to generate
 
@@ -140,9 +140,29 @@ def tell_gate(
     )
 
 
-def estimate_tokens(body: Mapping[str, Any]) -> int:
+# Keys only a text generation's body has: a Responses API body with one of them is not an embeddings body.
+_GENERATES = frozenset({"instructions", "max_output_tokens", "tools", "text", "reasoning", "temperature"})
+
+
+def output_limit(body: Mapping[str, Any]) -> Any:
+    """The most output tokens a body allows, as it names it (chat ``max_completion_tokens`` or ``max_tokens``,
+    the Responses API's ``max_output_tokens``); ``None`` when it names none."""
+    for name in ("max_completion_tokens", "max_tokens", "max_output_tokens"):
+        value = body.get(name)
+        if value is not None:
+            return value
+    return None
+
+
+def estimate_tokens(body: Mapping[str, Any], *, text: bool | None = None) -> int:
     """Tokens a request may use: its prompt at ~4 characters a token, plus the output it allows
-    (``max_tokens``/``max_completion_tokens``, else 256). Rough by design: it only has to reserve budget."""
+    (``max_tokens``/``max_completion_tokens``/``max_output_tokens``, else 256). Rough by design: it only has to
+    reserve budget. ``text`` says whether the request generates text (a chat, a Responses API or a completions
+    body); ``None`` tells from the body (an embeddings or images body generates none).
+
+    >>> estimate_tokens({"model": "m", "input": "x" * 40}), estimate_tokens({"model": "m", "input": "x" * 40}, text=True)
+    (11, 267)
+    """
     prompt = body.get("messages")
     if prompt is None:
         prompt = body.get("input", body.get("prompt", ""))
@@ -153,8 +173,8 @@ def estimate_tokens(body: Mapping[str, Any]) -> int:
             size = len(orjson.dumps(prompt))
         except TypeError:
             size = len(str(prompt))
-    limit = body.get("max_completion_tokens", body.get("max_tokens"))
-    if "messages" not in body:
+    limit = output_limit(body)
+    if text is False or (text is None and "messages" not in body and not _GENERATES.intersection(body)):
         limit = 0 if limit is None else limit  # embeddings and images generate no text tokens
     output = (
         limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else _DEFAULT_OUTPUT

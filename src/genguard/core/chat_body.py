@@ -2,8 +2,8 @@
 
 :func:`finish_outcome` is shared by plain and streamed chat: filtered, truncated, an error, a refusal or no
 output at all are failures; tool calls and text are ok. :func:`classify_chat_body` reads a parsed
-``chat.completion`` body (Azure's filter results included, and the native Anthropic and Gemini bodies users
-save) into that decision. Both are on the hot path of every chat call, so they check exact dict types and build
+``chat.completion`` body (Azure's filter results included, legacy completions, OpenAI's Responses API body, and
+the native Anthropic and Gemini bodies users save) into that decision. Both are on the hot path of every chat call, so they check exact dict types and build
 the ok Outcome directly.
 
 With ``n > 1`` every choice is judged the same way (:func:`with_choices`): the outcome fails with the code of
@@ -246,6 +246,8 @@ def classify_chat_body(
     if not choices:
         if choices is not None and not isinstance(choices, list):
             return invalid_response("'choices' is not a list", status, request_id)
+        if data.get("object") == "response" or (isinstance(data.get("output"), list) and "status" in data):
+            return _responses_body(data, usage, status, headers, request_id, secrets)
         if data.get("type") == "message" and isinstance(data.get("content"), list):
             return _anthropic_message(data, usage, status, request_id)
         if "candidates" in data or "promptFeedback" in data:
@@ -346,6 +348,89 @@ def _choice_of(
         finish,
         code,
         code_info(code).kind if code else None,
+    )
+
+
+# What an incomplete response's reason means, as a chat finish_reason.
+_INCOMPLETE = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _responses_body(
+    data: Mapping[str, Any],
+    usage: Usage | None,
+    status: int,
+    headers: Mapping[str, str] | None,
+    request_id: str | None,
+    secrets: Iterable[str],
+) -> Outcome:
+    """An OpenAI Responses API body (``object: response``; ``POST /v1/responses``): ``status`` ``completed``,
+    ``incomplete`` (``incomplete_details.reason`` ``max_output_tokens`` is truncated, ``content_filter``
+    filtered) or ``failed`` (its ``error`` judged as an error body's); the ``output_text`` parts of its
+    ``message`` items are the text, ``refusal`` parts a refusal, ``function_call`` items the tool calls.
+
+    >>> _responses_body({"object": "response", "status": "incomplete",
+    ...     "incomplete_details": {"reason": "max_output_tokens"}, "output": []}, None, 200, None, None, ()).code
+    'truncated'
+    """
+    state = data.get("status")
+    error = data.get("error")
+    if state == "failed" or (is_map(error) and error):
+        if not is_map(error) or not error:
+            error = {"message": "the response failed (status failed) and says no more"}
+        return classify_error(status, headers, {"error": error}, secrets=secrets)
+    if state not in ("completed", "incomplete", None):
+        # queued / in_progress (a background response not finished), cancelled: no generation to judge.
+        return invalid_response(
+            f"a Responses API body with status {state!r}, not a finished response"
+            + (" (a background response: poll it until it is completed)" if state in ("queued", "in_progress")
+               else ""),
+            status,
+            request_id,
+        )  # fmt: skip
+    texts: list[str] = []
+    refusals: list[str] = []
+    calls: list[ToolCall] = []
+    output = data.get("output")
+    for item in output if isinstance(output, list) else ():
+        if not is_map(item):
+            continue
+        kind = item.get("type")
+        if kind == "message":
+            content = item.get("content")
+            for part in content if isinstance(content, list) else ():
+                if not is_map(part):
+                    continue
+                if part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+                elif part.get("type") == "refusal" and isinstance(part.get("refusal"), str):
+                    refusals.append(part["refusal"])
+        elif kind == "function_call" and isinstance(item.get("name"), str):
+            call_id = item.get("call_id")
+            args = item.get("arguments")
+            calls.append(
+                ToolCall(
+                    call_id if isinstance(call_id, str) else None,
+                    item["name"],
+                    args if isinstance(args, str) else dumps(args if args is not None else {}).decode(),
+                )
+            )
+    finish: str | None = "tool_calls" if calls else "stop"
+    message = None
+    if state == "incomplete":
+        details = data.get("incomplete_details")
+        reason = details.get("reason") if is_map(details) else None
+        # An incomplete response stopped before its end, whatever the reason given.
+        finish = _INCOMPLETE.get(reason, "length") if isinstance(reason, str) else "length"
+        message = f"the response is incomplete: {reason or 'no reason given'}"
+    return finish_outcome(
+        finish_reason=finish,
+        text="".join(texts) if texts else None,
+        tool_calls=tuple(calls) or None,
+        usage=usage,
+        refusal=" ".join(refusals) or None,
+        status=status,
+        request_id=request_id,
+        message=message,
     )
 
 

@@ -100,7 +100,7 @@ def classify_document(
         return classify_error(status, headers, data, endpoint=endpoint or "chat", secrets=secrets)
     if endpoint is None:
         if is_map(data) and (
-            data.get("object") == "chat.completion"
+            data.get("object") in ("chat.completion", "text_completion", "response")
             or "choices" in data
             or data.get("type") == "message"
             or "candidates" in data
