@@ -200,6 +200,15 @@ def test_new_settings_for_the_lines_not_run_yet_keep_what_ended(sim: Simulator, 
     assert (code, "kept their answers" in stdout, _requests(sim)) == (0, False, 9)
 
 
+def test_an_empty_input_says_so_and_sends_nothing(sim: Simulator, tmp_path: Path) -> None:
+    src = tmp_path / "in.jsonl"
+    src.write_bytes(b"\n  \n")
+    code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / "run"))
+    assert (code, _requests(sim)) == (0, 0)
+    assert "0/0 lines ended" in stdout
+    assert "the input holds no request line" in stdout
+
+
 def test_usage_errors_exit_2(sim: Simulator, tmp_path: Path) -> None:
     code, _, err = batch(sim, str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "run"))
     assert code == 2

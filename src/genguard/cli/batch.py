@@ -465,6 +465,8 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
 def _summary_text(result: Any, report: Path | None) -> str:
     c = result.counts
     lines = [f"{c.ended}/{c.total} lines ended: {c.ok} ok, {c.failed} failed"]
+    if c.total == 0:
+        lines.append("the input holds no request line: nothing was sent")
     if result.absent:
         lines.append(
             f"{result.absent} of them are not in this input (an earlier input's, run into the same --out): they "
