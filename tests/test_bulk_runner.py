@@ -136,7 +136,9 @@ def test_failed_lines_exit_1_each_with_its_own_answer(
         assert r["genguard"]["fix"]
 
 
-def test_responses_api_lines_are_judged_as_chat_answers_are(sim: Simulator, tmp_path: Path) -> None:
+def test_responses_and_completions_lines_are_judged_as_chat_answers_are(
+    sim: Simulator, tmp_path: Path
+) -> None:
     # Chat and Responses API lines in one input; a third of the answers are cut short. A Responses answer cut
     # short says so in its status ("incomplete", max_output_tokens), not in a finish_reason: it must fail too.
     sim.configure(chaos="truncated=0.3")
@@ -146,12 +148,25 @@ def test_responses_api_lines_are_judged_as_chat_answers_are(sim: Simulator, tmp_
                   "input": [{"role": "user", "content": f"Question {i}: why is the sky blue at noon?"}]}}
         for i in range(20)
     ]  # fmt: skip
-    lines = [*lines_of(10), *responses]
+    # Legacy completions too (a base model behind vLLM, say): the default max_tokens (16) cuts every answer short.
+    completions = [
+        {"custom_id": f"cmpl-{i}", "url": "/v1/completions",
+         "body": {"model": "gpt-4o-mini", "prompt": f"Once upon a time, in town {i},"}}
+        for i in range(3)
+    ]  # fmt: skip
+    lines = [*lines_of(10), *responses, *completions]
     src = write_input(tmp_path / "in.jsonl", lines)
     result = _run(src, tmp_path / "run", sim)
     assert result.finished
     by_id = check_records(tmp_path / "run", [line["custom_id"] for line in lines])
-    assert _requests(sim) == 30  # truncated is final: one request a line
+    assert _requests(sim) == 33  # truncated is final: one request a line
+    for i in range(3):
+        r = by_id[f"cmpl-{i}"]
+        assert r["response"]["body"]["choices"][0]["finish_reason"] == "length"
+        assert (r["genguard"]["code"], r["genguard"]["text"]) == (
+            "truncated",
+            r["response"]["body"]["choices"][0]["text"],
+        )
     judged = {cid: r for cid, r in by_id.items() if cid.startswith("resp-")}
     truncated = [r for r in judged.values() if r["genguard"]["code"] == "truncated"]
     assert 0 < len(truncated) < len(judged)

@@ -19,6 +19,7 @@ from starlette.routing import BaseRoute, Route
 
 from ._chat import chat_completions, list_models
 from ._clock import SYSTEM_CLOCK, Clock
+from ._completions import completions
 from ._config import SimConfig
 from ._core import HeadersMiddleware, SimState
 from ._dialects import JSON, error_response
@@ -70,6 +71,7 @@ def create_app(config: SimConfig | None = None, *, clock: Clock = SYSTEM_CLOCK) 
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
+        Route("/v1/completions", completions, methods=["POST"]),
         Route("/_genguard/stats", _stats, methods=["GET"]),
         Route("/_genguard/reset", _reset, methods=["POST"]),
         *_media_routes(),
