@@ -4,7 +4,8 @@ Formats, chosen by the file's suffix:
 
 - ``.jsonl``, ``.ndjson``, ``.json``: JSON Lines. A line is either an OpenAI Batch input line
   ``{"custom_id", "method", "url", "body"}`` or a bare request body (its ``custom_id`` is its line number and its
-  url follows from its keys: ``messages`` chat, ``input`` embeddings, ``prompt`` images).
+  url follows from its keys: ``messages`` chat, ``input`` embeddings (or the Responses API when a key only a
+  generation has is beside it: ``instructions``, ``max_output_tokens``, ``tools``...), ``prompt`` images).
 - ``.csv`` and ``.tsv``: a table with a header line, read only with a ``template`` that turns each row into a
   chat request. TSV is unquoted, as IANA defines it: a field holds no tab and no newline.
 
@@ -373,11 +374,21 @@ def _normal_url(url: Any) -> str:
     raise _Bad(f"unknown url {_shown(url)}", f"use one of {_KNOWN_URLS}")
 
 
+# Keys of a Responses API body that an embeddings body never has: a bare body with input and one of them is a
+# Responses request.
+_RESPONSES_KEYS = frozenset(
+    {"instructions", "max_output_tokens", "previous_response_id", "reasoning", "text", "tools", "tool_choice",
+     "temperature", "top_p", "store"}
+)  # fmt: skip
+
+
 def _infer_url(body: dict[str, Any]) -> str:
     kinds: list[Kind] = []
     if "messages" in body:
         kinds.append("chat")
     if "input" in body:
+        if "messages" not in body and "prompt" not in body and _RESPONSES_KEYS.intersection(body):
+            return _RESPONSES
         kinds.append("embedding")
     if "prompt" in body and "messages" not in body:
         kinds.append("image")
