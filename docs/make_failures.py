@@ -129,13 +129,17 @@ RECOGNISED: dict[str, str] = {
     "invalid_input": "genguard's own input was unusable before anything was sent: a malformed line, a "
     "missing prompt, an unreadable file or rules file",
     "content_filtered": "`finish_reason` `content_filter` (and provider variants such as `SAFETY`, "
-    "`PROHIBITED_CONTENT`, `BLOCKLIST`, `SPII`, `CONTENT_FILTERED`); an image answer with an empty `data`, or "
+    "`PROHIBITED_CONTENT`, `BLOCKLIST`, `SPII`, `CONTENT_FILTERED`); a refusal (chat's `message.refusal`, a "
+    "Responses API `refusal` part); a Responses API body with `status` `incomplete` for `content_filter`; an "
+    "image answer with an empty `data`, or "
     "whose every image the safety filter flagged (`is_nsfw`, `nsfw_content_detected: [true]`, a "
     "`finish_reason` of that family, `content_filter_results` filtered, an item with only a `revised_prompt`; "
     "when some images survive the answer is ok and `images_filtered` counts the rest); a media task that "
     "failed for safety (Runway `SAFETY.*`, Veo `raiMediaFiltered*`, Sora `moderation_blocked`, ...)",
-    "truncated": "`finish_reason` `length` (and `max_tokens`, `model_length`, `MAX_TOKENS`)",
-    "empty_output": "a normal stop with no content and no tool call; a 2xx with no choices",
+    "truncated": "`finish_reason` `length` (and `max_tokens`, `model_length`, `MAX_TOKENS`); a Responses API body "
+    "with `status` `incomplete` for `max_output_tokens` (or for a reason it does not name)",
+    "empty_output": "a normal stop with no content and no tool call; a 2xx with no choices; a completed Responses "
+    "API body with no `output_text` and no `function_call`",
     "incomplete_stream": "a stream that ended (end of input, or `[DONE]`) before any `finish_reason`",
     "stream_error": "an error inside a 2xx stream: a `data:` object with an `error` key, an `event: error`, "
     "`finish_reason` `error` or `abort`",
