@@ -88,6 +88,56 @@ def test_embeddings_quota_is_final_for_the_sdk(sim: Simulator, proxy: Proxy) -> 
     assert sim.stats()["requests"] == 1
 
 
+# -- the Responses API --
+
+
+def test_a_responses_call_is_retried_after_the_servers_wait_with_outcome_headers(
+    sim: Simulator, proxy: Proxy
+) -> None:
+    sim.configure(scenario="rate_limited:1", retry_after_s=0.2, api_keys=(KEY,))
+    raw = sdk(proxy).responses.with_raw_response.create(model="gpt-4o-mini", input="Say hello.")
+    response = raw.parse()
+    assert (response.status, bool(response.output_text)) == ("completed", True)
+    assert (raw.headers["x-genguard-code"], raw.headers["x-genguard-attempts"]) == ("ok", "2")
+    assert sim.stats()["by_status"] == {"429": 1, "200": 1}
+
+
+def test_an_incomplete_response_passes_with_its_code_and_raises_under_strict(
+    sim: Simulator, proxy: Proxy, strict: Proxy
+) -> None:
+    sim.configure(scenario="truncated")
+    raw = sdk(proxy).responses.with_raw_response.create(
+        model="gpt-4o-mini", input="Tell me a long story.", max_output_tokens=64
+    )
+    assert raw.parse().incomplete_details.reason == "max_output_tokens"  # type: ignore[union-attr]
+    assert (raw.headers["x-genguard-code"], raw.headers["x-genguard-kind"]) == ("truncated", "soft")
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        sdk(strict).responses.create(model="gpt-4o-mini", input="Tell me a long story.", max_output_tokens=64)
+    assert info.value.code == "truncated"
+    assert sim.stats()["requests"] == 2  # truncated is not retried, by genguard or the SDK
+
+
+def test_a_streamed_responses_call_is_forwarded_as_it_comes(sim: Simulator, proxy: Proxy) -> None:
+    # Its events are not chat chunks: the proxy hands the upstream's answer over untouched (here the
+    # simulator's refusal to stream), with no outcome headers.
+    reply = httpx.post(
+        proxy.base_url + "/responses",
+        json={"model": "gpt-4o-mini", "input": "hi", "stream": True},
+        headers={"authorization": "Bearer sk-client-own-key"},
+        timeout=20.0,
+    )
+    assert reply.status_code == 400
+    assert reply.json()["error"]["param"] == "stream"
+    assert "x-genguard-code" not in reply.headers
+    assert sim.stats()["requests"] == 1
+
+
+def test_a_responses_body_without_a_model_is_a_400_naming_input(proxy: Proxy) -> None:
+    reply = httpx.post(proxy.base_url + "/responses", json={"input": "hi"}, timeout=20.0)
+    assert reply.status_code == 400
+    assert "'input'" in reply.json()["error"]["message"]
+
+
 # -- images --
 
 

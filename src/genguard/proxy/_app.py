@@ -53,6 +53,7 @@ DEFAULT_MODEL = "(default)"
 _METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 _WHAT = {
     "chat": "a JSON object with a 'model' (a model name) and 'messages'",
+    "/responses": "a JSON object with a 'model' (a model name) and 'input'",
     "embedding": "a JSON object with a 'model' (a model name) and 'input'",
     "image": "a JSON object with a 'model' (a model name) and 'prompt'",
     "video": "a JSON object (or a form) with a 'model' (a model name) and 'prompt'",
@@ -174,6 +175,17 @@ class _Proxy:
     async def embeddings(self, request: Request) -> Response:
         return await self.call(request, "embedding", "/embeddings")
 
+    async def responses(self, request: Request) -> Response:
+        # A Responses API answer is judged as a chat answer is (incomplete, refused, empty, failed); a streamed
+        # one is a sequence of typed events, not chat chunks: it is forwarded as it comes.
+        try:
+            parsed = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict) and parsed.get("stream"):
+            return await self.forward(request, "responses")
+        return await self.call(request, "chat", "/responses")
+
     async def images(self, request: Request) -> Response:
         return await self.call(request, "image", request.url.path.removeprefix("/v1"))
 
@@ -215,7 +227,10 @@ class _Proxy:
             model = DEFAULT_MODEL
         if model is None:
             failure = Outcome.failure(
-                "bad_request", status=400, endpoint=endpoint, message=f"the body must be {_WHAT[endpoint]}"
+                "bad_request",
+                status=400,
+                endpoint=endpoint,
+                message=f"the body must be {_WHAT.get(path, _WHAT[endpoint])}",
             )
             return _error(failure, "unknown")
         ring = self.ring_for(request)
@@ -223,7 +238,12 @@ class _Proxy:
             return ring
         policy = self.policy_for(request)
         exchange_id = f"{self._prefix}{next(self._ids)}"
-        stream = endpoint == "chat" and body is not None and bool(body.get("stream"))
+        stream = (
+            endpoint == "chat"
+            and path == "/chat/completions"
+            and body is not None
+            and bool(body.get("stream"))
+        )
         validators = self.validators_for(model) if endpoint == "chat" else ()
         url_path = request.scope["path"]
         asked: str = model
@@ -316,7 +336,7 @@ class _Proxy:
 
     # -- everything else, forwarded --
 
-    async def forward(self, request: Request) -> Response:
+    async def forward(self, request: Request, path: str | None = None) -> Response:
         ring = self.admit(request)
         if isinstance(ring, Response):
             return ring
@@ -332,7 +352,7 @@ class _Proxy:
             http = self._forward = httpx.AsyncClient(
                 timeout=httpx.Timeout(self.config.timeout, pool=None), verify=tls_context()
             )
-        url = self.upstream.url(request.path_params["path"])
+        url = self.upstream.url(request.path_params["path"] if path is None else path)
         outgoing = http.build_request(
             request.method, url, params=request.url.query, headers=headers,
             content=await request.body(),
@@ -431,6 +451,7 @@ def create_app(config: ProxyConfig) -> Starlette:
     fast = {
         "/v1/chat/completions": proxy.chat,
         "/v1/embeddings": proxy.embeddings,
+        "/v1/responses": proxy.responses,
         "/v1/images/generations": proxy.images,
         "/v1/videos": proxy.videos,
     }
@@ -453,6 +474,7 @@ def create_app(config: ProxyConfig) -> Starlette:
         routes=[
             Route("/v1/chat/completions", proxy.chat, methods=["POST"]),
             Route("/v1/embeddings", proxy.embeddings, methods=["POST"]),
+            Route("/v1/responses", proxy.responses, methods=["POST"]),
             Route("/v1/images/generations", proxy.images, methods=["POST"]),
             Route("/v1/images/edits", proxy.images, methods=["POST"]),
             Route("/v1/images/variations", proxy.images, methods=["POST"]),
