@@ -147,7 +147,10 @@ def test_an_integer_custom_id_becomes_its_decimal_string(tmp_path: Path) -> None
         ({"model": "e", "input": ["a", "b"]}, "/v1/embeddings"),
         ({"model": "i", "prompt": "a red bicycle"}, "/v1/images/generations"),
         ({"model": "m", "input": "Tell me a joke.", "instructions": "Be brief."}, "/v1/responses"),
-        ({"model": "m", "input": [{"role": "user", "content": "hi"}], "max_output_tokens": 50}, "/v1/responses"),
+        (
+            {"model": "m", "input": [{"role": "user", "content": "hi"}], "max_output_tokens": 50},
+            "/v1/responses",
+        ),
     ],
 )
 def test_a_bare_body_gets_its_url_from_its_keys(tmp_path: Path, body: dict[str, Any], url: str) -> None:

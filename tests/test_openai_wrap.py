@@ -406,6 +406,40 @@ def test_a_reask_recovers_and_returns_the_good_answer(sim: Simulator, sdk: opena
 
 
 @pytest.mark.timeout(30)
+def test_a_responses_call_is_judged_retried_and_reasked(sim: Simulator, sdk: openai.OpenAI) -> None:
+    client = genguard.wrap(
+        sdk, retry=RetryPolicy(max_attempts=3, backoff_base=0.01, jitter=0.0, reask_on_silent=1)
+    )
+    ok = client.responses.create(
+        model="gpt-4o-mini", input="Say hello.", extra_headers=scenario("server_error:1")
+    )
+    assert type(ok).__name__ == "Response"
+    assert (ok.status, bool(ok.output_text), requests(sim)) == ("completed", True, 2)
+    # Cut short: the SDK returns it as a Response; wrapped, it raises with the outcome.
+    with pytest.raises(genguard.SoftFailure) as caught:
+        client.responses.create(
+            model="gpt-4o-mini", input="A long story.", extra_headers=scenario("truncated")
+        )
+    assert (caught.value.code, caught.value.outcome.attempts) == ("truncated", 1)
+    assert sdk.responses.create(
+        model="gpt-4o-mini", input="A long story.", extra_headers=scenario("truncated")
+    )
+    # A label outside the set is re-asked with the rejected answer appended to the input, as items.
+    before = requests(sim)
+    r = client.responses.create(
+        model="gpt-4o-mini",
+        input="Is 'Loved it.' positive or negative?",
+        labels=["positive", "negative"],
+        extra_headers=scenario("unexpected_label:1", **{"x-genguard-reply": "positive"}),
+    )
+    assert (r.output_text, requests(sim) - before) == ("positive", 2)
+    # A streamed Responses call is sent as it came and its events handed over unread (the simulator does not
+    # stream this endpoint: its 400 is the SDK's own error).
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="gpt-4o-mini", input="hi", stream=True)
+
+
+@pytest.mark.timeout(30)
 @pytest.mark.filterwarnings("ignore:The Sora API:DeprecationWarning")
 def test_images_filtered_raise_and_video_failures_raise_on_retrieve(
     clocked_sim: Simulator, fake_clock: Any

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..core.outcome import Outcome
 
-__all__ = ["chat_body", "raised_max_tokens", "reask_messages"]
+__all__ = ["chat_body", "raised_max_tokens", "reask_messages", "reask_patch"]
 
 
 def chat_body(
@@ -57,13 +57,47 @@ def reask_messages(messages: Sequence[Any] | None, patch: Mapping[str, Any], out
     ]
 
 
+def _responses_body(params: Mapping[str, Any] | None) -> bool:
+    # A Responses API body: its prompt is "input", its limit "max_output_tokens" (an embeddings body has input
+    # too, but is never re-asked nor truncated).
+    return params is not None and "input" in params and "messages" not in params
+
+
+def reask_patch(
+    messages: Sequence[Any] | None,
+    params: Mapping[str, Any] | None,
+    patch: Mapping[str, Any],
+    outcome: Outcome,
+) -> dict[str, Any]:
+    """The body change of a re-ask: the conversation with the rejected answer and the reason appended, as
+    ``messages`` for a chat body, as ``input`` items for a Responses API body (its string input becoming the
+    first user message).
+
+    >>> reask_patch(None, {"model": "m", "input": "Hi"}, {}, Outcome.failure("too_short", text="Ok", message="short"))["input"][:2]
+    [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Ok'}]
+    """
+    if messages is None and _responses_body(params):
+        assert params is not None
+        given = patch.get("input", params["input"])
+        base = [{"role": "user", "content": given}] if isinstance(given, str) else list(given)
+        return {"input": reask_messages(base, {}, outcome)}
+    return {"messages": reask_messages(messages, patch, outcome)}
+
+
 def raised_max_tokens(params: Mapping[str, Any], outcome: Outcome) -> dict[str, Any]:
     """Twice the token limit the call set (under the name it used), else twice what the answer used, else 1024.
 
     >>> raised_max_tokens({"max_completion_tokens": 300}, Outcome.failure("truncated"))
     {'max_completion_tokens': 600}
+    >>> raised_max_tokens({"model": "m", "input": "Hi", "max_output_tokens": 100}, Outcome.failure("truncated"))
+    {'max_output_tokens': 200}
     """
-    name = "max_completion_tokens" if "max_completion_tokens" in params else "max_tokens"
+    if "max_completion_tokens" in params:
+        name = "max_completion_tokens"
+    elif "max_output_tokens" in params or _responses_body(params):
+        name = "max_output_tokens"
+    else:
+        name = "max_tokens"
     current = params.get(name)
     if not isinstance(current, int) or current <= 0:
         used = outcome.usage.completion_tokens if outcome.usage else None

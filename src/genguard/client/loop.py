@@ -41,7 +41,7 @@ from typing import Any, Protocol
 
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
-from .bodies import raised_max_tokens, reask_messages
+from .bodies import raised_max_tokens, reask_patch
 from .log import log_attempt, log_silent, logger, mask
 from .retry import RetryPolicy, RetryState
 from .testing import is_testing, testing_attempts
@@ -214,7 +214,7 @@ def _loop(plan: CallPlan) -> Loop:
                 plan.retire_key(state.key_index)
         elif action == "reask":
             state = state.evolve(
-                patch={**state.patch, "messages": reask_messages(plan.messages, state.patch, outcome)}
+                patch={**state.patch, **reask_patch(plan.messages, plan.params, state.patch, outcome)}
             )
         elif action == "raise_max_tokens":
             state = state.evolve(patch={**state.patch, **raised_max_tokens(plan.params or {}, outcome)})

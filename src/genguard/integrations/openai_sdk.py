@@ -61,6 +61,8 @@ _CALL_OPTIONS = ("validate", "labels", "min_words", "pattern", "retry", "fallbac
 # status is classified and retried as on any endpoint) but its 2xx body is handed over unread.
 _ENDPOINTS: tuple[tuple[str, re.Pattern[str], Endpoint], ...] = (
     ("POST", re.compile(r"/chat/completions$"), "chat"),
+    # The Responses API, judged as a chat answer (its status, refusals, empty output); not when streamed.
+    ("POST", re.compile(r"/responses$"), "chat"),
     ("POST", re.compile(r"/images/(generations|edits|variations)$"), "image"),
     ("POST", re.compile(r"/embeddings$"), "embedding"),
     ("POST", re.compile(r"/videos(/[^/]+/remix)?$"), "video"),
@@ -186,6 +188,10 @@ class _Guard:
         options = call.options if call is not None else self.options
         endpoint = _endpoint(request.method, request.url.path)
         body = _json_body(request.content) if endpoint is not None else None
+        responses = endpoint == "chat" and not request.url.path.endswith("/chat/completions")
+        if responses and body is not None and body.get("stream") is True:
+            # Typed events, not chat chunks: sent with the retry loop, the stream handed over unread.
+            endpoint, body = None, None
         model = body.get("model") if body is not None else None
         if isinstance(model, str) and model:
             models: tuple[str, ...] = (model, *options.fallbacks)

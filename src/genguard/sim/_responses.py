@@ -296,16 +296,21 @@ def same_response_key(req: Any) -> bytes | None:
     >>> a == same_response_key({"model": "m", "max_output_tokens": 99, "input": [
     ...     {"role": "user", "content": "hi"}, {"role": "assistant", "content": "?"}]})
     True
+    >>> a == same_response_key({"model": "m", "input": "hi"})  # a text input is one user message
+    True
     """
     if not isinstance(req, dict):
         return None
     value = req.get("input")
+    if isinstance(value, str):
+        # A re-ask turns a text input into items (the text as the first user message): the same request.
+        value = [{"role": "user", "content": value}]
     if isinstance(value, list):
         for i, item in enumerate(value):
             if isinstance(item, dict) and item.get("role") == "user" and _is_message(item):
                 value = value[: i + 1]
                 break
-    elif not isinstance(value, str):
+    else:
         return None
     try:
         return orjson.dumps(["responses", req.get("model"), req.get("instructions"), value])
