@@ -46,6 +46,7 @@ from typing import IO, Any, Literal
 
 import orjson
 
+from ..core.taxonomy import GENERATION_KEYS
 from .model import ENDPOINTS, InputProblem, Line, line_key
 
 __all__ = ["SeenIds", "check_file", "read_lines"]
@@ -374,20 +375,12 @@ def _normal_url(url: Any) -> str:
     raise _Bad(f"unknown url {_shown(url)}", f"use one of {_KNOWN_URLS}")
 
 
-# Keys of a Responses API body that an embeddings body never has: a bare body with input and one of them is a
-# Responses request.
-_RESPONSES_KEYS = frozenset(
-    {"instructions", "max_output_tokens", "previous_response_id", "reasoning", "text", "tools", "tool_choice",
-     "temperature", "top_p", "store"}
-)  # fmt: skip
-
-
 def _infer_url(body: dict[str, Any]) -> str:
     kinds: list[Kind] = []
     if "messages" in body:
         kinds.append("chat")
     if "input" in body:
-        if "messages" not in body and "prompt" not in body and _RESPONSES_KEYS.intersection(body):
+        if "messages" not in body and "prompt" not in body and GENERATION_KEYS.intersection(body):
             return _RESPONSES
         kinds.append("embedding")
     if "prompt" in body and "messages" not in body:

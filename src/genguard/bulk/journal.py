@@ -1020,7 +1020,7 @@ def _ended(row: tuple[Any, ...]) -> Ended:
     )
 
 
-# A line the journal holds, as a load sorts it: id, custom_id, number, source, key, ended failed, code.
+# A line the journal holds, as a load sorts it: id, custom_id, number, source, key, ended failed, code, ended.
 _KnownRow = tuple[int, str, int, str, str, bool, "str | None", bool]
 
 

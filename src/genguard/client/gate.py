@@ -20,7 +20,17 @@ from typing import Any, Protocol, runtime_checkable
 
 import orjson
 
-__all__ = ["Gate", "SyncGate", "ThreadedGate", "estimate_tokens", "output_limit", "tell_gate"]
+from ..core.taxonomy import GENERATION_KEYS
+
+__all__ = [
+    "GENERATION_KEYS",
+    "Gate",
+    "SyncGate",
+    "ThreadedGate",
+    "estimate_tokens",
+    "output_limit",
+    "tell_gate",
+]
 
 _DEFAULT_OUTPUT = 256  # what a request without max_tokens is assumed to generate
 
@@ -140,10 +150,6 @@ def tell_gate(
     )
 
 
-# Keys only a text generation's body has: a Responses API body with one of them is not an embeddings body.
-_GENERATES = frozenset({"instructions", "max_output_tokens", "tools", "text", "reasoning", "temperature"})
-
-
 def output_limit(body: Mapping[str, Any]) -> Any:
     """The most output tokens a body allows, as it names it (chat ``max_completion_tokens`` or ``max_tokens``,
     the Responses API's ``max_output_tokens``); ``None`` when it names none."""
@@ -174,7 +180,7 @@ def estimate_tokens(body: Mapping[str, Any], *, text: bool | None = None) -> int
         except TypeError:
             size = len(str(prompt))
     limit = output_limit(body)
-    if text is False or (text is None and "messages" not in body and not _GENERATES.intersection(body)):
+    if text is False or (text is None and "messages" not in body and not GENERATION_KEYS.intersection(body)):
         limit = 0 if limit is None else limit  # embeddings and images generate no text tokens
     output = (
         limit if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 0 else _DEFAULT_OUTPUT

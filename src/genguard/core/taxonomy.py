@@ -14,6 +14,13 @@ Kind = Literal["hard", "soft", "silent"]
 Endpoint = Literal["chat", "image", "video", "embedding"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 
+GENERATION_KEYS = frozenset(
+    {"instructions", "max_output_tokens", "previous_response_id", "reasoning", "text", "tools", "tool_choice",
+     "temperature", "top_p", "store"}
+)  # fmt: skip
+"""Keys only a text generation's body has: a body with ``input`` and one of these is a Responses API request,
+not an embeddings one."""
+
 logger = logging.getLogger("genguard")
 
 
