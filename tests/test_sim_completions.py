@@ -11,6 +11,7 @@ import httpx
 import openai
 import pytest
 
+from _sim_refusals import GONE, check_not_json, check_refusal
 from genguard.core.classify import classify_http
 from genguard.sim import Simulator
 
@@ -251,12 +252,11 @@ def test_a_failure_then_success_is_one_request_in_the_stats(sim: Simulator, http
 
 # -- refusals ---------------------------------------------------------------------------------------------
 
-_GONE = object()
 
 # (what the body changes, param, code, the start of the message)
 REFUSALS: list[tuple[dict[str, Any], str | None, str | None, str]] = [
-    ({"prompt": _GONE}, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'."),
-    ({"model": _GONE}, None, None, "you must provide a model parameter"),
+    ({"prompt": GONE}, "prompt", "missing_required_parameter", "Missing required parameter: 'prompt'."),
+    ({"model": GONE}, None, None, "you must provide a model parameter"),
     ({"model": ""}, None, None, "you must provide a model parameter"),
     ({"model": 4}, "model", "invalid_type", "Invalid type for 'model': expected a string, but got an integer"),
     ({"max_tokens": -1}, "max_tokens", "integer_below_min_value",
@@ -276,23 +276,11 @@ REFUSALS: list[tuple[dict[str, Any], str | None, str | None, str]] = [
 @pytest.mark.parametrize(("change", "param", "code", "message"), REFUSALS)
 def test_refusals_in_openai_s_words(http: httpx.Client, change: dict[str, Any], param: str | None,
                                     code: str | None, message: str) -> None:  # fmt: skip
-    body: dict[str, Any] = {"model": MODEL, "prompt": "hi"}
-    body.update(change)
-    sent = {k: v for k, v in body.items() if v is not _GONE}
-    r = http.post("/v1/completions", json=sent)
-    assert r.status_code == 400
-    error = r.json()["error"]
-    assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error")
-    assert error["message"].startswith(message)
+    check_refusal(http, "/v1/completions", {"model": MODEL, "prompt": "hi"}, change, param, code, message)
 
 
 def test_a_body_that_is_not_json_or_not_an_object_is_refused(http: httpx.Client) -> None:
-    r = http.post("/v1/completions", content=b"{model: m", headers={"content-type": "application/json"})
-    assert r.status_code == 400
-    assert "could not parse the JSON body" in r.json()["error"]["message"]
-    r = http.post("/v1/completions", json=["not", "an", "object"])
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "invalid_type"
+    check_not_json(http, "/v1/completions")
 
 
 def test_the_sdk_raises_bad_request_for_a_refusal(sim: Simulator) -> None:

@@ -13,6 +13,7 @@ import openai
 import orjson
 import pytest
 
+from _sim_refusals import GONE, check_not_json, check_refusal
 from genguard.sim import Simulator
 
 MODEL = "gpt-4o-mini"
@@ -318,12 +319,11 @@ def test_the_stats_count_the_requests(sim: Simulator, http: httpx.Client) -> Non
 
 # -- refusals ---------------------------------------------------------------------------------------------
 
-_GONE = object()
 
 # (what the body changes, param, code, the start of the message)
 REFUSALS: list[tuple[dict[str, Any], str | None, str | None, str]] = [
-    ({"input": _GONE}, "input", "missing_required_parameter", "Missing required parameter: 'input'."),
-    ({"model": _GONE}, "model", "missing_required_parameter", "Missing required parameter: 'model'."),
+    ({"input": GONE}, "input", "missing_required_parameter", "Missing required parameter: 'input'."),
+    ({"model": GONE}, "model", "missing_required_parameter", "Missing required parameter: 'model'."),
     ({"model": ""}, "model", "empty_string", "Invalid 'model': empty string."),
     ({"model": 4}, "model", "invalid_type", "Invalid type for 'model': expected a string, but got an integer"),
     ({"max_output_tokens": 5}, "max_output_tokens", "integer_below_min_value",
@@ -352,23 +352,11 @@ REFUSALS: list[tuple[dict[str, Any], str | None, str | None, str]] = [
 @pytest.mark.parametrize(("change", "param", "code", "message"), REFUSALS)
 def test_refusals_in_openai_s_words(http: httpx.Client, change: dict[str, Any], param: str | None,
                                     code: str | None, message: str) -> None:  # fmt: skip
-    body: dict[str, Any] = {"model": MODEL, "input": "hi"}
-    body.update(change)
-    sent = {k: v for k, v in body.items() if v is not _GONE}
-    r = http.post("/v1/responses", json=sent)
-    assert r.status_code == 400
-    error = r.json()["error"]
-    assert (error["param"], error["code"], error["type"]) == (param, code, "invalid_request_error")
-    assert error["message"].startswith(message)
+    check_refusal(http, "/v1/responses", {"model": MODEL, "input": "hi"}, change, param, code, message)
 
 
 def test_a_body_that_is_not_json_or_not_an_object_is_refused(http: httpx.Client) -> None:
-    r = http.post("/v1/responses", content=b"{model: gpt-4o", headers={"content-type": "application/json"})
-    assert r.status_code == 400
-    assert "could not parse the JSON body" in r.json()["error"]["message"]
-    r = http.post("/v1/responses", json=["not", "an", "object"])
-    assert r.status_code == 400
-    assert r.json()["error"]["code"] == "invalid_type"
+    check_not_json(http, "/v1/responses")
 
 
 def test_the_sdk_raises_bad_request_for_a_refusal(sim: Simulator) -> None:

@@ -12,7 +12,7 @@ import hashlib
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -196,6 +196,24 @@ def _refuse(ctx: RequestContext, exc: BadRequest) -> Response:
     ctx.scenario = ctx.entry.scenario = "bad_request"
     spec = ErrorSpec(400, "invalid_request_error", exc.code, str(exc), exc.param)
     return ctx.error("bad_request", spec=spec)
+
+
+async def begin_checked(
+    request: Request, check: Callable[[Any], None], same_request: Callable[[Any], bytes | None]
+) -> tuple[RequestContext, dict[str, Any]] | Response:
+    """:func:`begin` for a text endpoint, then its body parsed and ``check``-ed: the context and the body, or the
+    400 OpenAI gives for a body that is not JSON or that ``check`` refuses (a ``BadRequest``)."""
+    ctx = await begin(request, "chat", same_request=same_request)
+    if isinstance(ctx, Response):
+        return ctx
+    try:
+        req = ctx.json()
+        check(req)
+    except orjson.JSONDecodeError:
+        return _refuse(ctx, BadRequest(_NOT_JSON))
+    except BadRequest as exc:
+        return _refuse(ctx, exc)
+    return ctx, req
 
 
 async def chat_completions(request: Request) -> Response:

@@ -285,11 +285,8 @@ def _check_stop(stop: Any) -> None:
                          "array_above_max_length")  # fmt: skip
 
 
-def check_chat(req: Any) -> None:
-    """Raise ``BadRequest`` as OpenAI would for this chat completion body; return if it would be accepted.
-
-    >>> check_chat({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 1})
-    """
+def check_object_and_model(req: Any) -> None:
+    """What chat and completions bodies are checked for first: a JSON object, naming its model by a string."""
     if not isinstance(req, dict):
         raise BadRequest(f"Invalid type for the request body: expected an object, but got {type_name(req)} "
                          "instead.", None, "invalid_type")  # fmt: skip
@@ -298,6 +295,14 @@ def check_chat(req: Any) -> None:
         raise BadRequest("you must provide a model parameter")
     if not isinstance(model, str):
         raise _invalid_type("model", "a string", model)
+
+
+def check_chat(req: Any) -> None:
+    """Raise ``BadRequest`` as OpenAI would for this chat completion body; return if it would be accepted.
+
+    >>> check_chat({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 1})
+    """
+    check_object_and_model(req)
     messages = req.get("messages")
     if messages is None:
         raise _missing("messages")

@@ -22,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._chat import _NOT_JSON, Plan, _plan, _refuse, _reply, _seed
+from ._chat import Plan, _plan, _reply, _seed, begin_checked
 from ._chatreq import (
     BadRequest,
     _check_length,
@@ -30,11 +30,11 @@ from ._chatreq import (
     _check_stop,
     _invalid_type,
     _missing,
+    check_object_and_model,
     estimate_tokens,
-    type_name,
 )
 from ._config import MEDIA_SCENARIOS
-from ._core import ERROR_SCENARIOS, begin
+from ._core import ERROR_SCENARIOS
 from ._dialects import JSON, context_overflow
 
 __all__ = [
@@ -99,14 +99,7 @@ def check_completions(req: Any) -> None:
     ...     print(exc.param, exc.code)
     max_tokens integer_below_min_value
     """
-    if not isinstance(req, dict):
-        raise BadRequest(f"Invalid type for the request body: expected an object, but got {type_name(req)} "
-                         "instead.", None, "invalid_type")  # fmt: skip
-    model = req.get("model")
-    if model is None or model == "":
-        raise BadRequest("you must provide a model parameter")
-    if not isinstance(model, str):
-        raise _invalid_type("model", "a string", model)
+    check_object_and_model(req)
     if req.get("prompt") is None:
         raise _missing("prompt")
     for name in _BOOLEANS:
@@ -172,16 +165,10 @@ def _finish(plan: Plan, limit: int) -> tuple[str, str, int]:
 
 async def completions(request: Request) -> Response:
     """``POST /v1/completions`` (not streamed) with OpenAI's checks, answered by the chat planner."""
-    ctx = await begin(request, "chat", same_request=same_completion_key)
-    if isinstance(ctx, Response):
-        return ctx
-    try:
-        req = ctx.json()
-        check_completions(req)
-    except orjson.JSONDecodeError:
-        return _refuse(ctx, BadRequest(_NOT_JSON))
-    except BadRequest as exc:
-        return _refuse(ctx, exc)
+    opened = await begin_checked(request, check_completions, same_completion_key)
+    if isinstance(opened, Response):
+        return opened
+    ctx, req = opened
     model: str = req["model"]
     prompts = split_prompt(req["prompt"])
     n: int = req.get("n") or 1

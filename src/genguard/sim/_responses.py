@@ -22,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._chat import _NOT_JSON, Plan, _plan, _refuse, _reply, _seed
+from ._chat import Plan, _plan, _reply, _seed, begin_checked
 from ._chatreq import (
     BadRequest,
     _check_length,
@@ -35,7 +35,7 @@ from ._chatreq import (
     type_name,
 )
 from ._config import MEDIA_SCENARIOS
-from ._core import ERROR_SCENARIOS, begin
+from ._core import ERROR_SCENARIOS
 from ._dialects import JSON, context_overflow
 
 __all__ = ["check_responses", "responses", "same_response_key", "to_messages", "to_tools"]
@@ -331,16 +331,10 @@ def _output(plan: Plan, status: str, ids: str) -> list[dict[str, Any]]:
 
 async def responses(request: Request) -> Response:
     """``POST /v1/responses`` (not streamed) with OpenAI's checks, answered by the chat planner."""
-    ctx = await begin(request, "chat", same_request=same_response_key)
-    if isinstance(ctx, Response):
-        return ctx
-    try:
-        req = ctx.json()
-        check_responses(req)
-    except orjson.JSONDecodeError:
-        return _refuse(ctx, BadRequest(_NOT_JSON))
-    except BadRequest as exc:
-        return _refuse(ctx, exc)
+    opened = await begin_checked(request, check_responses, same_response_key)
+    if isinstance(opened, Response):
+        return opened
+    ctx, req = opened
     model: str = req["model"]
     messages = to_messages(req.get("instructions"), req["input"])
     tools = to_tools(req.get("tools") or [])
