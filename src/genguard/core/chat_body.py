@@ -3,8 +3,8 @@
 :func:`finish_outcome` is shared by plain and streamed chat: filtered, truncated, an error, a refusal or no
 output at all are failures; tool calls and text are ok. :func:`classify_chat_body` reads a parsed
 ``chat.completion`` body (Azure's filter results included, legacy completions, OpenAI's Responses API body, and
-the native Anthropic and Gemini bodies users save) into that decision. Both are on the hot path of every chat call, so they check exact dict types and build
-the ok Outcome directly.
+the native Anthropic and Gemini bodies users save) into that decision. Both are on the hot path of every chat
+call, so they check exact dict types and build the ok Outcome directly.
 
 With ``n > 1`` every choice is judged the same way (:func:`with_choices`): the outcome fails with the code of
 the first failing choice (the lowest index), its kind and verdict from that code, while ``text``,
