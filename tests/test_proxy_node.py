@@ -193,6 +193,25 @@ def test_a_429_is_answered_after_the_servers_wait_from_one_node_call(
     assert stats["verdict"]["ignored_retry_after"] == 0
 
 
+def test_a_node_responses_call_is_judged_through_the_proxy(
+    app: NodeApp, sim: Simulator, gateways: Any
+) -> None:
+    # client.responses.create from Node: retried after the server's wait, an incomplete answer named in the
+    # headers (and an error under --strict), as a chat call is.
+    sim.configure(scenario="rate_limited:1", retry_after_s=0.2)
+    got = app.call(gateways[False, False].base_url, "responses", prompt="Node responses wait")
+    assert (got["ok"], got["finish"], bool(got["text"])) == (True, "completed", True), got
+    assert (len(got["requests"]), got["headers"]["x-genguard-attempts"]) == (1, "2")
+    sim.configure(scenario="truncated")
+    got = app.call(gateways[False, False].base_url, "responses", prompt="Node responses cut")
+    assert (got["ok"], got["finish"], got["incomplete"]) == (True, "incomplete", "max_output_tokens"), got
+    assert (got["headers"]["x-genguard-code"], got["headers"]["x-genguard-kind"]) == ("truncated", "soft")
+    got = app.call(gateways[True, False].base_url, "responses", prompt="Node responses cut strict")
+    assert not got["ok"]
+    assert (got["error"]["status"], got["error"]["code"]) == (422, "truncated")
+    assert len(got["requests"]) == 1  # a 422 the proxy marks final: the SDK does not retry it
+
+
 @pytest.mark.parametrize("mode", ["plain", "stream"])
 def test_a_wait_longer_than_max_wait_is_answered_at_once_with_retry_after_ms(
     app: NodeApp, sim: Simulator, mode: str

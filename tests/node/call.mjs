@@ -1,9 +1,9 @@
 // What an application using the official openai npm client sees, one chat call at a time.
 //
-//   node call.mjs BASE_URL [plain|stream] [PROMPT]   one call, one JSON line
+//   node call.mjs BASE_URL [plain|stream|responses] [PROMPT]   one call, one JSON line
 //   node call.mjs                                    one call per JSON line read on stdin, one JSON line each
 //
-// A stdin line is {"baseURL", "mode": "plain"|"stream", "prompt", "model"?, "maxRetries"?, "timeout"? (ms),
+// A stdin line is {"baseURL", "mode": "plain"|"stream"|"responses" (client.responses.create), "prompt", "model"?, "maxRetries"?, "timeout"? (ms),
 // "tools"? (passed on as the request's tools; the answer then carries "toolCalls": [{name, arguments}])};
 // the SDK's own retries stay at its default (2) unless maxRetries says otherwise. Each answer line is
 // {"ok": true, "text", "finish", "chunks", ...} or {"ok": false, "error": {"class", "status", "code", ...}},
@@ -75,6 +75,15 @@ async function call({ baseURL, mode = "plain", prompt = "Hello from node", model
           }
         }
       }
+    } else if (mode === "responses") {
+      // The Responses API, not streamed: its text and status ("completed", "incomplete"...) as finish.
+      const { data, response } = await client.responses
+        .create({ model, input: prompt, ...(tools ? { tools } : {}) })
+        .withResponse();
+      out.headers = pick(response.headers);
+      text = data.output_text;
+      finish = data.status;
+      out.incomplete = data.incomplete_details?.reason ?? null;
     } else {
       const { data, response } = await client.chat.completions.create(request).withResponse();
       out.headers = pick(response.headers);
