@@ -289,6 +289,7 @@ def batch(
       genguard batch requests.jsonl --out runs/1 --base-url http://127.0.0.1:8000/v1
       genguard batch reviews.csv --template 'Classify: {text}' --model gpt-4o-mini --out runs/2
       genguard batch requests.jsonl --out runs/1 --retry-failed truncated --api-key sk-new
+      genguard batch edited.jsonl --out runs/1 --keep-changed   # new settings for lines not run yet
     """
     import sqlite3
 
