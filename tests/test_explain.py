@@ -184,6 +184,34 @@ def test_bare_json_without_status_is_a_200_unless_an_error(tmp_path: Path) -> No
     assert (fine["ok"], fine["status"], fine["text"]) == (True, 200, "hi")
 
 
+@pytest.mark.parametrize(
+    ("fields", "code", "kind"),
+    [
+        ({"status": "completed"}, None, None),
+        ({"status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}}, "truncated", "soft"),
+        ({"status": "completed", "output": [{"type": "message", "role": "assistant",
+          "content": [{"type": "refusal", "refusal": "I cannot assist with that."}]}]}, "content_filtered", "soft"),
+        ({"status": "failed", "output": [], "error": {"code": "server_error", "message": "The model failed."}},
+         "server_error", "hard"),
+    ],
+)  # fmt: skip
+def test_a_saved_responses_api_body_is_read_as_an_answer_not_a_media_task(
+    tmp_path: Path, fields: dict[str, object], code: str | None, kind: str | None
+) -> None:
+    # Its "status" (completed, failed...) is also a media task's word: the body's "object" tells them apart.
+    body: dict[str, object] = {
+        "id": "resp_1", "object": "response", "model": "gpt-4o-mini", "error": None, "incomplete_details": None,
+        "output": [{"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": "Hi."}]}],
+        "usage": {"input_tokens": 5, "output_tokens": 2, "total_tokens": 7},
+    }  # fmt: skip
+    path = tmp_path / "response.json"
+    path.write_text(json.dumps({**body, **fields}))
+    [o] = outcomes(str(path))
+    assert (o["code"], o["kind"]) == (code, kind)
+    if code is None:
+        assert (o["text"], o["finish_reason"]) == ("Hi.", "stop")
+
+
 def test_header_option_adds_the_wait(tmp_path: Path) -> None:
     path = tmp_path / "e.json"
     path.write_text(err("Too many requests", "requests", "rate_limit_exceeded"))

@@ -521,7 +521,8 @@ def detect_media(data: object) -> Literal["image", "video"] | None:
         if not items:
             return "image" if "created" in d else None
         return "image" if parse_image_response(d) is not None else None
-    if "choices" in d:
+    if "choices" in d or d.get("object") == "response":
+        # A chat answer; or a Responses API body, whose status and output are no media task's.
         return None
     if parse_image_response(d) is not None:
         # No images, only the filter's word for them (Fireworks' finishReason CONTENT_FILTERED).
