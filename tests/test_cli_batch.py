@@ -178,6 +178,7 @@ def test_new_settings_for_the_lines_not_run_yet_keep_what_ended(sim: Simulator, 
         False
     ] * 3  # only the lines that ended
     assert "--keep-changed" in err
+    assert "3 lines of this run changed since they ended; nothing was sent" in err
     assert batch(sim, str(src), "--out", str(out), "--keep-changed", "--rerun-changed")[0] == 2
     assert _requests(sim) == 3
     code, stdout, _ = batch(sim, str(src), "--out", str(out), "--keep-changed", "--json")

@@ -122,15 +122,16 @@ _GRACE_S = 30.0  # how long in-flight requests may finish after a stop or the fi
 class BadInput(Exception):
     """The input has bad lines (or lines changed since the run began): nothing was sent."""
 
-    def __init__(self, problems: Sequence[InputProblem], total: int, hint: str) -> None:
+    def __init__(
+        self, problems: Sequence[InputProblem], total: int, hint: str, what: str = "bad input line{s}"
+    ) -> None:
         self.problems = tuple(problems)
         self.total = total
         self.hint = hint
         shown = "\n".join(f"  {p}" for p in self.problems[:20])
         more = f"\n  ... and {total - 20} more" if total > 20 else ""
-        super().__init__(
-            f"{total} bad input line{'s' if total != 1 else ''}; nothing was sent:\n{shown}{more}\n{hint}"
-        )
+        lines = what.format(s="s" if total != 1 else "")
+        super().__init__(f"{total} {lines}; nothing was sent:\n{shown}{more}\n{hint}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -391,15 +392,15 @@ def _load(
     if not report.ok:
         journal.rollback()
         total = report.duplicate_count + report.changed_count - report.rerun - report.kept
+        if report.duplicate_count:
+            raise BadInput(report.problems, total, "A custom_id must be unique in the input.")
         hint = (
-            "A custom_id must be unique in the input."
-            if report.duplicate_count
-            else "These lines ended with answers to other requests than this input's: run with --rerun-changed "
-            "to send them again (their old answers are kept in the journal's history), with --keep-changed to "
-            "keep those answers (the lines not ended yet take this input's requests either way), or use "
-            "another --out."
+            "These lines ended with answers to other requests than this input's: run with --rerun-changed to "
+            "send them again (their old answers are kept in the journal's history), with --keep-changed to keep "
+            "those answers (the lines not ended yet take this input's requests either way), or use another "
+            "--out."
         )
-        raise BadInput(report.problems, total, hint)
+        raise BadInput(report.problems, total, hint, what="line{s} of this run changed since they ended")
     journal.commit()
     if opts.keep_changed:
         journal.set_meta({"keep_changed": True})
