@@ -297,6 +297,25 @@ def check_object_and_model(req: Any) -> None:
         raise _invalid_type("model", "a string", model)
 
 
+def check_booleans(req: dict[str, Any], names: tuple[str, ...]) -> None:
+    """Refuse as OpenAI does a value of one of ``names`` that is given and is not a boolean."""
+    for name in names:
+        value = req.get(name)
+        if value is not None and not isinstance(value, bool):
+            raise _invalid_type(name, "a boolean", value)
+
+
+def no_stream(req: dict[str, Any], path: str) -> None:
+    """Refuse ``stream`` on an endpoint the simulator answers whole only."""
+    if req.get("stream"):
+        raise BadRequest(
+            f"The simulator's {path} does not stream: leave 'stream' out (or false), or stream from "
+            "/v1/chat/completions.",
+            "stream",
+            "unsupported_value",
+        )
+
+
 def check_chat(req: Any) -> None:
     """Raise ``BadRequest`` as OpenAI would for this chat completion body; return if it would be accepted.
 
@@ -308,10 +327,7 @@ def check_chat(req: Any) -> None:
         raise _missing("messages")
     for name in _NUMBERS:
         _check_number(req, name)
-    for name in _BOOLEANS:
-        value = req.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise _invalid_type(name, "a boolean", value)
+    check_booleans(req, _BOOLEANS)
     for name in _STRINGS:
         value = req.get(name)
         if value is not None and not isinstance(value, str):

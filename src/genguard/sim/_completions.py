@@ -30,8 +30,10 @@ from ._chatreq import (
     _check_stop,
     _invalid_type,
     _missing,
+    check_booleans,
     check_object_and_model,
     estimate_tokens,
+    no_stream,
 )
 from ._config import MEDIA_SCENARIOS
 from ._core import ERROR_SCENARIOS
@@ -56,10 +58,6 @@ Prompt = str | list[int]
 _PROMPT_TYPES = "one of a string, array of strings, array of integers, or array of arrays of integers"
 _BOOLEANS: tuple[str, ...] = ("stream", "echo")
 _NUMBERS: tuple[str, ...] = ("n", "temperature", "top_p", "presence_penalty", "frequency_penalty", "seed")
-_NO_STREAM = (
-    "The simulator's /v1/completions does not stream: leave 'stream' out (or false), or stream from "
-    "/v1/chat/completions."
-)
 
 
 def _is_token(value: Any) -> bool:
@@ -102,12 +100,8 @@ def check_completions(req: Any) -> None:
     check_object_and_model(req)
     if req.get("prompt") is None:
         raise _missing("prompt")
-    for name in _BOOLEANS:
-        value = req.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise _invalid_type(name, "a boolean", value)
-    if req.get("stream"):
-        raise BadRequest(_NO_STREAM, "stream", "unsupported_value")
+    check_booleans(req, _BOOLEANS)
+    no_stream(req, PATH)
     _check_number(req, "max_tokens", (True, 0, None))
     for name in _NUMBERS:
         _check_number(req, name)

@@ -30,6 +30,8 @@ from ._chatreq import (
     _invalid_type,
     _invalid_value,
     _missing,
+    check_booleans,
+    no_stream,
     prompt_tokens,
     tool_tokens,
     type_name,
@@ -52,10 +54,6 @@ _TEXT_PARTS: tuple[str, ...] = ("input_text", "output_text")
 _TOOL_CHOICES: tuple[str, ...] = ("none", "auto", "required")
 _FORMATS: tuple[str, ...] = ("text", "json_object", "json_schema")
 _BOOLEANS: tuple[str, ...] = ("stream", "background", "parallel_tool_calls", "store")
-_NO_STREAM = (
-    "The simulator's /v1/responses does not stream: leave 'stream' out (or false), or stream from "
-    "/v1/chat/completions."
-)
 _NO_BACKGROUND = (
     "The simulator's /v1/responses does not run in the background: leave 'background' out (or false)."
 )
@@ -194,12 +192,8 @@ def check_responses(req: Any) -> None:
                          "empty string instead.", "model", "empty_string")  # fmt: skip
     if "input" not in req or req["input"] is None:
         raise _missing("input")
-    for name in _BOOLEANS:
-        value = req.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise _invalid_type(name, "a boolean", value)
-    if req.get("stream"):
-        raise BadRequest(_NO_STREAM, "stream", "unsupported_value")
+    check_booleans(req, _BOOLEANS)
+    no_stream(req, PATH)
     if req.get("background"):
         raise BadRequest(_NO_BACKGROUND, "background", "unsupported_value")
     _check_number(req, "max_output_tokens", (True, MIN_OUTPUT_TOKENS, None))
