@@ -210,6 +210,18 @@ def test_an_empty_input_says_so_and_sends_nothing(sim: Simulator, tmp_path: Path
     assert "the input holds no request line" in stdout
 
 
+def test_an_input_asking_several_models_gets_a_note_on_pacing(sim: Simulator, tmp_path: Path) -> None:
+    lines = lines_of(4)
+    lines[3]["body"]["model"] = "gpt-4o"
+    code, _, err = batch(sim, str(write_input(tmp_path / "in.jsonl", lines)), "--out", str(tmp_path / "a"))
+    assert code == 0
+    assert "note: this input asks several models (gpt-4o-mini, gpt-4o); a run keeps one pace" in err
+    code, _, err = batch(
+        sim, str(write_input(tmp_path / "one.jsonl", lines[:3])), "--out", str(tmp_path / "b")
+    )
+    assert (code, "several models" in err) == (0, False)
+
+
 def test_usage_errors_exit_2(sim: Simulator, tmp_path: Path) -> None:
     code, _, err = batch(sim, str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "run"))
     assert code == 2

@@ -113,6 +113,7 @@ _FLUSH_AT = 64
 # _LOAD_NOTE_EVERY_S seconds, so that a run that has sent nothing yet does not look stuck.
 _LOAD_NOTE_LINES = 10_000
 _LOAD_NOTE_EVERY_S = 2.0
+_MODELS_NAMED = 6  # an input's models named in the note that it asks several (one more: "...")
 # Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
 # answers would only mangle the text.
 _MIN_SECRET = 8
@@ -352,6 +353,7 @@ def _load(
 
     say = opts.progress != "none"
     start = said = time.monotonic()
+    models: dict[str, None] = {}  # the first few models the input asks, in order
 
     def lines() -> Iterator[Line]:
         nonlocal said
@@ -372,6 +374,10 @@ def _load(
                 elif len(problems) < 1000:
                     problems.append(item)
                 continue
+            if len(models) < _MODELS_NAMED:
+                model = item.body.get("model")
+                if isinstance(model, str):
+                    models[model] = None
             yield item
 
     # A run told once to keep the answers of changed lines goes on keeping them: resumed unchanged after a kill,
@@ -402,6 +408,13 @@ def _load(
         )
         raise BadInput(report.problems, total, hint, what="line{s} of this run changed since they ended")
     journal.commit()
+    if say and len(models) > 1:
+        named = ", ".join(list(models)[: _MODELS_NAMED - 1]) + (
+            ", ..." if len(models) >= _MODELS_NAMED else ""
+        )
+        print(f"note: this input asks several models ({named}); a run keeps one pace, and providers limit each "
+              "model on its own: give each model its own input and --out to run each at its own limit",
+              file=sys.stderr, flush=True)  # fmt: skip
     if opts.keep_changed:
         journal.set_meta({"keep_changed": True})
     elif opts.rerun_changed and journal.get_meta("keep_changed"):
