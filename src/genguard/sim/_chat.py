@@ -216,6 +216,32 @@ async def begin_checked(
     return ctx, req
 
 
+def overflowed(
+    ctx: RequestContext,
+    model: str,
+    *,
+    prompt: int,
+    tools: int = 0,
+    completion: int = 0,
+    path: str | None = None,
+) -> Response | None:
+    """The 400 for a prompt of ``prompt`` + ``tools`` tokens (asking ``completion`` more) past ``model``'s
+    window, or for the ``context_length_exceeded`` scenario played on demand (the words of an overflow of the
+    model's own window); ``None`` when neither."""
+    window = ctx.config.window_of(model)
+    too_long = context_overflow(
+        ctx.dialect, window=window, messages=prompt, tools=tools, completion=completion
+    )
+    if too_long is None and ctx.scenario == "context_length_exceeded":
+        too_long = context_overflow(
+            ctx.dialect, window=window, messages=max(prompt, window + 1024), tools=tools
+        )
+    if too_long is None:
+        return None
+    ctx.scenario = ctx.entry.scenario = "context_length_exceeded"
+    return ctx.error("context_length_exceeded", message=too_long, model=model, path=path)
+
+
 async def chat_completions(request: Request) -> Response:
     ctx = await begin(request, "chat", same_request=same_request_key)
     if isinstance(ctx, Response):
@@ -229,18 +255,10 @@ async def chat_completions(request: Request) -> Response:
         return _refuse(ctx, exc)
     model = req["model"]
     messages, tools = prompt_tokens(parsed["messages"]), tool_tokens(parsed["tools"])
-    window = ctx.config.window_of(model)
-    too_long = context_overflow(ctx.dialect, window=window, messages=messages, tools=tools,
-                                completion=parsed["limit"] or 0)  # fmt: skip
+    refused = overflowed(ctx, model, prompt=messages, tools=tools, completion=parsed["limit"] or 0)
+    if refused is not None:
+        return refused
     scenario = ctx.scenario
-    if too_long is None and scenario == "context_length_exceeded":
-        # Played on demand: the words of an overflow of this model's own window.
-        too_long = context_overflow(
-            ctx.dialect, window=window, messages=max(messages, window + 1024), tools=tools
-        )
-    if too_long is not None:
-        ctx.scenario = ctx.entry.scenario = "context_length_exceeded"
-        return ctx.error("context_length_exceeded", message=too_long, model=model)
     parsed["reply"] = _reply(ctx, request, model)
     if scenario in MEDIA_SCENARIOS:
         ctx.scenario = ctx.entry.scenario = scenario = "ok"

@@ -22,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._chat import Plan, _plan, _reply, _seed, begin_checked
+from ._chat import Plan, _plan, _reply, _seed, begin_checked, overflowed
 from ._chatreq import (
     BadRequest,
     _check_length,
@@ -37,7 +37,7 @@ from ._chatreq import (
 )
 from ._config import MEDIA_SCENARIOS
 from ._core import ERROR_SCENARIOS
-from ._dialects import JSON, context_overflow
+from ._dialects import JSON
 
 __all__ = [
     "check_completions",
@@ -168,14 +168,10 @@ async def completions(request: Request) -> Response:
     n: int = req.get("n") or 1
     limit: int = DEFAULT_MAX_TOKENS if req.get("max_tokens") is None else req["max_tokens"]
     sizes = [prompt_size(p) for p in prompts]
-    window = ctx.config.window_of(model)
-    too_long = context_overflow(ctx.dialect, window=window, messages=max(sizes), completion=limit)
+    refused = overflowed(ctx, model, prompt=max(sizes), completion=limit, path=PATH)
+    if refused is not None:
+        return refused
     scenario = ctx.scenario
-    if too_long is None and scenario == "context_length_exceeded":
-        too_long = context_overflow(ctx.dialect, window=window, messages=max(max(sizes), window + 1024))
-    if too_long is not None:
-        ctx.scenario = ctx.entry.scenario = "context_length_exceeded"
-        return ctx.error("context_length_exceeded", message=too_long, model=model, path=PATH)
     reply = _reply(ctx, request, model)
     if scenario in MEDIA_SCENARIOS:
         ctx.scenario = ctx.entry.scenario = scenario = "ok"

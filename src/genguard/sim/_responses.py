@@ -22,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._chat import Plan, _plan, _reply, _seed, begin_checked
+from ._chat import Plan, _plan, _reply, _seed, begin_checked, overflowed
 from ._chatreq import (
     BadRequest,
     _check_length,
@@ -38,7 +38,7 @@ from ._chatreq import (
 )
 from ._config import MEDIA_SCENARIOS
 from ._core import ERROR_SCENARIOS
-from ._dialects import JSON, context_overflow
+from ._dialects import JSON
 
 __all__ = ["check_responses", "responses", "same_response_key", "to_messages", "to_tools"]
 
@@ -337,17 +337,10 @@ async def responses(request: Request) -> Response:
     parsed: dict[str, Any] = {"messages": messages, "n": 1, "limit": limit, "tools": tools,
                               "fmt": chat.get("response_format") or {}}  # fmt: skip
     asked, tool_count = prompt_tokens(messages), tool_tokens(tools)
-    window = ctx.config.window_of(model)
-    too_long = context_overflow(ctx.dialect, window=window, messages=asked, tools=tool_count,
-                                completion=limit or 0)  # fmt: skip
+    refused = overflowed(ctx, model, prompt=asked, tools=tool_count, completion=limit or 0, path=PATH)
+    if refused is not None:
+        return refused
     scenario = ctx.scenario
-    if too_long is None and scenario == "context_length_exceeded":
-        too_long = context_overflow(
-            ctx.dialect, window=window, messages=max(asked, window + 1024), tools=tool_count
-        )
-    if too_long is not None:
-        ctx.scenario = ctx.entry.scenario = "context_length_exceeded"
-        return ctx.error("context_length_exceeded", message=too_long, model=model, path=PATH)
     parsed["reply"] = _reply(ctx, request, model)
     if scenario in MEDIA_SCENARIOS:
         ctx.scenario = ctx.entry.scenario = scenario = "ok"
