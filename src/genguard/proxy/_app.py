@@ -178,12 +178,14 @@ class _Proxy:
     async def responses(self, request: Request) -> Response:
         # A Responses API answer is judged as a chat answer is (incomplete, refused, empty, failed); a streamed
         # one is a sequence of typed events, not chat chunks: it is forwarded as it comes.
-        try:
-            parsed = orjson.loads(await request.body())
-        except orjson.JSONDecodeError:
-            parsed = None
-        if isinstance(parsed, dict) and parsed.get("stream"):
-            return await self.forward(request, "responses")
+        raw = await request.body()
+        if b'"stream"' in raw:  # parsed here only when it may stream: call() parses the body anyway
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if isinstance(parsed, dict) and parsed.get("stream"):
+                return await self.forward(request, "responses")
         return await self.call(request, "chat", "/responses")
 
     async def images(self, request: Request) -> Response:
