@@ -78,6 +78,22 @@ def _pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
 @click.option("--rpm", type=click.IntRange(1), help="Requests per minute per API key (token bucket).")
 @click.option("--tpm", type=click.IntRange(1), help="Tokens per minute per API key (token bucket).")
 @click.option(
+    "--rpm-for",
+    multiple=True,
+    callback=_pairs,
+    metavar="MODEL=N",
+    help="Requests per minute of MODEL per API key, in buckets of its own, as OpenAI limits each model on "
+    "its own (repeatable; wins over --rpm for MODEL).",
+)
+@click.option(
+    "--tpm-for",
+    multiple=True,
+    callback=_pairs,
+    metavar="MODEL=N",
+    help="Tokens per minute of MODEL per API key, in buckets of its own, as OpenAI limits each model on "
+    "its own (repeatable; wins over --tpm for MODEL).",
+)
+@click.option(
     "--rate-window",
     "rate_window_s",
     default=60.0,
@@ -193,6 +209,7 @@ def simulate(host: str, port: int, models: tuple[str, ...], **settings: object) 
       genguard simulate --scenario server_error:2 --dialect anthropic
       genguard simulate --chaos rate_limited=0.05,incomplete_stream=0.01 --seed 7 --rpm 60
       genguard simulate --tpm 30000 --should-retry auto --no-ratelimit-headers
+      genguard simulate --rpm 600 --rpm-for gpt-4o=60 --tpm-for gpt-4o=30000
     """
     from ..sim._server import Simulator
 

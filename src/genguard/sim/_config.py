@@ -150,6 +150,28 @@ def parse_pairs(
     return out
 
 
+def _limits_for(
+    spec: str | Mapping[str, Any] | tuple[str, ...] | list[str] | None, *, what: str, unit: str
+) -> dict[str, int]:
+    """Parse a per-model limit setting into ``{model: per minute}``: a mapping, ``MODEL=N`` entries, or one
+    text of them separated by commas (a number holds no comma, so unlike a reply text it can be split there).
+
+    >>> _limits_for("gpt-4o=60, gpt-4o-mini=600", what="rpm_for", unit="requests")
+    {'gpt-4o': 60, 'gpt-4o-mini': 600}
+    """
+    if isinstance(spec, str):
+        spec = [part for part in spec.split(",") if part.strip()]
+    limits: dict[str, int] = {}
+    for model, value in parse_pairs(spec, what=what).items():
+        try:
+            limits[model] = int(value)
+        except ValueError:
+            raise ScenarioError(
+                f"{what} {model}: the limit must be a whole number of {unit} per minute, not {value!r}"
+            ) from None
+    return limits
+
+
 # The context window of each model family, longest prefix first; a model matching none gets the default.
 CONTEXT_WINDOWS: tuple[tuple[str, int], ...] = (
     ("gpt-4.1", 1_047_576), ("gpt-4o", 128_000), ("gpt-4-turbo", 128_000), ("gpt-4-32k", 32_768),
@@ -177,6 +199,10 @@ class SimConfig:
     dialect: str = "openai"
     rpm: int | None = None
     tpm: int | None = None
+    # A model's own limits per minute, as OpenAI sets them per model: a model named in either has buckets of
+    # its own per key (rpm/tpm where it is not named); models named in neither share the key's buckets.
+    rpm_for: Mapping[str, int] = field(default_factory=dict)
+    tpm_for: Mapping[str, int] = field(default_factory=dict)
     quota_tokens: int | None = None
     # The window --rpm/--tpm are enforced over: 60 lets a whole minute's budget through at once; 1 allows
     # only a second's share at a time (rpm/60), as providers that quantise their limits do.
@@ -222,8 +248,14 @@ class SimConfig:
                     f"context_window_for {model}: the window must be a whole number of tokens, not {value!r}"
                 ) from None
         object.__setattr__(self, "context_window_for", windows)
+        rpm_for = _limits_for(self.rpm_for, what="rpm_for", unit="requests")
+        tpm_for = _limits_for(self.tpm_for, what="tpm_for", unit="tokens")
+        object.__setattr__(self, "rpm_for", rpm_for)
+        object.__setattr__(self, "tpm_for", tpm_for)
         for name, number in (("context_window", self.context_window), ("max_body_bytes", self.max_body_bytes),
-                             *((f"context_window_for {m}", w) for m, w in windows.items())):  # fmt: skip
+                             *((f"context_window_for {m}", w) for m, w in windows.items()),
+                             *((f"rpm_for {m}", n) for m, n in rpm_for.items()),
+                             *((f"tpm_for {m}", n) for m, n in tpm_for.items())):  # fmt: skip
             if number is not None and number <= 0:
                 raise ScenarioError(f"{name} must be a positive number, not {number}")
         if self.dialect not in DIALECTS:
@@ -263,6 +295,19 @@ class SimConfig:
         if self.context_window is not None:
             return self.context_window
         return family_window(model)
+
+    def rpm_of(self, model: str | None) -> int | None:
+        """The requests per minute ``model`` may send per key (None: no limit).
+
+        >>> cfg = SimConfig(rpm=600, rpm_for="gpt-4o=60")
+        >>> cfg.rpm_of("gpt-4o"), cfg.rpm_of("gpt-4o-mini"), cfg.rpm_of(None)
+        (60, 600, 600)
+        """
+        return self.rpm_for.get(model, self.rpm) if model is not None else self.rpm
+
+    def tpm_of(self, model: str | None) -> int | None:
+        """The tokens per minute ``model`` may take per key (None: no limit)."""
+        return self.tpm_for.get(model, self.tpm) if model is not None else self.tpm
 
     def replace(self, **changes: Any) -> SimConfig:
         """A copy with ``changes`` applied and validated."""

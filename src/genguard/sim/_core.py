@@ -63,8 +63,8 @@ SameRequest = Callable[[Any], bytes | None]
 """What of a parsed JSON body makes "the same request" on an endpoint (None: the body as sent)."""
 
 
-def _limits_of(cfg: SimConfig) -> tuple[int | None, int | None, int | None, float]:
-    return cfg.rpm, cfg.tpm, cfg.quota_tokens, cfg.rate_window_s
+def _limits_of(cfg: SimConfig) -> tuple[Any, ...]:
+    return cfg.rpm, cfg.tpm, dict(cfg.rpm_for), dict(cfg.tpm_for), cfg.quota_tokens, cfg.rate_window_s
 
 
 class SimState:
@@ -98,7 +98,8 @@ class SimState:
             self.rng = random.Random(config.seed)
 
     def _limiter(self, cfg: SimConfig) -> RateLimiter:
-        return RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, quota_tokens=cfg.quota_tokens, window_s=cfg.rate_window_s,
+        return RateLimiter(rpm=cfg.rpm, tpm=cfg.tpm, rpm_for=cfg.rpm_for, tpm_for=cfg.tpm_for,
+                           quota_tokens=cfg.quota_tokens, window_s=cfg.rate_window_s,
                            clock=self.clock.monotonic)  # fmt: skip
 
     def request_id(self) -> str:
@@ -106,15 +107,17 @@ class SimState:
 
 
 class RequestContext:
-    """One request being played: the chosen ``scenario`` (``"ok"`` when none), its key, dialect and body."""
+    """One request being played: the chosen ``scenario`` (``"ok"`` when none), its key, dialect and body, and
+    the ``model`` the body names where ``begin`` read it (else None): its rate limits are that model's."""
 
-    __slots__ = ("_parsed", "api_key", "body", "config", "dialect", "endpoint", "entry", "request_id",
-                 "scenario", "should_retry", "state", "too_large", "variant")  # fmt: skip
+    __slots__ = ("_parsed", "api_key", "body", "config", "dialect", "endpoint", "entry", "model",
+                 "request_id", "scenario", "should_retry", "state", "too_large", "variant")  # fmt: skip
 
     def __init__(self, state: SimState, *, scenario: str, api_key: str, dialect: str, endpoint: str,
                  body: bytes, request_id: str, entry: Entry, variant: str = "",
-                 should_retry: str = "off") -> None:  # fmt: skip
+                 should_retry: str = "off", model: str | None = None) -> None:  # fmt: skip
         self.state = state
+        self.model = model
         self.variant = variant
         self.should_retry = should_retry
         # (tpm, requested) when the rate limiter refused the request as larger than the whole budget.
@@ -140,23 +143,25 @@ class RequestContext:
         return parsed
 
     def error(self, code: str, *, message: str | None = None, endpoint: str = "chat",
-              model: str = "gpt-4o-mini", path: str | None = None, spec: ErrorSpec | None = None) -> Response:  # fmt: skip
+              model: str | None = None, path: str | None = None, spec: ErrorSpec | None = None) -> Response:  # fmt: skip
         """The dialect-shaped response for hard ``code``; ``timeout`` stalls, ``connection_error`` cuts;
-        ``spec`` gives the status, type, code, param and message in OpenAI's words instead of the code's own."""
+        ``spec`` gives the status, type, code, param and message in OpenAI's words instead of the code's own.
+        The message names ``model`` (by default the request's own) and that model's limits."""
         if code == "timeout":
             return StallResponse(self.config.stall_s, self)
         if code == "connection_error":
             return CutResponse()
         cfg = self.config
+        model = model or self.model or "gpt-4o-mini"
         if path is None:
             path = {"chat": "/v1/chat/completions", "image": "/v1/images/generations"}.get(
                 endpoint, "/v1/videos"
             )
-        tpm, requested = self.too_large or (cfg.tpm or 30000, 31538)
+        tpm, requested = self.too_large or (cfg.tpm_of(model) or 30000, 31538)
         variant = "429" if self.too_large else self.variant
         status, headers, body = error_response(
             self.dialect, code, request_id=self.request_id, message=message, model=model, path=path,
-            retry_after_s=cfg.retry_after_s, limit=cfg.rpm or 60, variant=variant, tpm=tpm,
+            retry_after_s=cfg.retry_after_s, limit=cfg.rpm_of(model) or 60, variant=variant, tpm=tpm,
             requested=requested, spec=spec,
         )  # fmt: skip
         if "retry-after" in headers:
@@ -176,7 +181,7 @@ class RequestContext:
 
     def charge(self, tokens: int) -> None:
         """Count ``tokens`` generated for this request against ``--tpm`` and ``--quota-tokens``."""
-        self.state.limiter.charge(self.api_key, tokens)
+        self.state.limiter.charge(self.api_key, tokens, model=self.model)
 
 
 class StallResponse(Response):
@@ -342,13 +347,18 @@ async def begin(request: Request, endpoint: str, *, same_request: SameRequest | 
     spec = hdrs.get("x-genguard-scenario")
     parsed: Any = _UNPARSED
     same: bytes | None = None
-    if same_request is not None and not too_big:
+    # Read here where the body decides something: "the same request", or which model's buckets to charge.
+    if (same_request is not None or state.limiter.per_model) and not too_big:
         try:
             parsed = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             parsed = exc
         else:
-            same = same_request(parsed)
+            if same_request is not None:
+                same = same_request(parsed)
+    model = parsed.get("model") if isinstance(parsed, dict) else None
+    if not isinstance(model, str):
+        model = None
     # A different scenario header makes a different request; a retry repeats the header too.
     ctype = hdrs.get("content-type", "")
     as_sent = _identity(endpoint + (spec or ""), ctype, str(got).encode() if too_big else body)
@@ -367,7 +377,7 @@ async def begin(request: Request, endpoint: str, *, same_request: SameRequest | 
         scope_info["entry"] = entry
         ctx = RequestContext(state, scenario=code, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
                              request_id=request_id, entry=entry, variant="" if spec else variant,
-                             should_retry=should_retry)  # fmt: skip
+                             should_retry=should_retry, model=model)  # fmt: skip
         ctx.too_large = too_large
         if status is not None:
             payload = {"error": {"message": message, "type": "invalid_request_error", "param": None,
@@ -386,7 +396,7 @@ async def begin(request: Request, endpoint: str, *, same_request: SameRequest | 
         name, flaky_n = _parse(spec or cfg.scenario)
     except ScenarioError as exc:
         return fail("bad_request", status=400, message=f"x-genguard-scenario: {exc}")
-    admission = state.limiter.admit(key, _estimate_tokens(body), now=now)
+    admission = state.limiter.admit(key, _estimate_tokens(body), model=model, now=now)
     if cfg.ratelimit_headers:
         scope_info["headers"] = admission.limits.headers(dialect, unix_time=state.clock.time)
     if admission.verdict != "ok":
@@ -414,7 +424,7 @@ async def begin(request: Request, endpoint: str, *, same_request: SameRequest | 
     scope_info["entry"] = entry
     ctx = RequestContext(state, scenario=scenario, api_key=key, dialect=dialect, endpoint=endpoint, body=body,
                          request_id=request_id, entry=entry, variant=variant,
-                         should_retry=should_retry)  # fmt: skip
+                         should_retry=should_retry, model=model)  # fmt: skip
     ctx._parsed = parsed
     return ctx
 

@@ -19,12 +19,21 @@ Time comes from ``clock`` (``time.monotonic`` unless given) or from each call's 
 'ok'
 >>> RateLimiter(rpm=None, tpm=100, quota_tokens=None).admit("k", 500, now=0.0).verdict
 'request_too_large'
+
+As OpenAI limits each model on its own, a model named in ``rpm_for`` or ``tpm_for`` has buckets of its own
+per key (its limit, else ``rpm``/``tpm``); the models named in neither share the key's buckets.
+
+>>> limiter = RateLimiter(rpm=600, tpm=None, quota_tokens=None, rpm_for={"gpt-4o": 1})
+>>> [limiter.admit("k", 1, model=m, now=0.0).verdict for m in ("gpt-4o", "gpt-4o", "gpt-4o-mini")]
+['ok', 'rate_limited', 'ok']
+>>> limiter.admit("k", 1, model="gpt-4o", now=0.0).limits.requests[0]
+1
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -127,37 +136,56 @@ class Admission:
 
 
 class RateLimiter:
-    """Buckets per API key; ``admit`` charges a request, ``charge`` adds tokens generated afterwards."""
+    """Buckets per API key (and per model for the models ``rpm_for``/``tpm_for`` name); ``admit`` charges a
+    request, ``charge`` adds tokens generated afterwards. The quota is the key's, across all models."""
 
     def __init__(self, *, rpm: int | None, tpm: int | None, quota_tokens: int | None,
-                 window_s: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:  # fmt: skip
+                 window_s: float = 60.0, clock: Callable[[], float] = time.monotonic,
+                 rpm_for: Mapping[str, int] | None = None,
+                 tpm_for: Mapping[str, int] | None = None) -> None:  # fmt: skip
         self.window_s = window_s
         self.clock = clock
         self.rpm = rpm
         self.tpm = tpm
+        self.rpm_for = dict(rpm_for or {})
+        self.tpm_for = dict(tpm_for or {})
         self.quota_tokens = quota_tokens
-        self._requests: dict[str, Bucket] = {}
-        self._tokens: dict[str, Bucket] = {}
+        # By (API key, model); the model is None for the buckets that models without limits of their own share.
+        self._requests: dict[tuple[str, str | None], Bucket] = {}
+        self._tokens: dict[tuple[str, str | None], Bucket] = {}
         self._used: dict[str, int] = {}
 
-    def _buckets(self, key: str, now: float) -> tuple[Bucket | None, Bucket | None]:
+    @property
+    def per_model(self) -> bool:
+        """Whether some model has buckets of its own (then a request's model decides which it charges)."""
+        return bool(self.rpm_for or self.tpm_for)
+
+    def _own(self, model: str | None) -> str | None:
+        # The model whose buckets a request of ``model`` uses: itself if it has its own, else None (shared).
+        return model if model is not None and (model in self.rpm_for or model in self.tpm_for) else None
+
+    def _buckets(self, key: str, model: str | None, now: float) -> tuple[Bucket | None, Bucket | None]:
+        rpm = self.rpm if model is None else self.rpm_for.get(model, self.rpm)
+        tpm = self.tpm if model is None else self.tpm_for.get(model, self.tpm)
         rb = tb = None
-        if self.rpm is not None:
-            rb = self._requests.get(key)
+        if rpm is not None:
+            rb = self._requests.get((key, model))
             if rb is None:
-                rb = self._requests[key] = Bucket(self.rpm, now, self.window_s)
+                rb = self._requests[key, model] = Bucket(rpm, now, self.window_s)
             rb.refill(now)
-        if self.tpm is not None:
-            tb = self._tokens.get(key)
+        if tpm is not None:
+            tb = self._tokens.get((key, model))
             if tb is None:
-                tb = self._tokens[key] = Bucket(self.tpm, now, self.window_s)
+                tb = self._tokens[key, model] = Bucket(tpm, now, self.window_s)
             tb.refill(now)
         return rb, tb
 
-    def admit(self, key: str, tokens: int, *, now: float | None = None) -> Admission:
-        """Charge one request of about ``tokens`` tokens to ``key``'s buckets, or refuse it, at ``now``
-        (by default the limiter's clock)."""
-        rb, tb = self._buckets(key, self.clock() if now is None else now)
+    def admit(
+        self, key: str, tokens: int, *, model: str | None = None, now: float | None = None
+    ) -> Admission:
+        """Charge one request of about ``tokens`` tokens for ``model`` to ``key``'s buckets, or refuse it, at
+        ``now`` (by default the limiter's clock); the answer's limits are those of the buckets it charged."""
+        rb, tb = self._buckets(key, self._own(model), self.clock() if now is None else now)
         if self.quota_tokens is not None and self._used.get(key, 0) >= self.quota_tokens:
             return Admission("quota_exceeded", 0.0, self._limits(rb, tb))
         if tb is not None and tokens > tb.capacity:
@@ -166,7 +194,8 @@ class RateLimiter:
         wait_r = rb.wait_for(1) if rb is not None else 0.0
         wait_t = tb.wait_for(tokens) if tb is not None else 0.0
         if wait_r > 0 or wait_t > 0:
-            limit = (self.rpm or 0) if wait_r >= wait_t else (self.tpm or 0)
+            empty = rb if wait_r >= wait_t else tb
+            limit = empty.limit if empty is not None else 0
             return Admission("rate_limited", max(wait_r, wait_t), self._limits(rb, tb), limit)
         if rb is not None:
             rb.level -= 1
@@ -174,11 +203,11 @@ class RateLimiter:
             tb.level -= tokens
         return Admission("ok", 0.0, self._limits(rb, tb))
 
-    def charge(self, key: str, tokens: int) -> None:
-        """Count tokens generated after admission against the minute's budget and the quota."""
+    def charge(self, key: str, tokens: int, *, model: str | None = None) -> None:
+        """Count tokens generated after admission against the minute's budget of ``model`` and the quota."""
         if tokens <= 0:
             return
-        tb = self._tokens.get(key)
+        tb = self._tokens.get((key, self._own(model)))
         if tb is not None:
             tb.level -= tokens
         if self.quota_tokens is not None:
