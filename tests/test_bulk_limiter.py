@@ -19,8 +19,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from genguard.bulk.limiter import AsyncRateLimiter, RateGovernor, RateLimitReading, read_rate_limits
-from genguard.client.gate import Gate
+from genguard.bulk.limiter import (
+    AsyncRateLimiter,
+    ModelGates,
+    RateGovernor,
+    RateLimitReading,
+    read_rate_limits,
+)
+from genguard.client.gate import ASKED_MODEL, Gate
 
 UNIX = 1_700_000_000.0
 
@@ -987,5 +993,133 @@ def test_every_waiter_whose_turn_has_come_is_let_go_in_one_pass() -> None:
         assert limiter.waiting == 0
         await asyncio.gather(*tasks)
         assert done == [0, 1, 2, 3, 4, 5]
+
+    run(main())
+
+
+# -- a pace per model ------------------------------------------------------------------------------------
+
+
+def per_model(clock: Clock, made: list[str | None], **kwargs: Any) -> ModelGates:
+    """A gate per model on the fake clock; ``made`` lists the models whose gate was made, in order."""
+
+    def make(model: str | None) -> AsyncRateLimiter:
+        made.append(model)
+        return AsyncRateLimiter(governor(clock, **kwargs), call_later=clock.call_later)
+
+    return ModelGates(make)
+
+
+def test_model_gates_is_a_client_gate() -> None:
+    assert isinstance(ModelGates(lambda model: AsyncRateLimiter(RateGovernor())), Gate)
+
+
+def test_a_model_paused_by_its_429_leaves_the_others_at_their_own_pace() -> None:
+    # Providers limit each model on its own: one model's 429 (and its Retry-After) says nothing of another's.
+    async def main() -> None:
+        clock = Clock()
+        made: list[str | None] = []
+        gates = per_model(clock, made, rpm=600, burst_s=0.0)
+        sent: list[tuple[str, float]] = []
+
+        async def call(model: str, answer: int = 200, headers: dict[str, str] | None = None) -> None:
+            ASKED_MODEL.set(model)
+            await gates.acquire(10)
+            sent.append((model, clock.now))
+            gates.observe(answer, headers or {}, tokens_reserved=10)
+
+        await call("gpt-4o", 429, {"retry-after": "30", **REFUSED})
+        waiting = asyncio.create_task(call("gpt-4o"))
+        others = [asyncio.create_task(call("gpt-4o-mini")) for _ in range(3)]
+        await settle()
+        for _ in range(10):  # each waiter sets its timer when the one before it goes
+            clock.advance(0.1)
+            await settle()
+        assert [m for m, _ in sent] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini"]
+        assert not waiting.done()  # gpt-4o waits out the 30 s it was asked to
+        clock.advance(29.0)
+        await settle()
+        assert sent[-1] == ("gpt-4o", pytest.approx(30.0))
+        await asyncio.gather(waiting, *others)
+        assert made == ["gpt-4o", "gpt-4o-mini"]
+        snaps = gates.snapshots()
+        assert (snaps["gpt-4o"].rate_limited, snaps["gpt-4o-mini"].rate_limited) == (1, 0)
+        assert gates.snapshot().rate_limited == 1
+
+    run(main())
+
+
+def test_each_model_keeps_the_limit_its_own_answers_state() -> None:
+    async def main() -> None:
+        clock = Clock()
+        gates = per_model(clock, [])
+        for model, limit in (("gpt-4o", "60"), ("gpt-4o-mini", "600"), ("gpt-4o", "60")):
+            ASKED_MODEL.set(model)
+            waiting = asyncio.create_task(gates.acquire())
+            await settle()
+            clock.advance(1.0)  # gpt-4o's second request waits its pace's second
+            await waiting
+            gates.observe(200, {"x-ratelimit-limit-requests": limit, "x-ratelimit-remaining-requests": "9"})
+        ASKED_MODEL.set(None)  # a request that names no model has a gate of its own
+        await gates.acquire()
+        gates.observe(200, {})
+        assert {m: s.rpm for m, s in gates.snapshots().items()} == {
+            "gpt-4o": 60,
+            "gpt-4o-mini": 600,
+            None: None,
+        }
+        total = gates.snapshot()
+        assert (total.rpm, total.rpm_source) == (660, "headers")
+
+    run(main())
+
+
+def test_a_gate_that_connects_first_is_made_once_for_many_callers() -> None:
+    async def main() -> None:
+        made: list[str | None] = []
+        release = asyncio.Event()
+
+        async def connect(model: str | None) -> AsyncRateLimiter:
+            made.append(model)
+            await release.wait()  # a shared gate's connection, slow to come
+            return AsyncRateLimiter(RateGovernor(start_rps=1000))
+
+        gates = ModelGates(connect)
+
+        async def call() -> None:
+            ASKED_MODEL.set("m")
+            await gates.acquire()
+
+        first = asyncio.create_task(call())
+        await settle()
+        first.cancel()  # a caller gone while the gate connects leaves it connecting for the others
+        callers = [asyncio.create_task(call()) for _ in range(5)]
+        await settle()
+        release.set()
+        await asyncio.gather(*callers)
+        assert made == ["m"]
+        assert list(gates.snapshots()) == ["m"]
+        await gates.aclose()
+
+    run(main())
+
+
+def test_an_attempt_never_sent_goes_back_to_its_own_models_gate() -> None:
+    async def main() -> None:
+        clock = Clock()
+        gates = per_model(clock, [], rpm=60, burst_s=0.0)
+        for model in ("a", "b"):
+            ASKED_MODEL.set(model)
+            await gates.acquire()
+        gates.release()  # b's slot: its request never left
+        ASKED_MODEL.set("b")
+        await gates.acquire()  # at once, the slot given back
+        ASKED_MODEL.set("a")
+        waiting = asyncio.create_task(gates.acquire())
+        await settle()
+        assert not waiting.done()  # a's next slot is a second away
+        clock.advance(1.0)
+        await settle()
+        assert waiting.done()
 
     run(main())

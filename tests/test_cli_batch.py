@@ -210,16 +210,28 @@ def test_an_empty_input_says_so_and_sends_nothing(sim: Simulator, tmp_path: Path
     assert "the input holds no request line" in stdout
 
 
-def test_an_input_asking_several_models_gets_a_note_on_pacing(sim: Simulator, tmp_path: Path) -> None:
-    lines = lines_of(4)
-    lines[3]["body"]["model"] = "gpt-4o"
-    code, _, err = batch(sim, str(write_input(tmp_path / "in.jsonl", lines)), "--out", str(tmp_path / "a"))
+def test_each_model_runs_at_its_own_limit(tmp_path: Path) -> None:
+    # Providers limit each model on its own (and state each model's limits in its answers' headers): one pace
+    # for the run followed whichever model answered last, and a slow model's limit held every line to it.
+    lines = lines_of(100)
+    for line in lines[::10]:
+        line["body"]["model"] = "gpt-4o"
+    src = write_input(tmp_path / "in.jsonl", lines)
+    with Simulator(rpm=3000, rpm_for={"gpt-4o": 240}, rate_window_s=1) as sim:
+        code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / "run"), "--json")
+        assert code == 0, stdout
+        summary = orjson.loads(stdout)
+        assert summary["ok"] == 100
+        assert summary["limits"] == {
+            "gpt-4o": {"limit_rps": pytest.approx(4.0), "limit_source": "headers"},
+            "gpt-4o-mini": {"limit_rps": pytest.approx(50.0), "limit_source": "headers"},
+        }
+        assert summary["limit_rps"] == pytest.approx(54.0)
+        code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / "again"))
     assert code == 0
-    assert "note: this input asks several models (gpt-4o-mini, gpt-4o); a run keeps one pace" in err
-    code, _, err = batch(
-        sim, str(write_input(tmp_path / "one.jsonl", lines[:3])), "--out", str(tmp_path / "b")
-    )
-    assert (code, "several models" in err) == (0, False)
+    assert "limits found per model: " in stdout
+    assert "gpt-4o ~4.0 req/s (from headers)" in stdout
+    assert "gpt-4o-mini ~50.0 req/s (from headers)" in stdout
 
 
 def test_usage_errors_exit_2(sim: Simulator, tmp_path: Path) -> None:

@@ -459,11 +459,13 @@ def test_batch_with_a_shared_limiter_runs_and_writes_no_key_to_redis(
     client = redis.Redis()
     name = default_name(sim.base_url, KEY)
     keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
-    assert keys == [f"{prefix}:{name}"]  # the state; the run left the workers' set (empty, so gone)
-    state = client.hgetall(f"{prefix}:{name}")
+    # A budget a model (and the one of requests naming none, opened first to check Redis answers); the run left
+    # the workers' sets (empty, so gone).
+    assert keys == [f"{prefix}:{name}", f"{prefix}:{name}/gpt-4o-mini"]
+    state = client.hgetall(f"{prefix}:{name}/gpt-4o-mini")
     assert int(state[b"ok"]) == 12  # every success counted in the shared state
     assert state[b"rpm_source"] == b"headers"
-    dump = repr(state) + repr(client.zrange(f"{prefix}:{name}:workers", 0, -1))
+    dump = repr(state) + repr(client.hgetall(f"{prefix}:{name}"))
     assert KEY not in dump
     assert KEY[-8:] not in dump
 
@@ -546,7 +548,9 @@ def test_the_docs_python_example_runs_against_the_simulator(sim: Simulator, pref
     page = (Path(__file__).resolve().parents[1] / "docs" / "scale.md").read_text()
     section = page[page.index("\n## One rate limit for every worker") :].split("\n## ", 2)[1]
     blocks = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert len(blocks) == 2  # AsyncClient, then the blocking Client through ThreadedGate
+    assert (
+        len(blocks) == 3
+    )  # AsyncClient, then a budget a model, then the blocking Client through ThreadedGate
     spaces: list[dict[str, Any]] = []
     for code in blocks:
         code = code.replace("redis://127.0.0.1:6379/0?name=team-a", _url(prefix, "docs"))
@@ -554,6 +558,9 @@ def test_the_docs_python_example_runs_against_the_simulator(sim: Simulator, pref
         spaces.append({})
         exec(compile(code, "docs/scale.md", "exec"), spaces[-1])
     assert [o.ok for o in spaces[0]["outcomes"]] == [True, True]
-    assert spaces[1]["outcome"].ok
-    state = redis.Redis().hgetall(f"{prefix}:docs")
-    assert int(state[b"ok"]) == 3  # both examples drew on the one budget
+    assert [o.ok for o in spaces[1]["outcomes"]] == [True, True]
+    assert spaces[2]["outcome"].ok
+    r = redis.Redis()
+    assert int(r.hgetall(f"{prefix}:docs")[b"ok"]) == 3  # the first and last examples drew on the one budget
+    for model in ("gpt-4o", "gpt-4o-mini"):  # the second on a budget a model
+        assert int(r.hgetall(f"{prefix}:docs/{model}")[b"ok"]) == 1

@@ -134,12 +134,19 @@ class CountingGate:
     def __init__(self) -> None:
         self.acquired: list[int] = []
         self.observed: list[tuple[int, bool | None]] = []
+        self.models: list[tuple[str, str | None]] = []  # the model each attempt asks, as a gate is told it
 
     async def acquire(self, tokens: int) -> None:
+        from genguard.client.gate import asked_model
+
         self.acquired.append(tokens)
+        self.models.append(("acquire", asked_model()))
 
     def observe(self, status: int, headers: Any, **kw: Any) -> None:
+        from genguard.client.gate import asked_model
+
         self.observed.append((status, kw.get("rate_limited")))
+        self.models.append(("observe", asked_model()))
 
 
 def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim: Simulator) -> None:
@@ -158,6 +165,11 @@ def test_the_gate_is_asked_before_every_attempt_and_told_every_answer(sim: Simul
     assert gate.observed == [(429, True), (200, False)] * 3
     assert len(gate.acquired) == 6
     assert all(t > 0 for t in gate.acquired)  # a token estimate for each attempt
+    # Each attempt's model, plain, streamed or not (for a gate that paces each model on its own).
+    asked = [("acquire", m) for m in ("gpt-4o-mini",) * 4 + ("text-embedding-3-small",) * 2]
+    assert gate.models == [
+        x for pair in zip(asked, [("observe", m) for _, m in asked], strict=True) for x in pair
+    ]
 
 
 # -- what the client's request says reaches the provider --

@@ -91,6 +91,26 @@ def test_threaded_gate_runs_the_batch_limiter_for_the_blocking_client(sim: Simul
     assert snap.rpm_source == "headers"
 
 
+def test_threaded_gate_paces_each_model_on_its_own_for_the_blocking_client(tmp_path: Any) -> None:
+    # The model each attempt asks crosses to the gate's own thread: a pace per model, each with its own limit.
+    gates = genguard.ModelGates(lambda model: AsyncRateLimiter(RateGovernor()))
+    with (
+        Simulator(rpm=6000, rpm_for={"gpt-4o": 600}) as sim,
+        ThreadedGate(gates) as gate,
+        Client(sim.base_url, api_key=KEY, gate=gate) as c,
+    ):
+        for model in ("gpt-4o", "gpt-4o-mini", "gpt-4o"):
+            assert c.chat(model=model, messages=MSGS).ok
+            with c.stream(model=model, messages=MSGS) as s:
+                assert "".join(s)
+            assert s.outcome.ok
+        snaps = gates.snapshots()
+    assert {m: (s.rpm, s.rpm_source) for m, s in snaps.items()} == {
+        "gpt-4o": (600, "headers"),
+        "gpt-4o-mini": (6000, "headers"),
+    }
+
+
 def test_threaded_gate_shares_the_redis_budget_with_every_worker(sim: Simulator) -> None:
     redis = pytest.importorskip("redis")
     server = redis.Redis(host="127.0.0.1", port=6379)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from . import validators
     from .bulk.api import abatch, batch
     from .bulk.journal import BatchCounts
-    from .bulk.limiter import RateSnapshot
+    from .bulk.limiter import ModelGates, PacedGate, RateSnapshot
     from .bulk.limiter_redis import LimiterUnavailable, RedisGate, open_gate
     from .bulk.proxy_journal import ProxyJournal
     from .bulk.runner import BatchResult
@@ -87,6 +87,8 @@ _LAZY: dict[str, str] = {
     "ImageRuleBook": ".core.image_rules",
     "Images": ".client.images",
     "LimiterUnavailable": ".bulk.limiter_redis",
+    "ModelGates": ".bulk.limiter",
+    "PacedGate": ".bulk.limiter",
     "RateSnapshot": ".bulk.limiter",
     "RedisGate": ".bulk.limiter_redis",
     "open_gate": ".bulk.limiter_redis",
@@ -166,7 +168,9 @@ __all__ = [
     "ImageRuleBook",
     "Images",
     "LimiterUnavailable",
+    "ModelGates",
     "Outcome",
+    "PacedGate",
     "ParsedBody",
     "ProgressHook",
     "Proxy",

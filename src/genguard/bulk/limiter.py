@@ -40,20 +40,24 @@ second, so a minute's budget sent at once is refused.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import math
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, Protocol
 
+from ..client.gate import ASKED_MODEL
 from ..core.waits import parse_reset, wait_from_headers
 
 __all__ = [
     "AsyncRateLimiter",
     "GovernorState",
+    "ModelGates",
+    "PacedGate",
     "RateGovernor",
     "RateLimitReading",
     "RateSnapshot",
@@ -928,3 +932,143 @@ class AsyncRateLimiter:
     def snapshot(self) -> RateSnapshot:
         """The governor's :meth:`RateGovernor.snapshot`."""
         return self.governor.snapshot()
+
+
+# -- a pace per model ------------------------------------------------------------------------------------
+
+
+class PacedGate(Protocol):
+    """A :class:`~genguard.Gate` that can say where its pace stands and give back a slot never used, as
+    :class:`AsyncRateLimiter` and :class:`~genguard.RedisGate` do."""
+
+    async def acquire(self, tokens: int = 0) -> None: ...
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        tokens_used: int | None = None,
+        tokens_reserved: int | None = None,
+        rate_limited: bool | None = None,
+    ) -> None: ...
+
+    def release(self, tokens: int = 0) -> None: ...
+
+    def snapshot(self) -> RateSnapshot: ...
+
+
+class ModelGates:
+    """A gate that paces each model on its own, as providers limit each model on its own (OpenAI's
+    requests and tokens per minute are per model, and an answer's ``x-ratelimit-*`` headers state the limits of
+    the model that answered): one gate per model, made by ``make(model)`` on the model's first request.
+
+    A client says which model each attempt asks (:func:`genguard.client.gate.asked_model`, a fallback model's
+    own included); a request that names none goes through the gate of ``None``. ``make`` returns the gate, or
+    an awaitable of it (a shared gate that connects first, such as ``genguard.open_gate(..., model=model)``).
+    With one model this is that model's gate; with several, a model held back by its limit (or paused by its
+    429s) leaves the others at their own pace.
+
+    >>> gates = ModelGates(lambda model: AsyncRateLimiter(RateGovernor()))
+    >>> async def call(model):
+    ...     ASKED_MODEL.set(model)
+    ...     await gates.acquire(10)
+    ...     gates.observe(200, {"x-ratelimit-limit-requests": "600" if model == "a" else "60"})
+    >>> asyncio.run(call("a")), asyncio.run(call("b"))
+    (None, None)
+    >>> {m: s.rpm for m, s in gates.snapshots().items()}, gates.snapshot().rpm
+    ({'a': 600.0, 'b': 60.0}, 660.0)
+    """
+
+    def __init__(self, make: Callable[[str | None], PacedGate | Awaitable[PacedGate]]) -> None:
+        self._make = make
+        self.gates: dict[str | None, PacedGate] = {}
+        self._opening: dict[str | None, asyncio.Future[PacedGate]] = {}
+
+    async def acquire(self, tokens: int = 0) -> None:
+        """Wait for the asked model's gate (made on its first request) to let this request go."""
+        model = ASKED_MODEL.get()
+        gate = self.gates.get(model)
+        if gate is None:
+            gate = await self.open(model)
+        await gate.acquire(tokens)
+
+    async def open(self, model: str | None) -> PacedGate:
+        """``model``'s gate, made now if it is not yet (a shared gate checks its connection as it is made: open
+        one before sending anything to fail early)."""
+        gate = self.gates.get(model)
+        if gate is not None:
+            return gate
+        made = self._make(model) if model not in self._opening else None
+        if made is not None and not inspect.isawaitable(made):
+            self.gates[model] = made
+            return made
+        opening = self._opening.get(model)
+        if opening is None:
+            assert made is not None
+            opening = self._opening[model] = asyncio.ensure_future(self._open(model, made))
+        # Shielded: a caller cancelled while the gate connects leaves it connecting for the others.
+        return await asyncio.shield(opening)
+
+    async def _open(self, model: str | None, made: Awaitable[PacedGate]) -> PacedGate:
+        try:
+            gate = self.gates[model] = await made
+            return gate
+        finally:
+            del self._opening[model]
+
+    def observe(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        *,
+        tokens_used: int | None = None,
+        tokens_reserved: int | None = None,
+        rate_limited: bool | None = None,
+    ) -> None:
+        """Tell the asked model's gate of its answer."""
+        gate = self.gates.get(ASKED_MODEL.get())
+        if gate is not None:
+            gate.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
+                         rate_limited=rate_limited)  # fmt: skip
+
+    def release(self, tokens: int = 0) -> None:
+        """Give back a request that the asked model's gate let go but that was never sent."""
+        gate = self.gates.get(ASKED_MODEL.get())
+        if gate is not None:
+            gate.release(tokens)
+
+    def snapshots(self) -> dict[str | None, RateSnapshot]:
+        """Each model's :meth:`AsyncRateLimiter.snapshot`, in the order of their first requests."""
+        return {model: gate.snapshot() for model, gate in self.gates.items()}
+
+    def snapshot(self) -> RateSnapshot:
+        """The models' snapshots together: paces, limits known and 429s summed, the longest pause; the source
+        of the limits is the first model's that has one."""
+        snaps = list(self.snapshots().values())
+        if len(snaps) == 1:
+            return snaps[0]
+        rpms = [s.rpm for s in snaps if s.rpm is not None]
+        tpms = [s.tpm for s in snaps if s.tpm is not None]
+        tps = [s.tokens_per_s for s in snaps if s.tokens_per_s is not None]
+        return RateSnapshot(
+            requests_per_s=sum(s.requests_per_s for s in snaps),
+            tokens_per_s=sum(tps) if tps else None,
+            rpm=sum(rpms) if rpms else None,
+            rpm_source=next((s.rpm_source for s in snaps if s.rpm_source is not None), None),
+            tpm=sum(tpms) if tpms else None,
+            tpm_source=next((s.tpm_source for s in snaps if s.tpm_source is not None), None),
+            rate_limited=sum(s.rate_limited for s in snaps),
+            probing=any(s.probing for s in snaps),
+            paused_s=max((s.paused_s for s in snaps), default=0.0),
+            in_flight=sum(s.in_flight for s in snaps),
+        )
+
+    async def aclose(self) -> None:
+        """Close the models' gates that hold connections (an ``aclose`` each)."""
+        for opening in list(self._opening.values()):
+            opening.cancel()
+        for gate in self.gates.values():
+            close = getattr(gate, "aclose", None)
+            if close is not None:
+                await close()

@@ -26,7 +26,8 @@ and tokens per minute lives in Redis, so that every process given the same limit
 
 Keys: ``PREFIX:NAME`` (a hash: the pace, the learned limit and its source, a version, who wrote it when) and
 ``PREFIX:NAME:workers``; both expire a day after their last use. ``NAME`` is ``?name=`` in the URL, else a
-hash of the provider's base URL and API key (never the key itself).
+hash of the provider's base URL and API key (never the key itself), and ``/MODEL`` after it for the budget of
+one model (``open_gate(..., model=...)``: what batch runs, the proxy and the Ray stage share, a budget a model).
 
 >>> gate = await open_gate("redis://127.0.0.1:6379/0?name=my-provider", rpm=600)  # doctest: +SKIP
 >>> client = genguard.AsyncClient("https://api.example/v1", gate=gate)  # doctest: +SKIP
@@ -724,14 +725,18 @@ async def open_gate(
     rpm: float | None = None,
     tpm: float | None = None,
     timeout: float = 2.0,
+    model: str | None = None,
 ) -> RedisGate:
     """Connect to the shared limiter at ``url`` (see :func:`limiter_settings`) and check that it answers.
 
     The budget's name is the URL's ``?name=``, else a hash of ``base_url`` and ``api_key`` (the provider's
-    limit belongs to a key). Raises :class:`LimiterUnavailable` (the URL's password masked) when Redis does not
-    answer, ``ValueError`` for a wrong URL.
+    limit belongs to a key); with ``model``, that name and ``/MODEL``: the budget of one model, as providers
+    limit each model on its own (``genguard batch``, ``genguard proxy`` and the Ray stage keep one a model, see
+    :class:`~genguard.ModelGates`). Raises :class:`LimiterUnavailable` (the URL's password masked) when Redis
+    does not answer, ``ValueError`` for a wrong URL.
 
     >>> gate = await open_gate("redis://127.0.0.1:6379/0?name=team-a", rpm=3000)  # doctest: +SKIP
+    >>> gates = ModelGates(lambda model: open_gate("redis://127.0.0.1:6379/0?name=team-a", model=model))  # doctest: +SKIP
     """
     try:
         import redis.asyncio as aioredis
@@ -743,6 +748,8 @@ async def open_gate(
         ) from None
     settings = limiter_settings(url)
     name = settings.name or default_name(base_url, api_key)
+    if model is not None:
+        name = f"{name}/{model}"
     try:
         client = aioredis.from_url(
             settings.redis_url, socket_timeout=timeout, socket_connect_timeout=timeout,

@@ -27,7 +27,7 @@ import socket
 import sys
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -57,7 +57,7 @@ from .journal import (
 )
 from .journal_pg import OtherInput, PostgresJournal, check_run_name, is_postgres_url, masked_url
 from .journals import open_journal
-from .limiter import AsyncRateLimiter, RateGovernor
+from .limiter import AsyncRateLimiter, ModelGates, RateGovernor
 from .model import ENDPOINTS, AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
 from .progress import NoProgress, Progress, Snapshot, progress_for
@@ -113,7 +113,6 @@ _FLUSH_AT = 64
 # _LOAD_NOTE_EVERY_S seconds, so that a run that has sent nothing yet does not look stuck.
 _LOAD_NOTE_LINES = 10_000
 _LOAD_NOTE_EVERY_S = 2.0
-_MODELS_NAMED = 6  # an input's models named in the note that it asks several (one more: "...")
 # Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
 # answers would only mangle the text.
 _MIN_SECRET = 8
@@ -205,6 +204,9 @@ class BatchResult:
     rate_limited: int = 0
     limit_rps: float | None = None
     limit_source: str | None = None  # where limit_rps came from: "given", "headers" or "429s"
+    # Each model's pace on its own (providers limit each model on its own): model -> (limit_rps, its source);
+    # limit_rps above is their sum. "" is the requests that name no model.
+    limits: Mapping[str, tuple[float | None, str | None]] = field(default_factory=dict)
     invalid: int = 0
     absent: int = 0  # lines of this run that the input given does not hold (an earlier input's); kept
     renewed: int = 0  # lines not ended whose request changed in the input: they take the new one
@@ -280,9 +282,7 @@ class _TimedGate:
     After the run stops (``stopped()``), no attempt is let go, a retry's included: it raises :class:`_NotSent`.
     """
 
-    def __init__(
-        self, inner: AsyncRateLimiter | RedisGate, stopped: Callable[[], bool] = lambda: False
-    ) -> None:
+    def __init__(self, inner: ModelGates, stopped: Callable[[], bool] = lambda: False) -> None:
         self.inner = inner
         self.stopped = stopped
 
@@ -353,7 +353,6 @@ def _load(
 
     say = opts.progress != "none"
     start = said = time.monotonic()
-    models: dict[str, None] = {}  # the first few models the input asks, in order
 
     def lines() -> Iterator[Line]:
         nonlocal said
@@ -374,10 +373,6 @@ def _load(
                 elif len(problems) < 1000:
                     problems.append(item)
                 continue
-            if len(models) < _MODELS_NAMED:
-                model = item.body.get("model")
-                if isinstance(model, str):
-                    models[model] = None
             yield item
 
     # A run told once to keep the answers of changed lines goes on keeping them: resumed unchanged after a kill,
@@ -408,13 +403,6 @@ def _load(
         )
         raise BadInput(report.problems, total, hint, what="line{s} of this run changed since they ended")
     journal.commit()
-    if say and len(models) > 1:
-        named = ", ".join(list(models)[: _MODELS_NAMED - 1]) + (
-            ", ..." if len(models) >= _MODELS_NAMED else ""
-        )
-        print(f"note: this input asks several models ({named}); a run keeps one pace, and providers limit each "
-              "model on its own: give each model its own input and --out to run each at its own limit",
-              file=sys.stderr, flush=True)  # fmt: skip
     if opts.keep_changed:
         journal.set_meta({"keep_changed": True})
     elif opts.rerun_changed and journal.get_meta("keep_changed"):
@@ -459,7 +447,7 @@ def _estimate_cost(body: Mapping[str, Any]) -> float:
 
 class _Run:
     def __init__(self, journal: Journal, writer: OutputWriter | None, client: AsyncClient, opts: BatchOptions,
-                 limiter: AsyncRateLimiter | RedisGate, progress: Progress, worker: str,
+                 limiter: ModelGates, progress: Progress, worker: str,
                  sent_log: SentLog | None = None) -> None:  # fmt: skip
         self.journal = journal
         self.writer = writer
@@ -1123,8 +1111,7 @@ async def arun_batch(
                 for signum in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(signum)
             await client.aclose()
-            if not isinstance(limiter, AsyncRateLimiter):
-                await limiter.aclose()
+            await limiter.aclose()
             if writer is not None:
                 writer.sync()
             if sent_log is not None:
@@ -1154,6 +1141,10 @@ async def arun_batch(
             rate_limited=run.rate_limited,
             limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
             limit_source=limits.rpm_source,
+            limits={
+                model or "": (None if pace.rpm is None else pace.rpm / 60.0, pace.rpm_source)
+                for model, pace in limiter.snapshots().items()
+            },
             invalid=invalid,
             absent=loaded.absent,
             renewed=loaded.renewed,
@@ -1183,16 +1174,25 @@ def _finish_shared(journal: Journal, worker: str, out: Path) -> tuple[bool, str 
     return False, journal.finished_by()
 
 
-async def _open_limiter(opts: BatchOptions) -> AsyncRateLimiter | RedisGate:
+async def _open_limiter(opts: BatchOptions) -> ModelGates:
+    """A pace per model (providers limit each model on its own), each within --rpm/--tpm; shared through Redis
+    with --limiter, a budget a model (checked here, before anything is sent: exit 2 if Redis does not answer)."""
     if not opts.limiter:
-        return AsyncRateLimiter(RateGovernor(rpm=opts.rpm, tpm=opts.tpm))
+        return ModelGates(lambda model: AsyncRateLimiter(RateGovernor(rpm=opts.rpm, tpm=opts.tpm)))
     from .limiter_redis import LimiterUnavailable, open_gate
 
+    url = opts.limiter
+    key = next(iter(opts.api_keys), None)
+
+    def make(model: str | None) -> Awaitable[RedisGate]:
+        return open_gate(url, base_url=opts.base_url, api_key=key, rpm=opts.rpm, tpm=opts.tpm, model=model)
+
+    gates = ModelGates(make)
     try:
-        return await open_gate(opts.limiter, base_url=opts.base_url, api_key=next(iter(opts.api_keys), None),
-                               rpm=opts.rpm, tpm=opts.tpm)  # fmt: skip
+        await gates.open(None)  # Redis answers, or exit 2 before anything is sent
     except (LimiterUnavailable, ValueError) as exc:
         raise SetupError(str(exc)) from None
+    return gates
 
 
 class SetupError(Exception):

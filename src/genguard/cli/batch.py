@@ -450,6 +450,10 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "rate_limited": result.rate_limited,
         "limit_rps": result.limit_rps,
         "limit_source": result.limit_source,
+        "limits": {
+            model: {"limit_rps": rps, "limit_source": source}
+            for model, (rps, source) in result.limits.items()
+        },
         "cost_usd": c.cost_usd,
         "tokens": c.total_tokens,
         "elapsed_s": round(result.elapsed_s, 3),
@@ -461,6 +465,23 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "wrote_outputs": result.wrote_outputs,
         "finished_by": result.finished_by,
     }
+
+
+def _limit_found(rps: float | None, source: str | None) -> str:
+    if not rps:
+        return ""
+    named = _FROM.get(source or "", source)
+    return f"~{rps:.1f} req/s" + (f" (from {named})" if named else "")
+
+
+def _limits_found(result: Any) -> str:
+    """The summary's ", limit found ~N req/s (from ...)"; with several models, each model's own."""
+    known = {model: _limit_found(*limit) for model, limit in result.limits.items()}
+    if len(known) > 1:
+        found = ", ".join(f"{model or '(no model)'} {text}" for model, text in known.items() if text)
+        return f", limits found per model: {found}" if found else ""
+    text = _limit_found(result.limit_rps, result.limit_source)
+    return f", limit found {text}" if text else ""
 
 
 def _summary_text(result: Any, report: Path | None) -> str:
@@ -505,11 +526,9 @@ def _summary_text(result: Any, report: Path | None) -> str:
                 f"`genguard report --journal URL --run {result.run} --out DIR` writes the files so far"
             )
     if result.sent:
-        source = _FROM.get(result.limit_source or "", result.limit_source)
         lines.append(
             f"this run: {result.sent} requests in {result.elapsed_s:.1f} s, {result.rate_limited} answered 429"
-            + (f", limit found ~{result.limit_rps:.1f} req/s" if result.limit_rps else "")
-            + (f" (from {source})" if result.limit_rps and source else "")
+            + _limits_found(result)
         )
     if c.resent:
         lines.append(f"{c.resent} requests were sent again after a crash (they may have been billed twice)")

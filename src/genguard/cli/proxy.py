@@ -177,15 +177,21 @@ def _gate_opener(url: str, upstream: str, keys: tuple[str, ...]) -> Any:
     own connection in the server's event loop."""
     import asyncio
 
+    from ..bulk.limiter import ModelGates
     from ..bulk.limiter_redis import LimiterUnavailable, open_gate
     from ._common import fail_usage
 
-    def opener() -> Any:
-        return open_gate(url, base_url=upstream, api_key=next(iter(keys), None))
+    def budget(model: str | None) -> Any:
+        # A budget a model, as providers limit each model on its own (and as batch runs keep theirs).
+        return open_gate(url, base_url=upstream, api_key=next(iter(keys), None), model=model)
+
+    async def opener() -> ModelGates:
+        gates = ModelGates(budget)
+        await gates.open(None)
+        return gates
 
     async def check() -> None:
-        gate = await opener()
-        await gate.aclose()
+        await (await opener()).aclose()
 
     try:
         asyncio.run(check())

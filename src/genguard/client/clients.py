@@ -49,7 +49,7 @@ from ..core.outcome import Outcome
 from ..core.taxonomy import Endpoint
 from .arguments import check_chat, check_client, check_send
 from .bodies import chat_body
-from .gate import Gate, SyncGate, estimate_tokens, tell_gate
+from .gate import ASKED_MODEL, Gate, SyncGate, estimate_tokens, tell_gate
 from .keys import ENV_KEYS, resolve_base, resolve_keys, with_query
 from .loop import CallPlan, Hook, Loop, Send, Sleep, adrive
 from .loop import run as run_loop
@@ -493,6 +493,7 @@ class Client(BaseClient):
         def send(action: Send) -> Outcome:
             request = self._chat_request(action, body, stream=False)
             if gate is not None:
+                ASKED_MODEL.set(action.model or None)
                 gate.acquire(tokens)
             try:
                 response = self.http.send(request)
@@ -556,6 +557,7 @@ class Client(BaseClient):
         def send(action: Send) -> Outcome:
             request = self._retry_request(build, action)
             if gate is not None:
+                ASKED_MODEL.set(action.model or None)
                 gate.acquire(0)  # a request of unknown size: it takes a request's place, no tokens
             try:
                 response = self.http.send(request)
@@ -733,6 +735,7 @@ class AsyncClient(BaseClient):
             timeout = self._timeout(self.timeout, action.timeout)
             content = self._chat_content(action, body)
             if gate is not None:
+                ASKED_MODEL.set(action.model or None)
                 await gate.acquire(tokens)
             try:
                 status, headers, data = await wire.exchange(
@@ -828,6 +831,7 @@ class AsyncClient(BaseClient):
         async def send(action: Send) -> Outcome:
             request = self._retry_request(build, action)
             if gate is not None:
+                ASKED_MODEL.set(action.model or None)
                 await gate.acquire(0)  # a request of unknown size: it takes a request's place, no tokens
             try:
                 response = await self.http.send(request)

@@ -12,6 +12,7 @@ it calls ``observe(status, headers)`` (the limiter learns from rate-limit header
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 import threading
 from collections.abc import Awaitable, Callable, Mapping
@@ -23,16 +24,29 @@ import orjson
 from ..core.taxonomy import GENERATION_KEYS
 
 __all__ = [
+    "ASKED_MODEL",
     "GENERATION_KEYS",
     "Gate",
     "SyncGate",
     "ThreadedGate",
+    "asked_model",
     "estimate_tokens",
     "output_limit",
     "tell_gate",
 ]
 
 _DEFAULT_OUTPUT = 256  # what a request without max_tokens is assumed to generate
+
+ASKED_MODEL: contextvars.ContextVar[str | None] = contextvars.ContextVar("genguard_asked_model", default=None)
+"""The model of the attempt a gate is asked about: a client sets it before each ``acquire`` and leaves it until
+that attempt's ``observe``, in the same task (None for a request that names no model)."""
+
+
+def asked_model() -> str | None:
+    """The model the attempt being gated asks, inside a :class:`Gate`'s ``acquire`` or ``observe`` called by a
+    genguard client (a gate that paces each model on its own, such as :class:`genguard.ModelGates`, reads it);
+    ``None`` when the request names none or the caller is not a genguard client."""
+    return ASKED_MODEL.get()
 
 
 @runtime_checkable
@@ -109,11 +123,17 @@ class ThreadedGate:
 
     def acquire(self, tokens: int) -> None:
         """Block until the gate lets a request of ``tokens`` tokens go."""
-        asyncio.run_coroutine_threadsafe(self.gate.acquire(tokens), self._loop).result()
+        asyncio.run_coroutine_threadsafe(self._acquire(ASKED_MODEL.get(), tokens), self._loop).result()
+
+    async def _acquire(self, model: str | None, tokens: int) -> None:
+        ASKED_MODEL.set(model)  # the calling thread's, for a gate that paces each model on its own
+        await self.gate.acquire(tokens)
 
     def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
         """Tell the gate of an answer (on its own loop; this returns at once)."""
-        self._loop.call_soon_threadsafe(partial(self.gate.observe, status, dict(headers), **kw))
+        self._loop.call_soon_threadsafe(
+            partial(self.gate.observe, status, dict(headers), **kw), context=contextvars.copy_context()
+        )
 
     def close(self) -> None:
         """Close the gate (its connections, if it has an ``aclose``) and stop its thread."""

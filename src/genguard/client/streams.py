@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from ..core.outcome import Outcome
-from .gate import Gate, SyncGate, estimate_tokens, tell_gate
+from .gate import ASKED_MODEL, Gate, SyncGate, estimate_tokens, tell_gate
 from .loop import Sleep
 from .testing import is_testing
 from .transport import TRANSPORT_ERRORS
@@ -165,6 +165,7 @@ class ChatStream(_StreamBase):
     def _gated(self, action: Send, gate: SyncGate) -> Generator[str | Outcome, None, None]:
         # As the async stream's: the gate asked before the attempt, told after it (or when its reader stops it).
         tokens = estimate_tokens(self._body)
+        ASKED_MODEL.set(action.model or None)
         gate.acquire(tokens)
         seen: list[Any] = []
         outcome: Outcome | None = None
@@ -295,6 +296,7 @@ class AsyncChatStream(_StreamBase):
         # The gate (a rate limiter) sees a stream as it sees a plain call: asked before the attempt, told after
         # it with the answer's status, headers and usage; an attempt cut off by its reader frees its slot too.
         tokens = estimate_tokens(self._body)
+        ASKED_MODEL.set(action.model or None)
         await gate.acquire(tokens)
         seen: list[Any] = []
         outcome: Outcome | None = None

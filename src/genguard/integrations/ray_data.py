@@ -193,9 +193,18 @@ def resolve_limiter(url: str, *, base_url: str | None = None, api_key: str | Non
             "limiter='redis://...' needs genguard's Redis limiter (genguard.bulk.limiter_redis), which this "
             "install does not have; pass gate= a zero-argument callable that builds a genguard.Gate instead"
         ) from None
-    build: Callable[..., Awaitable[Gate]] = module.open_gate
-    # The budget's default name is the provider's URL and key (a limit belongs to a key), as genguard batch's.
-    return lambda: build(url, base_url=base_url, api_key=api_key)
+    from ..bulk.limiter import ModelGates, PacedGate
+
+    build: Callable[..., Awaitable[PacedGate]] = module.open_gate
+
+    async def factory() -> ModelGates:
+        # The budget's default name is the provider's URL and key (a limit belongs to a key), and a budget a
+        # model (providers limit each model on its own), as genguard batch's. One opened now: Redis answers.
+        gates = ModelGates(lambda model: build(url, base_url=base_url, api_key=api_key, model=model))
+        await gates.open(None)
+        return gates
+
+    return factory
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ import orjson
 from starlette.background import BackgroundTask
 from starlette.responses import Response, StreamingResponse
 
-from ..client.gate import estimate_tokens, tell_gate
+from ..client.gate import ASKED_MODEL, estimate_tokens, tell_gate
 from ..client.loop import Loop, Send, Sleep
 from ..client.testing import is_testing
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
@@ -230,6 +230,7 @@ async def _open(
     timeout = upstream.timeout_for(upstream.stall_timeout, action.timeout)
     gate = upstream.gate
     if gate is not None:
+        ASKED_MODEL.set(action.model or None)
         await gate.acquire(tokens)
     try:
         reply = await attempt.stack.enter_async_context(

@@ -18,7 +18,7 @@ import httpx
 import orjson
 
 from ..client.clients import plain_wire, tls_context
-from ..client.gate import Gate, estimate_tokens, tell_gate
+from ..client.gate import ASKED_MODEL, Gate, estimate_tokens, tell_gate
 from ..client.loop import CallPlan, Hook, Loop, Send, adrive, run
 from ..client.retry import RetryPolicy
 from ..client.transport import TRANSPORT_ERRORS, classify_exception
@@ -191,6 +191,7 @@ class Upstream:
             if reencode is not None and action.model != model:
                 data, ctype = reencode(action.model)  # a form, for a fallback model
             if gate is not None:
+                ASKED_MODEL.set(action.model or None)
                 await gate.acquire(tokens)
             sent = time.monotonic()
             try:
