@@ -143,9 +143,16 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     show_default=True,
     help="Requests in flight at most.",
 )
-@click.option("--rpm", type=click.IntRange(min=1), help="Never send more requests per minute than this.")
 @click.option(
-    "--tpm", type=click.IntRange(min=1), help="Never send more (estimated) tokens per minute than this."
+    "--rpm",
+    type=click.IntRange(min=1),
+    help="Never send more requests per minute than this to any one model (each model has a pace of its own, "
+    "as providers limit each model on its own).",
+)
+@click.option(
+    "--tpm",
+    type=click.IntRange(min=1),
+    help="Never send more (estimated) tokens per minute than this to any one model.",
 )
 @click.option(
     "--limiter",
