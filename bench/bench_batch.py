@@ -52,6 +52,13 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    and commits, opens the output files and its client, then stops before it claims a line (the bench checks
    that nothing was sent and every line is pending).
 
+4. Models. Providers limit each model on its own: the simulator admits R requests a second for gpt-4o-mini and
+   ``--slow-rate`` (default 2) for gpt-4o (``rpm_for``, one-second windows, headers on), and the input has
+   ``--model-lines`` lines (default 400), one in ten asking gpt-4o. genguard (a pace a model) against the same
+   runner given one pace for the whole run (one limiter for every model, as before the pace per model): wall
+   time over the least any client could take (each model's lines at its own limit, the slowest model's the
+   bound), and 429s per success.
+
     .venv/bin/python bench/bench_batch.py              # R = 50, N = 1200; about 4 minutes
     .venv/bin/python bench/bench_batch.py --quick      # R = 20, N = 300, smaller runs; about 2 minutes
     .venv/bin/python bench/bench_batch.py --json       # one JSON document on stdout
@@ -82,7 +89,7 @@ from typing import Any
 
 KEY = "sk-bench-0000000000000000"
 MODEL = "gpt-4o-mini"
-PARTS = ("goodput", "overhead", "memory")
+PARTS = ("goodput", "overhead", "memory", "models")
 CONTENDERS = ("genguard", "openai SDK", "cookbook")
 MODES = ("headers", "retry-after")
 
@@ -452,6 +459,60 @@ def goodput(args: argparse.Namespace, work: Path, log: Callable[[str], None]) ->
     return out
 
 
+# -- 4. models ---------------------------------------------------------------------------------------------
+
+
+async def _one_pace(opts: Any) -> Any:
+    """The runner's limiter as it was before a pace per model: one governor that every model's answers feed."""
+    from genguard.bulk.limiter import AsyncRateLimiter, ModelGates, RateGovernor
+
+    shared = AsyncRateLimiter(RateGovernor(rpm=opts.rpm, tpm=opts.tpm))
+    return ModelGates(lambda model: shared)
+
+
+def models(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    import orjson
+
+    from genguard.bulk import runner
+
+    slow_model, n = "gpt-4o", args.model_lines
+    with (work / "models.jsonl").open("wb") as f:
+        for i in range(n):
+            body = {**_body(i), "model": slow_model if i % 10 == 0 else MODEL}
+            line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+            f.write(orjson.dumps(line) + b"\n")
+    n_slow = len(range(0, n, 10))
+    # The least any client could take: each model's lines at its own limit (a bucket starts full).
+    ideal = max((n_slow - args.slow_rate) / args.slow_rate, (n - n_slow - args.rate) / args.rate)
+    settings = {
+        "rpm": args.rate * 60,
+        "rpm_for": {slow_model: int(args.slow_rate * 60)},
+        "rate_window_s": 1.0,
+    }
+    out: dict[str, Any] = {"rate": args.rate, "slow_rate": args.slow_rate, "lines": n, "slow_lines": n_slow,
+                           "ideal_s": ideal, "contenders": {}}  # fmt: skip
+    opened = runner._open_limiter
+    with _server(SIM_SERVER, json.dumps(settings)) as url:
+        root = url.removesuffix("/v1")
+        for name in ("a pace a model", "one pace"):
+            _http("POST", root + "/_genguard/reset", b"{}")
+            runner._open_limiter = opened if name == "a pace a model" else _one_pace  # type: ignore[assignment]
+            try:
+                run = asyncio.run(run_genguard(url, work / "models.jsonl", work / f"models-{name[:3]}"))
+            finally:
+                runner._open_limiter = opened  # type: ignore[assignment]
+            counts = _sim_counts(url)
+            out["contenders"][name] = {
+                "ok": run.ok,
+                "wall_s": run.wall_s,
+                "over_ideal": run.wall_s / ideal if ideal > 0 else None,
+                "429_per_ok": counts.get("429", 0) / max(counts.get("200", 0), 1),
+                "server": counts,
+            }
+            log(f"models {name:<15} ok {run.ok:>5} in {run.wall_s:5.1f} s; server {counts}")
+    return out
+
+
 # -- 2. overhead --------------------------------------------------------------------------------------------
 
 
@@ -778,6 +839,17 @@ def table(report: dict[str, Any]) -> str:
             f"{mem['ratio_big_load_over_run']:.2f}, over the {mem['mem_lines']:,}-line load: "
             f"{mem['ratio_big_load_over_small_load']:.2f}"
         )
+    if "models" in report:
+        md = report["models"]
+        lines.append(
+            f"\nmodels: {md['lines']} lines, {md['slow_lines']} of them for gpt-4o (limited to {md['slow_rate']:g}/s), "
+            f"the rest for gpt-4o-mini ({md['rate']}/s); the least any client could take: {md['ideal_s']:.1f} s"
+        )
+        for name, r in md["contenders"].items():
+            lines.append(
+                f"  {name:<15} ok {r['ok']:>5}  {r['wall_s']:6.1f} s  x{r['over_ideal']:.2f} of the least  "
+                f"{r['429_per_ok']:.3f} 429s per success"
+            )
     load = ", ".join(f"{x:.1f}" for x in report["load_average"])
     lines.append(f"\n{report['command']}  ({report['wall_s']:.0f} s; load average at the end {load})")
     return "\n".join(lines)
@@ -817,6 +889,10 @@ def main() -> None:
     parser.add_argument(
         "--concurrency", type=int, default=64, help="overhead: genguard's and the bare loop's"
     )
+    parser.add_argument("--model-lines", type=int, help="models: lines of the input (default 400)")
+    parser.add_argument(
+        "--slow-rate", type=float, help="models: requests a second admitted for gpt-4o (default 2)"
+    )
     parser.add_argument("--mem-lines", type=int, help="the memory run's lines (default 10,000)")
     parser.add_argument("--big-lines", type=int, help="the large load's lines (default 1,000,000)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: smaller defaults throughout")
@@ -828,10 +904,10 @@ def main() -> None:
         return
     defaults: dict[str, Any] = (
         {"rate": 20, "lines": 300, "limit": 20.0, "overhead_lines": 1500, "rounds": 2, "mem_lines": 10_000,
-         "big_lines": 100_000}
+         "big_lines": 100_000, "model_lines": 200, "slow_rate": 2.0}
         if args.quick
         else {"rate": 50, "lines": 1200, "limit": 30.0, "overhead_lines": 3000, "rounds": 3, "mem_lines": 10_000,
-              "big_lines": 1_000_000}
+              "big_lines": 1_000_000, "model_lines": 400, "slow_rate": 2.0}
     )  # fmt: skip
     for k, v in defaults.items():
         if getattr(args, k) is None:
@@ -852,7 +928,12 @@ def main() -> None:
         report["genguard_version"] = genguard.__version__
     start = time.perf_counter()
     try:
-        for part, fn in (("goodput", goodput), ("overhead", overhead), ("memory", memory)):
+        for part, fn in (
+            ("goodput", goodput),
+            ("overhead", overhead),
+            ("memory", memory),
+            ("models", models),
+        ):
             if part in args.only:
                 report[part] = fn(args, work, log)
     finally:
