@@ -461,6 +461,22 @@ def test_claim_goes_through_the_input_in_order(journal: SQLiteJournal) -> None:
     assert journal.claim(0, worker="w1", lease_s=60) == []
 
 
+def test_a_claim_leaves_the_lines_of_models_it_skips(journal: SQLiteJournal, clock: Clock) -> None:
+    # A model the provider asks to wait for: its lines stay where they are, pending or in flight.
+    models = {1: "gpt-4o", 2: "gpt-4o-mini", 3: "gpt-4o", 4: None, 5: "o1:2024"}
+    journal.load([Line(f"id-{n}", CHAT, {**body(n), "model": m}, n) for n, m in models.items()])
+    journal.commit()
+    got = journal.claim(10, worker="a", lease_s=10, skip_models=("gpt-4o", "o1:2024"))
+    assert [c.custom_id for c in got] == ["id-2", "id-4"]  # a body without a model is never skipped
+    assert journal.counts().pending == 3
+    [one] = journal.claim(1, worker="a", lease_s=10, skip_models=("gpt-4o-mini",))
+    assert one.custom_id == "id-1"
+    clock.now += 11  # id-1's lease is over: an expired line of a skipped model stays where it is too
+    assert [c.custom_id for c in journal.claim(10, worker="b", lease_s=10, skip_models=("gpt-4o",))] == [
+        "id-2", "id-4", "id-5"]  # fmt: skip
+    assert [c.custom_id for c in journal.claim(10, worker="b", lease_s=10)] == ["id-1", "id-3"]
+
+
 def test_an_expired_lease_is_claimed_again_and_counted_as_resent(
     journal: SQLiteJournal, clock: Clock
 ) -> None:

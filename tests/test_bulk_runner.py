@@ -835,6 +835,33 @@ def test_refusals_of_the_lines_own_content_do_not_stop_the_run(sim: Simulator, t
     assert (result.exit_code, dict(result.counts.by_code)) == (EXIT_FAILED, {"context_length_exceeded": 14})
 
 
+def test_a_model_the_provider_asks_to_wait_for_waits_and_the_other_models_go_on(tmp_path: Path) -> None:
+    # Providers limit each model on its own: one model's daily limit spent is no reason to leave the others'
+    # lines unsent. A bucket of one gpt-4o request a minute: the second is told to come back in about a minute,
+    # longer than these lines wait (max_wait 30 s).
+    lines = lines_of(40)
+    for line in lines[::4]:
+        line["body"]["model"] = "gpt-4o"
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    with Simulator(rpm_for={"gpt-4o": 1}) as sim:
+        stopped = _run(src, out, sim, retry=RetryPolicy(max_wait=30))
+        assert stopped.exit_code == EXIT_STOPPED
+        assert stopped.stopped is not None
+        assert "gpt-4o: the provider asks to wait " in stopped.stopped
+        assert "the other models' lines ended" in stopped.stopped
+        # Every gpt-4o-mini line and the one gpt-4o line the bucket let through ended ok; the other gpt-4o
+        # lines wait, unsent but for those on the wire when the first long wait came (at most a slot each).
+        assert (stopped.counts.ok, stopped.counts.failed, stopped.counts.pending) == (31, 0, 9)
+        assert sim.stats()["by_status"].get("429", 0) <= 8
+        model_of = {line["custom_id"]: line["body"]["model"] for line in lines}
+        ended = sorted(model_of[r["custom_id"]] for r in records(out)[0])
+        assert ended == ["gpt-4o"] + ["gpt-4o-mini"] * 30
+        sim.configure(rpm_for={})  # the limit is back
+        done = _run(src, out, sim)
+    assert (done.exit_code, done.counts.ok, done.counts.resent) == (EXIT_OK, 40, 0)
+
+
 def test_a_wait_longer_than_a_line_takes_stops_the_run_with_every_line_pending(
     sim: Simulator, tmp_path: Path
 ) -> None:

@@ -220,7 +220,9 @@ class Journal(Protocol):
 
     def rollback(self) -> None: ...
 
-    def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]: ...
+    def claim(
+        self, n: int, *, worker: str, lease_s: float, skip_models: Collection[str] = ()
+    ) -> list[Claimed]: ...
 
     def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int: ...
 
@@ -638,23 +640,35 @@ class SQLiteJournal:
 
     # -- running --
 
-    def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]:
+    def claim(
+        self, n: int, *, worker: str, lease_s: float, skip_models: Collection[str] = ()
+    ) -> list[Claimed]:
         """Up to ``n`` lines to send, in input order: pending ones, and in-flight ones whose lease expired
-        (counted as resent). Each is in flight for ``worker`` until ``lease_s`` seconds from now."""
+        (counted as resent). Each is in flight for ``worker`` until ``lease_s`` seconds from now. Lines whose
+        body asks a model of ``skip_models`` are left where they are (a model the provider asks to wait for)."""
         if n <= 0:
             return []
         now = self._clock()
+        params: dict[str, Any] = {"n": n, "now": now}
+        skip = ""
+        if skip_models:
+            params.update((f"m{i}", m) for i, m in enumerate(skip_models))
+            skip = (
+                " AND NOT EXISTS (SELECT 1 FROM bodies b WHERE b.id = lines.id AND json_extract(b.body, '$.model')"
+                f" IN ({', '.join(f':m{i}' for i in range(len(skip_models)))}))"
+            )
         with self._write() as db:
             picked = db.execute(
-                """SELECT id, state FROM (
+                f"""SELECT id, state FROM (
                     SELECT id, number, state FROM (
-                        SELECT id, number, state FROM lines WHERE state = 'pending' ORDER BY number LIMIT :n)
+                        SELECT id, number, state FROM lines WHERE state = 'pending'{skip}
+                        ORDER BY number LIMIT :n)
                     UNION ALL
                     SELECT id, number, state FROM (
-                        SELECT id, number, state FROM lines WHERE state = 'in_flight' AND lease_until <= :now
+                        SELECT id, number, state FROM lines WHERE state = 'in_flight' AND lease_until <= :now{skip}
                         ORDER BY number LIMIT :n)
                     ORDER BY number LIMIT :n)""",
-                {"n": n, "now": now},
+                params,
             ).fetchall()
             if not picked:
                 return []

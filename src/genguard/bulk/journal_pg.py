@@ -598,20 +598,24 @@ class PostgresJournal:
 
     # -- running --
 
-    def claim(self, n: int, *, worker: str, lease_s: float) -> list[Claimed]:
+    def claim(
+        self, n: int, *, worker: str, lease_s: float, skip_models: Collection[str] = ()
+    ) -> list[Claimed]:
         """Up to ``n`` lines to send, in input order: pending ones, and in-flight ones whose lease expired
-        (counted as resent). Rows another worker is claiming at this instant are skipped, not waited for."""
+        (counted as resent). Rows another worker is claiming at this instant are skipped, not waited for.
+        Lines whose body asks a model of ``skip_models`` are left where they are."""
         if n <= 0:
             return []
+        skip = " AND coalesce(body::jsonb ->> 'model', '') <> ALL(%(skip)s)" if skip_models else ""
         # One statement, its own transaction: one round trip.
         with self._single() as db:
             rows = db.execute(
                 f"""WITH pending AS (
-                    SELECT id, number, state FROM batch_lines WHERE run = %(run)s AND state = 'pending'
+                    SELECT id, number, state FROM batch_lines WHERE run = %(run)s AND state = 'pending'{skip}
                     ORDER BY number LIMIT %(n)s FOR UPDATE SKIP LOCKED
                 ), expired AS (
                     SELECT id, number, state FROM batch_lines
-                    WHERE run = %(run)s AND state = 'in_flight' AND lease_until <= {_NOW}
+                    WHERE run = %(run)s AND state = 'in_flight' AND lease_until <= {_NOW}{skip}
                     ORDER BY number LIMIT %(n)s FOR UPDATE SKIP LOCKED
                 ), picked AS (
                     SELECT id, state FROM (SELECT * FROM pending UNION ALL SELECT * FROM expired) u
@@ -622,7 +626,14 @@ class PostgresJournal:
                     resent = l.resent + CASE WHEN p.state = 'in_flight' THEN 1 ELSE 0 END
                 FROM picked p WHERE l.run = %(run)s AND l.id = p.id
                 RETURNING l.id, l.custom_id, l.url, l.number, l.key, l.claims, l.resent, l.body""",
-                {"run": self.run, "n": n, "now": self._now(), "worker": worker, "lease": float(lease_s)},
+                {
+                    "run": self.run,
+                    "n": n,
+                    "now": self._now(),
+                    "worker": worker,
+                    "lease": float(lease_s),
+                    "skip": list(skip_models),
+                },
             ).fetchall()
         rows.sort(key=lambda r: (r[3], r[0]))
         return [

@@ -459,6 +459,8 @@ class _Run:
         self.lease_s = _lease(opts)
         self.renewed = time.monotonic()
         self.ahead: deque[Claimed] = deque()  # lines claimed in a batch, not started yet
+        # Models the provider asks to wait for longer than a line waits, and why: their lines wait for the next run.
+        self.parked: dict[str, str] = {}
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.wake: asyncio.Future[None] | None = None
@@ -555,6 +557,15 @@ class _Run:
                 f"(at most {_span(self.max_wait)})",
                 f"wait until {_clock_in(later)}",
             )
+            model = claimed.body.get("model")
+            if isinstance(model, str) and model:
+                # Providers limit each model on its own: this model's lines wait for the next run, the other
+                # models' go on; the run stops when only this model's are left (_park, run).
+                said = f": {outcome.message}" if outcome.message else ""
+                self._park(model, f"{stopper[0]} ({outcome.code}{said}); {stopper[1]}")
+                self.started.discard(claimed.custom_id)
+                self.journal.release([claimed.custom_id])
+                return
         elif (
             stopper is None
             and ((outcome.code == "timeout" and not self.went_on_timeouts) or refused)
@@ -656,6 +667,31 @@ class _Run:
             self.stop_reason = reason
             self._wake_loop()
 
+    def _park(self, model: str, why: str) -> None:
+        """Hold ``model``'s lines back for the rest of this run (the provider asks to wait for it longer than a
+        line waits): no more are claimed, those claimed ahead and those waiting for their turn or a retry go
+        back to pending unsent, and the other models' lines go on. A line of it on the wire ends as it comes
+        back (an answer is kept; another long wait puts it back too)."""
+        if model in self.parked:
+            return
+        self.parked[model] = why
+        if self.opts.progress != "none":
+            print(f"note: {model}: {why}; its lines wait for the next run, the other models' lines go on",
+                  file=sys.stderr, flush=True)  # fmt: skip
+        me = asyncio.current_task()
+        for task, line in list(self.tasks.items()):
+            if task is not me and line.custom_id not in self.started and line.body.get("model") == model:
+                task.cancel()  # its worker ends; _ended puts the line back to pending and the slot is filled again
+        held = [c for c in self.ahead if c.body.get("model") == model]
+        if held:
+            self.ahead = deque(c for c in self.ahead if c.body.get("model") != model)
+            self.journal.release([c.custom_id for c in held])
+
+    def _parked_reason(self) -> str:
+        said = "; ".join(f"{model}: {why}" for model, why in self.parked.items())
+        others = "the other models' lines ended; " if self.counts.ended else ""
+        return f"{said}; {others}then run the same command again to resume"
+
     # -- the loop --
 
     def flush(self, *, force: bool = False) -> None:
@@ -741,7 +777,12 @@ class _Run:
             shared = self.opts.shared
             if not shared or time.monotonic() >= self.claim_after:
                 want = min(max(self.room - len(self.tasks), 1) + self.claim_at, 256)
-                got = self.journal.claim(want, worker=self.worker, lease_s=self.lease_s)
+                if self.parked:
+                    got = self.journal.claim(
+                        want, worker=self.worker, lease_s=self.lease_s, skip_models=tuple(self.parked)
+                    )
+                else:
+                    got = self.journal.claim(want, worker=self.worker, lease_s=self.lease_s)
                 ahead.extend(got)
                 if not shared:
                     # Alone, no line comes back to pending while the run goes on: one claim short is the last.
@@ -816,6 +857,12 @@ class _Run:
             if self.stop_reason is not None:
                 break
             if self.exhausted and not self.tasks:
+                if self.parked:
+                    # Only the lines of models the provider asks to wait for are left (here: others may hold
+                    # lines of the rest, and go on).
+                    self.flush(force=True)
+                    self._stop(self._parked_reason())
+                    break
                 if not self.opts.shared:
                     break
                 # Other workers hold lines: wait, since a worker that dies leaves its lines to whoever is
