@@ -461,6 +461,7 @@ class _Run:
         self.ahead: deque[Claimed] = deque()  # lines claimed in a batch, not started yet
         # Models the provider asks to wait for longer than a line waits, and why: their lines wait for the next run.
         self.parked: dict[str, str] = {}
+        self.ended_models: set[Any] = set()  # the models of the lines this run ended
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.wake: asyncio.Future[None] | None = None
@@ -625,6 +626,7 @@ class _Run:
             )
         )
         self.ended_times.append(time.monotonic())
+        self.ended_models.add(claimed.body.get("model"))
 
     def _same_hard_failure(self, outcome: Outcome) -> None:
         """No line of this run has been served yet: count the lines ending with this same hard failure, and
@@ -689,8 +691,9 @@ class _Run:
 
     def _parked_reason(self) -> str:
         said = "; ".join(f"{model}: {why}" for model, why in self.parked.items())
-        others = "the other models' lines ended; " if self.counts.ended else ""
-        return f"{said}; {others}then run the same command again to resume"
+        others = any(m not in self.parked for m in self.ended_models)
+        others_ended = "the other models' lines ended; " if others else ""
+        return f"{said}; {others_ended}then run the same command again to resume"
 
     # -- the loop --
 
