@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Literal, Protocol
 
-from ..client.gate import ASKED_MODEL
+from ..client.gate import ASKED_MODEL, Gate
 from ..core.waits import parse_reset, wait_from_headers
 
 __all__ = [
@@ -937,21 +937,9 @@ class AsyncRateLimiter:
 # -- a pace per model ------------------------------------------------------------------------------------
 
 
-class PacedGate(Protocol):
+class PacedGate(Gate, Protocol):
     """A :class:`~genguard.Gate` that can say where its pace stands and give back a slot never used, as
     :class:`AsyncRateLimiter` and :class:`~genguard.RedisGate` do."""
-
-    async def acquire(self, tokens: int = 0) -> None: ...
-
-    def observe(
-        self,
-        status: int,
-        headers: Mapping[str, str],
-        *,
-        tokens_used: int | None = None,
-        tokens_reserved: int | None = None,
-        rate_limited: bool | None = None,
-    ) -> None: ...
 
     def release(self, tokens: int = 0) -> None: ...
 
