@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import functools
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from .outcome import Usage
 
-__all__ = ["cost_usd", "prices_available"]
+__all__ = ["cache_tokens", "cost_usd", "prices_available"]
 
 logger = logging.getLogger("genguard")
 
@@ -39,12 +40,17 @@ def prices_available() -> bool:
 # A call's cost depends only on these; caching keeps the table lookup (tens of microseconds) off the
 # per-request path for the common case of repeated models and sizes, and misses are cheap to remember.
 @functools.lru_cache(maxsize=4096)
-def _cost(model: str, prompt: int, completion: int) -> float | None:
+def _cost(model: str, prompt: int, completion: int, cached: int = 0, written: int = 0) -> float | None:
     calc = _calc()
     if calc is None:
         return None
     calc_price, price_usage = calc
-    usage = price_usage(input_tokens=prompt, output_tokens=completion)
+    counts = {"input_tokens": prompt, "output_tokens": completion}
+    if cached:
+        counts["cache_read_tokens"] = cached
+    if written:
+        counts["cache_write_tokens"] = written
+    usage = price_usage(**counts)
     try:
         result = calc_price(usage, model_ref=model)
     except (LookupError, ValueError):
@@ -55,16 +61,57 @@ def _cost(model: str, prompt: int, completion: int) -> float | None:
     return float(result.total_price)
 
 
+def _count(value: Any) -> int:
+    return value if type(value) is int and value > 0 else 0
+
+
+def cache_tokens(usage: Usage) -> tuple[int, int, int]:
+    """``(prompt tokens in all, read from the provider's prompt cache, written to it)`` as ``usage`` reports
+    them, in any of the shapes providers use: OpenAI's ``prompt_tokens_details.cached_tokens`` (chat) and
+    ``input_tokens_details.cached_tokens`` (Responses API), OpenRouter's ``cache_write_tokens`` beside it,
+    DeepSeek's ``prompt_cache_hit_tokens``, all counted within the prompt tokens; Anthropic's
+    ``cache_read_input_tokens`` and ``cache_creation_input_tokens``, counted beside its ``input_tokens``.
+
+    >>> cache_tokens(Usage(2000, 10, 2010, {"prompt_tokens_details": {"cached_tokens": 1792}}))
+    (2000, 1792, 0)
+    >>> cache_tokens(Usage(16, 10, 26, {"cache_read_input_tokens": 1800, "cache_creation_input_tokens": 200}))
+    (2016, 1800, 200)
+    """
+    prompt = usage.prompt_tokens or 0
+    details = usage.details
+    if not details:
+        return prompt, 0, 0
+    for name in ("prompt_tokens_details", "input_tokens_details"):
+        part = details.get(name)
+        if isinstance(part, Mapping):
+            read, written = _count(part.get("cached_tokens")), _count(part.get("cache_write_tokens"))
+            if read or written:
+                return prompt, min(read, prompt), min(written, prompt - min(read, prompt))
+    hit = _count(details.get("prompt_cache_hit_tokens"))
+    if hit:
+        return prompt, min(hit, prompt), 0
+    read = _count(details.get("cache_read_input_tokens"))
+    written = _count(details.get("cache_creation_input_tokens"))
+    return prompt + read + written, read, written
+
+
 def cost_usd(model: str | None, usage: Usage | None) -> float | None:
-    """The price of ``usage`` tokens on ``model`` in US dollars, or ``None`` when unknown.
+    """The price of ``usage`` tokens on ``model`` in US dollars, or ``None`` when unknown. Prompt tokens read
+    from the provider's prompt cache (or written to it) are priced as the table prices them (OpenAI bills a
+    cached token at a half or a quarter of an input token), read from ``usage`` by :func:`cache_tokens`.
 
     >>> round(cost_usd("gpt-4o-mini", Usage(prompt_tokens=1000, completion_tokens=500)) or 0, 6)  # doctest: +SKIP
     0.00045
     """
     if not model or usage is None:
         return None
-    prompt = usage.prompt_tokens or 0
     completion = usage.completion_tokens or 0
+    if usage.details:
+        prompt, cached, written = cache_tokens(usage)
+        if prompt == 0 and completion == 0:
+            return None
+        return _cost(model, prompt, completion, cached, written)
+    prompt = usage.prompt_tokens or 0
     if prompt == 0 and completion == 0:
         return None
     return _cost(model, prompt, completion)
