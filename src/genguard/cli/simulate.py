@@ -191,6 +191,21 @@ def _pairs(ctx: click.Context, param: click.Parameter, value: tuple[str, ...]) -
     help="The context window of MODEL (repeatable; wins over --context-window).",
 )
 @click.option(
+    "--prompt-cache/--no-prompt-cache",
+    default=True,
+    show_default=True,
+    help="Report the prefix of a prompt of 1024+ tokens that the same key sent to the same model recently as "
+    "cached tokens (usage.prompt_tokens_details.cached_tokens), as OpenAI caches prompts.",
+)
+@click.option(
+    "--prompt-cache-ttl",
+    "prompt_cache_ttl_s",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(0, min_open=True),
+    help="Seconds a cached prompt prefix is kept after its last use.",
+)
+@click.option(
     "--max-body-bytes",
     default=MAX_BODY_BYTES,
     show_default=True,

@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from ._cache import FIRST
 from ._chatreq import BadRequest, check_chat, prompt_tokens, same_request_key, tool_tokens
 from ._config import MEDIA_SCENARIOS
 from ._core import (
@@ -242,6 +243,18 @@ def overflowed(
     return ctx.error("context_length_exceeded", message=too_long, model=model, path=path)
 
 
+def cached_tokens(ctx: RequestContext, model: str, messages: list[Any], tools: list[Any], prompt: int) -> int:
+    """The tokens of this ``prompt`` (``messages`` and chat-shaped ``tools``) found in the prompt cache, which
+    then holds it too; 0 with ``prompt_cache`` off. Called for an answer only: a refusal neither reads nor
+    writes the cache."""
+    cfg = ctx.config
+    if not cfg.prompt_cache or prompt < FIRST:
+        return 0
+    state = ctx.state
+    return state.prompt_cache.use(ctx.api_key, model, messages, tools, tokens=prompt,
+                                  now=state.clock.monotonic(), ttl_s=cfg.prompt_cache_ttl_s)  # fmt: skip
+
+
 async def chat_completions(request: Request) -> Response:
     ctx = await begin(request, "chat", same_request=same_request_key)
     if isinstance(ctx, Response):
@@ -269,8 +282,9 @@ async def chat_completions(request: Request) -> Response:
     prompt = messages + tools
     completion = sum(p.tokens for p in plans)
     ctx.charge(completion)
+    cached = cached_tokens(ctx, model, parsed["messages"], parsed["tools"], prompt)
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
-             "prompt_tokens_details": {"cached_tokens": 0},
+             "prompt_tokens_details": {"cached_tokens": cached},
              "completion_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
     cid = f"chatcmpl-{ctx.request_id[4:]}"
     created = int(time.time())

@@ -232,6 +232,11 @@ class SimConfig:
     context_window_for: Mapping[str, int] = field(default_factory=dict)
     # The largest request body read; past it a 413, and the rest of the upload is drained, not kept.
     max_body_bytes: int = MAX_BODY_BYTES
+    # OpenAI's automatic prompt caching (``_cache``): the prefix of a prompt of 1024 tokens or more that the
+    # same key sent to the same model within prompt_cache_ttl_s is reported as cached tokens. On by default,
+    # as on OpenAI; off, cached_tokens stays 0.
+    prompt_cache: bool = True
+    prompt_cache_ttl_s: float = 600.0
 
     def __post_init__(self) -> None:
         parse_scenario(self.scenario)
@@ -270,6 +275,10 @@ class SimConfig:
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise ScenarioError(f"{name} must be a positive number, not {value}")
+        if not self.prompt_cache_ttl_s > 0:  # NaN too
+            raise ScenarioError(
+                f"prompt_cache_ttl_s must be a positive number, not {self.prompt_cache_ttl_s}"
+            )
         if not 0 < self.rate_window_s <= 60:
             raise ScenarioError(f"rate_window_s must be more than 0 and at most 60, not {self.rate_window_s}")
         for name in (

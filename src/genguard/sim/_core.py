@@ -47,6 +47,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..core.taxonomy import CODES
+from ._cache import PromptCache
 from ._clock import SYSTEM_CLOCK, Clock
 from ._config import DIALECTS, SHOULD_RETRY, ScenarioError, SimConfig, parse_scenario
 from ._dialects import ERROR_CODES, JSON, ErrorSpec, error_response
@@ -80,9 +81,11 @@ class SimState:
         self.reset()
 
     def reset(self) -> None:
-        """Forget stats, flaky counters, rate buckets, chaos dice and media state."""
+        """Forget stats, flaky counters, rate buckets, chaos dice, cached prompts and media state."""
         cfg = self.config
         self.limiter = self._limiter(cfg)
+        # Replaced, not cleared: reset() may run on another thread while a request is using the old one.
+        self.prompt_cache = PromptCache()
         self.stats = Stats()
         self.flaky: dict[str, int] = {}
         self.rng = random.Random(cfg.seed)

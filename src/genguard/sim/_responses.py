@@ -22,7 +22,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
-from ._chat import Plan, _plan, _reply, _seed, begin_checked, overflowed
+from ._chat import Plan, _plan, _reply, _seed, begin_checked, cached_tokens, overflowed
 from ._chatreq import (
     BadRequest,
     _check_length,
@@ -356,6 +356,7 @@ async def responses(request: Request) -> Response:
     if status == "failed" or not (plan.text or plan.tool_calls):
         plan = Plan(None, None, plan.finish, 0)  # nothing delivered, nothing counted
     prompt, completion = asked + tool_count, plan.tokens
+    cached = cached_tokens(ctx, model, messages, tools, prompt)
     ctx.charge(completion)
     cfg = ctx.config
     delay = cfg.ttft_ms / 1000 + (completion / cfg.tokens_per_s if cfg.tokens_per_s else 0.0)
@@ -368,7 +369,7 @@ async def responses(request: Request) -> Response:
         "max_output_tokens": limit, "model": model, "output": _output(plan, status, ids),
         "parallel_tool_calls": True, "temperature": 1.0, "tool_choice": "auto", "tools": req.get("tools") or [],
         "top_p": 1.0, "text": {"format": {"type": "text"}}, "truncation": "disabled",
-        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": 0},
+        "usage": {"input_tokens": prompt, "input_tokens_details": {"cached_tokens": cached},
                   "output_tokens": completion, "output_tokens_details": {"reasoning_tokens": 0},
                   "total_tokens": prompt + completion},
         "metadata": {},

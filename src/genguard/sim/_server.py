@@ -117,7 +117,7 @@ class Simulator:
         self._server = None
 
     def reset(self) -> None:
-        """Forget stats, flaky counters, rate buckets, chaos dice and media state."""
+        """Forget stats, flaky counters, rate buckets, chaos dice, cached prompts and media state."""
         self._state.reset()
 
     def configure(self, **changes: Any) -> SimConfig:
