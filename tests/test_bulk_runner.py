@@ -835,6 +835,42 @@ def test_refusals_of_the_lines_own_content_do_not_stop_the_run(sim: Simulator, t
     assert (result.exit_code, dict(result.counts.by_code)) == (EXIT_FAILED, {"context_length_exceeded": 14})
 
 
+def test_lines_sharing_a_long_prompt_are_priced_with_the_providers_prompt_cache(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Lines that share a long system prompt: after the first, the provider reads most of each prompt from its
+    # cache and bills those tokens at the cache price; so must each line's cost and the run's total.
+    lines = lines_of(4)
+    for line in lines:
+        line["body"]["messages"].insert(0, {"role": "system", "content": "You classify tickets. " * 400})
+    src = write_input(tmp_path / "in.jsonl", lines)
+    result = _run(src, tmp_path / "run", sim, concurrency=1)  # one at a time: the first fills the cache
+    assert result.exit_code == EXIT_OK
+    ok_records = sorted(records(tmp_path / "run")[0], key=lambda r: r["custom_id"])
+    usages = [Usage.from_dict(r["genguard"]["usage"]) for r in ok_records]
+    cached = [u.details["prompt_tokens_details"]["cached_tokens"] for u in usages if u and u.details]
+    assert cached[0] == 0
+    assert all(c >= 1024 for c in cached[1:]), cached
+    costs = [r["genguard"]["cost_usd"] for r in ok_records]
+    if costs[0] is None:
+        pytest.skip("genai-prices is not installed")
+    from genai_prices import Usage as PriceUsage
+    from genai_prices import calc_price
+
+    for record, usage, n in zip(ok_records, usages, cached, strict=True):
+        assert usage is not None
+        counts = {"input_tokens": usage.prompt_tokens, "output_tokens": usage.completion_tokens}
+        billed = calc_price(PriceUsage(**counts, cache_read_tokens=n or None), model_ref="gpt-4o-mini")
+        assert record["genguard"]["cost_usd"] == pytest.approx(float(billed.total_price))
+        if n:
+            plain = cost_usd("gpt-4o-mini", Usage(usage.prompt_tokens, usage.completion_tokens))
+            assert plain is not None
+            assert (
+                record["genguard"]["cost_usd"] < plain
+            )  # what every prompt token at the input price comes to
+    assert result.counts.cost_usd == pytest.approx(sum(costs))
+
+
 def test_a_model_the_provider_asks_to_wait_for_waits_and_the_other_models_go_on(tmp_path: Path) -> None:
     # Providers limit each model on its own: one model's daily limit spent is no reason to leave the others'
     # lines unsent. A bucket of one gpt-4o request a minute: the second is told to come back in about a minute,
