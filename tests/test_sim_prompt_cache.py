@@ -4,7 +4,7 @@ sent to the same model recently comes back as ``cached_tokens``, in steps of 128
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import openai
@@ -12,9 +12,9 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
+from _sim_cli import configs_of
 from genguard.cli import cli
 from genguard.sim import Simulator
-from genguard.sim import _server as sim_server
 from genguard.sim._cache import FIRST, STEP, PromptCache, _layout
 from genguard.sim._chatreq import prompt_tokens, tool_tokens
 from genguard.sim._clock import FakeClock
@@ -233,24 +233,8 @@ def test_prompt_cache_ttl_must_be_positive() -> None:
             SimConfig(prompt_cache_ttl_s=bad)
 
 
-class _NoServe:
-    """Stands in for the Simulator: keeps the config the command built, and does not serve it."""
-
-    configs: ClassVar[list[SimConfig]] = []
-
-    def __init__(self, config: SimConfig, **_: Any) -> None:
-        self.configs.append(config)
-
-    def start(self) -> _NoServe:
-        raise RuntimeError("not served in a test")
-
-
 def test_the_cli_options_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim_server, "Simulator", _NoServe)
-    monkeypatch.setattr(_NoServe, "configs", [])
-    CliRunner().invoke(cli, ["simulate"])
-    CliRunner().invoke(cli, ["simulate", "--no-prompt-cache", "--prompt-cache-ttl", "300"])
-    default, off = _NoServe.configs
+    default, off = configs_of(monkeypatch, [], ["--no-prompt-cache", "--prompt-cache-ttl", "300"])
     assert (default.prompt_cache, default.prompt_cache_ttl_s) == (True, 600.0)
     assert (off.prompt_cache, off.prompt_cache_ttl_s) == (False, 300.0)
     refused = CliRunner().invoke(cli, ["simulate", "--prompt-cache-ttl", "0"])

@@ -3,15 +3,15 @@ and its answers' headers and 429s state its own limits; the others share the key
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import httpx
 import pytest
 from click.testing import CliRunner
 
+from _sim_cli import configs_of
 from genguard.cli import cli
 from genguard.sim import Simulator
-from genguard.sim import _server as sim_server
 from genguard.sim._config import ScenarioError, SimConfig
 
 
@@ -154,26 +154,9 @@ def test_bad_values_name_the_setting_and_the_model(
         assert needle in str(info.value)
 
 
-class _NoServe:
-    """Stands in for the Simulator: keeps the config the command built, and does not serve it."""
-
-    configs: ClassVar[list[SimConfig]] = []
-
-    def __init__(self, config: SimConfig, **_: Any) -> None:
-        self.configs.append(config)
-
-    def start(self) -> _NoServe:
-        raise RuntimeError("not served in a test")
-
-
 def test_the_cli_options_reach_the_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sim_server, "Simulator", _NoServe)
-    monkeypatch.setattr(_NoServe, "configs", [])
-    args = ["simulate", "--rpm", "600", "--rpm-for", "gpt-4o=60", "--rpm-for", "o3-mini=5",
-            "--tpm-for", "gpt-4o=30000"]  # fmt: skip
-    result = CliRunner().invoke(cli, args)
-    assert "not served in a test" in result.output
-    (config,) = _NoServe.configs
+    args = ["--rpm", "600", "--rpm-for", "gpt-4o=60", "--rpm-for", "o3-mini=5", "--tpm-for", "gpt-4o=30000"]
+    (config,) = configs_of(monkeypatch, args)
     assert config.rpm == 600
     assert config.rpm_for == {"gpt-4o": 60, "o3-mini": 5}
     assert config.tpm_for == {"gpt-4o": 30000}
