@@ -178,6 +178,7 @@ class ChatStream(_StreamBase):
         finally:
             wire.close()
             status, headers = seen if seen else (0, {})
+            ASKED_MODEL.set(action.model or None)  # its reader may have asked a gate for another stream since
             if outcome is None:
                 gate.observe(status, headers, tokens_reserved=tokens)
             else:
@@ -309,6 +310,7 @@ class AsyncChatStream(_StreamBase):
         finally:
             await wire.aclose()
             status, headers = seen if seen else (0, {})
+            ASKED_MODEL.set(action.model or None)  # its reader may have asked a gate for another stream since
             if outcome is None:  # cut off by its reader: no answer to learn from, the slot is free again
                 gate.observe(status, headers, tokens_reserved=tokens)
             else:
