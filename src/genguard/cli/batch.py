@@ -75,6 +75,11 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
                 # CODE:P;CODE:P (as --help shows) or CODE=P;...: the simulator's own form is CODE=P,CODE=P.
                 entries = [e.strip().replace(":", "=", 1) for e in value.split(";") if e.strip()]
                 settings["chaos"] = ",".join(entries) if value not in ("", "off", "none") else ""
+            elif name in ("rpm_for", "tpm_for"):
+                # MODEL:N;MODEL:N, a model's own limit (providers limit each model on its own); a model's name
+                # may hold colons (llama3:8b, ft:gpt-4o:org::id), the number none.
+                pairs = [e.strip().rpartition("=" if "=" in e else ":") for e in value.split(";") if e.strip()]
+                settings[name] = {model.strip(): n.strip() for model, _, n in pairs}
             elif name in _NUMBERS:
                 try:
                     settings[name] = _NUMBERS[name](value)
@@ -88,8 +93,8 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
                     fail_usage(f"--simulate: headers={value!r}: use headers=on or headers=off")
             else:
                 fail_usage(
-                    f"--simulate: unknown setting {name!r}; use rpm=N, tpm=N, chaos=CODE:P;CODE:P, seed=N, "
-                    "ttft_ms=N, headers=off"
+                    f"--simulate: unknown setting {name!r}; use rpm=N, tpm=N, rpm_for=MODEL:N;MODEL:N, "
+                    "tpm_for=MODEL:N;MODEL:N, chaos=CODE:P;CODE:P, seed=N, ttft_ms=N, headers=off"
                 )
     try:
         simulator = Simulator(**settings)
@@ -249,7 +254,8 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
     metavar="[SETTINGS]",
     help="Run against the embedded simulator (no key, no network): rpm=3000 by default; "
     "e.g. --simulate 'rpm=1200,chaos=server_error:0.02;truncated:0.01'; headers=off for a provider that "
-    "states no rate limit (genguard finds it from the 429s), ttft_ms=N for its latency.",
+    "states no rate limit (genguard finds it from the 429s), ttft_ms=N for its latency, "
+    "rpm_for=gpt-4o:120 for a model limited on its own.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @otel_option
