@@ -461,7 +461,7 @@ class _Run:
         self.ahead: deque[Claimed] = deque()  # lines claimed in a batch, not started yet
         # Models the provider asks to wait for longer than a line waits, and why: their lines wait for the next run.
         self.parked: dict[str, str] = {}
-        self.ended_models: set[Any] = set()  # the models of the lines this run ended
+        self.ended_models: set[str | None] = set()  # the models of the lines this run ended
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
         self.wake: asyncio.Future[None] | None = None
@@ -626,7 +626,8 @@ class _Run:
             )
         )
         self.ended_times.append(time.monotonic())
-        self.ended_models.add(claimed.body.get("model"))
+        model = claimed.body.get("model")
+        self.ended_models.add(model if isinstance(model, str) else None)
 
     def _same_hard_failure(self, outcome: Outcome) -> None:
         """No line of this run has been served yet: count the lines ending with this same hard failure, and
@@ -1194,6 +1195,7 @@ async def arun_batch(
             limits={
                 model or "": (None if pace.rpm is None else pace.rpm / 60.0, pace.rpm_source)
                 for model, pace in limiter.snapshots().items()
+                if model is not None or pace.rpm is not None  # not the shared limiter's check, if unused
             },
             invalid=invalid,
             absent=loaded.absent,
