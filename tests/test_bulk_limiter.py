@@ -1123,3 +1123,19 @@ def test_an_attempt_never_sent_goes_back_to_its_own_models_gate() -> None:
         assert waiting.done()
 
     run(main())
+
+
+def test_models_past_the_most_share_one_gate() -> None:
+    # A gateway's callers may name any model: the gates (and a shared limiter's connections) stay bounded.
+    async def main() -> None:
+        made: list[str | None] = []
+        gates = ModelGates(lambda model: made.append(model) or AsyncRateLimiter(RateGovernor()), most=2)
+        for model in ("a", "b", "c", "d"):
+            ASKED_MODEL.set(model)
+            await gates.acquire()
+            gates.observe(200, {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "9"})
+        assert made == ["a", "b", None]
+        assert list(gates.snapshots()) == ["a", "b", None]
+        assert gates.snapshots()[None].rpm == 60  # c's and d's answers reached the gate they share
+
+    run(main())

@@ -955,7 +955,8 @@ class ModelGates:
     own included); a request that names none goes through the gate of ``None``. ``make`` returns the gate, or
     an awaitable of it (a shared gate that connects first, such as ``genguard.open_gate(..., model=model)``).
     With one model this is that model's gate; with several, a model held back by its limit (or paused by its
-    429s) leaves the others at their own pace.
+    429s) leaves the others at their own pace. Past ``most`` models (a gateway's callers may name any), the
+    others share the gate of ``None``.
 
     >>> gates = ModelGates(lambda model: AsyncRateLimiter(RateGovernor()))
     >>> async def call(model):
@@ -968,10 +969,17 @@ class ModelGates:
     ({'a': 600.0, 'b': 60.0}, 660.0)
     """
 
-    def __init__(self, make: Callable[[str | None], PacedGate | Awaitable[PacedGate]]) -> None:
+    def __init__(
+        self, make: Callable[[str | None], PacedGate | Awaitable[PacedGate]], *, most: int = 256
+    ) -> None:
         self._make = make
+        self.most = most
         self.gates: dict[str | None, PacedGate] = {}
         self._opening: dict[str | None, asyncio.Future[PacedGate]] = {}
+
+    def _gate_of(self, model: str | None) -> PacedGate | None:
+        gate = self.gates.get(model)
+        return self.gates.get(None) if gate is None else gate
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for the asked model's gate (made on its first request) to let this request go."""
@@ -987,6 +995,8 @@ class ModelGates:
         gate = self.gates.get(model)
         if gate is not None:
             return gate
+        if model is not None and len(self.gates) + len(self._opening) >= self.most:
+            return await self.open(None)  # the models past the most share one gate
         made = self._make(model) if model not in self._opening else None
         if made is not None and not inspect.isawaitable(made):
             self.gates[model] = made
@@ -1015,14 +1025,14 @@ class ModelGates:
         rate_limited: bool | None = None,
     ) -> None:
         """Tell the asked model's gate of its answer."""
-        gate = self.gates.get(ASKED_MODEL.get())
+        gate = self._gate_of(ASKED_MODEL.get())
         if gate is not None:
             gate.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
                          rate_limited=rate_limited)  # fmt: skip
 
     def release(self, tokens: int = 0) -> None:
         """Give back a request that the asked model's gate let go but that was never sent."""
-        gate = self.gates.get(ASKED_MODEL.get())
+        gate = self._gate_of(ASKED_MODEL.get())
         if gate is not None:
             gate.release(tokens)
 

@@ -78,7 +78,9 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
             elif name in ("rpm_for", "tpm_for"):
                 # MODEL:N;MODEL:N, a model's own limit (providers limit each model on its own); a model's name
                 # may hold colons (llama3:8b, ft:gpt-4o:org::id), the number none.
-                pairs = [e.strip().rpartition("=" if "=" in e else ":") for e in value.split(";") if e.strip()]
+                pairs = [
+                    e.strip().rpartition("=" if "=" in e else ":") for e in value.split(";") if e.strip()
+                ]
                 settings[name] = {model.strip(): n.strip() for model, _, n in pairs}
             elif name in _NUMBERS:
                 try:
