@@ -54,10 +54,12 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
 
 4. Models. Providers limit each model on its own: the simulator admits R requests a second for gpt-4o-mini and
    ``--slow-rate`` (default 2) for gpt-4o (``rpm_for``, one-second windows, headers on), and the input has
-   ``--model-lines`` lines (default 400), one in ten asking gpt-4o. genguard (a pace a model) against the same
-   runner given one pace for the whole run (one limiter for every model, as before the pace per model): wall
-   time over the least any client could take (each model's lines at its own limit, the slowest model's the
-   bound), and 429s per success.
+   ``--model-lines`` lines (default 400), one in ten asking gpt-4o. genguard (``ModelGates``: a model whose
+   answers state other limits gets a pace of its own) against the same runner given one pace for the whole
+   run (one limiter for every model, as before): wall time over the least any client could take (each model's
+   lines at its own limit, the slowest model's the bound), and 429s per success. Then a limit of the key that
+   two models share (a gateway's: ``--lines`` lines, half each, R a second in all), with headers and without,
+   where one pace is right: goodput/R and 429s per success for both.
 
     .venv/bin/python bench/bench_batch.py              # R = 50, N = 1200; about 4 minutes
     .venv/bin/python bench/bench_batch.py --quick      # R = 20, N = 300, smaller runs; about 2 minutes
@@ -492,24 +494,47 @@ def models(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> 
     out: dict[str, Any] = {"rate": args.rate, "slow_rate": args.slow_rate, "lines": n, "slow_lines": n_slow,
                            "ideal_s": ideal, "contenders": {}}  # fmt: skip
     opened = runner._open_limiter
-    with _server(SIM_SERVER, json.dumps(settings)) as url:
+
+    def both(url: str, path: Path, tag: str) -> dict[str, dict[str, Any]]:
+        per: dict[str, dict[str, Any]] = {}
         root = url.removesuffix("/v1")
-        for name in ("a pace a model", "one pace"):
+        for name in ("genguard", "one pace"):
             _http("POST", root + "/_genguard/reset", b"{}")
-            runner._open_limiter = opened if name == "a pace a model" else _one_pace  # type: ignore[assignment]
+            runner._open_limiter = opened if name == "genguard" else _one_pace  # type: ignore[assignment]
             try:
-                run = asyncio.run(run_genguard(url, work / "models.jsonl", work / f"models-{name[:3]}"))
+                run = asyncio.run(run_genguard(url, path, work / f"{tag}-{name[:3]}"))
             finally:
                 runner._open_limiter = opened  # type: ignore[assignment]
             counts = _sim_counts(url)
-            out["contenders"][name] = {
+            per[name] = {
                 "ok": run.ok,
                 "wall_s": run.wall_s,
-                "over_ideal": run.wall_s / ideal if ideal > 0 else None,
                 "429_per_ok": counts.get("429", 0) / max(counts.get("200", 0), 1),
                 "server": counts,
             }
-            log(f"models {name:<15} ok {run.ok:>5} in {run.wall_s:5.1f} s; server {counts}")
+            log(f"models {tag} {name:<15} ok {run.ok:>5} in {run.wall_s:5.1f} s; server {counts}")
+        return per
+
+    with _server(SIM_SERVER, json.dumps(settings)) as url:
+        out["contenders"] = both(url, work / "models.jsonl", "per-model")
+    for r in out["contenders"].values():
+        r["over_ideal"] = r["wall_s"] / ideal if ideal > 0 else None
+    # A limit of the key that every model shares (a gateway's), which a pace a model would split: two models, half the
+    # lines each, R a second in all; with the limit in the headers (each model's answers state the shared
+    # bucket) and without (429s only).
+    with (work / "shared.jsonl").open("wb") as f:
+        for i in range(args.lines):
+            body = {**_body(i), "model": slow_model if i % 2 else MODEL}
+            line = {"custom_id": f"req-{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}
+            f.write(orjson.dumps(line) + b"\n")
+    out["shared"] = {}
+    for mode in MODES:
+        shared = {"rpm": args.rate * 60, "rate_window_s": 1.0, "ratelimit_headers": mode == "headers"}
+        with _server(SIM_SERVER, json.dumps(shared)) as url:
+            per = both(url, work / "shared.jsonl", f"shared-{mode}")
+        for r in per.values():
+            r["goodput_per_r"] = r["ok"] / r["wall_s"] / args.rate if r["wall_s"] else 0.0
+        out["shared"][mode] = per
     return out
 
 
@@ -850,6 +875,15 @@ def table(report: dict[str, Any]) -> str:
                 f"  {name:<15} ok {r['ok']:>5}  {r['wall_s']:6.1f} s  x{r['over_ideal']:.2f} of the least  "
                 f"{r['429_per_ok']:.3f} 429s per success"
             )
+        for mode, per in md.get("shared", {}).items():
+            lines.append(
+                f"a limit of the key both models share ({md['rate']}/s), half the lines each, server sends {mode}:"
+            )
+            for name, r in per.items():
+                lines.append(
+                    f"  {name:<15} ok {r['ok']:>5}  {r['wall_s']:6.1f} s  goodput/R {r['goodput_per_r']:.3f}  "
+                    f"{r['429_per_ok']:.3f} 429s per success"
+                )
     load = ", ".join(f"{x:.1f}" for x in report["load_average"])
     lines.append(f"\n{report['command']}  ({report['wall_s']:.0f} s; load average at the end {load})")
     return "\n".join(lines)

@@ -1001,7 +1001,7 @@ def test_every_waiter_whose_turn_has_come_is_let_go_in_one_pass() -> None:
 
 
 def per_model(clock: Clock, made: list[str | None], **kwargs: Any) -> ModelGates:
-    """A gate per model on the fake clock; ``made`` lists the models whose gate was made, in order."""
+    """Gates on the fake clock; ``made`` lists the gates made (None: the shared one), in order."""
 
     def make(model: str | None) -> AsyncRateLimiter:
         made.append(model)
@@ -1010,66 +1010,116 @@ def per_model(clock: Clock, made: list[str | None], **kwargs: Any) -> ModelGates
     return ModelGates(make)
 
 
+def limit(rpm: int, remaining: int = 9) -> dict[str, str]:
+    return {"x-ratelimit-limit-requests": str(rpm), "x-ratelimit-remaining-requests": str(remaining)}
+
+
+async def answered(
+    gates: ModelGates,
+    model: str | None,
+    status: int = 200,
+    headers: Any = None,
+    *,
+    clock: Clock | None = None,
+) -> None:
+    """One request of ``model`` let go and answered, in one task as a client does (the fake clock moved on
+    while it waits its turn)."""
+
+    async def attempt() -> None:
+        ASKED_MODEL.set(model)
+        await gates.acquire()
+        gates.observe(status, {} if headers is None else headers)
+
+    task = asyncio.create_task(attempt())
+    await settle()
+    while clock is not None and not task.done():
+        clock.advance(1.0)
+        await settle()
+    await task
+
+
 def test_model_gates_is_a_client_gate() -> None:
     assert isinstance(ModelGates(lambda model: AsyncRateLimiter(RateGovernor())), Gate)
 
 
-def test_a_model_paused_by_its_429_leaves_the_others_at_their_own_pace() -> None:
-    # Providers limit each model on its own: one model's 429 (and its Retry-After) says nothing of another's.
+def test_models_whose_answers_state_the_same_limits_share_one_pace() -> None:
+    # A gateway's limit of the key (every model draws on it) states the same limit on every model's answers;
+    # a pace each would send twice the limit.
     async def main() -> None:
         clock = Clock()
         made: list[str | None] = []
-        gates = per_model(clock, made, rpm=600, burst_s=0.0)
-        sent: list[tuple[str, float]] = []
-
-        async def call(model: str, answer: int = 200, headers: dict[str, str] | None = None) -> None:
-            ASKED_MODEL.set(model)
-            await gates.acquire(10)
-            sent.append((model, clock.now))
-            gates.observe(answer, headers or {}, tokens_reserved=10)
-
-        await call("gpt-4o", 429, {"retry-after": "30", **REFUSED})
-        waiting = asyncio.create_task(call("gpt-4o"))
-        others = [asyncio.create_task(call("gpt-4o-mini")) for _ in range(3)]
-        await settle()
-        for _ in range(10):  # each waiter sets its timer when the one before it goes
-            clock.advance(0.1)
-            await settle()
-        assert [m for m, _ in sent] == ["gpt-4o", "gpt-4o-mini", "gpt-4o-mini", "gpt-4o-mini"]
-        assert not waiting.done()  # gpt-4o waits out the 30 s it was asked to
-        clock.advance(29.0)
-        await settle()
-        assert sent[-1] == ("gpt-4o", pytest.approx(30.0))
-        await asyncio.gather(waiting, *others)
-        assert made == ["gpt-4o", "gpt-4o-mini"]
-        snaps = gates.snapshots()
-        assert (snaps["gpt-4o"].rate_limited, snaps["gpt-4o-mini"].rate_limited) == (1, 0)
-        assert gates.snapshot().rate_limited == 1
+        gates = per_model(clock, made)
+        for model in ("gpt-4o", "gpt-4o-mini", "gpt-4o", "o3-mini"):
+            await answered(gates, model, headers=limit(600), clock=clock)
+        assert made == [None]
+        assert gates.shared_models() == ["gpt-4o", "gpt-4o-mini", "o3-mini"]
+        assert {m: s.rpm for m, s in gates.snapshots().items()} == {None: 600}
 
     run(main())
 
 
-def test_each_model_keeps_the_limit_its_own_answers_state() -> None:
+def test_a_model_whose_answers_state_other_limits_gets_a_pace_of_its_own() -> None:
     async def main() -> None:
         clock = Clock()
-        gates = per_model(clock, [])
-        for model, limit in (("gpt-4o", "60"), ("gpt-4o-mini", "600"), ("gpt-4o", "60")):
-            ASKED_MODEL.set(model)
-            waiting = asyncio.create_task(gates.acquire())
-            await settle()
-            clock.advance(1.0)  # gpt-4o's second request waits its pace's second
-            await waiting
-            gates.observe(200, {"x-ratelimit-limit-requests": limit, "x-ratelimit-remaining-requests": "9"})
-        ASKED_MODEL.set(None)  # a request that names no model has a gate of its own
-        await gates.acquire()
-        gates.observe(200, {})
-        assert {m: s.rpm for m, s in gates.snapshots().items()} == {
-            "gpt-4o": 60,
-            "gpt-4o-mini": 600,
-            None: None,
-        }
+        made: list[str | None] = []
+        gates = per_model(clock, made)
+        await answered(gates, "gpt-4o-mini", headers=limit(6000), clock=clock)
+        await answered(gates, "gpt-4o", headers=limit(500), clock=clock)  # OpenAI states each model's own
+        assert made == [None, "gpt-4o"]
+        # That answer's limit was gpt-4o's, not the shared pace's to learn.
+        assert gates.snapshots()[None].rpm == 6000
+        await answered(gates, "gpt-4o", headers=limit(500), clock=clock)
+        assert {m: s.rpm for m, s in gates.snapshots().items()} == {None: 6000, "gpt-4o": pytest.approx(500)}
+        assert gates.shared_models() == ["gpt-4o-mini"]
         total = gates.snapshot()
-        assert (total.rpm, total.rpm_source) == (660, "headers")
+        assert (total.rpm, total.rpm_source) == (pytest.approx(6500), "headers")
+
+    run(main())
+
+
+def test_a_model_on_its_own_pace_paused_by_its_429_leaves_the_others_at_theirs() -> None:
+    async def main() -> None:
+        clock = Clock()
+        gates = per_model(clock, [], burst_s=0.0)
+        await answered(gates, "gpt-4o-mini", headers=limit(600), clock=clock)
+        await answered(gates, "gpt-4o", headers=limit(60), clock=clock)
+        await answered(gates, "gpt-4o", 429, {"retry-after": "30", **limit(60, 0)}, clock=clock)
+        paused_at = clock.now
+        sent: list[tuple[str, float]] = []
+
+        async def call(model: str) -> None:
+            ASKED_MODEL.set(model)
+            await gates.acquire()
+            sent.append((model, clock.now))
+            gates.observe(200, limit(600 if model == "gpt-4o-mini" else 60))
+
+        waiting = asyncio.create_task(call("gpt-4o"))
+        others = [asyncio.create_task(call("gpt-4o-mini")) for _ in range(3)]
+        for _ in range(20):  # each waiter sets its timer when the one before it goes
+            clock.advance(0.1)
+            await settle()
+        assert [m for m, _ in sent] == ["gpt-4o-mini"] * 3
+        assert not waiting.done()  # gpt-4o waits out the 30 s it was asked to
+        clock.advance(29.0)
+        await settle()
+        model, at = sent[-1]
+        assert model == "gpt-4o"
+        assert paused_at + 30.0 <= at <= paused_at + 31.0  # when the clock's step past the pause let it go
+        await asyncio.gather(waiting, *others)
+        snaps = gates.snapshots()
+        assert (snaps["gpt-4o"].rate_limited, snaps[None].rate_limited) == (1, 0)
+
+    run(main())
+
+
+def test_a_provider_that_states_no_limit_keeps_one_pace() -> None:
+    async def main() -> None:
+        made: list[str | None] = []
+        gates = per_model(Clock(), made)
+        for _ in range(10):
+            for model in ("a", "b"):
+                await answered(gates, model)
+        assert (made, gates.shared_models()) == ([None], ["a", "b"])
 
     run(main())
 
@@ -1081,7 +1131,7 @@ def test_a_gate_that_connects_first_is_made_once_for_many_callers() -> None:
 
         async def connect(model: str | None) -> AsyncRateLimiter:
             made.append(model)
-            await release.wait()  # a shared gate's connection, slow to come
+            await release.wait()  # a shared limiter's connection, slow to come
             return AsyncRateLimiter(RateGovernor(start_rps=1000))
 
         gates = ModelGates(connect)
@@ -1097,45 +1147,74 @@ def test_a_gate_that_connects_first_is_made_once_for_many_callers() -> None:
         await settle()
         release.set()
         await asyncio.gather(*callers)
-        assert made == ["m"]
-        assert list(gates.snapshots()) == ["m"]
+        assert made == [None]
         await gates.aclose()
 
     run(main())
 
 
-def test_an_attempt_never_sent_goes_back_to_its_own_models_gate() -> None:
+def test_an_answer_and_a_slot_given_back_go_to_the_gate_that_let_the_request_go() -> None:
     async def main() -> None:
         clock = Clock()
-        gates = per_model(clock, [], rpm=60, burst_s=0.0)
-        for model in ("a", "b"):
-            ASKED_MODEL.set(model)
-            await gates.acquire()
-        gates.release()  # b's slot: its request never left
+        gates = per_model(clock, [])
+        await answered(gates, "a", headers=limit(6_000_000), clock=clock)  # no wait for the next ones
         ASKED_MODEL.set("b")
-        await gates.acquire()  # at once, the slot given back
-        ASKED_MODEL.set("a")
-        waiting = asyncio.create_task(gates.acquire())
-        await settle()
-        assert not waiting.done()  # a's next slot is a second away
-        clock.advance(1.0)
-        await settle()
-        assert waiting.done()
+        await gates.acquire()  # through the shared gate, b not placed yet
+        gates.release()  # its request never left: the shared gate's slot comes back
+        shared = gates.gates[None]
+        assert isinstance(shared, AsyncRateLimiter)
+        assert shared.governor.state.reserved == 1
+        await gates.acquire()
+        gates.observe(
+            200, limit(60)
+        )  # b's own limit: b gets a gate of its own, this answer settles the shared
+        assert (shared.governor.state.reserved, shared.governor.state.settled) == (2, 2)
+        assert list(gates.snapshots()) == [None, "b"]
 
     run(main())
 
 
-def test_models_past_the_most_share_one_gate() -> None:
+def test_models_past_the_most_stay_on_the_shared_gate() -> None:
     # A gateway's callers may name any model: the gates (and a shared limiter's connections) stay bounded.
     async def main() -> None:
         made: list[str | None] = []
         gates = ModelGates(lambda model: made.append(model) or AsyncRateLimiter(RateGovernor()), most=2)
-        for model in ("a", "b", "c", "d"):
-            ASKED_MODEL.set(model)
+        for model, rpm in (("a", 6_000_000), ("b", 600_000), ("c", 300_000), ("d", 100_000)):
+            await answered(gates, model, headers=limit(rpm))
+        assert made == [None, "b"]
+        assert gates.shared_models() == ["a", "c", "d"]
+
+    run(main())
+
+
+def test_requests_waiting_at_the_shared_pace_move_when_their_model_gets_its_own() -> None:
+    # The first answer was the slow model's: the shared pace is its 1 a second. Queued behind it, the other
+    # model's requests would go at that pace for as long as the queue lasts; its first answer says it has
+    # its own limit, and they go at once to its own gate.
+    async def main() -> None:
+        clock = Clock()
+        gates = per_model(clock, [])
+        await answered(gates, "slow", headers=limit(60), clock=clock)
+        sent: list[float] = []
+
+        async def call() -> None:
+            ASKED_MODEL.set("fast")
             await gates.acquire()
-            gates.observe(200, {"x-ratelimit-limit-requests": "60", "x-ratelimit-remaining-requests": "9"})
-        assert made == ["a", "b", None]
-        assert list(gates.snapshots()) == ["a", "b", None]
-        assert gates.snapshots()[None].rpm == 60  # c's and d's answers reached the gate they share
+            sent.append(clock.now)
+            gates.observe(200, limit(600_000))
+
+        queued = [asyncio.create_task(call()) for _ in range(11)]
+        await settle()
+        while not sent:
+            clock.advance(0.25)
+            await settle()
+        # The shared gate let the first go at its pace; its answer gave fast a gate of its own, and the ten
+        # queued behind it moved there and went at once, not one a second for ten seconds.
+        clock.advance(0.01)
+        await settle()
+        assert len(sent) == 11, sent
+        assert sent[-1] - sent[0] < 0.1
+        await asyncio.gather(*queued)
+        assert gates.shared_models() == ["slow"]
 
     run(main())

@@ -211,16 +211,16 @@ def test_an_empty_input_says_so_and_sends_nothing(sim: Simulator, tmp_path: Path
 
 
 def test_simulate_limits_a_model_on_its_own(tmp_path: Path) -> None:
-    lines = lines_of(30)
+    lines = lines_of(200)
     for line in lines[::10]:
         line["body"]["model"] = "llama3:8b"  # a name with a colon in it
     src = write_input(tmp_path / "in.jsonl", lines)
-    argv = ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", "rpm=6000,rpm_for=llama3:8b:120,"
+    argv = ["batch", str(src), "--out", str(tmp_path / "run"), "--simulate", "rpm=6000,rpm_for=llama3:8b:600,"
             "chaos=off", "--json"]  # fmt: skip
     result = CliRunner().invoke(cli, argv)
     assert result.exit_code == 0, result.output
     limits = orjson.loads(result.stdout)["limits"]
-    assert limits["llama3:8b"]["limit_rps"] == pytest.approx(2.0)
+    assert limits["llama3:8b"]["limit_rps"] == pytest.approx(10.0)
     assert limits["gpt-4o-mini"]["limit_rps"] == pytest.approx(100.0)
     bad = CliRunner().invoke(cli, [*argv[:5], "rpm_for=gpt-4o:lots"])
     assert bad.exit_code == 2

@@ -459,13 +459,11 @@ def test_batch_with_a_shared_limiter_runs_and_writes_no_key_to_redis(
     client = redis.Redis()
     name = default_name(sim.base_url, KEY)
     keys = sorted(k.decode() for k in client.scan_iter(f"{prefix}:*"))
-    # A budget a model (and the one of requests naming none, opened first to check Redis answers); the run left
-    # the workers' sets (empty, so gone).
-    assert keys == [f"{prefix}:{name}", f"{prefix}:{name}/gpt-4o-mini"]
-    state = client.hgetall(f"{prefix}:{name}/gpt-4o-mini")
+    assert keys == [f"{prefix}:{name}"]  # the state; the run left the workers' set (empty, so gone)
+    state = client.hgetall(f"{prefix}:{name}")
     assert int(state[b"ok"]) == 12  # every success counted in the shared state
     assert state[b"rpm_source"] == b"headers"
-    dump = repr(state) + repr(client.hgetall(f"{prefix}:{name}"))
+    dump = repr(state) + repr(client.zrange(f"{prefix}:{name}:workers", 0, -1))
     assert KEY not in dump
     assert KEY[-8:] not in dump
 
@@ -552,15 +550,20 @@ def test_the_docs_python_example_runs_against_the_simulator(sim: Simulator, pref
         len(blocks) == 3
     )  # AsyncClient, then a budget a model, then the blocking Client through ThreadedGate
     spaces: list[dict[str, Any]] = []
-    for code in blocks:
-        code = code.replace("redis://127.0.0.1:6379/0?name=team-a", _url(prefix, "docs"))
-        code = code.replace("http://127.0.0.1:8000/v1", sim.base_url)
-        spaces.append({})
-        exec(compile(code, "docs/scale.md", "exec"), spaces[-1])
+    sim.configure(rpm_for={"gpt-4o": 600})  # a provider that limits gpt-4o on its own, and says so
+    try:
+        for code in blocks:
+            code = code.replace("redis://127.0.0.1:6379/0?name=team-a", _url(prefix, "docs"))
+            code = code.replace("http://127.0.0.1:8000/v1", sim.base_url)
+            spaces.append({})
+            exec(compile(code, "docs/scale.md", "exec"), spaces[-1])
+    finally:
+        sim.configure(rpm_for={})
     assert [o.ok for o in spaces[0]["outcomes"]] == [True, True]
-    assert [o.ok for o in spaces[1]["outcomes"]] == [True, True]
+    assert [o.ok for o in spaces[1]["outcomes"]] == [True, True, True]
     assert spaces[2]["outcome"].ok
     r = redis.Redis()
-    assert int(r.hgetall(f"{prefix}:docs")[b"ok"]) == 3  # the first and last examples drew on the one budget
-    for model in ("gpt-4o", "gpt-4o-mini"):  # the second on a budget a model
-        assert int(r.hgetall(f"{prefix}:docs/{model}")[b"ok"]) == 1
+    # One budget for all but gpt-4o's last call: its first answer stated limits of its own.
+    assert int(r.hgetall(f"{prefix}:docs")[b"ok"]) == 5
+    assert int(r.hgetall(f"{prefix}:docs/gpt-4o")[b"ok"]) == 1
+    assert not r.exists(f"{prefix}:docs/gpt-4o-mini")

@@ -330,7 +330,7 @@ def test_a_redis_limiter_url_gives_every_actor_the_shared_budget(sim: Simulator)
     assert out.column("ok").to_pylist() == [True] * 5
     r = redis.Redis(host="127.0.0.1", port=6379, db=0)
     try:
-        shared = {k.decode(): v.decode() for k, v in r.hgetall(f"{prefix}:rows/m").items()}  # model m's
+        shared = {k.decode(): v.decode() for k, v in r.hgetall(f"{prefix}:rows").items()}
         # The budget lives in Redis: the simulator's limit read from its headers, written for every worker.
         assert shared, "nothing was written to the shared limiter"
         assert KEY not in str(shared)

@@ -40,6 +40,8 @@ second, so a minute's budget sent at once is refused.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
 import math
 import re
@@ -946,27 +948,40 @@ class PacedGate(Gate, Protocol):
     def snapshot(self) -> RateSnapshot: ...
 
 
-class ModelGates:
-    """A gate that paces each model on its own, as providers limit each model on its own (OpenAI's
-    requests and tokens per minute are per model, and an answer's ``x-ratelimit-*`` headers state the limits of
-    the model that answered): one gate per model, made by ``make(model)`` on the model's first request.
+_UNSTATED = 8  # answers without a limit in their headers after which a model stays on the shared pace
 
+
+def _limits_stated(headers: Mapping[str, str]) -> tuple[tuple[str, str, float | None, float], ...] | None:
+    """The limits an answer's rate-limit headers state (not what remains of them): the same for every model
+    whose requests draw on one bucket; ``None`` when they state none."""
+    stated = tuple(sorted((r.kind, r.part, r.window_s, r.limit) for r in read_rate_limits(headers)
+                          if r.limit is not None))  # fmt: skip
+    return stated or None
+
+
+class ModelGates:
+    """A gate that gives a model a pace of its own once its answers show that the provider limits it on its
+    own, as OpenAI does (each model has its own requests and tokens per minute, and an answer's
+    ``x-ratelimit-*`` headers state the limits of the model that answered).
+
+    Models start on one shared gate, made by ``make(None)``: a gateway's limit of the key, which every model
+    draws on, is one pace, as are the models of a provider that states no limit. A model whose answer states
+    other limits than the shared gate's first answer did gets a gate of its own, made by ``make(model)``;
+    one whose answers state the same limits stays on the shared one. ``make`` returns the gate, or an
+    awaitable of it (a shared limiter that connects first, such as ``genguard.open_gate(..., model=model)``).
     A client says which model each attempt asks (:func:`genguard.client.gate.asked_model`, a fallback model's
-    own included); a request that names none goes through the gate of ``None``. ``make`` returns the gate, or
-    an awaitable of it (a shared gate that connects first, such as ``genguard.open_gate(..., model=model)``).
-    With one model this is that model's gate; with several, a model held back by its limit (or paused by its
-    429s) leaves the others at their own pace. Past ``most`` models (a gateway's callers may name any), the
-    others share the gate of ``None``.
+    own included); each answer goes to the gate that let its request go. Past ``most`` gates (a gateway's
+    callers may name any model), the other models stay on the shared one.
 
     >>> gates = ModelGates(lambda model: AsyncRateLimiter(RateGovernor()))
-    >>> async def call(model):
+    >>> async def call(model, limit):
     ...     ASKED_MODEL.set(model)
     ...     await gates.acquire(10)
-    ...     gates.observe(200, {"x-ratelimit-limit-requests": "600" if model == "a" else "60"})
-    >>> asyncio.run(call("a")), asyncio.run(call("b"))
-    (None, None)
-    >>> {m: s.rpm for m, s in gates.snapshots().items()}, gates.snapshot().rpm
-    ({'a': 600.0, 'b': 60.0}, 660.0)
+    ...     gates.observe(200, {"x-ratelimit-limit-requests": limit})
+    >>> for model, limit in (("a", "600"), ("b", "600"), ("c", "60"), ("c", "60")):
+    ...     asyncio.run(call(model, limit))
+    >>> {m: s.rpm for m, s in gates.snapshots().items()}, gates.shared_models()
+    ({None: 600.0, 'c': 60.0}, ['a', 'b'])
     """
 
     def __init__(
@@ -976,27 +991,68 @@ class ModelGates:
         self.most = most
         self.gates: dict[str | None, PacedGate] = {}
         self._opening: dict[str | None, asyncio.Future[PacedGate]] = {}
-
-    def _gate_of(self, model: str | None) -> PacedGate | None:
-        gate = self.gates.get(model)
-        return self.gates.get(None) if gate is None else gate
+        self._stated: tuple[tuple[str, str, float | None, float], ...] | None = (
+            None  # the shared gate's limits
+        )
+        self._shared: dict[str, None] = {}  # the models placed on the shared gate
+        self._on_shared: dict[str | None, None] = {}  # the models whose requests went through it, in order
+        self._unstated: dict[str, int] = {}  # a model not placed yet: its answers without stated limits
+        self._moves: dict[
+            str, asyncio.Future[None]
+        ] = {}  # done when a model not placed yet gets its own gate
+        # The gate that let the current attempt go (its answer goes there, whatever was placed since).
+        self._booked: contextvars.ContextVar[PacedGate | None] = contextvars.ContextVar(
+            "genguard_booked_gate", default=None
+        )
 
     async def acquire(self, tokens: int = 0) -> None:
-        """Wait for the asked model's gate (made on its first request) to let this request go."""
+        """Wait for the asked model's gate (the shared one, or its own) to let this request go."""
         model = ASKED_MODEL.get()
         gate = self.gates.get(model)
         if gate is None:
-            gate = await self.open(model)
+            if model in self._opening:
+                gate = await self.open(model)
+            else:
+                gate = await self.open(None)
+                self._on_shared[model] = None
+                if model is not None and model not in self._shared:
+                    gate = await self._unplaced(model, gate, tokens)
+                    self._booked.set(gate)
+                    return
         await gate.acquire(tokens)
+        self._booked.set(gate)
+
+    async def _unplaced(self, model: str, shared: PacedGate, tokens: int) -> PacedGate:
+        """Wait in the shared gate for a model not placed yet; if its own gate is made meanwhile (an answer of
+        it stated other limits), wait there instead: held at the shared gate's pace, a queue of its requests
+        would go at another model's limit for as long as it lasts."""
+        loop = asyncio.get_running_loop()
+        moved = self._moves.get(model)
+        if moved is None or moved.get_loop() is not loop:
+            moved = self._moves[model] = loop.create_future()
+        turn = asyncio.ensure_future(shared.acquire(tokens))
+        try:
+            await asyncio.wait((turn, moved), return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            turn.cancel()
+            raise
+        if not turn.done():
+            turn.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await turn
+        if not turn.cancelled():
+            turn.result()  # let go (or failed) before it could move
+            return shared
+        gate = await self.open(model)
+        await gate.acquire(tokens)
+        return gate
 
     async def open(self, model: str | None) -> PacedGate:
-        """``model``'s gate, made now if it is not yet (a shared gate checks its connection as it is made: open
-        one before sending anything to fail early)."""
+        """``model``'s own gate (``None``: the shared one), made now if it is not yet (a shared limiter checks
+        its connection as it is made: open one before sending anything to fail early)."""
         gate = self.gates.get(model)
         if gate is not None:
             return gate
-        if model is not None and len(self.gates) + len(self._opening) >= self.most:
-            return await self.open(None)  # the models past the most share one gate
         made = self._make(model) if model not in self._opening else None
         if made is not None and not inspect.isawaitable(made):
             self.gates[model] = made
@@ -1015,6 +1071,38 @@ class ModelGates:
         finally:
             del self._opening[model]
 
+    def _place(self, model: str, headers: Mapping[str, str]) -> bool:
+        """Whether this answer of a model not placed yet gives it a gate of its own: its headers state other
+        limits than the shared gate's first answer did (then they are not the shared gate's to learn from)."""
+        stated = _limits_stated(headers) if headers else None
+        if stated is None:
+            seen = self._unstated[model] = self._unstated.get(model, 0) + 1
+            if seen >= _UNSTATED:
+                self._shared[model] = None  # a provider that states no limit: one pace
+                self._moves.pop(model, None)
+            return False
+        if self._stated is None:
+            self._stated = stated
+        moved = self._moves.pop(model, None)
+        if stated == self._stated or len(self.gates) + len(self._opening) >= self.most:
+            self._shared[model] = None  # its requests waiting in the shared gate stay there
+            return False
+        made = self._make(model)
+        if inspect.isawaitable(made):
+            self._opening[model] = asyncio.ensure_future(self._open(model, made))
+        else:
+            self.gates[model] = made
+        if moved is not None and not moved.done():
+            moved.set_result(None)  # its requests waiting in the shared gate go to its own
+        return True
+
+    def _gate_of(self, model: str | None) -> PacedGate | None:
+        booked = self._booked.get()
+        if booked is not None:
+            return booked
+        gate = self.gates.get(model)
+        return self.gates.get(None) if gate is None else gate
+
     def observe(
         self,
         status: int,
@@ -1024,20 +1112,36 @@ class ModelGates:
         tokens_reserved: int | None = None,
         rate_limited: bool | None = None,
     ) -> None:
-        """Tell the asked model's gate of its answer."""
-        gate = self._gate_of(ASKED_MODEL.get())
+        """Tell the gate that let the request go of its answer (and place its model, if not placed yet)."""
+        model = ASKED_MODEL.get()
+        gate = self._gate_of(model)
+        if (
+            model is not None
+            and model not in self._shared
+            and model not in self.gates
+            and model not in self._opening
+            and self._place(model, headers)
+        ):
+            headers = {}  # its model's own limits, not the shared gate's: only the answer is counted there
         if gate is not None:
             gate.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
                          rate_limited=rate_limited)  # fmt: skip
 
     def release(self, tokens: int = 0) -> None:
-        """Give back a request that the asked model's gate let go but that was never sent."""
+        """Give back a request that the gate let go but that was never sent."""
         gate = self._gate_of(ASKED_MODEL.get())
         if gate is not None:
             gate.release(tokens)
 
+    def shared_models(self) -> list[str]:
+        """The models whose requests go through the shared gate (their answers state its limits, or none, or
+        none yet), in the order of their first requests; a request that names no model is not counted."""
+        return [
+            m for m in self._on_shared if m is not None and m not in self.gates and m not in self._opening
+        ]
+
     def snapshots(self) -> dict[str | None, RateSnapshot]:
-        """Each model's :meth:`AsyncRateLimiter.snapshot`, in the order of their first requests."""
+        """Each gate's :meth:`AsyncRateLimiter.snapshot`: ``None`` the shared one, then the models' own."""
         return {model: gate.snapshot() for model, gate in self.gates.items()}
 
     def snapshot(self) -> RateSnapshot:

@@ -204,8 +204,9 @@ class BatchResult:
     rate_limited: int = 0
     limit_rps: float | None = None
     limit_source: str | None = None  # where limit_rps came from: "given", "headers" or "429s"
-    # Each model's pace on its own (providers limit each model on its own): model -> (limit_rps, its source);
-    # limit_rps above is their sum. "" is the requests that name no model.
+    # Each pace and the models it held (providers limit each model on its own, and a model whose answers
+    # state other limits gets a pace of its own): "model[, model...]" -> (limit_rps, its source); limit_rps
+    # above is their sum.
     limits: Mapping[str, tuple[float | None, str | None]] = field(default_factory=dict)
     invalid: int = 0
     absent: int = 0  # lines of this run that the input given does not hold (an earlier input's); kept
@@ -1193,9 +1194,12 @@ async def arun_batch(
             limit_rps=None if limits.rpm is None else limits.rpm / 60.0,
             limit_source=limits.rpm_source,
             limits={
-                model or "": (None if pace.rpm is None else pace.rpm / 60.0, pace.rpm_source)
+                (", ".join(limiter.shared_models()) if model is None else model): (
+                    None if pace.rpm is None else pace.rpm / 60.0,
+                    pace.rpm_source,
+                )
                 for model, pace in limiter.snapshots().items()
-                if model is not None or pace.rpm is not None  # not the shared limiter's check, if unused
+                if model is not None or limiter.shared_models()  # the shared gate, if a model went through it
             },
             invalid=invalid,
             absent=loaded.absent,
