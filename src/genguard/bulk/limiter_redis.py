@@ -27,7 +27,8 @@ and tokens per minute lives in Redis, so that every process given the same limit
 Keys: ``PREFIX:NAME`` (a hash: the pace, the learned limit and its source, a version, who wrote it when) and
 ``PREFIX:NAME:workers``; both expire a day after their last use. ``NAME`` is ``?name=`` in the URL, else a
 hash of the provider's base URL and API key (never the key itself), and ``/MODEL`` after it for the budget of
-one model (``open_gate(..., model=...)``: what batch runs, the proxy and the Ray stage share, a budget a model).
+one model (``open_gate(..., model=...)``: batch runs, the proxy and the Ray stage give one to a model whose answers
+state limits of its own).
 
 >>> gate = await open_gate("redis://127.0.0.1:6379/0?name=my-provider", rpm=600)  # doctest: +SKIP
 >>> client = genguard.AsyncClient("https://api.example/v1", gate=gate)  # doctest: +SKIP
@@ -731,8 +732,8 @@ async def open_gate(
 
     The budget's name is the URL's ``?name=``, else a hash of ``base_url`` and ``api_key`` (the provider's
     limit belongs to a key); with ``model``, that name and ``/MODEL``: the budget of one model, as providers
-    limit each model on its own (``genguard batch``, ``genguard proxy`` and the Ray stage keep one a model, see
-    :class:`~genguard.ModelGates`). Raises :class:`LimiterUnavailable` (the URL's password masked) when Redis
+    limit each model on its own (``genguard batch``, ``genguard proxy`` and the Ray stage give one to a model
+    whose answers state limits of its own, see :class:`~genguard.ModelGates`). Raises :class:`LimiterUnavailable` (the URL's password masked) when Redis
     does not answer, ``ValueError`` for a wrong URL.
 
     >>> gate = await open_gate("redis://127.0.0.1:6379/0?name=team-a", rpm=3000)  # doctest: +SKIP

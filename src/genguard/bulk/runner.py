@@ -1231,8 +1231,9 @@ def _finish_shared(journal: Journal, worker: str, out: Path) -> tuple[bool, str 
 
 
 async def _open_limiter(opts: BatchOptions) -> ModelGates:
-    """A pace per model (providers limit each model on its own), each within --rpm/--tpm; shared through Redis
-    with --limiter, a budget a model (checked here, before anything is sent: exit 2 if Redis does not answer)."""
+    """Paces placed by model (a model whose answers state limits of its own gets its own), each within
+    --rpm/--tpm; shared through Redis with --limiter (checked here, before anything is sent: exit 2 if Redis
+    does not answer)."""
     if not opts.limiter:
         return ModelGates(lambda model: AsyncRateLimiter(RateGovernor(rpm=opts.rpm, tpm=opts.tpm)))
     from .limiter_redis import LimiterUnavailable, open_gate

@@ -153,13 +153,13 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
 @click.option(
     "--rpm",
     type=click.IntRange(min=1),
-    help="Never send more requests per minute than this to any one model (each model has a pace of its own, "
-    "as providers limit each model on its own).",
+    help="Never send more requests per minute than this at any one pace (a model whose answers state limits "
+    "of its own gets a pace of its own, as providers limit each model on its own).",
 )
 @click.option(
     "--tpm",
     type=click.IntRange(min=1),
-    help="Never send more (estimated) tokens per minute than this to any one model.",
+    help="Never send more (estimated) tokens per minute than this at any one pace.",
 )
 @click.option(
     "--limiter",

@@ -182,7 +182,8 @@ def _gate_opener(url: str, upstream: str, keys: tuple[str, ...]) -> Any:
     from ._common import fail_usage
 
     def budget(model: str | None) -> Any:
-        # A budget a model, as providers limit each model on its own (and as batch runs keep theirs).
+        # A model whose answers state limits of its own gets a budget of its own (None: the shared one), as in
+        # batch runs.
         return open_gate(url, base_url=upstream, api_key=next(iter(keys), None), model=model)
 
     async def opener() -> ModelGates:

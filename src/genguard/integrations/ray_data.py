@@ -198,8 +198,9 @@ def resolve_limiter(url: str, *, base_url: str | None = None, api_key: str | Non
     build: Callable[..., Awaitable[PacedGate]] = module.open_gate
 
     async def factory() -> ModelGates:
-        # The budget's default name is the provider's URL and key (a limit belongs to a key), and a budget a
-        # model (providers limit each model on its own), as genguard batch's. One opened now: Redis answers.
+        # The budget's default name is the provider's URL and key (a limit belongs to a key), and a model whose
+        # answers state limits of its own gets one of its own, as in genguard batch. The shared one is opened
+        # now: Redis answers.
         gates = ModelGates(lambda model: build(url, base_url=base_url, api_key=api_key, model=model))
         await gates.open(None)
         return gates
