@@ -991,15 +991,14 @@ class ModelGates:
         self.most = most
         self.gates: dict[str | None, PacedGate] = {}
         self._opening: dict[str | None, asyncio.Future[PacedGate]] = {}
-        self._stated: tuple[tuple[str, str, float | None, float], ...] | None = (
-            None  # the shared gate's limits
-        )
-        self._shared: dict[str, None] = {}  # the models placed on the shared gate
-        self._on_shared: dict[str | None, None] = {}  # the models whose requests went through it, in order
-        self._unstated: dict[str, int] = {}  # a model not placed yet: its answers without stated limits
-        self._moves: dict[
-            str, asyncio.Future[None]
-        ] = {}  # done when a model not placed yet gets its own gate
+        # The limits the shared gate's first answer stated; the models placed on it; the models whose requests
+        # went through it, in order; a model not placed yet: its answers that stated no limit, and the future
+        # its requests waiting at the shared pace watch (done when it gets a gate of its own).
+        self._stated: tuple[tuple[str, str, float | None, float], ...] | None = None
+        self._shared: dict[str, None] = {}
+        self._on_shared: dict[str | None, None] = {}
+        self._unstated: dict[str, int] = {}
+        self._moves: dict[str, asyncio.Future[None]] = {}
         # The gate that let the current attempt go (its answer goes there, whatever was placed since).
         self._booked: contextvars.ContextVar[PacedGate | None] = contextvars.ContextVar(
             "genguard_booked_gate", default=None
