@@ -876,26 +876,43 @@ def test_a_model_the_provider_asks_to_wait_for_waits_and_the_other_models_go_on(
     # lines unsent. A bucket of one gpt-4o request a minute: the second is told to come back in about a minute,
     # longer than these lines wait (max_wait 30 s).
     lines = lines_of(40)
-    for line in lines[::4]:
+    for line in lines[1::4]:
         line["body"]["model"] = "gpt-4o"
     src = write_input(tmp_path / "in.jsonl", lines)
     out = tmp_path / "run"
     with Simulator(rpm_for={"gpt-4o": 1}) as sim:
-        stopped = _run(src, out, sim, retry=RetryPolicy(max_wait=30))
+        # One line at a time: gpt-4o-mini answers first, and gpt-4o's first answer states its own limits: a
+        # pace of its own, which its long wait holds alone.
+        stopped = _run(src, out, sim, retry=RetryPolicy(max_wait=30), concurrency=1)
         assert stopped.exit_code == EXIT_STOPPED
         assert stopped.stopped is not None
         assert "gpt-4o: the provider asks to wait " in stopped.stopped
         assert "the other models' lines ended" in stopped.stopped
         # Every gpt-4o-mini line and the one gpt-4o line the bucket let through ended ok; the other gpt-4o
-        # lines wait, unsent but for those on the wire when the first long wait came (at most a slot each).
+        # lines wait, unsent but for the one that met the long wait.
         assert (stopped.counts.ok, stopped.counts.failed, stopped.counts.pending) == (31, 0, 9)
-        assert sim.stats()["by_status"].get("429", 0) <= 8
+        assert sim.stats()["by_status"].get("429", 0) == 1
         model_of = {line["custom_id"]: line["body"]["model"] for line in lines}
         ended = sorted(model_of[r["custom_id"]] for r in records(out)[0])
         assert ended == ["gpt-4o"] + ["gpt-4o-mini"] * 30
         sim.configure(rpm_for={})  # the limit is back
         done = _run(src, out, sim)
     assert (done.exit_code, done.counts.ok, done.counts.resent) == (EXIT_OK, 40, 0)
+
+
+def test_a_long_wait_at_the_shared_pace_stops_the_run(tmp_path: Path) -> None:
+    # Models that state the same limits (a gateway's limit of the key) share one pace: a long wait for one
+    # holds them all, and the run stops as with one model, nothing burnt.
+    lines = lines_of(20)
+    for line in lines[1::2]:
+        line["body"]["model"] = "gpt-4o"
+    src = write_input(tmp_path / "in.jsonl", lines)
+    with Simulator(rpm=1) as sim:  # one request a minute for the key, whatever the model
+        stopped = _run(src, tmp_path / "run", sim, retry=RetryPolicy(max_wait=30), concurrency=1)
+    assert stopped.exit_code == EXIT_STOPPED
+    assert stopped.stopped is not None
+    assert stopped.stopped.startswith("the provider asks to wait ")
+    assert (stopped.counts.ok, stopped.counts.pending) == (1, 19)
 
 
 def test_a_wait_longer_than_a_line_takes_stops_the_run_with_every_line_pending(

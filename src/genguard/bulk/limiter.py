@@ -1114,17 +1114,25 @@ class ModelGates:
         """Tell the gate that let the request go of its answer (and place its model, if not placed yet)."""
         model = ASKED_MODEL.get()
         gate = self._gate_of(model)
-        if (
-            model is not None
-            and model not in self._shared
-            and model not in self.gates
-            and model not in self._opening
-            and self._place(model, headers)
-        ):
-            headers = {}  # its model's own limits, not the shared gate's: only the answer is counted there
-        if gate is not None:
-            gate.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
-                         rate_limited=rate_limited)  # fmt: skip
+        if gate is None:
+            return
+        if model is not None and model not in self._shared:
+            own = model in self.gates or model in self._opening
+            if own or self._place(model, headers):
+                if own and gate is not self.gates.get(None):
+                    gate.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
+                                 rate_limited=rate_limited)  # fmt: skip
+                else:
+                    # Let go by the shared gate, answered under its model's own limits (its headers, its 429s
+                    # and their waits): not the shared pace's to learn from; its slot is free again.
+                    gate.observe(0, {}, tokens_reserved=tokens_reserved)
+                return
+        gate.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
+                     rate_limited=rate_limited)  # fmt: skip
+
+    def has_own(self, model: str | None) -> bool:
+        """Whether ``model`` has a gate of its own (its answers stated limits of its own)."""
+        return model is not None and (model in self.gates or model in self._opening)
 
     def release(self, tokens: int = 0) -> None:
         """Give back a request that the gate let go but that was never sent."""

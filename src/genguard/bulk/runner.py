@@ -560,9 +560,10 @@ class _Run:
                 f"wait until {_clock_in(later)}",
             )
             model = claimed.body.get("model")
-            if isinstance(model, str) and model:
-                # Providers limit each model on its own: this model's lines wait for the next run, the other
-                # models' go on; the run stops when only this model's are left (_park, run).
+            if isinstance(model, str) and self.limiter.has_own(model):
+                # A model with a pace of its own (its answers state limits of its own): its lines wait for the
+                # next run, the other models' go on; the run stops when only its lines are left (_park, run).
+                # (On the shared pace, the wait holds every model there: the run stops, as below.)
                 said = f": {outcome.message}" if outcome.message else ""
                 self._park(model, f"{stopper[0]} ({outcome.code}{said}); {stopper[1]}")
                 self.started.discard(claimed.custom_id)
