@@ -50,7 +50,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from ..client.gate import ASKED_MODEL, Gate
 from ..core.waits import parse_reset, wait_from_headers
@@ -959,6 +959,11 @@ def _limits_stated(headers: Mapping[str, str]) -> tuple[tuple[str, str, float | 
     return stated or None
 
 
+def _seen(fut: asyncio.Future[Any]) -> None:
+    if not fut.cancelled():
+        fut.exception()  # retrieved: a failure is the waiters' to raise, not the loop's to log
+
+
 class ModelGates:
     """A gate that gives a model a pace of its own once its answers show that the provider limits it on its
     own, as OpenAI does (each model has its own requests and tokens per minute, and an answer's
@@ -1009,10 +1014,13 @@ class ModelGates:
         model = ASKED_MODEL.get()
         gate = self.gates.get(model)
         if gate is None:
-            if model in self._opening:
+            shared = self.gates.get(None)
+            if shared is not None and model in self._shared:
+                gate = shared  # the usual request: a model placed on the shared gate
+            elif model in self._opening:
                 gate = await self.open(model)
             else:
-                gate = await self.open(None)
+                gate = shared if shared is not None else await self.open(None)
                 self._on_shared[model] = None
                 if model is not None and model not in self._shared:
                     gate = await self._unplaced(model, gate, tokens)
@@ -1088,7 +1096,10 @@ class ModelGates:
             return False
         made = self._make(model)
         if inspect.isawaitable(made):
-            self._opening[model] = asyncio.ensure_future(self._open(model, made))
+            opening = self._opening[model] = asyncio.ensure_future(self._open(model, made))
+            # A gate that fails to connect is told to the requests that wait for it (open); none may: the
+            # model then stays unplaced, and its next answer tries again.
+            opening.add_done_callback(_seen)
         else:
             self.gates[model] = made
         if moved is not None and not moved.done():
