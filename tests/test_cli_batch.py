@@ -225,6 +225,9 @@ def test_simulate_limits_a_model_on_its_own(tmp_path: Path) -> None:
     bad = CliRunner().invoke(cli, [*argv[:5], "rpm_for=gpt-4o:lots"])
     assert bad.exit_code == 2
     assert "rpm_for gpt-4o" in bad.stderr
+    for spec, said in (("rpm_for=gpt-4o", "rpm_for entry 'gpt-4o'"), ("rpm_for=:5", "names no model")):
+        bad = CliRunner().invoke(cli, [*argv[:5], spec])
+        assert (bad.exit_code, said in bad.stderr) == (2, True), bad.stderr
 
 
 def test_each_model_runs_at_its_own_limit(tmp_path: Path) -> None:

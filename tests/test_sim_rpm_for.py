@@ -169,3 +169,14 @@ def test_the_cli_refuses_a_bad_value_by_name() -> None:
     help_text = CliRunner().invoke(cli, ["simulate", "--help"]).output
     assert "--rpm-for" in help_text
     assert "--tpm-for" in help_text
+
+
+@pytest.mark.parametrize(
+    ("value", "needle"),
+    [(5, "rpm_for takes MODEL=VALUE entries"), ([5], "rpm_for entry 5"), ({"": 3}, "rpm_for: an entry names no model"),
+     ("gpt-4o", "rpm_for entry 'gpt-4o' must look like MODEL=VALUE, e.g. gpt-4o=60")],
+)  # fmt: skip
+def test_a_limit_setting_of_the_wrong_shape_is_named(value: Any, needle: str) -> None:
+    with pytest.raises(ScenarioError) as info:
+        SimConfig(rpm_for=value)
+    assert needle in str(info.value)

@@ -77,11 +77,12 @@ def _simulator(spec: str | None) -> Iterator[str | None]:
                 settings["chaos"] = ",".join(entries) if value not in ("", "off", "none") else ""
             elif name in ("rpm_for", "tpm_for"):
                 # MODEL:N;MODEL:N, a model's own limit (providers limit each model on its own); a model's name
-                # may hold colons (llama3:8b, ft:gpt-4o:org::id), the number none.
-                pairs = [
-                    e.strip().rpartition("=" if "=" in e else ":") for e in value.split(";") if e.strip()
+                # may hold colons (llama3:8b, ft:gpt-4o:org::id), the number none. The simulator reads
+                # MODEL=N entries, and names a wrong one.
+                entries = [e.strip() for e in value.split(";") if e.strip()]
+                settings[name] = [
+                    e if "=" in e or ":" not in e else "=".join(e.rpartition(":")[::2]) for e in entries
                 ]
-                settings[name] = {model.strip(): n.strip() for model, _, n in pairs}
             elif name in _NUMBERS:
                 try:
                     settings[name] = _NUMBERS[name](value)

@@ -127,10 +127,14 @@ def parse_chaos(spec: str | Mapping[str, float] | None) -> dict[str, float]:
 
 
 def parse_pairs(
-    spec: str | Mapping[str, Any] | tuple[str, ...] | list[str] | None, *, what: str
+    spec: str | Mapping[str, Any] | tuple[str, ...] | list[str] | None,
+    *,
+    what: str,
+    example: str = "gpt-4o-mini=positive",
 ) -> dict[str, str]:
     """Parse ``MODEL=VALUE`` entries (a mapping passes through) into ``{model: value}``; the value may hold
-    ``=`` itself, and a later entry for a model wins.
+    ``=`` itself, and a later entry for a model wins. Anything else, or an entry with no model, is a
+    :class:`ScenarioError` naming ``what`` (with ``example``, an entry of the right form).
 
     >>> parse_pairs(["gpt-4o=positive", "o3-mini=a=b"], what="reply_for")
     {'gpt-4o': 'positive', 'o3-mini': 'a=b'}
@@ -138,14 +142,22 @@ def parse_pairs(
     if spec is None:
         return {}
     if isinstance(spec, Mapping):
-        return {str(k): str(v) for k, v in spec.items()}
+        entries = [(str(k), str(v)) for k, v in spec.items()]
+    elif isinstance(spec, (str, list, tuple)):
+        entries = []
+        for entry in [spec] if isinstance(spec, str) else spec:
+            model, eq, value = entry.partition("=") if isinstance(entry, str) else ("", "", "")
+            if not eq:
+                raise ScenarioError(f"{what} entry {entry!r} must look like MODEL=VALUE, e.g. {example}")
+            entries.append((model, value))
+    else:
+        raise ScenarioError(
+            f"{what} takes MODEL=VALUE entries (e.g. {example}) or a mapping of model to value, not {spec!r}"
+        )
     out: dict[str, str] = {}
-    for entry in [spec] if isinstance(spec, str) else spec:
-        model, eq, value = entry.partition("=")
-        if not eq or not model.strip():
-            raise ScenarioError(
-                f"{what} entry {entry!r} must look like MODEL=VALUE, e.g. gpt-4o-mini=positive"
-            )
+    for model, value in entries:
+        if not model.strip():
+            raise ScenarioError(f"{what}: an entry names no model ({model}={value}); e.g. {example}")
         out[model.strip()] = value
     return out
 
@@ -162,7 +174,8 @@ def _limits_for(
     if isinstance(spec, str):
         spec = [part for part in spec.split(",") if part.strip()]
     limits: dict[str, int] = {}
-    for model, value in parse_pairs(spec, what=what).items():
+    example = "gpt-4o=60" if unit == "requests" else "gpt-4o=30000"
+    for model, value in parse_pairs(spec, what=what, example=example).items():
         try:
             limits[model] = int(value)
         except ValueError:
