@@ -23,6 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from _batch_helpers import Reference, check_own_answers, check_records, lines_of, write_input
+from genguard.bulk.runner import _CLAIM_ALONE
 from genguard.cli import cli
 from genguard.sim import Simulator
 
@@ -269,12 +270,12 @@ def test_kill_9_at_random_instants_loses_nothing_and_writes_nothing_twice(
             at_kill = _check_consistent(out, total)
             # In hand at a kill: the lines in the run's slots (its concurrency at most), those answered whose
             # outcome waited for the next flush (every 50 ms), which is at most what the simulator received in
-            # this life and the journal did not record, and those claimed ahead of the slots (fewer than the
-            # slots). Of them, those whose request may have left are named in the sent log: no more than the
-            # slots and the unrecorded answers.
+            # this life and the journal did not record, and those claimed ahead of the slots (one claim's
+            # worth at most). Of them, those whose request may have left are named in the sent log: no more
+            # than the slots and the unrecorded answers.
             in_flight = at_kill["in_flight"]
             unrecorded = _requests(sim) - before - (len(at_kill["ended"]) - ended_before)
-            assert len(in_flight) <= 2 * concurrency + max(unrecorded, 0)
+            assert len(in_flight) <= concurrency + _CLAIM_ALONE + max(unrecorded, 0)
             told = in_flight & _told_sent(out)
             assert len(told) <= concurrency + max(unrecorded, 0)
             recovered = at_kill["resent"] - resent_before

@@ -108,6 +108,7 @@ _FLUSH_EVERY_S = 0.05
 # 4% of the CPU a line with no limit, but cost as much throughput against a server answering after 20 ms (the
 # event loop blocked longer at each flush), so 64.
 _FLUSH_AT = 64
+_CLAIM_ALONE = 256  # lines a run alone claims at once (_Run._next)
 # A large input is read and checked whole before the first request (20 us a line: 20 s for a million): the
 # load says how far it got on stderr, looking at the clock every _LOAD_NOTE_LINES lines, at most every
 # _LOAD_NOTE_EVERY_S seconds, so that a run that has sent nothing yet does not look stuck.
@@ -469,7 +470,7 @@ class _Run:
         # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
         self.room = opts.concurrency
-        self.claim_at = max(1, min(32, self.room // 2))  # lines claimed ahead of the free slots
+        self.claim_at = max(1, min(32, self.room // 2))  # shared: lines claimed ahead of the free slots
         self.exhausted = False  # no line was left to claim
         self.all_claimed = False  # alone: the last claim found fewer lines than it asked for
         self.claim_after = 0.0  # shared: after a claim that found nothing, the next one waits until then
@@ -782,7 +783,15 @@ class _Run:
         if not ahead and not self.all_claimed:
             shared = self.opts.shared
             if not shared or time.monotonic() >= self.claim_after:
-                want = min(max(self.room - len(self.tasks), 1) + self.claim_at, 256)
+                # Alone, a claim takes _CLAIM_ALONE lines (those claimed and not sent go back to pending on a
+                # stop; after a kill the sent log tells them from those sent): claims of the free slots and 32
+                # more cost the runner 7% more CPU a line with no limit (bench/README.md). Shared, lines held
+                # ahead are lines the other workers cannot take: the free slots and a few.
+                want = (
+                    _CLAIM_ALONE
+                    if not shared
+                    else min(max(self.room - len(self.tasks), 1) + self.claim_at, 256)
+                )
                 if self.parked:
                     got = self.journal.claim(
                         want, worker=self.worker, lease_s=self.lease_s, skip_models=tuple(self.parked)
