@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from genguard import Usage
-from genguard.core.pricing import _calc, cost_usd, prices_available
+from genguard.core.pricing import _calc, cost_usd, prices_available, stated_cost
 
 
 def test_known_model_is_priced_from_the_table() -> None:
@@ -50,6 +50,8 @@ def test_works_without_the_optional_table(monkeypatch: pytest.MonkeyPatch) -> No
     try:
         assert not prices_available()
         assert cost_usd("gpt-4o-mini", Usage(prompt_tokens=1000, completion_tokens=5)) is None
+        # A cost the provider states needs no table.
+        assert cost_usd("gpt-4o-mini", Usage(1000, 5, 1005, {"cost": 0.000153})) == 0.000153
     finally:
         monkeypatch.undo()
         _calc.cache_clear()
@@ -112,3 +114,70 @@ def test_cache_counts_that_make_no_sense_are_not_priced_below_the_prompt() -> No
     assert cache_tokens(odd) == (100, 100, 0)
     assert cache_tokens(Usage(100, 5, 105, {"prompt_tokens_details": {"cached_tokens": True}})) == (100, 0, 0)
     assert cache_tokens(Usage(100, 5, 105, {"prompt_tokens_details": None})) == (100, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("details", "cost"),
+    [
+        # OpenRouter: the cost in credits (a dollar each), on every answer.
+        ({"cost": 0.0000295, "is_byok": False, "cost_details": {"upstream_inference_cost": None}}, 0.0000295),
+        # A free model costs nothing: a stated zero is a cost, not an unknown one.
+        ({"cost": 0, "is_byok": False}, 0.0),
+        # With the caller's own provider key, OpenRouter's fee, then what that provider charged.
+        ({"cost": 0.000005, "is_byok": True, "cost_details": {"upstream_inference_cost": 0.0001}}, 0.000105),
+        # An upstream cost on a request that was not the caller's key is OpenRouter's own bill: not added.
+        ({"cost": 0.00002, "is_byok": False, "cost_details": {"upstream_inference_cost": 0.00002}}, 0.00002),
+    ],
+)
+def test_a_cost_the_provider_states_is_the_cost(details: dict[str, object], cost: float) -> None:
+    usage = Usage(194, 2, 196, details)
+    assert stated_cost(usage) == pytest.approx(cost)
+    # Whatever the model: one the table knows (the stated cost is what was billed), one it does not, or none.
+    for model in ("gpt-4o-mini", "meta-llama/llama-3.1-8b-instruct", None):
+        assert cost_usd(model, usage) == pytest.approx(cost)
+
+
+@pytest.mark.parametrize("value", [True, "0.01", -0.5, float("nan"), float("inf"), None, {"total": 1}])
+def test_a_stated_cost_that_is_not_an_amount_is_not_taken(value: object) -> None:
+    usage = Usage(1000, 500, 1500, {"cost": value})
+    assert stated_cost(usage) is None
+    assert cost_usd("meta-llama/llama-3.1-8b-instruct", usage) is None  # no table price either
+    if prices_available():
+        assert cost_usd("gpt-4o-mini", usage) == cost_usd("gpt-4o-mini", Usage(1000, 500, 1500))
+
+
+def test_the_clients_take_the_cost_an_openrouter_answer_states() -> None:
+    # Over real HTTP: a plain answer and a stream (OpenRouter puts the usage in its last chunk unasked).
+    from genguard import AsyncClient, Client
+    from genguard.sim import Simulator
+    from genguard.sim._chat import openrouter_cost
+
+    def stated(usage: Usage | None) -> float:
+        assert usage is not None
+        assert usage.details is not None
+        cached = usage.details["prompt_tokens_details"]["cached_tokens"]
+        return openrouter_cost(usage.prompt_tokens or 0, cached, usage.completion_tokens or 0)
+
+    model = "meta-llama/llama-3.1-8b-instruct"
+    messages = [{"role": "user", "content": "Name a river."}]
+    with (
+        Simulator(dialect="openrouter") as sim,
+        Client(sim.base_url, api_key="sk-or-pricing-0123456789") as c,
+    ):
+        plain = c.chat(model=model, messages=messages)
+        assert plain.ok
+        assert plain.extra["cost_usd"] == pytest.approx(stated(plain.usage))
+        stream = c.stream(model=model, messages=messages)
+        for _ in stream:
+            pass
+        assert stream.outcome.ok
+        assert stream.outcome.extra["cost_usd"] == pytest.approx(stated(stream.outcome.usage))
+
+        async def both() -> None:
+            async with AsyncClient(sim.base_url, api_key="sk-or-pricing-0123456789") as ac:
+                answer = await ac.chat(model=model, messages=messages)
+                assert answer.extra["cost_usd"] == pytest.approx(stated(answer.usage))
+
+        import asyncio
+
+        asyncio.run(both())

@@ -1,7 +1,8 @@
-"""Cost of a call in US dollars, from the maintained price table of ``genai-prices`` when it is installed.
+"""Cost of a call in US dollars: what the provider states it billed, when its answer says (OpenRouter's
+``usage.cost``), or else from the maintained price table of ``genai-prices`` when it is installed.
 
-``genai-prices`` is optional (``pip install genguard[prices]``): without it, or for a model it does not know,
-the cost is ``None``, never a guess.
+``genai-prices`` is optional (``pip install genguard[prices]``): without it, or for a model it does not know
+(and no stated cost), the cost is ``None``, never a guess.
 
 >>> from genguard import Usage
 >>> cost_usd("no-such-model-xyz", Usage(prompt_tokens=10, completion_tokens=5)) is None
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from .outcome import Usage
 
-__all__ = ["cache_tokens", "cost_usd", "prices_available"]
+__all__ = ["cache_tokens", "cost_usd", "prices_available", "stated_cost"]
 
 logger = logging.getLogger("genguard")
 
@@ -95,15 +97,58 @@ def cache_tokens(usage: Usage) -> tuple[int, int, int]:
     return prompt + read + written, read, written
 
 
+def _money(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    value = float(value)
+    return value if 0.0 <= value < math.inf else None  # NaN fails both
+
+
+def stated_cost(usage: Usage) -> float | None:
+    """What the provider says this answer cost, in US dollars, when its ``usage`` says: OpenRouter's ``cost``
+    (in credits, a dollar each), to which a request made with the caller's own provider key (``is_byok``)
+    adds what that provider charged (``cost_details.upstream_inference_cost``). ``None`` when it says nothing
+    readable.
+
+    >>> stated_cost(Usage(194, 2, 196, {"cost": 0.0000295, "is_byok": False}))
+    2.95e-05
+    >>> stated_cost(Usage(194, 2, 196, {"cost": 0.000005, "is_byok": True,
+    ...                                  "cost_details": {"upstream_inference_cost": 0.0001}}))
+    0.000105
+    """
+    details = usage.details
+    if not details:
+        return None
+    cost = _money(details.get("cost"))
+    if cost is None:
+        return None
+    more = details.get("cost_details")
+    if details.get("is_byok") is True and isinstance(more, Mapping):
+        upstream = _money(more.get("upstream_inference_cost"))
+        if upstream is not None:
+            cost = round(cost + upstream, 12)
+    return cost
+
+
 def cost_usd(model: str | None, usage: Usage | None) -> float | None:
-    """The price of ``usage`` tokens on ``model`` in US dollars, or ``None`` when unknown. Prompt tokens read
-    from the provider's prompt cache (or written to it) are priced as the table prices them (OpenAI bills a
-    cached token at a half or a quarter of an input token), read from ``usage`` by :func:`cache_tokens`.
+    """The price of ``usage`` tokens on ``model`` in US dollars, or ``None`` when unknown. A cost the provider
+    states in ``usage`` (:func:`stated_cost`: OpenRouter's) is what was billed, and is taken as it is, for any
+    model; else the table prices the tokens. Prompt tokens read from the provider's prompt cache (or written to
+    it) are priced as the table prices them (OpenAI bills a cached token at a half or a quarter of an input
+    token), read from ``usage`` by :func:`cache_tokens`.
 
     >>> round(cost_usd("gpt-4o-mini", Usage(prompt_tokens=1000, completion_tokens=500)) or 0, 6)  # doctest: +SKIP
     0.00045
+    >>> cost_usd("meta-llama/llama-3.1-8b-instruct", Usage(1000, 500, 1500, {"cost": 0.0000375}))
+    3.75e-05
     """
-    if not model or usage is None:
+    if usage is None:
+        return None
+    if usage.details:
+        stated = stated_cost(usage)
+        if stated is not None:
+            return stated
+    if not model:
         return None
     completion = usage.completion_tokens or 0
     if usage.details:

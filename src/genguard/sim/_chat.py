@@ -286,10 +286,16 @@ async def chat_completions(request: Request) -> Response:
     usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
              "prompt_tokens_details": {"cached_tokens": cached},
              "completion_tokens_details": {"reasoning_tokens": 0}}  # fmt: skip
+    if ctx.dialect == "openrouter":
+        # OpenRouter states each answer's cost in credits (a dollar each), on every answer, streamed too.
+        usage.update(cost=openrouter_cost(prompt, cached, completion), is_byok=False,
+                     cost_details={"upstream_inference_cost": None})  # fmt: skip
     cid = f"chatcmpl-{ctx.request_id[4:]}"
     created = int(time.time())
     if stream:
-        include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
+        include_usage = ctx.dialect == "openrouter" or bool(
+            (req.get("stream_options") or {}).get("include_usage")
+        )
         return ChatStream(
             ctx, plans, cid=cid, created=created, model=model, usage=usage if include_usage else None
         )
@@ -316,6 +322,18 @@ async def chat_completions(request: Request) -> Response:
     if ctx.dialect == "azure":
         body["prompt_filter_results"] = [{"prompt_index": 0, "content_filter_results": _AZURE_FILTERS}]
     return Response(orjson.dumps(body), media_type=JSON)
+
+
+# The price the simulator states in OpenRouter's dialect, whatever the model, in dollars a token: prompt, cached
+# prompt, completion. Not any real model's price (a client that priced the tokens from a table would get another
+# number).
+OPENROUTER_PRICE = (0.2e-6, 0.05e-6, 0.8e-6)
+
+
+def openrouter_cost(prompt: int, cached: int, completion: int) -> float:
+    """The cost the simulator states in OpenRouter's ``usage.cost`` for these tokens."""
+    fresh, read, out = OPENROUTER_PRICE
+    return round((prompt - cached) * fresh + cached * read + completion * out, 12)
 
 
 def _pieces(p: Plan) -> list[str]:
