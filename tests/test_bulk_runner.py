@@ -49,6 +49,7 @@ from genguard.client.retry import RetryPolicy
 from genguard.core.outcome import Usage
 from genguard.core.pricing import cost_usd
 from genguard.sim import Simulator
+from genguard.sim._chat import openrouter_cost
 
 KEY = "sk-batch-runner-0123456789abcdef"
 
@@ -968,6 +969,51 @@ def test_max_cost_stops_before_the_cap_is_passed(sim: Simulator, tmp_path: Path)
     check_records(out, [line["custom_id"] for line in lines])
     (spent,) = journal_rows(out, "SELECT total(cost_usd) FROM lines")[0]
     assert spent <= cap * 10
+
+
+def test_a_cost_the_provider_states_is_the_lines_cost_and_bounds_max_cost(tmp_path: Path) -> None:
+    # OpenRouter states what each answer cost in its usage (usage.cost), for any of its hundreds of models, most
+    # of which no price table knows: that is the line's cost, and what --max-cost counts and reserves.
+    model = "meta-llama/llama-3.1-8b-instruct"
+    assert cost_usd(model, Usage(prompt_tokens=40, completion_tokens=60)) is None  # no table knows it
+    lines = [{**line, "body": {**line["body"], "model": model}} for line in lines_of(30)]
+    src = write_input(tmp_path / "in.jsonl", lines)
+    with Simulator(dialect="openrouter") as sim:
+        whole = _run(src, tmp_path / "whole", sim)
+        assert whole.exit_code == EXIT_OK
+        by_id = check_records(tmp_path / "whole", [line["custom_id"] for line in lines])
+        costs = {}
+        for cid, record in by_id.items():
+            usage = record["response"]["body"]["usage"]
+            stated = openrouter_cost(
+                usage["prompt_tokens"],
+                usage["prompt_tokens_details"]["cached_tokens"],
+                usage["completion_tokens"],
+            )
+            assert stated > 0
+            assert record["genguard"]["cost_usd"] == pytest.approx(stated)
+            costs[cid] = stated
+        assert whole.counts.cost_usd == pytest.approx(sum(costs.values()))
+        # A gpt-4o-mini answer from the same provider: its stated cost, not the table's price of its tokens.
+        gpt = _run(write_input(tmp_path / "gpt.jsonl", lines_of(1)), tmp_path / "gpt", sim)
+        [record] = records(tmp_path / "gpt")[0]
+        usage = record["response"]["body"]["usage"]
+        assert gpt.counts.cost_usd == pytest.approx(usage["cost"])
+        assert gpt.counts.cost_usd != pytest.approx(
+            cost_usd(MODEL, Usage(usage["prompt_tokens"], usage["completion_tokens"])) or 0.0
+        )
+        # A cap of about twelve lines, eight sent at once: the first eight go out with nothing known of the
+        # model's price; after their answers each line reserves the dearest line seen, and the run stops before
+        # the cap (counting only what was reserved, the eight in flight would each have passed it).
+        cap = sum(costs[line["custom_id"]] for line in lines[:12])
+        sent = _requests(sim)
+        stopped = _run(src, tmp_path / "capped", sim, concurrency=8, max_cost=cap)
+        assert stopped.exit_code == EXIT_STOPPED
+        assert stopped.stopped is not None
+        assert "cost cap" in stopped.stopped
+        assert 8 <= stopped.counts.ok < 30
+        assert stopped.counts.cost_usd <= cap + max(costs.values())
+        assert _requests(sim) - sent == stopped.counts.ok
 
 
 # -- from Python ------------------------------------------------------------------------------------------------

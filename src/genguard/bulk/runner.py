@@ -485,6 +485,8 @@ class _Run:
         self.reserved = 0.0
         counts = journal.counts()
         self.spent = counts.cost_usd
+        # --max-cost: each model's dearest line so far, the estimate for a model the price table does not know.
+        self.dearest: dict[str, float] = {}
         self.ended_times: deque[float] = deque(maxlen=512)
         self.t0 = time.monotonic()
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
@@ -547,6 +549,13 @@ class _Run:
         cost = outcome.extra.get("cost_usd")
         if isinstance(cost, float):
             self.spent += cost
+            model = claimed.body.get("model")
+            if (
+                self.opts.max_cost is not None
+                and isinstance(model, str)
+                and cost > self.dearest.get(model, 0.0)
+            ):
+                self.dearest[model] = cost
         stopper = _RUN_STOPPERS.get(outcome.code or "")
         release = True  # a stopped line goes back to pending: it had no answer to keep
         later = outcome.retry_after_s
@@ -812,7 +821,8 @@ class _Run:
         max_cost = self.opts.max_cost
         estimate = 0.0
         if max_cost is not None:
-            estimate = _estimate_cost(claimed.body)
+            # A model the table cannot price: the dearest line of it so far (the provider stated its cost).
+            estimate = _estimate_cost(claimed.body) or self.dearest.get(str(claimed.body.get("model")), 0.0)
             if self.spent + self.reserved + estimate > max_cost:
                 self._stop(
                     f"the cost cap of ${max_cost:g} would be passed (spent ${self.spent:.4f}, "
