@@ -22,6 +22,8 @@ EXAMPLES = Path(__file__).parent.parent / "examples" / "batch"
 CHAT = "/v1/chat/completions"
 MESSAGES = [{"role": "user", "content": "hi"}]
 CHAT_BODY = {"model": "m", "messages": MESSAGES}
+REF = {"image_url": "https://example.com/a.png"}
+EDIT = {"model": "gpt-image-1", "prompt": "make the sky red", "images": [REF]}
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
@@ -146,6 +148,7 @@ def test_an_integer_custom_id_becomes_its_decimal_string(tmp_path: Path) -> None
         ({"model": "m", "messages": MESSAGES, "prompt": "also here"}, "/v1/chat/completions"),
         ({"model": "e", "input": ["a", "b"]}, "/v1/embeddings"),
         ({"model": "i", "prompt": "a red bicycle"}, "/v1/images/generations"),
+        (EDIT, "/v1/images/edits"),
         ({"model": "m", "input": "Tell me a joke.", "instructions": "Be brief."}, "/v1/responses"),
         (
             {"model": "m", "input": [{"role": "user", "content": "hi"}], "max_output_tokens": 50},
@@ -249,6 +252,17 @@ BAD_JSON_LINES = [
     ("images-no-model", obj(batch(url="/v1/images/generations", body={"prompt": "a cat"})), ['no "model"'], [], "r1"),
     ("images-empty-prompt", obj(batch(url="/v1/images/generations", body={"model": "i", "prompt": " "})), ["prompt is a blank string"], [], "r1"),
     ("videos-no-prompt", obj(batch(url="/v1/videos", body={"model": "v"})), ['no "prompt"'], [], "r1"),
+    ("edits-no-images", obj(batch(url="/v1/images/edits", body={"model": "i", "prompt": "x"})), ['no "images"'], ['"images": [{"image_url"', "file_id"], "r1"),
+    ("edits-images-string", obj(batch(url="/v1/images/edits", body={**EDIT, "images": "a.png"})), ["images is a string"], ["a list of 1 to 16 pictures"], "r1"),
+    ("edits-images-empty", obj(batch(url="/v1/images/edits", body={**EDIT, "images": []})), ["images is an empty list"], [], "r1"),
+    ("edits-too-many", obj(batch(url="/v1/images/edits", body={**EDIT, "images": [REF] * 17})), ["images lists 17 pictures"], ["at most 16"], "r1"),
+    ("edits-multipart-field", obj(batch(url="/images/edits", body={**EDIT, "image": "@a.png"})), ['the body has "image", the multipart form'], ['"images"'], "r1"),
+    ("edits-ref-string", obj(batch(url="/v1/images/edits", body={**EDIT, "images": ["https://x/a.png"]})), ["images[0] is a string, not an object"], ['{"image_url"'], "r1"),
+    ("edits-ref-both", obj(batch(url="/v1/images/edits", body={**EDIT, "images": [REF, {"image_url": "u", "file_id": "f"}]})), ["images[1] has both image_url and file_id"], [], "r1"),
+    ("edits-ref-neither", obj(batch(url="/v1/images/edits", body={**EDIT, "images": [{"url": "u"}]})), ["images[0] has no image_url and no file_id"], [], "r1"),
+    ("edits-ref-blank", obj(batch(url="/v1/images/edits", body={**EDIT, "images": [{"file_id": " "}]})), ["images[0].file_id is a blank string"], [], "r1"),
+    ("edits-mask-string", obj(batch(url="/v1/images/edits", body={**EDIT, "mask": "m.png"})), ["mask is a string, not an object"], [], "r1"),
+    ("generations-with-images", obj(batch(url="/v1/images/generations", body=EDIT)), ["names pictures to edit (images)"], ['"url": "/v1/images/edits"'], "r1"),
     ("responses-no-input", obj(batch(url="/v1/responses", body={"model": "m"})), ['no "input"'], ['"input": the prompt'], "r1"),
     ("responses-messages", obj(batch(url="/v1/responses", body=CHAT_BODY)), ['no "input"'], ["a list of messages"], "r1"),
     ("responses-empty-input", obj(batch(url="/v1/responses", body={"model": "m", "input": " "})), ["input is a blank string"], [], "r1"),

@@ -257,3 +257,51 @@ async def test_a_body_without_images_is_left_alone(tmp_path: Path, client: Async
         odd = {"created": 1}
         assert await keep_images(odd, out_dir=tmp_path, custom_id="x", client=client) == (odd, [], None)
     assert not (tmp_path / "images").exists()
+
+
+async def test_image_edits_in_their_json_form_become_files_like_generations(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # The Batch API's /v1/images/edits lines: the pictures to edit named by URL (a data URL too) or file id,
+    # with a mask or without; each answer's pictures saved as files, as a generation's are.
+    out = tmp_path / "run"
+    edits = "/v1/images/edits"
+    lines = [
+        {"custom_id": "sky", "method": "POST", "url": edits, "body": {
+            "model": "gpt-image-1", "prompt": "make the sky red",
+            "images": [{"image_url": "https://example.com/a.png"}, {"file_id": "file-b"}]}},
+        {"custom_id": "cat", "method": "POST", "url": edits, "body": {
+            "model": "gpt-image-1", "prompt": "add a cat", "n": 2, "images": [{"file_id": "file-c"}],
+            "mask": {"image_url": "data:image/png;base64,iVBORw0KGgo="}}},
+        # A bare body: a prompt and pictures to edit go to the edits url.
+        {"model": "gpt-image-1", "prompt": "paint it blue", "images": [{"file_id": "file-d"}]},
+    ]  # fmt: skip
+    result = await run(lines, out, sim)
+    assert result.exit_code == EXIT_OK, records(out, "errors.jsonl")
+    written = records(out, "output.jsonl")
+    assert set(written) == {"sky", "cat", "3"}
+    assert written["cat"]["genguard"]["files"] == ["images/cat-0.png", "images/cat-1.png"]
+    for record in written.values():
+        for name in record["genguard"]["files"]:
+            assert_image(out / name)
+    assert PNG_B64 not in (out / "output.jsonl").read_text()
+    # Each went to the edits url: the simulator's image requests, none of them refused.
+    stats = sim.stats()
+    assert stats["requests"] == 3
+    assert stats["by_status"] == {"200": 3}
+
+
+async def test_an_edit_the_provider_refuses_ends_failed_with_its_message(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A model that takes no JSON edit: checked by the provider, not guessed here. The line ends failed with
+    # the provider's 400, and is not retried.
+    out = tmp_path / "run"
+    line = {"custom_id": "old", "method": "POST", "url": "/v1/images/edits",
+            "body": {"model": "dall-e-2", "prompt": "a hat", "images": [{"file_id": "file-a"}]}}  # fmt: skip
+    result = await run([line], out, sim)
+    assert result.exit_code == EXIT_FAILED
+    failed = records(out, "errors.jsonl")["old"]
+    assert failed["response"]["status_code"] == 400
+    assert "JSON image edits support GPT image models only" in failed["genguard"]["message"]
+    assert failed["genguard"]["attempts"] == 1

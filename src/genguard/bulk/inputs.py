@@ -69,6 +69,7 @@ _URLS: Mapping[str, str] = {
 _URL_OF: Mapping[str, str] = {kind: url for url, kind in reversed(list(ENDPOINTS.items()))}
 _RESPONSES = "/v1/responses"
 _COMPLETIONS = "/v1/completions"
+_IMAGE_EDITS = "/v1/images/edits"
 _KNOWN_URLS = ", ".join(ENDPOINTS)
 _BATCH_EXAMPLE = (
     '{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", '
@@ -385,6 +386,8 @@ def _infer_url(body: dict[str, Any]) -> str:
         kinds.append("embedding")
     if "prompt" in body and "messages" not in body:
         kinds.append("image")
+    if kinds == ["image"] and "images" in body:
+        return _IMAGE_EDITS  # a prompt and the pictures to edit
     if len(kinds) == 1:
         return _URL_OF[kinds[0]]
     if kinds:
@@ -435,6 +438,7 @@ _REQUIRED: Mapping[Kind, tuple[str, ...]] = {
 _REQUIRED_AT: Mapping[str, tuple[str, ...]] = {
     _RESPONSES: ("model", "input"),
     _COMPLETIONS: ("model", "prompt"),
+    _IMAGE_EDITS: ("model", "prompt", "images"),
 }
 _ADD: Mapping[str, str] = {
     "model": '"model": "<model name>" (or give a default model)',
@@ -445,6 +449,10 @@ _ADD: Mapping[str, str] = {
 _ADD_AT: Mapping[str, Mapping[str, str]] = {
     _RESPONSES: {"input": '"input": the prompt, a string or a list of messages'},
     _COMPLETIONS: {"prompt": '"prompt": the text to complete'},
+    _IMAGE_EDITS: {
+        "prompt": '"prompt": the edit to make',
+        "images": '"images": [{"image_url": "https://..."}] (or {"file_id": "file-..."}), the pictures to edit',
+    },
 }
 
 
@@ -485,6 +493,59 @@ def _check_body(url: str, body: dict[str, Any]) -> None:
         prompt = body["prompt"]
         if not (isinstance(prompt, str) and prompt.strip()):
             raise _Bad(f"prompt is {_a(prompt)}", "make prompt a non-empty string")
+        if url == _IMAGE_EDITS:
+            _check_edits(body)
+    if url != _IMAGE_EDITS and body.get("images") is not None and kind == "image":
+        raise _Bad(
+            "the body names pictures to edit (images) but goes to " + url,
+            f'send it to {_IMAGE_EDITS} ("url": "{_IMAGE_EDITS}")',
+        )
+
+
+# The most pictures an edit takes (OpenAI's GPT image models).
+_MOST_EDITED = 16
+_IMAGE_REF = '{"image_url": "https://..."} or {"file_id": "file-..."}'
+
+
+def _check_edits(body: dict[str, Any]) -> None:
+    """An images edit in the JSON form a batch line carries: ``images``, a list of 1 to 16 references (a URL,
+    a data URL or an uploaded file's id), and an optional ``mask`` of the same form. The multipart form's
+    files (``image``, ``image[]``) cannot be written in a JSON line."""
+    for name in ("image", "image[]"):
+        if name in body:
+            raise _Bad(
+                f'the body has "{name}", the multipart form\'s file field, which a JSON line cannot carry',
+                f'name the pictures in "images": [{_IMAGE_REF}]',
+            )
+    images = body["images"]
+    if not isinstance(images, list) or not images:
+        raise _Bad(
+            f"images is {_a(images)}", f"make images a list of 1 to {_MOST_EDITED} pictures: [{_IMAGE_REF}]"
+        )
+    if len(images) > _MOST_EDITED:
+        raise _Bad(f"images lists {len(images)} pictures", f"edit at most {_MOST_EDITED} at once")
+    for i, ref in enumerate(images):
+        _check_image_ref(f"images[{i}]", ref)
+    mask = body.get("mask")
+    if mask is not None:
+        _check_image_ref("mask", mask)
+
+
+def _check_image_ref(where: str, ref: Any) -> None:
+    if not isinstance(ref, dict):
+        raise _Bad(f"{where} is {_a(ref)}, not an object", f"write it as {_IMAGE_REF}")
+    given = [k for k in ("image_url", "file_id") if ref.get(k) is not None]
+    if len(given) != 1:
+        raise _Bad(
+            f"{where} has {'both image_url and file_id' if given else 'no image_url and no file_id'}",
+            f"write it as {_IMAGE_REF}",
+        )
+    value = ref[given[0]]
+    if not (isinstance(value, str) and value.strip()):
+        raise _Bad(
+            f"{where}.{given[0]} is {_a(value)}",
+            "give the picture's URL (or data URL) or file id as a string",
+        )
 
 
 def _check_responses(body: dict[str, Any]) -> None:

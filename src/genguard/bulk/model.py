@@ -19,6 +19,7 @@ ENDPOINTS: Mapping[str, Literal["chat", "embedding", "image", "video"]] = {
     "/v1/completions": "chat",
     "/v1/embeddings": "embedding",
     "/v1/images/generations": "image",
+    "/v1/images/edits": "image",  # the JSON form: the pictures to edit named by URL or file id in "images"
     "/v1/videos": "video",
 }
 

@@ -213,6 +213,40 @@ def _revise(prompt: str) -> str:
 
 async def images_generations(request: Request) -> Response:
     """``POST /v1/images/generations`` with each model's parameter rules and the media scenarios."""
+    return await _images(request, edit=False)
+
+
+async def images_edits(request: Request) -> Response:
+    """``POST /v1/images/edits`` in its JSON form (GPT image models): the pictures to edit named in ``images``
+    (``{"image_url"}`` or ``{"file_id"}`` each, 1 to 16), answered as a generation of the prompt is."""
+    return await _images(request, edit=True)
+
+
+def _edit_refused(body: dict[str, Any], model: str) -> Response | None:
+    """OpenAI's 400 for a JSON edit it would refuse, or ``None``."""
+    if not model.startswith("gpt-image"):
+        return _invalid(
+            f"Invalid value: '{model}'. JSON image edits support GPT image models only; dall-e-2 edits are "
+            "multipart.", param="model", code="invalid_value")  # fmt: skip
+    images = body.get("images")
+    if not isinstance(images, list) or not images:
+        return _invalid(
+            "Missing required parameter: 'images'.", param="images", code="missing_required_parameter"
+        )
+    if len(images) > 16:
+        return _invalid(f"Invalid 'images': array too long. Expected an array with maximum length 16, but got an "
+                        f"array with length {len(images)} instead.", param="images", code="array_above_max_length")  # fmt: skip
+    for i, ref in enumerate(images):
+        if not (
+            isinstance(ref, dict)
+            and (isinstance(ref.get("image_url"), str) or isinstance(ref.get("file_id"), str))
+        ):
+            return _invalid(f"Invalid 'images[{i}]': expected an object with 'image_url' or 'file_id'.",
+                            param=f"images[{i}]", code="invalid_value")  # fmt: skip
+    return None
+
+
+async def _images(request: Request, *, edit: bool) -> Response:
     got = await begin(request, "image")
     if isinstance(got, Response):
         return got
@@ -220,7 +254,11 @@ async def images_generations(request: Request) -> Response:
     body = await _body(request)
     if body is None:
         return _invalid("We could not parse the JSON body of your request.")
-    model = str(body.get("model") or "dall-e-2")
+    model = str(body.get("model") or ("gpt-image-1" if edit else "dall-e-2"))
+    if edit:
+        refused = _edit_refused(body, model)
+        if refused is not None:
+            return refused
     gpt_image = model.startswith("gpt-image")
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt:
@@ -467,6 +505,7 @@ def media_routes() -> list[Route]:
     """
     return [
         Route("/v1/images/generations", images_generations, methods=["POST"]),
+        Route("/v1/images/edits", images_edits, methods=["POST"]),
         Route("/v1/videos", create_video, methods=["POST"]),
         Route("/v1/videos/{video_id}/content", video_content, methods=["GET"]),
         Route("/v1/videos/{video_id:path}", retrieve_video, methods=["GET"]),
