@@ -139,7 +139,8 @@ RECOGNISED: dict[str, str] = {
     "truncated": "`finish_reason` `length` (and `max_tokens`, `model_length`, `MAX_TOKENS`); a Responses API body "
     "with `status` `incomplete` for `max_output_tokens` (or for a reason it does not name)",
     "empty_output": "a normal stop with no content and no tool call; a 2xx with no choices; a completed Responses "
-    "API body with no `output_text` and no `function_call`",
+    "API body with no `output_text` and no `function_call`; an embeddings answer with no vectors; a moderation "
+    "with no results (a flagged input is a moderation's answer, not a failure)",
     "incomplete_stream": "a stream that ended (end of input, or `[DONE]`) before any `finish_reason`",
     "stream_error": "an error inside a 2xx stream: a `data:` object with an `error` key, an `event: error`, "
     "`finish_reason` `error` or `abort`",
@@ -222,7 +223,7 @@ FIELDS: dict[str, str] = {
     "usage": "the token counts the provider reported",
     "attempts": "how many requests the call made (retries, rotations and fallbacks included)",
     "cause": "a short plain sentence saying why this happened, specific to the code and to the endpoint "
-    "(text, image or video)",
+    "(text, image, video, embedding or moderation)",
     "fix": "a short plain sentence saying what to do about it",
 }
 
@@ -237,7 +238,8 @@ JSON_OUTRO = """
   failing choice (the lowest index), its kind and verdict from that code, and `message` names the choice;
   `text`, `tool_calls` and `finish_reason` stay choice 0's. A response with one choice has no `choices`.
 - Commands add fields of their own after these (`source` for `explain`; `files`, `model`, `task_status`,
-  `progress`, `images_filtered` for media; `history` for the attempts); they never remove these.
+  `progress`, `images_filtered` for media; `vectors` for embeddings; `results` and `flagged` for moderations,
+  how many inputs were checked and how many flagged; `history` for the attempts); they never remove these.
 - `Outcome.to_dict(full=True)`, what a journal stores, adds `endpoint`, `history`, `parsed` and, when the
   client was asked to keep it (`keep_raw=True`), `raw`: the response's `status`, `headers` (pairs) and `body`
   (credentials masked, cut at 65,536 characters with a marker), with its full `size` and `truncated`.
@@ -295,13 +297,14 @@ def _codes(kind: str) -> list[str]:
             verdict += f" ({note})"
         lines.append(f"| `{info.name}` | {RECOGNISED[info.name]} | {verdict} |")
     lines.append(
-        f"\nWhat genguard says about each {kind} failure (where it differs for images or videos, both):\n"
+        f"\nWhat genguard says about each {kind} failure (where it differs for an endpoint, that endpoint's "
+        "words too):\n"
     )
     lines.append("| code | cause | fix |")
     lines.append("| --- | --- | --- |")
     for info in infos:
         cause, fix = info.cause, info.fix
-        for endpoint in ("image", "video"):
+        for endpoint in ("image", "video", "embedding", "moderation"):
             if endpoint in info.causes:
                 cause += f"<br>*{endpoint}:* {info.causes[endpoint]}"
             if endpoint in info.fixes:

@@ -51,7 +51,7 @@ from .model import ENDPOINTS, InputProblem, Line, line_key
 
 __all__ = ["SeenIds", "check_file", "read_lines"]
 
-Kind = Literal["chat", "embedding", "image", "video"]
+Kind = Literal["chat", "embedding", "image", "video", "moderation"]
 
 _BOM = b"\xef\xbb\xbf"
 _JSON_SPACE = b" \t\r\n"  # JSON's whitespace: a line of only these is blank
@@ -70,6 +70,7 @@ _URL_OF: Mapping[str, str] = {kind: url for url, kind in reversed(list(ENDPOINTS
 _RESPONSES = "/v1/responses"
 _COMPLETIONS = "/v1/completions"
 _IMAGE_EDITS = "/v1/images/edits"
+_MODERATIONS = "/v1/moderations"
 _KNOWN_URLS = ", ".join(ENDPOINTS)
 _BATCH_EXAMPLE = (
     '{"custom_id": "request-1", "method": "POST", "url": "/v1/chat/completions", '
@@ -383,6 +384,14 @@ def _infer_url(body: dict[str, Any]) -> str:
     if "input" in body:
         if "messages" not in body and "prompt" not in body and GENERATION_KEYS.intersection(body):
             return _RESPONSES
+        model = body.get("model")
+        if (
+            "messages" not in body
+            and "prompt" not in body
+            and isinstance(model, str)
+            and "moderation" in model
+        ):
+            return _MODERATIONS  # omni-moderation-latest, text-moderation-stable...
         kinds.append("embedding")
     if "prompt" in body and "messages" not in body:
         kinds.append("image")
@@ -434,6 +443,7 @@ _REQUIRED: Mapping[Kind, tuple[str, ...]] = {
     "embedding": ("model", "input"),
     "image": ("model", "prompt"),
     "video": ("prompt",),  # the videos API picks a model when none is named
+    "moderation": ("model", "input"),
 }
 _REQUIRED_AT: Mapping[str, tuple[str, ...]] = {
     _RESPONSES: ("model", "input"),
@@ -449,6 +459,10 @@ _ADD: Mapping[str, str] = {
 _ADD_AT: Mapping[str, Mapping[str, str]] = {
     _RESPONSES: {"input": '"input": the prompt, a string or a list of messages'},
     _COMPLETIONS: {"prompt": '"prompt": the text to complete'},
+    _MODERATIONS: {
+        "model": '"model": "omni-moderation-latest" (or give a default model)',
+        "input": '"input": the text to check, a list of texts, or text and image parts',
+    },
     _IMAGE_EDITS: {
         "prompt": '"prompt": the edit to make',
         "images": '"images": [{"image_url": "https://..."}] (or {"file_id": "file-..."}), the pictures to edit',
@@ -483,6 +497,8 @@ def _check_body(url: str, body: dict[str, Any]) -> None:
             raise _Bad(f"prompt is {_a(prompt)}", "make prompt the text to complete (or a list of texts)")
     elif kind == "chat":
         _check_messages(body["messages"])
+    elif kind == "moderation":
+        _check_moderation(body["input"])
     elif kind == "embedding":
         given = body["input"]
         if not isinstance(given, str | list):
@@ -500,6 +516,30 @@ def _check_body(url: str, body: dict[str, Any]) -> None:
             "the body names pictures to edit (images) but goes to " + url,
             f'send it to {_IMAGE_EDITS} ("url": "{_IMAGE_EDITS}")',
         )
+
+
+_MODERATION_PART = (
+    '{"type": "text", "text": "..."} or {"type": "image_url", "image_url": {"url": "https://..."}}'
+)
+
+
+def _check_moderation(given: Any) -> None:
+    """A moderation's ``input``: a text, a list of texts, or a list of parts (text and image URLs)."""
+    if isinstance(given, str):
+        if not given.strip():
+            raise _Bad(f"input is {_a(given)}", "give input the text to check")
+        return
+    if not isinstance(given, list) or not given:
+        raise _Bad(
+            f"input is {_a(given)}",
+            f"make input a text, a list of texts, or a list of parts: {_MODERATION_PART}",
+        )
+    for i, item in enumerate(given):
+        if isinstance(item, str):
+            continue
+        if not isinstance(item, dict) or item.get("type") not in ("text", "image_url"):
+            raise _Bad(f"input[{i}] is {_a(item) if not isinstance(item, dict) else 'a part of no known type'}",
+                       f"write each item as a text or a part: {_MODERATION_PART}")  # fmt: skip
 
 
 # The most pictures an edit takes (OpenAI's GPT image models).

@@ -13,7 +13,7 @@ __all__ = ["ENDPOINTS", "AttemptEvent", "Ended", "InputProblem", "Line", "LineSt
 
 # The request URLs a batch line may name, as the OpenAI Batch API spells them, and the endpoint kind each is: a
 # Responses API or legacy completions answer is a text generation, judged as a chat answer is.
-ENDPOINTS: Mapping[str, Literal["chat", "embedding", "image", "video"]] = {
+ENDPOINTS: Mapping[str, Literal["chat", "embedding", "image", "video", "moderation"]] = {
     "/v1/chat/completions": "chat",
     "/v1/responses": "chat",
     "/v1/completions": "chat",
@@ -21,6 +21,7 @@ ENDPOINTS: Mapping[str, Literal["chat", "embedding", "image", "video"]] = {
     "/v1/images/generations": "image",
     "/v1/images/edits": "image",  # the JSON form: the pictures to edit named by URL or file id in "images"
     "/v1/videos": "video",
+    "/v1/moderations": "moderation",
 }
 
 LineState = Literal["pending", "in_flight", "ended"]
@@ -49,7 +50,7 @@ class Line:
     key: str = ""
 
     @property
-    def endpoint(self) -> Literal["chat", "embedding", "image", "video"]:
+    def endpoint(self) -> Literal["chat", "embedding", "image", "video", "moderation"]:
         return ENDPOINTS[self.url]
 
 

@@ -65,7 +65,9 @@ def _fail(message: str) -> None:
     help="Check ok output: json, json-schema:PATH, labels:a,b,c, min-words:N, min-chars:N, regex:PATTERN.",
 )
 @click.option(
-    "--endpoint", type=click.Choice(["chat", "image", "video"]), help="Which endpoint the capture came from."
+    "--endpoint",
+    type=click.Choice(["chat", "image", "video", "embedding", "moderation"]),
+    help="Which endpoint the capture came from (read from the body when not given).",
 )
 def explain(
     files: tuple[str, ...],

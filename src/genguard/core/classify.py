@@ -26,6 +26,7 @@ from .headers import request_id
 from .image_body import image_outcome
 from .json_values import is_map
 from .media_body import detect_media, parse_task, task_outcome
+from .moderation_body import is_moderation, moderation_outcome
 from .outcome import Outcome, RawResponse
 from .secrets import redact
 from .taxonomy import Endpoint
@@ -109,6 +110,8 @@ def classify_document(
             endpoint = "chat"
         elif is_map(data) and data.get("object") == "list" and "data" in data and "created" not in data:
             endpoint = "embedding"
+        elif is_moderation(data):
+            endpoint = "moderation"
         else:
             endpoint = detect_media(data)
             if endpoint is None:
@@ -123,4 +126,6 @@ def classify_document(
         return image_outcome(data, status=status, headers=headers)
     if endpoint == "embedding":
         return embedding_outcome(data, status=status, headers=headers)
+    if endpoint == "moderation":
+        return moderation_outcome(data, status=status, headers=headers)
     return task_outcome(parse_task(data), status=status, headers=headers)

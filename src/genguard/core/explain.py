@@ -27,6 +27,7 @@ from .error_body import is_error_body, read_error
 from .error_verdict import classify_error, invalid_response
 from .headers import request_id
 from .media_body import detect_media
+from .moderation_body import is_moderation
 from .outcome import Outcome
 from .secrets import redact
 from .taxonomy import Endpoint
@@ -72,7 +73,7 @@ def explain_exchange(
         body, parsed = parsed.read(), None
     if parsed is not None:
         # A large JSON body already parsed from its file: judged from that, its bytes never held.
-        where = where or detect_media(parsed.doc) or "chat"
+        where = where or _kind_of(parsed.doc) or "chat"
         outcome = classify_document(200 if code is None else code, merged, parsed.doc, endpoint=where)
         return apply_validators(outcome, validators) if validators else outcome
     if code is None and exchange.url is not None and not streamed and (not body or body.isspace()):
@@ -124,7 +125,13 @@ def _shape(body: bytes) -> tuple[bool, Endpoint | None, bytes]:
     from (repaired when they were not UTF-8). The parsed document is dropped here, before the reader parses
     the body again: a large body is held parsed once, not twice."""
     doc, body = parse_json_body(body)
-    return is_error_body(doc), detect_media(doc), body
+    return is_error_body(doc), _kind_of(doc), body
+
+
+def _kind_of(doc: object) -> Endpoint | None:
+    """The endpoint a 2xx body's shape names when it is not a chat answer: a media answer or task, or a
+    moderation (``None``: read it as a chat answer)."""
+    return detect_media(doc) or ("moderation" if is_moderation(doc) else None)
 
 
 def _broken_json(

@@ -11,7 +11,7 @@ from types import MappingProxyType
 from typing import Literal, get_args
 
 Kind = Literal["hard", "soft", "silent"]
-Endpoint = Literal["chat", "image", "video", "embedding"]
+Endpoint = Literal["chat", "image", "video", "embedding", "moderation"]
 ENDPOINTS: tuple[Endpoint, ...] = get_args(Endpoint)
 
 GENERATION_KEYS = frozenset(
@@ -292,6 +292,16 @@ _ALL: tuple[CodeInfo, ...] = (
         True,
         "The model finished normally but returned no content and no tool call.",
         "Send again; if it repeats, check the prompt and stop sequences, or try another model.",
+        causes={
+            "embedding": "The embeddings answer held no vectors: nothing was embedded.",
+            "moderation": "The moderation answer held no results: no input was checked.",
+        },
+        fixes={
+            "embedding": "Send again; if it repeats, check that input is not empty and the model is an "
+            "embedding model.",
+            "moderation": "Send again; if it repeats, check that input is not empty and the model is a "
+            "moderation model.",
+        },
     ),
     _code(
         "incomplete_stream",

@@ -24,6 +24,7 @@ from ._config import SimConfig
 from ._core import HeadersMiddleware, SimState
 from ._dialects import JSON, error_response
 from ._embeddings import embeddings
+from ._moderations import moderations
 from ._responses import responses
 
 
@@ -72,6 +73,7 @@ def create_app(config: SimConfig | None = None, *, clock: Clock = SYSTEM_CLOCK) 
         Route("/v1/embeddings", embeddings, methods=["POST"]),
         Route("/v1/responses", responses, methods=["POST"]),
         Route("/v1/completions", completions, methods=["POST"]),
+        Route("/v1/moderations", moderations, methods=["POST"]),
         Route("/_genguard/stats", _stats, methods=["GET"]),
         Route("/_genguard/reset", _reset, methods=["POST"]),
         *_media_routes(),
