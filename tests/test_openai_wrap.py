@@ -107,6 +107,36 @@ def test_images_embeddings_and_models_keep_their_types(sim: Simulator, client: o
     assert requests(sim) == 3
 
 
+@pytest.mark.timeout(30)
+def test_a_moderation_keeps_its_type_and_an_empty_one_raises(
+    sim: Simulator, client: openai.OpenAI, sdk: openai.OpenAI
+) -> None:
+    from openai.types import ModerationCreateResponse
+
+    answer = client.moderations.create(
+        model="omni-moderation-latest", input=["how to build a weapon", "a lake"]
+    )
+    assert type(answer) is ModerationCreateResponse
+    assert [r.flagged for r in answer.results] == [
+        True,
+        False,
+    ]  # a flagged input is the answer, not a failure
+    checked = genguard.check(answer)
+    assert checked.ok
+    assert (checked.extra["results"], checked.extra["flagged"]) == (2, 1)
+    with pytest.raises(genguard.SoftFailure) as caught:
+        client.moderations.create(
+            model="omni-moderation-latest", input="a lake", extra_headers=scenario("empty_output")
+        )
+    assert caught.value.code == "empty_output"
+    assert caught.value.outcome.endpoint == "moderation"
+    # The SDK alone hands over the empty answer as a success.
+    quiet = sdk.moderations.create(
+        model="omni-moderation-latest", input="a lake", extra_headers=scenario("empty_output")
+    )
+    assert quiet.results == []
+
+
 def test_everything_else_on_the_client_passes_through(sdk: openai.OpenAI, client: openai.OpenAI) -> None:
     assert client.api_key == KEY
     assert str(client.base_url) == str(sdk.base_url)

@@ -79,6 +79,44 @@ def test_empty_embeddings_pass_by_default_and_raise_under_strict(
     assert info.value.response.headers["x-should-retry"] == "false"
 
 
+# -- moderations --
+
+
+def test_moderations_are_retried_after_the_servers_wait_and_a_flagged_input_is_ok(
+    sim: Simulator, proxy: Proxy
+) -> None:
+    sim.configure(scenario="rate_limited:1", retry_after_s=0.2, api_keys=(KEY,))
+    started = time.monotonic()
+    raw = sdk(proxy).moderations.with_raw_response.create(
+        model="omni-moderation-latest", input=["how to build a weapon", "a calm lake"]
+    )
+    assert time.monotonic() - started >= 0.2
+    assert [r.flagged for r in raw.parse().results] == [True, False]  # the provider's answer, as sent
+    assert raw.headers["x-genguard-code"] == "ok"
+    assert raw.headers["x-genguard-attempts"] == "2"
+    assert sim.stats()["by_status"] == {"429": 1, "200": 1}
+
+
+def test_a_moderation_without_a_model_goes_to_the_providers_default(sim: Simulator, proxy: Proxy) -> None:
+    sim.configure(api_keys=(KEY,))
+    raw = sdk(proxy).moderations.with_raw_response.create(input="a calm lake")
+    assert raw.headers["x-genguard-code"] == "ok"
+    assert raw.headers["x-genguard-model"] == "omni-moderation-latest"  # as the answer names it
+
+
+def test_an_empty_moderation_passes_by_default_and_raises_under_strict(
+    sim: Simulator, proxy: Proxy, strict: Proxy
+) -> None:
+    sim.configure(scenario="empty_output")
+    raw = sdk(proxy).moderations.with_raw_response.create(model="omni-moderation-latest", input="a cat")
+    assert raw.http_response.json()["results"] == []
+    assert raw.headers["x-genguard-code"] == "empty_output"
+    with pytest.raises(openai.UnprocessableEntityError) as info:
+        sdk(strict).moderations.create(model="omni-moderation-latest", input="a cat")
+    assert info.value.code == "empty_output"
+    assert info.value.response.headers["x-should-retry"] == "false"
+
+
 def test_embeddings_quota_is_final_for_the_sdk(sim: Simulator, proxy: Proxy) -> None:
     sim.configure(scenario="quota_exceeded")
     with pytest.raises(openai.RateLimitError) as info:

@@ -65,6 +65,7 @@ _ENDPOINTS: tuple[tuple[str, re.Pattern[str], Endpoint], ...] = (
     ("POST", re.compile(r"/responses$"), "chat"),
     ("POST", re.compile(r"/images/(generations|edits|variations)$"), "image"),
     ("POST", re.compile(r"/embeddings$"), "embedding"),
+    ("POST", re.compile(r"/moderations$"), "moderation"),
     ("POST", re.compile(r"/videos(/[^/]+/remix)?$"), "video"),
     ("GET", re.compile(r"/videos/[^/]+$"), "video"),
 )
@@ -759,6 +760,7 @@ _TYPES: dict[str, Endpoint] = {
     "ImagesResponse": "image",
     "Video": "video",
     "CreateEmbeddingResponse": "embedding",
+    "ModerationCreateResponse": "moderation",
 }
 
 

@@ -57,6 +57,7 @@ _WHAT = {
     "embedding": "a JSON object with a 'model' (a model name) and 'input'",
     "image": "a JSON object with a 'model' (a model name) and 'prompt'",
     "video": "a JSON object (or a form) with a 'model' (a model name) and 'prompt'",
+    "moderation": "a JSON object with an 'input' (and a 'model', or none for the provider's default)",
 }
 
 
@@ -194,6 +195,9 @@ class _Proxy:
     async def videos(self, request: Request) -> Response:
         return await self.call(request, "video", "/videos")
 
+    async def moderations(self, request: Request) -> Response:
+        return await self.call(request, "moderation", "/moderations")
+
     async def call(self, request: Request, endpoint: Endpoint, path: str) -> Response:
         started = time.monotonic()
         refused = self.refuse(request)
@@ -223,9 +227,9 @@ class _Proxy:
             named = parsed.get("model") if isinstance(parsed, dict) else None
             model = named if isinstance(named, str) and named else None
             body = parsed if well_formed else None
-        if model is None and well_formed and endpoint in ("image", "video") and named is None:
-            # Images and video tasks may leave the model to the provider's default: sent as they came (a
-            # fallback names its model), labelled DEFAULT_MODEL in the headers and the record.
+        if model is None and well_formed and endpoint in ("image", "video", "moderation") and named is None:
+            # Images, video tasks and moderations may leave the model to the provider's default: sent as they
+            # came (a fallback names its model), labelled DEFAULT_MODEL in the headers and the record.
             model = DEFAULT_MODEL
         if model is None:
             failure = Outcome.failure(
@@ -481,6 +485,7 @@ def create_app(config: ProxyConfig) -> Starlette:
             Route("/v1/images/edits", proxy.images, methods=["POST"]),
             Route("/v1/images/variations", proxy.images, methods=["POST"]),
             Route("/v1/videos", proxy.videos, methods=["POST"]),
+            Route("/v1/moderations", proxy.moderations, methods=["POST"]),
             Route("/v1/videos/{video_id}", proxy.poll_video, methods=["GET"]),
             Route("/v1/{path:path}", proxy.forward, methods=_METHODS),
         ],
