@@ -294,16 +294,29 @@ def test_a_form_with_a_file_is_written_again_for_the_fallback_model(sim: Simulat
 
 
 def test_an_image_edit_form_goes_through_the_policy(sim: Simulator, proxy: Proxy) -> None:
-    # The simulator has no edits endpoint: its 404 comes back as the provider's, named, and final for the SDK.
-    with pytest.raises(openai.NotFoundError) as info:
-        sdk(proxy).images.edit(
-            model="gpt-image-1", image=("cat.png", b"\x89PNG\r\n\x1a\n", "image/png"), prompt="hat"
-        )
-    headers = info.value.response.headers
-    assert headers["x-genguard-code"] == "not_found"
+    # The form as the SDK sends it: retried on a server error, the model read from the form.
+    sim.configure(scenario="server_error:1")
+    raw = sdk(proxy).images.with_raw_response.edit(
+        model="gpt-image-1", image=("cat.png", b"\x89PNG\r\n\x1a\n", "image/png"), prompt="hat"
+    )
+    assert raw.parse().data
+    headers = raw.headers
+    assert headers["x-genguard-code"] == "ok"
     assert headers["x-genguard-model"] == "gpt-image-1"  # read from the form
-    assert headers["x-should-retry"] == "false"
-    assert headers["x-genguard-attempts"] == "1"  # a 404 is not retried
+    assert headers["x-genguard-attempts"] == "2"
+    # A form with no picture: the provider's 400 comes back named, and final for the SDK.
+    sim.configure(scenario="ok")
+    refused = httpx.post(
+        f"{proxy.base_url}/images/edits",
+        data={"model": "gpt-image-1", "prompt": "hat"},
+        files={"mask": ("m.png", b"\x89PNG\r\n\x1a\n", "image/png")},
+        headers={"authorization": "Bearer sk-client-own-key"},
+        timeout=20,
+    )
+    assert refused.status_code == 400
+    assert "Missing required parameter: 'image'" in refused.text
+    assert refused.headers["x-genguard-code"] == "bad_request"
+    assert refused.headers["x-should-retry"] == "false"
 
 
 def test_images_and_videos_without_a_model_go_to_the_providers_default(sim: Simulator, proxy: Proxy) -> None:

@@ -1,11 +1,11 @@
 """The simulator's image and video endpoints, with each model family's quirks and vocabulary.
 
-Images (REFERENCE.md §5): ``POST /v1/images/generations``. Videos (REFERENCE.md §6): ``POST /v1/videos``
+Images (REFERENCE.md §5): ``POST /v1/images/generations``, ``POST /v1/images/edits`` (JSON or a form). Videos (REFERENCE.md §6): ``POST /v1/videos``
 (multipart form or JSON), ``GET /v1/videos/{id}``, ``GET /v1/videos/{id}/content``. Result URLs point at
 ``GET /_genguard/files/{name}``, signed links that expire like a storage bucket's.
 
->>> [r.path for r in media_routes()][:2]
-['/v1/images/generations', '/v1/videos']
+>>> [r.path for r in media_routes()][:3]
+['/v1/images/generations', '/v1/images/edits', '/v1/videos']
 """
 
 from __future__ import annotations
@@ -217,13 +217,20 @@ async def images_generations(request: Request) -> Response:
 
 
 async def images_edits(request: Request) -> Response:
-    """``POST /v1/images/edits`` in its JSON form (GPT image models): the pictures to edit named in ``images``
-    (``{"image_url"}`` or ``{"file_id"}`` each, 1 to 16), answered as a generation of the prompt is."""
+    """``POST /v1/images/edits``, answered as a generation of the prompt is: as a multipart form (the pictures
+    uploaded as ``image`` or ``image[]``, what the official SDKs send), or in its JSON form (GPT image models:
+    the pictures named in ``images``, ``{"image_url"}`` or ``{"file_id"}`` each, 1 to 16)."""
     return await _images(request, edit=True)
 
 
-def _edit_refused(body: dict[str, Any], model: str) -> Response | None:
-    """OpenAI's 400 for a JSON edit it would refuse, or ``None``."""
+def _edit_refused(body: dict[str, Any], model: str, *, form: bool) -> Response | None:
+    """OpenAI's 400 for an edit it would refuse, or ``None``."""
+    if form:
+        if not any(k == "image" or k.startswith("image[") for k in body):
+            return _invalid(
+                "Missing required parameter: 'image'.", param="image", code="missing_required_parameter"
+            )
+        return None
     if not model.startswith("gpt-image"):
         return _invalid(
             f"Invalid value: '{model}'. JSON image edits support GPT image models only; dall-e-2 edits are "
@@ -254,9 +261,14 @@ async def _images(request: Request, *, edit: bool) -> Response:
     body = await _body(request)
     if body is None:
         return _invalid("We could not parse the JSON body of your request.")
-    model = str(body.get("model") or ("gpt-image-1" if edit else "dall-e-2"))
+    form = request.headers.get("content-type", "").startswith(
+        ("multipart/", "application/x-www-form-urlencoded")
+    )
+    if form and isinstance(body.get("n"), str) and body["n"].isdigit():
+        body["n"] = int(body["n"])  # a form's fields are text
+    model = str(body.get("model") or ("gpt-image-1" if edit and not form else "dall-e-2"))
     if edit:
-        refused = _edit_refused(body, model)
+        refused = _edit_refused(body, model, form=form)
         if refused is not None:
             return refused
     gpt_image = model.startswith("gpt-image")
