@@ -13,7 +13,6 @@ float32 bytes base64-encoded, which is what the official SDK asks for by default
 from __future__ import annotations
 
 import array
-import asyncio
 import base64
 import hashlib
 import math
@@ -25,8 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._chatreq import BadRequest, estimate_tokens, type_name
-from ._core import ERROR_SCENARIOS, RequestContext, begin
-from ._dialects import JSON, ErrorSpec
+from ._core import RequestContext, begin
+from ._dialects import JSON
+from ._plain import play, refuse
 
 __all__ = ["embeddings", "vector"]
 
@@ -53,9 +53,6 @@ _NOT_JSON = (
     "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
     "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
-# Scenarios that only a generation can play (a finish_reason, a stream, a validator, a media file): an
-# embeddings request under one of them is answered normally.
-_PLAYED = ERROR_SCENARIOS | {"empty_output"}
 _SCALE = 1.0 / 2**31
 _LITTLE = sys.byteorder == "little"
 
@@ -162,9 +159,7 @@ def _too_long(tokens: int) -> str:
 
 
 def _refuse(ctx: RequestContext, exc: BadRequest, model: str, code: str = "bad_request") -> Response:
-    ctx.scenario = ctx.entry.scenario = code
-    spec = ErrorSpec(400, "invalid_request_error", exc.code, str(exc), exc.param)
-    return ctx.error(code, spec=spec, model=model, path=PATH)
+    return refuse(ctx, exc, model, PATH, code)
 
 
 def _item(index: int, key: bytes, dims: int, fmt: str) -> dict[str, Any]:
@@ -197,17 +192,11 @@ async def embeddings(request: Request) -> Response:
     if longest > MAX_INPUT_TOKENS or scenario == "context_length_exceeded":
         asked = max(longest, MAX_INPUT_TOKENS + 1024)
         return _refuse(ctx, BadRequest(_too_long(asked)), model, "context_length_exceeded")
-    if scenario == "bad_request":
-        return _refuse(ctx, BadRequest(_BAD_INPUT), model)
-    if scenario in ERROR_SCENARIOS:
-        return ctx.error(scenario, model=model, path=PATH)
-    if scenario not in _PLAYED:
-        ctx.scenario = ctx.entry.scenario = scenario = "ok"
-    delay = ctx.config.ttft_ms / 1000
-    if delay:
-        await asyncio.sleep(delay)
+    played = await play(ctx, model, PATH, BadRequest(_BAD_INPUT))
+    if played is not None:
+        return played
     data: list[dict[str, Any]] = []
-    if scenario != "empty_output":
+    if ctx.scenario != "empty_output":
         seed = f"{ctx.config.seed}|{model}|".encode()
         for i, item in enumerate(items):
             text = item.encode() if isinstance(item, str) else orjson.dumps(item)

@@ -10,7 +10,6 @@ back flagged by what it writes. Scores are deterministic, seeded by the simulato
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from typing import Any
 
@@ -19,8 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._chatreq import BadRequest, type_name
-from ._core import ERROR_SCENARIOS, RequestContext, begin
-from ._dialects import JSON, ErrorSpec
+from ._core import RequestContext, begin
+from ._dialects import JSON
+from ._plain import play, refuse
 
 __all__ = ["FLAGGED_WORDS", "moderations", "results"]
 
@@ -42,8 +42,6 @@ _BAD_INPUT = (
     "Invalid value for 'input': expected a string, an array of strings, or an array of content parts."
 )
 _NOT_JSON = "We could not parse the JSON body of your request."
-# Scenarios that only a generation can play: a moderation under one of them is answered normally.
-_PLAYED = ERROR_SCENARIOS | {"empty_output"}
 
 
 def _texts(given: Any) -> list[tuple[str, bool]]:
@@ -94,9 +92,7 @@ def results(
 
 
 def _refuse(ctx: RequestContext, exc: BadRequest, model: str) -> Response:
-    ctx.scenario = ctx.entry.scenario = "bad_request"
-    spec = ErrorSpec(400, "invalid_request_error", exc.code, str(exc), exc.param)
-    return ctx.error("bad_request", spec=spec, model=model, path=PATH)
+    return refuse(ctx, exc, model, PATH)
 
 
 async def moderations(request: Request) -> Response:
@@ -118,17 +114,10 @@ async def moderations(request: Request) -> Response:
         inputs = _texts(req.get("input"))
     except BadRequest as exc:
         return _refuse(ctx, exc, model)
-    scenario = ctx.scenario
-    if scenario == "bad_request":
-        return _refuse(ctx, BadRequest(_BAD_INPUT, "input"), model)
-    if scenario in ERROR_SCENARIOS:
-        return ctx.error(scenario, model=model, path=PATH)
-    if scenario not in _PLAYED:
-        ctx.scenario = ctx.entry.scenario = scenario = "ok"
-    delay = ctx.config.ttft_ms / 1000
-    if delay:
-        await asyncio.sleep(delay)
-    found = [] if scenario == "empty_output" else results(
+    played = await play(ctx, model, PATH, BadRequest(_BAD_INPUT, "input"))
+    if played is not None:
+        return played
+    found = [] if ctx.scenario == "empty_output" else results(
         [t for t, _ in inputs], seed=ctx.config.seed, images=[i for _, i in inputs]
     )  # fmt: skip
     body = {"id": f"modr-{ctx.request_id[4:]}", "model": model, "results": found}
