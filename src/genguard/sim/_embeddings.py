@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._chatreq import BadRequest, estimate_tokens, type_name
-from ._core import RequestContext, begin
+from ._core import RequestContext
 from ._dialects import JSON
-from ._plain import play, refuse
+from ._plain import begin_json, play, refuse
 
 __all__ = ["embeddings", "vector"]
 
@@ -48,10 +48,6 @@ _FIXED = ("text-embedding-ada-002",)
 _FORMATS = ("float", "base64")
 _BAD_INPUT = (
     "'$.input' is invalid. Please check the API reference: https://platform.openai.com/docs/api-reference."
-)
-_NOT_JSON = (
-    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
-    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
 )
 _SCALE = 1.0 / 2**31
 _LITTLE = sys.byteorder == "little"
@@ -175,13 +171,10 @@ def _item(index: int, key: bytes, dims: int, fmt: str) -> dict[str, Any]:
 
 async def embeddings(request: Request) -> Response:
     """``POST /v1/embeddings`` with OpenAI's checks, deterministic vectors and the scenarios that apply."""
-    ctx = await begin(request, "embedding")
-    if isinstance(ctx, Response):
-        return ctx
-    try:
-        req = ctx.json()
-    except orjson.JSONDecodeError:
-        return _refuse(ctx, BadRequest(_NOT_JSON), "")
+    got = await begin_json(request, "embedding", PATH)
+    if isinstance(got, Response):
+        return got
+    ctx, req = got
     try:
         model, items, dims, fmt = _check(req)
     except BadRequest as exc:

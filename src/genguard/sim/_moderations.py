@@ -18,9 +18,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ._chatreq import BadRequest, type_name
-from ._core import RequestContext, begin
+from ._core import RequestContext
 from ._dialects import JSON
-from ._plain import play, refuse
+from ._plain import begin_json, play, refuse
 
 __all__ = ["FLAGGED_WORDS", "moderations", "results"]
 
@@ -41,7 +41,6 @@ _CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening
 _BAD_INPUT = (
     "Invalid value for 'input': expected a string, an array of strings, or an array of content parts."
 )
-_NOT_JSON = "We could not parse the JSON body of your request."
 
 
 def _texts(given: Any) -> list[tuple[str, bool]]:
@@ -97,13 +96,10 @@ def _refuse(ctx: RequestContext, exc: BadRequest, model: str) -> Response:
 
 async def moderations(request: Request) -> Response:
     """``POST /v1/moderations`` with OpenAI's checks, deterministic verdicts and the scenarios that apply."""
-    ctx = await begin(request, "moderation")
-    if isinstance(ctx, Response):
-        return ctx
-    try:
-        req = ctx.json()
-    except orjson.JSONDecodeError:
-        return _refuse(ctx, BadRequest(_NOT_JSON), "")
+    got = await begin_json(request, "moderation", PATH)
+    if isinstance(got, Response):
+        return got
+    ctx, req = got
     if not isinstance(req, dict):
         return _refuse(ctx, BadRequest("Invalid type for the request body: expected an object."), "")
     model = req.get("model") or DEFAULT_MODEL

@@ -4,14 +4,23 @@ body it refuses, and the scenarios such an endpoint can play."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
+import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from ._chatreq import BadRequest
-from ._core import ERROR_SCENARIOS, RequestContext
+from ._core import ERROR_SCENARIOS, RequestContext, begin
 from ._dialects import ErrorSpec
 
-__all__ = ["PLAYED", "play", "refuse"]
+__all__ = ["NOT_JSON", "PLAYED", "begin_json", "play", "refuse"]
+
+NOT_JSON = (
+    "We could not parse the JSON body of your request. (HINT: This likely means you aren't using your HTTP "
+    "library correctly. The OpenAI API expects a JSON payload, but what was sent was not valid JSON.)"
+)
+"""OpenAI's words for a body that is not JSON."""
 
 # Scenarios that only a generation can play (a finish_reason, a stream, a validator, a media file): a request
 # to an endpoint that generates nothing is answered normally under one of them.
@@ -42,3 +51,15 @@ async def play(ctx: RequestContext, model: str, path: str, bad_request: BadReque
     if delay:
         await asyncio.sleep(delay)
     return None
+
+
+async def begin_json(request: Request, endpoint: str, path: str) -> tuple[RequestContext, Any] | Response:
+    """:func:`begin`, then the body parsed: ``(ctx, body)``, or the response to send (a refusal, or OpenAI's
+    400 for a body that is not JSON)."""
+    ctx = await begin(request, endpoint)
+    if isinstance(ctx, Response):
+        return ctx
+    try:
+        return ctx, ctx.json()
+    except orjson.JSONDecodeError:
+        return refuse(ctx, BadRequest(NOT_JSON), "", path)
