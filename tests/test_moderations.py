@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from _batch_helpers import check_records, write_input
 from genguard.bulk.inputs import read_lines
 from genguard.bulk.model import InputProblem, Line
+from genguard.bulk.report import render_html, render_summary, summary
 from genguard.bulk.runner import EXIT_FAILED, EXIT_OK, EXIT_USAGE, BatchOptions, run_batch
 from genguard.cli import cli
 from genguard.core.classify import classify_http
@@ -148,7 +149,13 @@ def test_moderation_lines_run_in_a_batch(tmp_path: Path) -> None:
     assert [r["flagged"] for r in by_id["two"]["response"]["body"]["results"]] == [True, False]
     applied = by_id["parts"]["response"]["body"]["results"][0]["category_applied_input_types"]
     assert applied["sexual"] == ["text", "image"]
+    # The summary and the report count the flagged inputs (not failures): 2 of the 4 inputs of 3 lines.
+    data = summary(out)
+    assert data["moderations"] == {"lines": 3, "inputs": 4, "flagged": 2}
+    assert "flagged    2 of the 4 inputs that 3 moderation lines checked" in render_summary(data)
+    assert "Moderation inputs flagged" in render_html(data)
     assert empty.exit_code == EXIT_FAILED
+    assert summary(tmp_path / "empty")["moderations"] is None
     failed = check_records(tmp_path / "empty", ["nothing"])["nothing"]
     assert failed["genguard"]["code"] == "empty_output"
     assert failed["response"]["body"]["results"] == []

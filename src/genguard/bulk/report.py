@@ -172,6 +172,8 @@ class _Reader:
         self.line_latency = array("d")
         self.first_at: float | None = None
         self.last_at: float | None = None
+        # Moderation lines ended ok: how many, the inputs their answers checked, and how many were flagged.
+        self.moderated = [0, 0, 0]
 
     def mask(self, text: Any) -> str:
         return redact(str(text), self.secrets)
@@ -231,6 +233,10 @@ class _Reader:
             model.prompt_tokens += _int(usage.get("prompt_tokens")) or 0
             model.completion_tokens += _int(usage.get("completion_tokens")) or 0
             model.total_tokens += _int(usage.get("total_tokens")) or 0
+        if ok and outcome.get("endpoint") == "moderation":
+            self.moderated[0] += 1
+            self.moderated[1] += _int(outcome.get("results")) or 0
+            self.moderated[2] += _int(outcome.get("flagged")) or 0
         cost = _float(extra.get("cost_usd"))
         if cost is None:
             cost = _float(outcome.get("cost_usd"))
@@ -345,6 +351,12 @@ class _Reader:
                 "set_aside_usd": max(0.0, round(t.cost_usd - line_cost, 9)),
             },
             "models": model_rows,
+            # Moderation lines ended ok (a flagged input is a moderation's answer, not a failure).
+            "moderations": (
+                None
+                if not self.moderated[0]
+                else {"lines": self.moderated[0], "inputs": self.moderated[1], "flagged": self.moderated[2]}
+            ),
             "retries": {
                 **retries,
                 "lines_retried": lines_retried,
@@ -622,6 +634,13 @@ def render_summary(data: Mapping[str, Any]) -> str:
         row("cost", text)
     elif lines_["ended"]:
         row("cost", "unknown: no price for these models (pip install 'genguard[prices]')")
+    moderated = data.get("moderations")
+    if moderated:
+        row(
+            "flagged",
+            f"{moderated['flagged']:,} of the {moderated['inputs']:,} inputs that {moderated['lines']:,} "
+            "moderation lines checked",
+        )
     retries = data["retries"]
     if retries["lines_retried"]:
         row(
@@ -1253,12 +1272,18 @@ def _cost_section(data: Mapping[str, Any]) -> str:
             _e(_money(cost["per_line_usd"])) if cost["per_line_usd"] is not None else "–",
         ],
     ]
+    moderated = data.get("moderations")
+    if moderated:
+        rows.append(
+            ["Moderation inputs flagged", f"{moderated['flagged']:,}", f"of {moderated['inputs']:,} checked"]
+        )
     out = [_table("Tokens and cost of the run", [("", ""), ("Total", "n"), ("Per ended line", "n")], rows)]
     notes = []
     if cost["total_usd"] is None and ended:
         notes.append(
-            "No cost is known: genguard prices calls from the genai-prices table "
-            "(<code>pip install 'genguard[prices]'</code>) and does not guess for a model it does not know."
+            "No cost is known: genguard takes the cost a provider states in its answers (OpenRouter's), else "
+            "prices calls from the genai-prices table (<code>pip install 'genguard[prices]'</code>), and does "
+            "not guess for a model it does not know."
         )
     elif cost["unpriced_lines"]:
         notes.append(
