@@ -96,7 +96,10 @@ def _line(custom_id: str, body: Any) -> dict[str, Any]:
         ({"model": MODEL, "input": []}, "input is an empty list", "a list of parts"),
         ({"model": MODEL, "input": 7}, "input is a number", "a list of texts"),
         ({"model": MODEL, "input": [{"type": "audio", "audio": "x"}]}, "input[0] is a part of no known type", '"image_url"'),
-        ({"model": MODEL, "input": ["ok", 3]}, "input[1] is a number", '{"type": "text"'),
+        ({"model": MODEL, "input": ["ok", 3]}, "input[1] is a number in a list of texts", "every item a text"),
+        ({"model": MODEL, "input": [{"type": "text", "text": "x"}, "ok"]}, "input[1] is a string in a list of parts", '{"type": "text"'),
+        ({"model": MODEL, "input": [{"type": "image_url", "image_url": "https://x/a.png"}]}, "input[0] is an image_url part without its image_url", '"image_url": {"url"'),
+        ({"model": MODEL, "input": [{"type": "text"}]}, "input[0] is a text part without its text", '{"type": "text", "text"'),
     ],
 )  # fmt: skip
 def test_a_bad_moderation_line_is_named_before_anything_is_sent(

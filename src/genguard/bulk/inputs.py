@@ -534,12 +534,30 @@ def _check_moderation(given: Any) -> None:
             f"input is {_a(given)}",
             f"make input a text, a list of texts, or a list of parts: {_MODERATION_PART}",
         )
+    texts = isinstance(given[0], str)  # a list of texts, or the parts of one input: not both
     for i, item in enumerate(given):
-        if isinstance(item, str):
+        if texts:
+            if not isinstance(item, str):
+                raise _Bad(f"input[{i}] is {_a(item)} in a list of texts", "make every item a text")
             continue
-        if not isinstance(item, dict) or item.get("type") not in ("text", "image_url"):
-            raise _Bad(f"input[{i}] is {_a(item) if not isinstance(item, dict) else 'a part of no known type'}",
-                       f"write each item as a text or a part: {_MODERATION_PART}")  # fmt: skip
+        if not isinstance(item, dict):
+            raise _Bad(
+                f"input[{i}] is {_a(item)} in a list of parts",
+                f"write each item as a part: {_MODERATION_PART}",
+            )
+        kind = item.get("type")
+        if kind == "text":
+            ok = isinstance(item.get("text"), str)
+        elif kind == "image_url":
+            url = item.get("image_url")
+            ok = isinstance(url, dict) and isinstance(url.get("url"), str) and bool(url["url"].strip())
+        else:
+            raise _Bad(f"input[{i}] is a part of no known type", f"write each part as {_MODERATION_PART}")
+        if not ok:
+            article = "an" if kind == "image_url" else "a"
+            raise _Bad(
+                f"input[{i}] is {article} {kind} part without its {kind}", f"write it as {_MODERATION_PART}"
+            )
 
 
 # The most pictures an edit takes (OpenAI's GPT image models).
