@@ -1,8 +1,9 @@
 """The simulator's image and video endpoints, with each model family's quirks and vocabulary.
 
-Images (REFERENCE.md §5): ``POST /v1/images/generations``, ``POST /v1/images/edits`` (JSON or a form). Videos (REFERENCE.md §6): ``POST /v1/videos``
-(multipart form or JSON), ``GET /v1/videos/{id}``, ``GET /v1/videos/{id}/content``. Result URLs point at
-``GET /_genguard/files/{name}``, signed links that expire like a storage bucket's.
+Images (REFERENCE.md §5): ``POST /v1/images/generations``, ``POST /v1/images/edits`` (JSON or a form).
+Videos (REFERENCE.md §6): ``POST /v1/videos`` (multipart form or JSON), ``GET /v1/videos/{id}``,
+``GET /v1/videos/{id}/content``. Result URLs point at ``GET /_genguard/files/{name}``, signed links that expire
+like a storage bucket's.
 
 >>> [r.path for r in media_routes()][:3]
 ['/v1/images/generations', '/v1/images/edits', '/v1/videos']
