@@ -42,7 +42,9 @@ def _result(flagged: Any) -> dict[str, Any]:
         ([_result(False)], None, 0),
         ([_result(True), _result(False), _result(True)], None, 2),  # a flagged input is the answer asked for
         ([], "empty_output", None),
-        ([_result(None)], "invalid_response", None),  # a result that says neither flagged nor not
+        # Mistral's results have no "flagged": their categories say it.
+        ([{"categories": {"pii": True, "violence": False}}, {"categories": {"pii": False}}], None, 1),
+        ([{"flagged": None, "categories": {"violence": None}}], "invalid_response", None),  # says neither
         ([_result(False), "flagged"], "invalid_response", None),
     ],
 )

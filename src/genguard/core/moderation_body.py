@@ -1,15 +1,18 @@
 """Moderation responses: ``{"id": "modr-...", "model": ..., "results": [{"flagged": ..., "categories": {...},
 "category_scores": {...}}]}``, one result per input.
 
-A moderation is usable when every result says whether its input was flagged: a flagged input is the answer
-the caller asked for, not a failure (``extra["flagged"]`` counts them, ``extra["results"]`` counts the results).
-A 2xx with no results is ``empty_output``; one that is not a moderation, or a result with no verdict, is
-``invalid_response``.
+A moderation is usable when every result says whether its input was flagged: OpenAI's ``flagged``, or (as
+Mistral's results have no ``flagged``) a ``categories`` map of true and false, flagged when any is true. A
+flagged input is the answer the caller asked for, not a failure (``extra["flagged"]`` counts them,
+``extra["results"]`` counts the results). A 2xx with no results is ``empty_output``; one that is not a
+moderation, or a result with no verdict, is ``invalid_response``.
 
 >>> moderation_outcome({"id": "modr-1", "results": [{"flagged": True, "categories": {"violence": True}}]}).extra
 {'results': 1, 'flagged': 1}
 >>> moderation_outcome({"id": "modr-1", "results": []}).code
 'empty_output'
+>>> moderation_outcome({"id": "4f1c", "results": [{"categories": {"violence": False, "pii": True}}]}).extra
+{'results': 1, 'flagged': 1}
 """
 
 from __future__ import annotations
@@ -31,8 +34,25 @@ def is_moderation(data: Any) -> bool:
     results = data["results"]
     ident = data.get("id")
     return (isinstance(ident, str) and ident.startswith("modr")) or (
-        bool(results) and all(isinstance(r, Mapping) and "flagged" in r for r in results)
+        bool(results) and all(_verdict(r) is not None for r in results)
     )
+
+
+def _verdict(result: Any) -> bool | None:
+    """Whether a result flags its input (``None``: it does not say)."""
+    if not isinstance(result, Mapping):
+        return None
+    flagged = result.get("flagged")
+    if isinstance(flagged, bool):
+        return flagged
+    categories = result.get("categories")
+    if (
+        isinstance(categories, Mapping)
+        and categories
+        and all(isinstance(v, bool) for v in categories.values())
+    ):
+        return any(categories.values())
+    return None
 
 
 def moderation_outcome(
@@ -55,15 +75,17 @@ def moderation_outcome(
             usage=usage,
             message="the response held no moderation results",
         )
-    for i, result in enumerate(results):
-        if not (isinstance(result, Mapping) and isinstance(result.get("flagged"), bool)):
+    verdicts = [_verdict(r) for r in results]
+    for i, verdict in enumerate(verdicts):
+        if verdict is None:
             return invalid_response(
-                f"moderation result {i} of {len(results)} has no flagged verdict (true or false)",
+                f"moderation result {i} of {len(results)} has no verdict (no flagged true or false, and no "
+                "categories of true and false)",
                 status,
                 rid,
                 "moderation",
             )
-    flagged = sum(1 for r in results if r["flagged"])
+    flagged = sum(1 for v in verdicts if v)
     return Outcome.success(endpoint="moderation", status=status, request_id=rid, usage=usage).with_extra(
         results=len(results), flagged=flagged
     )
