@@ -972,7 +972,7 @@ def test_max_cost_stops_before_the_cap_is_passed(sim: Simulator, tmp_path: Path)
 
 
 def test_a_cost_the_provider_states_is_the_lines_cost_and_bounds_max_cost(tmp_path: Path) -> None:
-    # OpenRouter states what each answer cost in its usage (usage.cost), for any of its hundreds of models, most
+    # OpenRouter states what each answer cost in its usage (usage.cost), for any of its hundreds of models, many
     # of which no price table knows: that is the line's cost, and what --max-cost counts and reserves.
     model = "meta-llama/llama-3.1-8b-instruct"
     assert cost_usd(model, Usage(prompt_tokens=40, completion_tokens=60)) is None  # no table knows it
