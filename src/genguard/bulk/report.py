@@ -33,6 +33,7 @@ from typing import Any
 
 import orjson
 
+from ..core.json_values import as_float
 from ..core.secrets import mask_url, redact
 from ..core.taxonomy import CODES
 from .journal import JOURNAL_FILE, Journal, SQLiteJournal
@@ -215,10 +216,10 @@ class _Reader:
                 heapq.heappush(self.most_attempts, item)
             else:
                 heapq.heappushpop(self.most_attempts, item)
-        latency = _float(extra.get("latency_s"))
+        latency = as_float(extra.get("latency_s"))
         if latency is not None:
             self.line_latency.append(latency)
-        ended_at = _float(extra.get("ended_at"))
+        ended_at = as_float(extra.get("ended_at"))
         if ended_at is not None:
             self.first_at = ended_at if self.first_at is None else min(self.first_at, ended_at)
             self.last_at = ended_at if self.last_at is None else max(self.last_at, ended_at)
@@ -237,9 +238,9 @@ class _Reader:
             self.moderated[0] += 1
             self.moderated[1] += _int(outcome.get("results")) or 0
             self.moderated[2] += _int(outcome.get("flagged")) or 0
-        cost = _float(extra.get("cost_usd"))
+        cost = as_float(extra.get("cost_usd"))
         if cost is None:
-            cost = _float(outcome.get("cost_usd"))
+            cost = as_float(outcome.get("cost_usd"))
         if cost is not None:
             model.cost_usd += cost
             model.priced += 1
@@ -423,12 +424,6 @@ def _int(value: Any) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return int(value) if math.isfinite(value) else None
-
-
-def _float(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value) if math.isfinite(value) else None
 
 
 def _by_count(counts: Mapping[str, int]) -> list[tuple[str, int]]:

@@ -10,7 +10,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-__all__ = ["as_int", "as_map", "as_str", "is_map"]
+__all__ = ["as_float", "as_int", "as_map", "as_str", "is_map"]
 
 
 def is_map(value: object) -> TypeGuard[Mapping[str, Any]]:
@@ -44,3 +44,14 @@ def as_int(value: object) -> int | None:
     if isinstance(value, float) and math.isfinite(value):
         return int(value)
     return None
+
+
+def as_float(value: object) -> float | None:
+    """A finite number as a float; ``None`` for booleans, NaN, infinities and anything else.
+
+    >>> as_float(3), as_float(float("nan")), as_float("1.5")
+    (3.0, None, None)
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 from collections.abc import Mapping
 from typing import Any
 
+from .json_values import as_float
 from .outcome import Usage
 
 __all__ = ["cache_tokens", "cost_usd", "prices_available", "stated_cost"]
@@ -98,10 +98,8 @@ def cache_tokens(usage: Usage) -> tuple[int, int, int]:
 
 
 def _money(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    value = float(value)
-    return value if 0.0 <= value < math.inf else None  # NaN fails both
+    amount = as_float(value)
+    return amount if amount is not None and amount >= 0.0 else None
 
 
 def stated_cost(usage: Usage) -> float | None:
