@@ -45,6 +45,8 @@ from genguard.bulk.runner import (
     BatchResult,
     run_batch,
 )
+from genguard.cli.batch import _summary_text
+from genguard.client.gate import estimate_tokens
 from genguard.client.retry import RetryPolicy
 from genguard.core.outcome import Usage
 from genguard.core.pricing import cost_usd
@@ -1002,18 +1004,46 @@ def test_a_cost_the_provider_states_is_the_lines_cost_and_bounds_max_cost(tmp_pa
         assert gpt.counts.cost_usd != pytest.approx(
             cost_usd(MODEL, Usage(usage["prompt_tokens"], usage["completion_tokens"])) or 0.0
         )
-        # A cap of about twelve lines, eight sent at once: the first eight go out with nothing known of the
-        # model's price; after their answers each line reserves the dearest line seen, and the run stops before
-        # the cap (counting only what was reserved, the eight in flight would each have passed it).
+        # A cap of about twelve lines, eight sent at once: nothing is known of the model's price, so its first
+        # line goes alone; then each line reserves its tokens (prompt and max_tokens) at the dearest cost a token
+        # stated so far, and a line that fits only once the lines in flight have ended waits for them. The run
+        # stops short of the cap, by less than what one line reserves.
         cap = sum(costs[line["custom_id"]] for line in lines[:12])
         sent = _requests(sim)
         stopped = _run(src, tmp_path / "capped", sim, concurrency=8, max_cost=cap)
         assert stopped.exit_code == EXIT_STOPPED
         assert stopped.stopped is not None
         assert "cost cap" in stopped.stopped
-        assert 8 <= stopped.counts.ok < 30
-        assert stopped.counts.cost_usd <= cap + max(costs.values())
         assert _requests(sim) - sent == stopped.counts.ok
+        per_token = max(
+            cost / record["response"]["body"]["usage"]["total_tokens"]
+            for record, cost in ((by_id[cid], cost) for cid, cost in costs.items())
+        )
+        reserve = max(per_token * estimate_tokens(line["body"]) for line in lines)
+        assert cap - reserve < stopped.counts.cost_usd <= cap
+        assert stopped.unpriced == ()
+        # A cap below one line's cost: the first line goes alone, with nothing to tell its cost by, and the run
+        # stops after it rather than sending eight lines blind.
+        sent = _requests(sim)
+        one = _run(src, tmp_path / "one", sim, concurrency=8, max_cost=min(costs.values()) / 2)
+        assert (one.exit_code, one.counts.ok, _requests(sim) - sent) == (EXIT_STOPPED, 1, 1)
+        assert "cost cap" in (one.stopped or "")
+
+
+def test_max_cost_names_a_model_no_one_prices_and_sends_its_lines_as_usual(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A model no table knows, from a provider that states no cost (a local server): after its first line,
+    # sent alone, there is nothing to count its lines by; they go as usual and the summary says so.
+    model = "my-org/finetune-7b"
+    lines = [{**line, "body": {**line["body"], "model": model}} for line in lines_of(20)]
+    src = write_input(tmp_path / "in.jsonl", lines)
+    done = _run(src, tmp_path / "run", sim, concurrency=8, max_cost=1e-9)
+    assert (done.exit_code, done.counts.ok, done.unpriced) == (EXIT_OK, 20, (model,))
+    assert _requests(sim) == 20
+    text = _summary_text(done, None)
+    assert f"--max-cost could not count the lines of {model}" in text
+    assert "its answers state no cost" in text
 
 
 # -- from Python ------------------------------------------------------------------------------------------------

@@ -218,6 +218,9 @@ class BatchResult:
     worker: str = ""
     wrote_outputs: bool = True  # a shared run's files are written by the one worker that saw it finish
     finished_by: str | None = None
+    # With max_cost: models whose lines it could not count (no price table knows them, their answers state no
+    # cost).
+    unpriced: tuple[str, ...] = ()
 
     @property
     def finished(self) -> bool:
@@ -483,10 +486,15 @@ class _Run:
         self.sent = 0
         self.rate_limited = 0
         self.reserved = 0.0
+        self.reserving = 0  # lines in flight with a cost reserved
         counts = journal.counts()
         self.spent = counts.cost_usd
-        # --max-cost: each model's dearest line so far, the estimate for a model the price table does not know.
-        self.dearest: dict[str, float] = {}
+        # --max-cost for a model the price table does not know, from the costs its answers state: the dearest
+        # cost a token and the dearest line seen; the model of a line sent alone until an answer states a cost;
+        # models whose answers state none (served, no cost: the cap cannot count them).
+        self.stated: dict[str, tuple[float, float]] = {}
+        self.probing: set[str] = set()
+        self.unpriced: set[str] = set()
         self.ended_times: deque[float] = deque(maxlen=512)
         self.t0 = time.monotonic()
         self.max_wait = (opts.retry or client.retry).max_wait  # a longer server wait stops the run
@@ -528,12 +536,17 @@ class _Run:
             self._stop(f"{exc}")
             self.started.discard(claimed.custom_id)
             self.journal.release([claimed.custom_id])
+            self.probing.discard(str(claimed.body.get("model")))
             return
         except _NotSent:
             self.journal.release([claimed.custom_id])
+            self.probing.discard(str(claimed.body.get("model")))
             return
         finally:
-            self.reserved -= estimate
+            if estimate:
+                self.reserving -= 1
+                # A float summed and taken back line by line: none left in flight, none reserved.
+                self.reserved = self.reserved - estimate if self.reserving else 0.0
         if endpoint == "image":
             # Pictures become files under DIR/images: b64_json would fill the output with megabytes each. The
             # answer is paid for: a stop lets the line finish (or, cut off, stay in flight) as one on the wire.
@@ -549,13 +562,8 @@ class _Run:
         cost = outcome.extra.get("cost_usd")
         if isinstance(cost, float):
             self.spent += cost
-            model = claimed.body.get("model")
-            if (
-                self.opts.max_cost is not None
-                and isinstance(model, str)
-                and cost > self.dearest.get(model, 0.0)
-            ):
-                self.dearest[model] = cost
+        if self.opts.max_cost is not None:
+            self._learn_price(claimed.body, outcome, cost)
         stopper = _RUN_STOPPERS.get(outcome.code or "")
         release = True  # a stopped line goes back to pending: it had no answer to keep
         later = outcome.retry_after_s
@@ -821,8 +829,16 @@ class _Run:
         max_cost = self.opts.max_cost
         estimate = 0.0
         if max_cost is not None:
-            # A model the table cannot price: the dearest line of it so far (the provider stated its cost).
-            estimate = _estimate_cost(claimed.body) or self.dearest.get(str(claimed.body.get("model")), 0.0)
+            estimate = _estimate_cost(claimed.body) or self._stated_estimate(claimed.body)
+            if estimate < 0.0 or (
+                self.spent + self.reserved + estimate > max_cost
+                and self.reserving
+                and self.spent + estimate <= max_cost
+            ):
+                # Nothing known of its price while a line of its model is out; or it fits once the lines in
+                # flight cost what they cost rather than what was reserved for them: it waits for them.
+                ahead.appendleft(claimed)
+                return None
             if self.spent + self.reserved + estimate > max_cost:
                 self._stop(
                     f"the cost cap of ${max_cost:g} would be passed (spent ${self.spent:.4f}, "
@@ -831,8 +847,48 @@ class _Run:
                 )
                 ahead.appendleft(claimed)  # given back with the others claimed ahead (drain)
                 return None
-            self.reserved += estimate
+            if estimate:
+                self.reserved += estimate
+                self.reserving += 1
         return claimed, estimate
+
+    def _stated_estimate(self, body: Mapping[str, Any]) -> float:
+        """What a line of a model the price table does not know may cost, from the costs its provider stated:
+        its tokens (prompt and allowed output, :func:`estimate_tokens`) at the dearest cost a token seen, and
+        at least the dearest line. With nothing stated yet the line goes alone (0.0, the model marked as being
+        probed), and -1.0 while such a line is out; 0.0 for a model whose answers state no cost."""
+        model = body.get("model")
+        if not isinstance(model, str) or model in self.unpriced:
+            return 0.0
+        stated = self.stated.get(model)
+        if stated is None:
+            if model in self.probing:
+                return -1.0
+            self.probing.add(model)
+            return 0.0
+        from ..client.gate import estimate_tokens
+
+        per_token, dearest = stated
+        return max(per_token * estimate_tokens(body), dearest)
+
+    def _learn_price(self, body: Mapping[str, Any], outcome: Outcome, cost: object) -> None:
+        """After a line's answer: the cost it states for a model the price table does not know (--max-cost)."""
+        model = body.get("model")
+        if not isinstance(model, str):
+            return
+        probed = model in self.probing
+        self.probing.discard(model)
+        if isinstance(cost, float) and cost > 0.0:
+            per_token, dearest = self.stated.get(model, (0.0, 0.0))
+            usage = outcome.usage
+            tokens = 0
+            if usage is not None:
+                tokens = usage.total_tokens or (usage.prompt_tokens or 0) + (usage.completion_tokens or 0)
+            if tokens > 0:
+                per_token = max(per_token, cost / tokens)
+            self.stated[model] = (per_token, max(dearest, cost))
+        elif probed and outcome.ok:
+            self.unpriced.add(model)  # served, and no cost stated: nothing to count it by
 
     def _ended(self, task: asyncio.Task[None]) -> None:
         line = self.tasks.pop(task, None)
@@ -1230,6 +1286,7 @@ async def arun_batch(
             worker=worker,
             wrote_outputs=wrote,
             finished_by=by,
+            unpriced=tuple(sorted(run.unpriced)),
         )
     finally:
         if writer is not None:

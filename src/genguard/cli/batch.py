@@ -480,6 +480,7 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "worker": result.worker,
         "wrote_outputs": result.wrote_outputs,
         "finished_by": result.finished_by,
+        "unpriced": list(result.unpriced),
     }
 
 
@@ -550,6 +551,11 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append(f"{c.resent} requests were sent again after a crash (they may have been billed twice)")
     if c.cost_usd:
         lines.append(f"cost ${c.cost_usd:.4f}, {c.total_tokens} tokens")
+    if result.unpriced:
+        lines.append(
+            f"--max-cost could not count the lines of {', '.join(result.unpriced)}: no price table knows the "
+            "model and its answers state no cost"
+        )
     if result.wrote_outputs:
         lines.append(f"results: {result.out / 'output.jsonl'}, failures: {result.out / 'errors.jsonl'}")
     if report is not None:
