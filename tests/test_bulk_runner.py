@@ -872,6 +872,17 @@ def test_lines_sharing_a_long_prompt_are_priced_with_the_providers_prompt_cache(
                 record["genguard"]["cost_usd"] < plain
             )  # what every prompt token at the input price comes to
     assert result.counts.cost_usd == pytest.approx(sum(costs))
+    # The report shows the tokens read from the cache apart, in all and by model.
+    data = summary(tmp_path / "run")
+    assert data["tokens"]["cached"] == sum(cached) > 0
+    assert data["tokens"]["cache_written"] == 0
+    assert [m["cached_tokens"] for m in data["models"]] == [sum(cached)]
+    assert f"; of the prompts, {sum(cached):,} read from the provider's prompt cache" in render_summary(data)
+    page = render_html(data)
+    assert (
+        f"""<th scope="row">Prompt tokens read from the provider's cache</th><td class="n">{sum(cached):,}</td>"""
+        in page
+    )
 
 
 def test_a_model_the_provider_asks_to_wait_for_waits_and_the_other_models_go_on(tmp_path: Path) -> None:

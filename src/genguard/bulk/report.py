@@ -34,6 +34,8 @@ from typing import Any
 import orjson
 
 from ..core.json_values import as_float
+from ..core.outcome import Usage
+from ..core.pricing import cache_tokens
 from ..core.secrets import mask_url, redact
 from ..core.taxonomy import CODES
 from .journal import JOURNAL_FILE, Journal, SQLiteJournal
@@ -142,6 +144,8 @@ class _Model:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_tokens: int = 0  # prompt tokens read from the provider's prompt cache
+    cache_write_tokens: int = 0  # prompt tokens written to it (Anthropic's, OpenRouter's)
     cost_usd: float = 0.0
     priced: int = 0
 
@@ -234,6 +238,11 @@ class _Reader:
             model.prompt_tokens += _int(usage.get("prompt_tokens")) or 0
             model.completion_tokens += _int(usage.get("completion_tokens")) or 0
             model.total_tokens += _int(usage.get("total_tokens")) or 0
+            read = Usage.from_dict(dict(usage))
+            if read is not None and read.details:
+                _, cached, written = cache_tokens(read)
+                model.cached_tokens += cached
+                model.cache_write_tokens += written
         if ok and outcome.get("endpoint") == "moderation":
             self.moderated[0] += 1
             self.moderated[1] += _int(outcome.get("results")) or 0
@@ -302,6 +311,8 @@ class _Reader:
                 "prompt_tokens": m.prompt_tokens,
                 "completion_tokens": m.completion_tokens,
                 "total_tokens": m.total_tokens,
+                "cached_tokens": m.cached_tokens,
+                "cache_write_tokens": m.cache_write_tokens,
                 "cost_usd": m.cost_usd if m.priced else None,
                 "priced_lines": m.priced,
             }
@@ -340,6 +351,9 @@ class _Reader:
                 "completion": t.completion_tokens,
                 "total": t.total_tokens,
                 "per_line": t.total_tokens / ended if ended else None,
+                # Of the ended lines' prompts: read from the provider's prompt cache, and written to it.
+                "cached": sum(m.cached_tokens for m in self.models.values()),
+                "cache_written": sum(m.cache_write_tokens for m in self.models.values()),
                 # Answers set aside by --retry-failed or --rerun-changed were paid for and stay counted.
                 "set_aside": max(0, t.total_tokens - line_tokens),
             },
@@ -617,7 +631,8 @@ def render_summary(data: Mapping[str, Any]) -> str:
         row(
             "tokens",
             f"{tok['total']:,} ({tok['prompt']:,} prompt + {tok['completion']:,} completion)"
-            + (f", {tok['per_line']:,.0f} per line" if tok["per_line"] is not None else ""),
+            + (f", {tok['per_line']:,.0f} per line" if tok["per_line"] is not None else "")
+            + _cache_words(tok),
         )
     cost = data["cost"]
     if cost["total_usd"] is not None:
@@ -1261,6 +1276,14 @@ def _cost_section(data: Mapping[str, Any]) -> str:
         ["Prompt tokens", f"{tok['prompt']:,}", _avg(tok["prompt"], ended)],
         ["Completion tokens", f"{tok['completion']:,}", _avg(tok["completion"], ended)],
         ["Total tokens", f"{tok['total']:,}", _avg(tok["total"], ended)],
+    ]
+    cached, written = tok.get("cached", 0), tok.get("cache_written", 0)
+    if cached or written:
+        rows += [
+            ["Prompt tokens read from the provider's cache", f"{cached:,}", _avg(cached, ended)],
+            ["Prompt tokens written to it", f"{written:,}", _avg(written, ended)],
+        ]
+    rows += [
         [
             "Cost (US dollars)",
             _e(_money(cost["total_usd"])) if cost["total_usd"] is not None else "unknown",
@@ -1324,6 +1347,15 @@ def _cost_section(data: Mapping[str, Any]) -> str:
             )
         )
     return _section("cost", *out)
+
+
+def _cache_words(tok: Mapping[str, Any]) -> str:
+    """The summary's words on the provider's prompt cache, when a line's prompt used it."""
+    cached, written = tok.get("cached", 0), tok.get("cache_written", 0)
+    parts = [f"{cached:,} read from the provider's prompt cache"] if cached else []
+    if written:
+        parts.append(f"{written:,} written to it")
+    return f"; of the prompts, {' and '.join(parts)}" if parts else ""
 
 
 def _avg(total: float, n: int) -> str:
