@@ -899,6 +899,8 @@ class _Run:
             # for a retry: back to pending, unsent.
             if line.custom_id not in self.started:
                 self.journal.release([line.custom_id])
+            # A line sent alone to learn its model's price is no longer out.
+            self.probing.discard(str(line.body.get("model")))
             if not task.cancelled() and not self.draining and self.failure is None:
                 self.failure = task.exception()
                 self._wake_loop()
