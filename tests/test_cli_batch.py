@@ -128,20 +128,28 @@ def test_bad_input_exits_2_naming_each_line_and_sends_nothing(sim: Simulator, tm
     out = tmp_path / "run"
     code, _, err = batch(sim, str(src), "--out", str(out))
     assert code == 2
-    assert f"{src}:2:" in err
-    assert f"{src}:5:" in err
+    # Every bad line at once, the repeated custom_id among them, in the file's order.
+    assert "3 bad input lines" in err
+    assert err.index(f"{src}:2:") < err.index(f"{src}:4:") < err.index(f"{src}:5:")
     assert "--skip-invalid" in err
     assert _requests(sim) == 0
     assert records(out) == ([], [])
-    # With --skip-invalid the two bad lines are failures; the duplicate custom_id is still refused.
-    code, _, err = batch(sim, str(src), "--out", str(out), "--skip-invalid")
+    # With --skip-invalid the two bad lines are failures and the repeat is left out: the first line of its id
+    # runs, once.
+    code, stdout, err = batch(sim, str(src), "--out", str(out), "--skip-invalid")
+    assert code == 1, err
+    assert "invalid_input 2" in stdout
+    assert "1 lines repeat a custom_id of an earlier line: left out" in stdout
+    assert _requests(sim) == 2
+    ok, failed = records(out)
+    assert sorted(r["custom_id"] for r in ok) == sorted([lines[0]["custom_id"], lines[1]["custom_id"]])
+    assert len(failed) == 2
+    # A repeat given alone (no other bad line) is refused the same way, and says how to skip it.
+    src = write_input(tmp_path / "in2.jsonl", [lines[2], lines[2]])
+    code, _, err = batch(sim, str(src), "--out", str(tmp_path / "run2"))
     assert code == 2
-    assert f"{src}:4:" in err
-    assert _requests(sim) == 0
-    src = write_input(tmp_path / "in.jsonl", [lines[0], b'{"custom_id": "x", "body": {"model": }', lines[1]])
-    code, stdout, _ = batch(sim, str(src), "--out", str(out), "--skip-invalid")
-    assert code == 1
-    assert "invalid_input 1" in stdout
+    assert f"{src}:2:" in err
+    assert "--skip-invalid" in err
     assert _requests(sim) == 2
 
 

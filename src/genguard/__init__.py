@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from .bulk.limiter import ModelGates, PacedGate, RateSnapshot
     from .bulk.limiter_redis import LimiterUnavailable, RedisGate, open_gate
     from .bulk.proxy_journal import ProxyJournal
-    from .bulk.runner import BatchResult
+    from .bulk.runner import BadInput, BatchResult, RunInUse, SetupError
     from .client.clients import AsyncClient, Client
     from .client.gate import Gate, SyncGate, ThreadedGate
     from .client.images import AsyncImages, Images
@@ -79,6 +79,9 @@ _LAZY: dict[str, str] = {
     "ParsedBody": ".core.capture",
     "BatchCounts": ".bulk.journal",
     "BatchResult": ".bulk.runner",
+    "BadInput": ".bulk.runner",
+    "RunInUse": ".bulk.runner",
+    "SetupError": ".bulk.runner",
     "Gate": ".client.gate",
     "SyncGate": ".client.gate",
     "ThreadedGate": ".client.gate",
@@ -146,6 +149,7 @@ __all__ = [
     "AsyncImages",
     "AsyncVideos",
     "Attempt",
+    "BadInput",
     "BatchCounts",
     "BatchResult",
     "CaptureError",
@@ -183,8 +187,10 @@ __all__ = [
     "RedisGate",
     "RetryPolicy",
     "RetryState",
+    "RunInUse",
     "SSEDecoder",
     "ServerSentEvent",
+    "SetupError",
     "SilentFailure",
     "SoftFailure",
     "SyncGate",

@@ -11,9 +11,21 @@ import sys
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import IO, Any, Protocol
+from typing import IO, Any, Literal, Protocol
 
-__all__ = ["NoProgress", "PlainProgress", "Progress", "RichProgress", "Snapshot", "progress_for"]
+__all__ = [
+    "PROGRESS_MODES",
+    "NoProgress",
+    "PlainProgress",
+    "Progress",
+    "ProgressMode",
+    "RichProgress",
+    "Snapshot",
+    "progress_for",
+]
+
+ProgressMode = Literal["auto", "plain", "none"]
+PROGRESS_MODES: tuple[ProgressMode, ...] = ("auto", "plain", "none")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,15 +114,21 @@ class PlainProgress:
         self._every = every
         self._clock = clock
         self._last = -every
+        self._said = ""
+
+    def _say(self, snap: Snapshot) -> None:
+        self._said = line_of(snap)
+        print(self._said, file=self._stream, flush=True)
 
     def update(self, snap: Snapshot) -> None:
         now = self._clock()
         if now - self._last >= self._every:
             self._last = now
-            print(line_of(snap), file=self._stream, flush=True)
+            self._say(snap)
 
     def close(self, snap: Snapshot) -> None:
-        print(line_of(snap), file=self._stream, flush=True)
+        if line_of(snap) != self._said:  # a short run's last update may already have said it
+            self._say(snap)
 
 
 class RichProgress:
@@ -174,13 +192,23 @@ def _in_notebook() -> bool:
     return ip is not None and type(ip).__name__ == "ZMQInteractiveShell"
 
 
+def _tty(stream: object) -> bool:
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty and isatty())
+
+
 def progress_for(mode: str = "auto", stream: IO[str] | None = None) -> Progress:
-    """``auto``: a live panel on a terminal or in Jupyter, plain lines otherwise; ``plain``; ``none``."""
+    """``auto``: a live panel on a terminal or in Jupyter, plain lines otherwise; ``plain``; ``none``.
+
+    The progress goes to ``stream`` (stderr by default). With ``auto`` and no ``stream``, the panel needs both
+    stdout and stderr on a terminal: ``genguard batch ... > log`` or ``| tee log`` gets plain lines, which a
+    log keeps, where a live panel's redraws would be lost or garbled.
+    """
     out = stream if stream is not None else sys.stderr
     if mode == "none":
         return NoProgress()
     if mode == "plain":
         return PlainProgress(out)
-    if _in_notebook() or (hasattr(out, "isatty") and out.isatty()):
+    if _in_notebook() or (_tty(out) and (stream is not None or _tty(sys.stdout))):
         return RichProgress(stream)
     return PlainProgress(out)

@@ -38,8 +38,9 @@ from ..client.clients import AsyncClient
 from ..client.loop import Hook
 from ..client.retry import RetryPolicy
 from ..client.transport import never_connected
+from ..core import arguments
 from ..core.arguments import codes
-from ..core.exceptions import ConfigError
+from ..core.exceptions import ConfigError, GenguardError
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
 from ..core.secrets import MASK, mask_url
@@ -60,7 +61,7 @@ from .journals import open_journal
 from .limiter import AsyncRateLimiter, ModelGates, RateGovernor
 from .model import ENDPOINTS, AttemptEvent, InputProblem, Line, line_key
 from .outputs import OutputWriter
-from .progress import NoProgress, Progress, Snapshot, progress_for
+from .progress import PROGRESS_MODES, NoProgress, Progress, ProgressMode, Snapshot, progress_for
 from .sentlog import SENT_FILE, SentLog, read_sent
 
 if TYPE_CHECKING:
@@ -120,8 +121,9 @@ _MIN_SECRET = 8
 _GRACE_S = 30.0  # how long in-flight requests may finish after a stop or the first Ctrl-C
 
 
-class BadInput(Exception):
-    """The input has bad lines (or lines changed since the run began): nothing was sent."""
+class BadInput(GenguardError):
+    """The input has bad lines (or lines changed since the run began): nothing was sent. ``problems`` names
+    each (where, what is wrong, what to do), ``total`` counts them (the message shows the first 20)."""
 
     def __init__(
         self, problems: Sequence[InputProblem], total: int, hint: str, what: str = "bad input line{s}"
@@ -158,15 +160,30 @@ class BatchOptions:
     retry: RetryPolicy | None = None
     fallbacks: tuple[str, ...] = ()
     timeout: float = 120.0
-    progress: str = "auto"  # auto, plain, none
+    progress: ProgressMode = "auto"  # auto, plain, none
     worker: str = ""
     hooks: tuple[Hook, ...] = ()  # the client's hooks besides the runner's own (OpenTelemetry...)
     limiter: str | None = None  # a shared limiter's URL (redis://...): one budget for every worker
     journal: str | None = None  # None: DIR/journal.sqlite; a postgresql:// URL: a run shared by many workers
     run: str | None = None  # the run's name in a shared journal
     lease_s: float | None = None  # how long a claimed line is this worker's without a renewal
+    python: bool = False  # called from Python (genguard.batch): messages name its arguments, not the options
 
     def __post_init__(self) -> None:
+        # The same settings as the command's options, refused the same way before anything is made or sent: from
+        # Python, max_cost=0 or nan would otherwise read as "no cap", and a bad validate spec surfaced only once
+        # the lines were loaded, as a stop.
+        arguments.whole("concurrency", self.concurrency, at_least=1)
+        arguments.whole("rpm", self.rpm, at_least=1, none_ok=True)
+        arguments.whole("tpm", self.tpm, at_least=1, none_ok=True)
+        arguments.number("max_cost", self.max_cost, above=0, unit="US dollars", none_ok=True)
+        arguments.number("deadline", self.deadline, above=0, unit="seconds", none_ok=True)
+        arguments.number("timeout", self.timeout, above=0, unit="seconds")
+        arguments.one_of("progress", self.progress, PROGRESS_MODES)
+        if self.validate is not None:
+            from ..core.validate import build_validators
+
+            build_validators(self.validate)  # ConfigError naming the spec and the forms it may take
         if self.rerun_changed and self.keep_changed:
             raise ValueError(
                 "rerun_changed (--rerun-changed) sends the changed lines again and keep_changed (--keep-changed) "
@@ -210,6 +227,8 @@ class BatchResult:
     # above is their sum.
     limits: Mapping[str, tuple[float | None, str | None]] = field(default_factory=dict)
     invalid: int = 0
+    # With skip_invalid: lines of the input that repeat a custom_id, left out (the first line of each id runs).
+    repeated: int = 0
     absent: int = 0  # lines of this run that the input given does not hold (an earlier input's); kept
     renewed: int = 0  # lines not ended whose request changed in the input: they take the new one
     kept_changed: int = 0  # lines that ended whose request changed, kept with their answers (keep_changed)
@@ -328,6 +347,13 @@ def _event_hook(attempt: Attempt) -> None:
 # -- loading the input ---------------------------------------------------------------------------------------
 
 
+def _flag(name: str, python: bool) -> str:
+    """An option as its caller gives it: ``--skip-invalid`` to the command, ``skip_invalid=True`` from Python."""
+    if python:
+        return "out=" if name == "out" else f"{name}=True"
+    return "--" + name.replace("_", "-")
+
+
 def _invalid_line(p: InputProblem) -> Line:
     custom_id = p.custom_id or f"line-{p.line}"
     body = {"invalid_input": str(p)}
@@ -352,6 +378,7 @@ def _load(
 ) -> tuple[int, LoadReport]:
     """Load the input into the journal, or raise :class:`BadInput` with nothing changed; the bad lines recorded
     as failed (``--skip-invalid``), and what the load found (new, renewed, kept, absent lines)."""
+    python = opts.python
     problems: list[InputProblem] = []
     count = [0]
     invalid: list[InputProblem] = []
@@ -390,21 +417,31 @@ def _load(
         report = journal.load(lines(), retry_failed=opts.retry_failed, **changed)
     if count[0] and not opts.skip_invalid:
         journal.rollback()
+        # Every bad line at once, repeated custom_ids among them, in the input's order.
+        shown = sorted([*problems, *report.duplicates], key=lambda p: (p.source, p.line))
         raise BadInput(
-            problems,
-            count[0],
-            "Fix these lines (or run with --skip-invalid to record them as failed and run the rest).",
+            shown,
+            count[0] + report.duplicate_count,
+            f"Fix these lines (or run with {_flag('skip_invalid', python)} to record them as failed and run "
+            "the rest).",
         )
-    if not report.ok:
+    unhandled = report.changed_count - report.rerun - report.kept
+    if report.duplicate_count and not opts.skip_invalid:
         journal.rollback()
-        total = report.duplicate_count + report.changed_count - report.rerun - report.kept
-        if report.duplicate_count:
-            raise BadInput(report.problems, total, "A custom_id must be unique in the input.")
+        raise BadInput(
+            report.problems,
+            report.duplicate_count + unhandled,
+            "A custom_id must be unique in the input: give each line its own (or run with "
+            f"{_flag('skip_invalid', python)} to run the first line of each id and leave the repeats out).",
+        )
+    if unhandled:
+        journal.rollback()
+        total = report.duplicate_count + unhandled
         hint = (
-            "These lines ended with answers to other requests than this input's: run with --rerun-changed to "
-            "send them again (their old answers are kept in the journal's history), with --keep-changed to keep "
-            "those answers (the lines not ended yet take this input's requests either way), or use another "
-            "--out."
+            f"These lines ended with answers to other requests than this input's: run with "
+            f"{_flag('rerun_changed', python)} to send them again (their old answers are kept in the journal's "
+            f"history), with {_flag('keep_changed', python)} to keep those answers (the lines not ended yet take "
+            f"this input's requests either way), or use another {_flag('out', python)}."
         )
         raise BadInput(report.problems, total, hint, what="line{s} of this run changed since they ended")
     journal.commit()
@@ -1114,14 +1151,27 @@ async def arun_batch(
     lines: Iterable[Line | InputProblem] | None = None,
     progress: Progress | None = None,
     handle_signals: bool = False,
+    loaded_input: Callable[[], None] | None = None,
 ) -> BatchResult:
-    """Run (or resume) a batch; see :func:`run_batch`."""
+    """Run (or resume) a batch; see :func:`run_batch`. ``loaded_input`` is called once the input's lines are in
+    the journal, under the folder's lock (the Python API keeps the requests it was given there)."""
     out = Path(opts.out)
+    shared = opts.shared
+    if source is None and lines is None and not shared and not (out / JOURNAL_FILE).exists():
+        # A mistyped folder would otherwise read as a finished run of no lines.
+        what = "the requests" if opts.python else "an INPUT file"
+        raise SetupError(f"give {what}: {out} holds no run to resume")
+    items: Iterable[Line | InputProblem] | None = lines
+    if items is None and source is not None:
+        try:
+            # Wrong reading options (a CSV without a template...) are refused here, before the folder is made.
+            items = read_lines(source, template=opts.template, model=opts.model, params=opts.params or None)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise SetupError(f"--out {out} cannot be created: {exc.strerror or exc}") from exc
-    shared = opts.shared
     worker = _worker_id(opts)
     # Alone, the run holds its folder for its whole life; shared, the journal is the database and the folder
     # only takes the files at the end, locked while they are written.
@@ -1138,12 +1188,7 @@ async def arun_batch(
             (out / SENT_FILE).unlink(missing_ok=True)  # read: each run starts its own
         invalid = 0
         loaded = LoadReport()
-        items: Iterable[Line | InputProblem] | None = lines
         try:
-            if items is None and source is not None:
-                items = read_lines(
-                    source, template=opts.template, model=opts.model, params=opts.params or None
-                )
             if items is not None:
                 print_ = None
                 if shared:
@@ -1154,6 +1199,8 @@ async def arun_batch(
                         items = list(items)
                         print_ = fingerprint(items)
                 invalid, loaded = _load(journal, items, opts, print_=print_)
+                if loaded_input is not None:
+                    loaded_input()
         except OtherInput as exc:
             raise SetupError(str(exc)) from None
         except (ValueError, OSError) as exc:
@@ -1185,6 +1232,7 @@ async def arun_batch(
         if counts.pending == 0 and counts.in_flight == 0:
             wrote, by = _finish_shared(journal, worker, out) if shared else (True, None)
             return BatchResult(out, _exit_code(counts, None, False), counts, resent=resent, invalid=invalid,
+                               repeated=loaded.duplicate_count,
                                absent=loaded.absent, renewed=loaded.renewed, kept_changed=loaded.kept,
                                journal=opts.journal, run=opts.run, worker=worker,
                                wrote_outputs=wrote, finished_by=by)  # fmt: skip
@@ -1280,6 +1328,7 @@ async def arun_batch(
                 if model is not None or limiter.shared_models()  # the shared gate, if a model went through it
             },
             invalid=invalid,
+            repeated=loaded.duplicate_count,
             absent=loaded.absent,
             renewed=loaded.renewed,
             kept_changed=loaded.kept,
@@ -1331,11 +1380,11 @@ async def _open_limiter(opts: BatchOptions) -> ModelGates:
     return gates
 
 
-class SetupError(Exception):
+class SetupError(GenguardError):
     """The run could not start (its folder, its input, its settings): nothing was sent."""
 
 
-class RunInUse(Exception):
+class RunInUse(GenguardError):
     """Another run holds this folder: two runs would each take the other's lines back and both write outputs."""
 
 

@@ -328,7 +328,6 @@ def batch(
         )
     if input_path is not None and not input_path.exists():
         fail_usage(f"{input_path}: no such file")
-    shared = journal is not None
     if journal is not None:
         if not is_postgres_url(journal):
             fail_usage(
@@ -350,8 +349,6 @@ def batch(
         )
     if out is None:
         fail_usage("give --out DIR: the run's folder (journal, output files, report)")
-    if not shared and input_path is None and not (out / "journal.sqlite").exists():
-        fail_usage(f"give an INPUT file: {out} holds no run to resume")
     opts_base: dict[str, Any] = {
         "out": out,
         "journal": journal,
@@ -382,7 +379,10 @@ def batch(
             base_url = sim_url
             if not opts_base["api_keys"]:
                 opts_base["api_keys"] = ("sk-simulated",)
-        opts = BatchOptions(base_url=base_url, **opts_base)
+        try:
+            opts = BatchOptions(base_url=base_url, **opts_base)
+        except ValueError as exc:  # ConfigError too: a --validate spec that is not one
+            fail_usage(str(exc))
         try:
             result = run_batch(input_path, opts, handle_signals=True)
         except BadInput as exc:
@@ -458,6 +458,7 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "failed": c.failed,
         "pending": c.pending + c.in_flight,
         "absent": result.absent,
+        "repeated": result.repeated,
         "renewed": result.renewed,
         "kept_changed": result.kept_changed,
         "by_code": dict(c.by_code),
@@ -506,6 +507,11 @@ def _summary_text(result: Any, report: Path | None) -> str:
     lines = [f"{c.ended}/{c.total} lines ended: {c.ok} ok, {c.failed} failed"]
     if c.total == 0:
         lines.append("the input holds no request line: nothing was sent")
+    if result.repeated:
+        lines.append(
+            f"{result.repeated} lines repeat a custom_id of an earlier line: left out (--skip-invalid), the first "
+            "line of each id ran"
+        )
     if result.absent:
         lines.append(
             f"{result.absent} of them are not in this input (an earlier input's, run into the same --out): they "
