@@ -418,7 +418,10 @@ def test_a_tsv_is_unquoted(tmp_path: Path) -> None:
         ("t.csv", 'text,n\n"x"y,1\n', 2, "not a valid CSV row", "quote a value"),
         ("t.csv", 'text,n\n"x,1\n', 2, "not a valid CSV row: unexpected end of data", ""),
         ("t.csv", b"text,n\ncaf\xe9,1\n", 2, "not valid UTF-8: byte 0xe9 at column 4", "UTF-8"),
-        ("t.csv", "text,n\n,1\n", 2, "", ""),  # an empty value is a value: not a problem
+        # An empty value is a value, unless every field the template sends is empty; a null never is.
+        ("t.csv", "text,n\n,1\n", 2, "every field the template sends is empty", "leave the row out"),
+        ("t.jsonl", '{"text": null}\n', 1, 'the row\'s field "text" is null', "fill it"),
+        ("t.jsonl", '{"text": NaN}\n', 1, "not valid JSON", ""),
         ("t.csv", "text,id\nx,\n", 2, "id is empty", ""),
     ],
 )

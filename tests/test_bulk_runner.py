@@ -1118,3 +1118,110 @@ def test_a_misspelt_retry_failed_code_is_refused_from_python_too(tmp_path: Path)
     with pytest.raises(ValueError, match="did you mean 'rate_limited'"):
         genguard.batch([], out=tmp_path / "run", retry_failed=["rate_limted"])
     assert not (tmp_path / "run").exists()  # refused before anything was made
+
+
+def test_batch_lines_from_python_without_a_url_go_where_their_bodies_say(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # A moderation, a Responses request and a chat request, none naming its url: each reaches its own endpoint
+    # (the rule of a bare body's line), where they all once went to the embeddings.
+    given = [
+        {"custom_id": "mod", "body": {"model": "omni-moderation-latest", "input": "hello"}},
+        {"custom_id": "resp", "body": {"model": "gpt-4o-mini", "input": "hi", "max_output_tokens": 50}},
+        {"custom_id": "chat", "body": body_of(1)},
+    ]
+    result = genguard.batch(given, out=tmp_path / "run", base_url=sim.base_url, api_key=KEY, progress="none")
+    assert result.exit_code == EXIT_OK
+    assert sim.stats()["by_endpoint"] == {
+        "moderation": 1,
+        "chat": 2,
+    }  # the simulator counts Responses as chat
+    kept = [orjson.loads(line) for line in (tmp_path / "run" / "requests.jsonl").read_bytes().splitlines()]
+    assert [line["url"] for line in kept] == ["/v1/moderations", "/v1/responses", "/v1/chat/completions"]
+
+
+def test_bad_requests_from_python_are_named_by_their_item_and_a_refusal_keeps_the_runs_requests(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    out = tmp_path / "run"
+    good = _requests_list(4)
+    bad = [*good, {"custom_id": "x", "url": "/v1/chat/completions", "body": {"model": "m"}}, good[1]]
+    with pytest.raises(genguard.BadInput) as caught:
+        genguard.batch(bad, out=out, base_url=sim.base_url, api_key=KEY, progress="none")
+    message = str(caught.value)
+    assert 'requests[4]: the body has no "messages"' in message
+    assert "requests[5]: custom_id 'c2' is repeated: it was first at requests[1]" in message
+    assert "skip_invalid=True" in message
+    assert "--skip-invalid" not in message
+    assert isinstance(caught.value, genguard.GenguardError)
+    assert _requests(sim) == 0
+    assert not (out / "requests.jsonl").exists()
+    assert [p.name for p in out.iterdir() if p.name.startswith(".requests")] == []
+    assert genguard.batch(good, out=out, base_url=sim.base_url, api_key=KEY, progress="none").exit_code == 0
+    kept = (out / "requests.jsonl").read_bytes()
+    # A changed request, refused: the folder's requests are still those its answers answer.
+    changed = [{**good[1], "body": {**good[1]["body"], "max_tokens": 7}}]
+    with pytest.raises(genguard.BadInput, match=r"rerun_changed=True") as caught:
+        genguard.batch(changed, out=out, base_url=sim.base_url, api_key=KEY, progress="none")
+    assert "requests[0]" in str(caught.value)
+    assert (out / "requests.jsonl").read_bytes() == kept
+    assert _requests(sim) == 4
+
+
+def test_python_arguments_the_command_would_refuse_are_refused_before_anything_is_made(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "run"
+    for kwargs, match in [
+        ({"max_cost": 0}, "max_cost must be a number of US dollars above 0"),
+        ({"max_cost": float("nan")}, "max_cost must be"),
+        ({"deadline": -5}, "deadline must be a number of seconds above 0"),
+        ({"progress": "fancy"}, "progress must be one of 'auto', 'plain', 'none'"),
+        ({"validate": "bogus:1"}, "unknown --validate 'bogus:1'"),
+        ({"concurrency": 0}, "concurrency must be a whole number of at least 1"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            genguard.batch(_requests_list(2), out=out, base_url="http://127.0.0.1:9/v1", **kwargs)
+    # A folder that holds no run, given no requests: a mistyped out= is not a finished run of no lines.
+    with pytest.raises(genguard.SetupError, match="holds no run to resume"):
+        genguard.batch(None, out=out)
+    assert not out.exists()
+
+
+class _Table:
+    """What the runner asks of a DataFrame: its columns, and its rows as records."""
+
+    columns = ("id", "text")
+
+    def __init__(self, rows: list[dict[str, Any]]) -> None:
+        self._rows = rows
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.columns)  # as a DataFrame iterates: over its column names
+
+    def to_dict(self, orient: str) -> list[dict[str, Any]]:
+        assert orient == "records"
+        return self._rows
+
+
+def test_a_table_of_rows_runs_row_by_row_and_a_missing_value_is_a_bad_row(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    table = _Table(
+        [{"id": "r1", "text": "good"}, {"id": "r2", "text": None}, {"id": "r3", "text": float("nan")}]
+    )
+    kwargs: dict[str, Any] = {"base_url": sim.base_url, "api_key": KEY, "progress": "none",
+                              "template": "Classify: {text}", "model": "gpt-4o-mini"}  # fmt: skip
+    with pytest.raises(genguard.BadInput) as caught:
+        genguard.batch(table, out=tmp_path / "run", **kwargs)
+    assert 'requests[1]: the row\'s field "text" is null' in str(caught.value)
+    assert 'requests[2]: the row\'s field "text" is null' in str(
+        caught.value
+    )  # NaN, a DataFrame's missing value
+    result = genguard.batch(table, out=tmp_path / "run", skip_invalid=True, **kwargs)
+    assert [(cid, o.code) for cid, o, _ in result.results()] == [
+        ("r1", None),
+        ("r2", "invalid_input"),
+        ("r3", "invalid_input"),
+    ]
+    assert _requests(sim) == 1

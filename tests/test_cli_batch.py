@@ -113,6 +113,18 @@ def test_json_summary_and_export(sim: Simulator, tmp_path: Path) -> None:
     assert all(r["genguard"]["ok"] and r["body"]["choices"] for r in exported)
 
 
+def test_an_export_path_that_cannot_be_written_exits_2_before_anything_is_sent(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(3))
+    export = tmp_path / "no" / "such" / "all.jsonl"
+    code, _, err = batch(sim, str(src), "--out", str(tmp_path / "run"), "--export", str(export))
+    assert code == 2
+    assert f"the folder {export.parent} does not exist" in err
+    assert _requests(sim) == 0
+    assert not (tmp_path / "run").exists()
+
+
 def test_bad_input_exits_2_naming_each_line_and_sends_nothing(sim: Simulator, tmp_path: Path) -> None:
     lines: list[object] = list(lines_of(4))
     src = write_input(

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
+import os
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,39 +24,66 @@ import orjson
 
 from ..client.loop import Hook
 from ..client.retry import RetryPolicy
-from .runner import BatchOptions, BatchResult, arun_batch, run_loop
+from .inputs import infer_url, read_lines
+from .model import GIVEN, InputProblem, Line
+from .progress import ProgressMode
+from .runner import BatchOptions, BatchResult, SetupError, arun_batch, run_loop
 
 __all__ = ["abatch", "batch"]
 
 Requests = str | Path | Iterable[Mapping[str, Any]]
+REQUESTS_FILE = "requests.jsonl"
 
 
-def _write_requests(requests: Iterable[Mapping[str, Any]], path: Path) -> None:
-    # Requests given as objects are written to DIR/requests.jsonl and read back like a file: the same streaming
-    # reader and the same line numbers in every message, and a record of what was asked beside the results.
-    tmp = path.with_suffix(".jsonl.tmp")
-    with tmp.open("wb") as f:
-        for item in requests:
+def _rows(requests: Any) -> Iterable[Any]:
+    # A pandas (or polars) DataFrame iterates over its column names: its rows are what is meant.
+    if hasattr(requests, "columns") and callable(getattr(requests, "to_dict", None)):
+        rows: Iterable[Any]
+        try:
+            rows = requests.to_dict("records")  # pandas
+        except (TypeError, ValueError):
+            rows = requests.to_dicts()  # polars
+        return rows
+    given: Iterable[Any] = requests
+    return given
+
+
+def _write_requests(requests: Iterable[Any], path: Path) -> None:
+    # Requests given as objects are written out and read back like a file: the same streaming reader and the
+    # same checks, and, once the run has taken them, a record of what was asked beside the results.
+    with path.open("wb") as f:
+        for i, item in enumerate(_rows(requests)):
             if not isinstance(item, Mapping):
                 raise TypeError(
-                    f"requests must be mappings (a request body or a batch line), got {type(item).__name__}"
+                    f"requests[{i}] is {type(item).__name__}: give mappings (request bodies, batch lines or table "
+                    "rows)"
                 )
             request = dict(item)
             if "body" in request and "url" not in request and isinstance(request["body"], Mapping):
-                request.setdefault("method", "POST")
-                request["url"] = _infer_url(request["body"])
-            f.write(orjson.dumps(request) + b"\n")
-    tmp.replace(path)
+                # A batch line from Python may leave its url out: the body says it, as for a bare body. A body
+                # that could go to two urls is left without one, and the check names it.
+                url = infer_url(request["body"])
+                if url is not None:
+                    request.setdefault("method", "POST")
+                    request["url"] = url
+            try:
+                f.write(orjson.dumps(request, default=_plain) + b"\n")
+            except TypeError as exc:
+                raise TypeError(f"requests[{i}] holds a value that is not JSON: {exc}") from None
 
 
-def _infer_url(body: Mapping[str, Any]) -> str:
-    if "messages" in body:
-        return "/v1/chat/completions"
-    if "input" in body:
-        return "/v1/embeddings"
-    if "prompt" in body:
-        return "/v1/images/generations"
-    return "/v1/chat/completions"
+def _plain(value: Any) -> Any:
+    # numpy's numbers and arrays, as a DataFrame's rows hold them.
+    for method in ("item", "tolist"):
+        if callable(getattr(value, method, None)):
+            return getattr(value, method)()
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _given(items: Iterable[Line | InputProblem]) -> Iterator[Line | InputProblem]:
+    # Each line's place is its item in what was given (requests[i]), not a line of the file written from it.
+    for item in items:
+        yield dataclasses.replace(item, source=GIVEN)
 
 
 def _options(out: str | Path, kwargs: dict[str, Any]) -> BatchOptions:
@@ -66,21 +96,49 @@ def _options(out: str | Path, kwargs: dict[str, Any]) -> BatchOptions:
     elif retry_failed is False:
         retry_failed = None
     elif isinstance(retry_failed, str):
-        raise TypeError("retry_failed takes True (every failure) or a list of codes, not a string")
+        retry_failed = (retry_failed,)  # one code
     elif retry_failed is not None:
         retry_failed = tuple(retry_failed)
     hooks = tuple(kwargs.pop("hooks", ()))
     fallbacks = kwargs.pop("fallbacks", ())
     if isinstance(fallbacks, str):
-        raise TypeError("fallbacks takes a list of model names, not a string")
+        fallbacks = (fallbacks,)  # one model
     return BatchOptions(
         out=Path(out),
         api_keys=tuple(keys or ()),
         retry_failed=retry_failed,
         fallbacks=tuple(fallbacks),
         hooks=hooks,
+        python=True,
         **kwargs,
     )
+
+
+async def _from_objects(requests: Iterable[Any], opts: BatchOptions) -> BatchResult:
+    out = opts.out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".requests-", suffix=".jsonl", dir=out)
+    except OSError as exc:
+        raise SetupError(f"out={str(out)!r} cannot be created: {exc.strerror or exc}") from exc
+    os.close(fd)
+    written = Path(name)
+    try:
+        _write_requests(requests, written)
+        try:
+            items = read_lines(written, template=opts.template, model=opts.model, params=opts.params or None)
+        except ValueError as exc:
+            raise SetupError(str(exc)) from None
+        # The file takes DIR/requests.jsonl's place only once the run holds the folder and has taken the
+        # lines: a call refused (another run holds the folder, bad or changed lines) leaves the run's own.
+        return await arun_batch(
+            out / REQUESTS_FILE,
+            opts,
+            lines=_given(items),
+            loaded_input=lambda: os.replace(written, out / REQUESTS_FILE),
+        )
+    finally:
+        written.unlink(missing_ok=True)
 
 
 async def abatch(
@@ -94,7 +152,7 @@ async def abatch(
     tpm: int | None = None,
     max_cost: float | None = None,
     deadline: float | None = None,
-    retry_failed: bool | Sequence[str] | None = None,
+    retry_failed: bool | str | Sequence[str] | None = None,
     skip_invalid: bool = False,
     rerun_changed: bool = False,
     keep_changed: bool = False,
@@ -102,9 +160,9 @@ async def abatch(
     model: str | None = None,
     validate: Any = None,
     retry: RetryPolicy | None = None,
-    fallbacks: Sequence[str] = (),
+    fallbacks: str | Sequence[str] = (),
     timeout: float = 120.0,
-    progress: str = "auto",
+    progress: ProgressMode = "auto",
     hooks: Sequence[Hook] = (),
     limiter: str | None = None,
     journal: str | None = None,
@@ -119,16 +177,10 @@ async def abatch(
         if not run:
             raise TypeError("give out= (the run's folder), or journal= and run= for a shared run")
         given = run
-    out_dir = Path(given)
-    opts = _options(out_dir, kwargs)
-    source: str | Path | None
+    opts = _options(Path(given), kwargs)
     if requests is None or isinstance(requests, str | Path):
-        source = requests
-    else:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        source = out_dir / "requests.jsonl"
-        _write_requests(requests, source)
-    return await arun_batch(source, opts)
+        return await arun_batch(requests, opts)
+    return await _from_objects(requests, opts)
 
 
 def batch(
@@ -142,7 +194,7 @@ def batch(
     tpm: int | None = None,
     max_cost: float | None = None,
     deadline: float | None = None,
-    retry_failed: bool | Sequence[str] | None = None,
+    retry_failed: bool | str | Sequence[str] | None = None,
     skip_invalid: bool = False,
     rerun_changed: bool = False,
     keep_changed: bool = False,
@@ -150,9 +202,9 @@ def batch(
     model: str | None = None,
     validate: Any = None,
     retry: RetryPolicy | None = None,
-    fallbacks: Sequence[str] = (),
+    fallbacks: str | Sequence[str] = (),
     timeout: float = 120.0,
-    progress: str = "auto",
+    progress: ProgressMode = "auto",
     hooks: Sequence[Hook] = (),
     limiter: str | None = None,
     journal: str | None = None,
@@ -179,6 +231,18 @@ def batch(
     ended refuses the run (:class:`BadInput`), unless ``rerun_changed=True`` sends it again (its old answer set
     aside in the journal's history) or ``keep_changed=True`` keeps its answer (e.g. new settings for the lines
     not run yet only).
+
+    Requests given as objects may be request bodies, batch lines (``url`` may be left out: the body says it) or
+    table rows with ``template`` (a pandas DataFrame is read row by row); what the run took is kept as
+    ``out/requests.jsonl``, and messages name an item as ``requests[i]``. ``retry_failed`` and ``fallbacks``
+    take one code or model, or a list.
+
+    Raises, before anything is sent: :class:`genguard.BadInput` (bad or changed lines, each named; ``problems``),
+    :class:`genguard.SetupError` (the folder, the input's file or format, a folder holding no run to resume),
+    :class:`genguard.RunInUse` (another run holds ``out``), ``ValueError`` (a setting out of range, e.g.
+    ``max_cost=0``, an unknown ``retry_failed`` code or ``validate`` spec: :class:`genguard.ConfigError`) and
+    ``TypeError`` (a setting of the wrong type). A stop about the whole run (quota, every key refused, the cost
+    cap, the deadline) is not raised: ``exit_code`` is 3 and ``stopped`` says why.
     """
     kwargs = dict(locals())
     coro = abatch(**kwargs)

@@ -49,7 +49,7 @@ import orjson
 from ..core.taxonomy import GENERATION_KEYS
 from .model import ENDPOINTS, InputProblem, Line, line_key
 
-__all__ = ["SeenIds", "check_file", "read_lines"]
+__all__ = ["SeenIds", "check_file", "infer_url", "read_lines"]
 
 Kind = Literal["chat", "embedding", "image", "video", "moderation"]
 
@@ -281,6 +281,24 @@ class _Rows:
 
     def _templated(self, source: str, number: int, custom_id: str, row: Mapping[str, Any]) -> Line:
         assert self.template is not None
+        blank = 0
+        for name in self.fields:
+            value = row.get(name, "")
+            # A missing value would be sent as its text ("Classify: None"): a request paid for that asks nothing
+            # (a DataFrame's NaN is written as null too). An empty text is a value, unless every field the
+            # template sends is empty.
+            if value is None:
+                raise _Bad(
+                    f'the row\'s field "{name}" is null',
+                    f"fill it (the template sends {{{name}}}), or leave the row out",
+                )
+            blank += isinstance(value, str) and name in row and not value.strip()
+        if self.fields and blank == len(self.fields):
+            names = ", ".join(f'"{n}"' for n in self.fields)
+            raise _Bad(
+                f"every field the template sends is empty in this row ({names})",
+                "fill them, or leave the row out: the prompt would hold the template's own text only",
+            )
         try:
             text = self.template.format_map(row)
         except KeyError as exc:
@@ -375,6 +393,19 @@ def _normal_url(url: Any) -> str:
             f"unknown url {_shown(url)}", f"write the path only, without the host: one of {_KNOWN_URLS}"
         )
     raise _Bad(f"unknown url {_shown(url)}", f"use one of {_KNOWN_URLS}")
+
+
+def infer_url(body: Mapping[str, Any]) -> str | None:
+    """The url a request body goes to (``/v1/chat/completions`` for messages...), or ``None`` when it could go to
+    more than one or to none (the check of a line without a url then says so).
+
+    >>> infer_url({"model": "omni-moderation-latest", "input": "hi"}), infer_url({"model": "m", "prompt": "a cat"})
+    ('/v1/moderations', '/v1/images/generations')
+    """
+    try:
+        return _infer_url(dict(body))
+    except _Bad:
+        return None
 
 
 def _infer_url(body: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import orjson
 
 from ..core.outcome import Outcome
-from .model import AttemptEvent, Ended, InputProblem, Line, line_key
+from .model import AttemptEvent, Ended, InputProblem, Line, line_key, place
 
 if TYPE_CHECKING:
     from typing import Self
@@ -1132,7 +1132,7 @@ def _duplicate(line: Line, first_source: str, first_number: int) -> InputProblem
     return InputProblem(
         line.source,
         line.number,
-        f"custom_id {line.custom_id!r} is repeated: it was first at {first_source}:{first_number}",
+        f"custom_id {line.custom_id!r} is repeated: it was first at {place(first_source, first_number)}",
         "give every line its own custom_id (only the first was kept)",
         line.custom_id,
     )
@@ -1143,8 +1143,8 @@ def _changed(line: Line, old_source: str, old_number: int) -> InputProblem:
         line.source,
         line.number,
         f"custom_id {line.custom_id!r} asks for another request than the one this run's journal holds "
-        f"(loaded from {old_source}:{old_number}): its url or body changed",
-        "pass --rerun-changed to send the new request (the old answer is set aside), --keep-changed to keep "
-        "the answer it has, or write to another output directory",
+        f"(loaded from {place(old_source, old_number)}): its url or body changed",
+        "send the new request (--rerun-changed, rerun_changed=True from Python: the old answer is set aside), "
+        "keep the answer it has (--keep-changed, keep_changed=True), or write to another output directory",
         line.custom_id,
     )

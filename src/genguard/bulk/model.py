@@ -66,7 +66,20 @@ class InputProblem:
     custom_id: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.source}:{self.line}: {self.what}; {self.fix}"
+        return f"{place(self.source, self.line)}: {self.what}; {self.fix}"
+
+
+# The source of requests given from Python as objects (a list, a generator): their places are items, not lines.
+GIVEN = "requests"
+
+
+def place(source: str, number: int) -> str:
+    """Where a line is, for a message: ``file:line``, or ``requests[i]`` (0-based) for requests given from Python.
+
+    >>> place("in.jsonl", 3), place(GIVEN, 3)
+    ('in.jsonl:3', 'requests[2]')
+    """
+    return f"{source}[{number - 1}]" if source == GIVEN else f"{source}:{number}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -328,6 +329,15 @@ def batch(
         )
     if input_path is not None and not input_path.exists():
         fail_usage(f"{input_path}: no such file")
+    if export is not None:
+        # Checked before anything is sent: a run of an hour must not end in a traceback at its last step.
+        where = export.parent
+        if not where.is_dir():
+            fail_usage(
+                f"--export {export}: the folder {where} does not exist; create it or give another path"
+            )
+        if not os.access(where, os.W_OK) or (export.exists() and not os.access(export, os.W_OK)):
+            fail_usage(f"--export {export}: cannot be written here; give another path")
     if journal is not None:
         if not is_postgres_url(journal):
             fail_usage(
