@@ -17,6 +17,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 JSON = b'{"ok": true}'
+CHAT = (
+    '{"id": "chatcmpl-1", "object": "chat.completion", "model": "gpt-4o-mini", "choices": [{"index": 0, '
+    '"message": {"role": "assistant", "content": "caf\u00e9"}, "finish_reason": "stop"}], '
+    '"usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}'
+).encode()
 BIG = bytes(range(256)) * 4096  # 1 MiB
 
 
@@ -115,6 +120,15 @@ class RawServer:
             plain(d.compress(JSON) + d.flush(), "content-encoding: deflate")
         elif name == "/short-gzip":
             plain(gzip.compress(JSON)[:-12], "content-encoding: gzip")
+        elif name == "/bom/v1/chat/completions":
+            # A whole chat completion after a UTF-8 byte-order mark, with a word in UTF-8 beyond ASCII.
+            plain(b"\xef\xbb\xbf" + CHAT, "content-type: application/json; charset=utf-8")
+        elif name == "/latin1/v1/chat/completions":
+            plain(
+                CHAT.replace("\u00e9".encode(), b"\xe9"), "content-type: application/json; charset=iso-8859-1"
+            )
+        elif name == "/bad-gzip/v1/chat/completions":
+            plain(b"\x1f\x8b" + b"\x00" * 30, "content-type: application/json", "content-encoding: gzip")
         elif name == "/bad-gzip":
             plain(b"\x1f\x8b" + b"\x00" * 30, "content-encoding: gzip")
         elif name == "/br":

@@ -1225,3 +1225,39 @@ def test_a_table_of_rows_runs_row_by_row_and_a_missing_value_is_a_bad_row(
         ("r3", "invalid_input"),
     ]
     assert _requests(sim) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "code", "text"),
+    [
+        (
+            "bom",
+            None,
+            "caf\u00e9",
+        ),  # JSON after a byte-order mark: Python's json reads it, and so does genguard
+        ("latin1", None, "caf\u00e9"),  # in the charset its content-type names
+        ("bad-gzip", "invalid_response", None),  # came whole, does not decode: not the network's fault
+    ],
+)
+def test_an_answer_in_another_encoding_is_read_once_and_written_as_json(
+    tmp_path: Path, where: str, code: str | None, text: str | None
+) -> None:
+    from _raw_http import serving
+
+    src = write_input(tmp_path / "in.jsonl", lines_of(2))
+    with serving() as server:
+        result = genguard.batch(
+            src, out=tmp_path / "run", base_url=f"{server.base}/{where}/v1", api_key=KEY, progress="none",
+            retry=RetryPolicy(max_attempts=2),
+        )  # fmt: skip
+        sent = len(server.requests)
+    got = [(o.code, o.text) for _, o, _ in result.results()]
+    assert got == [(code, text)] * 2
+    ok, failed = records(
+        tmp_path / "run"
+    )  # every output line is JSON (a BOM or Latin-1 bytes inside would not be)
+    if code is None:
+        assert sent == 2  # ok at once: a whole answer is not paid for twice
+        assert [r["response"]["body"]["choices"][0]["message"]["content"] for r in ok] == [text] * 2
+    else:
+        assert "cannot decode the gzip body" in failed[0]["genguard"]["message"]

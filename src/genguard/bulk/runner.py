@@ -663,8 +663,9 @@ class _Run:
         response: dict[str, Any] | bytes | None = None
         if raw is not None:
             if outcome.ok:
-                # A usable answer was read as JSON: its text goes into the journal as it came, not parsed and
-                # written again (an embedding's answer is megabytes of numbers).
+                # A usable answer was read as JSON: its text goes into the journal as it came (in UTF-8, as
+                # send_json keeps it), not parsed and written again (an embedding's answer is megabytes of
+                # numbers).
                 response = _RESPONSE_HEAD % (outcome.status or 200, orjson.dumps(outcome.request_id), raw)
             else:
                 try:

@@ -727,6 +727,7 @@ class AsyncClient(BaseClient):
         gate = self.gate
         tokens = estimate_tokens(body, text=endpoint == "chat") if gate is not None else 0
         classify_http = _import_classify().classify_http
+        as_utf8 = _import_classify().as_utf8
         secrets = self.keys
         keep_raw = self._keep_raw
         last: list[bytes | None] = [None]
@@ -751,7 +752,8 @@ class AsyncClient(BaseClient):
             if gate is not None:
                 tell_gate(gate, status, headers, outcome, tokens)
             if keep_body:
-                last[0] = data
+                # Kept to be written inside JSON (the batch runner's output line): UTF-8, no byte-order mark.
+                last[0] = as_utf8(data, headers)
             return outcome
 
         return await self._drive(loop, send), last[0]
@@ -767,7 +769,7 @@ class AsyncClient(BaseClient):
         validate: Any = None,
     ) -> tuple[Outcome, bytes | None]:
         """POST ``body`` (JSON) to ``path`` with the retry loop; return the Outcome and the last answer's raw
-        body (``None`` when no answer came). ``body["model"]`` is the first model, ``fallbacks`` the others.
+        body, in UTF-8 without a byte-order mark (``None`` when no answer came). ``body["model"]`` is the first model, ``fallbacks`` the others.
 
         For callers that keep the provider's own response (the batch runner's output file, a proxy):
 

@@ -415,7 +415,9 @@ def _request(method: str, url: str) -> httpx.Request | None:
         return None
 
 
-def _error(kind: type[httpx.TransportError], text: str, method: str, url: str) -> httpx.TransportError:
+def _error(
+    kind: type[httpx.TransportError | httpx.DecodingError], text: str, method: str, url: str
+) -> httpx.TransportError | httpx.DecodingError:
     return kind(text, request=_request(method, url))
 
 
@@ -574,7 +576,8 @@ class H1Wire(AioWire):
 
 def _decoded(encoding: str, body: bytes, method: str, url: str) -> bytes:
     """``body`` without its content-encoding when it is gzip or deflate (what the wire asks for), else as it
-    came; a body that does not decode is a broken answer, as aiohttp says it."""
+    came. A body that does not decode came whole over a sound connection: a broken answer (``DecodingError``,
+    ``invalid_response``, as httpx says it), not a network fault."""
     name = encoding.strip().lower()
     try:
         if name in ("gzip", "x-gzip"):
@@ -585,9 +588,10 @@ def _decoded(encoding: str, body: bytes, method: str, url: str) -> bytes:
             except zlib.error:  # deflate without the zlib wrapper, which some servers send
                 return _inflate(body, -zlib.MAX_WBITS)
     except zlib.error as exc:
-        raise _error(
-            httpx.RemoteProtocolError, f"cannot decode the {name} body: {exc}", method, url
-        ) from None
+        # Cut short, the answer is a broken transfer, as a connection closed mid-body is; otherwise it came whole
+        # and does not decode.
+        kind = httpx.RemoteProtocolError if "ends early" in str(exc) else httpx.DecodingError
+        raise _error(kind, f"cannot decode the {name} body: {exc}", method, url) from None
     return body
 
 

@@ -222,7 +222,7 @@ async def _chunks(response: aiohttp.ClientResponse, method: str, url: str) -> As
 _aiohttp: Any = None
 
 
-def as_httpx_error(exc: BaseException, method: str, url: str) -> httpx.TransportError:
+def as_httpx_error(exc: BaseException, method: str, url: str) -> httpx.TransportError | httpx.DecodingError:
     """The httpx exception that says what ``exc`` (an aiohttp or timeout error) says, most specific first.
 
     aiohttp's own names differ from httpx's; translating at this one boundary lets one classifier name every
@@ -231,8 +231,12 @@ def as_httpx_error(exc: BaseException, method: str, url: str) -> httpx.Transport
     a = _aiohttp
     request = httpx.Request(method, url)
     text = str(exc) or type(exc).__name__
-    kind: type[httpx.TransportError]
-    if isinstance(exc, a.ConnectionTimeoutError):
+    kind: type[httpx.TransportError | httpx.DecodingError]
+    if isinstance(exc, a.ClientPayloadError) and "content-encoding" in str(exc.__cause__ or exc).lower():
+        kind = (
+            httpx.DecodingError
+        )  # a body that came whole but does not decode: a broken answer, not the network
+    elif isinstance(exc, a.ConnectionTimeoutError):
         kind = httpx.ConnectTimeout
     elif isinstance(exc, TimeoutError):
         kind = httpx.ReadTimeout

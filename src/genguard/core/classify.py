@@ -72,6 +72,8 @@ def _classify(
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError:
+        data = lenient_json(body, headers)
+    if data is NOT_JSON:
         info = read_error(body)
         what = redact(info.message, tuple(secrets)) if info.message else None
         return invalid_response(
@@ -81,6 +83,71 @@ def _classify(
             endpoint or "chat",
         )
     return classify_document(status, headers, data, endpoint=endpoint, secrets=secrets)
+
+
+NOT_JSON = object()
+BOM = b"\xef\xbb\xbf"
+
+
+def lenient_json(body: bytes, headers: Mapping[str, str] | None) -> Any:
+    """A 2xx body that ``orjson`` refused, read as JSON readers that accept it read it: after a UTF-8 byte-order
+    mark (as Python's ``json`` does), and in the charset its content-type names (``charset=iso-8859-1``), or
+    with U+FFFD for bytes that are not UTF-8. Retrying a generation that came back whole for its encoding pays
+    for it again. :data:`NOT_JSON` when it is not JSON even so. Only ever on the failure path.
+
+    >>> latin = {"content-type": "application/json; charset=iso-8859-1"}
+    >>> lenient_json(BOM + b'{"a": 1}', None), lenient_json(b'{"a": "caf\\xe9"}', latin)
+    ({'a': 1}, {'a': 'café'})
+    """
+    text = body[3:] if body.startswith(BOM) else body
+    for attempt in (text, _decoded(text, _charset(headers))):
+        if attempt is None:
+            continue
+        try:
+            return orjson.loads(attempt)
+        except orjson.JSONDecodeError:
+            pass
+    return NOT_JSON
+
+
+def as_utf8(body: bytes, headers: Mapping[str, str] | None) -> bytes:
+    """``body`` as UTF-8 without a byte-order mark, decoded from the charset its content-type names (or with
+    U+FFFD for bytes that are not UTF-8): the bytes a caller keeping an answer's own text (the batch runner's
+    output line, where they sit inside JSON) can write as they are. A body already so is returned as it is, at
+    the cost of one ASCII check.
+
+    >>> as_utf8(BOM + b'{"a": 1}', None), as_utf8(b'{"a": 1}', None)
+    (b'{"a": 1}', b'{"a": 1}')
+    """
+    if not body.startswith(BOM) and (body.isascii() or _is_utf8(body)):
+        return body
+    text = body[3:] if body.startswith(BOM) else body
+    return _decoded(text, _charset(headers)) or text
+
+
+def _is_utf8(body: bytes) -> bool:
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _charset(headers: Mapping[str, str] | None) -> str | None:
+    if not headers:
+        return None
+    kind = next((v for k, v in headers.items() if k.lower() == "content-type"), "")
+    _, _, charset = kind.lower().partition("charset=")
+    return charset.split(";")[0].strip().strip('"') or None
+
+
+def _decoded(body: bytes, charset: str | None) -> bytes | None:
+    if charset and charset.replace("-", "").replace("_", "") != "utf8":
+        try:
+            return body.decode(charset).encode("utf-8")
+        except (LookupError, UnicodeDecodeError):
+            pass
+    return body.decode("utf-8", "replace").encode("utf-8")
 
 
 def classify_document(
