@@ -193,12 +193,13 @@ def test_summary_counts_retries_resent_and_429s(figures: dict) -> None:
 
     tp = figures["throughput"]
     assert tp["ok_attempts"] == 250
-    assert tp["rate_limited_total"] == 50 + 20  # the quota answers were 429s too
-    assert tp["rate_limited_per_success"] == pytest.approx(70 / 250)
+    # The rate limits, as the run's summary counts them: the quota answers were 429s too, but no rate limit.
+    assert tp["rate_limited_total"] == 50
+    assert tp["rate_limited_per_success"] == pytest.approx(50 / 250)
     assert tp["bucket_s"] == 1
     assert sum(tp["ok"]) == 250
-    assert sum(tp["rate_limited"]) == 70
-    assert sum(tp["other_failed"]) == 30
+    assert sum(tp["rate_limited"]) == 50
+    assert sum(tp["other_failed"]) == 50
     assert len(tp["ok"]) == len(tp["rate_limited"]) == 61
     assert tp["peak_ok_per_s"] == 5
 
@@ -287,7 +288,7 @@ def test_render_summary_gives_the_figures_and_each_codes_fix(figures: dict) -> N
     assert text.splitlines()[0] == "Batch run in out (finished)"
     assert "300: 250 ok, 50 failed" in text
     assert "quota_exceeded 20, content_filtered 15, truncated 15" in text
-    assert "70 429s (0.280 per success)" in text
+    assert "50 429s (0.200 per success)" in text
     assert "$0.2650" in text
     assert "50 lines needed more than one attempt (350 attempts in all)" in text
     assert "4 requests were sent again after a crash: they may have been billed twice" in text
@@ -508,3 +509,15 @@ def test_answers_set_aside_by_retry_failed_stay_counted(tmp_path: Path) -> None:
     assert data["cost"]["set_aside_usd"] == pytest.approx(0.002)
     assert data["tokens"]["set_aside"] == 30
     assert "The totals include $0.002 and 30 tokens paid for answers that were set aside" in render_html(data)
+
+
+def test_a_run_whose_answers_state_no_usage_counts_no_cost_rather_than_blame_a_price_table(
+    figures: dict,
+) -> None:
+    tokens = {**figures["tokens"], "total": 0, "prompt": 0, "completion": 0}
+    cost = {**figures["cost"], "total_usd": None, "per_line_usd": None}
+    text = render_summary({**figures, "dir": "out", "tokens": tokens, "cost": cost})
+    assert "none counted: no answer stated the tokens it used" in text
+    assert "genguard[prices]" not in text
+    text = render_summary({**figures, "dir": "out", "cost": cost})  # tokens, and no price for them
+    assert "unknown: no price table knows these models" in text

@@ -424,7 +424,9 @@ class _Reader:
                 ok_at.append(at)
                 continue
             failed_by_code[self.mask(e.code)] += 1
-            (limited_at if e.status == 429 or e.code == "rate_limited" else failed_at).append(at)
+            # Rate limits, as the run's summary counts them: a 429 for quota or a request too large is a failure
+            # of its own, and a rate limit said in a 200's body (a gateway's) is one.
+            (limited_at if e.code == "rate_limited" else failed_at).append(at)
         retries = {
             "attempts_total": count,
             "failed_attempts_by_code": dict(_by_count(failed_by_code)),
@@ -642,8 +644,17 @@ def render_summary(data: Mapping[str, Any]) -> str:
         if cost["unpriced_lines"]:
             text += f" ({cost['unpriced_lines']:,} lines without a price)"
         row("cost", text)
+    elif lines_["ended"] and not tok["total"]:
+        row("cost", "none counted: no answer stated the tokens it used")
     elif lines_["ended"]:
-        row("cost", "unknown: no price for these models (pip install 'genguard[prices]')")
+        from ..core.pricing import prices_available
+
+        row(
+            "cost",
+            "unknown: no price table knows these models"
+            if prices_available()
+            else "unknown: no price table is installed (pip install 'genguard[prices]')",
+        )
     moderated = data.get("moderations")
     if moderated:
         row(
