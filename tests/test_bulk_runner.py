@@ -755,6 +755,60 @@ def test_a_line_whose_connection_breaks_while_the_provider_answers_others_ends_f
     assert by_id[lines[0]["custom_id"]]["genguard"]["attempts"] == 3
 
 
+def test_lines_that_time_out_while_the_provider_answers_others_end_failed_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    # Two slow lines at the end go out with two others; the others are answered while the slow ones wait (after
+    # both slow requests reached the server, so the order is fixed), before any slow attempt times out, and
+    # nothing answers after that. The server serves: the slow lines are the lines' own failures, not a hung
+    # provider's, and the run ends. (The first line is answered at once: the limiter's start sends it alone.)
+    answer = orjson.dumps({
+        "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+    })  # fmt: skip
+    lock = threading.Lock()
+    slow_seen = [0]
+    both_slow_here = threading.Event()
+    done = threading.Event()
+
+    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        if b"slow" in body:
+            with lock:
+                slow_seen[0] += 1
+                if slow_seen[0] >= 2:
+                    both_slow_here.set()
+            done.wait(10)  # past every --timeout
+            handler.close_connection = True
+            return
+        if b"first" not in body:
+            both_slow_here.wait(10)
+        handler.send_response(200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(answer)))
+        handler.end_headers()
+        handler.wfile.write(answer)
+
+    lines = lines_of(5)  # within the limiter's first window: all on the wire together
+    lines[0]["body"]["messages"][0]["content"] = "first"
+    for i in (3, 4):
+        lines[i]["body"]["messages"][0]["content"] = "slow"
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    with _server(serve) as url:
+        try:
+            opts = BatchOptions(out=out, base_url=url, api_keys=(KEY,), concurrency=8, progress="none",
+                                retry=RetryPolicy(max_attempts=2, backoff_base=0.05, jitter=0.0), timeout=0.5)  # fmt: skip
+            result = run_batch(src, opts)
+        finally:
+            done.set()
+    print("DEBUG", result.stopped, result.counts)
+    assert result.stopped is None
+    assert result.exit_code == EXIT_FAILED
+    assert (result.counts.ok, dict(result.counts.by_code), result.counts.resent) == (3, {"timeout": 2}, 0)
+    check_records(out, [line["custom_id"] for line in lines])
+
+
 def _not_an_api(handler: BaseHTTPRequestHandler, body: bytes) -> None:
     # A web server at the wrong --base-url: a page, not an API's JSON.
     page = b"<html><body><h1>404 Not Found</h1></body></html>"

@@ -470,6 +470,11 @@ def _load(
 _RESPONSE_HEAD = b'{"status_code":%d,"request_id":%s,"body":%s}'
 
 
+def _began(event: AttemptEvent) -> float:
+    """When an attempt was sent (its event is stamped when it ended)."""
+    return event.at - (event.latency_s or 0.0)
+
+
 def _path_of(url: str) -> str:
     return url[3:] if url.startswith("/v1/") else url
 
@@ -628,10 +633,11 @@ class _Run:
             stopper is None
             and ((outcome.code == "timeout" and not self.went_on_timeouts) or refused)
             and events
-            and self.started.answered_at < (events[-1] if refused else events[0]).at
+            and self.started.answered_at < (events[-1].at if refused else _began(events[0]))
         ):
             # Its last attempt found no server and nothing answered since (or, cut off by --timeout each time,
-            # nothing answered since its first attempt): the provider is down, not there, or hung, not this line
+            # nothing answered since its first attempt began: answers that came while it waited say the server
+            # serves, and this line is the slow one): the provider is down, not there, or hung, not this line
             # wrong. Recorded, every line would end failed in turn, one backoff after another. (A refusal is the
             # host's, not the request's; a line whose every attempt connected and then broke has a server there:
             # it ends failed, as a line that a server answers badly does.)
