@@ -165,7 +165,8 @@ def test_ctrl_c_finishes_the_requests_in_flight_then_resumes(
     process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=30)
     assert process.returncode == 130, stderr.decode()
-    assert "interrupted" in stdout.decode()
+    assert "stopped: interrupted (Ctrl-C or SIGTERM)" in stdout.decode()
+    assert "finishing the requests in flight" not in stdout.decode()  # they are finished by the end
     journal = _check_consistent(out, 40)
     # The requests in flight were answered, and their lines written; nothing is left in flight.
     assert journal["states"].get("in_flight", 0) == 0

@@ -828,7 +828,7 @@ def test_lines_all_failing_alike_before_any_generation_stop_the_run(sim: Simulat
         stopped = run_batch(src, opts)
     assert stopped.exit_code == EXIT_STOPPED
     assert stopped.stopped is not None
-    assert "lines ended so far all failed with not_found (HTTP 404" in stopped.stopped
+    assert "lines to end all failed with not_found (HTTP 404" in stopped.stopped
     assert "check --base-url" in stopped.stopped
     assert "--retry-failed not_found" in stopped.stopped
     # The lines that ended keep their answers; the rest were spared.

@@ -470,6 +470,11 @@ def _load(
 _RESPONSE_HEAD = b'{"status_code":%d,"request_id":%s,"body":%s}'
 
 
+def _stopped_for(run: _Run) -> str | None:
+    """Why a run stopped, as its end says it: an interruption no longer 'finishing the requests in flight'."""
+    return "interrupted (Ctrl-C or SIGTERM)" if run.interrupted else run.stop_reason
+
+
 def _began(event: AttemptEvent) -> float:
     """When an attempt was sent (its event is stamped when it ended)."""
     return event.at - (event.latency_s or 0.0)
@@ -708,7 +713,7 @@ class _Run:
         said = ": ".join(x for x in (status, outcome.message) if x)
         self.failing_alike = outcome.code or "unknown"
         self._stop(
-            f"the {count} lines ended so far all failed with {outcome.code}{f' ({said})' if said else ''}, and "
+            f"the first {count} lines to end all failed with {outcome.code}{f' ({said})' if said else ''}, and "
             "none was served: the provider or the settings are more likely at fault than the lines; "
             "check --base-url, the model and the parameters against errors.jsonl, then run the same command "
             "again (if these failures are the lines' own, it goes on past them; --retry-failed "
@@ -1303,7 +1308,7 @@ async def arun_batch(
                 sent_log.close()
         if not shared:
             # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
-            stopped = "interrupted (Ctrl-C or SIGTERM)" if run.interrupted else run.stop_reason
+            stopped = _stopped_for(run)
             journal.set_meta({"stopped": stopped, "failing_alike": run.failing_alike,
                               "timed_out": run.timed_out or None})  # fmt: skip
         counts = _fresh_counts(journal)
@@ -1319,7 +1324,7 @@ async def arun_batch(
             out,
             _exit_code(counts, run.stop_reason, run.interrupted),
             counts,
-            stopped=run.stop_reason,
+            stopped=_stopped_for(run),
             sent=run.sent,
             resent=resent,
             elapsed_s=time.monotonic() - run.t0,
