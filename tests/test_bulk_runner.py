@@ -1315,3 +1315,13 @@ def test_an_answer_in_another_encoding_is_read_once_and_written_as_json(
         assert [r["response"]["body"]["choices"][0]["message"]["content"] for r in ok] == [text] * 2
     else:
         assert "cannot decode the gzip body" in failed[0]["genguard"]["message"]
+
+
+def test_a_stop_from_python_is_worded_with_its_keyword_arguments(sim: Simulator, tmp_path: Path) -> None:
+    result = genguard.batch(_requests_list(4), out=tmp_path / "run", base_url=sim.base_url, api_key=KEY,
+                            progress="none", max_cost=1e-9)  # fmt: skip
+    assert result.exit_code == EXIT_STOPPED
+    assert result.stopped is not None
+    assert "raise max_cost=" in result.stopped
+    assert "call batch() again with the same out=" in result.stopped
+    assert "--" not in result.stopped

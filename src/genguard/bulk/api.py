@@ -15,6 +15,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import os
+import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -27,7 +28,7 @@ from ..client.retry import RetryPolicy
 from .inputs import infer_url, read_lines
 from .model import GIVEN, InputProblem, Line
 from .progress import ProgressMode
-from .runner import BatchOptions, BatchResult, SetupError, arun_batch, run_loop
+from .runner import BatchOptions, BatchResult, RunInUse, SetupError, arun_batch, run_loop
 
 __all__ = ["abatch", "batch"]
 
@@ -78,6 +79,20 @@ def _plain(value: Any) -> Any:
         if callable(getattr(value, method, None)):
             return getattr(value, method)()
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_OPTION = re.compile(r"--([a-z][a-z-]*)(?: (?=[\d$]))?")
+
+
+def for_python(text: str) -> str:
+    """A message the runner words for the command, worded for a caller of :func:`batch`: its options as
+    keyword arguments.
+
+    >>> for_python("raise --timeout 0.3 s, or pass another --api-key, then run the same command again")
+    'raise timeout=0.3 s, or pass another api_key=, then call batch() again with the same out='
+    """
+    text = text.replace("run the same command again", "call batch() again with the same out=")
+    return _OPTION.sub(lambda m: m.group(1).replace("-", "_") + "=", text)
 
 
 def _given(items: Iterable[Line | InputProblem]) -> Iterator[Line | InputProblem]:
@@ -178,9 +193,16 @@ async def abatch(
             raise TypeError("give out= (the run's folder), or journal= and run= for a shared run")
         given = run
     opts = _options(Path(given), kwargs)
-    if requests is None or isinstance(requests, str | Path):
-        return await arun_batch(requests, opts)
-    return await _from_objects(requests, opts)
+    try:
+        if requests is None or isinstance(requests, str | Path):
+            result = await arun_batch(requests, opts)
+        else:
+            result = await _from_objects(requests, opts)
+    except (SetupError, RunInUse) as exc:
+        raise type(exc)(for_python(str(exc))) from None
+    if result.stopped is None:
+        return result
+    return dataclasses.replace(result, stopped=for_python(result.stopped))
 
 
 def batch(
