@@ -151,7 +151,7 @@ def test_bad_input_exits_2_naming_each_line_and_sends_nothing(sim: Simulator, tm
     code, stdout, err = batch(sim, str(src), "--out", str(out), "--skip-invalid")
     assert code == 1, err
     assert "invalid_input 2" in stdout
-    assert "1 lines repeat a custom_id of an earlier line: left out" in stdout
+    assert "1 line repeats a custom_id of an earlier line: left out" in stdout
     assert _requests(sim) == 2
     ok, failed = records(out)
     assert sorted(r["custom_id"] for r in ok) == sorted([lines[0]["custom_id"], lines[1]["custom_id"]])

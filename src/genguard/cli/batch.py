@@ -519,8 +519,12 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append("the input holds no request line: nothing was sent")
     if result.repeated:
         lines.append(
-            f"{result.repeated} lines repeat a custom_id of an earlier line: left out (--skip-invalid), the first "
-            "line of each id ran"
+            (
+                "1 line repeats a custom_id of an earlier line: left out"
+                if result.repeated == 1
+                else f"{result.repeated} lines repeat a custom_id of an earlier line: left out"
+            )
+            + " (--skip-invalid), the first line of each id ran"
         )
     if result.absent:
         lines.append(
