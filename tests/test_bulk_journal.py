@@ -247,6 +247,27 @@ def test_a_resume_with_more_lines_adds_only_the_new_ones_and_counts_the_absent(
     assert journal.counts().pending == 6
 
 
+def test_a_line_another_input_holds_elsewhere_takes_its_place_there(journal: SQLiteJournal) -> None:
+    loaded(journal, 4)
+    other = [
+        Line("id-4", CHAT, body(4), 1, "b.jsonl"),
+        Line("id-3", CHAT, body(3), 2, "b.jsonl"),
+        *lines(1, start=5),
+    ]
+    report = journal.load(other)
+    assert (report.new, report.unchanged, report.absent) == (1, 2, 2)
+    journal.commit()
+    assert sorted(rows(journal, "SELECT custom_id, number, source FROM lines WHERE number < 3")) == [
+        ("id-1", 1, "in.jsonl"),
+        ("id-2", 2, "in.jsonl"),
+        ("id-3", 2, "b.jsonl"),
+        ("id-4", 1, "b.jsonl"),
+    ]
+    finish(journal, journal.claim(5, worker="w", lease_s=60))
+    order = [e.custom_id for e in journal.ended(by_input=True)]
+    assert [cid for cid in order if cid not in ("id-1", "id-2")] == ["id-4", "id-3", "id-5"]
+
+
 def test_rollback_undoes_the_load_and_other_writes_wait_for_it(journal: SQLiteJournal) -> None:
     loaded(journal, 2)
     journal.load(lines(3, start=10))

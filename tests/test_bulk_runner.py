@@ -1325,3 +1325,21 @@ def test_a_stop_from_python_is_worded_with_its_keyword_arguments(sim: Simulator,
     assert "raise max_cost=" in result.stopped
     assert "call batch() again with the same out=" in result.stopped
     assert "--" not in result.stopped
+
+
+def test_results_in_input_order_follow_the_latest_input(sim: Simulator, tmp_path: Path) -> None:
+    # Two inputs into one folder: r0..r9, then r5..r14. The second's lines come in its order (r5, r6 ... r14,
+    # each once), where they once interleaved with the first's by line number; the first's lines it does not
+    # hold stay in the results too.
+    def lines(ids: range) -> list[dict[str, Any]]:
+        return [{"custom_id": f"r{i}", "body": body_of(i)} for i in ids]
+
+    out = tmp_path / "run"
+    genguard.batch(lines(range(10)), out=out, base_url=sim.base_url, api_key=KEY, progress="none")
+    second = genguard.batch(lines(range(5, 15)), out=out, base_url=sim.base_url, api_key=KEY, progress="none")
+    assert second.absent == 5
+    order = [cid for cid, _, _ in second.results()]
+    assert sorted(order) == sorted(f"r{i}" for i in range(15))
+    mine = [cid for cid in order if int(cid[1:]) >= 5]
+    assert mine == [f"r{i}" for i in range(5, 15)]
+    assert _requests(sim) == 15

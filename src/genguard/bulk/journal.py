@@ -595,6 +595,9 @@ class SQLiteJournal:
                 db.executemany("INSERT INTO bodies (id, body) VALUES (?, ?)", bodies)
             if seen_now:
                 db.executemany("INSERT INTO temp.load_seen VALUES (?, ?, ?)", seen_now)
+            if sort.moved:
+                db.executemany("UPDATE lines SET number = ?, source = ? WHERE id = ?", sort.moved)
+                sort.moved.clear()
             if reruns:
                 self._archive([r[0] for r in reruns], "changed", now)
                 db.executemany(
@@ -1068,6 +1071,7 @@ class _LoadSort:
         self.renewed = self.kept = 0
         self.changed: list[InputProblem] = []
         self.duplicates: list[InputProblem] = []
+        self.moved: list[tuple[int, str, int]] = []  # (number, source, id) of lines at another place now
 
     def known(
         self,
@@ -1091,6 +1095,10 @@ class _LoadSort:
             return False
         seen_before[line_id] = (line.source, line.number)
         seen_now.append((line_id, line.source, line.number))
+        if (line.number, line.source) != (first_number, first_source):
+            # Another input into the same run (or the same lines in another order): the line takes its place in
+            # this one, so that "input order" is this input's.
+            self.moved.append((line.number, line.source, line_id))
         if old_key == key:
             self.unchanged += 1
             return False

@@ -550,6 +550,12 @@ class PostgresJournal:
                 with db.cursor().copy("COPY genguard_load_seen (id, source, number) FROM STDIN") as copy:
                     for item in seen_now:
                         copy.write_row(item)
+            if sort.moved:
+                db.cursor().executemany(
+                    "UPDATE batch_lines SET number = %s, source = %s WHERE run = %s AND id = %s",
+                    [(number, source, run, i) for number, source, i in sort.moved],
+                )
+                sort.moved.clear()
             if reruns:
                 self._archive([r[0] for r in reruns], "changed", now)
                 db.cursor().executemany(
