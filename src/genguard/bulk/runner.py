@@ -436,14 +436,14 @@ def _load(
         )
     if unhandled:
         journal.rollback()
-        total = report.duplicate_count + unhandled
         hint = (
             f"These lines ended with answers to other requests than this input's: run with "
             f"{_flag('rerun_changed', python)} to send them again (their old answers are kept in the journal's "
             f"history), with {_flag('keep_changed', python)} to keep those answers (the lines not ended yet take "
             f"this input's requests either way), or use another {_flag('out', python)}."
         )
-        raise BadInput(report.problems, total, hint, what="line{s} of this run changed since they ended")
+        # (Repeats here are skip_invalid's, left out: only the changed lines refuse the run.)
+        raise BadInput(report.changed, unhandled, hint, what="line{s} of this run changed since they ended")
     journal.commit()
     if opts.keep_changed:
         journal.set_meta({"keep_changed": True})
