@@ -460,6 +460,22 @@ def test_a_day_budget_is_not_read_as_a_pace_but_is_held_to() -> None:
     assert gov.delay() == pytest.approx(3600.0)
 
 
+def test_a_bucket_whose_reset_is_minutes_away_is_waited_for_the_missing_part_only() -> None:
+    # OpenAI documents x-ratelimit-reset-tokens: 6m0s: the time until the bucket is full again. It refills as
+    # it goes: 1,000 tokens short of a 600,000-token bucket that needs 6 minutes for its 600,000 used is 0.6 s
+    # away, not six minutes (a run held for the whole reset sent 24 requests, then nothing for six minutes).
+    clock = Clock()
+    gov = governor(clock)
+    gov.observe(200, {"x-ratelimit-limit-requests": "10000", "x-ratelimit-remaining-requests": "0",
+                      "x-ratelimit-reset-requests": "6m0s"})  # fmt: skip
+    assert gov.delay() == pytest.approx(360 / 10000)
+    # A 429's own Retry-After bounds any wait a counter suggests.
+    told = governor(Clock())
+    told.observe(429, {"x-ratelimit-limit-requests-day": "14400", "x-ratelimit-remaining-requests-day": "0",
+                       "x-ratelimit-reset-requests-day": "3600", "retry-after": "2"})  # fmt: skip
+    assert told.delay() == pytest.approx(2.0)
+
+
 def test_an_exhausted_per_minute_bucket_on_a_429_holds_the_next_request() -> None:
     clock = Clock()
     gov = governor(clock)
@@ -761,9 +777,14 @@ def test_token_bookings_pace_by_tokens_per_minute() -> None:
     assert gov.delay(0) < gov.delay(50)  # a request with no tokens is held by the request pace only
 
 
+TOKENS_600 = {"x-ratelimit-limit-tokens": "600", "x-ratelimit-remaining-tokens": "600",
+              "x-ratelimit-reset-tokens": "0s"}  # fmt: skip
+
+
 def test_actual_usage_reconciles_the_token_bookings() -> None:
     clock = Clock()
-    gov = governor(clock, tpm=600, burst_s=0.0)
+    gov = governor(clock, burst_s=0.0)
+    gov.observe(200, TOKENS_600)  # the provider's limit: 600 tokens a minute
     gov.reserve(100)
     gov.reserve(100)
     before = gov.delay(100)
@@ -773,11 +794,26 @@ def test_actual_usage_reconciles_the_token_bookings() -> None:
     assert gov.delay(100) - (before - 8.0) == pytest.approx(6.0)
 
 
+def test_under_a_tpm_the_user_set_the_estimates_are_what_counts() -> None:
+    # "Never send more (estimated) tokens per minute than this": what an answer did not use is not given back
+    # (it was, and a cap of 60,000 let 115,000 estimated tokens a minute through).
+    clock = Clock()
+    gov = governor(clock, tpm=600, burst_s=0.0)
+    gov.reserve(100)
+    gov.reserve(100)
+    before = gov.delay(100)
+    gov.observe(200, {}, tokens_used=20, tokens_reserved=100)
+    assert gov.delay(100) == pytest.approx(before)
+    gov.observe(200, {}, tokens_used=160, tokens_reserved=100)  # too few are still paid
+    assert gov.delay(100) - before == pytest.approx(6.0)
+
+
 def test_a_429_for_tokens_halves_what_an_answer_gives_back() -> None:
     # OpenAI's token limit counts max_tokens whatever the answer used: giving the unused part back paced the run
     # too fast for it, one 429 every few seconds (8 of 128 requests against the simulator's tpm).
     clock = Clock()
-    gov = governor(clock, tpm=600, burst_s=0.0)
+    gov = governor(clock, burst_s=0.0)
+    gov.observe(200, TOKENS_600)
     for _ in range(3):
         gov.reserve(100)
     gov.observe(429, {"x-ratelimit-limit-tokens": "600", "x-ratelimit-remaining-tokens": "12"})
@@ -945,9 +981,10 @@ def test_the_async_limiter_runs_on_a_real_loop() -> None:
     run(main())
 
 
-def test_a_429_while_the_counters_show_room_neither_pauses_nor_slows_the_pace() -> None:
-    # A provider (or a gateway's upstream) may refuse one request while its own counters have room: that is not
-    # the pace hitting the limit. Cutting the pace for each such 429 once starved a run to an eighth of the limit.
+def test_a_lone_429_while_the_counters_show_room_neither_pauses_nor_slows_the_pace() -> None:
+    # A provider (or a gateway's upstream) may refuse one request now and then while its own counters have room:
+    # that is not the pace hitting the limit. Cutting the pace for each such 429 once starved a run to an eighth
+    # of the limit.
     t = [0.0]
     g = RateGovernor(clock=lambda: t[0], unix_time=lambda: 1_000_000.0)
     room = {"x-ratelimit-limit-requests": "3000", "x-ratelimit-remaining-requests": "40",
@@ -955,18 +992,41 @@ def test_a_429_while_the_counters_show_room_neither_pauses_nor_slows_the_pace() 
     g.reserve()
     g.observe(200, room)
     before = g.snapshot().requests_per_s
-    for _ in range(20):
+    for i in range(1, 501):
+        t[0] += 0.02
         g.reserve()
-        g.observe(429, room)
+        g.observe(429 if i % 100 == 0 else 200, room)  # one in a hundred
     snap = g.snapshot()
     assert snap.requests_per_s == before
-    assert snap.rate_limited == 20
+    assert snap.rate_limited == 5
+    assert g.state.pause_until <= t[0]  # no pause of everything for the second each asked
     # And a first answer that is such a 429 still tells the limit.
     fresh = RateGovernor(clock=lambda: t[0], unix_time=lambda: 1_000_000.0)
     fresh.reserve()
     fresh.observe(429, room)
     assert fresh.snapshot().rpm == 3000
-    assert g.state.pause_until <= t[0]  # no pause of everything for the second it asked
+
+
+class RoomyProvider(FakeProvider):
+    """A hidden limit of ``rate`` a second behind counters that always show room: 6,000 a minute stated, most of
+    it remaining (a per-minute count in front of a per-second limit, or a gateway's counters in front of its
+    upstream's)."""
+
+    def admit(self) -> tuple[int, Mapping[str, str]]:
+        status, headers = super().admit()
+        return status, {**headers, "x-ratelimit-limit-requests": "6000", "x-ratelimit-remaining-requests": "5000",
+                        "x-ratelimit-reset-requests": "1s"}  # fmt: skip
+
+
+@pytest.mark.parametrize("rate", [5, 20, 100])
+def test_refusals_that_keep_coming_are_believed_though_the_counters_show_room(rate: int) -> None:
+    clock = Clock()
+    gov = governor(clock)
+    answers = drive(gov, clock, RoomyProvider(clock, rate, headers=True), seconds=60.0)
+    late = [status for at, status in answers if at >= 20.0]
+    ok, limited = late.count(200), late.count(429)
+    assert ok / 40.0 >= 0.9 * rate
+    assert limited / ok <= 0.06
 
 
 def test_every_waiter_whose_turn_has_come_is_let_go_in_one_pass() -> None:
