@@ -131,8 +131,9 @@ class Result:
 
 @dataclass(frozen=True, slots=True)
 class Tried:
-    """What a line did before a stop cut it off, unended, for :meth:`Journal.release`: the ``attempts`` it made
-    (one on the wire when cut off included), their ``events``, and the ``usage`` and ``cost_usd`` of those that
+    """What a line did before a stop cut it off, unended, for :meth:`Journal.release`: the ``attempts`` that count
+    against its budget (those that may have reached the provider, one on the wire when cut off included; not
+    those that never connected), the ``events`` of all it made, and the ``usage`` and ``cost_usd`` of those that
     were answered (a provider bills an answer it judged failed: an empty one, say). ``key`` is the line's key
     when it was claimed: nothing is kept for a line whose request changed since, or that ended meanwhile."""
 
