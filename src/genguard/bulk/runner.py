@@ -504,7 +504,11 @@ _RESPONSE_HEAD = b'{"status_code":%d,"request_id":%s,"body":%s}'
 
 def _stopped_for(run: _Run) -> str | None:
     """Why a run stopped, as its end says it: an interruption no longer 'finishing the requests in flight'."""
-    return "interrupted (Ctrl-C or SIGTERM)" if run.interrupted else run.stop_reason
+    if not run.interrupted:
+        return run.stop_reason
+    if run.opts.python:
+        return "interrupted (KeyboardInterrupt, or the call was cancelled)"
+    return "interrupted (Ctrl-C or SIGTERM)"
 
 
 def _began(event: AttemptEvent) -> float:
@@ -1125,6 +1129,33 @@ class _Run:
         for task in self.tasks:
             task.cancel()
 
+    async def abort(self, *, interrupted: bool) -> None:
+        """Stop at once (the run was cancelled, or failed): nothing more is sent; the lines claimed ahead and
+        those waiting for their turn or a retry go back to pending (keeping what their attempts did), those
+        whose request may be on the wire stay in flight, named in the sent log, and the answers that came are
+        recorded, before the journal is closed. A cancellation while this waits for the lines' tasks to end
+        is held until they have: the journal must not be closed under them."""
+        self.draining = True
+        if interrupted and self.stop_reason is None:
+            self.interrupted = True
+            self._stop("interrupted")
+        if self.ahead:
+            self.journal.release([c.custom_id for c in self.ahead])  # claimed ahead, never sent
+            self.ahead.clear()
+        tasks = set(self.tasks)
+        for task in tasks:
+            task.cancel()
+        cancelled = False
+        while tasks:
+            # Each task's _ended runs before asyncio.wait sees it end (its callback came first).
+            try:
+                _, tasks = await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                cancelled = True
+        self.flush(force=True)
+        if cancelled:
+            raise asyncio.CancelledError
+
 
 def _span(seconds: float) -> str:
     """A wait as a person says it.
@@ -1386,6 +1417,17 @@ async def arun_batch(
             journal.set_meta({"stopped": None})  # why the last run stopped, for the report: not yet known
         try:
             await run.run()
+        except BaseException as exc:
+            # Cancelled (asyncio.wait_for, a task's cancel(); a KeyboardInterrupt in genguard.batch() reaches
+            # the run as its task's cancellation), or a failure: stop at once, as a second Ctrl-C does, and
+            # leave the journal consistent before it is closed; then the caller gets what was raised.
+            interrupted = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit)
+            await run.abort(interrupted=interrupted)
+            if interrupted:
+                shown.close(run.snapshot())
+                if not shared:
+                    journal.set_meta({"stopped": _stopped_for(run)})
+            raise
         finally:
             if frozen:
                 gc.unfreeze()
