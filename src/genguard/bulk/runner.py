@@ -269,13 +269,21 @@ class _Tries:
     from there. ``refused`` counts those that never connected (refused, unresolved): nothing reached the
     provider, so they do not count against the line's budget."""
 
-    __slots__ = ("before", "events", "refused", "spend")
+    __slots__ = ("answers", "before", "events", "refused")
 
     def __init__(self, before: int = 0) -> None:
         self.before = before
         self.events: list[AttemptEvent] = []
         self.refused = 0
-        self.spend = Spend()
+        # The model and usage of each answer; priced only for a line cut off (an ended line's outcome has its cost).
+        self.answers: list[tuple[str, Usage]] = []
+
+    def spend(self) -> Spend:
+        """The usage and cost of the answers, summed."""
+        spend = Spend()
+        for model, usage in self.answers:
+            spend = spend.add(model, usage)
+        return spend
 
 
 _CURRENT: contextvars.ContextVar[_Tries | None] = contextvars.ContextVar("genguard_line", default=None)
@@ -347,7 +355,7 @@ class _TimedGate:
         """An attempt's answer (``tell_gate``): what it was billed is the line's, even if a stop cuts it off."""
         tries = _CURRENT.get()
         if tries is not None and outcome.usage is not None:
-            tries.spend = tries.spend.add(ASKED_MODEL.get() or "", outcome.usage)
+            tries.answers.append((ASKED_MODEL.get() or "", outcome.usage))
 
 
 def _event_hook(attempt: Attempt) -> None:
@@ -761,7 +769,7 @@ class _Run:
         attempts = (len(tries.events) - tries.refused if tries is not None else 0) + on_wire
         kept: list[Tried] = []
         if tries is not None and (attempts or tries.events):
-            spend = tries.spend
+            spend = tries.spend()
             kept.append(
                 Tried(
                     claimed.custom_id,
@@ -784,8 +792,9 @@ class _Run:
         if tries is not None:
             self.sent += len(tries.events) + on_wire
             self.rate_limited += sum(1 for e in tries.events if e.code == "rate_limited")
-            if tries.spend.cost_usd:
-                self.spent += tries.spend.cost_usd
+            cost = tries.spend().cost_usd
+            if cost:
+                self.spent += cost
         self._keep(claimed, tries, release=not on_wire, on_wire=on_wire)
 
     def _same_hard_failure(self, outcome: Outcome) -> None:
