@@ -22,6 +22,8 @@ import pytest
 
 import genguard
 from _batch_helpers import MODEL, Reference, check_records, journal_rows, lines_of, write_input
+from _pg import pg_schema
+from genguard.bulk.journal_pg import PostgresJournal
 from genguard.bulk.report import summary
 from genguard.bulk.runner import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BatchOptions, BatchResult, run_batch
 from genguard.bulk.sentlog import SENT_FILE, read_sent
@@ -133,6 +135,28 @@ def test_lines_a_stop_cuts_off_keep_their_attempts_and_their_budget_goes_on(
     data = summary(out)
     assert data["retries"]["attempts_total"] == 12
     assert data["retries"]["attempts_per_line"] == {"3": 4}
+
+
+def test_a_shared_run_keeps_the_attempts_of_lines_a_stop_cuts_off(sim: Simulator, tmp_path: Path) -> None:
+    # The same in a run shared through PostgreSQL: the stop's lines keep their attempts there, and the next
+    # worker goes on with each line's budget.
+    sim.configure(scenario="server_error")
+    lines = lines_of(3)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    with pg_schema() as url:
+        shared = {"journal": url, "run": "cut", "concurrency": 3, "retry": SLOW_RETRY}
+        for run in (1, 2):  # a Ctrl-C once each line made one more attempt
+            stopped = _run(src, tmp_path / f"w{run}", sim, stop_after=3, **shared)
+            assert (stopped.exit_code, stopped.sent, _requests(sim)) == (EXIT_INTERRUPTED, 3, 3 * run)
+            assert (stopped.counts.pending, stopped.counts.tried) == (3, 3)
+        done = _run(src, tmp_path / "w3", sim, **shared)
+        assert (done.exit_code, done.sent, _requests(sim)) == (EXIT_FAILED, 3, 9)
+        with PostgresJournal(url, run="cut") as journal:
+            numbers: dict[str, list[int]] = {}
+            for event in journal.events():
+                numbers.setdefault(event.custom_id, []).append(event.number)
+            assert numbers == {line["custom_id"]: [1, 2, 3] for line in lines}
+            assert {e.extra["attempts"] for e in journal.ended()} == {3}
 
 
 def test_what_a_line_cut_off_was_billed_counts_with_the_run(
