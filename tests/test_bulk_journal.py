@@ -34,6 +34,7 @@ from genguard.bulk.journal import (
     OutputMark,
     Result,
     SQLiteJournal,
+    Tried,
 )
 from genguard.bulk.journal_pg import PostgresJournal
 from genguard.bulk.model import AttemptEvent, Line, line_key
@@ -628,6 +629,51 @@ def test_release_puts_lines_back_without_counting_them_as_resent(journal: SQLite
     assert journal.release(c.custom_id for c in claimed) == 2  # the ended one stays ended
     assert states(journal) == {"id-1": "ended", "id-2": "pending", "id-3": "pending"}
     assert journal.counts().resent == 0
+
+
+def test_a_line_a_stop_cuts_off_keeps_its_attempts_their_cost_and_its_budget(
+    journal: SQLiteJournal, clock: Clock
+) -> None:
+    loaded(journal, 3)
+    claimed = journal.claim(3, worker="w", lease_s=60)
+    assert [c.tried for c in claimed] == [0, 0, 0]
+    first, second, third = claimed
+    events = [AttemptEvent("id-1", n, "empty_output", 200, 1.0, clock.now) for n in (1, 2)]
+    billed = Tried("id-1", first.key, 2, events, Usage(30, 0, 30), 0.002, "w")
+    on_wire = Tried("id-2", second.key, 1)  # its request on the wire when cut off: it stays in flight
+    # One that ended meanwhile, and one whose request changed, keep nothing more.
+    finish(journal, [third])
+    stale = Tried("id-3", third.key, 5, [AttemptEvent("id-3", 9, None, 200, 0.0, clock.now)], Usage(1, 1, 2))
+    before = journal.counts()
+    assert journal.release(["id-1"], tried=[billed, on_wire, stale]) == 1
+    assert states(journal) == {"id-1": "pending", "id-2": "in_flight", "id-3": "ended"}
+    counts = journal.counts()
+    assert (counts.pending, counts.in_flight, counts.tried) == (1, 1, 1)
+    # What was billed counts with the run's spend, read again by another connection too.
+    assert counts.prompt_tokens == before.prompt_tokens + 30
+    assert counts.cost_usd == pytest.approx(before.cost_usd + 0.002)
+    with reopen(journal) as other:
+        assert dataclasses.replace(other.counts(), cost_usd=0.0) == dataclasses.replace(counts, cost_usd=0.0)
+    assert [(e.custom_id, e.number) for e in journal.events()] == [("id-1", 1), ("id-1", 2)]
+    assert rows(journal, "SELECT custom_id, tried FROM lines ORDER BY custom_id") == [
+        ("id-1", 2),
+        ("id-2", 1),
+        ("id-3", 0),
+    ]
+    # Claimed again, a line says how many attempts it made: its budget goes on from there. Recorded, it ends
+    # with its attempts in all, and is no longer counted as tried.
+    journal.recover(sent={"id-2"})
+    again = {c.custom_id: c for c in journal.claim(3, worker="w2", lease_s=60)}
+    assert {cid: c.tried for cid, c in again.items()} == {"id-1": 2, "id-2": 1}
+    assert journal.counts().tried == 0
+    journal.release(["id-2"])
+    assert journal.counts().tried == 1
+    finish(
+        journal, [again["id-1"]], Outcome.success(text="at last", finish_reason="stop").replace(attempts=3)
+    )
+    assert rows(journal, "SELECT attempts, tried FROM lines WHERE custom_id = ?", ("id-1",)) == [(3, 0)]
+    assert journal.counts().tried == 1
+    assert journal.counts().prompt_tokens == counts.prompt_tokens  # the stopped attempts' spend stays
 
 
 # -- recording -------------------------------------------------------------------------------------------

@@ -447,6 +447,16 @@ def test_the_summary_tells_lines_cut_off_on_the_wire_from_lines_not_sent(tmp_pat
     # Shared, the lines in flight are the other workers'.
     shared = BatchResult(tmp_path, 3, counts, journal="postgresql://h/db", run="r", wrote_outputs=False)
     assert "10 lines not sent yet" in _summary_text(shared, None)
+    # Lines a stop cut off while they waited for a retry were sent: "tried already", not "not sent yet".
+    tried = BatchCounts(pending=7, in_flight=3, tried=2)
+    text = _summary_text(BatchResult(tmp_path, 3, tried, stopped="stopped for a test"), None)
+    assert (
+        "7 lines to resume, 2 of them tried already (their attempts go on when resumed), 3 cut off on the"
+        in text
+    )
+    assert "not sent yet" not in text
+    text = _summary_text(BatchResult(tmp_path, 3, BatchCounts(pending=7, tried=7)), None)
+    assert "7 lines to resume, 7 of them tried already" in text
 
 
 def test_an_out_folder_holding_something_else_exits_2(sim: Simulator, tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 
-from ..core.outcome import Outcome
+from ..core.outcome import Outcome, Usage
 from .model import AttemptEvent, Ended, InputProblem, Line, line_key, place
 
 if TYPE_CHECKING:
@@ -57,6 +57,7 @@ __all__ = [
     "OutputMark",
     "Result",
     "SQLiteJournal",
+    "Tried",
     "migrate",
 ]
 
@@ -79,6 +80,8 @@ class Claimed:
 
     ``claim_no`` is 1 on the first claim; ``resent`` counts the times the line was taken back from in flight
     (a crash, an expired lease): each of those requests may have reached the provider and been billed.
+    ``tried`` counts the attempts the line made in runs that stopped before it ended (:class:`Tried`): its
+    attempt budget goes on from there.
     """
 
     custom_id: str
@@ -89,6 +92,7 @@ class Claimed:
     worker: str
     claim_no: int
     resent: int
+    tried: int = 0
 
     def result(
         self,
@@ -123,6 +127,23 @@ class Result:
     latency_s: float | None = None
     worker: str | None = None
     events: Sequence[AttemptEvent] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tried:
+    """What a line did before a stop cut it off, unended, for :meth:`Journal.release`: the ``attempts`` that count
+    against its budget (those that may have reached the provider, one on the wire when cut off included; not
+    those that never connected), the ``events`` of all it made, and the ``usage`` and ``cost_usd`` of those that
+    were answered (a provider bills an answer it judged failed: an empty one, say). ``key`` is the line's key
+    when it was claimed: nothing is kept for a line whose request changed since, or that ended meanwhile."""
+
+    custom_id: str
+    key: str
+    attempts: int
+    events: Sequence[AttemptEvent] = ()
+    usage: Usage | None = None
+    cost_usd: float | None = None
+    worker: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +184,9 @@ class LoadReport:
 class BatchCounts:
     """Where the lines are. ``resent`` counts requests sent again after being taken back from in flight (each
     may have been billed twice); ``cost_usd`` and the token sums cover every answer paid for, archived ones
-    (``reset_failed``, ``rerun_changed``) included."""
+    (``reset_failed``, ``rerun_changed``) and those of attempts a stop cut off (:class:`Tried`) included.
+    ``tried`` counts the pending lines that made attempts already (cut off by a stop): sent, though not
+    ended."""
 
     pending: int = 0
     in_flight: int = 0
@@ -175,6 +198,7 @@ class BatchCounts:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    tried: int = 0
 
     @property
     def ended(self) -> int:
@@ -228,7 +252,7 @@ class Journal(Protocol):
 
     def record(self, results: Sequence[Result]) -> list[str]: ...
 
-    def release(self, custom_ids: Iterable[str]) -> int: ...
+    def release(self, custom_ids: Iterable[str], *, tried: Sequence[Tried] = ()) -> int: ...
 
     def recover(self, *, worker: str | None = None, sent: Collection[str] | None = None) -> int: ...
 
@@ -364,6 +388,13 @@ def m002_attempts_and_history(db: sqlite3.Connection) -> None:
         CREATE INDEX history_seq ON history (seq)
         """,
     )
+
+
+@_migration
+def m003_tried(db: sqlite3.Connection) -> None:
+    # The attempts a line made in runs that stopped before it ended: its attempt budget goes on from there when
+    # resumed (their events and what they cost are kept as the line's were, in attempt_events and history).
+    _run(db, "ALTER TABLE lines ADD COLUMN tried INTEGER NOT NULL DEFAULT 0")
 
 
 def migrate(db: sqlite3.Connection, *, path: object = "journal") -> int:
@@ -681,7 +712,7 @@ class SQLiteJournal:
                 f"""UPDATE lines SET state = 'in_flight', worker = ?, lease_until = ?, claims = claims + 1,
                     resent = resent + (state = 'in_flight')
                 WHERE id IN ({marks})
-                RETURNING id, custom_id, url, number, key, claims, resent""",
+                RETURNING id, custom_id, url, number, key, claims, resent, tried""",
                 (worker, now + lease_s, *ids),
             ).fetchall()
             rows.sort(key=lambda r: (r[3], r[0]))
@@ -690,9 +721,11 @@ class SQLiteJournal:
             expired = sum(1 for r in picked if r[1] == "in_flight")
             self._tally.move("pending", "in_flight", len(picked) - expired)
             self._tally.resent += expired
+            was = dict(picked)
+            self._tally.tried -= sum(1 for r in rows if r[7] and was.get(r[0]) == "pending")
         return [
-            Claimed(cid, url, orjson.loads(body[i]), number, key, worker, claims, resent)
-            for i, cid, url, number, key, claims, resent in rows
+            Claimed(cid, url, orjson.loads(body[i]), number, key, worker, claims, resent, tried)
+            for i, cid, url, number, key, claims, resent, tried in rows
         ]
 
     def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int:
@@ -719,12 +752,16 @@ class SQLiteJournal:
         now = self._clock()
         with self._write() as db:
             state: dict[str, tuple[int, str, str]] = {}
+            tried: set[str] = set()  # pending lines that made attempts before a stop (BatchCounts.tried)
             for chunk in _chunks(list({r.custom_id: None for r in results})):
-                for line_id, cid, st, key in db.execute(
-                    f"SELECT id, custom_id, state, key FROM lines WHERE custom_id IN ({_marks(len(chunk))})",
+                for line_id, cid, st, key, n in db.execute(
+                    f"""SELECT id, custom_id, state, key, tried FROM lines
+                    WHERE custom_id IN ({_marks(len(chunk))})""",
                     chunk,
                 ):
                     state[cid] = (line_id, st, key)
+                    if n and st == "pending":
+                        tried.add(cid)
             unknown = [r.custom_id for r in results if r.custom_id not in state]
             if unknown:
                 raise JournalError(
@@ -773,7 +810,7 @@ class SQLiteJournal:
                 db.executemany(
                     """UPDATE lines SET state = 'ended', seq = ?, ok = ?, code = ?, status_code = ?, attempts = ?,
                         prompt_tokens = ?, completion_tokens = ?, total_tokens = ?, cost_usd = ?, latency_s = ?,
-                        ended_at = ?, worker = coalesce(?, worker), lease_until = NULL
+                        ended_at = ?, worker = coalesce(?, worker), lease_until = NULL, tried = 0
                     WHERE id = ?""",
                     updates,
                 )
@@ -789,6 +826,8 @@ class SQLiteJournal:
         if self._tally is not None:
             for st, r in ended:
                 self._tally.end(st, r.outcome, r.cost_usd)
+                if r.custom_id in tried:
+                    self._tally.tried -= 1
         return new
 
     def _last_seq(self) -> int:
@@ -799,20 +838,84 @@ class SQLiteJournal:
         ).fetchone()
         return int(seq)
 
-    def release(self, custom_ids: Iterable[str]) -> int:
+    def release(self, custom_ids: Iterable[str], *, tried: Sequence[Tried] = ()) -> int:
         """Put these in-flight lines back to pending (the run stops for a run-level failure such as quota: they
-        had no answer to keep); how many were."""
+        had no answer to keep); how many were. ``tried`` keeps what lines a stop cut off had done (these, or
+        lines left in flight, whose request may be on the wire): their attempts count towards their budget
+        when resumed (``Claimed.tried``), their events join the attempts recorded, and the usage and cost of
+        their answers stay counted (a row of the history table, ``reason`` ``stopped``), in one transaction."""
         count = 0
         with self._write() as db:
+            spent = self._keep_tried(db, tried) if tried else []
+            moved_tried = 0
             for chunk in _chunks(custom_ids):
-                count += db.execute(
+                rows = db.execute(
                     f"""UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL
-                    WHERE state = 'in_flight' AND custom_id IN ({_marks(len(chunk))})""",
+                    WHERE state = 'in_flight' AND custom_id IN ({_marks(len(chunk))}) RETURNING tried""",
                     chunk,
-                ).rowcount
+                ).fetchall()
+                count += len(rows)
+                moved_tried += sum(1 for (n,) in rows if n)
         if self._tally is not None:
             self._tally.move("in_flight", "pending", count)
+            self._tally.tried += moved_tried
+            for t in spent:
+                u = t.usage
+                if u is None:
+                    self._tally.add_spent(t.cost_usd, None, None, None)
+                else:
+                    self._tally.add_spent(t.cost_usd, u.prompt_tokens, u.completion_tokens, u.total_tokens)
         return count
+
+    def _keep_tried(self, db: sqlite3.Connection, tried: Sequence[Tried]) -> list[Tried]:
+        """Keep what these lines did (inside a transaction): those that paid for something."""
+        state: dict[str, tuple[int, str, str]] = {}
+        for chunk in _chunks(list({t.custom_id: None for t in tried})):
+            for line_id, cid, st, key in db.execute(
+                f"SELECT id, custom_id, state, key FROM lines WHERE custom_id IN ({_marks(len(chunk))})",
+                chunk,
+            ):
+                state[cid] = (line_id, st, key)
+        now = self._clock()
+        counts: list[tuple[int, int]] = []
+        history: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        spent: list[Tried] = []
+        for t in tried:
+            line_id, st, key = state.get(t.custom_id, (0, "", ""))
+            if st not in ("pending", "in_flight") or key != t.key:
+                continue
+            counts.append((t.attempts, line_id))
+            events.extend(
+                (e.custom_id, e.number, e.code, e.status, e.wait_s, e.at, e.latency_s) for e in t.events
+            )
+            if t.usage is not None or t.cost_usd is not None:
+                spent.append(t)
+                last = t.events[-1] if t.events else None
+                u = t.usage
+                history.append(
+                    (
+                        line_id, t.custom_id, t.key, "stopped", now,
+                        None if last is None else last.code, None if last is None else last.status, t.attempts,
+                        None if u is None else u.prompt_tokens, None if u is None else u.completion_tokens,
+                        None if u is None else u.total_tokens, t.cost_usd, t.worker,
+                    )
+                )  # fmt: skip
+        db.executemany("UPDATE lines SET tried = tried + ? WHERE id = ?", counts)
+        if history:
+            db.executemany(
+                """INSERT INTO history (line_id, custom_id, key, reason, archived_at, code, status_code, attempts,
+                    prompt_tokens, completion_tokens, total_tokens, cost_usd, worker)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                history,
+            )
+        if events:
+            db.executemany(
+                """INSERT INTO attempt_events (custom_id, number, code, status, wait_s, at, latency_s)
+                VALUES (?, ?, ?, ?, ?, ?, ?)""",
+                events,
+            )
+        return spent
 
     def recover(self, *, worker: str | None = None, sent: Collection[str] | None = None) -> int:
         """After a crash: lines left in flight (all of them, or ``worker``'s) go back to pending; how many of them
@@ -821,6 +924,9 @@ class SQLiteJournal:
         where = "state = 'in_flight'" + ("" if worker is None else " AND worker = ?")
         args: tuple[str, ...] = () if worker is None else (worker,)
         with self._write() as db:
+            (moved_tried,) = db.execute(
+                f"SELECT count(*) FROM lines WHERE {where} AND tried > 0", args
+            ).fetchone()
             if sent is None:
                 resent = moved = db.execute(
                     f"UPDATE lines SET state = 'pending', worker = NULL, lease_until = NULL, resent = resent + 1 WHERE {where}",
@@ -842,6 +948,7 @@ class SQLiteJournal:
         if self._tally is not None:
             self._tally.move("in_flight", "pending", moved)
             self._tally.resent += resent
+            self._tally.tried += moved_tried
         return resent
 
     def reset_failed(self, codes: Collection[str] | None = None) -> int:
@@ -888,6 +995,9 @@ class SQLiteJournal:
             FROM history"""
         ).fetchone()
         tally.add_spent(cost, int(pt), int(ct), int(tt))
+        (tally.tried,) = self._db.execute(
+            "SELECT count(*) FROM lines WHERE state = 'pending' AND tried > 0"
+        ).fetchone()
         return tally
 
     def ended(self, after_seq: int = 0, *, by_input: bool = False) -> Iterator[Ended]:
@@ -970,6 +1080,7 @@ class _Tally:
         self.resent = 0
         self.cost_usd = 0.0
         self.tokens = [0, 0, 0]
+        self.tried = 0  # pending lines that made attempts before a stop
 
     def move(self, source: str | None, target: str, n: int) -> None:
         if source is not None:
@@ -1009,7 +1120,10 @@ class _Tally:
             MappingProxyType(dict(self.by_code)),
             self.resent,
             self.cost_usd,
-            *self.tokens,
+            prompt_tokens=self.tokens[0],
+            completion_tokens=self.tokens[1],
+            total_tokens=self.tokens[2],
+            tried=self.tried,
         )
 
 

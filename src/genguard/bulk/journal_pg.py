@@ -41,6 +41,7 @@ from .journal import (
     LoadReport,
     OutputMark,
     Result,
+    Tried,
     _chunks,
     _dumps,
     _ended,
@@ -238,6 +239,11 @@ PG_MIGRATIONS: list[str] = [
         rebuild BOOLEAN NOT NULL DEFAULT FALSE,
         PRIMARY KEY (run, place)
     )
+    """,
+    # 2: the attempts a line made in runs that stopped before it ended: its attempt budget goes on from there
+    # (their events and what they cost are kept as an ended line's are, in batch_events and batch_history).
+    """
+    ALTER TABLE batch_lines ADD COLUMN tried INTEGER NOT NULL DEFAULT 0
     """,
 ]
 """The schema's history: migration ``i`` (1-based) is ``PG_MIGRATIONS[i - 1]``; ``genguard_schema.version``
@@ -631,7 +637,7 @@ class PostgresJournal:
                     lease_until = {_NOW} + %(lease)s, claims = l.claims + 1,
                     resent = l.resent + CASE WHEN p.state = 'in_flight' THEN 1 ELSE 0 END
                 FROM picked p WHERE l.run = %(run)s AND l.id = p.id
-                RETURNING l.id, l.custom_id, l.url, l.number, l.key, l.claims, l.resent, l.body""",
+                RETURNING l.id, l.custom_id, l.url, l.number, l.key, l.claims, l.resent, l.body, l.tried""",
                 {
                     "run": self.run,
                     "n": n,
@@ -643,8 +649,8 @@ class PostgresJournal:
             ).fetchall()
         rows.sort(key=lambda r: (r[3], r[0]))
         return [
-            Claimed(cid, url, orjson.loads(body), number, key, worker, claims, resent)
-            for _, cid, url, number, key, claims, resent, body in rows
+            Claimed(cid, url, orjson.loads(body), number, key, worker, claims, resent, tried)
+            for _, cid, url, number, key, claims, resent, body, tried in rows
         ]
 
     def renew(self, custom_ids: Iterable[str], *, worker: str, lease_s: float) -> int:
@@ -737,7 +743,7 @@ class PostgresJournal:
                 status_code = %s, attempts = %s, prompt_tokens = %s, completion_tokens = %s, total_tokens = %s,
                 cost_usd = %s, latency_s = %s,
                 ended_at = coalesce(%s::float8, extract(epoch FROM clock_timestamp())),
-                worker = coalesce(%s, worker), lease_until = NULL, outcome = %s, response = %s
+                worker = coalesce(%s, worker), lease_until = NULL, outcome = %s, response = %s, tried = 0
             WHERE run = %s AND id = %s""",
             updates,
         )
@@ -748,18 +754,71 @@ class PostgresJournal:
                 events,
             )
 
-    def release(self, custom_ids: Iterable[str]) -> int:
-        """Put these in-flight lines back to pending, not counted as resent; how many were."""
+    def release(self, custom_ids: Iterable[str], *, tried: Sequence[Tried] = ()) -> int:
+        """Put these in-flight lines back to pending, not counted as resent; how many were. ``tried`` keeps what
+        lines a stop cut off had done, as :meth:`SQLiteJournal.release` does, in the same transaction."""
         ids = list(custom_ids)
-        if not ids:
+        if not ids and not tried:
             return 0
-        with self._single() as db:
+        with self._write() as db:
+            if tried:
+                self._keep_tried(db, tried)
             count = db.execute(
                 """UPDATE batch_lines SET state = 'pending', worker = NULL, lease_until = NULL
                 WHERE run = %s AND state = 'in_flight' AND custom_id = ANY(%s)""",
                 (self.run, ids),
             ).rowcount
         return count
+
+    def _keep_tried(self, db: psycopg.Connection[Any], tried: Sequence[Tried]) -> None:
+        found = db.execute(
+            """SELECT id, custom_id, state, key FROM batch_lines WHERE run = %s AND custom_id = ANY(%s)
+            ORDER BY id FOR UPDATE""",
+            (self.run, list({t.custom_id: None for t in tried})),
+        ).fetchall()
+        state = {cid: (int(line_id), st, key) for line_id, cid, st, key in found}
+        now = self._now()
+        counts: list[tuple[Any, ...]] = []
+        history: list[tuple[Any, ...]] = []
+        events: list[tuple[Any, ...]] = []
+        for t in tried:
+            line_id, st, key = state.get(t.custom_id, (0, "", ""))
+            if st not in ("pending", "in_flight") or key != t.key:
+                continue
+            counts.append((t.attempts, self.run, line_id))
+            events.extend(
+                (self.run, e.custom_id, e.number, e.code, e.status, e.wait_s, e.at, e.latency_s)
+                for e in t.events
+            )
+            if t.usage is not None or t.cost_usd is not None:
+                last = t.events[-1] if t.events else None
+                u = t.usage
+                history.append(
+                    (
+                        self.run, line_id, t.custom_id, t.key, "stopped", now,
+                        None if last is None else last.code, None if last is None else last.status, t.attempts,
+                        None if u is None else u.prompt_tokens, None if u is None else u.completion_tokens,
+                        None if u is None else u.total_tokens, t.cost_usd, t.worker,
+                    )
+                )  # fmt: skip
+        if counts:
+            db.cursor().executemany(
+                "UPDATE batch_lines SET tried = tried + %s WHERE run = %s AND id = %s", counts
+            )
+        if history:
+            db.cursor().executemany(
+                """INSERT INTO batch_history (run, line_id, custom_id, key, reason, archived_at, code, status_code,
+                    attempts, prompt_tokens, completion_tokens, total_tokens, cost_usd, worker)
+                VALUES (%s, %s, %s, %s, %s, coalesce(%s::float8, extract(epoch FROM clock_timestamp())), %s, %s,
+                    %s, %s, %s, %s, %s, %s)""",
+                history,
+            )
+        if events:
+            db.cursor().executemany(
+                """INSERT INTO batch_events (run, custom_id, number, code, status, wait_s, at, latency_s)
+                VALUES (%s, %s, %s, %s, %s, %s, %s, %s)""",
+                events,
+            )
 
     def recover(self, *, worker: str | None = None, sent: Collection[str] | None = None) -> int:
         """Lines left in flight (all of them, or ``worker``'s) go back to pending; how many are counted as resent:
@@ -821,14 +880,18 @@ class PostgresJournal:
         by_code: dict[str, int] = {}
         resent = 0
         spent = [0.0, 0, 0, 0]
+        tried = 0
         db = self._db
-        for st, ok, code, n, res, cost, pt, ct, tt in db.execute(
+        for st, ok, code, n, res, cost, pt, ct, tt, tr in db.execute(
             """SELECT state, ok, code, count(*), coalesce(sum(resent), 0), coalesce(sum(cost_usd), 0),
-                coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0)
+                coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0), coalesce(sum(total_tokens), 0),
+                count(*) FILTER (WHERE tried > 0)
             FROM batch_lines WHERE run = %s GROUP BY state, ok, code""",
             (self.run,),
         ):
             resent += int(res)
+            if st == "pending":
+                tried += int(tr)
             if st == "ended":
                 name = "ok" if ok else "failed"
                 states[name] += int(n)
@@ -854,6 +917,7 @@ class PostgresJournal:
             int(spent[1]) + int(pt),
             int(spent[2]) + int(ct),
             int(spent[3]) + int(tt),
+            tried,
         )
         self._counted = (now, counts)
         return counts

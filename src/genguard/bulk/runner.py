@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import dataclasses
 import gc
 import hashlib
 import math
@@ -35,7 +36,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from ..client.clients import AsyncClient
-from ..client.loop import Hook
+from ..client.gate import ASKED_MODEL
+from ..client.loop import Hook, Spend
 from ..client.retry import RetryPolicy
 from ..client.transport import never_connected
 from ..core import arguments
@@ -55,6 +57,7 @@ from .journal import (
     LoadReport,
     Result,
     SQLiteJournal,
+    Tried,
 )
 from .journal_pg import OtherInput, PostgresJournal, check_run_name, is_postgres_url, masked_url
 from .journals import open_journal
@@ -258,9 +261,32 @@ class BatchResult:
 
 # -- per-attempt events, gathered by a client hook for the line whose task is running ------------------
 
-_CURRENT: contextvars.ContextVar[list[AttemptEvent] | None] = contextvars.ContextVar(
-    "genguard_line", default=None
-)
+
+class _Tries:
+    """What a line's attempts did in this run so far: their events, and the usage and cost of those answered (a
+    provider bills an answer genguard judges failed, an empty one say). A line a stop cuts off keeps them
+    (``Journal.release(tried=...)``). ``before`` counts its attempts in earlier runs: its attempt numbers go on
+    from there. ``refused`` counts those that never connected (refused, unresolved): nothing reached the
+    provider, so they do not count against the line's budget."""
+
+    __slots__ = ("answers", "before", "events", "refused")
+
+    def __init__(self, before: int = 0) -> None:
+        self.before = before
+        self.events: list[AttemptEvent] = []
+        self.refused = 0
+        # The model and usage of each answer; priced only for a line cut off (an ended line's outcome has its cost).
+        self.answers: list[tuple[str, Usage]] = []
+
+    def spend(self) -> Spend:
+        """The usage and cost of the answers, summed."""
+        spend = Spend()
+        for model, usage in self.answers:
+            spend = spend.add(model, usage)
+        return spend
+
+
+_CURRENT: contextvars.ContextVar[_Tries | None] = contextvars.ContextVar("genguard_line", default=None)
 _CURRENT_ID: contextvars.ContextVar[str] = contextvars.ContextVar("genguard_line_id", default="")
 
 
@@ -325,6 +351,12 @@ class _TimedGate:
     def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
         self.inner.observe(status, headers, **kw)
 
+    def answered(self, outcome: Outcome) -> None:
+        """An attempt's answer (``tell_gate``): what it was billed is the line's, even if a stop cuts it off."""
+        tries = _CURRENT.get()
+        if tries is not None and outcome.usage is not None:
+            tries.answers.append((ASKED_MODEL.get() or "", outcome.usage))
+
 
 def _event_hook(attempt: Attempt) -> None:
     at = time.time()
@@ -333,13 +365,21 @@ def _event_hook(attempt: Attempt) -> None:
         wire.discard(_CURRENT_ID.get())
         if attempt.status is not None:
             wire.answered_at = at
-    events = _CURRENT.get()
-    if events is not None:
+    tries = _CURRENT.get()
+    if tries is not None:
+        if attempt.status is None and never_connected(attempt.message):
+            tries.refused += 1
         sent = _SENT_AT.get()
         latency = None if sent is None else time.monotonic() - sent
-        events.append(
+        tries.events.append(
             AttemptEvent(
-                _CURRENT_ID.get(), attempt.number, attempt.code, attempt.status, attempt.wait_s, at, latency
+                _CURRENT_ID.get(),
+                attempt.number + tries.before,
+                attempt.code,
+                attempt.status,
+                attempt.wait_s,
+                at,
+                latency,
             )
         )
 
@@ -472,7 +512,11 @@ _RESPONSE_HEAD = b'{"status_code":%d,"request_id":%s,"body":%s}'
 
 def _stopped_for(run: _Run) -> str | None:
     """Why a run stopped, as its end says it: an interruption no longer 'finishing the requests in flight'."""
-    return "interrupted (Ctrl-C or SIGTERM)" if run.interrupted else run.stop_reason
+    if not run.interrupted:
+        return run.stop_reason
+    if run.opts.python:
+        return "interrupted (KeyboardInterrupt, or the call was cancelled)"
+    return "interrupted (Ctrl-C or SIGTERM)"
 
 
 def _began(event: AttemptEvent) -> float:
@@ -516,6 +560,8 @@ class _Run:
         self.ended_models: set[str | None] = set()  # the models of the lines this run ended
         self.results: list[Result] = []
         self.tasks: dict[asyncio.Task[None], Claimed] = {}
+        # The lines being tried, by custom_id: what their attempts did, kept if a stop cuts them off.
+        self.trying: dict[str, _Tries] = {}
         self.wake: asyncio.Future[None] | None = None
         # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
@@ -564,8 +610,10 @@ class _Run:
     # -- one line --
 
     async def line(self, claimed: Claimed, estimate: float) -> None:
-        events: list[AttemptEvent] = []
-        _CURRENT.set(events)
+        tries = _Tries(claimed.tried)
+        events = tries.events
+        self.trying[claimed.custom_id] = tries
+        _CURRENT.set(tries)
         _CURRENT_ID.set(claimed.custom_id)
         _ON_WIRE.set(self.started)
         start = time.monotonic()
@@ -576,17 +624,18 @@ class _Run:
                 claimed.body,
                 endpoint=endpoint,
                 fallbacks=self.opts.fallbacks,
-                retry=self.opts.retry,
+                retry=self._retry_for(claimed),
                 validate=self.opts.validate if endpoint == "chat" else None,
             )
         except ConfigError as exc:
             self._stop(f"{exc}")
             self.started.discard(claimed.custom_id)
-            self.journal.release([claimed.custom_id])
+            self._cut_off(claimed)
             self.probing.discard(str(claimed.body.get("model")))
             return
         except _NotSent:
-            self.journal.release([claimed.custom_id])
+            # The run stopped while it waited for its turn, maybe for a retry: what its attempts did is kept.
+            self._cut_off(claimed)
             self.probing.discard(str(claimed.body.get("model")))
             return
         finally:
@@ -604,6 +653,7 @@ class _Run:
                 outcome, raw, out_dir=self.opts.out, custom_id=claimed.custom_id, client=self.client
             )
             self.started.discard(claimed.custom_id)
+        self.trying.pop(claimed.custom_id, None)
         self.sent += outcome.attempts
         self.rate_limited += sum(1 for a in outcome.history if a.code == "rate_limited")
         cost = outcome.extra.get("cost_usd")
@@ -632,7 +682,7 @@ class _Run:
                 said = f": {outcome.message}" if outcome.message else ""
                 self._park(model, f"{stopper[0]} ({outcome.code}{said}); {stopper[1]}")
                 self.started.discard(claimed.custom_id)
-                self.journal.release([claimed.custom_id])
+                self._keep(claimed, tries)
                 return
         elif (
             stopper is None
@@ -661,14 +711,18 @@ class _Run:
             said = f": {outcome.message}" if outcome.message else ""
             self._stop(f"{what} ({outcome.code}{said}); {fix}, then run the same command again to resume")
             if release:
-                # No answer to keep: the line waits for the resumed run, as the lines not sent yet do.
+                # No answer to keep: the line waits for the resumed run, as the lines not sent yet do, keeping
+                # what its attempts did (their events, what they were billed, its attempt budget).
                 self.started.discard(claimed.custom_id)
-                self.journal.release([claimed.custom_id])
+            self._keep(claimed, tries, release=release)
             return
         if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
             self.served = True
         elif not self.served:
             self._same_hard_failure(outcome)
+        if tries.before:
+            # Attempts made in runs a stop cut short: this run's go on from them.
+            outcome = _renumbered(outcome, tries.before)
         if raw is not None and any(k in raw for k in self.secrets):
             outcome, raw = _masked(outcome, raw, self.secret_texts)
         response: dict[str, Any] | bytes | None = None
@@ -697,6 +751,51 @@ class _Run:
         self.ended_times.append(time.monotonic())
         model = claimed.body.get("model")
         self.ended_models.add(model if isinstance(model, str) else None)
+
+    def _retry_for(self, claimed: Claimed) -> RetryPolicy | None:
+        """The retry policy of a line: the run's, with the attempts it made in runs a stop cut short taken from
+        its budget (at least one attempt is left: a line resumed is sent)."""
+        if not claimed.tried:
+            return self.opts.retry
+        policy = self.opts.retry or self.client.retry
+        return dataclasses.replace(policy, max_attempts=max(1, policy.max_attempts - claimed.tried))
+
+    def _keep(
+        self, claimed: Claimed, tries: _Tries | None, *, release: bool = True, on_wire: bool = False
+    ) -> None:
+        """A line a stop cut off, unended: back to pending (``release``) or left in flight (its request may be on
+        the wire), keeping what its attempts did: their events, their cost, its attempt budget."""
+        # What counts against its budget: the attempts that may have reached the provider.
+        attempts = (len(tries.events) - tries.refused if tries is not None else 0) + on_wire
+        kept: list[Tried] = []
+        if tries is not None and (attempts or tries.events):
+            spend = tries.spend()
+            kept.append(
+                Tried(
+                    claimed.custom_id,
+                    claimed.key,
+                    attempts,
+                    tuple(tries.events),
+                    spend.usage,
+                    spend.cost_usd,
+                    self.worker,
+                )
+            )
+        if release or kept:
+            self.journal.release([claimed.custom_id] if release else (), tried=kept)
+
+    def _cut_off(self, claimed: Claimed, *, on_wire: bool = False) -> None:
+        """A line the stop cut off before its attempts ended (waiting for its turn or for a retry; or, with
+        ``on_wire``, with a request on the wire): its attempts count in this run's requests and spend, and it
+        keeps them (:meth:`_keep`); unless on the wire, it goes back to pending."""
+        tries = self.trying.pop(claimed.custom_id, None)
+        if tries is not None:
+            self.sent += len(tries.events) + on_wire
+            self.rate_limited += sum(1 for e in tries.events if e.code == "rate_limited")
+            cost = tries.spend().cost_usd
+            if cost:
+                self.spent += cost
+        self._keep(claimed, tries, release=not on_wire, on_wire=on_wire)
 
     def _same_hard_failure(self, outcome: Outcome) -> None:
         """No line of this run has been served yet: count the lines ending with this same hard failure, and
@@ -945,9 +1044,8 @@ class _Run:
             return
         if task.cancelled() or task.exception() is not None:
             # Cut off on the wire (a second Ctrl-C, a failure): it stays in flight. Waiting for its turn or
-            # for a retry: back to pending, unsent.
-            if line.custom_id not in self.started:
-                self.journal.release([line.custom_id])
+            # for a retry: back to pending. Either way it keeps what its attempts did.
+            self._cut_off(line, on_wire=line.custom_id in self.started)
             # A line sent alone to learn its model's price is no longer out.
             self.probing.discard(str(line.body.get("model")))
             if not task.cancelled() and not self.draining and self.failure is None:
@@ -1040,6 +1138,33 @@ class _Run:
         for task in self.tasks:
             task.cancel()
 
+    async def abort(self, *, interrupted: bool) -> None:
+        """Stop at once (the run was cancelled, or failed): nothing more is sent; the lines claimed ahead and
+        those waiting for their turn or a retry go back to pending (keeping what their attempts did), those
+        whose request may be on the wire stay in flight, named in the sent log, and the answers that came are
+        recorded, before the journal is closed. A cancellation while this waits for the lines' tasks to end
+        is held until they have: the journal must not be closed under them."""
+        self.draining = True
+        if interrupted and self.stop_reason is None:
+            self.interrupted = True
+            self._stop("interrupted")
+        if self.ahead:
+            self.journal.release([c.custom_id for c in self.ahead])  # claimed ahead, never sent
+            self.ahead.clear()
+        tasks = set(self.tasks)
+        for task in tasks:
+            task.cancel()
+        cancelled = False
+        while tasks:
+            # Each task's _ended runs before asyncio.wait sees it end (its callback came first).
+            try:
+                _, tasks = await asyncio.wait(tasks)
+            except asyncio.CancelledError:
+                cancelled = True
+        self.flush(force=True)
+        if cancelled:
+            raise asyncio.CancelledError
+
 
 def _span(seconds: float) -> str:
     """A wait as a person says it.
@@ -1067,6 +1192,13 @@ def _clock_in(seconds: float) -> str:
 def _wake_up(wake: asyncio.Future[None]) -> None:
     if not wake.done():
         wake.set_result(None)
+
+
+def _renumbered(outcome: Outcome, before: int) -> Outcome:
+    """A line's outcome counting the ``before`` attempts it made in runs a stop cut short: its attempts in all,
+    and this run's numbered after them."""
+    history = tuple(dataclasses.replace(a, number=a.number + before) for a in outcome.history)
+    return outcome.replace(attempts=outcome.attempts + before, history=history)
 
 
 def _masked(outcome: Outcome, raw: bytes, keys: Sequence[str]) -> tuple[Outcome, bytes]:
@@ -1294,6 +1426,17 @@ async def arun_batch(
             journal.set_meta({"stopped": None})  # why the last run stopped, for the report: not yet known
         try:
             await run.run()
+        except BaseException as exc:
+            # Cancelled (asyncio.wait_for, a task's cancel(); a KeyboardInterrupt in genguard.batch() reaches
+            # the run as its task's cancellation), or a failure: stop at once, as a second Ctrl-C does, and
+            # leave the journal consistent before it is closed; then the caller gets what was raised.
+            interrupted = isinstance(exc, asyncio.CancelledError | KeyboardInterrupt | SystemExit)
+            await run.abort(interrupted=interrupted)
+            if interrupted:
+                shown.close(run.snapshot())
+                if not shared:
+                    journal.set_meta({"stopped": _stopped_for(run)})
+            raise
         finally:
             if frozen:
                 gc.unfreeze()

@@ -467,6 +467,7 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "ok": c.ok,
         "failed": c.failed,
         "pending": c.pending + c.in_flight,
+        "tried": c.tried,  # of the pending: lines a stop cut off after they made attempts
         "absent": result.absent,
         "repeated": result.repeated,
         "renewed": result.renewed,
@@ -543,12 +544,21 @@ def _summary_text(result: Any, report: Path | None) -> str:
             f"{code} {n}" for code, n in sorted(c.by_code.items(), key=lambda kv: -kv[1]) if code
         )
         lines.append(f"failures by code: {codes} (each with its cause and fix in errors.jsonl)")
+    # Lines a stop cut off while they waited for a retry were sent: they are tried already, not "not sent yet",
+    # and the resumed run goes on with their attempts.
+    tried = min(c.tried, c.pending)
+    tried_words = f", {tried} of them tried already (their attempts go on when resumed)" if tried else ""
     if c.in_flight and result.journal is None:
         # Alone, a line left in flight was cut off after its request left (a second Ctrl-C, a provider that
         # stopped answering): the resumed run sends it again.
+        waiting = f"{c.pending} lines to resume{tried_words}" if tried else f"{c.pending} lines not sent yet"
         lines.append(
-            f"{c.pending} lines not sent yet, {c.in_flight} cut off on the wire (sent again when resumed: they "
-            "may be billed twice): run the same command again to resume"
+            f"{waiting}, {c.in_flight} cut off on the wire (sent again when resumed: they may be billed twice): "
+            "run the same command again to resume"
+        )
+    elif tried:
+        lines.append(
+            f"{c.pending + c.in_flight} lines to resume{tried_words}: run the same command again to resume"
         )
     elif c.pending or c.in_flight:
         lines.append(f"{c.pending + c.in_flight} lines not sent yet: run the same command again to resume")

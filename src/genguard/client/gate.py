@@ -157,7 +157,8 @@ def tell_gate(
     gate: Gate | SyncGate, status: int, headers: Mapping[str, str], outcome: Any, tokens: int
 ) -> None:
     """Tell ``gate`` of one answer: the one place that says what a client reports (``outcome`` is the
-    answer's :class:`~genguard.Outcome`)."""
+    answer's :class:`~genguard.Outcome`). A gate that also has an ``answered(outcome)`` method is handed the
+    answer's Outcome (the batch runner keeps what each attempt was billed, for a line a stop cuts off)."""
     usage = outcome.usage
     gate.observe(
         status,
@@ -168,6 +169,9 @@ def tell_gate(
         # help, so it must not slow the pace.
         rate_limited=status == 429 and outcome.code == "rate_limited",
     )
+    answered = getattr(gate, "answered", None)
+    if answered is not None:
+        answered(outcome)
 
 
 def output_limit(body: Mapping[str, Any]) -> Any:
