@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from .bulk.journal import BatchCounts
     from .bulk.limiter import ModelGates, PacedGate, RateSnapshot
     from .bulk.limiter_redis import LimiterUnavailable, RedisGate, open_gate
+    from .bulk.model import InputProblem
     from .bulk.proxy_journal import ProxyJournal
     from .bulk.runner import BadInput, BatchResult, RunInUse, SetupError
     from .client.clients import AsyncClient, Client
@@ -89,6 +90,7 @@ _LAZY: dict[str, str] = {
     "ImageModelRules": ".core.image_rules",
     "ImageRuleBook": ".core.image_rules",
     "Images": ".client.images",
+    "InputProblem": ".bulk.model",
     "LimiterUnavailable": ".bulk.limiter_redis",
     "ModelGates": ".bulk.limiter",
     "PacedGate": ".bulk.limiter",
@@ -171,6 +173,7 @@ __all__ = [
     "ImageModelRules",
     "ImageRuleBook",
     "Images",
+    "InputProblem",
     "LimiterUnavailable",
     "ModelGates",
     "Outcome",
