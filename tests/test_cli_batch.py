@@ -478,3 +478,16 @@ def test_an_out_folder_holding_something_else_exits_2(sim: Simulator, tmp_path: 
     assert code == 2
     assert "not a genguard journal" in err
     assert _requests(sim) == 0
+
+
+def test_a_placeholder_key_is_not_masked_in_the_json_summary(sim: Simulator, tmp_path: Path) -> None:
+    # A local server's key "1" or "x" is no secret: masked, "exit_code":1 read "exit_code":*** (no JSON at all).
+    src = write_input(tmp_path / "in.jsonl", lines_of(2))
+    for key in ("1", "x", "ok"):
+        code, stdout, _ = batch(sim, str(src), "--out", str(tmp_path / f"run-{key}"), "--json", key=key)
+        data = orjson.loads(stdout)
+        assert (code, data["exit_code"], data["ok"]) == (0, 0, 2)
+    report = CliRunner().invoke(
+        cli, ["report", str(tmp_path / "run-1"), "--json"], env={"GENGUARD_API_KEY": "0"}
+    )
+    assert orjson.loads(report.stdout)["lines"]["ok"] == 2

@@ -45,7 +45,7 @@ from ..core.arguments import codes
 from ..core.exceptions import ConfigError, GenguardError
 from ..core.outcome import Attempt, Outcome, Usage
 from ..core.pricing import cost_usd
-from ..core.secrets import MASK, mask_url
+from ..core.secrets import MASK, MIN_SECRET, mask_url
 from ..core.taxonomy import Endpoint
 from .inputs import read_lines
 from .journal import (
@@ -118,9 +118,6 @@ _CLAIM_ALONE = 256  # lines a run alone claims at once (_Run._next)
 # _LOAD_NOTE_EVERY_S seconds, so that a run that has sent nothing yet does not look stuck.
 _LOAD_NOTE_LINES = 10_000
 _LOAD_NOTE_EVERY_S = 2.0
-# Shorter "keys" ("EMPTY", "dummy": what a local server is given) are placeholders, not secrets: masking them in
-# answers would only mangle the text.
-_MIN_SECRET = 8
 _GRACE_S = 30.0  # how long in-flight requests may finish after a stop or the first Ctrl-C
 
 
@@ -604,7 +601,7 @@ class _Run:
         self.failing: tuple[str | None, int] = (None, 0)
         self.last_flush = self.t0
         self.counts = counts
-        self.secret_texts = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
+        self.secret_texts = tuple(k for k in client.keys if len(k) >= MIN_SECRET)
         self.secrets = tuple(k.encode() for k in self.secret_texts)
 
     # -- one line --

@@ -18,9 +18,12 @@ import re
 from collections.abc import Iterable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-__all__ = ["SECRET_HEADERS", "key_label", "mask_url", "mask_userinfo", "redact", "redact_url"]
+__all__ = ["MIN_SECRET", "SECRET_HEADERS", "key_label", "mask_url", "mask_userinfo", "redact", "redact_url"]
 
 MASK = "***"
+# Shorter "keys" ("EMPTY", "dummy", "1": what a local server is given) are placeholders, not secrets: masking
+# them would mangle every text they occur in (a key "1" made --json's "exit_code":1 into "exit_code":***).
+MIN_SECRET = 8
 
 SECRET_HEADERS = frozenset(
     {"authorization", "api-key", "x-api-key", "proxy-authorization", "x-goog-api-key", "cookie", "set-cookie"}
@@ -59,10 +62,14 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
     'Incorrect API key provided: sk-proj-***. See https://x/?key=***'
     >>> redact("bad key k-123456", ("k-123456",))
     'bad key ***'
+    >>> redact('{"exit_code":1}', ("1",))  # shorter than MIN_SECRET: a placeholder, left alone
+    '{"exit_code":1}'
     """
     if not text:
         return text
-    for secret in sorted({s for s in secrets if isinstance(s, str) and s}, key=len, reverse=True):
+    for secret in sorted(
+        {s for s in secrets if isinstance(s, str) and len(s) >= MIN_SECRET}, key=len, reverse=True
+    ):
         if secret in text:
             text = text.replace(secret, MASK)
     return _SECRET_RE.sub(_mask, text)

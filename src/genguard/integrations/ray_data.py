@@ -52,6 +52,7 @@ from ..client.gate import Gate
 from ..client.retry import RetryPolicy
 from ..core.exceptions import ConfigError
 from ..core.outcome import Outcome
+from ..core.secrets import MIN_SECRET
 
 if TYPE_CHECKING:
     from ..bulk.journal import Journal
@@ -91,7 +92,6 @@ _URLS = {
 }
 _SOURCE = "ray dataset"
 _LOCKED_TRIES = 50  # opening one SQLite file from many actors at once: each waits its turn (~5 s at most)
-_MIN_SECRET = 8  # shorter "keys" ("EMPTY", "dummy") are placeholders, not secrets (as the batch runner holds)
 _CLIENTS_KEPT = 16  # distinct per-row header sets that keep a client of their own in an actor
 
 T = TypeVar("T")
@@ -726,7 +726,7 @@ class GenguardUDF:
             validate=o.validate if endpoint == "chat" else None,
         )
         latency = time.monotonic() - start
-        secrets = tuple(k for k in client.keys if len(k) >= _MIN_SECRET)
+        secrets = tuple(k for k in client.keys if len(k) >= MIN_SECRET)
         if raw is not None and any(k.encode() in raw for k in secrets):
             from ..bulk.runner import _masked
 

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from ..core.outcome import Outcome
+from ..core.secrets import MIN_SECRET
 
 # Statuses for a failure that has no provider status of its own (no answer came): what a gateway says.
 _NO_ANSWER_STATUS = {"timeout": 504, "connection_error": 502}
@@ -87,9 +88,8 @@ def error_body(outcome: Outcome, original: bytes | None = None) -> bytes:
     return orjson.dumps(body)
 
 
-MIN_SECRET = 8
-"""Keys shorter than this are not masked in bodies: a local server's dummy key (``none``, ``EMPTY``, ``x``) is
-no secret, and masking it would rewrite the answer's words (or its JSON names) everywhere it occurs."""
+# Keys shorter than MIN_SECRET (core.secrets) are not masked in bodies: a local server's dummy key (``none``,
+# ``EMPTY``, ``x``) is no secret, and masking it would rewrite the answer's words (or its JSON names).
 
 
 def mask_keys(data: bytes, keys: tuple[str, ...], status: int | None) -> bytes:
