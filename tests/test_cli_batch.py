@@ -491,3 +491,26 @@ def test_a_placeholder_key_is_not_masked_in_the_json_summary(sim: Simulator, tmp
         cli, ["report", str(tmp_path / "run-1"), "--json"], env={"GENGUARD_API_KEY": "0"}
     )
     assert orjson.loads(report.stdout)["lines"]["ok"] == 2
+
+
+def test_an_out_folder_that_cannot_be_written_exits_2_naming_it(sim: Simulator, tmp_path: Path) -> None:
+    src = write_input(tmp_path / "in.jsonl", lines_of(2))
+    out = tmp_path / "run"
+    (out / "journal.lock").mkdir(parents=True)  # the lock file cannot be opened, as on a read-only disk
+    code, _, err = batch(sim, str(src), "--out", str(out))
+    assert code == 2
+    assert f"--out {out} cannot be written" in err
+    assert _requests(sim) == 0
+
+
+def test_a_full_disk_is_told_apart_from_a_damaged_journal() -> None:
+    import errno
+    import sqlite3
+
+    from genguard.cli.batch import _disk_full
+
+    assert _disk_full(sqlite3.OperationalError("database or disk is full"))
+    assert _disk_full(OSError(errno.ENOSPC, "No space left on device"))
+    assert _disk_full(OSError(errno.EDQUOT, "Disk quota exceeded"))
+    assert not _disk_full(sqlite3.DatabaseError("file is not a database"))
+    assert not _disk_full(OSError(errno.EACCES, "Permission denied"))

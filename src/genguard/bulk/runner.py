@@ -1543,7 +1543,13 @@ class RunInUse(GenguardError):
 def _lock(out: Path, *, wait: bool = False) -> Any:
     import fcntl
 
-    handle = (out / "journal.lock").open("a")
+    try:
+        handle = (out / "journal.lock").open("a")
+    except OSError as exc:
+        # A folder on a read-only disk, or not the user's to write: the journal could not be written either.
+        raise SetupError(
+            f"--out {out} cannot be written ({exc.strerror or exc}): give a folder this user can write"
+        ) from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
     except OSError:

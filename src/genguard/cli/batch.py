@@ -7,7 +7,7 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -403,10 +403,14 @@ def batch(
             # as "bad usage, nothing sent".
             fail_usage(str(exc))
         except sqlite3.DatabaseError as exc:
+            if _disk_full(exc):
+                _stopped_disk_full(out, exc)
             fail_usage(
                 f"{out / JOURNAL_FILE} is not a genguard journal or is damaged ({exc}); give another --out"
             )
         except Exception as exc:
+            if _disk_full(exc):
+                _stopped_disk_full(out, exc)
             if journal is None or not type(exc).__module__.startswith("psycopg"):
                 raise
             # The database went away mid-run (restarted, connection cut): what this worker recorded is kept, and
@@ -426,6 +430,29 @@ def batch(
     else:
         click.echo(_summary_text(result, report))
     sys.exit(result.exit_code)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` says the disk (or the user's quota on it) is full: SQLite's SQLITE_FULL, ENOSPC, EDQUOT."""
+    import errno
+    import sqlite3
+
+    if isinstance(exc, sqlite3.Error):
+        return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
+def _stopped_disk_full(out: Path, exc: BaseException) -> NoReturn:
+    # Not "a damaged journal" (which sent users to another --out): what ended is kept, and a torn last line in
+    # the output files is cut off when the run resumes.
+    click.echo(
+        f"genguard: the disk holding {out} is full ({exc}); the run stopped, and what ended is kept: free "
+        "some space and run the same command again to resume",
+        err=True,
+    )
+    from ..bulk.runner import EXIT_STOPPED
+
+    sys.exit(EXIT_STOPPED)
 
 
 def _finish(result: Any, export: Path | None, secrets: tuple[str, ...]) -> Path | None:
