@@ -110,7 +110,11 @@ def test_json_summary_and_export(sim: Simulator, tmp_path: Path) -> None:
     assert data["output"] == str(tmp_path / "run" / "output.jsonl")
     exported = [orjson.loads(line) for line in export.read_bytes().splitlines()]
     assert [r["custom_id"] for r in exported] == [line["custom_id"] for line in lines]
-    assert all(r["genguard"]["ok"] and r["body"]["choices"] for r in exported)
+    # The output files' own lines, in input order.
+    assert all(r["genguard"]["ok"] and r["response"]["body"]["choices"] for r in exported)
+    ok, _ = records(tmp_path / "run")
+    assert sorted(exported, key=lambda r: r["custom_id"]) == sorted(ok, key=lambda r: r["custom_id"])
+    assert not export.with_name("all.jsonl.tmp").exists()
 
 
 def test_an_export_path_that_cannot_be_written_exits_2_before_anything_is_sent(

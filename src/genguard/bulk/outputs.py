@@ -38,7 +38,7 @@ from .model import Ended
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["ERRORS_FILE", "OUTPUT_FILE", "OutputWriter", "output_record", "request_id_for"]
+__all__ = ["ERRORS_FILE", "OUTPUT_FILE", "OutputWriter", "export_in_order", "output_record", "request_id_for"]
 
 OUTPUT_FILE = "output.jsonl"
 ERRORS_FILE = "errors.jsonl"
@@ -223,25 +223,32 @@ class OutputWriter:
     def export_in_order(self, path: str | os.PathLike[str]) -> int:
         """Write every ended line, ok or failed, to ``path`` in input order (``--export``), replacing the file
         whole; how many lines."""
-        path = Path(path)
-        temp = path.with_name(path.name + ".tmp")
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        count = 0
-        try:
-            buf = bytearray()
-            for item in self.journal.ended(by_input=True):
-                buf += _line(item)
-                count += 1
-                if len(buf) >= _BLOCK:
-                    _write_all(fd, buf)
-                    buf.clear()
-            _write_all(fd, buf)
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(temp, path)
-        return count
+        return export_in_order(self.journal, path, fsync=self._fsync)
+
+
+def export_in_order(journal: Journal, path: str | os.PathLike[str], *, fsync: bool = True) -> int:
+    """Every ended line of ``journal``, ok or failed, in input order and in the output files' shape, written to
+    ``path`` through a temporary file that replaces it whole (a kill leaves the old file, never a part of the
+    new one); how many lines."""
+    path = Path(path)
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    count = 0
+    try:
+        buf = bytearray()
+        for item in journal.ended(by_input=True):
+            buf += _line(item)
+            count += 1
+            if len(buf) >= _BLOCK:
+                _write_all(fd, buf)
+                buf.clear()
+        _write_all(fd, buf)
+        if fsync:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(temp, path)
+    return count
 
 
 def _size(path: Path) -> int:

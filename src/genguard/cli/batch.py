@@ -457,14 +457,15 @@ def _stopped_disk_full(out: Path, exc: BaseException) -> NoReturn:
 
 def _finish(result: Any, export: Path | None, secrets: tuple[str, ...]) -> Path | None:
     if export is not None:
-        import orjson
+        from ..bulk.journals import open_journal as _open_journal
+        from ..bulk.outputs import export_in_order
 
-        with export.open("wb") as f:
-            for custom_id, outcome, body in result.results():
-                f.write(
-                    orjson.dumps({"custom_id": custom_id, "body": body, "genguard": outcome.to_dict()})
-                    + b"\n"
-                )
+        # The output files' shape, in input order, replacing the file whole: a kill leaves the old export.
+        source = _open_journal(result.journal or result.out / "journal.sqlite", run=result.run)
+        try:
+            export_in_order(source, export)
+        finally:
+            source.close()
     from ..bulk.report import build_report, journal_summary
 
     if not result.wrote_outputs:
