@@ -211,6 +211,90 @@ def test_ctrl_c_twice_stops_at_once_and_stays_consistent(
     assert _answered(sim) - 30 <= 4
 
 
+def _fifo_writer(path: Path, process: subprocess.Popen[bytes]) -> int:
+    """The writing end of the FIFO ``path``, opened once the run reads it (before: ENXIO), or the run's end."""
+    end = time.monotonic() + 30
+    while True:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            if process.poll() is not None:
+                out, err = process.communicate()
+                raise AssertionError(
+                    f"the run ended first ({process.returncode}): {out.decode()} {err.decode()}"
+                ) from None
+            assert time.monotonic() < end, "the run never read its input"
+            time.sleep(0.01)
+            continue
+        os.set_blocking(fd, True)
+        return fd
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+def test_a_stop_while_the_input_is_read_sends_nothing_and_keeps_the_run_as_it_was(
+    sim: Simulator, tmp_path: Path, signum: signal.Signals
+) -> None:
+    # A run of 10 lines ended; then an input of 30,000 more (minutes, for a real one of millions) is read from
+    # a FIFO that never ends, so the stop lands in the load, whatever the machine's speed. It used to be lost
+    # there (taken once the run was sending) or end in tracebacks.
+    first = lines_of(10)
+    out = tmp_path / "run"
+    code, text = _finish(_command(write_input(tmp_path / "first.jsonl", first), out, sim))
+    assert code == 0, text
+    more = lines_of(30_000, prefix="m")
+    fifo = tmp_path / "more.jsonl"
+    os.mkfifo(fifo)
+    process = _spawn(_command(fifo, out, sim))
+    fd = _fifo_writer(fifo, process)
+    try:
+        # Blocking writes of 3 MB through a 64 KB pipe: once they return, the run is in the middle of reading.
+        os.write(fd, b"".join(orjson.dumps(line) + b"\n" for line in [*first, *more[:20_000]]))
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        os.close(fd)
+    assert process.returncode == 130, stdout.decode() + stderr.decode()
+    assert "interrupted before anything was sent; run the same command again" in stderr.decode()
+    assert "Traceback" not in stderr.decode()
+    assert _requests(sim) == 10
+    journal = _check_consistent(out, 10)  # the load was rolled back: the ten lines that ended, only
+    assert journal["states"] == {"ended": 10}
+    # The same input again, whole: only the new lines are sent, and nothing counts as sent again.
+    code, text = _finish(_command(write_input(tmp_path / "all.jsonl", [*first, *more[:200]]), out, sim))
+    assert code == 0, text
+    assert _requests(sim) == 210
+    assert "sent again" not in text
+    assert _journal(out)["resent"] == 0
+
+
+def test_ctrl_c_while_genguard_batch_reads_its_input_raises_keyboard_interrupt_at_once(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # From a script, as Python does: KeyboardInterrupt, at once, not after the load (asyncio.run's Ctrl-C is a
+    # cancellation, seen only when the load has ended and the run awaits).
+    fifo = tmp_path / "in.jsonl"
+    os.mkfifo(fifo)
+    script = (
+        "import genguard\n"
+        "try:\n"
+        f"    genguard.batch({str(fifo)!r}, out={str(tmp_path / 'run')!r}, base_url={sim.base_url!r}, "
+        f"api_key={KEY!r}, progress='none')\n"
+        "except KeyboardInterrupt:\n"
+        "    print('KeyboardInterrupt')\n"
+    )
+    process = _spawn([sys.executable, "-c", script])
+    fd = _fifo_writer(fifo, process)
+    try:
+        os.write(fd, b"".join(orjson.dumps(line) + b"\n" for line in lines_of(20_000)))
+        process.send_signal(signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        os.close(fd)
+    assert stdout.decode().strip() == "KeyboardInterrupt", stderr.decode()
+    assert _requests(sim) == 0
+    assert _journal(tmp_path / "run")["states"] == {}
+
+
 def test_a_kill_counts_as_sent_again_only_the_lines_whose_request_left(
     sim: Simulator, tmp_path: Path
 ) -> None:

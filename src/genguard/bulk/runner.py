@@ -17,6 +17,7 @@ message saying how to resume.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import dataclasses
 import gc
@@ -26,6 +27,7 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator, Mapping, Sequence
@@ -1285,6 +1287,36 @@ def write_outputs(journal: Journal, out: Path) -> None:
         lock.close()
 
 
+# Whether asyncio.run (run_loop) put its own Ctrl-C handler in place on the main thread: the input's load may then
+# take Ctrl-C from it (see _setup_interruptible).
+_RUNNER_SIGINT: contextvars.ContextVar[bool] = contextvars.ContextVar("_RUNNER_SIGINT", default=False)
+
+
+def _raise_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _setup_interruptible(terms: bool) -> Iterator[None]:
+    """While a run is set up (the input's load: minutes for millions of lines, then the price table), the event
+    loop does not run, so neither the run's signal handlers nor asyncio.run's Ctrl-C (a cancellation, seen only
+    at the next await) could stop it: a Ctrl-C there was taken after the load, once the run was sending, or
+    lost. Here Ctrl-C (and SIGTERM, for a run that handles signals) raise KeyboardInterrupt at once; the load
+    is rolled back, and nothing was sent."""
+    signums = [signal.SIGINT, signal.SIGTERM] if terms else [signal.SIGINT]
+    if threading.current_thread() is not threading.main_thread() or not (terms or _RUNNER_SIGINT.get()):
+        yield
+        return
+    before: dict[signal.Signals, Any] = {}
+    try:
+        for signum in signums:
+            before[signum] = signal.signal(signum, _raise_interrupt)
+        yield
+    finally:
+        for signum, handler in before.items():
+            signal.signal(signum, handler)
+
+
 async def arun_batch(
     source: str | Path | None,
     opts: BatchOptions,
@@ -1319,7 +1351,9 @@ async def arun_batch(
     lock = None if shared else _lock(out)
     writer: OutputWriter | None = None
     journal: Journal | None = None
+    setup = contextlib.ExitStack()
     try:
+        setup.enter_context(_setup_interruptible(handle_signals))
         journal = _open(opts, out)
         # Shared, the lines other workers hold are theirs until their leases run out; a line this machine's
         # killed worker held is taken back the same way.
@@ -1381,6 +1415,7 @@ async def arun_batch(
         # when the first answer is priced, where it stalled the event loop with the first requests in flight
         # (their answers unread, the limiter's timers late: every resumed run paused half a second).
         cost_usd("gpt-4o-mini", Usage(1, 1, 2))
+        setup.close()  # from here the loop runs, and its handlers (or asyncio.run's) take the signals
         limiter = await _open_limiter(opts)
         client = AsyncClient(
             opts.base_url,
@@ -1492,6 +1527,7 @@ async def arun_batch(
             unpriced=tuple(sorted(run.unpriced)),
         )
     finally:
+        setup.close()
         if writer is not None:
             writer.close()
         if journal is not None:
@@ -1569,9 +1605,17 @@ def run_batch(source: str | Path | None, opts: BatchOptions, **kwargs: Any) -> B
 def run_loop(coro: Coroutine[Any, Any, T]) -> T:
     """``asyncio.run(coro)``, on uvloop where it is installed (a dependency except on Windows): the event
     loop's own work is a third of a batch's CPU per line with no rate limit, and uvloop does it in C."""
+    # asyncio.Runner takes Ctrl-C only where no handler of the caller's is in place; so does the run's setup.
+    own = threading.current_thread() is threading.main_thread() and (
+        signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    )
+    token = _RUNNER_SIGINT.set(own)
     try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(coro)
+        try:
+            import uvloop
+        except ImportError:
+            return asyncio.run(coro)
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            return runner.run(coro)
+    finally:
+        _RUNNER_SIGINT.reset(token)

@@ -311,7 +311,15 @@ def batch(
     import sqlite3
 
     from ..bulk.journal import JOURNAL_FILE, JournalError
-    from ..bulk.runner import EXIT_STOPPED, BadInput, BatchOptions, RunInUse, SetupError, run_batch
+    from ..bulk.runner import (
+        EXIT_INTERRUPTED,
+        EXIT_STOPPED,
+        BadInput,
+        BatchOptions,
+        RunInUse,
+        SetupError,
+        run_batch,
+    )
     from ..bulk.runner import EXIT_USAGE as _USAGE
     from ..client.retry import RetryPolicy
     from ..core.exceptions import ConfigError
@@ -398,6 +406,12 @@ def batch(
         except BadInput as exc:
             click.echo(f"genguard: {exc}", err=True)
             sys.exit(EXIT_USAGE)
+        except KeyboardInterrupt:
+            # Ctrl-C or SIGTERM while the input was read (a stop while sending ends in the summary instead):
+            # the load was rolled back, and the run's folder is as it was.
+            click.echo("\ngenguard: interrupted before anything was sent; run the same command again to go on",
+                       err=True)  # fmt: skip
+            sys.exit(EXIT_INTERRUPTED)
         except (SetupError, ConfigError, RunInUse, JournalError) as exc:
             # Only what stops a run before it sends: an error in the middle of one is a bug, and must not read
             # as "bad usage, nothing sent".
