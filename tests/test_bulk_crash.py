@@ -205,10 +205,15 @@ def test_ctrl_c_twice_stops_at_once_and_stays_consistent(
     sim.configure(ttft_ms=0)
     code, text = _finish(argv)
     assert code == 0, text
-    assert "4 requests were sent again after a crash" in text
+    assert "4 requests were sent again after a crash over the whole run (they" in text
     assert _journal(out)["resent"] == 4
     check_records(out, [line["custom_id"] for line in lines])
     assert _answered(sim) - 30 <= 4
+    # The finished run reprinted: the run's count stays, and this run sent nothing again.
+    code, text = _finish([*argv, "--json"])
+    assert code == 0, text
+    summary = orjson.loads(text)
+    assert (summary["resent_after_crash"], summary["resent_this_run"], summary["sent"]) == (4, 0, 0)
 
 
 def _fifo_writer(path: Path, process: subprocess.Popen[bytes]) -> int:

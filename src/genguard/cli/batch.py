@@ -516,7 +516,8 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "kept_changed": result.kept_changed,
         "by_code": dict(c.by_code),
         "sent": result.sent,
-        "resent_after_crash": c.resent,
+        "resent_after_crash": c.resent,  # the whole run's
+        "resent_this_run": result.resent,
         "rate_limited": result.rate_limited,
         "limit_rps": result.limit_rps,
         "limit_source": result.limit_source,
@@ -620,7 +621,14 @@ def _summary_text(result: Any, report: Path | None) -> str:
             + _limits_found(result)
         )
     if c.resent:
-        lines.append(f"{c.resent} requests were sent again after a crash (they may have been billed twice)")
+        # The whole run's count, as the lines and the cost above are: a resumed run that sent them says so.
+        again = (
+            f"; {result.resent} of them by this run" if result.resent and result.resent != c.resent else ""
+        )
+        lines.append(
+            f"{c.resent} requests were sent again after a crash over the whole run{again} (they may have been "
+            "billed twice)"
+        )
     if c.cost_usd:
         lines.append(f"cost ${c.cost_usd:.4f}, {c.total_tokens} tokens")
     if result.unpriced:
