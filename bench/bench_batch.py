@@ -417,9 +417,13 @@ def _sim_counts(url: str) -> dict[str, int]:
 def goodput(args: argparse.Namespace, work: Path, log: Callable[[str], None]) -> dict[str, Any]:
     path = write_input(work / "goodput.jsonl", args.lines)
     rate = args.rate
-    out: dict[str, Any] = {"rate": rate, "lines": args.lines, "limit_s": args.limit, "modes": {}}
+    out: dict[str, Any] = {
+        "rate": rate, "lines": args.lines, "limit_s": args.limit, "latency_ms": args.latency_ms, "modes": {}
+    }  # fmt: skip
     for mode in MODES:
         settings = {"rpm": rate * 60, "rate_window_s": 1.0, "ratelimit_headers": mode == "headers"}
+        if args.latency_ms:
+            settings["ttft_ms"] = args.latency_ms  # a provider that takes a while to answer, as real ones do
         per: dict[str, Any] = {}
         names = [
             n for n in args.contenders if n == "genguard" or mode == "retry-after" or args.others_in_both
@@ -817,6 +821,7 @@ def table(report: dict[str, Any]) -> str:
         lines.append(
             f"goodput: R = {g['rate']}/s (one-second window), N = {g['lines']} lines, each contender cut at "
             f"{g['limit_s']:.0f} s"
+            + (f", answers after {g['latency_ms']:g} ms" if g.get("latency_ms") else "")
         )
         lines.append(
             f"{'server sends':<12} {'contender':<11} {'goodput/R':>9} {'429/ok':>7} {'ok':>6} {'lost':>6} "
@@ -896,6 +901,12 @@ def main() -> None:
     parser.add_argument("--lines", type=int, help="N: lines of the goodput input (default 1200)")
     parser.add_argument(
         "--limit", type=float, help="seconds after which a goodput contender is cut (default 30)"
+    )
+    parser.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="goodput: the simulator answers after this many ms (default 0)",
     )
     parser.add_argument("--contenders", nargs="+", choices=CONTENDERS, default=list(CONTENDERS))
     parser.add_argument(
