@@ -367,6 +367,23 @@ def test_an_rpm_given_paces_the_start_without_a_window() -> None:
     assert most_in_window(times, 0.1) <= 2  # spaced, not 8 at once
 
 
+def test_a_cap_given_is_kept_in_every_minute() -> None:
+    # --rpm 600 and --tpm 60,000 (100 tokens a request): never more than 600 requests in any 60 s (a request
+    # that went early to catch up with the pace let 601 through). Answers come at once.
+    for rpm, tpm, tokens in ((600, None, 0), (None, 60_000, 100)):
+        clock = Clock()
+        gov = governor(clock, rpm=rpm, tpm=tpm)
+        times = []
+        for _ in range(1500):
+            wait = gov.reserve(tokens)
+            clock.advance(wait)
+            times.append(clock.now)
+            gov.observe(200, {}, tokens_used=tokens or None, tokens_reserved=tokens or None)
+        # (The 601st may go 60 s after the first, which float sums put a hair under 60.)
+        assert most_in_window(times, 60.0 - 1e-6) <= 600, (rpm, tpm)
+        assert most_in_window(times, 60.0 - 1e-6) == 600  # and not fewer
+
+
 def test_a_shared_pace_has_no_window_and_its_first_429_halves_it() -> None:
     clock = Clock()
     gov = governor(clock)

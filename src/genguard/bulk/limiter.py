@@ -391,9 +391,16 @@ class RateGovernor:
         s = self.state
         wait = self._delay(now, tokens)
         send_at = now + wait
+        rps = min(s.rate, self._ceiling())
         if s.first_at is None:
             s.first_at = send_at
-        rps = min(s.rate, self._ceiling())
+            # A cap the user gave (--rpm, --tpm) starts with no credit to go early on (burst_s, for catching up
+            # after a late request): the second request went burst_s early, and 601 left in the first minute
+            # under --rpm 600.
+            if rps >= self._cap_rps:
+                s.tat_requests = max(s.tat_requests, send_at + self.burst_s)
+            if self._cap_tps < math.inf and self._tps() >= self._cap_tps:
+                s.tat_tokens = max(s.tat_tokens, send_at + self.burst_s)
         interval = 1.0 / rps
         # Raise the pace only while it is what holds the workers back: a run limited by its own concurrency
         # or latency learns nothing about the provider's limit.
