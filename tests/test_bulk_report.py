@@ -9,6 +9,7 @@ import re
 import shutil
 import struct
 import subprocess
+from collections.abc import Iterator
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -407,6 +408,48 @@ def test_report_command_without_a_journal_exits_2(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "holds no batch journal" in result.output
     assert not (tmp_path / JOURNAL_FILE).exists(), "the report must not create a journal"
+
+
+@pytest.fixture
+def read_only_copy(run_dir: Path, tmp_path: Path) -> Iterator[Path]:
+    """A copy of the run where nothing may write: a read-only bind mount (root can write through mode bits,
+    not through one); skipped, saying why, where mounts cannot be made."""
+    copy, mount = tmp_path / "copy", tmp_path / "ro"
+    shutil.copytree(run_dir, copy)
+    (copy / REPORT_FILE).unlink(missing_ok=True)
+    mount.mkdir()
+    made = subprocess.run(["mount", "--bind", str(copy), str(mount)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"a read-only mount cannot be made here: {made.stderr.decode().strip()}")
+    try:
+        ro = subprocess.run(["mount", "-o", "remount,ro,bind", str(mount)], capture_output=True, check=False)
+        if ro.returncode != 0:
+            pytest.skip(f"a read-only mount cannot be made here: {ro.stderr.decode().strip()}")
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.parametrize("as_json", [False, True])
+def test_a_run_in_a_folder_that_cannot_be_written_is_still_summarised(
+    read_only_copy: Path, as_json: bool
+) -> None:
+    # An archived run on a read-only mount: its WAL journal cannot make its -shm file beside it, and report.html
+    # cannot be written; the summary is still the run's (it said "cannot be read as a batch journal").
+    before = sorted(p.name for p in read_only_copy.iterdir())
+    result = CliRunner().invoke(cli, ["report", *(["--json"] if as_json else []), str(read_only_copy)])
+    assert result.exit_code == 0, result.output
+    assert (
+        f"report.html not rebuilt: {read_only_copy} cannot be written (Read-only file system)"
+        in result.stderr
+    )
+    if as_json:
+        data = orjson.loads(result.stdout)
+        assert (data["lines"]["ok"], data["report"]) == (250, None)
+    else:
+        assert "300: 250 ok, 50 failed" in result.stdout
+        assert "report:" not in result.stdout
+    assert sorted(p.name for p in read_only_copy.iterdir()) == before
 
 
 # -- in a browser --------------------------------------------------------------------------------------------

@@ -473,9 +473,16 @@ class SQLiteJournal:
     ``clock`` gives the wall-clock time of leases and ``ended_at`` (a fake one in tests).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, clock: Callable[[], float] = time.time, read_only: bool = False
+    ) -> None:
         self.path = Path(path)
         self._clock = clock
+        self._loading = False
+        self._tally: _Tally | None = None
+        if read_only:
+            self._open_read_only()
+            return
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         try:
             self._db.execute("PRAGMA journal_mode = WAL")
@@ -489,8 +496,27 @@ class SQLiteJournal:
         except BaseException:
             self._db.close()
             raise
-        self._loading = False
-        self._tally: _Tally | None = None
+
+    def _open_read_only(self) -> None:
+        # For reading a run kept where nothing may write (a read-only mount, an archive): a journal in WAL mode
+        # needs its -shm file made beside it even to be read, so the file is opened as immutable, which
+        # nothing writes to meanwhile there. (A run that ended cleanly has folded its WAL into the file.)
+        uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
+        self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+        try:
+            (app,) = self._db.execute("PRAGMA application_id").fetchone()
+            (version,) = self._db.execute("PRAGMA user_version").fetchone()
+            if app != APPLICATION_ID:
+                raise JournalError(f"{self.path} is not a genguard journal")
+            if version != len(MIGRATIONS):
+                raise JournalError(
+                    f"{self.path} is a journal of another genguard version ({version}; this one reads "
+                    f"{len(MIGRATIONS)}) and its folder cannot be written to bring it up to date: read it with "
+                    "that version, or copy the folder somewhere writable"
+                )
+        except BaseException:
+            self._db.close()
+            raise
 
     # -- transactions --
 

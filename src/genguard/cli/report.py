@@ -62,16 +62,25 @@ def report(
         fail_usage("give DIR, the --out folder of a batch run (or --journal URL --run NAME --out DIR)")
     try:
         data = summary(directory, secrets=secrets)
-        path = build_report(directory, secrets=secrets, data=data)
     except (ReportError, JournalError) as exc:
         fail_usage(str(exc))
+    path: Path | None = None
+    try:
+        path = build_report(directory, secrets=secrets, data=data)
     except OSError as exc:
-        fail_usage(f"cannot write {directory / 'report.html'}: {exc.strerror or exc}")
+        # A folder that cannot be written (a read-only mount, an archive): the summary is still the run's.
+        kept = directory / "report.html"
+        click.echo(
+            f"genguard: report.html not rebuilt: {directory} cannot be written ({exc.strerror or exc})"
+            + ("; the one there is from when the run last stopped" if kept.is_file() else ""),
+            err=True,
+        )
     if as_json:
-        echo_json({**data, "report": str(path)}, secrets=secrets)
+        echo_json({**data, "report": None if path is None else str(path)}, secrets=secrets)
         return
     click.echo(render_summary(data))
-    click.echo(f"report: {path}")
+    if path is not None:
+        click.echo(f"report: {path}")
 
 
 def _shared(
