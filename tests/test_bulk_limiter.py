@@ -12,6 +12,7 @@ import itertools
 import random
 from collections.abc import Callable, Coroutine, Mapping
 from email.utils import formatdate
+from functools import partial
 from typing import Any
 
 import httpx
@@ -351,8 +352,14 @@ def test_the_window_waits_out_a_pause_and_an_empty_budget() -> None:
     gov = governor(clock)
     gov.reserve()
     gov.observe(503, {"retry-after": "2"})
-    assert gov.delay() == pytest.approx(2.0)  # the window has room, but the server asked for a pause
-    clock.advance(2.0)
+    # The window has room, but the server asked for a pause: one request probes it a tenth in (a wait in
+    # whole seconds says "at most"), the others wait it out.
+    assert gov.delay() == pytest.approx(0.2)
+    clock.advance(0.2)
+    gov.reserve()
+    assert gov.booked_probe
+    assert gov.delay() == pytest.approx(1.8)
+    clock.advance(1.8)
     assert gov.delay() == 0.0
     gov.reserve()
     gov.observe(200, {"x-ratelimit-limit-requests-day": "1000", "x-ratelimit-remaining-requests-day": "0",
@@ -506,15 +513,15 @@ def test_an_exhausted_per_minute_bucket_on_a_429_holds_the_next_request() -> Non
 
 
 @pytest.mark.parametrize(
-    ("headers", "pause"),
+    ("headers", "pause", "probe"),
     [
-        ({"retry-after": "2"}, 2.0),
-        ({"retry-after-ms": "1500", "retry-after": "2"}, 1.5),
-        ({"Retry-After": formatdate(UNIX + 30, usegmt=True)}, 30.0),
+        ({"retry-after": "2"}, 2.0, True),  # whole seconds, short: "at most", one request probes it
+        ({"retry-after-ms": "1500", "retry-after": "2"}, 1.5, False),
+        ({"Retry-After": formatdate(UNIX + 30, usegmt=True)}, 30.0, False),
     ],
 )
 def test_retry_after_pauses_every_request_then_resumes_at_the_pace(
-    headers: dict[str, str], pause: float
+    headers: dict[str, str], pause: float, probe: bool
 ) -> None:
     clock = Clock()
     gov = governor(clock, rpm=600)
@@ -527,9 +534,45 @@ def test_retry_after_pauses_every_request_then_resumes_at_the_pace(
     assert snap.paused_s == pytest.approx(pause)
     assert snap.rate_limited == 3
     times = send_times(gov, clock, 10)
+    if probe:
+        # A tenth into the pause, the probe (its answer would end the pause: below); the others wait it out.
+        assert times[0] == pytest.approx(clock.now + pause / 10)
+        times = times[1:]
     assert min(times) == pytest.approx(clock.now + pause)
     # No burst to make up for the pause: the bucket that asked for it has room for one request then.
     assert most_in_window(times, 0.05) == 1
+
+
+@pytest.mark.parametrize("answer", [200, 429])
+def test_the_probe_of_a_pause_ends_it_when_answered_and_is_the_only_one_when_refused(answer: int) -> None:
+    # A fixed window refused at its end says "retry-after: 1" for the 50 ms left: a tenth in, one request goes;
+    # answered, everyone goes on at the pace; refused (the wait was real), the pause holds, with its new
+    # Retry-After, and no other request probes it.
+    clock = Clock()
+    gov = governor(clock, rpm=600)
+    send_times(gov, clock, 3)
+    for _ in range(3):
+        gov.observe(429, {"retry-after": "1"})
+    assert gov.snapshot().paused_s == pytest.approx(1.0)
+    clock.advance(gov.delay())
+    assert clock.now == pytest.approx(0.1)
+    assert gov.reserve() == 0.0
+    assert gov.booked_probe
+    assert gov.delay() == pytest.approx(0.9)  # the others wait on
+    clock.advance(0.02)
+    if answer == 200:
+        gov.observe(200, {}, probe=True)
+        assert gov.snapshot().paused_s == 0.0
+        times = send_times(gov, clock, 5)
+        assert not gov.booked_probe
+        assert times[0] == pytest.approx(clock.now)  # at once, then at the pace: no burst
+        assert most_in_window(times, 0.05) == 1
+    else:
+        gov.observe(429, {"retry-after": "1"}, probe=True)
+        assert gov.snapshot().paused_s == pytest.approx(1.0)  # from the probe's refusal
+        times = send_times(gov, clock, 5)
+        assert not gov.booked_probe
+        assert min(times) == pytest.approx(clock.now + 1.0)
 
 
 def test_retry_after_on_a_success_is_ignored() -> None:
@@ -590,14 +633,14 @@ def drive(gov: RateGovernor, clock: Clock, provider: FakeProvider, *, seconds: f
         seq += 1
         heapq.heappush(events, (at, seq, action))
 
-    def arrive() -> None:
+    def arrive(probe: bool) -> None:
         status, headers = provider.admit()
         taken.append((clock.now, status))
-        push(clock.now + rng.uniform(*latency) / 2, lambda: answer(status, headers))
+        push(clock.now + rng.uniform(*latency) / 2, lambda: answer(status, headers, probe))
 
-    def answer(status: int, headers: Mapping[str, str]) -> None:
+    def answer(status: int, headers: Mapping[str, str], probe: bool) -> None:
         nonlocal idle
-        gov.observe(status, headers)
+        gov.observe(status, headers, probe=probe)
         idle += 1
         dispatch()
 
@@ -614,7 +657,7 @@ def drive(gov: RateGovernor, clock: Clock, provider: FakeProvider, *, seconds: f
                 return
             gov.reserve()
             idle -= 1
-            push(clock.now + rng.uniform(*latency) / 2, arrive)
+            push(clock.now + rng.uniform(*latency) / 2, partial(arrive, gov.booked_probe))
 
     dispatch()
     while events and events[0][0] <= seconds:
@@ -640,6 +683,45 @@ def test_the_limit_is_found_from_429s_alone(rate: int, retry_after: bool) -> Non
     assert snap.rpm_source == "429s"
     assert snap.rpm == pytest.approx(rate * 60, rel=0.15)
     assert snap.rate_limited == sum(1 for _, s in answers if s == 429)
+
+
+class FixedWindowProvider(FakeProvider):
+    """A provider counting ``rate`` requests in each fixed second, that says "retry-after" in whole seconds
+    (RFC 9110's own form: refused at a window's end, 1 s for the few ms left) or nothing (``headers=False``).
+    With ``penalty``, a refusal blocks the key for the whole second it says."""
+
+    def __init__(self, clock: Clock, rate: float, headers: bool = True, penalty: bool = False) -> None:
+        super().__init__(clock, rate, headers=headers)
+        self.second, self.used, self.penalty, self.blocked = 0, 0, penalty, -1.0
+
+    def admit(self) -> tuple[int, Mapping[str, str]]:
+        now = self.clock.now
+        if int(now) != self.second:
+            self.second, self.used = int(now), 0
+        if now >= self.blocked and self.used < self.rate:
+            self.used += 1
+            return 200, {}
+        if self.penalty and now >= self.blocked:
+            self.blocked = now + 1.0
+        wait = max(1, round(self.second + 1 - now)) if not self.penalty else 1
+        return 429, {"retry-after": str(wait)} if self.headers else {}
+
+
+@pytest.mark.parametrize("latency", [0.01, 0.3])
+@pytest.mark.parametrize("kind", ["window", "penalty", "bare"])
+def test_a_fixed_window_that_says_whole_seconds_is_kept_near_its_limit(latency: float, kind: str) -> None:
+    # 50 a second in fixed windows, "retry-after: 1" on a refusal: every request waiting the whole second
+    # cost most of the next window, once in 8 s (0.84 of the limit). The probe of the pause finds it over.
+    # Where the second was real (a penalty) the probe costs one 429 a pause and nothing else; with no header
+    # at all there is no pause to probe.
+    clock = Clock()
+    gov = governor(clock)
+    provider = FixedWindowProvider(clock, 50, headers=kind != "bare", penalty=kind == "penalty")
+    answers = drive(gov, clock, provider, seconds=120.0, latency=(latency, latency))
+    late = [status for at, status in answers if at >= 20.0]
+    ok, limited = late.count(200), late.count(429)
+    assert ok / 100.0 >= (0.9 if kind != "penalty" else 0.72) * 50
+    assert limited / ok <= 0.05
 
 
 class FaultyProvider(FakeProvider):

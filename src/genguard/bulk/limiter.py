@@ -11,7 +11,9 @@ Where the limits come from, best first:
    reset say where the provider's bucket stands now;
 2. ``Retry-After`` / ``retry-after-ms`` on a 429: everything pauses until then, not only the worker that got it
    (unless the 429 is taken for a fault: the provider's counters show room, or none are sent and it came alone,
-   not with enough others among the last answers; then only its own request waits);
+   not with enough others among the last answers; then only its own request waits). A short wait in whole
+   seconds with no counter beside it is "at most": one request probes the pause a tenth in, and its answer
+   ends it (``RateGovernor.booked_probe``, ``observe(probe=True)``);
 3. the 429s themselves. Before anything is known, a window of requests goes whatever the pace (8 at once,
    one more for each answer while it is full: twice as many each round trip, within a clock's bound), as TCP's
    slow start does, so that a server that never limits (a model server of one's own) is at full speed within a
@@ -53,6 +55,7 @@ from functools import partial
 from typing import Any, Literal, Protocol
 
 from ..client.gate import ASKED_MODEL, Gate
+from ..core.headers import get_header
 from ..core.waits import parse_reset, wait_from_headers
 
 __all__ = [
@@ -253,6 +256,8 @@ class GovernorState:
     window: float = 0.0
     bound: bool = False
     refused_at: deque[int] = field(default_factory=deque)
+    probe_at: float = math.inf  # during a pause: when one request may go to see whether it is over
+    probe_out: bool = False  # that request is on the wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -332,6 +337,8 @@ class RateGovernor:
     fault_share: float = 0.01  # enough that faults on this share of answers seldom confirm one another:
     false_cut_s: float = 30.0  # less than once in this many seconds
     window_growth: float = 32.0  # doublings per second of that window, at most, while nothing is known
+    probe_share: float = 0.1  # a pause told in whole seconds sends one request this far into it...
+    probe_max_s: float = 2.0  # ...when it is this long at most (see _read_headers)
 
     def __init__(
         self,
@@ -352,6 +359,7 @@ class RateGovernor:
         self._cap_tps = math.inf if tpm is None else tpm / 60.0
         start = _positive(start_rps, "start_rps") or 1.0
         self.state = GovernorState(rate=min(start, self._cap_rps), cut_at=clock(), window=self.start_window)
+        self.booked_probe = False  # whether the last reserve() booked the request that probes a pause
 
     # -- the pace ---------------------------------------------------------------------------------------
 
@@ -377,7 +385,10 @@ class RateGovernor:
 
     def _delay(self, now: float, tokens: int) -> float:
         s = self.state
-        due = s.pause_until if self._windowed() else max(s.pause_until, s.tat_requests - self.burst_s)
+        if s.probe_at < s.pause_until and s.pause_until > now:
+            due = s.probe_at  # one request goes then to see whether the pause is over (see _read_headers)
+        else:
+            due = s.pause_until if self._windowed() else max(s.pause_until, s.tat_requests - self.burst_s)
         if tokens > 0 and self._tps() < math.inf:
             due = max(due, s.tat_tokens - self.burst_s)
         return max(0.0, due - now)
@@ -391,6 +402,13 @@ class RateGovernor:
         s = self.state
         wait = self._delay(now, tokens)
         send_at = now + wait
+        self.booked_probe = send_at < s.pause_until
+        if self.booked_probe:
+            # The probe of a pause: the pace's schedule stays where the pause put it.
+            s.probe_at = math.inf
+            s.probe_out = True
+            s.reserved += 1
+            return wait
         rps = min(s.rate, self._ceiling())
         if s.first_at is None:
             s.first_at = send_at
@@ -462,6 +480,7 @@ class RateGovernor:
         tokens_used: int | None = None,
         tokens_reserved: int | None = None,
         rate_limited: bool | None = None,
+        probe: bool = False,
     ) -> None:
         """Learn from one response to a booked request: its HTTP ``status`` (0 when none came: a timeout or a
         dropped connection), its ``headers``, and the tokens it really used (``tokens_used``, from the usage)
@@ -469,11 +488,18 @@ class RateGovernor:
         when not given).
 
         ``rate_limited`` overrides ``status == 429``: a 429 for an exhausted quota or a request larger than the
-        whole token limit says nothing about the pace.
+        whole token limit says nothing about the pace. ``probe``: the request was the one :meth:`reserve`
+        booked to probe a pause (``booked_probe``); answered, it ends the pause.
         """
         now = self.clock()
         s = self.state
         s.settled += 1
+        if probe and s.probe_out:
+            s.probe_out = False
+            if 200 <= status < 400 and s.pause_until > now:
+                # The pause a whole-second Retry-After asked for is over sooner: go on at the pace from now.
+                s.pause_until = now
+                s.tat_requests = min(s.tat_requests, now + self.burst_s)
         if tokens_used is not None:
             booked = s.mean_tokens if tokens_reserved is None else tokens_reserved
             tps = self._tps()
@@ -621,7 +647,23 @@ class RateGovernor:
             wait = wait_from_headers(headers, now=self.unix_time())
             if wait is not None and wait > 0:
                 told = wait
+                fresh = s.pause_until <= now  # a pause begins (not one made longer by the refusals after it)
                 self._pause(now + wait)
+                if fresh:
+                    # A wait in whole seconds (Retry-After's own form, RFC 9110) says "at most": a fixed
+                    # window refused at its end says 1 s for the 50 ms left, and every request waiting the
+                    # whole second cost most of the next window (0.82 of the limit kept, once in 8 s). One
+                    # request goes a tenth into a short such pause; answered, the pause ends (observe);
+                    # refused, the pause holds, and no other probe goes in it.
+                    coarse = (
+                        self.sees_all
+                        and not readings  # counters, when there are, say when a bucket has room
+                        and wait <= self.probe_max_s
+                        and get_header(headers, "retry-after-ms") is None
+                        and wait == int(wait)
+                    )
+                    s.probe_at = now + wait * self.probe_share if coarse else math.inf
+                    s.probe_out = False
         if not readings:
             return
         old_rps = min(s.rate, self._ceiling())
@@ -823,6 +865,12 @@ def _binding(
 # -- the asyncio wrapper ---------------------------------------------------------------------------------
 
 
+def _probing(probe: bool) -> None:
+    """Keep in the task whether its request probes a pause (a retry's booking replaces its first one's)."""
+    if probe or _PROBE.get():
+        _PROBE.set(probe)
+
+
 class _Cancellable(Protocol):
     def cancel(self) -> object: ...
 
@@ -835,13 +883,19 @@ def _wake(fut: asyncio.Future[None]) -> None:
         fut.set_result(None)
 
 
+# Whether the request of this task (each request is sent from a task of its own) was booked to probe a pause
+# (RateGovernor.booked_probe): set by AsyncRateLimiter.acquire, read by its observe, which tells the governor.
+_PROBE: contextvars.ContextVar[bool] = contextvars.ContextVar("genguard_probe", default=False)
+
+
 class _Waiter:
-    __slots__ = ("fut", "granted", "tokens")
+    __slots__ = ("fut", "granted", "probe", "tokens")
 
     def __init__(self, tokens: int) -> None:
         self.tokens = tokens
         self.fut: asyncio.Future[None] | None = None
         self.granted = False  # booked by the waiter before it (see AsyncRateLimiter._grant_due)
+        self.probe = False  # ...as the probe of a pause
 
 
 class AsyncRateLimiter:
@@ -872,11 +926,13 @@ class AsyncRateLimiter:
 
     async def acquire(self, tokens: int = 0) -> None:
         """Wait for this request's turn and book it (with ``tokens``, its estimated tokens). Cancelling the
-        wait books nothing."""
+        wait books nothing. A request booked to probe a pause (:attr:`RateGovernor.booked_probe`) is marked
+        in the task's context, and the task's :meth:`observe` tells the governor."""
         gov = self.governor
         queue = self._queue
         if not queue and gov.delay(tokens) <= 0:
             gov.reserve(tokens)
+            _probing(gov.booked_probe)
             return
         loop = asyncio.get_running_loop()
         call_later = self._call_later or loop.call_later
@@ -891,6 +947,7 @@ class AsyncRateLimiter:
                     wait = gov.delay(tokens)
                     if wait <= 0:
                         gov.reserve(tokens)
+                        _probing(gov.booked_probe)
                         return
                     timer = call_later(wait, partial(_wake, fut))
                 try:
@@ -899,6 +956,7 @@ class AsyncRateLimiter:
                     if timer is not None:
                         timer.cancel()
                 if me.granted:
+                    _probing(me.probe)
                     return
         except asyncio.CancelledError:
             if me.granted:
@@ -926,6 +984,7 @@ class AsyncRateLimiter:
                 return
             gov.reserve(head.tokens)
             head.granted = True
+            head.probe = gov.booked_probe
             queue.popleft()
             if head.fut is not None:
                 _wake(head.fut)
@@ -945,8 +1004,11 @@ class AsyncRateLimiter:
         rate_limited: bool | None = None,
     ) -> None:
         """:meth:`RateGovernor.observe`, then let the first waiter re-plan its wait with what was learned."""
+        probe = _PROBE.get()
+        if probe:
+            _PROBE.set(False)
         self.governor.observe(status, headers, tokens_used=tokens_used, tokens_reserved=tokens_reserved,
-                              rate_limited=rate_limited)  # fmt: skip
+                              rate_limited=rate_limited, probe=probe)  # fmt: skip
         if self._queue:
             self._wake_head()
 
@@ -1062,7 +1124,9 @@ class ModelGates:
         moved = self._moves.get(model)
         if moved is None or moved.get_loop() is not loop:
             moved = self._moves[model] = loop.create_future()
-        turn = asyncio.ensure_future(shared.acquire(tokens))
+        # The turn's own task marks a probe in its context, kept here to be read back (_PROBE).
+        context = contextvars.copy_context()
+        turn = loop.create_task(shared.acquire(tokens), context=context)
         try:
             await asyncio.wait((turn, moved), return_when=asyncio.FIRST_COMPLETED)
         except asyncio.CancelledError:
@@ -1074,6 +1138,8 @@ class ModelGates:
                 await turn
         if not turn.cancelled():
             turn.result()  # let go (or failed) before it could move
+            if context.get(_PROBE):
+                _PROBE.set(True)
             return shared
         gate = await self.open(model)
         await gate.acquire(tokens)

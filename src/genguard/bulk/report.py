@@ -97,7 +97,9 @@ def summary(directory: str | os.PathLike[str], *, secrets: Iterable[str] = ()) -
     read_only = not os.access(folder, os.W_OK) or not os.access(path, os.W_OK)
     try:
         with SQLiteJournal(path, read_only=read_only) as journal:
-            data = _Reader(tuple(s for s in secrets if s)).read(journal, meta=_meta(path, read_only=read_only))
+            data = _Reader(tuple(s for s in secrets if s)).read(
+                journal, meta=_meta(path, read_only=read_only)
+            )
     except sqlite3.DatabaseError as exc:
         raise ReportError(f"{path} cannot be read as a batch journal: {exc}") from None
     data["dir"] = str(folder)
@@ -123,7 +125,9 @@ def empty_summary() -> dict[str, Any]:
 def _meta(path: Path, *, read_only: bool = False) -> dict[str, Any]:
     # The journal reads one meta value by name; the report lists them all, through a read-only connection of
     # its own so that nothing here can write the run's file.
-    db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if read_only else ""), uri=True)
+    db = sqlite3.connect(
+        f"{path.resolve().as_uri()}?mode=ro" + ("&immutable=1" if read_only else ""), uri=True
+    )
     try:
         rows = db.execute("SELECT name, value FROM meta ORDER BY name").fetchall()
     except sqlite3.OperationalError:
