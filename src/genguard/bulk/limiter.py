@@ -383,10 +383,15 @@ class RateGovernor:
             s.starting and self.sees_all and self._cap_rps == math.inf and s.reserved - s.settled < s.window
         )
 
+    def _probing(self, now: float) -> bool:
+        """Whether the next request is the one that probes a pause (see _read_headers)."""
+        s = self.state
+        return s.probe_at < s.pause_until and s.pause_until > now
+
     def _delay(self, now: float, tokens: int) -> float:
         s = self.state
-        if s.probe_at < s.pause_until and s.pause_until > now:
-            due = s.probe_at  # one request goes then to see whether the pause is over (see _read_headers)
+        if self._probing(now):
+            due = s.probe_at  # one request goes then to see whether the pause is over
         else:
             due = s.pause_until if self._windowed() else max(s.pause_until, s.tat_requests - self.burst_s)
         if tokens > 0 and self._tps() < math.inf:
@@ -400,9 +405,9 @@ class RateGovernor:
         """
         now = self.clock()
         s = self.state
+        self.booked_probe = self._probing(now)
         wait = self._delay(now, tokens)
         send_at = now + wait
-        self.booked_probe = send_at < s.pause_until
         if self.booked_probe:
             # The probe of a pause: the pace's schedule stays where the pause put it.
             s.probe_at = math.inf
@@ -865,7 +870,7 @@ def _binding(
 # -- the asyncio wrapper ---------------------------------------------------------------------------------
 
 
-def _probing(probe: bool) -> None:
+def _mark_probe(probe: bool) -> None:
     """Keep in the task whether its request probes a pause (a retry's booking replaces its first one's)."""
     if probe or _PROBE.get():
         _PROBE.set(probe)
@@ -932,7 +937,7 @@ class AsyncRateLimiter:
         queue = self._queue
         if not queue and gov.delay(tokens) <= 0:
             gov.reserve(tokens)
-            _probing(gov.booked_probe)
+            _mark_probe(gov.booked_probe)
             return
         loop = asyncio.get_running_loop()
         call_later = self._call_later or loop.call_later
@@ -947,7 +952,7 @@ class AsyncRateLimiter:
                     wait = gov.delay(tokens)
                     if wait <= 0:
                         gov.reserve(tokens)
-                        _probing(gov.booked_probe)
+                        _mark_probe(gov.booked_probe)
                         return
                     timer = call_later(wait, partial(_wake, fut))
                 try:
@@ -956,7 +961,7 @@ class AsyncRateLimiter:
                     if timer is not None:
                         timer.cancel()
                 if me.granted:
-                    _probing(me.probe)
+                    _mark_probe(me.probe)
                     return
         except asyncio.CancelledError:
             if me.granted:
