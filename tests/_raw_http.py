@@ -45,6 +45,10 @@ class RawServer:
     conn_closed: threading.Event = field(default_factory=threading.Event)
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
     epoch: int = 0  # one per reset(): a connection counts only in the epoch it was accepted in
+    # /two-at-once: the requests being answered now, the most at once after the first refusal, the refusals
+    in_flight: int = 0
+    most_after_refusal: int = 0
+    refused: int = 0
 
     @property
     def base(self) -> str:
@@ -53,6 +57,7 @@ class RawServer:
     def reset(self) -> None:
         self.epoch += 1
         self.accepted = self.closed = 0
+        self.in_flight = self.most_after_refusal = self.refused = 0
         self.requests.clear()
         self.got_request.clear()
         self.conn_closed.clear()
@@ -127,6 +132,25 @@ class RawServer:
             plain(
                 CHAT.replace("\u00e9".encode(), b"\xe9"), "content-type: application/json; charset=iso-8859-1"
             )
+        elif name == "/two-at-once/v1/chat/completions":
+            # A server that takes two requests at a time (each answered after 30 ms) and refuses a third with
+            # a 429 that says so, as gateways and self-hosted servers do ("max concurrent requests").
+            if self.in_flight >= 2:
+                self.refused += 1
+                refusal = (
+                    b'{"error": {"message": "Too many concurrent requests. Limit: 2 concurrent requests", '
+                    b'"type": "rate_limit_error", "code": "concurrent_request_limit_exceeded"}}'
+                )
+                plain(refusal, "content-type: application/json", status="429 Too Many Requests")
+            else:
+                self.in_flight += 1
+                if self.refused:
+                    self.most_after_refusal = max(self.most_after_refusal, self.in_flight)
+                try:
+                    await asyncio.sleep(0.03)
+                finally:
+                    self.in_flight -= 1
+                plain(CHAT, "content-type: application/json")
         elif name == "/bad-gzip/v1/chat/completions":
             plain(b"\x1f\x8b" + b"\x00" * 30, "content-type: application/json", "content-encoding: gzip")
         elif name == "/bad-gzip":

@@ -18,6 +18,7 @@ from typing import Any
 
 import orjson
 import pytest
+from click.testing import CliRunner
 
 import genguard
 from _batch_helpers import (
@@ -45,6 +46,7 @@ from genguard.bulk.runner import (
     BatchResult,
     run_batch,
 )
+from genguard.cli import cli
 from genguard.cli.batch import _summary_text
 from genguard.client.gate import estimate_tokens
 from genguard.client.retry import RetryPolicy
@@ -1315,6 +1317,45 @@ def test_an_answer_in_another_encoding_is_read_once_and_written_as_json(
         assert [r["response"]["body"]["choices"][0]["message"]["content"] for r in ok] == [text] * 2
     else:
         assert "cannot decode the gzip body" in failed[0]["genguard"]["message"]
+
+
+def test_a_provider_that_limits_the_requests_in_flight_gets_that_many_at_once(tmp_path: Path) -> None:
+    # Two at a time, a third refused with "Too many concurrent requests" (a gateway's, a self-hosted server's
+    # limit): the pace is not what it refuses, so the run keeps as many lines at once as got through, its
+    # retries wait for room instead of being refused again, and the limiter learns no rate from those 429s
+    # (it learned ~45 a second where 80 went through, and kept 0.56 of the server's capacity).
+    from _raw_http import serving
+
+    src = write_input(tmp_path / "in.jsonl", lines_of(120))
+    with serving() as server:
+        result = genguard.batch(
+            src, out=tmp_path / "run", base_url=f"{server.base}/two-at-once/v1", api_key=KEY, progress="none"
+        )
+        refused, most = server.refused, server.most_after_refusal
+    assert result.counts.ok == 120
+    assert result.in_flight_refused == refused > 0
+    assert result.in_flight_limit in (2, 3)  # 2, or one more being tried when the run ended
+    assert most <= 2  # never more than the server takes, once it said so
+    # The start's first requests (8 go at once), then one each time one more at once is tried (every 32 rounds
+    # of lines); each refused request counts its own place on the wire, so the first refusals say 2 at once.
+    assert refused <= 8
+    assert result.limit_source != "429s"
+
+
+def test_the_summary_says_the_provider_limits_the_requests_in_flight(tmp_path: Path) -> None:
+    from _raw_http import serving
+
+    src = write_input(tmp_path / "in.jsonl", lines_of(20))
+    with serving() as server:
+        argv = ["batch", str(src), "--out", str(tmp_path / "run"), "--base-url", f"{server.base}/two-at-once/v1",
+                "--api-key", KEY, "--progress", "none"]  # fmt: skip
+        text = CliRunner().invoke(cli, argv)
+        refused = server.refused
+    assert text.exit_code == 0, text.output
+    assert (
+        f"{refused} 429s said the provider limits the requests in flight: the run kept 2 at once after them "
+        "(--concurrency 2 starts there)"
+    ) in text.stdout
 
 
 def test_a_stop_from_python_is_worded_with_its_keyword_arguments(sim: Simulator, tmp_path: Path) -> None:

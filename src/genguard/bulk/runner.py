@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from ..client.clients import AsyncClient
-from ..client.gate import ASKED_MODEL
+from ..client.gate import ASKED_MODEL, says_in_flight_limit
 from ..client.loop import Hook, Spend
 from ..client.retry import RetryPolicy
 from ..client.transport import never_connected
@@ -242,6 +242,10 @@ class BatchResult:
     # With max_cost: models whose lines it could not count (no price table knows them, their answers state no
     # cost).
     unpriced: tuple[str, ...] = ()
+    # 429s that said the provider limits the requests in flight ("Too many concurrent requests"), and the most
+    # lines the run then kept at once (None: no such 429).
+    in_flight_refused: int = 0
+    in_flight_limit: int | None = None
 
     @property
     def finished(self) -> bool:
@@ -297,6 +301,12 @@ _SENT_AT: contextvars.ContextVar[float | None] = contextvars.ContextVar("genguar
 _ON_WIRE: contextvars.ContextVar[_OnWire | None] = contextvars.ContextVar("genguard_on_wire", default=None)
 
 
+# How many attempts were on the wire, this one included, when this task's attempt was let go: a 429 that says
+# the provider limits the requests in flight says it refused that many (counted when the refusal comes back,
+# the others' answers meanwhile made it look fewer, and the runs of a burst ended at too few).
+_WIRE_AT: contextvars.ContextVar[int] = contextvars.ContextVar("genguard_wire_at", default=0)
+
+
 class _OnWire(set[str]):
     """The lines with an attempt on the wire now; each is named in the sent log (if any) before its first
     attempt leaves, and stays named there until its answer is recorded."""
@@ -307,6 +317,32 @@ class _OnWire(set[str]):
         # When an attempt of any line last had an answer (any HTTP status), on the clock of AttemptEvent.at:
         # whether the provider is there (see _Run.line).
         self.answered_at = -math.inf
+        # Told of a 429 that says the provider limits the requests in flight, with how many were on the wire.
+        self.crowded: Callable[[int], None] | None = None
+        # Since then, the most attempts let on the wire at once (a retry too waits for room, rather than be
+        # refused again), and those waiting for room.
+        self.limit: int | None = None
+        self.waiting: deque[asyncio.Future[None]] = deque()
+
+    async def room(self) -> None:
+        """Until fewer than ``limit`` attempts are on the wire."""
+        while self.limit is not None and len(self) >= self.limit:
+            fut = asyncio.get_running_loop().create_future()
+            self.waiting.append(fut)
+            try:
+                await fut
+            finally:
+                if fut in self.waiting:
+                    self.waiting.remove(fut)
+
+    def wake(self, every: bool = False) -> None:
+        """An attempt left the wire (or the limit rose: ``every``): the next waiting one may go."""
+        while self.waiting:
+            fut = self.waiting.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                if not every:
+                    return
 
     def add(self, custom_id: str) -> None:
         if self.log is not None:
@@ -338,13 +374,23 @@ class _TimedGate:
     async def acquire(self, tokens: int) -> None:
         if self.stopped():
             raise _NotSent
-        await self.inner.acquire(tokens)
-        if self.stopped():
-            self.inner.release(tokens)
-            raise _NotSent
         wire = _ON_WIRE.get()
+        while True:
+            if wire is not None and wire.limit is not None:
+                await wire.room()  # the provider limits the requests in flight (_Run._crowded)
+                if self.stopped():
+                    raise _NotSent
+            await self.inner.acquire(tokens)
+            if self.stopped():
+                self.inner.release(tokens)
+                raise _NotSent
+            if wire is None or wire.limit is None or len(wire) < wire.limit:
+                break
+            # The limit came (or the room went) while this waited for its turn: give the turn back, and wait.
+            self.inner.release(tokens)
         if wire is not None:
             wire.add(_CURRENT_ID.get())
+            _WIRE_AT.set(len(wire))
         _SENT_AT.set(time.monotonic())
 
     def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
@@ -362,8 +408,16 @@ def _event_hook(attempt: Attempt) -> None:
     wire = _ON_WIRE.get()
     if wire is not None:
         wire.discard(_CURRENT_ID.get())
+        if wire.waiting:
+            wire.wake()
         if attempt.status is not None:
             wire.answered_at = at
+            if (
+                attempt.code == "rate_limited"
+                and wire.crowded is not None
+                and says_in_flight_limit(attempt.message)
+            ):
+                wire.crowded(_WIRE_AT.get())
     tries = _CURRENT.get()
     if tries is not None:
         if attempt.status is None and never_connected(attempt.message):
@@ -564,7 +618,9 @@ class _Run:
         self.wake: asyncio.Future[None] | None = None
         # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
-        self.room = opts.concurrency
+        self.room = opts.concurrency  # lines at once: fewer after a provider refuses that many in flight
+        self.crowded = 0  # 429s that said so
+        self.ok_since_crowded = 0
         self.claim_at = max(1, min(32, self.room // 2))  # shared: lines claimed ahead of the free slots
         self.exhausted = False  # no line was left to claim
         self.all_claimed = False  # alone: the last claim found fewer lines than it asked for
@@ -573,6 +629,7 @@ class _Run:
         self.failure: BaseException | None = None
         self.draining = False
         self.started = _OnWire(sent_log)
+        self.started.crowded = self._crowded
         self.stop_reason: str | None = None
         self.interrupted = False
         self.sent = 0
@@ -909,6 +966,27 @@ class _Run:
             note=self.stop_reason,
         )
 
+    def _crowded(self, on_wire: int) -> None:
+        """A 429 said the provider limits the requests in flight, refused with ``on_wire`` of them out: start no
+        more lines at once than got through (the rate limiter is not told: the pace is not what it refuses).
+        Every 32 rounds of lines at that number without another such 429, one more is tried, up to
+        --concurrency: a limit that was raised, or shared with another client that has gone."""
+        self.crowded += 1
+        if on_wire < 1:
+            return
+        self.room = max(1, min(self.room, on_wire - 1))
+        self.started.limit = self.room
+        self.ok_since_crowded = 0
+
+    def _roomier(self) -> None:
+        self.ok_since_crowded += 1
+        if self.ok_since_crowded >= 32 * self.room:
+            self.ok_since_crowded = 0
+            self.room += 1
+            self.started.limit = self.room
+            self.started.wake(every=True)
+            self._wake_loop()  # its loop starts the new slot's worker
+
     def _fill(self) -> None:
         """Start a worker in each free slot, each with its first line. A worker goes on with the next line as
         soon as one ends, in the same step of the event loop: a task for each line, filled by this loop, left
@@ -931,6 +1009,11 @@ class _Run:
             await self.line(*job)
             if len(self.results) >= _FLUSH_AT:
                 self._wake_loop()
+            if self.crowded:
+                if len(self.tasks) > self.room:
+                    break  # fewer lines at once: the provider refuses this many in flight
+                if self.room < self.opts.concurrency:
+                    self._roomier()
             job = self._next()
 
     def _next(self) -> tuple[Claimed, float] | None:
@@ -1525,6 +1608,8 @@ async def arun_batch(
             wrote_outputs=wrote,
             finished_by=by,
             unpriced=tuple(sorted(run.unpriced)),
+            in_flight_refused=run.crowded,
+            in_flight_limit=run.room if run.crowded else None,
         )
     finally:
         setup.close()

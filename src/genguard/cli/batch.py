@@ -519,6 +519,8 @@ def _summary_json(result: Any, report: Path | None) -> dict[str, Any]:
         "resent_after_crash": c.resent,  # the whole run's
         "resent_this_run": result.resent,
         "rate_limited": result.rate_limited,
+        "in_flight_refused": result.in_flight_refused,
+        "in_flight_limit": result.in_flight_limit,
         "limit_rps": result.limit_rps,
         "limit_source": result.limit_source,
         "limits": {
@@ -619,6 +621,11 @@ def _summary_text(result: Any, report: Path | None) -> str:
         lines.append(
             f"this run: {result.sent} requests in {result.elapsed_s:.1f} s, {result.rate_limited} answered 429"
             + _limits_found(result)
+        )
+    if result.in_flight_refused:
+        lines.append(
+            f"{result.in_flight_refused} 429s said the provider limits the requests in flight: the run kept "
+            f"{result.in_flight_limit} at once after them (--concurrency {result.in_flight_limit} starts there)"
         )
     if c.resent:
         # The whole run's count, as the lines and the cost above are: a resumed run that sent them says so.

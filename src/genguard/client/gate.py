@@ -32,6 +32,7 @@ __all__ = [
     "asked_model",
     "estimate_tokens",
     "output_limit",
+    "says_in_flight_limit",
     "tell_gate",
 ]
 
@@ -153,6 +154,19 @@ class ThreadedGate:
         self.close()
 
 
+def says_in_flight_limit(message: str | None) -> bool:
+    """Whether a 429's message says the provider limits the requests in flight, not their rate ("Too many
+    concurrent requests", ``concurrent_request_limit_exceeded``, "threshold of concurrent requests"): waiting
+    makes no room, fewer at once does.
+
+    >>> says_in_flight_limit("Too many concurrent requests. Limit: 1 concurrent requests")
+    True
+    >>> says_in_flight_limit("Rate limit reached for gpt-4o-mini on requests per min (RPM)")
+    False
+    """
+    return message is not None and "concurren" in message.lower()
+
+
 def tell_gate(
     gate: Gate | SyncGate, status: int, headers: Mapping[str, str], outcome: Any, tokens: int
 ) -> None:
@@ -160,15 +174,21 @@ def tell_gate(
     answer's :class:`~genguard.Outcome`). A gate that also has an ``answered(outcome)`` method is handed the
     answer's Outcome (the batch runner keeps what each attempt was billed, for a line a stop cuts off)."""
     usage = outcome.usage
-    gate.observe(
-        status,
-        headers,
-        tokens_used=usage.total_tokens if usage else None,
-        tokens_reserved=tokens,
-        # A 429 that says the quota is gone or the request is too large is no rate limit: waiting would not
-        # help, so it must not slow the pace.
-        rate_limited=status == 429 and outcome.code == "rate_limited",
-    )
+    if status == 429 and says_in_flight_limit(outcome.message):
+        # A limit of the requests in flight says nothing of the pace, and its Retry-After is the refused
+        # request's own (the others on the wire are within the limit): the gate learns nothing, as when no
+        # answer came. (The batch runner starts fewer at once instead.)
+        gate.observe(0, {}, tokens_reserved=tokens)
+    else:
+        gate.observe(
+            status,
+            headers,
+            tokens_used=usage.total_tokens if usage else None,
+            tokens_reserved=tokens,
+            # A 429 that says the quota is gone or the request is too large is no rate limit: waiting would not
+            # help, so it must not slow the pace.
+            rate_limited=status == 429 and outcome.code == "rate_limited",
+        )
     answered = getattr(gate, "answered", None)
     if answered is not None:
         answered(outcome)
