@@ -45,9 +45,8 @@ class RawServer:
     conn_closed: threading.Event = field(default_factory=threading.Event)
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
     epoch: int = 0  # one per reset(): a connection counts only in the epoch it was accepted in
-    # /two-at-once: the requests being answered now, the most at once after the first refusal, the refusals
+    # /two-at-once: the requests being answered now, and those refused
     in_flight: int = 0
-    most_after_refusal: int = 0
     refused: int = 0
 
     @property
@@ -57,7 +56,7 @@ class RawServer:
     def reset(self) -> None:
         self.epoch += 1
         self.accepted = self.closed = 0
-        self.in_flight = self.most_after_refusal = self.refused = 0
+        self.in_flight = self.refused = 0
         self.requests.clear()
         self.got_request.clear()
         self.conn_closed.clear()
@@ -144,8 +143,6 @@ class RawServer:
                 plain(refusal, "content-type: application/json", status="429 Too Many Requests")
             else:
                 self.in_flight += 1
-                if self.refused:
-                    self.most_after_refusal = max(self.most_after_refusal, self.in_flight)
                 try:
                     await asyncio.sleep(0.03)
                 finally:

@@ -1331,11 +1331,10 @@ def test_a_provider_that_limits_the_requests_in_flight_gets_that_many_at_once(tm
         result = genguard.batch(
             src, out=tmp_path / "run", base_url=f"{server.base}/two-at-once/v1", api_key=KEY, progress="none"
         )
-        refused, most = server.refused, server.most_after_refusal
+        refused = server.refused
     assert result.counts.ok == 120
     assert result.in_flight_refused == refused > 0
     assert result.in_flight_limit in (2, 3)  # 2, or one more being tried when the run ended
-    assert most <= 2  # never more than the server takes, once it said so
     # The start's first requests (8 go at once), then one each time one more at once is tried (every 32 rounds
     # of lines); each refused request counts its own place on the wire, so the first refusals say 2 at once.
     assert refused <= 8
