@@ -1,7 +1,8 @@
 """Project-wide test helpers: the hypothesis profiles; ``sim``, this suite's short name for the
 ``genguard_sim_reset`` fixture of genguard's pytest plugin; and ``clocked_sim``, a second session simulator
 whose time moves only when a test calls ``fake_clock.advance(seconds)``, for everything that depends on time
-(rate buckets, retry-after verdicts, task progress, link expiry) without sleeps or races with the wall clock.
+(rate buckets, retry-after verdicts, task progress, link expiry) without sleeps or races with the wall clock;
+and ``reference``, a module's simulator with no failures that says what each batch line's answer must be.
 
 Hypothesis runs the ``ci`` profile unless ``HYPOTHESIS_PROFILE`` names another: derandomized, no example
 database, so every run on every machine tries the same examples and a failure reproduces. Long randomized
@@ -18,6 +19,7 @@ import pytest
 from hypothesis import settings
 
 if TYPE_CHECKING:
+    from _batch_helpers import Reference
     from genguard.sim import Simulator
     from genguard.sim._clock import FakeClock
 
@@ -65,3 +67,15 @@ def clocked_sim(_clocked_session: tuple[Simulator, FakeClock]) -> Iterator[Simul
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="module")
+def reference() -> Iterator[Reference]:
+    """The answers a simulator with the same seed and no failures gives, one request at a time (a module's)."""
+    from _batch_helpers import Reference
+    from genguard.sim import Simulator
+
+    with Simulator() as ref:
+        r = Reference(ref)
+        yield r
+        r.close()

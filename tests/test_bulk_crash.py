@@ -14,7 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +29,6 @@ from genguard.sim import Simulator
 
 KEY = "sk-batch-crash-0123456789abcdef"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[Reference]:
-    with Simulator() as ref:
-        r = Reference(ref)
-        yield r
-        r.close()
 
 
 def _command(src: Path, out: Path, sim: Simulator, *extra: str) -> list[str]:

@@ -56,14 +56,12 @@ from genguard.sim import Simulator
 from genguard.sim._chat import openrouter_cost
 
 KEY = "sk-batch-runner-0123456789abcdef"
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[Reference]:
-    with Simulator() as ref:
-        r = Reference(ref)
-        yield r
-        r.close()
+# A chat completion, whole, for the tests' own servers.
+FINE = orjson.dumps({
+    "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
+    "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
+    "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
+})  # fmt: skip
 
 
 def _run(path: Path | None, out: Path, sim: Simulator, **kwargs: Any) -> BatchResult:
@@ -621,11 +619,7 @@ def test_a_provider_that_cannot_be_reached_stops_the_run_with_every_line_pending
 def test_a_provider_that_goes_down_mid_run_stops_it_without_failing_the_lines_on_the_wire(
     sim: Simulator, tmp_path: Path
 ) -> None:
-    answer = orjson.dumps({
-        "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    })  # fmt: skip
+    answer = FINE
     served = [0]
     closing = threading.Event()
 
@@ -722,11 +716,7 @@ def test_a_provider_that_answers_nothing_stops_the_run_and_counts_what_it_may_ha
 
 
 def test_a_line_whose_connection_breaks_while_the_provider_answers_others_ends_failed(tmp_path: Path) -> None:
-    answer = orjson.dumps({
-        "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    })  # fmt: skip
+    answer = FINE
 
     def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
         if b"poison" in body:
@@ -764,11 +754,7 @@ def test_lines_that_time_out_while_the_provider_answers_others_end_failed_and_th
     # both slow requests reached the server, so the order is fixed), before any slow attempt times out, and
     # nothing answers after that. The server serves: the slow lines are the lines' own failures, not a hung
     # provider's, and the run ends. (The first line is answered at once: the limiter's start sends it alone.)
-    answer = orjson.dumps({
-        "id": "c", "object": "chat.completion", "created": 1, "model": MODEL,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}],
-        "usage": {"prompt_tokens": 3, "completion_tokens": 1, "total_tokens": 4},
-    })  # fmt: skip
+    answer = FINE
     lock = threading.Lock()
     slow_seen = [0]
     both_slow_here = threading.Event()

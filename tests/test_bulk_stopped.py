@@ -13,7 +13,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,14 +36,6 @@ from genguard.sim import Simulator
 KEY = "sk-batch-stopped-0123456789abcdef"
 # A retry waits a minute: a line cut off by the stop is waiting for it, never on the wire.
 SLOW_RETRY = RetryPolicy(max_attempts=3, backoff_base=60.0, backoff_max=60.0, jitter=0.0)
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[Reference]:
-    with Simulator() as ref:
-        r = Reference(ref)
-        yield r
-        r.close()
 
 
 def _requests(sim: Simulator) -> int:

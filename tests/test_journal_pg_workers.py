@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -58,14 +58,6 @@ class Recorder:
             return next(replay, None) or await receive()
 
         await self.app(scope, again, send)
-
-
-@pytest.fixture(scope="module")
-def reference() -> Iterator[Reference]:
-    with Simulator() as ref:
-        r = Reference(ref)
-        yield r
-        r.close()
 
 
 def _spawn(argv: list[str]) -> subprocess.Popen[bytes]:
