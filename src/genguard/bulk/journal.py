@@ -397,11 +397,9 @@ def m003_tried(db: sqlite3.Connection) -> None:
     _run(db, "ALTER TABLE lines ADD COLUMN tried INTEGER NOT NULL DEFAULT 0")
 
 
-def migrate(db: sqlite3.Connection, *, path: object = "journal") -> int:
-    """Bring ``db`` to the newest schema, one transaction per migration; the version it ends at.
-
-    Raises :class:`JournalError` for a file written by a newer genguard or by another application.
-    """
+def journal_version(db: sqlite3.Connection, *, path: object = "journal") -> int:
+    """The schema version of ``db`` (0: a new file); :class:`JournalError` for a file written by a newer
+    genguard or by another application."""
     (app,) = db.execute("PRAGMA application_id").fetchone()
     (version,) = db.execute("PRAGMA user_version").fetchone()
     if app not in (0, APPLICATION_ID):
@@ -413,6 +411,15 @@ def migrate(db: sqlite3.Connection, *, path: object = "journal") -> int:
         )
     if version and app != APPLICATION_ID:
         raise JournalError(f"{path} has a user_version but is not a genguard journal")
+    return int(version)
+
+
+def migrate(db: sqlite3.Connection, *, path: object = "journal") -> int:
+    """Bring ``db`` to the newest schema, one transaction per migration; the version it ends at.
+
+    Raises :class:`JournalError` for a file written by a newer genguard or by another application.
+    """
+    version = journal_version(db, path=path)
     for number in range(version + 1, len(MIGRATIONS) + 1):
         db.execute("BEGIN IMMEDIATE")
         try:
@@ -504,13 +511,10 @@ class SQLiteJournal:
         uri = f"{self.path.resolve().as_uri()}?mode=ro&immutable=1"
         self._db = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
         try:
-            (app,) = self._db.execute("PRAGMA application_id").fetchone()
-            (version,) = self._db.execute("PRAGMA user_version").fetchone()
-            if app != APPLICATION_ID:
-                raise JournalError(f"{self.path} is not a genguard journal")
-            if version != len(MIGRATIONS):
+            version = journal_version(self._db, path=self.path)
+            if version < len(MIGRATIONS):
                 raise JournalError(
-                    f"{self.path} is a journal of another genguard version ({version}; this one reads "
+                    f"{self.path} is a journal of an older genguard (journal version {version}; this one reads "
                     f"{len(MIGRATIONS)}) and its folder cannot be written to bring it up to date: read it with "
                     "that version, or copy the folder somewhere writable"
                 )

@@ -618,10 +618,11 @@ class _Run:
         self.wake: asyncio.Future[None] | None = None
         # No more lines in hand than may be sent at once: one beyond that would pass the limiter, then wait for
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
-        self.room = opts.concurrency  # lines at once: fewer after a provider refuses that many in flight
         self.crowded = 0  # 429s that said so
         self.ok_since_crowded = 0
-        self.claim_at = max(1, min(32, self.room // 2))  # shared: lines claimed ahead of the free slots
+        self.claim_at = max(
+            1, min(32, opts.concurrency // 2)
+        )  # shared: lines claimed ahead of the free slots
         self.exhausted = False  # no line was left to claim
         self.all_claimed = False  # alone: the last claim found fewer lines than it asked for
         self.claim_after = 0.0  # shared: after a claim that found nothing, the next one waits until then
@@ -974,16 +975,20 @@ class _Run:
         self.crowded += 1
         if on_wire < 1:
             return
-        self.room = max(1, min(self.room, on_wire - 1))
-        self.started.limit = self.room
+        self.started.limit = max(1, min(self.room, on_wire - 1))
         self.ok_since_crowded = 0
+
+    @property
+    def room(self) -> int:
+        """Lines at once: --concurrency, or fewer after a provider refused that many in flight (_crowded)."""
+        limit = self.started.limit
+        return self.opts.concurrency if limit is None else limit
 
     def _roomier(self) -> None:
         self.ok_since_crowded += 1
         if self.ok_since_crowded >= 32 * self.room:
             self.ok_since_crowded = 0
-            self.room += 1
-            self.started.limit = self.room
+            self.started.limit = self.room + 1
             self.started.wake(every=True)
             self._wake_loop()  # its loop starts the new slot's worker
 
@@ -1609,7 +1614,7 @@ async def arun_batch(
             finished_by=by,
             unpriced=tuple(sorted(run.unpriced)),
             in_flight_refused=run.crowded,
-            in_flight_limit=run.room if run.crowded else None,
+            in_flight_limit=run.started.limit,
         )
     finally:
         setup.close()
