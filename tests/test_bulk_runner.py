@@ -672,6 +672,108 @@ def test_a_provider_that_goes_down_mid_run_stops_it_without_failing_the_lines_on
     check_records(out, [line["custom_id"] for line in lines])
 
 
+class _Outage:
+    """A provider that serves ``first`` requests, then answers every request with ``status`` (a 503, say) until
+    it is ``back``."""
+
+    def __init__(self, first: int, status: int) -> None:
+        self.first, self.status = first, status
+        self.served = 0
+        self.failed = 0
+        self.back = False
+        self.lock = threading.Lock()
+
+    def __call__(self, handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        with self.lock:
+            serve = self.back or self.served < self.first
+            if serve:
+                self.served += 1
+            else:
+                self.failed += 1
+        if serve:
+            answer, status = FINE, 200
+        else:
+            status = self.status
+            answer = orjson.dumps(
+                {"error": {"message": "The server is overloaded or not ready yet.", "type": "server_error"}}
+            )
+        handler.send_response(status)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(answer)))
+        handler.end_headers()
+        handler.wfile.write(answer)
+
+
+@pytest.mark.parametrize(
+    ("status", "said"), [(503, "it is down or overloaded"), (429, "pass another --api-key")]
+)
+def test_a_provider_that_serves_then_fails_every_request_stops_the_run_with_no_line_failed(
+    sim: Simulator, tmp_path: Path, status: int, said: str
+) -> None:
+    lines = lines_of(40)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    outage = _Outage(8, status)
+    with _server(outage) as url:
+        opts = BatchOptions(
+            out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
+        )
+        stopped = run_batch(src, opts)
+        assert stopped.exit_code == EXIT_STOPPED
+        assert stopped.stopped is not None
+        assert f"the provider at {url} has served none of its last" in stopped.stopped
+        assert said in stopped.stopped
+        # Every line the outage met went back to pending (with what its attempts did), none ended failed.
+        c = stopped.counts
+        assert (c.ok, c.failed, c.in_flight, c.pending) == (8, 0, 0, 32)
+        assert c.tried >= 1
+        # Run again while it lasts: the lines resumed with attempts spent are not failed one by one either.
+        again = run_batch(src, opts)
+        assert again.exit_code == EXIT_STOPPED
+        assert again.stopped is not None
+        assert "has served none of its last" in again.stopped
+        assert (again.counts.ok, again.counts.failed) == (8, 0)
+        outage.back = True
+        done = run_batch(src, opts)
+    assert (done.exit_code, done.counts.ok, done.counts.resent) == (EXIT_OK, 40, 0)
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_a_line_the_provider_fails_again_and_again_alone_ends_failed_and_the_run_goes_on(
+    tmp_path: Path,
+) -> None:
+    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        bad = b"poison" in body
+        answer = (
+            orjson.dumps({"error": {"message": "The server had an error", "type": "server_error"}})
+            if bad
+            else FINE
+        )
+        handler.send_response(500 if bad else 200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(answer)))
+        handler.end_headers()
+        handler.wfile.write(answer)
+
+    lines = lines_of(6)
+    lines[-1]["body"]["messages"][0]["content"] = "poison"  # the last line, alone on the wire: no other fails
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    with _server(serve) as url:
+        opts = BatchOptions(
+            out=out, base_url=url, api_keys=(KEY,), concurrency=2, progress="none", retry=FAST_RETRY
+        )
+        result = run_batch(src, opts)
+    assert result.stopped is None
+    assert (result.exit_code, result.counts.ok, dict(result.counts.by_code)) == (
+        EXIT_FAILED,
+        5,
+        {"server_error": 1},
+    )
+    by_id = check_records(out, [line["custom_id"] for line in lines])
+    assert by_id[lines[-1]["custom_id"]]["genguard"]["attempts"] == 3
+
+
 def test_a_provider_that_answers_nothing_stops_the_run_and_counts_what_it_may_have_billed(
     sim: Simulator, tmp_path: Path
 ) -> None:

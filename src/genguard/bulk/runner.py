@@ -105,6 +105,11 @@ _RUN_STOPPERS = {
     ),
 }
 _NO_ANSWER = frozenset({"connection_error", "timeout"})  # a line's end with no answer from the server
+# Answers that serve nothing and say the provider, not the line, failed (it is down, overloaded, or refuses every
+# request): a run whose answers are all these, mid-run, stops rather than end every line failed (_Run.line).
+_UNSERVED = frozenset(
+    {"server_error", "bad_gateway", "unavailable", "gateway_timeout", "invalid_response", "rate_limited"}
+)
 # Hard failures that judge the line's own content: the provider read the request, so it is there and set right.
 _ABOUT_THE_LINE = frozenset({"prompt_blocked", "context_length_exceeded", "request_too_large"})
 # Lines in a row ending with the same hard failure, before any line of the run was served, that stop it.
@@ -270,14 +275,16 @@ class _Tries:
     provider bills an answer genguard judges failed, an empty one say). A line a stop cuts off keeps them
     (``Journal.release(tried=...)``). ``before`` counts its attempts in earlier runs: its attempt numbers go on
     from there. ``refused`` counts those that never connected (refused, unresolved): nothing reached the
-    provider, so they do not count against the line's budget."""
+    provider, so they do not count against the line's budget. ``unserved`` counts those answered with a failure of
+    the provider's (_UNSERVED): after a stop for an outage they count as one (_Run._keep)."""
 
-    __slots__ = ("answers", "before", "events", "refused")
+    __slots__ = ("answers", "before", "events", "refused", "unserved")
 
     def __init__(self, before: int = 0) -> None:
         self.before = before
         self.events: list[AttemptEvent] = []
         self.refused = 0
+        self.unserved = 0
         # The model and usage of each answer; priced only for a line cut off (an ended line's outcome has its cost).
         self.answers: list[tuple[str, Usage]] = []
 
@@ -317,6 +324,9 @@ class _OnWire(set[str]):
         # When an attempt of any line last had an answer (any HTTP status), on the clock of AttemptEvent.at:
         # whether the provider is there (see _Run.line).
         self.answered_at = -math.inf
+        # When an answer last served (any but _UNSERVED's codes), and how many answers came since, none serving.
+        self.served_at = -math.inf
+        self.unserved = 0
         # Told of a 429 that says the provider limits the requests in flight, with how many were on the wire.
         self.crowded: Callable[[int], None] | None = None
         # Since then, the most attempts let on the wire at once (a retry too waits for room, rather than be
@@ -412,6 +422,11 @@ def _event_hook(attempt: Attempt) -> None:
             wire.wake()
         if attempt.status is not None:
             wire.answered_at = at
+            if attempt.code in _UNSERVED:
+                wire.unserved += 1
+            else:
+                wire.served_at = at
+                wire.unserved = 0
             if (
                 attempt.code == "rate_limited"
                 and wire.crowded is not None
@@ -422,6 +437,8 @@ def _event_hook(attempt: Attempt) -> None:
     if tries is not None:
         if attempt.status is None and never_connected(attempt.message):
             tries.refused += 1
+        elif attempt.status is not None and attempt.code in _UNSERVED:
+            tries.unserved += 1
         sent = _SENT_AT.get()
         latency = None if sent is None else time.monotonic() - sent
         tries.events.append(
@@ -657,6 +674,10 @@ class _Run:
         # for the lines' own (an answer longer than --timeout), and does not send them again and again.
         self.went_on_timeouts = opts.retry_failed is not None or bool(journal.get_meta("timed_out"))
         self.timed_out = False
+        # Whether the provider has served lines, so that a stretch of answers all failures is it going down (see
+        # line): a line of this run served, or the run before stopped so (the provider has served this input).
+        self.has_served = bool(journal.get_meta("down"))
+        self.down = False  # this run stopped for that
         # Until a line is served: the last hard failure's code, and how many lines in a row ended with it.
         self.failing: tuple[str | None, int] = (None, 0)
         self.last_flush = self.t0
@@ -763,6 +784,21 @@ class _Run:
             # server went away) leaves its line in flight and named in the sent log: the resumed run sends it
             # again counted as "may have been billed twice".
             release = unsent
+        elif (
+            stopper is None
+            and outcome.code in _UNSERVED
+            and self.has_served
+            and events
+            and self.started.served_at < _began(events[-1])
+            and self.started.unserved > len(events)
+        ):
+            # Lines were served, then nothing: every answer since this line's last attempt began was a failure,
+            # other lines' too (a line alone failing again and again is its own failure). The provider is down,
+            # overloaded or refuses every request: recorded, every line would end failed in turn once its
+            # attempts were spent (300 lines, a 90 s outage of 503s: 227 ended failed, 1,435 requests). The
+            # line goes back to pending with its attempts kept, as do the lines waiting for a retry.
+            stopper = self._down(outcome, time.time() - max(self.started.served_at, _began(events[0])))
+            self.down = True
         if stopper is not None:
             what, fix = stopper
             said = f": {outcome.message}" if outcome.message else ""
@@ -774,7 +810,7 @@ class _Run:
             self._keep(claimed, tries, release=release)
             return
         if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
-            self.served = True
+            self.served = self.has_served = True
         elif not self.served:
             self._same_hard_failure(outcome)
         if tries.before:
@@ -822,8 +858,14 @@ class _Run:
     ) -> None:
         """A line a stop cut off, unended: back to pending (``release``) or left in flight (its request may be on
         the wire), keeping what its attempts did: their events, their cost, its attempt budget."""
-        # What counts against its budget: the attempts that may have reached the provider.
-        attempts = (len(tries.events) - tries.refused if tries is not None else 0) + on_wire
+        # What counts against its budget: the attempts that may have reached the provider; after a stop for an
+        # outage (line), those it answered with a failure of its own count as one: given one attempt, the first
+        # line of a run resumed while the outage lasts to fail would be alone in failing, and end failed for it.
+        attempts = int(on_wire)
+        if tries is not None:
+            attempts += len(tries.events) - tries.refused
+            if self.down and tries.unserved:
+                attempts -= tries.unserved - 1
         kept: list[Tried] = []
         if tries is not None and (attempts or tries.events):
             spend = tries.spend()
@@ -889,6 +931,18 @@ class _Run:
             f"the provider at {where} cannot be reached: nothing answered for {waited_s:.0f} s",
             "check --base-url, the network and that the server is up",
         )
+
+    def _down(self, outcome: Outcome, waited_s: float) -> tuple[str, str]:
+        where = mask_url(self.client.base_url)
+        what = f"the provider at {where} has served none of its last {self.started.unserved} answers"
+        if waited_s >= 1:
+            what += f", over {_span(waited_s)}"
+        if outcome.code == "rate_limited":
+            return what, (
+                "it refuses every request (a limit spent for the day, a key shared with other clients): wait "
+                "until it serves again, or pass another --api-key"
+            )
+        return what, "it is down or overloaded: wait until it serves again"
 
     def _stop(self, reason: str) -> None:
         if self.stop_reason is None:
@@ -1573,7 +1627,7 @@ async def arun_batch(
             # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
             stopped = _stopped_for(run)
             journal.set_meta({"stopped": stopped, "failing_alike": run.failing_alike,
-                              "timed_out": run.timed_out or None})  # fmt: skip
+                              "timed_out": run.timed_out or None, "down": run.down or None})  # fmt: skip
         counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
