@@ -739,6 +739,50 @@ def test_a_provider_that_serves_then_fails_every_request_stops_the_run_with_no_l
     check_records(out, [line["custom_id"] for line in lines])
 
 
+def test_a_block_of_lines_the_provider_always_fails_does_not_stop_every_run(tmp_path: Path) -> None:
+    # More lines than are sent at once that the provider fails whenever they are sent (a 500 on their content)
+    # look like an outage while they are all on the wire: the run stops. Run again, and again, the runs get past
+    # them (they end failed) instead of stopping each time with them pending.
+    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+        bad = b"poison" in body
+        answer = (
+            orjson.dumps({"error": {"message": "The server had an error", "type": "server_error"}})
+            if bad
+            else FINE
+        )
+        handler.send_response(500 if bad else 200)
+        handler.send_header("content-type", "application/json")
+        handler.send_header("content-length", str(len(answer)))
+        handler.end_headers()
+        handler.wfile.write(answer)
+
+    lines = lines_of(40)
+    for line in lines[8:30]:
+        line["body"]["messages"][0]["content"] = "poison"
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    runs = []
+    with _server(serve) as url:
+        opts = BatchOptions(
+            out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
+        )
+        while len(runs) < 6:
+            runs.append(run_batch(src, opts))
+            if runs[-1].stopped is None:
+                break
+    assert [r.exit_code for r in runs[:-1]] == [EXIT_STOPPED] * (len(runs) - 1)
+    assert runs[0].stopped is not None
+    assert "has served none of its last" in runs[0].stopped
+    last = runs[-1]
+    assert last.stopped is None, [r.stopped for r in runs]
+    assert (last.exit_code, last.counts.ok, dict(last.counts.by_code)) == (
+        EXIT_FAILED,
+        18,
+        {"server_error": 22},
+    )
+    check_records(out, [line["custom_id"] for line in lines])
+
+
 def test_a_line_the_provider_fails_again_and_again_alone_ends_failed_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:

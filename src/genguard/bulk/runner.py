@@ -675,8 +675,11 @@ class _Run:
         self.went_on_timeouts = opts.retry_failed is not None or bool(journal.get_meta("timed_out"))
         self.timed_out = False
         # Whether the provider has served lines, so that a stretch of answers all failures is it going down (see
-        # line): a line of this run served, or the run before stopped so (the provider has served this input).
+        # line): a line of this run served (served_now), or the run before stopped so after serving lines itself.
+        # Only then: lines that fail whenever they are sent (a block of them, more than are sent at once) would
+        # otherwise stop every run in turn, and a run that served nothing does not carry it on.
         self.has_served = bool(journal.get_meta("down"))
+        self.served_now = False
         self.down = False  # this run stopped for that
         # Until a line is served: the last hard failure's code, and how many lines in a row ended with it.
         self.failing: tuple[str | None, int] = (None, 0)
@@ -810,7 +813,7 @@ class _Run:
             self._keep(claimed, tries, release=release)
             return
         if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
-            self.served = self.has_served = True
+            self.served = self.has_served = self.served_now = True
         elif not self.served:
             self._same_hard_failure(outcome)
         if tries.before:
@@ -1627,7 +1630,8 @@ async def arun_batch(
             # Shared, a worker's stop (its deadline, its cost cap) is not the run's: the others go on.
             stopped = _stopped_for(run)
             journal.set_meta({"stopped": stopped, "failing_alike": run.failing_alike,
-                              "timed_out": run.timed_out or None, "down": run.down or None})  # fmt: skip
+                              "timed_out": run.timed_out or None,
+                              "down": (run.down and run.served_now) or None})  # fmt: skip
         counts = _fresh_counts(journal)
         snap = run.snapshot()
         shown.close(snap)
