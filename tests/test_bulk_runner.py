@@ -676,8 +676,10 @@ class _Outage:
     """A provider that serves ``first`` requests, then answers every request with ``status`` (a 503, say) until
     it is ``back``."""
 
-    def __init__(self, first: int, status: int) -> None:
-        self.first, self.status = first, status
+    def __init__(
+        self, first: int, status: int, message: str = "The server is overloaded or not ready yet."
+    ) -> None:
+        self.first, self.status, self.message = first, status, message
         self.served = 0
         self.failed = 0
         self.back = False
@@ -694,9 +696,7 @@ class _Outage:
             answer, status = FINE, 200
         else:
             status = self.status
-            answer = orjson.dumps(
-                {"error": {"message": "The server is overloaded or not ready yet.", "type": "server_error"}}
-            )
+            answer = orjson.dumps({"error": {"message": self.message, "type": "invalid_request_error"}})
         handler.send_response(status)
         handler.send_header("content-type", "application/json")
         handler.send_header("content-length", str(len(answer)))
@@ -736,6 +736,42 @@ def test_a_provider_that_serves_then_fails_every_request_stops_the_run_with_no_l
         outage.back = True
         done = run_batch(src, opts)
     assert (done.exit_code, done.counts.ok, done.counts.resent) == (EXIT_OK, 40, 0)
+    check_records(out, [line["custom_id"] for line in lines])
+
+
+def test_a_model_gone_mid_run_stops_it_after_ten_lines_in_a_row_and_the_run_after_goes_past(
+    tmp_path: Path,
+) -> None:
+    lines = lines_of(40)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    gone = _Outage(8, 404, "The model `gpt-4o-mini` does not exist or you do not have access to it.")
+    with _server(gone) as url:
+        opts = BatchOptions(
+            out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
+        )
+        stopped = run_batch(src, opts)
+        assert stopped.exit_code == EXIT_STOPPED
+        assert stopped.stopped is not None
+        assert stopped.stopped.startswith(
+            "the last 10 lines to end all failed with model_not_found (HTTP 404: "
+        )
+        assert "after lines of this run were served" in stopped.stopped
+        assert "--retry-failed model_not_found" in stopped.stopped
+        # Ten in a row ended failed (and those on the wire with them); the rest were never sent.
+        c = stopped.counts
+        assert c.ok == 8
+        assert 10 <= c.failed <= 13
+        assert dict(c.by_code) == {"model_not_found": c.failed}
+        assert c.pending == 40 - 8 - c.failed
+        assert gone.failed == c.failed  # not retried: a 404 cannot succeed
+        # Run again unchanged: taken as the lines' own failures, the run goes past them to the end.
+        onward = run_batch(src, opts)
+        assert onward.stopped is None
+        assert (onward.exit_code, onward.counts.ok, onward.counts.failed) == (EXIT_FAILED, 8, 32)
+        gone.back = True
+        done = run_batch(src, replace(opts, retry_failed=("model_not_found",)))
+    assert (done.exit_code, done.counts.ok) == (EXIT_OK, 40)
     check_records(out, [line["custom_id"] for line in lines])
 
 

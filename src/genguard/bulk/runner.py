@@ -112,6 +112,10 @@ _UNSERVED = frozenset(
 )
 # Hard failures that judge the line's own content: the provider read the request, so it is there and set right.
 _ABOUT_THE_LINE = frozenset({"prompt_blocked", "context_length_exceeded", "request_too_large"})
+# Hard failures that say the provider no longer has, or lets this key use, what the lines ask for (a model
+# retired, a deployment deleted, access withdrawn): lines ending in a row with one of these after lines were
+# served stop the run (_Run._gone), as at its start.
+_GONE = frozenset({"model_not_found", "not_found", "permission_denied"})
 # Lines in a row ending with the same hard failure, before any line of the run was served, that stop it.
 _SAME_FAILURE_LINES = 10
 _FLUSH_EVERY_S = 0.05
@@ -669,7 +673,9 @@ class _Run:
         # failing alike stop it; not in a run sending failures again, nor in the run after such a stop, taken as
         # the user's word that these failures are the lines' own.
         self.served = opts.retry_failed is not None or journal.get_meta("failing_alike") is not None
+        self.went_past = self.served  # the user's word holds after lines are served too (_gone)
         self.failing_alike: str | None = None  # the code of the lines that stopped this run
+        self.gone: tuple[str | None, int] = (None, 0)  # after lines were served: the same, for _GONE's codes
         # The same for a stop on lines that timed out with no answer from anywhere: the run after it takes them
         # for the lines' own (an answer longer than --timeout), and does not send them again and again.
         self.went_on_timeouts = opts.retry_failed is not None or bool(journal.get_meta("timed_out"))
@@ -814,8 +820,11 @@ class _Run:
             return
         if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
             self.served = self.has_served = self.served_now = True
+            self.gone = (None, 0)
         elif not self.served:
             self._same_hard_failure(outcome)
+        elif outcome.code in _GONE and self.served_now and not self.went_past:
+            self._gone(outcome)
         if tries.before:
             # Attempts made in runs a stop cut short: this run's go on from them.
             outcome = _renumbered(outcome, tries.before)
@@ -905,21 +914,43 @@ class _Run:
         model the provider does not have, a parameter it refuses: every line would fail alike, one after the
         other, retried when retryable (300 lines against a plain web server: 1,800 requests in 81 s). These
         lines end failed, as they did; the rest stay pending."""
-        code, count = self.failing
-        count = count + 1 if outcome.code == code else 1
-        self.failing = (outcome.code, count)
-        if count < _SAME_FAILURE_LINES:
-            return
-        status = f"HTTP {outcome.status}" if outcome.status is not None else ""
-        said = ": ".join(x for x in (status, outcome.message) if x)
-        self.failing_alike = outcome.code or "unknown"
-        self._stop(
-            f"the first {count} lines to end all failed with {outcome.code}{f' ({said})' if said else ''}, and "
-            "none was served: the provider or the settings are more likely at fault than the lines; "
-            "check --base-url, the model and the parameters against errors.jsonl, then run the same command "
-            "again (if these failures are the lines' own, it goes on past them; --retry-failed "
-            f"{outcome.code} sends these lines again)"
+        self.failing = self._alike(
+            self.failing,
+            outcome,
+            "the first {count} lines to end all failed with {said}, and none was served: the provider or the "
+            "settings are more likely at fault than the lines; check --base-url, the model and the parameters",
         )
+
+    def _gone(self, outcome: Outcome) -> None:
+        """Lines were served, and now lines end one after another with the same failure of _GONE's: the
+        provider no longer has what they ask for (a deployment deleted mid-run answers every line 404 at once,
+        and the rest of the input would end failed in seconds). Stop when _SAME_FAILURE_LINES have, in a row; as
+        at a run's start, these lines end failed and the run after this one goes past such failures."""
+        self.gone = self._alike(
+            self.gone,
+            outcome,
+            "the last {count} lines to end all failed with {said}, after lines of this run were served: the "
+            "provider no longer has, or lets this key use, what they ask for (a model retired, a deployment "
+            "deleted, access withdrawn); check the model and the key",
+        )
+
+    def _alike(self, seen: tuple[str | None, int], outcome: Outcome, what: str) -> tuple[str | None, int]:
+        """Count one more line ending with ``outcome``'s failure after ``seen`` (the code of the lines before it
+        and how many in a row); stop the run, saying ``what``, when _SAME_FAILURE_LINES have."""
+        code, count = seen
+        count = count + 1 if outcome.code == code else 1
+        if count >= _SAME_FAILURE_LINES:
+            status = f"HTTP {outcome.status}" if outcome.status is not None else ""
+            said = ": ".join(x for x in (status, outcome.message) if x)
+            self.failing_alike = outcome.code or "unknown"
+            said = f"{outcome.code}{f' ({said})' if said else ''}"
+            self._stop(
+                what.format(count=count, said=said)
+                + " against errors.jsonl, then run the same command again (if "
+                f"these failures are the lines' own, it goes on past them; --retry-failed {outcome.code} sends "
+                "these lines again)"
+            )
+        return outcome.code, count
 
     def _unreachable(self, code: str, waited_s: float) -> tuple[str, str]:
         where = mask_url(self.client.base_url)
