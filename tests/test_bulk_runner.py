@@ -6,6 +6,8 @@ cost cap, the deadline) stops it with the rest pending, to be finished by the sa
 from __future__ import annotations
 
 import asyncio
+import io
+import re
 import socket
 import threading
 import time
@@ -36,6 +38,7 @@ from _batch_helpers import (
 )
 from genguard.bulk import runner as runner_module
 from genguard.bulk.journal import BatchCounts
+from genguard.bulk.progress import PlainProgress
 from genguard.bulk.report import render_html, render_summary, summary
 from genguard.bulk.runner import (
     EXIT_FAILED,
@@ -718,11 +721,18 @@ def test_a_provider_that_serves_then_fails_every_request_stops_the_run_with_no_l
         opts = BatchOptions(
             out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
         )
-        stopped = run_batch(src, opts)
+        shown = io.StringIO()
+        stopped = run_batch(src, opts, progress=PlainProgress(shown, every=0.0))
         assert stopped.exit_code == EXIT_STOPPED
         assert stopped.stopped is not None
         assert f"the provider at {url} has served none of its last" in stopped.stopped
         assert said in stopped.stopped
+        # While the lines retried, before any ended, the progress said why nothing moved.
+        code = "unavailable" if status == 503 else "rate_limited"
+        assert re.search(
+            rf"ok 8 · failed 0 .* · none of the last \d+ answers served \({code}\), retrying",
+            shown.getvalue(),
+        )
         # Every line the outage met went back to pending (with what its attempts did), none ended failed.
         c = stopped.counts
         assert (c.ok, c.failed, c.in_flight, c.pending) == (8, 0, 0, 32)

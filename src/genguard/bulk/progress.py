@@ -28,6 +28,9 @@ ProgressMode = Literal["auto", "plain", "none"]
 PROGRESS_MODES: tuple[ProgressMode, ...] = ("auto", "plain", "none")
 
 
+_TROUBLE_AFTER = 8  # answers in a row that served nothing before the progress says so
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Where a run stands."""
@@ -45,6 +48,17 @@ class Snapshot:
     cost_usd: float | None = None
     elapsed_s: float = 0.0
     note: str | None = None  # why the run is stopping, when it is
+    # Answers in a row, the latest ones, that served nothing (a 5xx, a 429...): an outage shows here while the
+    # lines retry, before any of them ends; with the last one's code.
+    unserved: int = 0
+    unserved_code: str | None = None
+
+    @property
+    def trouble(self) -> str | None:
+        """What the latest answers say when none of the last few served anything, else ``None``."""
+        if self.unserved < _TROUBLE_AFTER or self.note:
+            return None  # (a stop's note says more)
+        return f"none of the last {self.unserved} answers served ({self.unserved_code}), retrying"
 
     @property
     def eta_s(self) -> float | None:
@@ -91,6 +105,9 @@ def line_of(snap: Snapshot) -> str:
     line = " · ".join(parts)
     if codes:
         line += f" · failures: {codes}"
+    trouble = snap.trouble
+    if trouble:
+        line += f" · {trouble}"
     if snap.note:
         line += f" · {snap.note}"
     return line
@@ -169,6 +186,9 @@ class RichProgress:
         if snap.by_code:
             codes = "  ".join(f"{c} {n}" for c, n in sorted(snap.by_code.items(), key=lambda kv: -kv[1]))
             table.add_row("failures", codes)
+        trouble = snap.trouble
+        if trouble:
+            table.add_row("provider", f"[yellow]{trouble}[/]")
         if snap.note:
             table.add_row("note", f"[yellow]{snap.note}[/]")
         return table

@@ -331,6 +331,7 @@ class _OnWire(set[str]):
         # When an answer last served (any but _UNSERVED's codes), and how many answers came since, none serving.
         self.served_at = -math.inf
         self.unserved = 0
+        self.unserved_code: str | None = None
         # Told of a 429 that says the provider limits the requests in flight, with how many were on the wire.
         self.crowded: Callable[[int], None] | None = None
         # Since then, the most attempts let on the wire at once (a retry too waits for room, rather than be
@@ -428,6 +429,7 @@ def _event_hook(attempt: Attempt) -> None:
             wire.answered_at = at
             if attempt.code in _UNSERVED:
                 wire.unserved += 1
+                wire.unserved_code = attempt.code
             else:
                 wire.served_at = at
                 wire.unserved = 0
@@ -1053,6 +1055,8 @@ class _Run:
             cost_usd=c.cost_usd if c.cost_usd else None,
             elapsed_s=now - self.t0,
             note=self.stop_reason,
+            unserved=self.started.unserved,
+            unserved_code=self.started.unserved_code,
         )
 
     def _crowded(self, on_wire: int) -> None:
