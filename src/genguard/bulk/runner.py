@@ -943,11 +943,10 @@ class _Run:
         count = count + 1 if outcome.code == code else 1
         if count >= _SAME_FAILURE_LINES:
             status = f"HTTP {outcome.status}" if outcome.status is not None else ""
-            said = ": ".join(x for x in (status, outcome.message) if x)
+            told = ": ".join(x for x in (status, outcome.message) if x)
             self.failing_alike = outcome.code or "unknown"
-            said = f"{outcome.code}{f' ({said})' if said else ''}"
             self._stop(
-                what.format(count=count, said=said)
+                what.format(count=count, said=f"{outcome.code}{f' ({told})' if told else ''}")
                 + " against errors.jsonl, then run the same command again (if "
                 f"these failures are the lines' own, it goes on past them; --retry-failed {outcome.code} sends "
                 "these lines again)"
