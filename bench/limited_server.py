@@ -8,6 +8,10 @@ through and refused.
     python bench/limited_server.py in-flight N PORT LATENCY_S [RETRY_AFTER]
         N requests at a time, each answered after LATENCY_S; one more is refused with a 429 that says so
         ("Too many concurrent requests"), with RETRY_AFTER if given
+    python bench/limited_server.py outage N PORT SECONDS [STATUS] [LATENCY_S]
+        serves the first N requests, then answers every request for SECONDS with STATUS (503 by default, "The
+        server is overloaded or not ready yet."; 429 for a limit spent), then serves again; each answer after
+        LATENCY_S (default 0.05)
 
     genguard batch IN.jsonl --out DIR --base-url http://127.0.0.1:PORT/v1 --api-key sk-local-12345678 --json
     curl -s 127.0.0.1:PORT/stats
@@ -31,16 +35,19 @@ ok: dict[int, int] = {}  # by second
 refused: dict[int, int] = {}
 
 
-def _refuse(message: str, retry_after: str) -> web.Response:
+def _tally(table: dict[int, int]) -> None:
     second = int(time.monotonic())
-    refused[second] = refused.get(second, 0) + 1
+    table[second] = table.get(second, 0) + 1
+
+
+def _refuse(message: str, retry_after: str) -> web.Response:
+    _tally(refused)
     body = {"error": {"message": message, "type": "requests", "code": "rate_limit_exceeded"}}
     return web.json_response(body, status=429, headers={"retry-after": retry_after} if retry_after else {})
 
 
 def _answer() -> web.Response:
-    second = int(time.monotonic())
-    ok[second] = ok.get(second, 0) + 1
+    _tally(ok)
     return web.json_response(ANSWER)
 
 
@@ -83,6 +90,29 @@ def in_flight(
     return chat
 
 
+def outage(
+    first: int, seconds: float, status: int, latency_s: float
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    state: dict[str, float] = {"seen": 0, "down_at": 0.0}
+
+    async def chat(request: web.Request) -> web.Response:
+        await request.read()
+        state["seen"] += 1
+        if state["seen"] == first + 1:
+            state["down_at"] = time.monotonic()
+        down = state["seen"] > first and time.monotonic() - state["down_at"] < seconds
+        await asyncio.sleep(latency_s)
+        if not down:
+            return _answer()
+        if status == 429:
+            return _refuse("You exceeded your current limit for today.", "")
+        _tally(refused)
+        body = {"error": {"message": "The server is overloaded or not ready yet.", "type": "server_error"}}
+        return web.json_response(body, status=status)
+
+    return chat
+
+
 async def stats(request: web.Request) -> web.Response:
     seconds = sorted(set(ok) | set(refused))
     return web.json_response({
@@ -92,12 +122,19 @@ async def stats(request: web.Request) -> web.Response:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) < 3 or argv[0] not in ("fixed-window", "in-flight"):
+    if len(argv) < 3 or argv[0] not in ("fixed-window", "in-flight", "outage"):
         raise SystemExit(__doc__)
     kind, number, port, *rest = argv
     if kind == "fixed-window":
         chat = fixed_window(
             int(number), rest[0] if rest else "bare", float(rest[1]) if len(rest) > 1 else 0.0
+        )
+    elif kind == "outage":
+        chat = outage(
+            int(number),
+            float(rest[0]) if rest else 60.0,
+            int(rest[1]) if len(rest) > 1 else 503,
+            float(rest[2]) if len(rest) > 2 else 0.05,
         )
     else:
         chat = in_flight(int(number), float(rest[0]) if rest else 0.1, rest[1] if len(rest) > 1 else "")
