@@ -112,6 +112,12 @@ _UNSERVED = frozenset(
 )
 # Hard failures that judge the line's own content: the provider read the request, so it is there and set right.
 _ABOUT_THE_LINE = frozenset({"prompt_blocked", "context_length_exceeded", "request_too_large"})
+# A mean over about this many answers: the share of them that served nothing (_OnWire.unserved_share), kept
+# each answer as _SHARE_KEEP of itself; and how unlikely a run of failures must be from a provider failing that
+# share of the answers, at random, to be taken for an outage (a run of 20 against one failing half its answers).
+_SHARE_ANSWERS = 128
+_SHARE_KEEP = 1.0 - 1.0 / _SHARE_ANSWERS
+_FLAKY_ODDS = 1e-6
 # Hard failures that say the provider no longer has, or lets this key use, what the lines ask for (a model
 # retired, a deployment deleted, access withdrawn): lines ending in a row with one of these after lines were
 # served stop the run (_Run._gone), as at its start.
@@ -332,6 +338,9 @@ class _OnWire(set[str]):
         self.served_at = -math.inf
         self.unserved = 0
         self.unserved_code: str | None = None
+        # The share of answers that served nothing, lately (a mean over about _SHARE_ANSWERS answers, the run of
+        # them since the last that served not counted yet): how unlikely that run is from a flaky provider.
+        self.unserved_share = 0.1
         # Told of a 429 that says the provider limits the requests in flight, with how many were on the wire.
         self.crowded: Callable[[int], None] | None = None
         # Since then, the most attempts let on the wire at once (a retry too waits for room, rather than be
@@ -432,7 +441,10 @@ def _event_hook(attempt: Attempt) -> None:
                 wire.unserved_code = attempt.code
             else:
                 wire.served_at = at
-                wire.unserved = 0
+                if wire.unserved:
+                    wire.unserved_share = 1.0 - (1.0 - wire.unserved_share) * _SHARE_KEEP**wire.unserved
+                    wire.unserved = 0
+                wire.unserved_share *= _SHARE_KEEP
             if (
                 attempt.code == "rate_limited"
                 and wire.crowded is not None
@@ -687,6 +699,8 @@ class _Run:
         # Only then: lines that fail whenever they are sent (a block of them, more than are sent at once) would
         # otherwise stop every run in turn, and a run that served nothing does not carry it on.
         self.has_served = bool(journal.get_meta("down"))
+        if self.has_served:
+            self.started.unserved_share = 0.0  # the failures of a run resumed in an outage go on from its own
         self.served_now = False
         self.down = False  # this run stopped for that
         # Until a line is served: the last hard failure's code, and how many lines in a row ended with it.
@@ -802,12 +816,15 @@ class _Run:
             and events
             and self.started.served_at < _began(events[-1])
             and self.started.unserved > len(events)
+            and self.started.unserved_share**self.started.unserved < _FLAKY_ODDS
         ):
             # Lines were served, then nothing: every answer since this line's last attempt began was a failure,
-            # other lines' too (a line alone failing again and again is its own failure). The provider is down,
-            # overloaded or refuses every request: recorded, every line would end failed in turn once its
-            # attempts were spent (300 lines, a 90 s outage of 503s: 227 ended failed, 1,435 requests). The
-            # line goes back to pending with its attempts kept, as do the lines waiting for a retry.
+            # other lines' too (a line alone failing again and again is its own failure), and more of them in a
+            # row than a provider failing as often as this one lately would give once in _FLAKY_ODDS (against
+            # one failing half its answers, 20; against one that failed none, this line's attempts and one). The
+            # provider is down, overloaded or refuses every request: recorded, every line would end failed in
+            # turn once its attempts were spent (300 lines, a 90 s outage of 503s: 227 ended failed, 1,435
+            # requests). The line goes back to pending with its attempts kept, as do the lines waiting for a retry.
             stopper = self._down(outcome, time.time() - max(self.started.served_at, _began(events[0])))
             self.down = True
         if stopper is not None:
