@@ -787,6 +787,23 @@ def test_a_model_gone_mid_run_stops_it_after_ten_lines_in_a_row_and_the_run_afte
     check_records(out, [line["custom_id"] for line in lines])
 
 
+def test_a_provider_failing_half_its_answers_at_random_is_not_taken_for_an_outage(
+    sim: Simulator, tmp_path: Path
+) -> None:
+    # Runs of failed answers come at random from such a provider (one in eight lines spends its three attempts):
+    # the run goes on to the end, each line retried, some ending failed.
+    sim.configure(chaos="server_error=0.5")
+    lines = lines_of(300)
+    src = write_input(tmp_path / "in.jsonl", lines)
+    out = tmp_path / "run"
+    result = _run(src, out, sim, concurrency=4, retry=FAST_RETRY)
+    assert result.stopped is None
+    assert result.exit_code == EXIT_FAILED
+    assert set(result.counts.by_code) == {"server_error"}
+    assert result.counts.failed >= 10  # about 300 / 8
+    check_records(out, [line["custom_id"] for line in lines])
+
+
 def test_a_block_of_lines_the_provider_always_fails_does_not_stop_every_run(tmp_path: Path) -> None:
     # More lines than are sent at once that the provider fails whenever they are sent (a 500 on their content)
     # look like an outage while they are all on the wire: the run stops. Run again, and again, the runs get past
