@@ -804,30 +804,32 @@ def test_a_provider_failing_half_its_answers_at_random_is_not_taken_for_an_outag
     check_records(out, [line["custom_id"] for line in lines])
 
 
+def _fail_poison(handler: BaseHTTPRequestHandler, body: bytes) -> None:
+    """Answer a 500 to a request whose body says "poison", a chat completion to any other."""
+    bad = b"poison" in body
+    answer = (
+        orjson.dumps({"error": {"message": "The server had an error", "type": "server_error"}})
+        if bad
+        else FINE
+    )
+    handler.send_response(500 if bad else 200)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(answer)))
+    handler.end_headers()
+    handler.wfile.write(answer)
+
+
 def test_a_block_of_lines_the_provider_always_fails_does_not_stop_every_run(tmp_path: Path) -> None:
     # More lines than are sent at once that the provider fails whenever they are sent (a 500 on their content)
     # look like an outage while they are all on the wire: the run stops. Run again, and again, the runs get past
     # them (they end failed) instead of stopping each time with them pending.
-    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
-        bad = b"poison" in body
-        answer = (
-            orjson.dumps({"error": {"message": "The server had an error", "type": "server_error"}})
-            if bad
-            else FINE
-        )
-        handler.send_response(500 if bad else 200)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(answer)))
-        handler.end_headers()
-        handler.wfile.write(answer)
-
     lines = lines_of(40)
     for line in lines[8:30]:
         line["body"]["messages"][0]["content"] = "poison"
     src = write_input(tmp_path / "in.jsonl", lines)
     out = tmp_path / "run"
-    runs = []
-    with _server(serve) as url:
+    runs: list[BatchResult] = []
+    with _server(_fail_poison) as url:
         opts = BatchOptions(
             out=out, base_url=url, api_keys=(KEY,), concurrency=4, progress="none", retry=FAST_RETRY
         )
@@ -851,24 +853,11 @@ def test_a_block_of_lines_the_provider_always_fails_does_not_stop_every_run(tmp_
 def test_a_line_the_provider_fails_again_and_again_alone_ends_failed_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
-    def serve(handler: BaseHTTPRequestHandler, body: bytes) -> None:
-        bad = b"poison" in body
-        answer = (
-            orjson.dumps({"error": {"message": "The server had an error", "type": "server_error"}})
-            if bad
-            else FINE
-        )
-        handler.send_response(500 if bad else 200)
-        handler.send_header("content-type", "application/json")
-        handler.send_header("content-length", str(len(answer)))
-        handler.end_headers()
-        handler.wfile.write(answer)
-
     lines = lines_of(6)
     lines[-1]["body"]["messages"][0]["content"] = "poison"  # the last line, alone on the wire: no other fails
     src = write_input(tmp_path / "in.jsonl", lines)
     out = tmp_path / "run"
-    with _server(serve) as url:
+    with _server(_fail_poison) as url:
         opts = BatchOptions(
             out=out, base_url=url, api_keys=(KEY,), concurrency=2, progress="none", retry=FAST_RETRY
         )
