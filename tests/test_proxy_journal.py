@@ -159,6 +159,24 @@ def test_exchanges_a_killed_proxy_never_recorded_do_not_take_the_next_ones_place
     assert lines["pending"] == 0
 
 
+def test_the_report_of_a_proxy_killed_between_loading_and_recording_counts_those_exchanges_in_flight(
+    tmp_path: Path,
+) -> None:
+    from genguard.bulk.journal import SQLiteJournal
+    from genguard.bulk.model import Line, line_key
+
+    # The proxy commits its exchanges' lines, then records them: a kill between the two leaves them pending,
+    # and the report is read before any proxy starts again on the folder.
+    with SQLiteJournal(tmp_path / "journal.sqlite") as journal:
+        journal.set_meta({"source": "genguard proxy", "upstream": "http://127.0.0.1:9/v1"})
+        body = {"model": "m", "stream": False}
+        journal.load([Line(f"px_dead_{i}", "/v1/chat/completions", body, i, "proxy",
+                           line_key("/v1/chat/completions", body)) for i in (1, 2)])  # fmt: skip
+        journal.commit()
+    lines = report(tmp_path)["lines"]
+    assert (lines["pending"], lines["in_flight"], lines["total"]) == (0, 2, 2)
+
+
 @pytest.mark.slow
 def test_a_proxy_killed_mid_traffic_leaves_a_journal_the_report_reads(sim: Simulator, tmp_path: Path) -> None:
     import signal

@@ -191,9 +191,12 @@ class _Reader:
 
     def read(self, journal: Journal, *, meta: Mapping[str, Any]) -> dict[str, Any]:
         c = journal.counts()
+        # A proxy loads its exchanges, then records them: one it was killed between the two left pending. Its
+        # outcome is unknown, as that of one in flight (the proxy's next start parks them there for good).
+        unrecorded = c.pending if _proxy_meta(meta) else 0
         totals = _Totals(
-            c.pending,
-            c.in_flight,
+            c.pending - unrecorded,
+            c.in_flight + unrecorded,
             c.ok,
             c.failed,
             dict(c.by_code),
@@ -576,7 +579,10 @@ def _histogram(values: Sequence[float], of: str) -> dict[str, Any]:
 
 def _proxy(data: Mapping[str, Any]) -> bool:
     """Whether the journal is a proxy's record of its traffic (``genguard proxy --journal``), not a batch run."""
-    meta = data.get("meta") or {}
+    return _proxy_meta(data.get("meta") or {})
+
+
+def _proxy_meta(meta: Mapping[str, Any]) -> bool:
     return meta.get("source") == "genguard proxy"
 
 
