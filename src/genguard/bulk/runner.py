@@ -430,13 +430,14 @@ class _TimedGate:
 def _event_hook(attempt: Attempt) -> None:
     at = time.time()
     wire = _ON_WIRE.get()
+    unserved = attempt.status is not None and attempt.code in _UNSERVED  # answered, and with nothing
     if wire is not None:
         wire.discard(_CURRENT_ID.get())
         if wire.waiting:
             wire.wake()
         if attempt.status is not None:
             wire.answered_at = at
-            if attempt.code in _UNSERVED:
+            if unserved:
                 wire.unserved += 1
                 wire.unserved_code = attempt.code
             else:
@@ -455,7 +456,7 @@ def _event_hook(attempt: Attempt) -> None:
     if tries is not None:
         if attempt.status is None and never_connected(attempt.message):
             tries.refused += 1
-        elif attempt.status is not None and attempt.code in _UNSERVED:
+        elif unserved:
             tries.unserved += 1
         sent = _SENT_AT.get()
         latency = None if sent is None else time.monotonic() - sent
@@ -655,9 +656,8 @@ class _Run:
         # a connection, booked and bound to be sent after a stop, its place in the pace lost meanwhile.
         self.crowded = 0  # 429s that said so
         self.ok_since_crowded = 0
-        self.claim_at = max(
-            1, min(32, opts.concurrency // 2)
-        )  # shared: lines claimed ahead of the free slots
+        # Shared: lines claimed ahead of the free slots.
+        self.claim_at = max(1, min(32, opts.concurrency // 2))
         self.exhausted = False  # no line was left to claim
         self.all_claimed = False  # alone: the last claim found fewer lines than it asked for
         self.claim_after = 0.0  # shared: after a claim that found nothing, the next one waits until then
@@ -695,11 +695,11 @@ class _Run:
         self.went_on_timeouts = opts.retry_failed is not None or bool(journal.get_meta("timed_out"))
         self.timed_out = False
         # Whether the provider has served lines, so that a stretch of answers all failures is it going down (see
-        # line): a line of this run served (served_now), or the run before stopped so after serving lines itself.
-        # Only then: lines that fail whenever they are sent (a block of them, more than are sent at once) would
-        # otherwise stop every run in turn, and a run that served nothing does not carry it on.
-        self.has_served = bool(journal.get_meta("down"))
-        if self.has_served:
+        # line): a line of this run served (served_now), or the run before stopped so after serving lines itself
+        # (down_before). Only then: lines that fail whenever they are sent (a block of them, more than are sent
+        # at once) would otherwise stop every run in turn, and a run that served nothing does not carry it on.
+        self.down_before = bool(journal.get_meta("down"))
+        if self.down_before:
             self.started.unserved_share = 0.0  # the failures of a run resumed in an outage go on from its own
         self.served_now = False
         self.down = False  # this run stopped for that
@@ -812,7 +812,7 @@ class _Run:
         elif (
             stopper is None
             and outcome.code in _UNSERVED
-            and self.has_served
+            and (self.served_now or self.down_before)
             and events
             and self.started.served_at < _began(events[-1])
             and self.started.unserved > len(events)
@@ -838,7 +838,7 @@ class _Run:
             self._keep(claimed, tries, release=release)
             return
         if outcome.ok or outcome.kind != "hard" or outcome.code in _ABOUT_THE_LINE:
-            self.served = self.has_served = self.served_now = True
+            self.served = self.served_now = True
             self.gone = (None, 0)
         elif not self.served:
             self._same_hard_failure(outcome)
