@@ -23,6 +23,26 @@ CHAT = (
     '"usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7}}'
 ).encode()
 BIG = bytes(range(256)) * 4096  # 1 MiB
+# /NAME/v1/chat/completions for each NAME: a server taking two requests at a time refuses a third in these words.
+_TWO_AT_ONCE = {
+    "/two-at-once/v1/chat/completions": (
+        b'{"error": {"message": "Too many concurrent requests. Limit: 2 concurrent requests", '
+        b'"type": "rate_limit_error", "code": "concurrent_request_limit_exceeded"}}'
+    ),
+    # LiteLLM's proxy: the same words for its per-minute and parallel limits, the counts after them.
+    "/litellm-two-at-once/v1/chat/completions": (
+        b'{"error": {"message": "LiteLLM Rate Limit Handler for rate limit type = key. Max parallel request '
+        b"limit reached. current rpm: 7, rpm limit: 100000, current tpm: 120, tpm limit: 9223372036854775807, "
+        b'current max_parallel_requests: 2, max_parallel_requests: 2", "type": "None", "param": "None", '
+        b'"code": "429"}}'
+    ),
+    # Its newer limiter names the kind of limit.
+    "/litellm-v3-two-at-once/v1/chat/completions": (
+        b'{"error": {"message": "Rate limit exceeded for api_key: 5d41402abc4b2a76. Limit type: '
+        b'max_parallel_requests. Current limit: 2, Remaining: 0. Limit resets at: 2026-12-04 18:31:00 UTC", '
+        b'"type": "None", "param": "None", "code": "429"}}'
+    ),
+}
 
 
 @dataclass
@@ -131,16 +151,13 @@ class RawServer:
             plain(
                 CHAT.replace("\u00e9".encode(), b"\xe9"), "content-type: application/json; charset=iso-8859-1"
             )
-        elif name == "/two-at-once/v1/chat/completions":
+        elif name in _TWO_AT_ONCE:
             # A server that takes two requests at a time (each answered after 30 ms) and refuses a third with
-            # a 429 that says so, as gateways and self-hosted servers do ("max concurrent requests").
+            # a 429 that says so, as gateways and self-hosted servers do ("max concurrent requests"), in the
+            # words of the gateway the path names.
             if self.in_flight >= 2:
                 self.refused += 1
-                refusal = (
-                    b'{"error": {"message": "Too many concurrent requests. Limit: 2 concurrent requests", '
-                    b'"type": "rate_limit_error", "code": "concurrent_request_limit_exceeded"}}'
-                )
-                plain(refusal, "content-type: application/json", status="429 Too Many Requests")
+                plain(_TWO_AT_ONCE[name], "content-type: application/json", status="429 Too Many Requests")
             else:
                 self.in_flight += 1
                 try:

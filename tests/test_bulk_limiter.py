@@ -27,7 +27,7 @@ from genguard.bulk.limiter import (
     RateLimitReading,
     read_rate_limits,
 )
-from genguard.client.gate import ASKED_MODEL, Gate
+from genguard.client.gate import ASKED_MODEL, Gate, says_in_flight_limit
 
 UNIX = 1_700_000_000.0
 
@@ -589,6 +589,50 @@ def test_a_429_that_is_no_rate_limit_teaches_nothing() -> None:
     gov.observe(429, {}, rate_limited=False)  # insufficient_quota: no pace gets it through
     snap = gov.snapshot()
     assert (snap.rate_limited, snap.requests_per_s) == (0, 4.0)
+
+
+_LITELLM = (
+    "LiteLLM Rate Limit Handler for rate limit type = key. Max parallel request limit reached. current rpm: {rpm}, "
+    "rpm limit: 100, current tpm: {tpm}, tpm limit: 5000, current max_parallel_requests: {par}, "
+    "max_parallel_requests: {max_par}"
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "in_flight"),
+    [
+        (_LITELLM.format(rpm=7, tpm=120, par=4, max_par=4), True),
+        (_LITELLM.format(rpm=100, tpm=120, par=1, max_par=9223372036854775807), False),  # its rpm limit
+        (_LITELLM.format(rpm=7, tpm=5000, par=1, max_par=9223372036854775807), False),  # its tpm limit
+        (_LITELLM.format(rpm=100, tpm=120, par=4, max_par=4), False),  # both: waiting is needed anyway
+        ("Max parallel request limit reached Hit Global Limit: Limit=10, current: 10", True),
+        # A limit of 0: nothing goes through at any number at once.
+        (
+            "Max parallel request limit reached. Hit limit for key. Current limits: max_parallel_requests: 0, "
+            "tpm_limit: 100, rpm_limit: 100",
+            False,
+        ),
+        (
+            "Rate limit exceeded for api_key: 5d41. Limit type: max_parallel_requests. Current limit: 2, "
+            "Remaining: 0. Limit resets at: 2026-12-04 18:31:00 UTC",
+            True,
+        ),
+        (
+            "Rate limit exceeded for api_key: 5d41. Limit type: requests. Current limit: 2, Remaining: 0. Limit "
+            "resets at: 2026-12-04 18:31:00 UTC",
+            False,
+        ),
+        (
+            "Rate limit reached for gpt-4o-mini in organization org-x on requests per min (RPM): Limit 3",
+            False,
+        ),
+        (None, False),
+    ],
+)
+def test_a_gateways_words_tell_a_limit_of_requests_in_flight_from_one_of_their_rate(
+    message: str | None, in_flight: bool
+) -> None:
+    assert says_in_flight_limit(message) is in_flight
 
 
 # -- limits learned from 429s ------------------------------------------------------------------------------

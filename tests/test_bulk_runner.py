@@ -1505,17 +1505,21 @@ def test_an_answer_in_another_encoding_is_read_once_and_written_as_json(
         assert "cannot decode the gzip body" in failed[0]["genguard"]["message"]
 
 
-def test_a_provider_that_limits_the_requests_in_flight_gets_that_many_at_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("gateway", ["two-at-once", "litellm-two-at-once", "litellm-v3-two-at-once"])
+def test_a_provider_that_limits_the_requests_in_flight_gets_that_many_at_once(
+    tmp_path: Path, gateway: str
+) -> None:
     # Two at a time, a third refused with "Too many concurrent requests" (a gateway's, a self-hosted server's
-    # limit): the pace is not what it refuses, so the run keeps as many lines at once as got through, its
-    # retries wait for room instead of being refused again, and the limiter learns no rate from those 429s
-    # (it learned ~45 a second where 80 went through, and kept 0.56 of the server's capacity).
+    # limit; LiteLLM's proxy in its two limiters' words): the pace is not what it refuses, so the run keeps as
+    # many lines at once as got through, its retries wait for room instead of being refused again, and the
+    # limiter learns no rate from those 429s (it learned ~45 a second where 80 went through, and kept 0.56 of
+    # the server's capacity).
     from _raw_http import serving
 
     src = write_input(tmp_path / "in.jsonl", lines_of(120))
     with serving() as server:
         result = genguard.batch(
-            src, out=tmp_path / "run", base_url=f"{server.base}/two-at-once/v1", api_key=KEY, progress="none"
+            src, out=tmp_path / "run", base_url=f"{server.base}/{gateway}/v1", api_key=KEY, progress="none"
         )
         refused = server.refused
     assert result.counts.ok == 120

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
+import re
 import threading
 from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
@@ -159,12 +160,41 @@ def says_in_flight_limit(message: str | None) -> bool:
     concurrent requests", ``concurrent_request_limit_exceeded``, "threshold of concurrent requests"): waiting
     makes no room, fewer at once does.
 
+    LiteLLM's proxy says "Max parallel request limit reached" for its requests-per-minute, tokens-per-minute
+    and parallel limits alike, with the counts after it: only a parallel count at its limit, with neither
+    per-minute count at its own, is a limit of the requests in flight (as is its global parallel limit, "Hit
+    Global Limit"). Its newer limiter names the kind ("Limit type: max_parallel_requests").
+
     >>> says_in_flight_limit("Too many concurrent requests. Limit: 1 concurrent requests")
     True
     >>> says_in_flight_limit("Rate limit reached for gpt-4o-mini on requests per min (RPM)")
     False
+    >>> says_in_flight_limit("LiteLLM Rate Limit Handler for rate limit type = key. Max parallel request limit "
+    ...     "reached. current rpm: 3, rpm limit: 100, current tpm: 0, tpm limit: 9000, current "
+    ...     "max_parallel_requests: 2, max_parallel_requests: 2")
+    True
     """
-    return message is not None and "concurren" in message.lower()
+    if message is None:
+        return False
+    said = message.lower()
+    if "concurren" in said or _LITELLM_KIND in said:
+        return True
+    if _LITELLM_PARALLEL not in said:
+        return False
+    if "hit global limit" in said:
+        return True
+    parallel = _LITELLM_COUNTS.search(said)
+    return (
+        parallel is not None
+        and int(parallel[1]) >= int(parallel[2])
+        and not any(int(now) >= int(limit) for now, limit in _LITELLM_PER_MINUTE.findall(said))
+    )
+
+
+_LITELLM_KIND = "limit type: max_parallel_requests"
+_LITELLM_PARALLEL = "max parallel request limit reached"
+_LITELLM_COUNTS = re.compile(r"current max_parallel_requests: (\d+), max_parallel_requests: (\d+)")
+_LITELLM_PER_MINUTE = re.compile(r"current [rt]pm: (\d+), [rt]pm limit: (\d+)")
 
 
 def tell_gate(
