@@ -42,7 +42,9 @@ Three measures in one run; every server runs in its own process on 127.0.0.1, so
    ``genguard batch`` runs) against a server that answers at once or after a set time: at once, the run is a
    race of CPU per line between two Python programs; a provider takes hundreds of milliseconds. With
    ``--client-loop`` a third contender runs the bare loop with genguard's ``AsyncClient`` in aiohttp's place
-   (no journal, no limiter): what the batch adds over the client it sends with.
+   (no journal, no limiter): what the batch adds over the client it sends with. Each round also reports the
+   server's CPU a request (its process's, from ``/proc``) and the machine's idle cores while it ran: with the
+   server on the same machine, whether the machine or the client's one process bounds the case.
 
 3. Memory. Peak RSS of a fresh subprocess, read by the subprocess itself at its end (``VmHWM``; not
    ``ru_maxrss``, which Linux carries over fork and exec, so a child of this bench would report at least the
@@ -159,10 +161,29 @@ uvicorn.Server(config).run(sockets=[sock])
 )
 
 
+_SERVERS: dict[str, int] = {}  # the process id of each server running, by its base URL
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(pid: int) -> float:
+    """The CPU seconds (user and system) process ``pid`` has used so far, from ``/proc/PID/stat``."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK  # utime, stime: fields 14 and 15 of the whole line
+
+
+def _idle_s() -> float:
+    """The machine's idle CPU seconds so far, over all its cores (``/proc/stat``: idle and iowait)."""
+    with open("/proc/stat") as f:
+        cpu = f.readline().split()
+    return (int(cpu[4]) + int(cpu[5])) / _TICK
+
+
 @contextmanager
 def _server(script: str, *args: str) -> Iterator[str]:
     """Run a server script in its own process; yields its base URL (``.../v1``); stops it on the way out."""
     proc = subprocess.Popen([sys.executable, "-c", script, *args], stdout=subprocess.PIPE, text=True)
+    port = ""
     try:
         assert proc.stdout is not None
         port = proc.stdout.readline().strip()
@@ -170,8 +191,10 @@ def _server(script: str, *args: str) -> Iterator[str]:
             raise SystemExit(f"the bench server did not start (exit code {proc.poll()})")
         url = f"http://127.0.0.1:{port}/v1"
         _wait_ready(url)
+        _SERVERS[url] = proc.pid
         yield url
     finally:
+        _SERVERS.pop(f"http://127.0.0.1:{port}/v1", None)
         proc.terminate()
         try:
             proc.wait(10)
@@ -633,6 +656,10 @@ def _overhead_case(
     names = ("genguard", "bare aiohttp", "client loop")
     rate: dict[str, list[float]] = {name: [] for name in names}
     cpu: dict[str, list[float]] = {name: [] for name in names}
+    # The server's CPU a request and the machine's idle cores while each contender ran: at once, whether the
+    # machine or the client's one process is the bound.
+    server_cpu: dict[str, list[float]] = {name: [] for name in names}
+    idle: dict[str, list[float]] = {name: [] for name in names}
     flags = [name for name, on in (("headers", headers), ("jitter", jitter)) if on]
     with _server(BARE_SERVER, str(latency_ms), *flags) as url:
         # One untimed run each first: imports, the server's first connections, the page cache.
@@ -645,6 +672,8 @@ def _overhead_case(
                 if name == "client loop" and not args.client_loop:
                     continue
                 # This process's CPU only: the server's is its own process's.
+                pid = _SERVERS[url]
+                served, idled = _cpu_s(pid), _idle_s()
                 used = time.process_time()
                 if name == "genguard":
                     out_dir = work / f"oh-gg-{r}"
@@ -658,18 +687,22 @@ def _overhead_case(
                 else:
                     wall = _on_loop(loop, run_bare(url, path, work / f"oh-bare-{r}.jsonl", args.concurrency))
                 used = time.process_time() - used
+                served, idled = _cpu_s(pid) - served, _idle_s() - idled
                 shutil.rmtree(work / f"oh-gg-{r}", ignore_errors=True)
                 rate[name].append(n / wall)
                 cpu[name].append(used * 1e3 / n)
+                server_cpu[name].append(served * 1e3 / n)
+                idle[name].append(idled / wall)
                 log(
                     f"overhead {_case_name(loop, latency_ms, headers, jitter)}, round {r + 1}: {name:<12} "
                     f"{n / wall:7.0f} lines/s, "
-                    f"{used * 1e3 / n:.3f} ms CPU a line"
+                    f"{used * 1e3 / n:.3f} ms CPU a line (server {served * 1e3 / n:.3f} a request, "
+                    f"machine idle {idled / wall:.2f} of {os.cpu_count()} cores)"
                 )
     ratios = [g / b for g, b in zip(rate["genguard"], rate["bare aiohttp"], strict=True)]
     cpu_ratios = [g / b for g, b in zip(cpu["genguard"], cpu["bare aiohttp"], strict=True)]
     if not rate["client loop"]:
-        del rate["client loop"], cpu["client loop"]
+        del rate["client loop"], cpu["client loop"], server_cpu["client loop"], idle["client loop"]
     return {
         "loop": loop,
         "latency_ms": latency_ms,
@@ -679,6 +712,8 @@ def _overhead_case(
         "cpu_ms_per_line": cpu,
         "median_lines_per_s": {k: statistics.median(v) for k, v in rate.items()},
         "median_cpu_ms_per_line": {k: statistics.median(v) for k, v in cpu.items()},
+        "median_server_cpu_ms_per_request": {k: statistics.median(v) for k, v in server_cpu.items()},
+        "median_idle_cores": {k: statistics.median(v) for k, v in idle.items()},
         "ratio": statistics.median(ratios),
         "ratios": ratios,
         "cpu_ratio": statistics.median(cpu_ratios),
@@ -847,8 +882,12 @@ def table(report: dict[str, Any]) -> str:
             lines.append(
                 f"{_case_name(case['loop'], case['latency_ms'], case['headers'], case.get('jitter', False))}:"
             )
+            srv, idle = case["median_server_cpu_ms_per_request"], case["median_idle_cores"]
             for name in m:
-                lines.append(f"  {name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line (medians)")
+                lines.append(
+                    f"  {name:<14} {m[name]:7.0f} lines/s  {c[name]:6.3f} ms CPU a line; server "
+                    f"{srv[name]:.3f} ms a request, machine idle {idle[name]:.2f} cores (medians)"
+                )
             per = ", ".join(f"{x:.2f}" for x in case["ratios"])
             lines.append(
                 f"  genguard/bare: throughput {case['ratio']:.2f} (per round {per}; target >= 0.9), "
