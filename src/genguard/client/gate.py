@@ -93,6 +93,9 @@ class SyncGate(Protocol):
         """As :meth:`Gate.observe`."""
 
 
+_UNSET = object()
+
+
 class ThreadedGate:
     """A :class:`Gate` (asyncio) for the blocking :class:`~genguard.Client`: the gate lives on an event loop
     of its own in a daemon thread, and ``acquire`` blocks the calling thread until the gate lets it go.
@@ -125,11 +128,18 @@ class ThreadedGate:
 
     def acquire(self, tokens: int) -> None:
         """Block until the gate lets a request of ``tokens`` tokens go."""
-        asyncio.run_coroutine_threadsafe(self._acquire(ASKED_MODEL.get(), tokens), self._loop).result()
+        # The gate's wait runs in a copy of the calling thread's context, as an asyncio caller's runs in its own:
+        # it reads the variables there (the model asked, for a gate that paces each model on its own) and
+        # marks the request there for its answer (the probe of a pause, which of a model's gates let it go).
+        # What it marked is set back here, where observe copies the context from.
+        context = contextvars.copy_context()
+        asyncio.run_coroutine_threadsafe(self._acquire(context, tokens), self._loop).result()
+        for var, value in context.items():
+            if var.get(_UNSET) is not value:
+                var.set(value)
 
-    async def _acquire(self, model: str | None, tokens: int) -> None:
-        ASKED_MODEL.set(model)  # the calling thread's, for a gate that paces each model on its own
-        await self.gate.acquire(tokens)
+    async def _acquire(self, context: contextvars.Context, tokens: int) -> None:
+        await self._loop.create_task(self.gate.acquire(tokens), context=context)
 
     def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
         """Tell the gate of an answer (on its own loop; this returns at once)."""
