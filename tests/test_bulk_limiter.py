@@ -517,6 +517,7 @@ def test_an_exhausted_per_minute_bucket_on_a_429_holds_the_next_request() -> Non
     [
         ({"retry-after": "2"}, 2.0, True),  # whole seconds, short: "at most", one request probes it
         ({"retry-after-ms": "1500", "retry-after": "2"}, 1.5, False),
+        ({"x-ms-retry-after-ms": "1500", "retry-after": "2"}, 1.5, False),  # Azure's services' own
         ({"Retry-After": formatdate(UNIX + 30, usegmt=True)}, 30.0, False),
     ],
 )

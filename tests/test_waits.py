@@ -78,6 +78,9 @@ def test_parse_retry_after(value: str, expected: float | None) -> None:
         ({"retry-after-ms": "250", "retry-after": "20"}, 0.25),  # -ms wins
         ({"Retry-After": "20"}, 20.0),
         ({"RETRY-AFTER-MS": "1500"}, 1.5),
+        ({"x-ms-retry-after-ms": "1500", "retry-after": "2"}, 1.5),  # Azure's services' own
+        ({"retry-after-ms": "250", "x-ms-retry-after-ms": "1500"}, 0.25),
+        ({"x-ms-retry-after-ms": "junk", "retry-after": "3"}, 3.0),
         ({"retry-after-ms": "junk", "retry-after": "3"}, 3.0),
         (httpx.Headers({"Retry-After": "9"}), 9.0),
         ({}, None),

@@ -56,7 +56,7 @@ from typing import Any, Literal, Protocol
 
 from ..client.gate import ASKED_MODEL, Gate
 from ..core.headers import get_header
-from ..core.waits import parse_reset, wait_from_headers
+from ..core.waits import MS_WAIT_HEADERS, parse_reset, wait_from_headers
 
 __all__ = [
     "AsyncRateLimiter",
@@ -664,7 +664,7 @@ class RateGovernor:
                         self.sees_all
                         and not readings  # counters, when there are, say when a bucket has room
                         and wait <= self.probe_max_s
-                        and get_header(headers, "retry-after-ms") is None
+                        and all(get_header(headers, name) is None for name in MS_WAIT_HEADERS)
                         and wait == int(wait)
                     )
                     s.probe_at = now + wait * self.probe_share if coarse else math.inf

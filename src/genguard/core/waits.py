@@ -22,6 +22,7 @@ from email.utils import parsedate_to_datetime
 from .headers import get_header
 
 __all__ = [
+    "MS_WAIT_HEADERS",
     "parse_duration",
     "parse_reset",
     "parse_retry_after",
@@ -126,19 +127,26 @@ def parse_retry_after(value: str, *, now: float | None = None) -> float | None:
     return max(0.0, when.timestamp() - current)
 
 
+# Waits in milliseconds, read before Retry-After: OpenAI's and Azure OpenAI's, and the one other Azure services
+# send (Azure's SDKs read all three).
+MS_WAIT_HEADERS = ("retry-after-ms", "x-ms-retry-after-ms")
+
+
 def wait_from_headers(headers: Mapping[str, str] | None, *, now: float | None = None) -> float | None:
-    """Seconds from ``retry-after-ms`` (first) or ``retry-after``; ``None`` when neither is readable.
+    """Seconds from ``retry-after-ms`` or ``x-ms-retry-after-ms`` (first) or ``retry-after``; ``None`` when none
+    is readable.
 
     >>> wait_from_headers({"retry-after": "20", "retry-after-ms": "250"})
     0.25
     """
-    ms = get_header(headers, "retry-after-ms")
-    if ms is not None:
-        s = ms.strip()
-        if _BARE_NUMBER_RE.fullmatch(s):
-            value = _finite(float(s) / 1000.0)
-            if value is not None:
-                return value
+    for name in MS_WAIT_HEADERS:
+        ms = get_header(headers, name)
+        if ms is not None:
+            s = ms.strip()
+            if _BARE_NUMBER_RE.fullmatch(s):
+                value = _finite(float(s) / 1000.0)
+                if value is not None:
+                    return value
     ra = get_header(headers, "retry-after")
     if ra is not None:
         return parse_retry_after(ra, now=now)
