@@ -139,7 +139,10 @@ class ThreadedGate:
                 var.set(value)
 
     async def _acquire(self, context: contextvars.Context, tokens: int) -> None:
-        await self._loop.create_task(self.gate.acquire(tokens), context=context)
+        await self._loop.create_task(self._turn(tokens), context=context)
+
+    async def _turn(self, tokens: int) -> None:
+        await self.gate.acquire(tokens)  # any awaitable, as an asyncio caller would await it
 
     def observe(self, status: int, headers: Mapping[str, str], **kw: Any) -> None:
         """Tell the gate of an answer (on its own loop; this returns at once)."""
