@@ -204,7 +204,8 @@ FIELDS: dict[str, str] = {
     "code": "one of the codes above; `null` when ok",
     "retryable": "whether sending the same request again may succeed (the code's verdict, or the server's "
     "`x-should-retry`); `false` when ok",
-    "retry_after_s": "the wait the server asked for, in seconds: from `retry-after-ms`, else `retry-after` "
+    "retry_after_s": "the wait the server asked for, in seconds: from `retry-after-ms` (or "
+    "`x-ms-retry-after-ms`, which other Azure services send), else `retry-after` "
     '(seconds or an HTTP date), else a hint in the provider\'s message ("Please try again in 1.574s", '
     '"in 9m38.016s"), else the reset of an exhausted rate-limit bucket, else the body\'s own retry fields '
     "(Google's `RetryInfo`, Hugging Face's `estimated_time`, `retry_after`, `retry_after_seconds`, "
