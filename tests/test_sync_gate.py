@@ -138,11 +138,11 @@ def test_threaded_gate_shares_the_redis_budget_with_every_worker(sim: Simulator)
         server.close()
 
 
-def test_threaded_gate_carries_what_the_gate_marks_to_the_answer() -> None:
+def test_threaded_gate_carries_what_the_gate_marks_to_the_answer(sim: Simulator) -> None:
     # A whole-second Retry-After pauses the pace; a tenth in, one request goes to probe the pause, and its answer
     # ends it. The gate marks the probe in the context of the request's acquire, and the answer's observe must
     # see it there: run on the gate's own thread, the mark was lost, and a blocking client waited out every
-    # such pause in full.
+    # such pause in full. (The pace's clock is a fake one, stopped a tenth into the pause.)
     now = [0.0]
     governor = RateGovernor(rpm=600, clock=lambda: now[0], unix_time=lambda: 1_700_000_000.0 + now[0])
     for _ in range(3):
@@ -151,9 +151,8 @@ def test_threaded_gate_carries_what_the_gate_marks_to_the_answer() -> None:
         governor.observe(429, {"retry-after": "1"})  # three: a limit, not a fault
     assert governor.snapshot().paused_s == pytest.approx(1.0)
     now[0] = 0.1
-    with ThreadedGate(AsyncRateLimiter(governor)) as gate:
-        gate.acquire(0)
-        assert governor.booked_probe
-        gate.observe(200, {})
+    with ThreadedGate(AsyncRateLimiter(governor)) as gate, Client(sim.base_url, api_key=KEY, gate=gate) as c:
+        assert c.chat(model="m", messages=MSGS).ok  # the probe, let go at once and answered
+        assert governor.state.reserved == 4
     # Closed: its loop ran what it was told before it stopped.
     assert governor.snapshot().paused_s == 0.0
