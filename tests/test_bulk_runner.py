@@ -804,6 +804,20 @@ def test_a_provider_failing_half_its_answers_at_random_is_not_taken_for_an_outag
     check_records(out, [line["custom_id"] for line in lines])
 
 
+def _run_with_poison(
+    tmp_path: Path, serve: Callable[[BaseHTTPRequestHandler, bytes], None], *, at: int, concurrency: int
+) -> tuple[BatchResult, list[dict[str, Any]]]:
+    """Six lines, the one at ``at`` saying "poison", run into ``tmp_path / "run"`` against ``serve`` on
+    127.0.0.1: the result and the lines."""
+    lines = lines_of(6)
+    lines[at]["body"]["messages"][0]["content"] = "poison"
+    src = write_input(tmp_path / "in.jsonl", lines)
+    with _server(serve) as url:
+        opts = BatchOptions(out=tmp_path / "run", base_url=url, api_keys=(KEY,), concurrency=concurrency,
+                            progress="none", retry=FAST_RETRY)  # fmt: skip
+        return run_batch(src, opts), lines
+
+
 def _fail_poison(handler: BaseHTTPRequestHandler, body: bytes) -> None:
     """Answer a 500 to a request whose body says "poison", a chat completion to any other."""
     bad = b"poison" in body
@@ -853,22 +867,15 @@ def test_a_block_of_lines_the_provider_always_fails_does_not_stop_every_run(tmp_
 def test_a_line_the_provider_fails_again_and_again_alone_ends_failed_and_the_run_goes_on(
     tmp_path: Path,
 ) -> None:
-    lines = lines_of(6)
-    lines[-1]["body"]["messages"][0]["content"] = "poison"  # the last line, alone on the wire: no other fails
-    src = write_input(tmp_path / "in.jsonl", lines)
-    out = tmp_path / "run"
-    with _server(_fail_poison) as url:
-        opts = BatchOptions(
-            out=out, base_url=url, api_keys=(KEY,), concurrency=2, progress="none", retry=FAST_RETRY
-        )
-        result = run_batch(src, opts)
+    # The last line, alone on the wire: no other fails.
+    result, lines = _run_with_poison(tmp_path, _fail_poison, at=-1, concurrency=2)
     assert result.stopped is None
     assert (result.exit_code, result.counts.ok, dict(result.counts.by_code)) == (
         EXIT_FAILED,
         5,
         {"server_error": 1},
     )
-    by_id = check_records(out, [line["custom_id"] for line in lines])
+    by_id = check_records(tmp_path / "run", [line["custom_id"] for line in lines])
     assert by_id[lines[-1]["custom_id"]]["genguard"]["attempts"] == 3
 
 
@@ -930,20 +937,13 @@ def test_a_line_whose_connection_breaks_while_the_provider_answers_others_ends_f
         handler.end_headers()
         handler.wfile.write(answer)
 
-    lines = lines_of(6)
-    lines[0]["body"]["messages"][0]["content"] = "poison"  # the first line: it fails before any other answers
-    src = write_input(tmp_path / "in.jsonl", lines)
-    out = tmp_path / "run"
-    with _server(serve) as url:
-        opts = BatchOptions(
-            out=out, base_url=url, api_keys=(KEY,), concurrency=1, progress="none", retry=FAST_RETRY
-        )
-        result = run_batch(src, opts)
+    # The first line: it fails before any other answers.
+    result, lines = _run_with_poison(tmp_path, serve, at=0, concurrency=1)
     # A server that takes the connection is there: the line ends failed, the run goes on to the end.
     assert result.stopped is None
     assert result.exit_code == EXIT_FAILED
     assert (result.counts.ok, dict(result.counts.by_code)) == (5, {"connection_error": 1})
-    by_id = check_records(out, [line["custom_id"] for line in lines])
+    by_id = check_records(tmp_path / "run", [line["custom_id"] for line in lines])
     assert by_id[lines[0]["custom_id"]]["genguard"]["attempts"] == 3
 
 
